@@ -1,0 +1,848 @@
+"""The bridge's declarative configuration: one typed model read by the CDK app and the handler.
+
+The model is plain dataclasses over the standard library so that the Lambda package needs nothing
+beyond Powertools and boto3. `BridgeConfig.from_dict` validates everything at once and raises a
+`ConfigError` whose lines each name the field and say how to fix it.
+
+The CDK app reads YAML (`load_config_file`), and writes the same document as JSON next to the
+handler code; the handler validates it again at cold start with the same function.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+# --- AWS service limits, named once -------------------------------------------------------------
+
+SQS_MAX_MESSAGE_BYTES = 1_048_576  # SQS message and batch payload, raised to 1 MiB in Aug 2025
+SNS_DEFAULT_MAX_MESSAGE_BYTES = 262_144  # SNS message and PublishBatch payload unless raised
+SNS_MAX_MESSAGE_BYTES = 1_048_576  # the ceiling a topic's MaximumMessageSize may be raised to
+MAX_BATCH_ENTRIES = 10  # SendMessageBatch and PublishBatch
+MAX_MESSAGE_ATTRIBUTES = 10  # SQS; SNS raw delivery to SQS drops messages with more
+SQS_QUEUE_NAME_MAX = 80
+FIFO_DEDUP_ID_MAX = 128
+ESM_MAX_BATCH_SIZE = 10_000
+ESM_MAX_BATCHING_WINDOW_SECONDS = 300
+
+# Attributes the bridge sets itself on every outgoing message; header attributes share the rest.
+RESERVED_ATTRIBUTES = ("correlation-id", "record-id", "producer")
+MAX_HEADER_ATTRIBUTES = MAX_MESSAGE_ATTRIBUTES - len(RESERVED_ATTRIBUTES)
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
+_ATTRIBUTE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_MSK_CLUSTER_ARN_RE = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):kafka:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+    r"cluster/(?P<cluster>[A-Za-z0-9-]+)/(?P<uuid>[A-Za-z0-9-]+)$"
+)
+_ARN_RE = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):"
+    r"(?P<account>\d{12}|):(?P<resource>.+)$"
+)
+
+StartingPosition = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]
+SourceKind = Literal["msk", "self-managed"]
+DestinationType = Literal["sqs", "sns"]
+BodyFormat = Literal["raw", "envelope"]
+UnmatchedAction = Literal["park", "skip", "route"]
+SelfManagedAuth = Literal["sasl_scram_256", "sasl_scram_512", "mtls"]
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; `problems` lists one `field: what is wrong. Fix: ...` each."""
+
+    def __init__(self, problems: Sequence[str], source: str = "config") -> None:
+        self.problems = list(problems)
+        self.source = source
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{source} has {len(self.problems)} problem(s):\n{lines}")
+
+
+class _Problems:
+    """Collects every problem in one pass so a user fixes the file once, not once per error."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append(f"{path}: {message}")
+
+
+# --- Routing conditions -------------------------------------------------------------------------
+
+NumericOp = Literal["=", "<", "<=", ">", ">="]
+_NUMERIC_OPS: tuple[str, ...] = ("=", "<", "<=", ">", ">=")
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One test on one field of a record.
+
+    kind:
+      equals  - the field equals `value` (string, number or boolean; compared as JSON values)
+      prefix  - the field is a string starting with `value`
+      exists  - the field is present (`value` True) or absent (`value` False)
+      numeric - the field is a number satisfying every (op, bound) in `comparisons`
+      any_of  - any of `alternatives` holds
+    """
+
+    kind: Literal["equals", "prefix", "exists", "numeric", "any_of"]
+    value: Any = None
+    comparisons: tuple[tuple[NumericOp, float], ...] = ()
+    alternatives: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """All conditions must hold. Empty match = every record."""
+
+    topic: Condition | None = None
+    key: Condition | None = None
+    headers: tuple[tuple[str, Condition], ...] = ()
+    body: tuple[tuple[str, Condition], ...] = ()  # dotted JSON paths into the record value
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    match: Match
+    to: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Unmatched:
+    action: UnmatchedAction = "park"
+    to: tuple[str, ...] = ()
+
+
+# --- Source, producers, destinations ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    vpc_id: str | None = None
+    subnet_ids: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionedPollers:
+    minimum: int
+    maximum: int
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRetry:
+    """Retry controls of the event-source mapping; AWS allows them for Kafka only in provisioned mode."""
+
+    max_attempts: int = 3
+    max_record_age_seconds: int = 21_600
+    bisect_on_error: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    kind: SourceKind
+    topics: tuple[str, ...]
+    consumer_group_id: str
+    batch_size: int = 500
+    batching_window_seconds: int = 1
+    starting_position: StartingPosition = "TRIM_HORIZON"
+    starting_position_timestamp: float | None = None
+    cluster_arn: str | None = None  # msk
+    bootstrap_servers: tuple[str, ...] = ()  # self-managed
+    auth: SelfManagedAuth | None = None  # self-managed
+    secret_arn: str | None = None  # self-managed: SASL/SCRAM credentials or mTLS client certificate
+    network: Network = field(default_factory=Network)
+    provisioned_pollers: ProvisionedPollers | None = None
+    retry: SourceRetry | None = None
+
+    def group_id_for(self, topic: str) -> str:
+        """Lambda requires a distinct consumer group per event-source mapping, so one per topic."""
+        return f"{self.consumer_group_id}-{topic}"
+
+    @property
+    def cluster_parts(self) -> dict[str, str]:
+        """partition, region, account, cluster, uuid of the MSK cluster ARN (msk only)."""
+        m = _MSK_CLUSTER_ARN_RE.match(self.cluster_arn or "")
+        if not m:
+            raise ValueError("source.cluster_arn is not an MSK cluster ARN")
+        return m.groupdict()
+
+
+@dataclass(frozen=True, slots=True)
+class OidcIdentity:
+    issuer: str  # https://token.actions.githubusercontent.com, https://example.okta.com/oauth2/default
+    audience: str
+    subject: str
+    provider_arn: str | None = None  # an existing IAM OIDC provider; otherwise derived from issuer
+
+    @property
+    def issuer_host(self) -> str:
+        return self.issuer.removeprefix("https://").rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class Producer:
+    name: str
+    topics: tuple[str, ...]
+    aws_principal: str | None = None
+    oidc: OidcIdentity | None = None
+    signing: bool = False  # a per-producer HMAC key in Secrets Manager; records carry a signature
+    direct_send_to: tuple[str, ...] = ()  # SQS destinations this producer may also write directly
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """An SQS destination subscribed to an SNS destination (raw delivery, its own DLQ)."""
+
+    queue: str
+    filter_policy: Mapping[str, Any] | None = None
+    raw_message_delivery: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    name: str
+    type: DestinationType
+    fifo: bool = False
+    arn: str | None = None  # an existing queue/topic; otherwise the stack creates it
+    group_id: str = "key"  # FIFO: key | topic | partition | header:<name> | static:<value>
+    header_attributes: tuple[str, ...] = ()  # Kafka headers copied into message attributes
+    body: BodyFormat = "raw"
+    max_receive_count: int = 5  # SQS: receives before a message moves to the destination's DLQ
+    max_message_bytes: int | None = None  # SNS: topic MaximumMessageSize; default 256 KiB
+    accept_from: tuple[str, ...] = ()  # only records signed by one of these producers
+    subscriptions: tuple[Subscription, ...] = ()  # SNS only
+
+    @property
+    def created(self) -> bool:
+        return self.arn is None
+
+    @property
+    def message_limit(self) -> int:
+        if self.type == "sqs":
+            return SQS_MAX_MESSAGE_BYTES
+        return self.max_message_bytes or SNS_DEFAULT_MAX_MESSAGE_BYTES
+
+    def physical_name(self, bridge_name: str) -> str:
+        """The queue or topic name in AWS; FIFO names end in `.fifo` as AWS requires."""
+        if self.arn:
+            return self.arn.rsplit(":", 1)[1]
+        base = f"{bridge_name}-{self.name}"
+        return f"{base}.fifo" if self.fifo else base
+
+    def dlq_physical_name(self, bridge_name: str) -> str:
+        base = f"{bridge_name}-{self.name}-dlq"
+        return f"{base}.fifo" if self.fifo else base
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeSettings:
+    correlation_header: str = "correlation-id"
+    producer_header: str = "x-bridge-producer"
+    signature_header: str = "x-bridge-signature"
+    max_delivery_attempts: int = 4
+    retry_base_delay_ms: int = 100
+    max_concurrency: int = 8
+    memory_mb: int = 512
+    timeout_seconds: int = 120
+    audit_max_correlation_ids: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeConfig:
+    name: str
+    source: Source
+    producers: tuple[Producer, ...]
+    destinations: tuple[Destination, ...]
+    routes: tuple[Route, ...]
+    unmatched: Unmatched
+    settings: BridgeSettings
+
+    # names of the bridge's own resources, shared by the CDK stack and the local stack
+    @property
+    def bridge_dlq_name(self) -> str:
+        return f"{self.name}-bridge-dlq"
+
+    @property
+    def audit_topic_name(self) -> str:
+        return f"{self.name}-audit"
+
+    @property
+    def audit_queue_name(self) -> str:
+        return f"{self.name}-audit-monitor"
+
+    @property
+    def audit_queue_dlq_name(self) -> str:
+        return f"{self.name}-audit-monitor-dlq"
+
+    def signing_secret_name(self, producer: str) -> str:
+        return f"{self.name}/producers/{producer}/signing-key"
+
+    def destination(self, name: str) -> Destination:
+        for d in self.destinations:
+            if d.name == name:
+                return d
+        raise KeyError(name)
+
+    def producer(self, name: str) -> Producer | None:
+        return next((p for p in self.producers if p.name == name), None)
+
+    def routed_destinations(self) -> tuple[Destination, ...]:
+        """Destinations the bridge itself sends to (routes and the unmatched policy), in config order."""
+        used = {n for r in self.routes for n in r.to} | set(self.unmatched.to)
+        return tuple(d for d in self.destinations if d.name in used)
+
+    def producers_for_topic(self, topic: str) -> tuple[Producer, ...]:
+        return tuple(p for p in self.producers if topic in p.topics)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "config") -> BridgeConfig:
+        """Validate a parsed config document; raise ConfigError listing every problem."""
+        return _parse(data, source)
+
+
+def load_config_file(path: str | Path) -> BridgeConfig:
+    """Read and validate a YAML (`.yaml`/`.yml`) or JSON config file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError([f"file not found: {p}. Fix: pass an existing file, e.g. config/dev.yaml"], str(p))
+    text = p.read_text(encoding="utf-8")
+    if p.suffix in (".yaml", ".yml"):
+        import yaml  # only the CDK app and local tools read YAML; the Lambda reads JSON
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"not valid YAML: {exc}"], str(p)) from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError([f"not valid JSON: {exc}"], str(p)) from None
+    return BridgeConfig.from_dict(data, str(p))
+
+
+# --- Parsing ------------------------------------------------------------------------------------
+
+
+def _parse(data: Any, source: str) -> BridgeConfig:
+    pb = _Problems()
+    if not isinstance(data, Mapping):
+        raise ConfigError(["the document must be a mapping with name, source, destinations, routes"], source)
+    _unknown(pb, "", data, {"name", "source", "producers", "destinations", "routes", "unmatched", "settings"})
+
+    name = data.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        pb.add("name", f"{name!r} is not a valid bridge name. Fix: 2-40 lowercase letters, digits and hyphens, "
+                       "starting with a letter (it prefixes every queue and topic name)")
+        name = "invalid"
+
+    src = _parse_source(pb, data.get("source"))
+    producers = _parse_list(pb, "producers", data.get("producers", []), _parse_producer)
+    destinations = _parse_list(pb, "destinations", data.get("destinations"), _parse_destination, required=True)
+    routes = _parse_list(pb, "routes", data.get("routes"), _parse_route, required=True)
+    unmatched = _parse_unmatched(pb, data.get("unmatched", {"action": "park"}))
+    settings = _parse_settings(pb, data.get("settings", {}))
+
+    _cross_check(pb, name, src, producers, destinations, routes, unmatched, settings)
+    if pb.items:
+        raise ConfigError(pb.items, source)
+    assert src is not None
+    return BridgeConfig(name, src, tuple(producers), tuple(destinations), tuple(routes), unmatched, settings)
+
+
+def _unknown(pb: _Problems, path: str, data: Mapping[str, Any], allowed: set[str]) -> None:
+    for k in data:
+        if k not in allowed:
+            where = f"{path}.{k}" if path else str(k)
+            pb.add(where, f"unknown field. Fix: remove it or use one of: {', '.join(sorted(allowed))}")
+
+
+def _parse_list(pb: _Problems, path: str, raw: Any, parse: Any, required: bool = False) -> list[Any]:
+    if raw is None:
+        if required:
+            pb.add(path, "is required. Fix: add a list (see config/example.yaml)")
+        return []
+    if not isinstance(raw, list):
+        pb.add(path, "must be a list")
+        return []
+    out = []
+    for i, item in enumerate(raw):
+        p = f"{path}[{i}]"
+        if not isinstance(item, Mapping):
+            pb.add(p, "must be a mapping")
+            continue
+        parsed = parse(pb, p, item)
+        if parsed is not None:
+            out.append(parsed)
+    return out
+
+
+def _str(pb: _Problems, path: str, raw: Any, required: bool = True, pattern: re.Pattern[str] | None = None,
+         hint: str = "") -> str | None:
+    if raw is None:
+        if required:
+            pb.add(path, f"is required. Fix: {hint or 'add it'}")
+        return None
+    if not isinstance(raw, str) or not raw:
+        pb.add(path, f"must be a non-empty string. Fix: {hint or 'quote the value'}")
+        return None
+    if pattern and not pattern.match(raw):
+        pb.add(path, f"{raw!r} is not valid. Fix: {hint}")
+        return None
+    return raw
+
+
+def _int(pb: _Problems, path: str, raw: Any, default: int, lo: int, hi: int) -> int:
+    if raw is None:
+        return default
+    if isinstance(raw, bool) or not isinstance(raw, int) or not lo <= raw <= hi:
+        pb.add(path, f"{raw!r} is out of range. Fix: a whole number from {lo} to {hi}")
+        return default
+    return raw
+
+
+def _bool(pb: _Problems, path: str, raw: Any, default: bool) -> bool:
+    if raw is None:
+        return default
+    if not isinstance(raw, bool):
+        pb.add(path, f"{raw!r} is not a boolean. Fix: true or false")
+        return default
+    return raw
+
+
+def _str_list(pb: _Problems, path: str, raw: Any, pattern: re.Pattern[str] | None = None,
+              hint: str = "", required: bool = False) -> tuple[str, ...]:
+    if raw is None:
+        if required:
+            pb.add(path, f"is required. Fix: {hint or 'add a list'}")
+        return ()
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        pb.add(path, f"must be a list of strings. Fix: {hint or 'write [a, b]'}")
+        return ()
+    out = []
+    for i, v in enumerate(raw):
+        s = _str(pb, f"{path}[{i}]", v, pattern=pattern, hint=hint)
+        if s is not None:
+            out.append(s)
+    if len(set(out)) != len(out):
+        pb.add(path, "lists a value twice. Fix: remove the duplicate")
+    return tuple(out)
+
+
+def _choice(pb: _Problems, path: str, raw: Any, choices: tuple[str, ...], default: str | None) -> Any:
+    if raw is None:
+        if default is None:
+            pb.add(path, f"is required. Fix: one of {', '.join(choices)}")
+        return default
+    if raw not in choices:
+        pb.add(path, f"{raw!r} is not allowed. Fix: one of {', '.join(choices)}")
+        return default
+    return raw
+
+
+def _parse_source(pb: _Problems, raw: Any) -> Source | None:
+    path = "source"
+    if not isinstance(raw, Mapping):
+        pb.add(path, "is required: the Kafka cluster to read. Fix: add source.kind, source.topics, "
+                     "source.consumer_group_id and source.cluster_arn (see config/example.yaml)")
+        return None
+    _unknown(pb, path, raw, {"kind", "topics", "consumer_group_id", "batch_size", "batching_window_seconds",
+                             "starting_position", "starting_position_timestamp", "cluster_arn",
+                             "bootstrap_servers", "auth", "secret_arn", "network", "provisioned_pollers",
+                             "retry"})
+    kind = _choice(pb, f"{path}.kind", raw.get("kind"), ("msk", "self-managed"), "msk")
+    topics = _str_list(pb, f"{path}.topics", raw.get("topics"), _TOPIC_RE,
+                       "Kafka topic names: letters, digits, '.', '_' and '-'", required=True)
+    if raw.get("topics") is not None and not topics:
+        pb.add(f"{path}.topics", "is empty. Fix: list at least one topic to consume")
+    group = _str(pb, f"{path}.consumer_group_id", raw.get("consumer_group_id"),
+                 pattern=re.compile(r"^[A-Za-z0-9._-]{1,200}$"),
+                 hint="a Kafka consumer group id; the bridge appends -<topic> for each topic") or "invalid"
+    batch_size = _int(pb, f"{path}.batch_size", raw.get("batch_size"), 500, 1, ESM_MAX_BATCH_SIZE)
+    window = _int(pb, f"{path}.batching_window_seconds", raw.get("batching_window_seconds"), 1, 0,
+                  ESM_MAX_BATCHING_WINDOW_SECONDS)
+    start = _choice(pb, f"{path}.starting_position", raw.get("starting_position"),
+                    ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"), "TRIM_HORIZON")
+    ts = raw.get("starting_position_timestamp")
+    if start == "AT_TIMESTAMP" and not isinstance(ts, (int, float)):
+        pb.add(f"{path}.starting_position_timestamp", "is required with AT_TIMESTAMP. Fix: Unix seconds, "
+                                                     "e.g. 1767225600")
+    cluster_arn = raw.get("cluster_arn")
+    servers: tuple[str, ...] = ()
+    auth = None
+    secret_arn = raw.get("secret_arn")
+    if kind == "msk":
+        if not isinstance(cluster_arn, str) or not _MSK_CLUSTER_ARN_RE.match(cluster_arn):
+            pb.add(f"{path}.cluster_arn", f"{cluster_arn!r} is not an MSK cluster ARN. Fix: "
+                   "arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid> (aws kafka list-clusters-v2)")
+        for k in ("bootstrap_servers", "auth"):
+            if raw.get(k) is not None:
+                pb.add(f"{path}.{k}", "applies to kind: self-managed only. Fix: remove it (MSK uses IAM auth)")
+    else:
+        servers = _str_list(pb, f"{path}.bootstrap_servers", raw.get("bootstrap_servers"),
+                            re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$"), "host:port entries", required=True)
+        auth = _choice(pb, f"{path}.auth", raw.get("auth"), ("sasl_scram_256", "sasl_scram_512", "mtls"), None)
+        if not isinstance(secret_arn, str) or not secret_arn.startswith("arn:"):
+            pb.add(f"{path}.secret_arn", "is required for self-managed Kafka. Fix: the Secrets Manager ARN "
+                                         "holding the SASL/SCRAM credentials or the mTLS client certificate")
+        if cluster_arn is not None:
+            pb.add(f"{path}.cluster_arn", "applies to kind: msk only. Fix: remove it")
+    network = _parse_network(pb, f"{path}.network", raw.get("network"), kind)
+    pollers = None
+    if raw.get("provisioned_pollers") is not None:
+        pp = raw["provisioned_pollers"]
+        if not isinstance(pp, Mapping):
+            pb.add(f"{path}.provisioned_pollers", "must be a mapping. Fix: {minimum: 1, maximum: 3}")
+        else:
+            lo = _int(pb, f"{path}.provisioned_pollers.minimum", pp.get("minimum"), 1, 1, 200)
+            hi = _int(pb, f"{path}.provisioned_pollers.maximum", pp.get("maximum"), max(lo, 1), 1, 2000)
+            if hi < lo:
+                pb.add(f"{path}.provisioned_pollers", "maximum is below minimum. Fix: maximum >= minimum")
+            pollers = ProvisionedPollers(lo, hi)
+    retry = None
+    if raw.get("retry") is not None:
+        rr = raw["retry"]
+        if pollers is None:
+            pb.add(f"{path}.retry", "needs provisioned mode: AWS accepts Kafka retry settings only with "
+                                    "provisioned pollers. Fix: add source.provisioned_pollers or remove retry")
+        if not isinstance(rr, Mapping):
+            pb.add(f"{path}.retry", "must be a mapping. Fix: {max_attempts: 3, max_record_age_seconds: 21600}")
+        else:
+            _unknown(pb, f"{path}.retry", rr, {"max_attempts", "max_record_age_seconds", "bisect_on_error"})
+            retry = SourceRetry(
+                _int(pb, f"{path}.retry.max_attempts", rr.get("max_attempts"), 3, 0, 10_000),
+                _int(pb, f"{path}.retry.max_record_age_seconds", rr.get("max_record_age_seconds"), 21_600,
+                     60, 604_800),
+                _bool(pb, f"{path}.retry.bisect_on_error", rr.get("bisect_on_error"), True),
+            )
+    return Source(kind, topics, group, batch_size, window, start, ts if start == "AT_TIMESTAMP" else None,
+                  cluster_arn if kind == "msk" else None, servers, auth,
+                  secret_arn if kind == "self-managed" else None, network, pollers, retry)
+
+
+def _parse_network(pb: _Problems, path: str, raw: Any, kind: str) -> Network:
+    if raw is None:
+        if kind == "self-managed":
+            pb.add(path, "is required for self-managed Kafka in a VPC. Fix: add vpc_id, subnet_ids and "
+                         "security_group_ids the event-source mapping can reach the brokers from")
+        return Network()
+    if not isinstance(raw, Mapping):
+        pb.add(path, "must be a mapping with vpc_id, subnet_ids, security_group_ids")
+        return Network()
+    _unknown(pb, path, raw, {"vpc_id", "subnet_ids", "security_group_ids"})
+    return Network(
+        _str(pb, f"{path}.vpc_id", raw.get("vpc_id"), required=False, pattern=re.compile(r"^vpc-[0-9a-f]+$"),
+             hint="vpc-0123abcd"),
+        _str_list(pb, f"{path}.subnet_ids", raw.get("subnet_ids"), re.compile(r"^subnet-[0-9a-f]+$"),
+                  "subnet-0123abcd"),
+        _str_list(pb, f"{path}.security_group_ids", raw.get("security_group_ids"),
+                  re.compile(r"^sg-[0-9a-f]+$"), "sg-0123abcd"),
+    )
+
+
+def _parse_producer(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Producer | None:
+    _unknown(pb, path, raw, {"name", "topics", "aws_principal", "oidc", "signing", "direct_send_to"})
+    name = _str(pb, f"{path}.name", raw.get("name"), pattern=_NAME_RE,
+                hint="2-40 lowercase letters, digits and hyphens") or "invalid"
+    topics = _str_list(pb, f"{path}.topics", raw.get("topics"), _TOPIC_RE, "the Kafka topics it writes",
+                       required=True)
+    principal = raw.get("aws_principal")
+    oidc_raw = raw.get("oidc")
+    oidc = None
+    if (principal is None) == (oidc_raw is None):
+        pb.add(path, "needs exactly one identity. Fix: set aws_principal (an IAM role/user ARN) or oidc "
+                     "(issuer, audience, subject), not both")
+    if principal is not None:
+        m = _ARN_RE.match(principal) if isinstance(principal, str) else None
+        if not m or m["service"] != "iam" or "*" in principal:
+            pb.add(f"{path}.aws_principal", f"{principal!r} is not an IAM principal ARN. Fix: "
+                   "arn:aws:iam::<account>:role/<name>; wildcards are not allowed")
+    if oidc_raw is not None:
+        if not isinstance(oidc_raw, Mapping):
+            pb.add(f"{path}.oidc", "must be a mapping with issuer, audience, subject")
+        else:
+            _unknown(pb, f"{path}.oidc", oidc_raw, {"issuer", "audience", "subject", "provider_arn"})
+            issuer = _str(pb, f"{path}.oidc.issuer", oidc_raw.get("issuer"), pattern=re.compile(r"^https://\S+$"),
+                          hint="the https:// issuer URL, e.g. https://token.actions.githubusercontent.com")
+            aud = _str(pb, f"{path}.oidc.audience", oidc_raw.get("audience"), hint="e.g. sts.amazonaws.com")
+            sub = _str(pb, f"{path}.oidc.subject", oidc_raw.get("subject"),
+                       hint="the exact subject claim, e.g. repo:org/repo:ref:refs/heads/main")
+            if sub is not None and sub.strip("*") == "":
+                pb.add(f"{path}.oidc.subject", "may not be only a wildcard. Fix: name the exact subject")
+            prov = _str(pb, f"{path}.oidc.provider_arn", oidc_raw.get("provider_arn"), required=False,
+                        pattern=re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:oidc-provider/\S+$"),
+                        hint="arn:aws:iam::<account>:oidc-provider/<issuer host>")
+            if issuer and aud and sub:
+                oidc = OidcIdentity(issuer, aud, sub, prov)
+    return Producer(name, topics, principal if isinstance(principal, str) else None, oidc,
+                    _bool(pb, f"{path}.signing", raw.get("signing"), False),
+                    _str_list(pb, f"{path}.direct_send_to", raw.get("direct_send_to"), _NAME_RE,
+                              "names of SQS destinations"))
+
+
+def _parse_destination(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Destination | None:
+    _unknown(pb, path, raw, {"name", "type", "fifo", "arn", "group_id", "header_attributes", "body",
+                             "max_receive_count", "max_message_bytes", "accept_from", "subscriptions"})
+    name = _str(pb, f"{path}.name", raw.get("name"), pattern=_NAME_RE,
+                hint="2-40 lowercase letters, digits and hyphens") or "invalid"
+    dtype = _choice(pb, f"{path}.type", raw.get("type"), ("sqs", "sns"), None) or "sqs"
+    fifo = _bool(pb, f"{path}.fifo", raw.get("fifo"), False)
+    arn = raw.get("arn")
+    if arn is not None:
+        m = _ARN_RE.match(arn) if isinstance(arn, str) else None
+        if not m or m["service"] != dtype or not m["region"] or not m["account"]:
+            pb.add(f"{path}.arn", f"{arn!r} is not an {dtype.upper()} ARN. Fix: "
+                   f"arn:aws:{dtype}:<region>:<account>:<name>, or remove arn to let the stack create it")
+        elif fifo != arn.endswith(".fifo"):
+            pb.add(f"{path}.fifo", "does not match the ARN. Fix: fifo: true exactly when the name ends in .fifo")
+    group_id = raw.get("group_id", "key")
+    if raw.get("group_id") is not None and not fifo:
+        pb.add(f"{path}.group_id", "applies to FIFO destinations only. Fix: set fifo: true or remove group_id")
+    if not isinstance(group_id, str) or not (
+        group_id in ("key", "topic", "partition")
+        or (group_id.startswith("header:") and len(group_id) > 7)
+        or (group_id.startswith("static:") and len(group_id) > 7)
+    ):
+        pb.add(f"{path}.group_id", f"{group_id!r} is not a group id source. Fix: key, topic, partition, "
+               "header:<name> or static:<value>")
+        group_id = "key"
+    attrs = _str_list(pb, f"{path}.header_attributes", raw.get("header_attributes"), _ATTRIBUTE_RE,
+                      "Kafka header names (letters, digits, '_', '-', '.')")
+    if len(attrs) > MAX_HEADER_ATTRIBUTES:
+        pb.add(f"{path}.header_attributes", f"lists {len(attrs)} headers but a message has room for "
+               f"{MAX_HEADER_ATTRIBUTES} (SQS and SNS raw delivery allow {MAX_MESSAGE_ATTRIBUTES} attributes, "
+               f"the bridge uses {len(RESERVED_ATTRIBUTES)}: {', '.join(RESERVED_ATTRIBUTES)}). Fix: keep at most "
+               f"{MAX_HEADER_ATTRIBUTES}, or use body: envelope to carry all headers in the body")
+    for a in attrs:
+        if a.lower() in RESERVED_ATTRIBUTES or a.lower().startswith(("aws.", "amazon.")):
+            pb.add(f"{path}.header_attributes", f"{a!r} is reserved. Fix: remove it")
+    body = _choice(pb, f"{path}.body", raw.get("body"), ("raw", "envelope"), "raw")
+    mrc = _int(pb, f"{path}.max_receive_count", raw.get("max_receive_count"), 5, 1, 1000)
+    mmb = raw.get("max_message_bytes")
+    if mmb is not None:
+        if dtype != "sns":
+            pb.add(f"{path}.max_message_bytes", "applies to SNS topics only (SQS takes 1 MiB). Fix: remove it")
+            mmb = None
+        else:
+            mmb = _int(pb, f"{path}.max_message_bytes", mmb, SNS_DEFAULT_MAX_MESSAGE_BYTES, 1024,
+                       SNS_MAX_MESSAGE_BYTES)
+    subs: list[Subscription] = []
+    raw_subs = raw.get("subscriptions")
+    if raw_subs is not None:
+        if dtype != "sns":
+            pb.add(f"{path}.subscriptions", "applies to SNS topics only. Fix: remove it")
+        elif arn is not None:
+            pb.add(f"{path}.subscriptions", "needs a topic the stack creates. Fix: remove arn, or subscribe "
+                                            "queues to the existing topic outside the bridge")
+        else:
+            for i, s in enumerate(raw_subs if isinstance(raw_subs, list) else []):
+                sp = f"{path}.subscriptions[{i}]"
+                if not isinstance(s, Mapping):
+                    pb.add(sp, "must be a mapping with queue (and filter_policy)")
+                    continue
+                _unknown(pb, sp, s, {"queue", "filter_policy", "raw_message_delivery"})
+                q = _str(pb, f"{sp}.queue", s.get("queue"), pattern=_NAME_RE, hint="the name of an SQS destination")
+                fp = s.get("filter_policy")
+                if fp is not None and not isinstance(fp, Mapping):
+                    pb.add(f"{sp}.filter_policy", "must be an SNS filter policy mapping")
+                    fp = None
+                if q:
+                    subs.append(Subscription(q, fp, _bool(pb, f"{sp}.raw_message_delivery",
+                                                          s.get("raw_message_delivery"), True)))
+    return Destination(name, dtype, fifo, arn if isinstance(arn, str) else None, group_id, attrs, body, mrc,
+                       mmb, _str_list(pb, f"{path}.accept_from", raw.get("accept_from"), _NAME_RE,
+                                      "names of producers"), tuple(subs))
+
+
+_CONDITION_OPS = ("equals", "prefix", "exists", "numeric", "any_of")
+
+
+def parse_condition(pb: _Problems, path: str, raw: Any) -> Condition | None:
+    """`value` -> equals; `[a, b]` -> any_of; `{prefix: x}`, `{exists: true}`, `{numeric: [">=", 1]}`, ..."""
+    if isinstance(raw, (str, int, float, bool)) and not isinstance(raw, Mapping):
+        return Condition("equals", raw)
+    if isinstance(raw, list):
+        alts = [parse_condition(pb, f"{path}[{i}]", v) for i, v in enumerate(raw)]
+        if not raw:
+            pb.add(path, "is an empty any-of list. Fix: list at least one value")
+        return Condition("any_of", alternatives=tuple(a for a in alts if a is not None))
+    if isinstance(raw, Mapping) and len(raw) == 1:
+        op, arg = next(iter(raw.items()))
+        if op == "equals" and isinstance(arg, (str, int, float, bool)):
+            return Condition("equals", arg)
+        if op == "prefix" and isinstance(arg, str) and arg:
+            return Condition("prefix", arg)
+        if op == "exists" and isinstance(arg, bool):
+            return Condition("exists", arg)
+        if op == "any_of" and isinstance(arg, list):
+            return parse_condition(pb, path, arg)
+        if op == "numeric" and isinstance(arg, list) and len(arg) in (2, 4):
+            pairs = [(arg[i], arg[i + 1]) for i in range(0, len(arg), 2)]
+            if all(o in _NUMERIC_OPS and isinstance(v, (int, float)) and not isinstance(v, bool) for o, v in pairs):
+                return Condition("numeric", comparisons=tuple((o, float(v)) for o, v in pairs))
+        pb.add(path, f"{dict(raw)!r} is not a valid condition. Fix: one of {{equals: v}}, {{prefix: \"s\"}}, "
+               "{exists: true}, {numeric: [\">=\", 10]} or {numeric: [\">\", 0, \"<=\", 5]}, {any_of: [...]}")
+        return None
+    pb.add(path, f"{raw!r} is not a condition. Fix: a value (exact match), a list (any of), or a mapping with "
+           f"one of: {', '.join(_CONDITION_OPS)}")
+    return None
+
+
+def _parse_fields(pb: _Problems, path: str, raw: Any) -> tuple[tuple[str, Condition], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping) or not raw:
+        pb.add(path, "must be a mapping of name -> condition")
+        return ()
+    out = []
+    for k, v in raw.items():
+        c = parse_condition(pb, f"{path}.{k}", v)
+        if c is not None:
+            out.append((str(k), c))
+    return tuple(out)
+
+
+def _parse_route(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Route | None:
+    _unknown(pb, path, raw, {"name", "match", "to"})
+    name = _str(pb, f"{path}.name", raw.get("name"), pattern=_NAME_RE,
+                hint="2-40 lowercase letters, digits and hyphens") or "invalid"
+    m = raw.get("match", {})
+    if not isinstance(m, Mapping):
+        pb.add(f"{path}.match", "must be a mapping with topic, key, headers and/or body")
+        m = {}
+    _unknown(pb, f"{path}.match", m, {"topic", "key", "headers", "body"})
+    match = Match(
+        parse_condition(pb, f"{path}.match.topic", m["topic"]) if "topic" in m else None,
+        parse_condition(pb, f"{path}.match.key", m["key"]) if "key" in m else None,
+        _parse_fields(pb, f"{path}.match.headers", m.get("headers")),
+        _parse_fields(pb, f"{path}.match.body", m.get("body")),
+    )
+    to = _str_list(pb, f"{path}.to", raw.get("to"), _NAME_RE, "destination names", required=True)
+    if raw.get("to") is not None and not to:
+        pb.add(f"{path}.to", "is empty. Fix: name at least one destination")
+    return Route(name, match, to)
+
+
+def _parse_unmatched(pb: _Problems, raw: Any) -> Unmatched:
+    if isinstance(raw, str):
+        raw = {"action": raw}
+    if not isinstance(raw, Mapping):
+        pb.add("unmatched", "must be a mapping. Fix: {action: park} (or skip, or route with to: [...])")
+        return Unmatched()
+    _unknown(pb, "unmatched", raw, {"action", "to"})
+    action = _choice(pb, "unmatched.action", raw.get("action"), ("park", "skip", "route"), "park")
+    to = _str_list(pb, "unmatched.to", raw.get("to"), _NAME_RE, "destination names")
+    if action == "route" and not to:
+        pb.add("unmatched.to", "is required with action: route. Fix: name the destinations for unmatched records")
+    if action != "route" and to:
+        pb.add("unmatched.to", f"is only used with action: route, not {action}. Fix: remove it")
+    return Unmatched(action, to)
+
+
+def _parse_settings(pb: _Problems, raw: Any) -> BridgeSettings:
+    if not isinstance(raw, Mapping):
+        pb.add("settings", "must be a mapping")
+        return BridgeSettings()
+    d = BridgeSettings()
+    _unknown(pb, "settings", raw, set(BridgeSettings.__dataclass_fields__))
+    hdr = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+    return BridgeSettings(
+        _str(pb, "settings.correlation_header", raw.get("correlation_header", d.correlation_header), pattern=hdr,
+             hint="a Kafka header name") or d.correlation_header,
+        _str(pb, "settings.producer_header", raw.get("producer_header", d.producer_header), pattern=hdr,
+             hint="a Kafka header name") or d.producer_header,
+        _str(pb, "settings.signature_header", raw.get("signature_header", d.signature_header), pattern=hdr,
+             hint="a Kafka header name") or d.signature_header,
+        _int(pb, "settings.max_delivery_attempts", raw.get("max_delivery_attempts"), d.max_delivery_attempts, 1, 10),
+        _int(pb, "settings.retry_base_delay_ms", raw.get("retry_base_delay_ms"), d.retry_base_delay_ms, 0, 10_000),
+        _int(pb, "settings.max_concurrency", raw.get("max_concurrency"), d.max_concurrency, 1, 64),
+        _int(pb, "settings.memory_mb", raw.get("memory_mb"), d.memory_mb, 128, 10_240),
+        _int(pb, "settings.timeout_seconds", raw.get("timeout_seconds"), d.timeout_seconds, 10, 900),
+        _int(pb, "settings.audit_max_correlation_ids", raw.get("audit_max_correlation_ids"),
+             d.audit_max_correlation_ids, 0, 1000),
+    )
+
+
+def _cross_check(pb: _Problems, name: str, src: Source | None, producers: Iterable[Producer],
+                 destinations: Iterable[Destination], routes: Iterable[Route], unmatched: Unmatched,
+                 settings: BridgeSettings) -> None:
+    dests = {d.name: d for d in destinations}
+    prods = {p.name: p for p in producers}
+    topics = set(src.topics) if src else set()
+    if len(dests) != len(list(destinations)):
+        pb.add("destinations", "two destinations share a name. Fix: give each a unique name")
+    if len(prods) != len(list(producers)):
+        pb.add("producers", "two producers share a name. Fix: give each a unique name")
+    if len({r.name for r in routes}) != len(list(routes)):
+        pb.add("routes", "two routes share a name. Fix: give each a unique name")
+    for d in dests.values():
+        where = f"destinations[{d.name}]"
+        if d.created and len(d.dlq_physical_name(name)) > SQS_QUEUE_NAME_MAX:
+            pb.add(f"{where}.name", f"makes the queue name {d.dlq_physical_name(name)!r} longer than "
+                   f"{SQS_QUEUE_NAME_MAX} characters. Fix: shorten the bridge or destination name")
+        for a in d.accept_from:
+            if a not in prods:
+                pb.add(f"{where}.accept_from", f"names unknown producer {a!r}. Fix: one of {sorted(prods)}")
+            elif not prods[a].signing:
+                pb.add(f"{where}.accept_from", f"producer {a!r} does not sign its records, so the bridge cannot "
+                       f"verify it. Fix: set producers[{a}].signing: true")
+        for s in d.subscriptions:
+            q = dests.get(s.queue)
+            if q is None or q.type != "sqs":
+                pb.add(f"{where}.subscriptions", f"{s.queue!r} is not an SQS destination. Fix: name a queue "
+                                                 "from destinations")
+            elif q.fifo != d.fifo:
+                pb.add(f"{where}.subscriptions", f"{s.queue!r}: a {'FIFO' if d.fifo else 'standard'} topic needs a "
+                       f"{'FIFO' if d.fifo else 'standard'} queue. Fix: match the fifo settings")
+            elif not q.created:
+                pb.add(f"{where}.subscriptions", f"{s.queue!r} is an existing queue; the stack cannot change its "
+                       "policy to let the topic deliver. Fix: subscribe it outside the bridge")
+    for r in routes:
+        for t in r.to:
+            if t not in dests:
+                pb.add(f"routes[{r.name}].to", f"names unknown destination {t!r}. Fix: one of {sorted(dests)}")
+        for c in _topic_literals(r.match.topic):
+            if topics and c not in topics:
+                pb.add(f"routes[{r.name}].match.topic", f"{c!r} is not consumed by the bridge. Fix: add it to "
+                       "source.topics or correct the name")
+    for t in unmatched.to:
+        if t not in dests:
+            pb.add("unmatched.to", f"names unknown destination {t!r}. Fix: one of {sorted(dests)}")
+    for p in prods.values():
+        for t in p.topics:
+            if topics and t not in topics:
+                pb.add(f"producers[{p.name}].topics", f"{t!r} is not in source.topics. Fix: add it there, or "
+                       "remove it from the producer")
+        for q in p.direct_send_to:
+            d = dests.get(q)
+            if d is None or d.type != "sqs" or not d.created:
+                pb.add(f"producers[{p.name}].direct_send_to", f"{q!r} is not an SQS destination the stack creates. "
+                       "Fix: name one of the created queues")
+    headers = [settings.correlation_header, settings.producer_header, settings.signature_header]
+    if len({h.lower() for h in headers}) != 3:
+        pb.add("settings", "correlation_header, producer_header and signature_header must differ")
+
+
+def _topic_literals(c: Condition | None) -> list[str]:
+    if c is None:
+        return []
+    if c.kind == "equals" and isinstance(c.value, str):
+        return [c.value]
+    if c.kind == "any_of":
+        return [v for a in c.alternatives for v in _topic_literals(a)]
+    return []
+
+
+def config_to_json(data: Mapping[str, Any]) -> str:
+    """Serialize a validated config document for the Lambda package (stable, so asset hashes are)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
