@@ -29,8 +29,9 @@ FIFO_DEDUP_ID_MAX = 128
 ESM_MAX_BATCH_SIZE = 10_000
 ESM_MAX_BATCHING_WINDOW_SECONDS = 300
 
-# Attributes the bridge sets itself on every outgoing message; header attributes share the rest.
-RESERVED_ATTRIBUTES = ("correlation-id", "record-id", "producer")
+# Attributes the bridge sets itself (content-encoding only on a raw body that is not UTF-8);
+# header attributes share the rest of the 10.
+RESERVED_ATTRIBUTES = ("correlation-id", "record-id", "producer", "content-encoding")
 MAX_HEADER_ATTRIBUTES = MAX_MESSAGE_ATTRIBUTES - len(RESERVED_ATTRIBUTES)
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
@@ -315,7 +316,7 @@ def load_config_file(path: str | Path) -> BridgeConfig:
         raise ConfigError([f"file not found: {p}. Fix: pass an existing file, e.g. config/dev.yaml"], str(p))
     text = p.read_text(encoding="utf-8")
     if p.suffix in (".yaml", ".yml"):
-        import yaml  # only the CDK app and local tools read YAML; the Lambda reads JSON
+        import yaml  # noqa: PLC0415 - only the CDK app and local tools read YAML; the Lambda reads JSON
 
         try:
             data = yaml.safe_load(text)
@@ -595,7 +596,7 @@ def _parse_destination(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Dest
                              "max_receive_count", "max_message_bytes", "accept_from", "subscriptions"})
     name = _str(pb, f"{path}.name", raw.get("name"), pattern=_NAME_RE,
                 hint="2-40 lowercase letters, digits and hyphens") or "invalid"
-    dtype = _choice(pb, f"{path}.type", raw.get("type"), ("sqs", "sns"), None) or "sqs"
+    dtype: DestinationType = _choice(pb, f"{path}.type", raw.get("type"), ("sqs", "sns"), None) or "sqs"
     fifo = _bool(pb, f"{path}.fifo", raw.get("fifo"), False)
     arn = raw.get("arn")
     if arn is not None:
@@ -667,7 +668,7 @@ def _parse_destination(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Dest
 _CONDITION_OPS = ("equals", "prefix", "exists", "numeric", "any_of")
 
 
-def parse_condition(pb: _Problems, path: str, raw: Any) -> Condition | None:
+def parse_condition(pb: _Problems, path: str, raw: Any) -> Condition | None:  # noqa: PLR0911 - one return per form
     """`value` -> equals; `[a, b]` -> any_of; `{prefix: x}`, `{exists: true}`, `{numeric: [">=", 1]}`, ..."""
     if isinstance(raw, (str, int, float, bool)) and not isinstance(raw, Mapping):
         return Condition("equals", raw)
@@ -823,10 +824,10 @@ def _cross_check(pb: _Problems, name: str, src: Source | None, producers: Iterab
             if topics and t not in topics:
                 pb.add(f"producers[{p.name}].topics", f"{t!r} is not in source.topics. Fix: add it there, or "
                        "remove it from the producer")
-        for q in p.direct_send_to:
-            d = dests.get(q)
-            if d is None or d.type != "sqs" or not d.created:
-                pb.add(f"producers[{p.name}].direct_send_to", f"{q!r} is not an SQS destination the stack creates. "
+        for qname in p.direct_send_to:
+            target = dests.get(qname)
+            if target is None or target.type != "sqs" or not target.created:
+                pb.add(f"producers[{p.name}].direct_send_to", f"{qname!r} is not an SQS destination the stack creates. "
                        "Fix: name one of the created queues")
     headers = [settings.correlation_header, settings.producer_header, settings.signature_header]
     if len({h.lower() for h in headers}) != 3:

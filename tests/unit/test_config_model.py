@@ -1,0 +1,169 @@
+"""The config model: the example loads, and every invalid field is named with a fix."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from bridge.config import (
+    MAX_HEADER_ATTRIBUTES,
+    MAX_MESSAGE_ATTRIBUTES,
+    RESERVED_ATTRIBUTES,
+    BridgeConfig,
+    ConfigError,
+    load_config_file,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+DEV = ROOT / "config" / "dev.yaml"
+
+
+@pytest.fixture
+def doc() -> dict[str, Any]:
+    return yaml.safe_load(DEV.read_text())
+
+
+def problems_of(doc: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        BridgeConfig.from_dict(doc)
+    return info.value.problems
+
+
+def test_example_config_loads_with_names_shared_by_stack_and_handler() -> None:
+    # given / when
+    cfg = load_config_file(DEV)
+
+    # then
+    assert cfg.name == "orders-bridge"
+    assert cfg.destination("fulfilment").physical_name(cfg.name) == "orders-bridge-fulfilment.fifo"
+    assert cfg.destination("fulfilment").dlq_physical_name(cfg.name) == "orders-bridge-fulfilment-dlq.fifo"
+    assert cfg.destination("analytics").physical_name(cfg.name) == "orders-bridge-analytics"
+    assert cfg.bridge_dlq_name == "orders-bridge-bridge-dlq"
+    assert cfg.source.group_id_for("orders") == "orders-bridge-orders"
+    assert cfg.source.cluster_parts["cluster"] == "orders"
+    # analytics and billing are only fed by the SNS topic, so the bridge never sends to them
+    assert [d.name for d in cfg.routed_destinations()] == [
+        "fulfilment", "payments-ledger", "order-events", "fraud-review", "stock-alerts",
+    ]
+
+
+def test_the_attribute_budget_is_the_service_limit() -> None:
+    assert MAX_HEADER_ATTRIBUTES + len(RESERVED_ATTRIBUTES) == MAX_MESSAGE_ATTRIBUTES == 10
+
+
+def test_all_problems_are_reported_at_once(doc: dict[str, Any]) -> None:
+    # given two unrelated mistakes
+    doc["name"] = "Orders_Bridge"
+    doc["source"]["batch_size"] = 20_000
+
+    # when
+    problems = problems_of(doc)
+
+    # then both are named, each with a fix
+    assert any(p.startswith("name:") and "Fix:" in p for p in problems)
+    assert any(p.startswith("source.batch_size:") and "1 to 10000" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "hint"),
+    [
+        (lambda d: d["source"].update(cluster_arn="arn:aws:kafka:us-east-1:1:cluster/x"), "source.cluster_arn",
+         "arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid>"),
+        (lambda d: d["source"].update(topics=[]), "source.topics", "at least one topic"),
+        (lambda d: d["source"].update(starting_position="EARLIEST"), "source.starting_position", "TRIM_HORIZON"),
+        (lambda d: d["source"].update(starting_position="AT_TIMESTAMP"), "source.starting_position_timestamp",
+         "Unix seconds"),
+        (lambda d: d["source"].update(retry={"max_attempts": 2}), "source.retry", "provisioned_pollers"),
+        (lambda d: d["source"].update(colour="blue"), "source.colour", "unknown field"),
+        (lambda d: d["producers"][0].pop("aws_principal"), "producers[0]", "exactly one identity"),
+        (lambda d: d["producers"][0].update(aws_principal="arn:aws:iam::123456789012:role/*"),
+         "producers[0].aws_principal", "wildcards are not allowed"),
+        (lambda d: d["producers"][1]["oidc"].update(subject="*"), "producers[1].oidc.subject", "exact subject"),
+        (lambda d: d["producers"][0].update(topics=["audit"]), "producers[order-service].topics",
+         "not in source.topics"),
+        (lambda d: d["destinations"][0].update(type="sqs-fifo"), "destinations[0].type", "one of sqs, sns"),
+        (lambda d: d["destinations"][3].update(group_id="key"), "destinations[3].group_id", "fifo: true"),
+        (lambda d: d["destinations"][0].update(group_id="hash"), "destinations[0].group_id", "header:<name>"),
+        (lambda d: d["destinations"][0].update(header_attributes=[f"h{i}" for i in range(7)]),
+         "destinations[0].header_attributes", f"at most {MAX_HEADER_ATTRIBUTES}"),
+        (lambda d: d["destinations"][0].update(header_attributes=["correlation-id"]),
+         "destinations[0].header_attributes", "reserved"),
+        (lambda d: d["destinations"][3].update(max_message_bytes=2048), "destinations[3].max_message_bytes",
+         "SNS topics only"),
+        (lambda d: d["destinations"][0].update(arn="arn:aws:sqs:us-east-1:123456789012:existing"),
+         "destinations[0].fifo", "ends in .fifo"),
+        (lambda d: d["destinations"][1].update(accept_from=["inventory-service"]),
+         "destinations[payments-ledger].accept_from", "signing: true"),
+        (lambda d: d["destinations"][1].update(accept_from=["nobody"]), "destinations[payments-ledger].accept_from",
+         "unknown producer"),
+        (lambda d: d["destinations"][2]["subscriptions"].append({"queue": "fulfilment"}),
+         "destinations[order-events].subscriptions", "standard queue"),
+        (lambda d: d["routes"][0].update(to=["nowhere"]), "routes[order-lifecycle].to", "unknown destination"),
+        (lambda d: d["routes"][0]["match"].update(topic="order"), "routes[order-lifecycle].match.topic",
+         "not consumed"),
+        (lambda d: d["routes"][1]["match"]["body"].update(total={"numeric": ["~", 5]}),
+         "routes[1].match.body.total", "numeric"),
+        (lambda d: d["routes"][1]["match"]["body"].update(total={"regex": ".*"}),
+         "routes[1].match.body.total", "not a valid condition"),
+        (lambda d: d.update(unmatched={"action": "route"}), "unmatched.to", "required with action: route"),
+        (lambda d: d["settings"].update(signature_header="correlation-id"), "settings", "must differ"),
+    ],
+)
+def test_invalid_field_is_named_with_a_fix(doc: dict[str, Any], mutate: Any, field: str, hint: str) -> None:
+    # given
+    bad = copy.deepcopy(doc)
+    mutate(bad)
+
+    # when
+    problems = problems_of(bad)
+
+    # then
+    assert any(p.startswith(f"{field}:") and hint in p for p in problems), problems
+
+
+def test_self_managed_source_needs_servers_auth_secret_and_network(doc: dict[str, Any]) -> None:
+    doc["source"] = {"kind": "self-managed", "topics": ["orders", "payments", "inventory"],
+                     "consumer_group_id": "g"}
+    fields = {p.split(":")[0] for p in problems_of(doc)}
+    assert {"source.bootstrap_servers", "source.auth", "source.secret_arn", "source.network"} <= fields
+
+
+def test_self_managed_source_validates_when_complete(doc: dict[str, Any]) -> None:
+    doc["source"] = {
+        "kind": "self-managed", "topics": ["orders", "payments", "inventory"], "consumer_group_id": "g",
+        "bootstrap_servers": ["b-1.kafka.internal:9096"], "auth": "sasl_scram_512",
+        "secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:kafka-creds-AbCdEf",
+        "network": {"vpc_id": "vpc-0abc", "subnet_ids": ["subnet-0abc"], "security_group_ids": ["sg-0abc"]},
+    }
+    cfg = BridgeConfig.from_dict(doc)
+    assert cfg.source.kind == "self-managed"
+    assert cfg.source.network.subnet_ids == ("subnet-0abc",)
+
+
+def test_missing_file_and_bad_yaml_say_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config_file(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config_file(bad)
+
+
+def test_conditions_parse_into_their_kinds(doc: dict[str, Any]) -> None:
+    doc["routes"][0]["match"] = {
+        "topic": ["orders"],
+        "key": {"prefix": "EU-"},
+        "headers": {"tenant": {"exists": True}, "event-type": "OrderPlaced"},
+        "body": {"total": {"numeric": [">", 0, "<=", 5]}},
+    }
+    match = BridgeConfig.from_dict(doc).routes[0].match
+    assert match.topic is not None
+    assert match.topic.kind == "any_of"
+    assert match.key is not None
+    assert (match.key.kind, match.key.value) == ("prefix", "EU-")
+    assert dict(match.headers)["tenant"].kind == "exists"
+    assert dict(match.headers)["event-type"].value == "OrderPlaced"
+    assert dict(match.body)["total"].comparisons == ((">", 0.0), ("<=", 5.0))
