@@ -1,0 +1,50 @@
+"""boto3 clients, created once per cold start with the endpoint and retry settings the bridge needs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+from bridge.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+
+# SQS and SNS sends are retried by bridge.delivery (bounded by max_delivery_attempts, with jitter),
+# so botocore must not retry them again underneath; S3 and Secrets Manager keep botocore's retries.
+_SEND_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5, read_timeout=20)
+_OTHER_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
+
+
+def _client(service: str, settings: Settings, config: Config) -> Any:
+    return boto3.client(service, region_name=settings.region, endpoint_url=settings.endpoint_url,  # type: ignore[call-overload]
+                        config=config)
+
+
+def sqs_client(settings: Settings) -> SQSClient:
+    """SQS client for destinations and the bridge DLQ."""
+    client: SQSClient = _client("sqs", settings, _SEND_CONFIG)
+    return client
+
+
+def sns_client(settings: Settings) -> SNSClient:
+    """SNS client for destinations and the audit topic."""
+    client: SNSClient = _client("sns", settings, _SEND_CONFIG)
+    return client
+
+
+def s3_client(settings: Settings) -> S3Client:
+    """S3 client for the parking bucket."""
+    client: S3Client = _client("s3", settings, _OTHER_CONFIG)
+    return client
+
+
+def secrets_client(settings: Settings) -> SecretsManagerClient:
+    """Secrets Manager client for producers' signing keys."""
+    client: SecretsManagerClient = _client("secretsmanager", settings, _OTHER_CONFIG)
+    return client

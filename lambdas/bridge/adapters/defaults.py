@@ -1,0 +1,34 @@
+"""Production ports over boto3 clients, for whichever ports a `Bridge` was not given."""
+
+from __future__ import annotations
+
+from bridge.adapters import clients
+from bridge.adapters.s3 import S3ObjectStore
+from bridge.adapters.secrets import SecretsManagerSigningKeys
+from bridge.adapters.sns import SnsBatchSender
+from bridge.adapters.sqs import SqsBatchSender
+from bridge.config import BridgeConfig
+from bridge.delivery import BatchSender
+from bridge.parking import ObjectStore
+from bridge.settings import Settings
+from bridge.trust import SigningKeys
+
+
+def sqs_sender(settings: Settings) -> BatchSender:
+    """SendMessageBatch over a new SQS client."""
+    return SqsBatchSender(clients.sqs_client(settings))
+
+
+def sns_sender(settings: Settings) -> BatchSender:
+    """PublishBatch over a new SNS client."""
+    return SnsBatchSender(clients.sns_client(settings))
+
+
+def parking_store(settings: Settings) -> ObjectStore:
+    """The parking bucket over a new S3 client."""
+    return S3ObjectStore(clients.s3_client(settings), settings.parking_bucket)
+
+
+def signing_keys(settings: Settings, config: BridgeConfig) -> SigningKeys:
+    """Producers' signing keys over a new Secrets Manager client (no call until a key is needed)."""
+    return SecretsManagerSigningKeys(clients.secrets_client(settings), config)

@@ -1,0 +1,90 @@
+"""The audit trail: one event per batch on the audit topic (docs/runtime-contract.md "Audit event").
+
+`BatchTally` counts while the batch is processed; `audit_document` turns it into the event, capping
+the correlation ids at `settings.audit_max_correlation_ids` (and further if needed so the event fits
+one SNS message), with `correlation_ids_truncated` saying so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.records import KafkaRecord
+
+AUDIT_EVENT_TYPE = "bridge.batch"
+BATCH_NAMESPACE = uuid.UUID("0b6f3a9e-4c2d-5e81-a7f0-9d3c2b1e4a65")
+
+
+@dataclass
+class BatchTally:
+    """Counts for one batch, filled in by the service as records are routed, delivered and parked."""
+
+    records: int = 0
+    delivered: Counter[str] = field(default_factory=Counter)
+    parked: Counter[str] = field(default_factory=Counter)
+    skipped: int = 0
+    routes: Counter[str] = field(default_factory=Counter)
+    producers: Counter[str] = field(default_factory=Counter)
+    partitions: dict[str, list[int]] = field(default_factory=dict)
+    correlation_ids: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
+
+    def see(self, record: KafkaRecord, correlation_id: str) -> None:
+        """Count a record of the batch and widen its partition's offset range."""
+        self.records += 1
+        self.correlation_ids[correlation_id] = None
+        key = f"{record.topic}-{record.partition}"
+        span = self.partitions.get(key)
+        if span is None:
+            self.partitions[key] = [record.offset, record.offset]
+        else:
+            span[0] = min(span[0], record.offset)
+            span[1] = max(span[1], record.offset)
+
+    def summary(self, batch_id: str, event_source_arn: str | None) -> dict[str, Any]:
+        """The counts of the batch (the handler's `summary`, the audit event without correlation ids)."""
+        return {
+            "batch_id": batch_id,
+            "event_source_arn": event_source_arn,
+            "records": self.records,
+            "delivered": dict(self.delivered),
+            "parked": dict(self.parked),
+            "skipped": self.skipped,
+            "routes": dict(self.routes),
+            "producers": dict(self.producers),
+            "partitions": {k: list(v) for k, v in self.partitions.items()},
+        }
+
+
+def batch_id_for(records: tuple[KafkaRecord, ...] | list[KafkaRecord]) -> str:
+    """A batch id that is the same when Lambda redelivers the same batch (uuid5 of its record ids)."""
+    digest = hashlib.sha256("\n".join(r.record_id for r in records).encode("utf-8")).hexdigest()
+    return str(uuid.uuid5(BATCH_NAMESPACE, digest))
+
+
+def audit_document(tally: BatchTally, *, batch_id: str, event_source_arn: str | None, started_at: str,
+                   finished_at: str, max_correlation_ids: int, max_bytes: int) -> str:
+    """The audit event as JSON text, never larger than `max_bytes`."""
+    ids = list(tally.correlation_ids)
+    keep = min(len(ids), max_correlation_ids)
+    doc: dict[str, Any] = {"type": AUDIT_EVENT_TYPE, **tally.summary(batch_id, event_source_arn)}
+    doc.update(started_at=started_at, finished_at=finished_at)
+    while True:
+        doc["correlation_ids"] = ids[:keep]
+        doc["correlation_ids_truncated"] = keep < len(ids)
+        body = json.dumps(doc, separators=(",", ":"))
+        size = len(body.encode("utf-8"))
+        if size <= max_bytes or keep == 0:
+            break
+        # Shrink in proportion to the overshoot rather than one id at a time.
+        keep = max(0, min(keep - 1, int(keep * max_bytes / size) - 1))
+    if len(body.encode("utf-8")) > max_bytes:
+        # Only a batch over thousands of partitions gets here: keep the totals, drop the details.
+        doc["partitions"] = {}
+        doc["partitions_truncated"] = True
+        body = json.dumps(doc, separators=(",", ":"))
+    return body

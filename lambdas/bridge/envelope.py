@@ -1,0 +1,208 @@
+"""Outgoing messages: body, attributes, correlation id, FIFO group and deduplication ids, billed size.
+
+The formats are the contract's (docs/runtime-contract.md "Outgoing messages"). Everything here is
+deterministic in the record, so a redelivered record produces the same message: the same
+correlation id (uuid5 of the record id when no header carries one) and, on FIFO destinations, the
+same MessageDeduplicationId, which lets SQS drop the duplicate within its 5-minute window.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.config import FIFO_DEDUP_ID_MAX, MAX_MESSAGE_ATTRIBUTES, Destination
+from bridge.records import KafkaRecord, utf8_or_none
+
+# Fixed namespace for generated correlation ids: uuid5(namespace, record id) never changes.
+CORRELATION_NAMESPACE = uuid.UUID("6f1c3a52-8d0e-5b7a-9c44-2b1e0d6a7f31")
+ATTRIBUTE_TYPE = "String"
+
+# Characters SQS accepts in bodies and attribute values (#x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD
+# #x10000-#x10FFFF); valid UTF-8 such as NUL is still rejected by SendMessage.
+_SQS_FORBIDDEN = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# MessageGroupId: up to 128 characters, letters, digits and punctuation.
+_GROUP_ID_RE = re.compile(r"^[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,128}$")
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One message for one destination, ready for SendMessageBatch / PublishBatch."""
+
+    record_id: str
+    destination: str
+    body: str
+    attributes: tuple[tuple[str, str], ...]
+    correlation_id: str
+    size: int  # billed bytes: body + attribute names, types and values
+    group_id: str | None = None
+    dedup_id: str | None = None
+
+
+def sendable_text(text: str) -> bool:
+    """True when SQS (and SNS raw delivery to SQS) accepts every character of the text."""
+    return _SQS_FORBIDDEN.search(text) is None
+
+
+def billed_size(body: str, attributes: tuple[tuple[str, str], ...]) -> int:
+    """Bytes counted against the message and batch limits: body plus each attribute's name, type, value."""
+    size = len(body.encode("utf-8"))
+    for name, value in attributes:
+        size += len(name.encode("utf-8")) + len(ATTRIBUTE_TYPE) + len(value.encode("utf-8"))
+    return size
+
+
+def correlation_id_for(record: KafkaRecord, header: str) -> str:
+    """The record's correlation id: its header when present and usable, else uuid5 of the record id."""
+    value = record.last_header_text(header)
+    if value and len(value) <= 256 and sendable_text(value):
+        return value
+    return str(uuid.uuid5(CORRELATION_NAMESPACE, record.record_id))
+
+
+def dedup_id_for(record: KafkaRecord, destination: str) -> str:
+    """FIFO MessageDeduplicationId: hex sha256 of topic, partition, offset and destination name."""
+    text = f"{record.topic}\0{record.partition}\0{record.offset}\0{destination}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:FIFO_DEDUP_ID_MAX]
+
+
+def group_id_for(record: KafkaRecord, destination: Destination) -> str:
+    """FIFO MessageGroupId from `destination.group_id`; no key/header falls back to topic-partition.
+
+    A source value SQS would refuse (too long, spaces, non-ASCII, not UTF-8) becomes its sha256 hex,
+    so records that share it still share a group and keep their order.
+    """
+    source = destination.group_id
+    fallback = f"{record.topic}-{record.partition}"
+    raw: bytes | None
+    if source == "key":
+        raw = record.key
+    elif source == "topic":
+        raw = record.topic.encode("utf-8")
+    elif source == "partition":
+        raw = fallback.encode("utf-8")
+    elif source.startswith("header:"):
+        raw = record.last_header(source.removeprefix("header:"))
+    else:  # static:<value>
+        raw = source.removeprefix("static:").encode("utf-8")
+    if not raw:
+        raw = fallback.encode("utf-8")
+    text = utf8_or_none(raw)
+    if text is not None and _GROUP_ID_RE.match(text):
+        return text
+    return hashlib.sha256(raw).hexdigest()
+
+
+def build_message(record: KafkaRecord, destination: Destination, *, producer: str | None,
+                  correlation_id: str) -> OutgoingMessage:
+    """The message for one record and destination, per the contract."""
+    if destination.body == "envelope":
+        body, encoding = envelope_body(record, producer, correlation_id), None
+    else:
+        body, encoding = raw_body(record.value)
+    attributes = message_attributes(record, destination, producer, correlation_id, encoding)
+    return OutgoingMessage(
+        record_id=record.record_id,
+        destination=destination.name,
+        body=body,
+        attributes=attributes,
+        correlation_id=correlation_id,
+        size=billed_size(body, attributes),
+        group_id=group_id_for(record, destination) if destination.fifo else None,
+        dedup_id=dedup_id_for(record, destination.name) if destination.fifo else None,
+    )
+
+
+def raw_body(value: bytes | None) -> tuple[str, str | None]:
+    """Body text and content-encoding for a raw body.
+
+    UTF-8 text SQS accepts goes as is. Anything else is base64 (`content-encoding: base64`). SQS and
+    SNS refuse an empty body, so a null value (a Kafka tombstone) is sent as `null` with
+    `content-encoding: null` and an empty value as `null` with `content-encoding: empty`.
+    """
+    if value is None:
+        return "null", "null"
+    if not value:
+        return "null", "empty"
+    text = utf8_or_none(value)
+    if text is not None and sendable_text(text):
+        return text, None
+    return base64.b64encode(value).decode("ascii"), "base64"
+
+
+def envelope_body(record: KafkaRecord, producer: str | None, correlation_id: str) -> str:
+    """JSON envelope: topic, partition, offset, timestamp, key, headers, correlation_id, producer, value.
+
+    `value` is the parsed JSON value when the record is JSON, else its text. Bytes that are not UTF-8
+    (value, key, header values) are base64 and named in `value_encoding`, `key_encoding`,
+    `binary_headers`.
+    """
+    doc: dict[str, Any] = {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp": record.timestamp,
+        "key": None,
+        "headers": {},
+        "correlation_id": correlation_id,
+        "producer": producer,
+        "value": None,
+    }
+    if record.key is not None:
+        doc["key"], key_b64 = _text_or_base64(record.key)
+        if key_b64:
+            doc["key_encoding"] = "base64"
+    binary: list[str] = []
+    for name, raw in record.headers:  # the last value of a repeated header wins
+        doc["headers"][name], is_b64 = _text_or_base64(raw)
+        if is_b64 and name not in binary:
+            binary.append(name)
+        elif not is_b64 and name in binary:
+            binary.remove(name)
+    if binary:
+        doc["binary_headers"] = binary
+    if record.value is not None:
+        text, value_b64 = _text_or_base64(record.value)
+        if value_b64:
+            doc["value"], doc["value_encoding"] = text, "base64"
+        else:
+            try:
+                doc["value"] = json.loads(text)
+            except ValueError:
+                doc["value"] = text
+    body = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    # json.dumps escapes control characters but not U+FFFE/U+FFFF, which SQS refuses.
+    return body if sendable_text(body) else json.dumps(doc, separators=(",", ":"))
+
+
+def message_attributes(record: KafkaRecord, destination: Destination, producer: str | None,
+                       correlation_id: str, content_encoding: str | None) -> tuple[tuple[str, str], ...]:
+    """Reserved attributes, then the destination's header attributes; never more than the limit.
+
+    A header becomes an attribute only when present, non-empty, UTF-8 and accepted by SQS (the last
+    value of a repeated header), so one odd header never makes SQS reject the whole message.
+    """
+    attrs: list[tuple[str, str]] = [("correlation-id", correlation_id), ("record-id", record.record_id)]
+    if producer:
+        attrs.append(("producer", producer))
+    if content_encoding:
+        attrs.append(("content-encoding", content_encoding))
+    for name in destination.header_attributes:
+        if len(attrs) >= MAX_MESSAGE_ATTRIBUTES:
+            break
+        value = record.last_header_text(name)
+        if value and sendable_text(value):
+            attrs.append((name, value))
+    return tuple(attrs)
+
+
+def _text_or_base64(data: bytes) -> tuple[str, bool]:
+    text = utf8_or_none(data)
+    if text is not None:
+        return text, False
+    return base64.b64encode(data).decode("ascii"), True

@@ -1,0 +1,109 @@
+"""Lambda entry point `bridge.handler.lambda_handler`: parse, call the Bridge, log, count, return.
+
+Cold start: Powertools objects at import; settings, config and boto3 clients on the first
+invocation (once per instance), so a missing variable is reported by an invocation with a clear
+message rather than as an import error. Logs carry the batch id as correlation id and never a
+record payload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from bridge.audit import batch_id_for
+from bridge.parking import ParkingFailedError
+from bridge.records import InvalidEventError, decode_event, describe_invalid_event, is_kafka_event
+from bridge.service import BatchReport, Bridge
+from bridge.settings import Settings, observability_names
+
+SERVICE_NAME, METRICS_NAMESPACE = observability_names()
+logger = Logger(service=SERVICE_NAME)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
+# Only botocore is patched: patching every library costs cold-start time for nothing we trace.
+tracer = Tracer(service=SERVICE_NAME, patch_modules=("botocore",))
+
+_bridge: Bridge | None = None
+
+
+def get_bridge() -> Bridge:
+    """The instance's Bridge, built on first use from the environment (settings, config, clients)."""
+    global _bridge  # noqa: PLW0603 - the once-per-cold-start cache Lambda handlers rely on
+    if _bridge is None:
+        settings = Settings.from_env()
+        _bridge = Bridge(settings.load_config(), settings)
+    return _bridge
+
+
+@dataclass(frozen=True, slots=True)
+class LocalContext:
+    """Stand-in Lambda context for in-process callers (the local poller) that pass None."""
+
+    function_name: str = "kafka-bridge-local"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = "arn:aws:lambda:local:000000000000:function:kafka-bridge-local"
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Plenty: the local poller has no timeout."""
+        return 900_000
+
+
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    """Entry point. A non-Kafka event raises InvalidEventError here, undecorated: one line, one frame."""
+    if not is_kafka_event(event):
+        raise InvalidEventError(describe_invalid_event(event))
+    result: dict[str, Any] = _handle(event, context if context is not None else LocalContext())
+    return result
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    bridge = get_bridge()
+    batch = decode_event(event)
+    batch_id = batch_id_for(batch.records)
+    logger.set_correlation_id(batch_id)
+    logger.append_keys(event_source_arn=batch.event_source_arn)
+    metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=len(batch.records))
+    try:
+        report = bridge.process(batch)
+    except ParkingFailedError:
+        logger.exception("records could be neither delivered nor parked; the batch will be retried")
+        metrics.add_metric(name="ParkingFailed", unit=MetricUnit.Count, value=1)
+        raise
+    _observe(report)
+    return report.result()
+
+
+def _observe(report: BatchReport) -> None:
+    """Log and count what happened; destinations and reasons are config-bounded dimensions."""
+    summary = report.summary
+    for destination, n in summary["delivered"].items():
+        _count("RecordsDelivered", n, "destination", destination)
+    for reason, n in summary["parked"].items():
+        _count("RecordsParked", n, "reason", reason)
+    if summary["skipped"]:
+        metrics.add_metric(name="RecordsSkipped", unit=MetricUnit.Count, value=summary["skipped"])
+    for p in report.parked:
+        logger.warning("record parked", extra={
+            "reason": p.reason, "detail": p.detail, "record_id": p.record.record_id,
+            "record_correlation_id": p.correlation_id, "destination": p.destination, "route": p.route,
+        })
+    if report.audit_error:
+        # The records are delivered or parked already; only the audit trail missed this batch.
+        logger.error("audit event not published", extra={"code": report.audit_error})
+        metrics.add_metric(name="AuditPublishFailed", unit=MetricUnit.Count, value=1)
+    logger.info("batch done", extra={k: summary[k] for k in ("records", "delivered", "parked", "skipped")})
+
+
+def _count(name: str, value: int, dimension: str, dimension_value: str) -> None:
+    # One EMF document per dimension value: the batch's shared dimension set cannot vary by metric.
+    with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=METRICS_NAMESPACE,
+                       default_dimensions={"service": SERVICE_NAME}) as metric:
+        metric.add_dimension(name=dimension, value=dimension_value)

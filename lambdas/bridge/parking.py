@@ -1,0 +1,140 @@
+"""Parking: records the bridge cannot deliver go to the bridge DLQ, whole, with the reason.
+
+One SQS message per (record, destination) or per record when no destination applies, in the
+contract's format (docs/runtime-contract.md "Parked records"). A document larger than the SQS limit
+is written to the parking bucket and the DLQ message points to it (`record_s3_uri`).
+
+Parking is what lets the partition move on, so it must not lose a record: the DLQ sends use the
+same packing and retries as deliveries, and if a parked record still cannot be stored,
+`ParkingFailedError` is raised so the invocation fails and the event-source mapping retries the batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from bridge.delivery import Deliverer, Target
+from bridge.envelope import OutgoingMessage, billed_size
+from bridge.records import KafkaRecord
+
+PARK_REASONS = (
+    "undecodable",
+    "unroutable",
+    "too_large",
+    "delivery_failed",
+    "unsigned",
+    "invalid_signature",
+    "untrusted_producer",
+    "producer_not_allowed",
+)
+
+
+class ParkingFailedError(RuntimeError):
+    """A record could be neither delivered nor parked; the invocation must fail and be retried."""
+
+
+class ObjectStoreError(RuntimeError):
+    """The object store refused a write (raised by the adapter)."""
+
+
+class ObjectStore(Protocol):
+    """Port: write one object (adapter: S3 PutObject)."""
+
+    def put(self, key: str, body: bytes) -> str:
+        """Store the bytes under `key`; return the object's URI (s3://bucket/key)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ParkRequest:
+    """One record (for one destination, or for none) that the bridge parks instead of delivering."""
+
+    record: KafkaRecord
+    reason: str
+    detail: str
+    correlation_id: str
+    route: str | None = None
+    destination: str | None = None
+    producer: str | None = None
+
+
+def s3_key(request: ParkRequest) -> str:
+    """`parked/{topic}/{partition}/{offset}-{reason}.json` as the contract names it."""
+    r = request.record
+    return f"parked/{r.topic}/{r.partition}/{r.offset}-{request.reason}.json"
+
+
+def parked_document(request: ParkRequest, event_source_arn: str | None, parked_at: str) -> dict[str, Any]:
+    """The DLQ body for a parked record; `record` is the record dict exactly as Lambda delivered it."""
+    return {
+        "reason": request.reason,
+        "detail": request.detail,
+        "route": request.route,
+        "destination": request.destination,
+        "correlation_id": request.correlation_id,
+        "producer": request.producer,
+        "record_id": request.record.record_id,
+        "event_source_arn": event_source_arn,
+        "parked_at": parked_at,
+        "record": dict(request.record.raw),
+    }
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    # ASCII-only JSON: every character is one SQS accepts, whatever the record holds.
+    return json.dumps(doc, separators=(",", ":"))
+
+
+class Parking:
+    """Writes parked records to the bridge DLQ (and to S3 when too large)."""
+
+    def __init__(self, deliverer: Deliverer, dlq: Target, store: ObjectStore,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._deliverer = deliverer
+        self._dlq = dlq
+        self._store = store
+        self._clock = clock
+
+    def park(self, requests: Sequence[ParkRequest], event_source_arn: str | None) -> None:
+        """Park every request; raise ParkingFailedError when any could not be stored."""
+        if not requests:
+            return
+        parked_at = self._clock().isoformat()
+        messages = [self._message(r, event_source_arn, parked_at) for r in requests]
+        failed = [r for r in self._deliverer.deliver([(self._dlq, messages)]) if not r.delivered]
+        if failed:
+            codes = sorted({r.code or "unknown" for r in failed})
+            raise ParkingFailedError(
+                f"{len(failed)} record(s) could not be parked in {self._dlq.name} ({', '.join(codes)}); "
+                "failing the invocation so the event-source mapping retries the batch"
+            )
+
+    def _message(self, request: ParkRequest, event_source_arn: str | None, parked_at: str) -> OutgoingMessage:
+        doc = parked_document(request, event_source_arn, parked_at)
+        attributes = (
+            ("reason", request.reason),
+            ("correlation-id", request.correlation_id),
+            ("record-id", request.record.record_id),
+        )
+        body = _dumps(doc)
+        if billed_size(body, attributes) > self._dlq.max_bytes:
+            try:
+                uri = self._store.put(s3_key(request), body.encode("utf-8"))
+            except ObjectStoreError as exc:
+                raise ParkingFailedError(f"could not write parked record {request.record.record_id} to the "
+                                         f"parking bucket: {exc}") from exc
+            del doc["record"]
+            doc["record_s3_uri"] = uri
+            body = _dumps(doc)
+        return OutgoingMessage(
+            record_id=request.record.record_id,
+            destination=self._dlq.name,
+            body=body,
+            attributes=attributes,
+            correlation_id=request.correlation_id,
+            size=billed_size(body, attributes),
+        )

@@ -1,0 +1,210 @@
+"""Decoding the Kafka event Lambda delivers (MSK and self-managed) into `KafkaRecord`s.
+
+Lambda's event is `{"eventSource": "aws:kafka" | "SelfManagedKafka", "records": {"<topic>-<partition>":
+[record, ...]}}`. In a record the key is base64 and absent when null, the value is base64 or null,
+and headers are a list of single-key dicts `{name: [signed Java byte values]}` whose names may repeat.
+
+A record that cannot be decoded does not fail the batch: it comes back with `undecodable` set (why)
+and its original dict in `raw`, so the bridge can park it with the bytes Lambda delivered.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+KAFKA_EVENT_SOURCES = ("aws:kafka", "SelfManagedKafka")
+
+
+class InvalidEventError(ValueError):
+    """The event is not a Kafka event-source event; the message is one line that says what to send."""
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaRecord:
+    """One Kafka record as the bridge sees it. `raw` is the dict exactly as Lambda delivered it."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    timestamp_type: str
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+    undecodable: str | None = None  # why decoding failed; None for a good record
+
+    @property
+    def record_id(self) -> str:
+        """`{topic}-{partition}-{offset}`: unique per record within a cluster."""
+        return f"{self.topic}-{self.partition}-{self.offset}"
+
+    def header_values(self, name: str) -> list[bytes]:
+        """Every value of a header, in record order (Kafka header names may repeat)."""
+        return [v for n, v in self.headers if n == name]
+
+    def last_header(self, name: str) -> bytes | None:
+        """The last value of a header, which is the one Kafka clients treat as current."""
+        for n, v in reversed(self.headers):
+            if n == name:
+                return v
+        return None
+
+    def last_header_text(self, name: str) -> str | None:
+        """The last value of a header as text, or None when absent or not valid UTF-8."""
+        value = self.last_header(name)
+        return utf8_or_none(value) if value is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaBatch:
+    """A decoded event: every record in delivery order (per partition, partitions as delivered)."""
+
+    event_source: str
+    event_source_arn: str | None
+    records: tuple[KafkaRecord, ...]
+
+
+def utf8_or_none(data: bytes) -> str | None:
+    """The bytes as text, or None when they are not valid UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def is_kafka_event(event: object) -> bool:
+    """True for an event from a Kafka event-source mapping (MSK or self-managed)."""
+    return (
+        isinstance(event, Mapping)
+        and event.get("eventSource") in KAFKA_EVENT_SOURCES
+        and isinstance(event.get("records"), Mapping)
+    )
+
+
+def describe_invalid_event(event: object) -> str:
+    """The one-line explanation raised for an event that is not a Kafka event."""
+    if isinstance(event, Mapping):
+        keys = ", ".join(str(k) for k in list(event)[:8]) or "no keys"
+        got = f"an object with keys {keys}"
+        if event.get("eventSource") in KAFKA_EVENT_SOURCES:
+            got = f"eventSource {event.get('eventSource')} but no records map"
+    else:
+        got = f"a {type(event).__name__}"
+    return (
+        "This function expects a Kafka event-source event (eventSource aws:kafka or SelfManagedKafka "
+        f"with a records map); got {got}. Use a test event from events/ (for example events/msk.json) "
+        "or invoke it through the event-source mapping."
+    )
+
+
+def decode_event(event: object) -> KafkaBatch:
+    """Decode a Kafka event; raise InvalidEventError when it is not one. Bad records never raise."""
+    if not is_kafka_event(event):
+        raise InvalidEventError(describe_invalid_event(event))
+    assert isinstance(event, Mapping)
+    records: list[KafkaRecord] = []
+    for partition_key, items in event["records"].items():
+        for item in items if isinstance(items, list) else [items]:
+            records.append(decode_record(item, str(partition_key)))
+    arn = event.get("eventSourceArn")
+    return KafkaBatch(str(event["eventSource"]), arn if isinstance(arn, str) else None, tuple(records))
+
+
+def decode_record(raw: Any, partition_key: str = "") -> KafkaRecord:
+    """Decode one record dict; a record that cannot be decoded comes back flagged `undecodable`."""
+    try:
+        return _decode(raw)
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        topic, partition, offset = _best_effort_position(raw, partition_key)
+        return KafkaRecord(
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            timestamp=_int_or(raw, "timestamp", 0),
+            timestamp_type=str(raw.get("timestampType", "")) if isinstance(raw, Mapping) else "",
+            key=None,
+            value=None,
+            headers=(),
+            raw=raw if isinstance(raw, Mapping) else {"record": raw},
+            undecodable=f"{type(exc).__name__}: {exc}"[:500],
+        )
+
+
+def _decode(raw: Any) -> KafkaRecord:
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"record is a {type(raw).__name__}, not an object")
+    return KafkaRecord(
+        topic=_require_str(raw, "topic"),
+        partition=_require_int(raw, "partition"),
+        offset=_require_int(raw, "offset"),
+        timestamp=_int_or(raw, "timestamp", 0),
+        timestamp_type=str(raw.get("timestampType", "")),
+        key=_b64(raw.get("key"), "key"),
+        value=_b64(raw.get("value"), "value"),
+        headers=tuple(_headers(raw.get("headers"))),
+        raw=raw,
+    )
+
+
+def _b64(data: Any, what: str) -> bytes | None:
+    if data is None:
+        return None
+    if not isinstance(data, str):
+        raise TypeError(f"{what} is a {type(data).__name__}, not base64 text")
+    return base64.b64decode(data, validate=True)
+
+
+def _headers(raw: Any) -> Iterator[tuple[str, bytes]]:
+    if raw is None:
+        return
+    if not isinstance(raw, list):
+        raise TypeError("headers is not a list")
+    for entry in raw:
+        if not isinstance(entry, Mapping):
+            raise TypeError("a header entry is not an object")
+        for name, values in entry.items():
+            if values is None:  # a header with a null value: Kafka allows it
+                yield str(name), b""
+                continue
+            if not isinstance(values, list) or not all(
+                isinstance(b, int) and not isinstance(b, bool) and -128 <= b <= 255 for b in values
+            ):
+                raise ValueError(f"header {name!r} is not a list of byte values")
+            # Java bytes are signed: -1 is 0xFF.
+            yield str(name), bytes(b & 0xFF for b in values)
+
+
+def _require_str(raw: Mapping[str, Any], name: str) -> str:
+    v = raw[name]
+    if not isinstance(v, str):
+        raise TypeError(f"{name} is not a string")
+    return v
+
+
+def _require_int(raw: Mapping[str, Any], name: str) -> int:
+    v = raw[name]
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{name} is not an integer")
+    return v
+
+
+def _int_or(raw: Any, name: str, default: int) -> int:
+    v = raw.get(name) if isinstance(raw, Mapping) else None
+    return v if isinstance(v, int) and not isinstance(v, bool) else default
+
+
+def _best_effort_position(raw: Any, partition_key: str) -> tuple[str, int, int]:
+    """Topic, partition and offset of a broken record, from the record or its `topic-partition` key."""
+    key_topic, _, key_part = partition_key.rpartition("-")
+    topic = raw.get("topic") if isinstance(raw, Mapping) else None
+    partition = _int_or(raw, "partition", int(key_part) if key_part.isdigit() else -1)
+    return (
+        topic if isinstance(topic, str) and topic else key_topic or "unknown",
+        partition,
+        _int_or(raw, "offset", -1),
+    )

@@ -1,0 +1,178 @@
+"""Which destinations a record goes to: `Route.match` evaluated against topic, key, headers and body.
+
+Every route whose match holds applies; destinations are de-duplicated per record in route order.
+A record no route matches follows `config.unmatched`: park (reason `unroutable`), skip, or route to
+`unmatched.to`.
+
+Field semantics:
+- topic and key are text (a key that is not UTF-8 never matches, an absent key is "not present");
+- a header may repeat: the condition holds when any of its values satisfies it;
+- body fields are dotted paths into the record value parsed as JSON, once per record and only when
+  a route asks for a body field (digits index into lists: `items.0.sku`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bridge.config import BridgeConfig, Condition, Match
+from bridge.records import KafkaRecord, utf8_or_none
+
+UNMATCHED_ROUTE = "unmatched"  # the route name counted for records sent by `unmatched: route`
+
+_MISSING = object()  # a field that is not present, distinct from a JSON null
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingDecision:
+    """What to do with one record: deliver to `destinations`, or park/skip it."""
+
+    action: Literal["deliver", "park", "skip"]
+    routes: tuple[str, ...] = ()
+    destinations: tuple[str, ...] = ()
+
+
+class Router:
+    """Evaluates the configured routes; build once per cold start."""
+
+    def __init__(self, config: BridgeConfig) -> None:
+        self._routes = config.routes
+        self._unmatched = config.unmatched
+
+    def route(self, record: KafkaRecord) -> RoutingDecision:
+        """The routing decision for one decoded record."""
+        body = _LazyBody(record.value)
+        names: list[str] = []
+        destinations: dict[str, None] = {}  # insertion-ordered set
+        for route in self._routes:
+            if matches(route.match, record, body):
+                names.append(route.name)
+                destinations.update(dict.fromkeys(route.to))
+        if names:
+            return RoutingDecision("deliver", tuple(names), tuple(destinations))
+        if self._unmatched.action == "route":
+            return RoutingDecision("deliver", (UNMATCHED_ROUTE,), self._unmatched.to)
+        return RoutingDecision(self._unmatched.action)
+
+
+class _LazyBody:
+    """The record value parsed as JSON on first use; a value that is not JSON has no fields."""
+
+    def __init__(self, value: bytes | None) -> None:
+        self._value = value
+        self._parsed: Any = None
+        self._done = False
+
+    def get(self) -> Any:
+        if not self._done:
+            self._done = True
+            try:
+                self._parsed = json.loads(self._value) if self._value else _MISSING
+            except ValueError:  # JSONDecodeError and UnicodeDecodeError both subclass ValueError
+                self._parsed = _MISSING
+        return self._parsed
+
+
+def matches(match: Match, record: KafkaRecord, body: _LazyBody | None = None) -> bool:
+    """True when every condition of `match` holds for the record (an empty match holds for all)."""
+    if match.topic is not None and not evaluate(match.topic, [record.topic], is_text=True):
+        return False
+    if match.key is not None:
+        key = utf8_or_none(record.key) if record.key is not None else None
+        if not evaluate(match.key, [] if key is None else [key], is_text=True):
+            return False
+    for name, condition in match.headers:
+        values = [t for v in record.header_values(name) if (t := utf8_or_none(v)) is not None]
+        if not evaluate(condition, values, is_text=True):
+            return False
+    if match.body:
+        lazy = body or _LazyBody(record.value)
+        for path, condition in match.body:
+            found = body_field(lazy.get(), path)
+            if not evaluate(condition, [] if found is _MISSING else [found], is_text=False):
+                return False
+    return True
+
+
+def body_field(document: Any, path: str) -> Any:
+    """The value at a dotted path in a parsed JSON document, or the `_MISSING` sentinel."""
+    node = document
+    for part in path.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
+
+
+def evaluate(condition: Condition, values: Sequence[Any], *, is_text: bool) -> bool:
+    """Whether a condition holds for a field with these values (empty = the field is absent).
+
+    `is_text` marks topic, key and header fields: they are strings on the wire, so an equals on a
+    number or boolean compares with its JSON text and numeric parses the text as a number.
+    """
+    kind = condition.kind
+    if kind == "exists":
+        return bool(values) == bool(condition.value)
+    if kind == "any_of":
+        return any(evaluate(alt, values, is_text=is_text) for alt in condition.alternatives)
+    test = _TESTS[kind]
+    return any(test(condition, v, is_text) for v in values)
+
+
+def _equals(condition: Condition, value: Any, is_text: bool) -> bool:
+    expected = condition.value
+    if is_text:
+        return bool(value == (expected if isinstance(expected, str) else json.dumps(expected)))
+    # JSON semantics: true is not 1 and "1" is not 1.
+    if isinstance(expected, bool) or isinstance(value, bool):
+        return type(expected) is type(value) and expected == value
+    if isinstance(expected, (int, float)) and isinstance(value, (int, float)):
+        return float(expected) == float(value)
+    return bool(type(expected) is type(value) and expected == value)
+
+
+def _prefix(condition: Condition, value: Any, is_text: bool) -> bool:
+    return isinstance(value, str) and value.startswith(str(condition.value))
+
+
+def _numeric(condition: Condition, value: Any, is_text: bool) -> bool:
+    number = _as_number(value, is_text)
+    if number is None:
+        return False
+    return all(_COMPARE[op](number, bound) for op, bound in condition.comparisons)
+
+
+def _as_number(value: Any, is_text: bool) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if is_text and isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "=": lambda a, b: a == b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+_TESTS: dict[str, Callable[[Condition, Any, bool], bool]] = {
+    "equals": _equals,
+    "prefix": _prefix,
+    "numeric": _numeric,
+}

@@ -1,0 +1,191 @@
+"""The bridge as a service object: decode, route, check trust, build, deliver, park, audit.
+
+`Bridge` takes its ports as constructor arguments; each one left as None gets its production
+adapter over a boto3 client (created once, when the Bridge is built at cold start). Tests pass
+in-memory fakes; the local poller builds it through `bridge.handler` with AWS_ENDPOINT_URL set.
+
+Delivery guarantee: at least once (see bridge.delivery). A record is either acknowledged by every
+destination it was routed to, or parked with its reason for each destination it missed, before
+the invocation returns; when parking fails the invocation raises and Lambda redelivers the batch.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge.audit import BatchTally, audit_document, batch_id_for
+from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES, BridgeConfig
+from bridge.delivery import BatchSender, Deliverer, Target
+from bridge.envelope import OutgoingMessage, billed_size, build_message, correlation_id_for
+from bridge.parking import ObjectStore, Parking, ParkRequest
+from bridge.records import KafkaBatch, KafkaRecord, decode_event
+from bridge.routing import UNMATCHED_ROUTE, Router
+from bridge.settings import Settings
+from bridge.trust import SigningKeys, TrustPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    """What the handler needs after a batch: the summary counts, what was parked, the audit outcome."""
+
+    batch_id: str
+    summary: dict[str, Any]
+    parked: tuple[ParkRequest, ...]
+    audit_error: str | None = None  # set when the audit event could not be published
+
+    def result(self) -> dict[str, Any]:
+        """The handler result per the contract; records are delivered or parked, so no item failures."""
+        return {"batchItemFailures": [], "summary": self.summary}
+
+
+@dataclass(slots=True)
+class _Origin:
+    """Where an outgoing message came from, to park it with its record if delivery fails."""
+
+    record: KafkaRecord
+    route: str
+    producer: str | None
+
+
+class Bridge:
+    """One instance per cold start; `handle(event)` processes one Kafka batch."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        settings: Settings,
+        *,
+        sqs: BatchSender | None = None,
+        sns: BatchSender | None = None,
+        parking_store: ObjectStore | None = None,
+        signing_keys: SigningKeys | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[float, float], float] = random.uniform,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if sqs is None or sns is None or parking_store is None or signing_keys is None:
+            # Production defaults, imported only when needed: the domain itself never imports boto3.
+            from bridge.adapters import defaults  # noqa: PLC0415
+
+            sqs = sqs or defaults.sqs_sender(settings)
+            sns = sns or defaults.sns_sender(settings)
+            parking_store = parking_store or defaults.parking_store(settings)
+            signing_keys = signing_keys or defaults.signing_keys(settings, config)
+        self.config = config
+        self.settings = settings
+        s = config.settings
+        self._deliverer = Deliverer({"sqs": sqs, "sns": sns}, max_attempts=s.max_delivery_attempts,
+                                    base_delay_ms=s.retry_base_delay_ms, max_concurrency=s.max_concurrency,
+                                    sleep=sleep, rand=rand)
+        self._router = Router(config)
+        self._trust = TrustPolicy(config, signing_keys)
+        self._clock = clock
+        self.targets = {
+            d.name: Target(d.name, d.type, settings.destination_address(d, config.name), d.message_limit, d.fifo)
+            for d in config.destinations
+        }
+        self.dlq = Target(config.bridge_dlq_name, "sqs", settings.queue_url(config.bridge_dlq_name),
+                          SQS_MAX_MESSAGE_BYTES)
+        self.audit_topic = Target(config.audit_topic_name, "sns", settings.topic_arn(config.audit_topic_name),
+                                  SNS_DEFAULT_MAX_MESSAGE_BYTES)
+        self._parking = Parking(self._deliverer, self.dlq, parking_store, clock)
+        self._route_to = {r.name: r.to for r in config.routes}
+
+    def handle(self, event: object) -> BatchReport:
+        """Process one Kafka event. Raises InvalidEventError (not Kafka) or ParkingFailedError."""
+        return self.process(decode_event(event))
+
+    def process(self, batch: KafkaBatch) -> BatchReport:
+        """Process one decoded batch (the handler decodes first to log with the batch id)."""
+        started_at = self._clock()
+        batch_id = batch_id_for(batch.records)
+        tally = BatchTally()
+        parks: list[ParkRequest] = []
+        plans: dict[str, list[OutgoingMessage]] = {}
+        origins: dict[int, _Origin] = {}  # id(message) -> origin; messages live until the end of handle
+
+        for record in batch.records:
+            self._plan(record, tally, parks, plans, origins)
+
+        receipts = self._deliverer.deliver([(self.targets[name], msgs) for name, msgs in plans.items()])
+        for receipt in receipts:
+            m = receipt.message
+            if receipt.delivered:
+                tally.delivered[m.destination] += 1
+                continue
+            origin = origins[id(m)]
+            fault = "sender fault" if receipt.sender_fault else f"after {receipt.attempts} attempt(s)"
+            parks.append(ParkRequest(origin.record, "delivery_failed", f"{receipt.code} ({fault})",
+                                     m.correlation_id, origin.route, m.destination, origin.producer))
+
+        for p in parks:
+            tally.parked[p.reason] += 1
+        self._parking.park(parks, batch.event_source_arn)  # raises ParkingFailedError
+
+        summary = tally.summary(batch_id, batch.event_source_arn)
+        audit_error = self._publish_audit(tally, batch_id, batch.event_source_arn, started_at)
+        return BatchReport(batch_id, summary, tuple(parks), audit_error)
+
+    def _plan(self, record: KafkaRecord, tally: BatchTally, parks: list[ParkRequest],
+              plans: dict[str, list[OutgoingMessage]], origins: dict[int, _Origin]) -> None:
+        """Route one record: queue its messages per destination, or its park requests."""
+        correlation_id = correlation_id_for(record, self.config.settings.correlation_header)
+        tally.see(record, correlation_id)
+        if record.undecodable:
+            parks.append(ParkRequest(record, "undecodable", record.undecodable, correlation_id))
+            return
+        trust = self._trust.attribute(record)
+        if trust.rejection is not None:
+            parks.append(ParkRequest(record, trust.rejection.reason, trust.rejection.detail, correlation_id,
+                                     producer=trust.producer))
+            return
+        if trust.producer:
+            tally.producers[trust.producer] += 1
+        decision = self._router.route(record)
+        tally.routes.update(decision.routes)
+        if decision.action == "skip":
+            tally.skipped += 1
+            return
+        if decision.action == "park":
+            parks.append(ParkRequest(record, "unroutable", "no route matches and unmatched.action is park",
+                                     correlation_id, producer=trust.producer))
+            return
+        for name in decision.destinations:
+            route = next((r for r in decision.routes if name in self._route_to.get(r, ())), UNMATCHED_ROUTE)
+            destination = self.config.destination(name)
+            rejection = trust.admit(destination)
+            if rejection is not None:
+                parks.append(ParkRequest(record, rejection.reason, rejection.detail, correlation_id, route, name,
+                                         trust.producer))
+                continue
+            message = build_message(record, destination, producer=trust.producer, correlation_id=correlation_id)
+            limit = self.targets[name].max_bytes
+            if message.size > limit:
+                parks.append(ParkRequest(record, "too_large", f"{message.size} bytes > {limit}-byte limit of "
+                                         f"{destination.type.upper()} {name}", correlation_id, route, name,
+                                         trust.producer))
+                continue
+            plans.setdefault(name, []).append(message)
+            origins[id(message)] = _Origin(record, route, trust.producer)
+
+    def _publish_audit(self, tally: BatchTally, batch_id: str, event_source_arn: str | None,
+                       started_at: datetime) -> str | None:
+        """Publish the batch's audit event; return the error code when it could not be published."""
+        attributes = (("type", "bridge.batch"), ("batch-id", batch_id))
+        body = audit_document(
+            tally, batch_id=batch_id, event_source_arn=event_source_arn, started_at=started_at.isoformat(),
+            finished_at=self._clock().isoformat(),
+            max_correlation_ids=self.config.settings.audit_max_correlation_ids,
+            max_bytes=self.audit_topic.max_bytes - billed_size("", attributes),
+        )
+        message = OutgoingMessage(batch_id, self.audit_topic.name, body, attributes, batch_id,
+                                  billed_size(body, attributes))
+        (receipt,) = self._deliverer.deliver([(self.audit_topic, [message])])
+        # Deliberately not raised: the records are already delivered or parked, and failing the
+        # invocation would redeliver all of them just to retry the audit event.
+        return None if receipt.delivered else (receipt.code or "unknown")
