@@ -1,0 +1,176 @@
+"""Test helpers: canonical events, event factories, and in-memory fakes of the bridge's ports.
+
+The fakes enforce the same limits the real APIs do (10 entries, the batch byte limit), so a bug in
+packing fails here exactly as it would against SQS/SNS.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bridge.config import MAX_BATCH_ENTRIES, BridgeConfig, load_config_file
+from bridge.delivery import BatchOutcome, EntryFailure, SendCallError, Target
+from bridge.envelope import OutgoingMessage
+from bridge.settings import Settings
+from bridge.trust import SigningKeyUnavailable
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = Path(__file__).resolve().parent / "events"
+DEV_CONFIG = ROOT / "config" / "dev.yaml"
+MSK_ARN = "arn:aws:kafka:us-east-1:123456789012:cluster/orders/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0-1"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A canonical Lambda Kafka event from tests/events/<name>.json (a fresh copy each call)."""
+    return json.loads((EVENTS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def dev_config() -> BridgeConfig:
+    """The example config the docs and the local stack use."""
+    return load_config_file(DEV_CONFIG)
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings as the stack would set them."""
+    values: dict[str, Any] = {
+        "config_path": DEV_CONFIG, "account_id": "123456789012", "region": "us-east-1",
+        "parking_bucket": "orders-bridge-parking",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def make_config(**overrides: Any) -> BridgeConfig:
+    """A small valid config; pass top-level fields (destinations, routes, unmatched, ...) to replace."""
+    doc: dict[str, Any] = {
+        "name": "test-bridge",
+        "source": {"kind": "msk", "cluster_arn": MSK_ARN, "topics": ["orders", "payments", "inventory"],
+                   "consumer_group_id": "test-bridge"},
+        "producers": [],
+        "destinations": [{"name": "out", "type": "sqs"}],
+        "routes": [{"name": "all", "match": {}, "to": ["out"]}],
+    }
+    doc.update(overrides)
+    return BridgeConfig.from_dict(doc)
+
+
+def header(name: str, value: str | bytes) -> dict[str, list[int]]:
+    """A header entry as Lambda sends it: signed Java byte values."""
+    raw = value.encode("utf-8") if isinstance(value, str) else value
+    return {name: [b - 256 if b > 127 else b for b in raw]}
+
+
+def kafka_record(topic: str = "orders", partition: int = 0, offset: int = 0, *, key: str | bytes | None = "k",
+                 value: str | bytes | None = '{"total": 1}',
+                 headers: Iterable[tuple[str, str | bytes]] = ()) -> dict[str, Any]:
+    """One record dict exactly as Lambda delivers it (key absent when null)."""
+    def b64(v: str | bytes) -> str:
+        return base64.b64encode(v.encode("utf-8") if isinstance(v, str) else v).decode("ascii")
+
+    rec: dict[str, Any] = {"topic": topic, "partition": partition, "offset": offset, "timestamp": 1767225600000,
+                           "timestampType": "CREATE_TIME"}
+    if key is not None:
+        rec["key"] = b64(key)
+    rec["value"] = None if value is None else b64(value)
+    rec["headers"] = [header(n, v) for n, v in headers]
+    return rec
+
+
+def kafka_event(records: Sequence[dict[str, Any]], source: str = "aws:kafka") -> dict[str, Any]:
+    """An event wrapping record dicts in Lambda's `topic-partition` map."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        grouped.setdefault(f"{r['topic']}-{r['partition']}", []).append(copy.deepcopy(r))
+    event: dict[str, Any] = {"eventSource": source, "bootstrapServers": "b-1:9098", "records": grouped}
+    if source == "aws:kafka":
+        event["eventSourceArn"] = MSK_ARN
+    return event
+
+
+Reject = Callable[[Target, OutgoingMessage], "tuple[str, bool] | None"]
+
+
+class FakeSender:
+    """In-memory `BatchSender`: records calls, enforces API limits, rejects entries on request.
+
+    `reject(target, message)` returns (code, sender_fault) to fail that entry, or None.
+    `call_errors` are raised by the next calls, one each, before anything is sent.
+    """
+
+    def __init__(self, reject: Reject | None = None, call_errors: Iterable[SendCallError] = ()) -> None:
+        self.reject = reject
+        self.call_errors = list(call_errors)
+        self.calls: list[tuple[Target, list[OutgoingMessage]]] = []
+        self.sent: dict[str, list[OutgoingMessage]] = defaultdict(list)
+
+    def send_batch(self, target: Target, messages: Sequence[OutgoingMessage]) -> BatchOutcome:
+        self.calls.append((target, list(messages)))
+        if len(messages) > MAX_BATCH_ENTRIES:
+            raise SendCallError("TooManyEntriesInBatchRequest", retryable=False)
+        if sum(m.size for m in messages) > target.max_bytes:
+            raise SendCallError("BatchRequestTooLong", retryable=False)
+        if self.call_errors:
+            raise self.call_errors.pop(0)
+        failures = []
+        for i, m in enumerate(messages):
+            verdict = self.reject(target, m) if self.reject else None
+            if verdict is None:
+                self.sent[target.name].append(m)
+            else:
+                failures.append(EntryFailure(i, verdict[0], "rejected by the fake", verdict[1]))
+        return BatchOutcome(tuple(failures))
+
+    def calls_to(self, name: str) -> list[list[OutgoingMessage]]:
+        """The batches sent to one target."""
+        return [msgs for t, msgs in self.calls if t.name == name]
+
+
+class FakeStore:
+    """In-memory `ObjectStore`."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def put(self, key: str, body: bytes) -> str:
+        self.objects[key] = body
+        return f"s3://fake-bucket/{key}"
+
+
+class FakeKeys:
+    """In-memory `SigningKeys` that remembers which keys were asked for."""
+
+    def __init__(self, keys: dict[str, bytes] | None = None) -> None:
+        self.keys = keys or {}
+        self.fetched: list[str] = []
+
+    def key_for(self, producer: str) -> bytes:
+        self.fetched.append(producer)
+        if producer not in self.keys:
+            raise SigningKeyUnavailable(f"no key for {producer}")
+        return self.keys[producer]
+
+
+def fixed_clock() -> datetime:
+    """A clock that always says 2026-01-01T00:00:00Z."""
+    return datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def no_sleep(_seconds: float) -> None:
+    """Tests never sleep."""
+
+
+def parked_docs(sender: FakeSender, dlq_name: str) -> list[dict[str, Any]]:
+    """The JSON documents sent to the bridge DLQ."""
+    return [json.loads(m.body) for m in sender.sent.get(dlq_name, [])]
+
+
+def audit_events(sender: FakeSender, topic_name: str) -> list[dict[str, Any]]:
+    """The audit events published."""
+    return [json.loads(m.body) for m in sender.sent.get(topic_name, [])]

@@ -1,0 +1,170 @@
+"""Adapters against botocore: exact request shapes (Stubber) and real request counting (event hooks)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import EndpointConnectionError
+from botocore.stub import Stubber
+from bridge.adapters.s3 import S3ObjectStore
+from bridge.adapters.secrets import SecretsManagerSigningKeys
+from bridge.adapters.sns import SnsBatchSender
+from bridge.adapters.sqs import SqsBatchSender
+from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES
+from bridge.delivery import EntryFailure, SendCallError, Target
+from bridge.envelope import OutgoingMessage
+from bridge.parking import ObjectStoreError
+from bridge.service import Bridge
+from bridge.trust import SigningKeyUnavailable
+
+from tests.helpers import FakeKeys, FakeSender, FakeStore, kafka_event, kafka_record, make_config, make_settings
+
+URL = "https://sqs.us-east-1.amazonaws.com/123456789012/t-ordered.fifo"
+TOPIC = "arn:aws:sns:us-east-1:123456789012:t-feed"
+
+
+def client(service: str) -> Any:
+    return boto3.client(service, region_name="us-east-1", aws_access_key_id="testing",
+                        aws_secret_access_key="testing")
+
+
+def msg(i: int, group: str | None = None, dedup: str | None = None) -> OutgoingMessage:
+    attrs = (("correlation-id", f"c{i}"), ("record-id", f"orders-0-{i}"))
+    return OutgoingMessage(f"orders-0-{i}", "d", f"body-{i}", attrs, f"c{i}", 10, group, dedup)
+
+
+def attrs(i: int) -> dict[str, Any]:
+    return {"correlation-id": {"DataType": "String", "StringValue": f"c{i}"},
+            "record-id": {"DataType": "String", "StringValue": f"orders-0-{i}"}}
+
+
+def test_sqs_send_message_batch_request_shape_and_failed_entries() -> None:
+    sqs = client("sqs")
+    target = Target("ordered", "sqs", URL, SQS_MAX_MESSAGE_BYTES, fifo=True)
+    with Stubber(sqs) as stub:
+        stub.add_response("send_message_batch", {
+            "Successful": [{"Id": "0", "MessageId": "m0", "MD5OfMessageBody": "x"}],
+            "Failed": [{"Id": "1", "SenderFault": True, "Code": "InvalidParameterValue", "Message": "bad"}],
+        }, {"QueueUrl": URL, "Entries": [
+            {"Id": "0", "MessageBody": "body-0", "MessageAttributes": attrs(0), "MessageGroupId": "g0",
+             "MessageDeduplicationId": "d0"},
+            {"Id": "1", "MessageBody": "body-1", "MessageAttributes": attrs(1), "MessageGroupId": "g1",
+             "MessageDeduplicationId": "d1"},
+        ]})
+
+        outcome = SqsBatchSender(sqs).send_batch(target, [msg(0, "g0", "d0"), msg(1, "g1", "d1")])
+
+    assert outcome.failures == (EntryFailure(1, "InvalidParameterValue", "bad", True),)
+
+
+def test_sns_publish_batch_request_shape() -> None:
+    sns = client("sns")
+    target = Target("feed", "sns", TOPIC, SNS_DEFAULT_MAX_MESSAGE_BYTES)
+    with Stubber(sns) as stub:
+        stub.add_response("publish_batch", {"Successful": [{"Id": "0", "MessageId": "m0"}], "Failed": []}, {
+            "TopicArn": TOPIC,
+            "PublishBatchRequestEntries": [{"Id": "0", "Message": "body-0", "MessageAttributes": attrs(0)}],
+        })
+
+        outcome = SnsBatchSender(sns).send_batch(target, [msg(0)])
+
+    assert outcome.failures == ()
+
+
+@pytest.mark.parametrize(("code", "status", "retryable"), [
+    ("ThrottlingException", 400, True), ("InternalError", 500, True), ("AccessDenied", 403, False),
+    ("AWS.SimpleQueueService.NonExistentQueue", 400, False),
+])
+def test_whole_call_errors_become_send_call_errors(code: str, status: int, retryable: bool) -> None:
+    sqs = client("sqs")
+    with Stubber(sqs) as stub:
+        stub.add_client_error("send_message_batch", service_error_code=code, http_status_code=status)
+        with pytest.raises(SendCallError) as err:
+            SqsBatchSender(sqs).send_batch(Target("q", "sqs", URL, SQS_MAX_MESSAGE_BYTES), [msg(0)])
+    assert (err.value.code, err.value.retryable) == (code, retryable)
+
+
+def test_connection_error_is_retryable() -> None:
+    sns = client("sns")
+
+    def refuse(**kw: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="https://sns.us-east-1.amazonaws.com")
+
+    sns.meta.events.register("before-send.sns.PublishBatch", refuse)
+    with pytest.raises(SendCallError) as err:
+        SnsBatchSender(sns).send_batch(Target("t", "sns", TOPIC, SNS_DEFAULT_MAX_MESSAGE_BYTES), [msg(0)])
+    assert err.value.retryable
+    assert err.value.code == "EndpointConnectionError"
+
+
+def test_signing_keys_read_once_per_producer_and_failures_not_cached() -> None:
+    sm = client("secretsmanager")
+    config = make_config()
+    with Stubber(sm) as stub:
+        stub.add_client_error("get_secret_value", "ResourceNotFoundException",
+                              expected_params={"SecretId": "test-bridge/producers/payer/signing-key"})
+        stub.add_response("get_secret_value", {"SecretString": "s3cret"},
+                          {"SecretId": "test-bridge/producers/payer/signing-key"})
+        keys = SecretsManagerSigningKeys(sm, config)
+
+        with pytest.raises(SigningKeyUnavailable, match="ResourceNotFoundException"):
+            keys.key_for("payer")
+        assert keys.key_for("payer") == b"s3cret"
+        assert keys.key_for("payer") == b"s3cret"  # cached: no third response is queued
+        stub.assert_no_pending_responses()
+
+
+def test_s3_store_puts_json_and_wraps_errors() -> None:
+    s3 = client("s3")
+    with Stubber(s3) as stub:
+        stub.add_response("put_object", {}, {"Bucket": "bkt", "Key": "parked/t/0/1-too_large.json", "Body": b"{}",
+                                             "ContentType": "application/json"})
+        stub.add_client_error("put_object", "AccessDenied", http_status_code=403)
+        store = S3ObjectStore(s3, "bkt")
+
+        assert store.put("parked/t/0/1-too_large.json", b"{}") == "s3://bkt/parked/t/0/1-too_large.json"
+        with pytest.raises(ObjectStoreError):
+            store.put("k", b"{}")
+
+
+def test_must_show_b_counted_on_the_real_sqs_client_1000_small_records_make_100_calls() -> None:
+    # given: a real boto3 SQS client whose HTTP send is answered by a hook that counts requests
+    sqs = client("sqs")
+    calls: list[int] = []
+
+    def answer(request: Any, **kw: Any) -> AWSResponse:
+        entries = json.loads(request.body)["Entries"]
+        calls.append(len(entries))
+        body = {"Successful": [{"Id": e["Id"], "MessageId": e["Id"], "MD5OfMessageBody": "x"} for e in entries],
+                "Failed": []}
+        return AWSResponse(request.url, 200, {}, _Raw(json.dumps(body).encode()))
+
+    sqs.meta.events.register("before-send.sqs.SendMessageBatch", answer)
+    config = make_config(destinations=[{"name": "out", "type": "sqs"}], routes=[{"name": "all", "match": {},
+                                                                                "to": ["out"]}])
+    bridge = Bridge(config, make_settings(), sqs=SqsBatchSender(sqs), sns=FakeSender(), parking_store=FakeStore(),
+                    signing_keys=FakeKeys())
+    # when
+    report = bridge.handle(kafka_event([kafka_record(offset=i, value=f'{{"n": {i}}}') for i in range(1000)]))
+    # then
+    assert report.summary["delivered"] == {"out": 1000}
+    assert len(calls) == 100
+    assert set(calls) == {10}
+    print(f"\nmust-show (b, real client): 1000 records -> {len(calls)} SendMessageBatch requests")
+
+
+class _Raw:
+    """The raw HTTP body botocore reads a response from."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **kw: Any) -> Any:
+        yield self._data
+
+    def read(self, *a: Any) -> bytes:
+        return self._data

@@ -1,0 +1,163 @@
+"""Outgoing messages: attributes and their cap, bodies, correlation ids, FIFO group and dedup ids, size."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from typing import Any
+
+import pytest
+from bridge.config import MAX_MESSAGE_ATTRIBUTES, Destination
+from bridge.envelope import (
+    CORRELATION_NAMESPACE,
+    billed_size,
+    build_message,
+    correlation_id_for,
+    dedup_id_for,
+    group_id_for,
+    message_attributes,
+)
+from bridge.records import decode_event, decode_record
+
+from tests.helpers import kafka_record, load_event
+
+
+def record(**kw: Any) -> Any:
+    return decode_record(kafka_record(**kw))
+
+
+def test_attributes_are_reserved_then_header_attributes_with_last_value_of_repeated_header() -> None:
+    rec = decode_event(load_event("headers_repeated_negative")).records[0]
+    dest = Destination("out", "sqs", header_attributes=("event-type", "trace", "empty", "absent"))
+
+    attrs = dict(message_attributes(rec, dest, "order-service", "cid-1", None))
+
+    assert attrs == {"correlation-id": "cid-1", "record-id": "orders-0-42", "producer": "order-service",
+                     "event-type": "OrderPlaced"}  # trace is not UTF-8, empty is empty, absent is absent
+
+
+def test_never_more_than_ten_attributes_even_if_the_config_check_is_bypassed() -> None:
+    names = tuple(f"h{i}" for i in range(12))
+    rec = record(headers=[(n, "v") for n in names])
+    dest = Destination("out", "sqs", header_attributes=names)  # built directly: no config validation
+
+    attrs = message_attributes(rec, dest, "p", "cid", "base64")
+
+    assert len(attrs) == MAX_MESSAGE_ATTRIBUTES
+    assert [n for n, _ in attrs[:4]] == ["correlation-id", "record-id", "producer", "content-encoding"]
+
+
+def test_header_value_sqs_would_refuse_is_left_out() -> None:
+    rec = record(headers=[("event-type", "bad\u0000value")])
+
+    attrs = dict(message_attributes(rec, Destination("o1", "sqs", header_attributes=("event-type",)), None, "c", None))
+
+    assert "event-type" not in attrs
+
+
+def test_correlation_id_comes_from_the_header_when_present() -> None:
+    rec = decode_event(load_event("msk")).records[0]
+
+    assert correlation_id_for(rec, "correlation-id") == "c0ffee00-0000-4000-8000-000000001001"
+
+
+def test_generated_correlation_id_is_uuid5_of_the_record_id_so_redelivery_keeps_it() -> None:
+    first = correlation_id_for(record(offset=7), "correlation-id")
+    again = correlation_id_for(record(offset=7), "correlation-id")
+
+    assert first == again == str(uuid.uuid5(CORRELATION_NAMESPACE, "orders-0-7"))
+    assert correlation_id_for(record(offset=8), "correlation-id") != first
+
+
+def test_dedup_id_is_sha256_of_topic_partition_offset_destination() -> None:
+    rec = record(partition=3, offset=99)
+
+    dedup = dedup_id_for(rec, "fulfilment")
+
+    assert dedup == hashlib.sha256(b"orders\x003\x0099\x00fulfilment").hexdigest()
+    assert dedup == dedup_id_for(record(partition=3, offset=99, value="other"), "fulfilment")
+    assert dedup != dedup_id_for(rec, "payments-ledger")
+
+
+@pytest.mark.parametrize(("source", "kw", "expected"), [
+    ("key", {"key": "order-1"}, "order-1"),
+    ("key", {"key": None}, "orders-2"),  # no key: topic-partition keeps Kafka's order
+    ("topic", {}, "orders"),
+    ("partition", {}, "orders-2"),
+    ("header:tenant", {"headers": [("tenant", "acme")]}, "acme"),
+    ("header:tenant", {}, "orders-2"),
+    ("static:all", {}, "all"),
+    ("key", {"key": "has space"}, hashlib.sha256(b"has space").hexdigest()),
+    ("key", {"key": b"\xff\x00"}, hashlib.sha256(b"\xff\x00").hexdigest()),
+])
+def test_group_id_sources(source: str, kw: dict[str, Any], expected: str) -> None:
+    dest = Destination("q1", "sqs", fifo=True, group_id=source)
+
+    assert group_id_for(record(partition=2, **kw), dest) == expected
+
+
+def test_fifo_message_has_group_and_dedup_ids_standard_message_has_none() -> None:
+    rec = record(key="order-1")
+
+    fifo = build_message(rec, Destination("q1", "sqs", fifo=True), producer=None, correlation_id="c")
+    std = build_message(rec, Destination("q2", "sqs"), producer=None, correlation_id="c")
+
+    assert fifo.group_id == "order-1"
+    assert fifo.dedup_id == dedup_id_for(rec, "q1")
+    assert std.group_id is None
+    assert std.dedup_id is None
+
+
+@pytest.mark.parametrize(("value", "body", "encoding"), [
+    ('{"a": 1}', '{"a": 1}', None),
+    ("Zoë", "Zoë", None),
+    (b"\xff\xfe", base64.b64encode(b"\xff\xfe").decode(), "base64"),
+    ("nul\u0000inside", base64.b64encode(b"nul\x00inside").decode(), "base64"),  # SQS refuses U+0000
+    (None, "null", "null"),
+    (b"", "null", "empty"),
+])
+def test_raw_body_and_content_encoding(value: Any, body: str, encoding: str | None) -> None:
+    message = build_message(record(value=value), Destination("q1", "sqs"), producer=None, correlation_id="c")
+
+    assert message.body == body
+    assert dict(message.attributes).get("content-encoding") == encoding
+
+
+def test_envelope_body_carries_position_headers_and_parsed_value() -> None:
+    rec = decode_event(load_event("headers_repeated_negative")).records[0]
+
+    message = build_message(rec, Destination("q1", "sqs", body="envelope"), producer="p", correlation_id="c")
+
+    doc = json.loads(message.body)
+    assert doc["topic"] == "orders"
+    assert doc["partition"] == 0
+    assert doc["offset"] == 42
+    assert doc["key"] == "order-3003"
+    assert doc["value"] == {"total": 1}
+    assert doc["headers"]["event-type"] == "OrderPlaced"
+    assert doc["headers"]["trace"] == base64.b64encode(bytes([0xFF, 0x80, 0x01, 0x7F])).decode()
+    assert doc["binary_headers"] == ["trace"]
+    assert doc["correlation_id"] == "c"
+    assert doc["producer"] == "p"
+    assert "content-encoding" not in dict(message.attributes)
+
+
+def test_envelope_value_that_is_not_json_is_text() -> None:
+    message = build_message(record(value="plain text"), Destination("q1", "sqs", body="envelope"), producer=None,
+                            correlation_id="c")
+
+    assert json.loads(message.body)["value"] == "plain text"
+
+
+def test_billed_size_counts_body_and_attribute_names_types_values() -> None:
+    attrs = (("correlation-id", "abc"), ("é", "ü"))
+
+    assert billed_size("héllo", attrs) == 6 + (14 + 6 + 3) + (2 + 6 + 2)
+
+
+def test_message_size_is_its_billed_size() -> None:
+    message = build_message(record(), Destination("q1", "sqs"), producer="p", correlation_id="c")
+
+    assert message.size == billed_size(message.body, message.attributes)

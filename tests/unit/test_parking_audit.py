@@ -1,0 +1,130 @@
+"""Parking format and S3 overflow; audit truncation, counts and size."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from bridge.audit import BatchTally, audit_document, batch_id_for
+from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES
+from bridge.delivery import Deliverer, Target
+from bridge.parking import ObjectStoreError, Parking, ParkingFailedError, ParkRequest
+from bridge.records import decode_record
+
+from tests.helpers import FakeSender, FakeStore, fixed_clock, kafka_record
+
+DLQ = Target("b-dlq", "sqs", "https://sqs.us-east-1.amazonaws.com/123456789012/b-dlq", SQS_MAX_MESSAGE_BYTES)
+
+
+def parking(sender: FakeSender, store: FakeStore | None = None) -> Parking:
+    deliverer = Deliverer({"sqs": sender, "sns": sender}, max_attempts=2, base_delay_ms=0, sleep=lambda s: None)
+    return Parking(deliverer, DLQ, store or FakeStore(), fixed_clock)
+
+
+def request(value: str = "v", reason: str = "unroutable") -> ParkRequest:
+    return ParkRequest(decode_record(kafka_record(offset=5, value=value)), reason, "why", "cid-5", "rt", "dest",
+                       "prod")
+
+
+def test_parked_message_has_the_contract_fields_and_attributes() -> None:
+    sender = FakeSender()
+
+    parking(sender).park([request()], "arn:src")
+
+    (m,) = sender.sent["b-dlq"]
+    doc = json.loads(m.body)
+    assert doc == {"reason": "unroutable", "detail": "why", "route": "rt", "destination": "dest",
+                   "correlation_id": "cid-5", "producer": "prod", "record_id": "orders-0-5",
+                   "event_source_arn": "arn:src", "parked_at": "2026-01-01T00:00:00+00:00",
+                   "record": kafka_record(offset=5, value="v")}
+    assert dict(m.attributes) == {"reason": "unroutable", "correlation-id": "cid-5", "record-id": "orders-0-5"}
+
+
+def test_document_over_the_sqs_limit_goes_to_s3_and_the_dlq_gets_a_pointer() -> None:
+    sender, store = FakeSender(), FakeStore()
+
+    parking(sender, store).park([request("x" * SQS_MAX_MESSAGE_BYTES, "too_large")], None)
+
+    (m,) = sender.sent["b-dlq"]
+    doc = json.loads(m.body)
+    assert "record" not in doc
+    assert doc["record_s3_uri"].endswith("parked/orders/0/5-too_large.json")
+    assert json.loads(store.objects["parked/orders/0/5-too_large.json"])["record"]["offset"] == 5
+
+
+def test_parked_documents_are_packed_like_any_other_messages() -> None:
+    sender = FakeSender()
+
+    parking(sender).park([request("x" * 300_000) for _ in range(4)], None)  # ~400 KB each once base64
+
+    assert [len(b) for b in sender.calls_to("b-dlq")] == [2, 2]
+
+
+def test_dlq_refusal_after_retries_raises_parking_failed() -> None:
+    sender = FakeSender(reject=lambda t, m: ("ServiceUnavailable", False))
+
+    with pytest.raises(ParkingFailedError, match="ServiceUnavailable"):
+        parking(sender).park([request()], None)
+    assert len(sender.calls) == 2
+
+
+def test_s3_refusal_raises_parking_failed() -> None:
+    class BrokenStore:
+        def put(self, key: str, body: bytes) -> str:
+            raise ObjectStoreError("AccessDenied")
+
+    with pytest.raises(ParkingFailedError, match="parking bucket"):
+        Parking(Deliverer({"sqs": FakeSender(), "sns": FakeSender()}, max_attempts=1, base_delay_ms=0), DLQ,
+                BrokenStore(), fixed_clock).park([request("x" * SQS_MAX_MESSAGE_BYTES)], None)
+
+
+def tally_of(n: int, cid_len: int = 36) -> BatchTally:
+    tally = BatchTally()
+    for i in range(n):
+        tally.see(decode_record(kafka_record(partition=i % 2, offset=i)), f"{i:0{cid_len}d}")
+    return tally
+
+
+def document(tally: BatchTally, cap: int, max_bytes: int = SNS_DEFAULT_MAX_MESSAGE_BYTES) -> dict[str, object]:
+    body = audit_document(tally, batch_id="b1", event_source_arn="arn", started_at="s", finished_at="f",
+                          max_correlation_ids=cap, max_bytes=max_bytes)
+    assert len(body.encode()) <= max_bytes
+    return json.loads(body)
+
+
+def test_audit_counts_partitions_and_correlation_ids() -> None:
+    tally = tally_of(5)
+    tally.delivered["q"] += 4
+    tally.parked["unroutable"] += 1
+
+    doc = document(tally, cap=100)
+
+    assert doc["type"] == "bridge.batch"
+    assert doc["records"] == 5
+    assert doc["delivered"] == {"q": 4}
+    assert doc["parked"] == {"unroutable": 1}
+    assert doc["skipped"] == 0
+    assert doc["partitions"] == {"orders-0": [0, 4], "orders-1": [1, 3]}
+    assert len(doc["correlation_ids"]) == 5
+    assert doc["correlation_ids_truncated"] is False
+
+
+def test_audit_caps_correlation_ids_at_the_setting() -> None:
+    doc = document(tally_of(150), cap=100)
+
+    assert len(doc["correlation_ids"]) == 100
+    assert doc["correlation_ids_truncated"] is True
+
+
+def test_audit_drops_more_ids_when_needed_to_fit_one_sns_message() -> None:
+    doc = document(tally_of(1000, cid_len=256), cap=1000, max_bytes=200_000)  # all ids would be ~260 KB
+
+    assert doc["correlation_ids_truncated"] is True
+    assert 0 < len(doc["correlation_ids"]) < 1000
+
+
+def test_batch_id_is_the_same_for_the_same_records() -> None:
+    a = [decode_record(kafka_record(offset=i)) for i in range(3)]
+    b = [decode_record(kafka_record(offset=i)) for i in range(3)]
+
+    assert batch_id_for(a) == batch_id_for(b) != batch_id_for(a[:2])

@@ -1,0 +1,121 @@
+"""Decoding Lambda's Kafka events: signed header bytes, repeated names, nulls, broken records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from bridge.records import InvalidEventError, decode_event, decode_record, is_kafka_event
+
+from tests.helpers import kafka_record, load_event
+
+
+def test_msk_event_decodes_every_record_with_key_value_and_headers() -> None:
+    batch = decode_event(load_event("msk"))
+
+    assert batch.event_source == "aws:kafka"
+    assert batch.event_source_arn
+    assert batch.event_source_arn.startswith("arn:aws:kafka:")
+    assert [r.record_id for r in batch.records] == ["orders-0-15", "orders-0-16", "orders-1-7", "inventory-0-3"]
+    first = batch.records[0]
+    assert first.key == b"order-1001"
+    assert json.loads(first.value or b"") == {"order_id": "order-1001", "total": 250.0}
+    assert first.headers[0] == ("event-type", b"OrderPlaced")
+    assert first.timestamp == 1767225600000
+    assert first.timestamp_type == "CREATE_TIME"
+    assert first.undecodable is None
+
+
+def test_self_managed_event_is_a_kafka_event() -> None:
+    batch = decode_event(load_event("self_managed"))
+
+    assert batch.event_source == "SelfManagedKafka"
+    assert batch.event_source_arn is None
+    assert batch.records[0].record_id == "orders-0-100"
+
+
+def test_absent_key_and_null_value_decode_to_none() -> None:
+    null_key = decode_event(load_event("null_key")).records[0]
+    null_value = decode_event(load_event("null_value")).records[0]
+
+    assert "key" not in null_key.raw
+    assert null_key.key is None
+    assert null_value.value is None
+    assert null_value.key == b"order-3002"
+
+
+def test_negative_header_bytes_become_unsigned_and_repeated_names_are_kept_in_order() -> None:
+    record = decode_event(load_event("headers_repeated_negative")).records[0]
+
+    assert record.last_header("trace") == bytes([0xFF, 0x80, 0x01, 0x7F])
+    assert record.header_values("event-type") == [b"OrderShipped", b"OrderPlaced"]
+    assert record.last_header_text("event-type") == "OrderPlaced"
+    assert record.last_header_text("trace") is None  # not UTF-8
+    assert record.last_header("empty") == b""
+
+
+def test_non_ascii_header_is_utf8_text() -> None:
+    record = decode_event(load_event("non_ascii_header")).records[0]
+
+    assert record.last_header_text("customer-name") == "Zoë Ünal 東京"
+    assert record.key == "ordre-é".encode()
+
+
+def test_schema_metadata_does_not_disturb_decoding() -> None:
+    record = decode_event(load_event("schema_metadata")).records[0]
+
+    assert record.undecodable is None
+    assert record.raw["valueSchemaMetadata"] == {"dataFormat": "JSON", "schemaId": "5678"}
+
+
+def test_broken_records_are_flagged_not_raised_and_keep_their_original_dict() -> None:
+    event = load_event("undecodable")
+
+    records = decode_event(event).records
+
+    assert [r.undecodable is None for r in records] == [True, False, False]
+    bad_value, bad_headers = records[1], records[2]
+    assert bad_value.record_id == "orders-0-51"
+    assert bad_value.raw == event["records"]["orders-0"][1]
+    assert "Error" in (bad_value.undecodable or "")
+    assert bad_headers.raw["headers"] == [{"event-type": "OrderPlaced"}]
+
+
+@pytest.mark.parametrize("broken", [
+    "not a dict",
+    {"topic": "orders", "partition": 0},  # no offset
+    {**kafka_record(offset=9), "headers": "nope"},
+    {**kafka_record(offset=9), "headers": [{"h": [1, 999]}]},  # not a byte
+    {**kafka_record(offset=9), "key": 12},
+])
+def test_any_malformed_record_is_undecodable(broken: object) -> None:
+    record = decode_record(broken, "orders-3")
+
+    assert record.undecodable
+    assert record.topic == "orders"
+    assert record.partition in (0, 3)
+
+
+def test_console_test_event_is_rejected_with_one_line_that_says_what_to_send() -> None:
+    event = {"key1": "value1", "key2": "value2", "key3": "value3"}
+
+    with pytest.raises(InvalidEventError) as err:
+        decode_event(event)
+
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("This function expects a Kafka event-source event (eventSource aws:kafka or "
+                              "SelfManagedKafka with a records map); got an object with keys key1, key2, key3.")
+    assert "events/" in message
+
+
+@pytest.mark.parametrize(("event", "expected"), [
+    (load_event("msk"), True),
+    (load_event("self_managed"), True),
+    ({"eventSource": "aws:kafka"}, False),
+    ({"eventSource": "aws:sqs", "records": {}}, False),
+    ([], False),
+    (None, False),
+])
+def test_is_kafka_event(event: object, expected: bool) -> None:
+    assert is_kafka_event(event) is expected
