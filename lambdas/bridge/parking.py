@@ -28,6 +28,7 @@ PARK_REASONS = (
     "delivery_failed",
     "unsigned",
     "invalid_signature",
+    "signing_key_unavailable",
     "untrusted_producer",
     "producer_not_allowed",
 )
@@ -63,9 +64,13 @@ class ParkRequest:
 
 
 def s3_key(request: ParkRequest) -> str:
-    """`parked/{topic}/{partition}/{offset}-{reason}.json` as the contract names it."""
+    """`parked/{topic}/{partition}/{offset}-{destination}-{reason}.json`: one object per parked copy.
+
+    The destination is part of the key because one record may be parked for several destinations
+    with the same reason; without it the second document would overwrite the first.
+    """
     r = request.record
-    return f"parked/{r.topic}/{r.partition}/{r.offset}-{request.reason}.json"
+    return f"parked/{r.topic}/{r.partition}/{r.offset}-{request.destination or 'none'}-{request.reason}.json"
 
 
 def parked_document(request: ParkRequest, event_source_arn: str | None, parked_at: str) -> dict[str, Any]:

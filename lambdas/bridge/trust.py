@@ -85,7 +85,9 @@ class RecordTrust:
         try:
             key = self._keys.key_for(self.producer)
         except SigningKeyUnavailable as exc:
-            return Rejection("invalid_signature", f"signing key of {self.producer!r} unavailable: {exc}")
+            # Parked under its own reason, not invalid_signature: the record may be genuine and is
+            # redriven once Secrets Manager answers again; failing the batch would block the partition.
+            return Rejection("signing_key_unavailable", f"signing key of {self.producer!r} unavailable: {exc}")
         r = self.record
         if not verify_record(key, signature, self.producer, r.topic, r.key, r.value):
             return Rejection("invalid_signature", f"signature does not verify for producer {self.producer!r}")

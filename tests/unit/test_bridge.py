@@ -174,8 +174,8 @@ def test_too_large_for_the_dlq_goes_to_s3_with_a_pointer(
     assert report.summary["parked"] == {"too_large": 1}
     (doc,) = parked_docs(sqs, "test-bridge-bridge-dlq")
     assert "record" not in doc
-    assert doc["record_s3_uri"] == "s3://fake-bucket/parked/orders/0/77-too_large.json"
-    full = json.loads(store.objects["parked/orders/0/77-too_large.json"])
+    assert doc["record_s3_uri"] == "s3://fake-bucket/parked/orders/0/77-feed-too_large.json"
+    full = json.loads(store.objects["parked/orders/0/77-feed-too_large.json"])
     assert base64.b64decode(full["record"]["value"]) == b"v" * 900_000
 
 

@@ -48,8 +48,8 @@ def test_document_over_the_sqs_limit_goes_to_s3_and_the_dlq_gets_a_pointer() -> 
     (m,) = sender.sent["b-dlq"]
     doc = json.loads(m.body)
     assert "record" not in doc
-    assert doc["record_s3_uri"].endswith("parked/orders/0/5-too_large.json")
-    assert json.loads(store.objects["parked/orders/0/5-too_large.json"])["record"]["offset"] == 5
+    assert doc["record_s3_uri"].endswith("parked/orders/0/5-dest-too_large.json")
+    assert json.loads(store.objects["parked/orders/0/5-dest-too_large.json"])["record"]["offset"] == 5
 
 
 def test_parked_documents_are_packed_like_any_other_messages() -> None:

@@ -115,8 +115,8 @@ def test_keys_are_fetched_only_for_destinations_with_accept_from_and_once_per_re
     assert keys.fetched == ["payer"]
 
 
-def test_unavailable_key_parks_as_invalid_signature_with_the_cause() -> None:
+def test_unavailable_key_parks_under_its_own_reason_with_the_cause() -> None:
     _, _, ledger = check(signed("payer"), keys=FakeKeys({}))
 
-    assert ledger.reason == "invalid_signature"
+    assert ledger.reason == "signing_key_unavailable"
     assert "unavailable" in ledger.detail
