@@ -1,0 +1,203 @@
+"""The bridge Lambda function: its package, its least-privilege role and its log group."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Aws, Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from bridge.config import BridgeConfig, config_to_json
+from constructs import Construct
+
+from infra.msk import MskArns
+from infra.nag import acknowledge
+
+HANDLER = "bridge.handler.lambda_handler"
+CONFIG_FILE_NAME = "bridge_config.json"
+POWERTOOLS_LAYER = "arn:aws:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-arm64:{version}"
+POWERTOOLS_SERVICE_NAME = "kafka-bridge"
+POWERTOOLS_METRICS_NAMESPACE = "KafkaBridge"
+# Where the event-source mapping writes failed batches in an S3 on-failure destination.
+ESM_FAILURE_PREFIX = "aws/lambda/*"
+PARKED_PREFIX = "parked/*"
+
+
+def stage_function_package(source_dir: Path, document: Mapping[str, Any], out_dir: Path) -> Path:
+    """Write the function package: `bridge/` (without caches) and `bridge_config.json` beside it."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    shutil.copytree(source_dir, out_dir / "bridge", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (out_dir / CONFIG_FILE_NAME).write_text(config_to_json(document), encoding="utf-8")
+    return out_dir
+
+
+class BridgeFunction(Construct):
+    """The function and a role written as explicit statements on exactly the resources the bridge uses.
+
+    The role is handed to the function without policy updates: the CDK event-source and destination
+    helpers would otherwise attach the managed AWSLambdaMSKExecutionRole (Resource "*") and broad S3 grants.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: BridgeConfig,
+        package_dir: Path,
+        send_to: Sequence[sqs.IQueue],
+        publish_to: Sequence[sns.ITopic],
+        encryption_keys: Sequence[kms.IKey],
+        signing_secrets: Sequence[secretsmanager.ISecret],
+        signing_secret_key: kms.IKey | None,
+        parking_bucket: s3.IBucket,
+        powertools_layer_version: int,
+        reserved_concurrency: int | None = None,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention)
+        statements = [
+            *self._delivery_statements(send_to, publish_to, encryption_keys),
+            *self._secret_statements(signing_secrets, signing_secret_key, config),
+            *self._storage_statements(parking_bucket),
+            *self._kafka_statements(config),
+            *self._network_statements(),
+            iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                                resources=[self.log_group.log_group_arn]),
+            # X-Ray has no resource-level permissions; "*" is the only resource it accepts.
+            iam.PolicyStatement(sid="SendTraces", actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+                                resources=["*"]),
+        ]
+        # Inline on the role, so the function and its event-source mappings (which Lambda validates against
+        # the role's permissions on creation) are created only after the permissions exist.
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                             description=f"Kafka bridge {config.name}",
+                             inline_policies={"bridge": iam.PolicyDocument(statements=statements)})
+        acknowledge(self.role, "AwsSolutions-IAM5[Resource::*]",
+                    "Two statements only: the event-source mapping's network interfaces (ec2 Create/Delete/"
+                    "DescribeNetworkInterfaces, DescribeVpcs/Subnets/SecurityGroups, which Lambda validates on '*' "
+                    "when it creates the mapping) and xray:PutTraceSegments/PutTelemetryRecords, which have no "
+                    "resource-level permissions.")
+        self._acknowledge_prefix(parking_bucket)
+
+        layer = lambda_.LayerVersion.from_layer_version_arn(
+            self, "Powertools",
+            POWERTOOLS_LAYER.format(region=Aws.REGION, version=powertools_layer_version))
+        self.function = lambda_.Function(
+            self, "Function",
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=HANDLER,
+            code=lambda_.Code.from_asset(str(package_dir)),
+            layers=[layer],
+            role=self.role.without_policy_updates(),
+            memory_size=config.settings.memory_mb,
+            timeout=Duration.seconds(config.settings.timeout_seconds),
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            reserved_concurrent_executions=reserved_concurrency,
+            description=f"Kafka to SQS/SNS bridge {config.name}",
+            environment={
+                "BRIDGE_ACCOUNT_ID": Aws.ACCOUNT_ID,
+                "BRIDGE_PARTITION": Aws.PARTITION,
+                "BRIDGE_PARKING_BUCKET": parking_bucket.bucket_name,
+                "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
+                "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
+            },
+        )
+        acknowledge(self.function, "AwsSolutions-L1",
+                    "python3.12 is pinned by the runtime contract together with the public Powertools layer "
+                    "built for it (AWSLambdaPowertoolsPythonV3-python312-arm64); both move in one change.")
+
+    @staticmethod
+    def _delivery_statements(send_to: Sequence[sqs.IQueue], publish_to: Sequence[sns.ITopic],
+                             keys: Sequence[kms.IKey]) -> list[iam.PolicyStatement]:
+        out = [iam.PolicyStatement(sid="SendToRoutedQueues", actions=["sqs:SendMessage"],
+                                   resources=[q.queue_arn for q in send_to])]
+        if publish_to:
+            out.append(iam.PolicyStatement(sid="PublishToRoutedTopics", actions=["sns:Publish"],
+                                           resources=[t.topic_arn for t in publish_to]))
+        out.append(iam.PolicyStatement(sid="EncryptMessages", actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                                       resources=[k.key_arn for k in keys]))
+        return out
+
+    @staticmethod
+    def _secret_statements(secrets: Sequence[secretsmanager.ISecret], key: kms.IKey | None,
+                           config: BridgeConfig) -> list[iam.PolicyStatement]:
+        arns = [s.secret_arn for s in secrets]
+        if config.source.kind == "self-managed" and config.source.secret_arn:
+            arns.append(config.source.secret_arn)  # the event-source mapping reads the Kafka credentials
+        out = []
+        if arns:
+            out.append(iam.PolicyStatement(sid="ReadSecrets", actions=["secretsmanager:GetSecretValue"],
+                                           resources=arns))
+        if secrets and key is not None:
+            out.append(iam.PolicyStatement(sid="DecryptSigningKeys", actions=["kms:Decrypt"],
+                                           resources=[key.key_arn]))
+        return out
+
+    @staticmethod
+    def _storage_statements(bucket: s3.IBucket) -> list[iam.PolicyStatement]:
+        return [
+            # parked records from the handler, failed batches from the event-source mapping
+            iam.PolicyStatement(sid="ParkRecords", actions=["s3:PutObject"],
+                                resources=[bucket.arn_for_objects(PARKED_PREFIX),
+                                           bucket.arn_for_objects(ESM_FAILURE_PREFIX)]),
+            # the S3 on-failure destination also needs ListBucket (AWS Lambda documentation)
+            iam.PolicyStatement(sid="ListParkingBucket", actions=["s3:ListBucket"], resources=[bucket.bucket_arn]),
+        ]
+
+    @staticmethod
+    def _kafka_statements(config: BridgeConfig) -> list[iam.PolicyStatement]:
+        if config.source.kind != "msk":
+            return []  # self-managed Kafka authenticates with the secret above, not IAM
+        msk = MskArns(config.source)
+        topics = config.source.topics
+        return [
+            iam.PolicyStatement(sid="ConnectToTheCluster",
+                                actions=["kafka-cluster:Connect", "kafka-cluster:DescribeClusterDynamicConfiguration",
+                                         "kafka:DescribeClusterV2", "kafka:GetBootstrapBrokers"],
+                                resources=[msk.cluster]),
+            iam.PolicyStatement(sid="ReadSourceTopics",
+                                actions=["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"],
+                                resources=[msk.topic(t) for t in topics]),
+            iam.PolicyStatement(sid="UseOwnConsumerGroups",
+                                actions=["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"],
+                                resources=[msk.group(config.source.group_id_for(t)) for t in topics]),
+        ]
+
+    @staticmethod
+    def _network_statements() -> list[iam.PolicyStatement]:
+        # The event-source mapping reaches the brokers through network interfaces it creates in the
+        # cluster's subnets. Lambda checks the execution role for these six actions on "*" when it
+        # creates the mapping (EventBridge Pipes on MSK hit the same check: scoped Create/Delete
+        # fail it), and the Describe* calls support no resource-level permissions at all. So this
+        # is the one statement with Resource "*"; it grants nothing beyond network interfaces.
+        return [
+            iam.PolicyStatement(
+                sid="MappingNetworkInterfaces",
+                actions=["ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface",
+                         "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DescribeSubnets",
+                         "ec2:DescribeSecurityGroups"],
+                resources=["*"]),
+        ]
+
+    def _acknowledge_prefix(self, bucket: s3.IBucket) -> None:
+        stack = Stack.of(self)
+        bucket_id = stack.resolve(bucket.bucket_arn)["Fn::GetAtt"][0]
+        for prefix in (PARKED_PREFIX, ESM_FAILURE_PREFIX):
+            acknowledge(self.role, f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{prefix}]",
+                        "Object keys are generated per record (handler) and per failed batch (event-source "
+                        "mapping); the statement is limited to PutObject under this one prefix of the bucket.")

@@ -1,0 +1,124 @@
+"""Secure defaults for every queue and topic the stack creates, in one place.
+
+Every queue: a dead-letter queue (redrive after the destination's max_receive_count), encryption
+with a customer-managed key, TLS-only access, FIFO high-throughput settings. Every topic: its own
+customer-managed key and TLS-only access. Queues and topics use two keys on purpose: a queue key's
+policy names the topics that deliver into it, which would be a dependency cycle if the topics were
+encrypted with that same key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.nag import acknowledge
+
+# Dead-letter queues keep messages for the SQS maximum so an operator has time to look and redrive.
+DLQ_RETENTION = Duration.days(14)
+
+
+class SecureMessaging(Construct):
+    """Owns the messaging keys; builds queues and topics with the secure defaults in the caller's scope."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, delivering_topic_names: Sequence[str]) -> None:
+        """`delivering_topic_names`: the topics the stack creates, all of which may deliver into its queues."""
+        super().__init__(scope, construct_id)
+        self.queue_key = kms.Key(self, "QueueKey", enable_key_rotation=True,
+                                 description="Encrypts the Kafka bridge's SQS queues")
+        self.topic_key = kms.Key(self, "TopicKey", enable_key_rotation=True,
+                                 description="Encrypts the Kafka bridge's SNS topics")
+        stack = Stack.of(self)
+        topic_arns = [stack.format_arn(service="sns", resource=name) for name in delivering_topic_names]
+        if topic_arns:
+            # SNS must encrypt what it delivers into a KMS-encrypted queue (subscriptions and their DLQs).
+            # ARNs are built from the configured names rather than referenced, so no cycle through the topics.
+            self.queue_key.add_to_resource_policy(iam.PolicyStatement(
+                sid="AllowTheBridgeTopicsToDeliver",
+                principals=[iam.ServicePrincipal("sns.amazonaws.com")],
+                actions=["kms:GenerateDataKey*", "kms:Decrypt"],
+                resources=["*"],  # in a key policy "*" means this key
+                conditions={"ArnLike": {"aws:SourceArn": topic_arns}},
+            ))
+
+    @property
+    def keys(self) -> list[kms.IKey]:
+        return [self.queue_key, self.topic_key]
+
+    def dead_letter_queue(self, scope: Construct, construct_id: str, *, name: str | None, fifo: bool) -> sqs.Queue:
+        """A queue that only receives what others give up on; it has no DLQ of its own."""
+        return sqs.Queue(scope, construct_id, queue_name=name, retention_period=DLQ_RETENTION,
+                         **self._queue_defaults(fifo))
+
+    def subscription_dead_letter_queue(self, scope: Construct, construct_id: str, *, fifo: bool) -> sqs.Queue:
+        """The DLQ of one SNS subscription (a FIFO topic needs a FIFO DLQ)."""
+        dlq = self.dead_letter_queue(scope, construct_id, name=None, fifo=fifo)
+        # cdk-nag recognises DLQs named in a queue's RedrivePolicy, not in a subscription's.
+        acknowledge(dlq, "AwsSolutions-SQS3",
+                    "This queue is the dead-letter queue of an SNS subscription (the subscription's "
+                    "RedrivePolicy names it); a dead-letter queue needs no dead-letter queue of its own.")
+        return dlq
+
+    def queue(self, scope: Construct, construct_id: str, *, name: str, dlq_name: str, fifo: bool,
+              max_receive_count: int) -> sqs.Queue:
+        """A queue with its DLQ: a message received `max_receive_count` times moves there."""
+        dlq = self.dead_letter_queue(scope, f"{construct_id}-dlq", name=dlq_name, fifo=fifo)
+        return sqs.Queue(scope, construct_id, queue_name=name,
+                         dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=max_receive_count),
+                         **self._queue_defaults(fifo))
+
+    def topic(self, scope: Construct, construct_id: str, *, name: str, fifo: bool,
+              max_message_bytes: int | None = None) -> sns.Topic:
+        topic = sns.Topic(scope, construct_id, topic_name=name, fifo=fifo or None,
+                          content_based_deduplication=False if fifo else None,
+                          master_key=self.topic_key, enforce_ssl=True)
+        if max_message_bytes is not None:
+            # The L2 Topic does not expose MaximumMessageSize yet; the L1 property does.
+            cast(sns.CfnTopic, topic.node.default_child).maximum_message_size = max_message_bytes
+        return topic
+
+    @staticmethod
+    def restrict_senders(queue: sqs.IQueue, *, principal_arns: Sequence[str], topic_arns: Sequence[str]) -> None:
+        """Deny sqs:SendMessage to everyone but `principal_arns` and deliveries from `topic_arns`.
+
+        Only SendMessage is denied, so administrators keep managing and reading the queue. SNS deliveries
+        carry no aws:PrincipalArn but do carry aws:SourceArn; the keys inside one operator are ANDed, so a
+        request is denied only when it matches neither list.
+        """
+        not_equals: dict[str, Any] = {}
+        if principal_arns:
+            not_equals["aws:PrincipalArn"] = list(principal_arns)
+        if topic_arns:
+            not_equals["aws:SourceArn"] = list(topic_arns)
+        queue.add_to_resource_policy(iam.PolicyStatement(
+            sid="OnlyTheBridgeAndNamedProducersSend",
+            effect=iam.Effect.DENY,
+            principals=[iam.AnyPrincipal()],
+            actions=["sqs:SendMessage"],
+            resources=[queue.queue_arn],
+            conditions={"ArnNotEquals": not_equals} if not_equals else None,
+        ))
+
+    def _queue_defaults(self, fifo: bool) -> dict[str, Any]:
+        props: dict[str, Any] = {
+            "encryption": sqs.QueueEncryption.KMS,
+            "encryption_master_key": self.queue_key,
+            "enforce_ssl": True,
+        }
+        if fifo:
+            props.update(
+                fifo=True,
+                # the bridge sets an explicit deduplication id per record; content-based dedup would drop
+                # two records that happen to carry the same value
+                content_based_deduplication=False,
+                deduplication_scope=sqs.DeduplicationScope.MESSAGE_GROUP,
+                fifo_throughput_limit=sqs.FifoThroughputLimit.PER_MESSAGE_GROUP_ID,
+            )
+        return props

@@ -1,0 +1,110 @@
+"""The bridge stack: composes one construct per capability and publishes the addresses as outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.config_document import ConfigDocument
+from infra.constructs.audit import AuditFanout
+from infra.constructs.bridge_function import BridgeFunction, stage_function_package
+from infra.constructs.destinations import Destinations
+from infra.constructs.failure_storage import FailureStorage
+from infra.constructs.kafka_source import KafkaEventSources
+from infra.constructs.messaging import SecureMessaging
+from infra.constructs.producers import ProducerAccess
+from infra.constructs.test_events import ConsoleTestEvents, load_test_events
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_POWERTOOLS_LAYER_VERSION = 27
+
+# Restrict the key-policy statement SqsSubscription adds for SNS to the subscribed topic.
+_FEATURE_FLAGS = {"@aws-cdk/aws-sns-subscriptions:restrictSqsDescryption": True}
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """Deployment choices that are not part of the bridge configuration (CDK context in app.py)."""
+
+    lambda_source_dir: Path = REPO_ROOT / "lambdas" / "bridge"
+    staging_dir: Path = REPO_ROOT / "build" / "lambda-package"
+    events_dir: Path = REPO_ROOT / "events"
+    test_events: bool = True
+    create_test_event_registry: bool = False
+    powertools_layer_version: int = DEFAULT_POWERTOOLS_LAYER_VERSION
+    reserved_concurrency: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def stack_name(config_name: str) -> str:
+    return f"KafkaBridge-{config_name}"
+
+
+class BridgeStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, loaded: ConfigDocument,
+                 options: StackOptions = StackOptions(), **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        for flag, value in _FEATURE_FLAGS.items():
+            self.node.set_context(flag, value)
+        config = loaded.config
+
+        created_topic_names = [d.physical_name(config.name) for d in config.destinations
+                               if d.type == "sns" and d.created] + [config.audit_topic_name]
+        messaging = SecureMessaging(self, "Messaging", delivering_topic_names=created_topic_names)
+        destinations = Destinations(self, "Destinations", config=config, messaging=messaging)
+        storage = FailureStorage(self, "FailureStorage", config=config, messaging=messaging)
+        audit = AuditFanout(self, "Audit", config=config, messaging=messaging)
+        producers = ProducerAccess(self, "Producers", config=config, queues=destinations.queues,
+                                   queue_key=messaging.queue_key)
+
+        routed = config.routed_destinations()
+        trusted = {p for d in config.destinations for p in d.accept_from}
+        package = stage_function_package(options.lambda_source_dir, loaded.document,
+                                         options.staging_dir / config.name)
+        bridge = BridgeFunction(
+            self, "Bridge",
+            config=config,
+            package_dir=package,
+            send_to=[destinations.queues[d.name] for d in routed if d.type == "sqs"] + [storage.bridge_dlq],
+            publish_to=[destinations.topics[d.name] for d in routed if d.type == "sns"] + [audit.topic],
+            encryption_keys=messaging.keys,
+            signing_secrets=[s for name, s in producers.signing_secrets.items() if name in trusted],
+            signing_secret_key=producers.secret_key if trusted else None,
+            parking_bucket=storage.parking_bucket,
+            powertools_layer_version=options.powertools_layer_version,
+            reserved_concurrency=options.reserved_concurrency,
+        )
+        destinations.restrict_senders(
+            bridge_role_arn=bridge.role.role_arn,
+            producer_role_arns={name: role.role_arn for name, role in producers.roles.items()})
+        SecureMessaging.restrict_senders(storage.bridge_dlq, principal_arns=[bridge.role.role_arn], topic_arns=[])
+        KafkaEventSources(self, "KafkaSource", config=config, function=bridge.function,
+                          failure_bucket=storage.parking_bucket)
+
+        events = load_test_events(options.events_dir) if options.test_events else {}
+        if events:
+            ConsoleTestEvents(self, "ConsoleTestEvents", function=bridge.function, events=events,
+                              create_registry=options.create_test_event_registry)
+
+        self._outputs(destinations.queues, destinations.topics)
+        CfnOutput(self, "BridgeDlqUrl", value=storage.bridge_dlq.queue_url, description="Bridge DLQ URL")
+        CfnOutput(self, "AuditTopicArn", value=audit.topic.topic_arn, description="Audit topic ARN")
+        CfnOutput(self, "AuditQueueUrl", value=audit.queue.queue_url, description="Audit monitoring queue URL")
+        CfnOutput(self, "ParkingBucketName", value=storage.parking_bucket.bucket_name,
+                  description="Parking bucket (oversized parked records, failed batches)")
+        CfnOutput(self, "FunctionName", value=bridge.function.function_name, description="Bridge function")
+        for name, role in producers.roles.items():
+            CfnOutput(self, f"ProducerRoleArn-{name}", value=role.role_arn,
+                      description=f"Role producer {name} assumes")
+
+    def _outputs(self, queues: dict[str, sqs.IQueue], topics: dict[str, sns.ITopic]) -> None:
+        for name, queue in queues.items():
+            CfnOutput(self, f"QueueUrl-{name}", value=queue.queue_url, description=f"Destination queue {name}")
+        for name, topic in topics.items():
+            CfnOutput(self, f"TopicArn-{name}", value=topic.topic_arn, description=f"Destination topic {name}")

@@ -1,0 +1,169 @@
+"""Queues, topics, subscriptions and the audit fan-out carry the secure defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from tests.infra.conftest import Synth
+from tests.infra.helpers import arn_of, as_list, ref
+
+pytestmark = pytest.mark.infra
+
+
+def _policy_statements(synth: Synth, policy_type: str, target_key: str, target: Any) -> list[dict[str, Any]]:
+    return [s for r in synth.resources(policy_type).values() if target in r["Properties"][target_key]
+            for s in as_list(r["Properties"]["PolicyDocument"]["Statement"])]
+
+
+def test_every_created_destination_queue_redrives_to_its_dlq(every_variant: Synth) -> None:
+    synth = every_variant
+    for d in synth.config.destinations:
+        if d.type != "sqs" or not d.created:
+            continue
+        queue = synth.resources("AWS::SQS::Queue")[synth.logical_id(
+            "AWS::SQS::Queue", QueueName=d.physical_name(synth.config.name))]["Properties"]
+        dlq_id = synth.logical_id("AWS::SQS::Queue", QueueName=d.dlq_physical_name(synth.config.name))
+        assert queue["RedrivePolicy"] == {"deadLetterTargetArn": arn_of(dlq_id),
+                                          "maxReceiveCount": d.max_receive_count}, d.name
+
+
+def test_every_queue_is_kms_encrypted_with_the_queue_key(every_variant: Synth) -> None:
+    keys = {k for k, r in every_variant.resources("AWS::KMS::Key").items()
+            if r["Properties"]["Description"].endswith("SQS queues")}
+    for name, queue in every_variant.resources("AWS::SQS::Queue").items():
+        key = queue["Properties"]["KmsMasterKeyId"]
+        assert key["Fn::GetAtt"][0] in keys, name
+
+
+def test_fifo_queues_use_high_throughput_and_no_content_dedup(dev: Synth) -> None:
+    dev.template.has_resource_properties("AWS::SQS::Queue", {
+        "QueueName": "orders-bridge-fulfilment.fifo",
+        "FifoQueue": True,
+        "ContentBasedDeduplication": False,
+        "DeduplicationScope": "messageGroup",
+        "FifoThroughputLimit": "perMessageGroupId",
+        "RedrivePolicy": Match.object_like({"maxReceiveCount": 5}),
+    })
+    dev.template.has_resource_properties("AWS::SQS::Queue", {
+        "QueueName": "orders-bridge-fulfilment-dlq.fifo", "FifoQueue": True})
+
+
+def test_every_queue_and_topic_denies_insecure_transport(every_variant: Synth) -> None:
+    synth = every_variant
+    ssl_deny = {"Action": "sqs:*", "Effect": "Deny", "Principal": {"AWS": "*"},
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+    for queue_id in synth.resources("AWS::SQS::Queue"):
+        statements = _policy_statements(synth, "AWS::SQS::QueuePolicy", "Queues", ref(queue_id))
+        assert any(ssl_deny.items() <= s.items() for s in statements), queue_id
+    for topic_id in synth.resources("AWS::SNS::Topic"):
+        statements = _policy_statements(synth, "AWS::SNS::TopicPolicy", "Topics", ref(topic_id))
+        assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+                   for s in statements), topic_id
+
+
+def _sender_deny(synth: Synth, queue_name: str) -> dict[str, Any]:
+    queue_id = synth.logical_id("AWS::SQS::Queue", QueueName=queue_name)
+    (deny,) = [s for s in _policy_statements(synth, "AWS::SQS::QueuePolicy", "Queues", ref(queue_id))
+               if s.get("Sid") == "OnlyTheBridgeAndNamedProducersSend"]
+    return deny
+
+
+def test_queue_policy_denies_every_other_sender(provisioned: Synth) -> None:
+    synth = provisioned
+    bridge_role = synth.logical_id("AWS::IAM::Role", Description=f"Kafka bridge {synth.config.name}")
+    inventory_role = synth.logical_id(
+        "AWS::IAM::Role", Description=f"Kafka bridge producer inventory-service of {synth.config.name}")
+    # a routed queue: only the bridge may send; only SendMessage is denied, so admins keep managing it
+    deny = _sender_deny(synth, "orders-bridge-fraud-review")
+    assert deny["Effect"] == "Deny"
+    assert deny["Action"] == "sqs:SendMessage"
+    assert deny["Principal"] == {"AWS": "*"}
+    assert deny["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": [arn_of(bridge_role)]}}
+    # a routed queue a producer may also write directly
+    assert _sender_deny(synth, "orders-bridge-stock-alerts")["Condition"] == {
+        "ArnNotEquals": {"aws:PrincipalArn": [arn_of(bridge_role), arn_of(inventory_role)]}}
+    # a routed queue that a topic also delivers into keeps the topic's right via aws:SourceArn
+    stream = synth.logical_id("AWS::SNS::Topic", TopicName="orders-bridge-order-stream.fifo")
+    assert _sender_deny(synth, "orders-bridge-fulfilment.fifo")["Condition"] == {
+        "ArnNotEquals": {"aws:PrincipalArn": [arn_of(bridge_role)], "aws:SourceArn": [ref(stream)]}}
+    # the bridge DLQ: the bridge only
+    assert _sender_deny(synth, synth.config.bridge_dlq_name)["Condition"] == {
+        "ArnNotEquals": {"aws:PrincipalArn": [arn_of(bridge_role)]}}
+
+
+def test_topics_are_encrypted_and_named_from_config(provisioned: Synth) -> None:
+    provisioned.template.has_resource_properties("AWS::SNS::Topic", {
+        "TopicName": "orders-bridge-order-events", "KmsMasterKeyId": Match.any_value()})
+    provisioned.template.has_resource_properties("AWS::SNS::Topic", {
+        "TopicName": "orders-bridge-order-stream.fifo", "FifoTopic": True, "ContentBasedDeduplication": False,
+        "MaximumMessageSize": 1_048_576, "KmsMasterKeyId": Match.any_value()})
+
+
+def test_subscription_raw_delivery_filter_policy_and_own_dlq(dev: Synth) -> None:
+    topic = dev.logical_id("AWS::SNS::Topic", TopicName="orders-bridge-order-events")
+    billing = dev.logical_id("AWS::SQS::Queue", QueueName="orders-bridge-billing")
+    dlq = dev.template.find_resources("AWS::SNS::Subscription", {"Properties": {"Endpoint": arn_of(billing)}})
+    (subscription,) = dlq.values()
+    props = subscription["Properties"]
+    assert props["TopicArn"] == ref(topic)
+    assert props["RawMessageDelivery"] is True
+    assert props["FilterPolicy"] == {"event-type": ["OrderPlaced"]}
+    dlq_id = props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    # the subscription DLQ lets only this topic send into it
+    statements = _policy_statements(dev, "AWS::SQS::QueuePolicy", "Queues", ref(dlq_id))
+    assert {"Action": "sqs:SendMessage", "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
+            "Condition": {"ArnEquals": {"aws:SourceArn": ref(topic)}},
+            "Resource": arn_of(dlq_id)} in statements
+
+
+def test_fifo_topic_subscription_dlq_is_fifo(provisioned: Synth) -> None:
+    stream = provisioned.logical_id("AWS::SNS::Topic", TopicName="orders-bridge-order-stream.fifo")
+    (subscription,) = provisioned.template.find_resources(
+        "AWS::SNS::Subscription", {"Properties": {"TopicArn": ref(stream)}}).values()
+    dlq_id = subscription["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    assert provisioned.data["Resources"][dlq_id]["Properties"]["FifoQueue"] is True
+
+
+def test_queue_key_lets_only_the_bridge_topics_deliver(dev: Synth) -> None:
+    (key,) = [r for r in dev.resources("AWS::KMS::Key").values()
+              if r["Properties"]["Description"].endswith("SQS queues")]
+    (statement,) = [s for s in key["Properties"]["KeyPolicy"]["Statement"]
+                    if s.get("Sid") == "AllowTheBridgeTopicsToDeliver"]
+    assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
+    sources = statement["Condition"]["ArnLike"]["aws:SourceArn"]
+    assert [s["Fn::Join"][1][-1] for s in sources] == [":orders-bridge-order-events", ":orders-bridge-audit"]
+    assert all(s["Principal"] != {"Service": "sns.amazonaws.com"} or "Condition" in s
+               for s in key["Properties"]["KeyPolicy"]["Statement"])
+
+
+def test_audit_topic_fans_out_raw_to_monitoring_queue_with_dlqs(dev: Synth) -> None:
+    config = dev.config
+    topic = dev.logical_id("AWS::SNS::Topic", TopicName=config.audit_topic_name)
+    queue = dev.logical_id("AWS::SQS::Queue", QueueName=config.audit_queue_name)
+    queue_dlq = dev.logical_id("AWS::SQS::Queue", QueueName=config.audit_queue_dlq_name)
+    assert dev.data["Resources"][queue]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"] == arn_of(queue_dlq)
+    dev.template.has_resource_properties("AWS::SNS::Subscription", {
+        "TopicArn": ref(topic), "Endpoint": arn_of(queue), "Protocol": "sqs", "RawMessageDelivery": True,
+        "RedrivePolicy": {"deadLetterTargetArn": Match.any_value()}})
+    assert _sender_deny(dev, config.audit_queue_name)["Condition"] == {
+        "ArnNotEquals": {"aws:SourceArn": [ref(topic)]}}
+
+
+def test_existing_destination_is_not_created(provisioned: Synth) -> None:
+    names = [r["Properties"].get("QueueName") for r in provisioned.resources("AWS::SQS::Queue").values()]
+    assert "legacy-orders" not in names
+    assert not [n for n in names if n and "legacy" in n]
+
+
+def test_parking_bucket_is_private_versioned_encrypted(dev: Synth) -> None:
+    dev.template.has_resource_properties("AWS::S3::Bucket", {
+        "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                           "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
+        "VersioningConfiguration": {"Status": "Enabled"},
+        "BucketEncryption": Match.object_like({"ServerSideEncryptionConfiguration": Match.any_value()}),
+    })
+    dev.template.has_resource_properties("AWS::S3::BucketPolicy", {"PolicyDocument": {"Statement": Match.array_with(
+        [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})])}})
