@@ -26,6 +26,10 @@ ATTRIBUTE_TYPE = "String"
 # Characters SQS accepts in bodies and attribute values (#x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD
 # #x10000-#x10FFFF); valid UTF-8 such as NUL is still rejected by SendMessage.
 _SQS_FORBIDDEN = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# The same rule on UTF-8 bytes, checked in C rather than by a regex over every character (about
+# 3x faster on large values): no ASCII control byte but tab, LF and CR, and no U+FFFE / U+FFFF.
+_ASCII_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 13))
+_NONCHARACTERS = (b"\xef\xbf\xbe", b"\xef\xbf\xbf")
 # MessageGroupId: up to 128 characters, letters, digits and punctuation.
 _GROUP_ID_RE = re.compile(r"^[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,128}$")
 
@@ -46,7 +50,16 @@ class OutgoingMessage:
 
 def sendable_text(text: str) -> bool:
     """True when SQS (and SNS raw delivery to SQS) accepts every character of the text."""
+    if text.isascii():
+        return sendable_utf8(text.encode("ascii"))
     return _SQS_FORBIDDEN.search(text) is None
+
+
+def sendable_utf8(data: bytes) -> bool:
+    """`sendable_text` for bytes already known to be valid UTF-8 (which excludes surrogates)."""
+    if len(data.translate(None, _ASCII_CONTROL)) != len(data):
+        return False
+    return data.isascii() or not any(n in data for n in _NONCHARACTERS)
 
 
 def billed_size(body: str, attributes: tuple[tuple[str, str], ...]) -> int:
@@ -130,7 +143,7 @@ def raw_body(value: bytes | None) -> tuple[str, str | None]:
     if not value:
         return "null", "empty"
     text = utf8_or_none(value)
-    if text is not None and sendable_text(text):
+    if text is not None and sendable_utf8(value):
         return text, None
     return base64.b64encode(value).decode("ascii"), "base64"
 

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
+from bridge import envelope
 from bridge.config import MAX_MESSAGE_ATTRIBUTES, Destination
 from bridge.envelope import (
     CORRELATION_NAMESPACE,
@@ -161,3 +162,14 @@ def test_message_size_is_its_billed_size() -> None:
     message = build_message(record(), Destination("q1", "sqs"), producer="p", correlation_id="c")
 
     assert message.size == billed_size(message.body, message.attributes)
+
+
+def test_the_byte_check_agrees_with_the_sqs_character_rule_on_every_bmp_character() -> None:
+    # given every BMP code point (surrogates cannot occur in valid UTF-8) and a few beyond
+    code_points = [c for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF] + [0x10000, 0x1F600, 0x10FFFF]
+    for c in code_points:
+        text = f"a{chr(c)}b"
+        # then the fast checks agree with the documented regex
+        expected = envelope._SQS_FORBIDDEN.search(text) is None
+        assert envelope.sendable_utf8(text.encode("utf-8")) is expected, hex(c)
+        assert envelope.sendable_text(text) is expected, hex(c)
