@@ -1,0 +1,429 @@
+"""A local stand-in for Lambda's Kafka event-source mapping.
+
+Like the mapping, it runs one consumer group per topic (`Source.group_id_for(topic)`), starts at
+the earliest offset of a new group (TRIM_HORIZON), batches up to `source.batch_size` records or
+`source.batching_window_seconds`, builds the event in Lambda's shape and calls the handler. It
+commits a batch's offsets only after the handler returned, so the delivery guarantee is
+at-least-once: a poller killed while the handler runs re-reads that batch on restart (FIFO
+destinations drop the re-sends through their deduplication ids; standard queues may receive them
+twice).
+
+Error handling follows provisioned mode: a handler exception retries the same batch up to
+`max_retries` times, then the batch goes to the on-failure destination (locally, as with an S3
+on-failure destination, a JSON object with the records under `on-failure/` in the parking
+bucket) and its offsets are committed so the partition keeps moving. `batchItemFailures` retries
+the reported partitions from the lowest failed offset.
+
+Local differences, on purpose: the handler runs in-process, one batch at a time (Lambda runs the
+topics' mappings concurrently); a batch is closed early when the partition is caught up instead of
+waiting out the whole batching window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from bridge.config import BridgeConfig
+from confluent_kafka import Consumer, TopicPartition
+
+from bridge_local.events import KafkaRecord, build_event
+from bridge_local.provision import LOCAL_CREDENTIALS, local_client, parking_bucket_name
+from bridge_local.services import ACCOUNT_ID, REGION, StackState
+
+Handler = Callable[[dict[str, Any], Any], Any]
+ON_FAILURE_PREFIX = "on-failure"
+LOCAL_CLUSTER_ARN = f"arn:aws:kafka:{REGION}:{ACCOUNT_ID}:cluster/local/00000000-0000-0000-0000-000000000000-1"
+
+
+class OnFailureDestination(Protocol):
+    """Where a batch goes after its retries are exhausted."""
+
+    def send(self, event: dict[str, Any], error: str, attempts: int) -> str:
+        """Store the failed batch; return where it went."""
+        ...
+
+
+class S3OnFailure:
+    """Lambda's S3 on-failure destination: one JSON object per failed batch, records included."""
+
+    def __init__(self, s3: Any, bucket: str, function_arn: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.function_arn = function_arn
+
+    def send(self, event: dict[str, Any], error: str, attempts: int) -> str:
+        now = datetime.now(UTC)
+        first_tp = next(iter(event.get("records", {})), "unknown")
+        key = f"{ON_FAILURE_PREFIX}/{first_tp}/{now:%Y/%m/%d/%H%M%S}-{uuid.uuid4().hex[:12]}.json"
+        document = {
+            "version": "1.0",
+            "timestamp": now.isoformat(),
+            "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": self.function_arn,
+                               "condition": "RetryAttemptsExhausted", "approximateInvokeCount": attempts},
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "error": error,
+            "payload": event,
+        }
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=json.dumps(document).encode("utf-8"),
+                           ContentType="application/json")
+        return f"s3://{self.bucket}/{key}"
+
+
+@dataclass
+class PollerSettings:
+    """How the local mapping batches, retries and decides it is done."""
+
+    batch_size: int = 500
+    batching_window_seconds: float = 1.0
+    idle_seconds: float = 3.0  # stop after this long with nothing to read (0 = run until stopped)
+    max_retries: int = 2  # handler retries of one batch before the on-failure destination
+    retry_delay_seconds: float = 0.2
+    session_timeout_ms: int = 6000
+    join_timeout_seconds: float = 30.0  # a group that never gets partitions is an error, not "drained"
+
+    @classmethod
+    def from_config(cls, config: BridgeConfig, **overrides: Any) -> PollerSettings:
+        base = cls(batch_size=config.source.batch_size,
+                   batching_window_seconds=float(config.source.batching_window_seconds))
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(base, k, v)
+        return base
+
+
+@dataclass
+class BatchOutcome:
+    """One handler invocation as the poller saw it."""
+
+    topic: str
+    records: int
+    attempts: int
+    summary: Mapping[str, Any] | None
+    failed_to: str | None = None  # on-failure location when retries were exhausted
+    error: str | None = None
+
+
+@dataclass
+class PollStats:
+    """Totals of a poller run."""
+
+    batches: int = 0
+    records: int = 0
+    invocations: int = 0
+    retries: int = 0
+    failed_batches: int = 0
+    records_by_topic: Counter[str] = field(default_factory=Counter)
+    delivered: Counter[str] = field(default_factory=Counter)
+    parked: Counter[str] = field(default_factory=Counter)
+    skipped: int = 0
+    on_failure: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    def add(self, outcome: BatchOutcome) -> None:
+        self.batches += 1
+        self.records += outcome.records
+        self.invocations += outcome.attempts
+        self.retries += max(0, outcome.attempts - 1)
+        self.records_by_topic[outcome.topic] += outcome.records
+        if outcome.failed_to:
+            self.failed_batches += 1
+            self.on_failure.append(outcome.failed_to)
+        s = outcome.summary or {}
+        self.delivered.update({k: int(v) for k, v in (s.get("delivered") or {}).items()})
+        self.parked.update({k: int(v) for k, v in (s.get("parked") or {}).items()})
+        self.skipped += int(s.get("skipped") or 0)
+
+
+class LambdaContext:
+    """The parts of Lambda's context object that Powertools and handlers read."""
+
+    def __init__(self, function_name: str, memory_mb: int, timeout_seconds: int) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function_name}"
+        self.memory_limit_in_mb = memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def context_factory(config: BridgeConfig) -> Callable[[], LambdaContext]:
+    """A fresh context per invocation, sized like the function the stack deploys."""
+    name = f"{config.name}-bridge"
+    return lambda: LambdaContext(name, config.settings.memory_mb, config.settings.timeout_seconds)
+
+
+# --- the real handler, wired to the local stack -------------------------------------------------
+
+
+def handler_environment(state: StackState, config: BridgeConfig, config_path: str,
+                        log_level: str = "WARNING") -> dict[str, str]:
+    """The environment the real handler needs to talk to the local stack (see the runtime contract)."""
+    return {
+        "AWS_ENDPOINT_URL": state.endpoint_url,
+        "BRIDGE_ACCOUNT_ID": ACCOUNT_ID,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "BRIDGE_PARKING_BUCKET": parking_bucket_name(config),
+        "BRIDGE_CONFIG_PATH": str(Path(config_path).resolve()),
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "kafka-bridge",
+        "POWERTOOLS_METRICS_NAMESPACE": "KafkaBridgeLocal",
+        "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines on stdout would drown the CLI's own output
+        "POWERTOOLS_LOG_LEVEL": log_level,
+    }
+
+
+def load_real_handler(state: StackState, config: BridgeConfig, config_path: str,
+                      log_level: str = "WARNING") -> Handler:
+    """`bridge.handler.lambda_handler` with the process environment pointed at the local stack.
+
+    The handler reads its environment once at cold start (import), so the environment is set first.
+    """
+    os.environ.update(handler_environment(state, config, config_path, log_level))
+    os.environ.pop("AWS_PROFILE", None)
+    try:
+        from bridge import handler as handler_module  # noqa: PLC0415 - after the environment is set
+    except ImportError as exc:
+        raise RuntimeError(f"the bridge handler cannot be imported ({exc}). Fix: check lambdas/bridge/handler.py "
+                           "and make install") from exc
+    # A handler already imported in this process (a test session) may have built its clients for
+    # another endpoint; drop them so the next invocation is a cold start against this stack.
+    if getattr(handler_module, "_bridge", None) is not None:
+        handler_module._bridge = None
+    fn: Handler = handler_module.lambda_handler
+    return fn
+
+
+def with_stdout_to(handler: Handler, log_path: Path) -> Handler:
+    """The handler with its stdout (Powertools EMF metric lines) appended to `log_path` instead."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        with log_path.open("a", encoding="utf-8") as sink, contextlib.redirect_stdout(sink):
+            return handler(event, context)
+
+    return invoke
+
+
+# --- the poller ---------------------------------------------------------------------------------
+
+
+ProgressCallback = Callable[[BatchOutcome, PollStats], None]
+
+
+class Poller:
+    """One consumer group per topic; batches go to `handler` one at a time, offsets committed after."""
+
+    def __init__(self, config: BridgeConfig, bootstrap: str, handler: Handler, settings: PollerSettings,
+                 on_failure: OnFailureDestination | None = None, cluster_arn: str | None = None,
+                 progress: ProgressCallback | None = None, stop_event: threading.Event | None = None,
+                 topics: tuple[str, ...] | None = None, stop_after_records: int | None = None) -> None:
+        self.config = config
+        self.bootstrap = bootstrap
+        self.handler = handler
+        self.settings = settings
+        self.on_failure = on_failure
+        self.cluster_arn = cluster_arn or config.source.cluster_arn or LOCAL_CLUSTER_ARN
+        self.event_source = "aws:kafka" if config.source.kind == "msk" else "SelfManagedKafka"
+        self.progress = progress
+        self.stop_event = stop_event or threading.Event()
+        self.topics = topics or config.source.topics
+        self.stop_after_records = stop_after_records  # known workload: stop at this count, not on idle
+        self.new_context = context_factory(config)
+        self.stats = PollStats()
+        self._assigned: dict[str, bool] = {}
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in hand and return (safe from a signal handler)."""
+        self.stop_event.set()
+
+    @contextlib.contextmanager
+    def _consumers(self) -> Iterator[dict[str, Any]]:
+        consumers: dict[str, Any] = {}
+        try:
+            for topic in self.topics:
+                c = Consumer({
+                    "bootstrap.servers": self.bootstrap,
+                    "group.id": self.config.source.group_id_for(topic),
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "auto.offset.reset": "earliest",  # TRIM_HORIZON; Tansu's LATEST is unreliable anyway
+                    "session.timeout.ms": self.settings.session_timeout_ms,
+                    "heartbeat.interval.ms": max(500, self.settings.session_timeout_ms // 6),
+                    "client.id": f"bridge-local-poller-{topic}",
+                })
+                self._assigned[topic] = False
+
+                def on_assign(consumer: Any, partitions: list[Any], topic: str = topic) -> None:
+                    self._assigned[topic] = bool(partitions)
+
+                c.subscribe([topic], on_assign=on_assign)
+                consumers[topic] = c
+            yield consumers
+        finally:
+            for c in consumers.values():
+                with contextlib.suppress(Exception):
+                    c.close()  # leaves the group, so a restart does not wait for the session to expire
+
+    def run(self) -> PollStats:
+        """Poll until drained (`idle_seconds` with nothing to read) or stopped; return the totals."""
+        s = self.settings
+        with self._consumers() as consumers:
+            started = time.monotonic()
+            last_activity = time.monotonic()
+            while not self.stop_event.is_set():
+                got_any = False
+                for topic, consumer in consumers.items():
+                    if self.stop_event.is_set():
+                        break
+                    batch = self._collect(consumer)
+                    if batch:
+                        got_any = True
+                        self._process(topic, consumer, batch)
+                if self.stop_after_records is not None and self.stats.records >= self.stop_after_records:
+                    break
+                now = time.monotonic()
+                if got_any:
+                    last_activity = now
+                    continue
+                if not all(self._assigned.values()):
+                    if now - started > s.join_timeout_seconds:
+                        waiting = [t for t, ok in self._assigned.items() if not ok]
+                        raise RuntimeError(f"consumer groups for {waiting} got no partitions within "
+                                           f"{s.join_timeout_seconds:.0f} s; is the broker at {self.bootstrap} "
+                                           "healthy and are the topics created (bridge up)?")
+                    last_activity = now
+                elif s.idle_seconds and now - last_activity >= s.idle_seconds:
+                    break
+        self.stats.finished = time.monotonic()
+        return self.stats
+
+    def _collect(self, consumer: Any) -> list[Any]:
+        """Up to batch_size messages; closes early at the batching window or when caught up."""
+        s = self.settings
+        batch: list[Any] = []
+        deadline: float | None = None
+        while len(batch) < s.batch_size:
+            timeout = 0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic()))
+            msgs = consumer.consume(num_messages=s.batch_size - len(batch), timeout=timeout)
+            fresh = []
+            for m in msgs:
+                err = m.error()
+                if err is None:
+                    fresh.append(m)
+                elif not err.retriable() and err.fatal():
+                    raise RuntimeError(f"Kafka consumer error: {err}")
+            if not fresh:
+                break  # caught up (or nothing yet)
+            if deadline is None:
+                deadline = time.monotonic() + s.batching_window_seconds
+            batch.extend(fresh)
+            if time.monotonic() >= deadline:
+                break
+        return batch
+
+    def _process(self, topic: str, consumer: Any, messages: list[Any]) -> None:
+        records = [record_from_message(m) for m in messages]
+        pending = records
+        attempts = 0
+        summary: Mapping[str, Any] | None = None
+        error: str | None = None
+        failed_to: str | None = None
+        while pending:
+            attempts += 1
+            event = build_event(pending, self.cluster_arn, self.bootstrap, self.event_source)
+            try:
+                result = self.handler(event, self.new_context())
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if attempts > self.settings.max_retries:
+                    failed_to = self._send_on_failure(event, error, attempts)
+                    break
+                self.stop_event.wait(self.settings.retry_delay_seconds * attempts)
+                continue
+            summary = _merge_summary(summary, result)
+            pending = _retry_after_item_failures(pending, result)
+            if pending and attempts > self.settings.max_retries:
+                failed_to = self._send_on_failure(build_event(pending, self.cluster_arn, self.bootstrap,
+                                                              self.event_source),
+                                                  "batchItemFailures after retries", attempts)
+                break
+        # Commit everything read: delivered, parked, or handed to the on-failure destination.
+        last: dict[int, int] = {}
+        for r in records:
+            last[r.partition] = max(last.get(r.partition, -1), r.offset)
+        consumer.commit(offsets=[TopicPartition(topic, p, o + 1) for p, o in last.items()], asynchronous=False)
+        outcome = BatchOutcome(topic, len(records), attempts, summary, failed_to, error if failed_to else None)
+        self.stats.add(outcome)
+        if self.progress:
+            self.progress(outcome, self.stats)
+
+    def _send_on_failure(self, event: dict[str, Any], error: str, attempts: int) -> str:
+        if self.on_failure is None:
+            raise RuntimeError(f"the handler failed {attempts} times and no on-failure destination is set: {error}")
+        return self.on_failure.send(event, error, attempts)
+
+
+def record_from_message(msg: Any) -> KafkaRecord:
+    """A confluent-kafka message as a KafkaRecord (headers in order, null values kept)."""
+    ts_type, ts = msg.timestamp()
+    headers = tuple((name, value) for name, value in (msg.headers() or []))
+    return KafkaRecord(msg.topic(), msg.partition(), msg.offset(), int(ts),
+                       msg.key(), msg.value(), headers, "LOG_APPEND_TIME" if ts_type == 2 else "CREATE_TIME")
+
+
+def _retry_after_item_failures(records: list[KafkaRecord], result: Any) -> list[KafkaRecord]:
+    """Records to retry: per reported partition, from the lowest failed offset on (Lambda's rule)."""
+    lowest: dict[str, int] = {}
+    for f in (result or {}).get("batchItemFailures", []) if isinstance(result, Mapping) else []:
+        ident = f.get("itemIdentifier") if isinstance(f, Mapping) else None
+        if isinstance(ident, Mapping) and "topic-partition" in ident and "offset" in ident:
+            tp = str(ident["topic-partition"])
+            lowest[tp] = min(lowest.get(tp, int(ident["offset"])), int(ident["offset"]))
+    return [r for r in records
+            if f"{r.topic}-{r.partition}" in lowest and r.offset >= lowest[f"{r.topic}-{r.partition}"]]
+
+
+def _merge_summary(previous: Mapping[str, Any] | None, result: Any) -> Mapping[str, Any] | None:
+    summary = result.get("summary") if isinstance(result, Mapping) else None
+    if not isinstance(summary, Mapping):
+        return previous
+    if previous is None:
+        return dict(summary)
+    merged = dict(previous)
+    for k in ("delivered", "parked"):
+        c: Counter[str] = Counter(previous.get(k) or {})
+        c.update(summary.get(k) or {})
+        merged[k] = dict(c)
+    merged["skipped"] = int(previous.get("skipped") or 0) + int(summary.get("skipped") or 0)
+    return merged
+
+
+def s3_on_failure(state: StackState, config: BridgeConfig) -> S3OnFailure:
+    """The local on-failure destination: the parking bucket, under `on-failure/`."""
+    return S3OnFailure(local_client("s3", state.endpoint_url), parking_bucket_name(config),
+                       f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{config.name}-bridge")
