@@ -1,0 +1,56 @@
+# Targets CI calls too. `make install` once, then `make demo` / `make test`.
+# Everything local binds 127.0.0.1; nothing here needs an AWS account or Docker.
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+BRIDGE := $(VENV)/bin/bridge
+PYTEST := $(VENV)/bin/pytest
+export CDK_DISABLE_CLI_TELEMETRY := true
+export CDK_DISABLE_VERSION_CHECK := 1
+export AWS_EC2_METADATA_DISABLED := true
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED := true
+
+.PHONY: install demo test test-unit test-e2e lint synth events clean
+
+# The venv and node_modules are prerequisites by file, so `make demo` on a fresh clone installs first.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed
+
+demo: $(VENV)/.installed
+	$(BRIDGE) demo
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test-unit: $(VENV)/.installed
+	$(PYTEST) tests/unit -q
+
+test-e2e: $(VENV)/.installed
+	$(PYTEST) tests/e2e -q -m e2e
+
+# ruff + mypy, then every tier (unit, infra, integration, e2e incl. the 10k-record run).
+test: lint install
+	$(PYTEST) tests -q
+
+synth: install
+	npx cdk synth -c config=config/dev.yaml --quiet
+
+events: $(VENV)/.installed
+	$(BRIDGE) events
+
+clean:
+	-test -x $(BRIDGE) && $(BRIDGE) down
+	rm -rf cdk.out .bridge .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -not -path './$(VENV)/*' -not -path './node_modules/*' -prune -exec rm -rf {} +

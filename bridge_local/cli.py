@@ -1,0 +1,472 @@
+"""`bridge`: run the bridge end to end on this machine, with no AWS account.
+
+    bridge up | down | status            the local stack (Tansu broker + moto_server on 127.0.0.1)
+    bridge produce --scenario demo       sample records from the configured producers
+    bridge poll                          the local event-source mapping, until drained
+    bridge invoke --event FILE [--json]  the handler once on a Lambda test event
+    bridge make-event RECORDS.jsonl      plain records -> Lambda test event
+    bridge events                        regenerate events/ from the config
+    bridge inspect [--queue Q --peek N]  queues, depths, parked records, audit events
+    bridge demo                          all of it, in a private stack stopped at the end
+
+Errors are one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bridge.config import BridgeConfig, ConfigError, load_config_file
+
+from bridge_local import events as ev
+from bridge_local import report
+from bridge_local.poller import (
+    BatchOutcome,
+    Poller,
+    PollerSettings,
+    PollStats,
+    context_factory,
+    load_real_handler,
+    s3_on_failure,
+    with_stdout_to,
+)
+from bridge_local.producer import (
+    ScenarioError,
+    UnknownProducerError,
+    demo_scenario,
+    expected_outcomes,
+    produce,
+    records_for_producer,
+)
+from bridge_local.provision import LocalClients, provision_all, signing_key
+from bridge_local.services import (
+    DEFAULT_STATE_DIR,
+    LocalStack,
+    StackError,
+    StackState,
+    read_state,
+    require_running,
+    start_stack,
+    stop_stack,
+)
+from bridge_local.testevents import resign_event, write_events
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CliError(RuntimeError):
+    """A user-facing failure: printed as one line, exit code 1."""
+
+
+def _out(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _err(text: str) -> None:
+    print(f"bridge: error: {text}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C, so `finally` blocks stop what was started."""
+
+    def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _config(args: argparse.Namespace) -> BridgeConfig:
+    return load_config_file(args.config)
+
+
+def _key_lookup(config: BridgeConfig, clients: LocalClients) -> Any:
+    return lambda producer: signing_key(config, producer, clients.secretsmanager)
+
+
+# --- up / down / status -------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    config = _config(args)
+    state_dir = Path(args.state_dir)
+    state = start_stack(args.config, state_dir, args.kafka_port, args.moto_port)
+    try:
+        rep = provision_all(config, state.bootstrap_servers, state.endpoint_url, args.partitions)
+    except BaseException:
+        stop_stack(state, state_dir)
+        raise
+    _out(f"local stack up (state in {state_dir / 'local.json'})")
+    _out(report.table(["service", "address", "pid", "log"], [
+        ["kafka (tansu)", state.bootstrap_servers, state.kafka.pid, state.kafka.log],
+        ["aws (moto_server)", state.endpoint_url, state.moto.pid, state.moto.log],
+    ], right=(2,)))
+    _out(f"provisioned: {len(rep.queues)} queues, {len(rep.topics)} SNS topics, {len(rep.subscriptions)} "
+         f"subscriptions, {len(rep.secrets)} signing secrets, bucket {rep.bucket}, Kafka topics "
+         + ", ".join(f"{t}({n} partitions)" for t, n in rep.kafka_topics.items()))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    state = read_state(Path(args.state_dir))
+    if state is None:
+        _out("local stack is not running (nothing to stop)")
+        return 0
+    stopped = stop_stack(state, Path(args.state_dir))
+    _out(f"stopped: {', '.join(stopped) if stopped else 'nothing was still running'}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    state = require_running(Path(args.state_dir))
+    up_for = time.time() - state.started_at
+    _out(report.table(["service", "address", "pid", "log"], [
+        ["kafka (tansu)", state.bootstrap_servers, state.kafka.pid, state.kafka.log],
+        ["aws (moto_server)", state.endpoint_url, state.moto.pid, state.moto.log],
+    ], right=(2,)))
+    _out(f"up for {up_for:.0f} s, config {state.config_path}")
+    return 0
+
+
+# --- produce / poll ----------------------------------------------------------------------------
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    config = _config(args)
+    state = require_running(Path(args.state_dir))
+    clients = LocalClients.for_endpoint(state.endpoint_url)
+    if args.file:
+        records = records_for_producer(config, ev.load_plain_records(Path(args.file)), args.producer)
+        if args.count:
+            records = (records * (args.count // max(1, len(records)) + 1))[: args.count]
+    else:
+        if args.producer:
+            raise CliError("--producer applies to --file records; the demo scenario names its own producers")
+        records = [s.record for s in demo_scenario(config, args.count or 10)]
+    rep = produce(config, state.bootstrap_servers, records, _key_lookup(config, clients))
+    _print_produce(rep.records, rep.by_topic or Counter(), rep.by_producer or Counter(), rep.seconds)
+    return 0
+
+
+def _print_produce(n: int, by_topic: Counter[str], by_producer: Counter[str], seconds: float) -> None:
+    _out(f"produced {n} records in {seconds:.1f} s")
+    _out(report.table(["topic", "records"], sorted(by_topic.items()), right=(1,)))
+    _out(report.table(["producer", "records"], sorted(by_producer.items()), right=(1,)))
+
+
+class _Progress:
+    """A progress line per second at most, and one for each batch that needed retries."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.last = 0.0
+
+    def __call__(self, outcome: BatchOutcome, stats: PollStats) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if outcome.failed_to:
+            _out(f"  batch on {outcome.topic} failed {outcome.attempts}x ({outcome.error}); "
+                 f"sent to {outcome.failed_to}")
+        elif outcome.attempts > 1:
+            _out(f"  batch on {outcome.topic} succeeded after {outcome.attempts} attempts")
+        if now - self.last >= 1.0:
+            self.last = now
+            rate = stats.records / stats.seconds if stats.seconds else 0.0
+            _out(f"  {stats.records:>7} records in {stats.batches} batches ({rate:,.0f}/s), delivered "
+                 f"{sum(stats.delivered.values())}, parked {sum(stats.parked.values())}")
+
+
+def _poll(config: BridgeConfig, config_path: str, state: StackState, args: argparse.Namespace,
+          stop_after: int | None = None) -> PollStats:
+    handler = with_stdout_to(load_real_handler(state, config, config_path, args.handler_log_level),
+                             Path(args.state_dir) / "handler-stdout.log")
+    settings = PollerSettings.from_config(config, idle_seconds=args.idle_seconds, max_retries=args.max_retries,
+                                          batch_size=args.batch_size)
+    poller = Poller(config, state.bootstrap_servers, handler, settings, s3_on_failure(state, config),
+                    progress=_Progress(args.quiet), stop_after_records=stop_after)
+    return poller.run()
+
+
+def _print_poll(stats: PollStats) -> None:
+    rate = stats.records / stats.seconds if stats.seconds else 0.0
+    _out(f"polled {stats.records} records in {stats.batches} batches, {stats.seconds:.1f} s ({rate:,.0f} records/s);"
+         f" handler invocations {stats.invocations}, retries {stats.retries}, batches to on-failure "
+         f"{stats.failed_batches}")
+    rows = [[d, n] for d, n in sorted(stats.delivered.items())]
+    rows += [[f"parked: {r}", n] for r, n in sorted(stats.parked.items())]
+    if stats.skipped:
+        rows.append(["skipped", stats.skipped])
+    if rows:
+        _out(report.table(["outcome", "messages"], rows, right=(1,)))
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    config = _config(args)
+    state = require_running(Path(args.state_dir))
+    _out(f"polling {', '.join(config.source.topics)} on {state.bootstrap_servers} until idle for "
+         f"{args.idle_seconds} s (Ctrl-C stops after the batch in hand)")
+    stats = _poll(config, args.config, state, args)
+    _print_poll(stats)
+    return 0
+
+
+# --- invoke / make-event / events ---------------------------------------------------------------
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    config = _config(args)
+    state = require_running(Path(args.state_dir))
+    event = ev.load_event_file(Path(args.event))
+    clients = LocalClients.for_endpoint(state.endpoint_url)
+    resigned = resign_event(config, event, _key_lookup(config, clients)) if args.resign else 0
+    handler = with_stdout_to(load_real_handler(state, config, args.config, args.handler_log_level),
+                             Path(args.state_dir) / "handler-stdout.log")
+
+    started = time.monotonic()
+    try:
+        result = handler(event, context_factory(config)())
+        error = None
+    except Exception as exc:
+        result, error = None, f"{type(exc).__name__}: {exc}"
+    seconds = time.monotonic() - started
+    record_ids = ev.record_ids(event) if error is None else set()
+    parked = _parked_for(config, clients, record_ids)
+    if args.json:
+        _out(json.dumps({"event": args.event, "resigned": resigned, "error": error, "seconds": round(seconds, 3),
+                         "result": result, "parked": parked}, indent=2, default=str))
+        return EXIT_ERROR if error else 0
+    if error:
+        raise CliError(f"the handler raised {error}")
+    summary = (result or {}).get("summary", {})
+    _out(f"invoked the handler on {args.event}: {summary.get('records', '?')} records in {seconds * 1000:.0f} ms"
+         + (f" ({resigned} re-signed with the local key)" if resigned else ""))
+    rows: list[list[Any]] = [[d, n] for d, n in (summary.get("delivered") or {}).items()]
+    rows += [[f"parked: {r}", n] for r, n in (summary.get("parked") or {}).items()]
+    if summary.get("skipped"):
+        rows.append(["skipped", summary["skipped"]])
+    _out(report.table(["where", "messages"], rows, right=(1,)) if rows else "nothing delivered or parked")
+    for p in parked:
+        _out(f"  parked {p['record_id']}: {p['reason']} ({p.get('destination') or 'whole record'}) {p['detail']}")
+    failures = (result or {}).get("batchItemFailures") or []
+    if failures:
+        _out(f"batchItemFailures: {failures}")
+    return 0
+
+
+def _parked_for(config: BridgeConfig, clients: LocalClients, record_ids: set[str]) -> list[dict[str, Any]]:
+    if not record_ids:
+        return []
+    url = clients.sqs.get_queue_url(QueueName=config.bridge_dlq_name)["QueueUrl"]
+    out = []
+    for m in report.peek(clients, url, 1000):
+        try:
+            body = json.loads(m["Body"])
+        except ValueError:
+            continue
+        if body.get("record_id") in record_ids:
+            out.append({k: body.get(k) for k in ("record_id", "reason", "detail", "destination", "route",
+                                                 "record_s3_uri")})
+    return out
+
+
+def cmd_make_event(args: argparse.Namespace) -> int:
+    config = _config(args)
+    plain = ev.load_plain_records(Path(args.records))
+    records = ev.to_kafka_records(plain)
+    kind = "SelfManagedKafka" if args.self_managed else "aws:kafka"
+    bootstrap = args.bootstrap or ("127.0.0.1:9092" if args.self_managed else "b-1.local.kafka:9098")
+    event = ev.build_event(records, config.source.cluster_arn, bootstrap, kind)
+    text = json.dumps(event, indent=2) + "\n"
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        _out(f"wrote {args.out}: {len(records)} records in {len(event['records'])} topic-partitions")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    config = _config(args)
+    written = write_events(config, Path(args.out_dir))
+    _out(f"wrote {len(written)} files to {args.out_dir}/ (manifest.json lists what each event should do)")
+    for p in written:
+        _out(f"  {p}")
+    return 0
+
+
+# --- inspect / demo -----------------------------------------------------------------------------
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    config = _config(args)
+    state = require_running(Path(args.state_dir))
+    clients = LocalClients.for_endpoint(state.endpoint_url)
+    if args.queue:
+        try:
+            name = report.resolve_queue(config, args.queue)
+        except KeyError as exc:
+            raise CliError(str(exc.args[0])) from None
+        url = clients.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        msgs = report.peek(clients, url, args.peek)
+        _out(f"{name}: showing {len(msgs)} message(s), left in the queue")
+        for m in msgs:
+            attrs = {k: v.get("StringValue") for k, v in (m.get("MessageAttributes") or {}).items()}
+            body = m.get("Body", "")
+            _out(json.dumps({"MessageId": m["MessageId"], "attributes": attrs,
+                             "MessageGroupId": (m.get("Attributes") or {}).get("MessageGroupId"),
+                             "body": body if len(body) <= args.max_body else body[: args.max_body] + "..."},
+                            indent=2))
+        return 0
+    infos = report.queue_infos(config, clients)
+    _out(report.table(["queue", "role", "visible", "in flight"],
+                      [[q.name, q.role, q.visible, q.in_flight] for q in infos], right=(2, 3)))
+    topics = clients.sns.list_topics()["Topics"]
+    rows = []
+    for t in topics:
+        subs = clients.sns.list_subscriptions_by_topic(TopicArn=t["TopicArn"])["Subscriptions"]
+        rows.append([t["TopicArn"].rsplit(":", 1)[1], ", ".join(s["Endpoint"].rsplit(":", 1)[1] for s in subs)])
+    _out("")
+    _out(report.table(["SNS topic", "subscribed queues"], rows))
+    snap = report.snapshot(config, clients)
+    _out("")
+    _out(f"parked by reason: {dict(snap.parked_by_reason) or 'none'}; audit events: {snap.audit_events} "
+         f"({snap.audit_records} records); on-failure batches: {snap.on_failure_objects}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    config = _config(args)
+    wall = time.monotonic()
+    scenario = demo_scenario(config, args.count)
+    expected = expected_outcomes(scenario)
+    _out(f"demo: {len(scenario)} records from {len({s.record.producer for s in scenario if s.record.producer})} "
+         f"producers over {len({s.record.topic for s in scenario})} topics; "
+         f"{sum(n for k, n in expected.items() if k != 'deliver')} of them must be parked")
+    with LocalStack(args.config, Path(args.state_dir)) as state:
+        _out(f"[1/4] local stack: kafka {state.bootstrap_servers}, aws {state.endpoint_url}")
+        provision_all(config, state.bootstrap_servers, state.endpoint_url, args.partitions)
+        clients = LocalClients.for_endpoint(state.endpoint_url)
+        _out("[2/4] provisioned queues, topics, subscriptions, secrets, bucket and Kafka topics from the config")
+        rep = produce(config, state.bootstrap_servers, [s.record for s in scenario], _key_lookup(config, clients))
+        _out(f"[3/4] produced {rep.records} records: "
+             + ", ".join(f"{p} {n}" for p, n in sorted((rep.by_producer or Counter()).items())))
+        _out("[4/4] polling until every record is handled")
+        stats = _poll(config, args.config, state, args, stop_after=len(scenario))
+        _print_poll(stats)
+        snap = report.snapshot(config, clients)
+        _out("")
+        _out(report.render_summary(config, snap, stats.delivered,
+                                   {k: n for k, n in expected.items() if k != "deliver"}))
+        lost = len(scenario) - stats.records
+        _out("")
+        _out(f"records produced {len(scenario)}, handled {stats.records}, not handled {max(0, lost)}; "
+             f"audit events cover {snap.audit_records} records")
+    _out(f"stopped the local stack; demo wall time {time.monotonic() - wall:.1f} s")
+    return 0 if lost <= 0 else EXIT_ERROR
+
+
+# --- argument parsing ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bridge", description="Run the Kafka -> SQS/SNS bridge locally "
+                                "(Tansu broker + moto on 127.0.0.1), no AWS account needed.")
+    p.add_argument("--config", default="config/dev.yaml", help="bridge config (default: config/dev.yaml)")
+    p.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="where the running stack is recorded")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def poll_options(sp: argparse.ArgumentParser, idle: float) -> None:
+        sp.add_argument("--idle-seconds", type=float, default=idle, help="stop after this long with nothing to read")
+        sp.add_argument("--max-retries", type=int, default=2, help="handler retries of a batch before on-failure")
+        sp.add_argument("--batch-size", type=int, default=None, help="override source.batch_size")
+        sp.add_argument("--handler-log-level", default="ERROR", help="the handler's Powertools log level")
+        sp.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    up = sub.add_parser("up", help="start Tansu + moto_server and provision everything from the config")
+    up.add_argument("--kafka-port", type=int, default=None)
+    up.add_argument("--moto-port", type=int, default=None)
+    up.add_argument("--partitions", type=int, default=3, help="partitions per Kafka topic")
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop the local stack").set_defaults(func=cmd_down)
+    sub.add_parser("status", help="is the local stack running, and where").set_defaults(func=cmd_status)
+
+    pr = sub.add_parser("produce", help="produce records (demo scenario or a JSONL file)")
+    g = pr.add_mutually_exclusive_group()
+    g.add_argument("--scenario", choices=["demo"], default="demo")
+    g.add_argument("--file", help="plain records, .jsonl or .json (see bridge_local/events.py)")
+    pr.add_argument("--producer", help="produce the file's records as this configured producer")
+    pr.add_argument("--count", type=int, default=None, help="scenario: orders/payments/stock records each; "
+                    "file: total records (repeats the file)")
+    pr.set_defaults(func=cmd_produce)
+
+    po = sub.add_parser("poll", help="run the local event-source mapping until drained")
+    poll_options(po, 3.0)
+    po.set_defaults(func=cmd_poll)
+
+    inv = sub.add_parser("invoke", help="run the handler once on a Lambda test event")
+    inv.add_argument("--event", required=True, help="a Lambda Kafka event JSON file (e.g. events/route-payments.json)")
+    inv.add_argument("--json", action="store_true", help="machine-readable output")
+    inv.add_argument("--resign", action="store_true", help="re-sign placeholder signatures with the local keys")
+    inv.add_argument("--handler-log-level", default="ERROR")
+    inv.set_defaults(func=cmd_invoke)
+
+    me = sub.add_parser("make-event", help="plain records (JSON/JSONL) -> Lambda test event")
+    me.add_argument("records", help="records file (.jsonl, or .json array)")
+    me.add_argument("--out", help="output file (default: stdout)")
+    me.add_argument("--self-managed", action="store_true", help="SelfManagedKafka event shape")
+    me.add_argument("--bootstrap", help="bootstrapServers value")
+    me.set_defaults(func=cmd_make_event)
+
+    evs = sub.add_parser("events", help="regenerate the console test events from the config")
+    evs.add_argument("--out-dir", default="events")
+    evs.set_defaults(func=cmd_events)
+
+    ins = sub.add_parser("inspect", help="queues, depths, topics, parked records, audit events")
+    ins.add_argument("--queue", help="a destination name, a queue name, bridge-dlq, audit or audit-dlq")
+    ins.add_argument("--peek", type=int, default=5, help="messages to show (not deleted)")
+    ins.add_argument("--max-body", type=int, default=400, help="truncate bodies longer than this")
+    ins.set_defaults(func=cmd_inspect)
+
+    de = sub.add_parser("demo", help="private stack, produce, poll, summary, stop")
+    de.add_argument("--count", type=int, default=10)
+    de.add_argument("--partitions", type=int, default=3)
+    poll_options(de, 2.0)
+    de.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `bridge` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        with _terminate_as_interrupt():
+            code: int = args.func(args)
+            return code
+    except KeyboardInterrupt:
+        _err("interrupted; everything this command started has been stopped")
+        return EXIT_INTERRUPTED
+    except (StackError, CliError, ConfigError, ev.EventFileError, UnknownProducerError, ScenarioError,
+            ValueError, RuntimeError) as exc:
+        _err(str(exc).replace("\n", " "))
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
