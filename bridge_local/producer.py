@@ -29,7 +29,7 @@ from bridge_local.events import PlainRecord
 
 LARGE_VALUE_BYTES = 300 * 1024  # over SNS's 256 KiB, under SQS's 1 MiB
 DEMO_TOPICS = ("orders", "payments", "inventory")
-DEMO_PRODUCERS = ("order-service", "payment-service", "inventory-service")
+DEMO_PRODUCERS = ("order-service", "payment-service", "inventory-service", "refund-service")
 
 
 class UnknownProducerError(ValueError):
@@ -64,7 +64,7 @@ def _json(value: Any) -> bytes:
 
 
 def demo_scenario(config: BridgeConfig, count: int = 10) -> list[ScenarioRecord]:
-    """Records from three producers over three topics, with every park reason a producer can cause.
+    """Records from four producers over three topics, with every park reason a producer can cause.
 
     `count` scales the deliverable records: `count` orders (each placed; every third also
     cancelled; every fourth a high-value order), `count` payments and `count` low-stock alerts.
@@ -122,6 +122,10 @@ def demo_scenario(config: BridgeConfig, count: int = 10) -> list[ScenarioRecord]
         _json({"payment_id": "pay-wrong-producer", "amount": 5.0, "currency": "EUR"}),
         [("event-type", "PaymentCaptured"), ("currency", "EUR")],
         note="order-service signs correctly but may not write to payments")
+    add("untrusted_producer", "payments", "refund-service", "refund-1",
+        _json({"payment_id": "refund-1", "amount": -25.0, "currency": "EUR"}),
+        [("event-type", "PaymentRefunded"), ("currency", "EUR")],
+        note="refund-service signs correctly and may write payments, but payments-ledger does not accept it")
     return out
 
 

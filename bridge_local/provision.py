@@ -118,8 +118,11 @@ def _queue_with_dlq(sqs: SQSClient, name: str, dlq_name: str, fifo: bool, max_re
     return url
 
 
-def _subscribe(sns: SNSClient, topic: str, queue_name: str, dlq_name: str, filter_policy: Any,
+def _subscribe(sqs: SQSClient, sns: SNSClient, topic: str, queue_name: str, dlq_name: str, filter_policy: Any,
                raw: bool, report: ProvisionReport) -> None:
+    # The subscription's own DLQ, as the stack makes it: messages SNS cannot deliver to the queue.
+    report.queues[dlq_name] = _create_queue(sqs, dlq_name, dlq_name.endswith(".fifo"),
+                                            {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)})
     attrs = {"RawMessageDelivery": "true" if raw else "false",
              "RedrivePolicy": json.dumps({"deadLetterTargetArn": queue_arn(dlq_name)})}
     if filter_policy:
@@ -152,10 +155,11 @@ def provision_aws(config: BridgeConfig, clients: LocalClients) -> ProvisionRepor
 
     for d in config.destinations:
         if d.type == "sns":
-            _create_topic(clients.sns, config, d, report)
+            _create_topic(clients.sqs, clients.sns, config, d, report)
     audit = clients.sns.create_topic(Name=config.audit_topic_name)["TopicArn"]
     report.topics[config.audit_topic_name] = audit
-    _subscribe(clients.sns, audit, config.audit_queue_name, config.audit_queue_dlq_name, None, True, report)
+    _subscribe(clients.sqs, clients.sns, audit, config.audit_queue_name, config.audit_subscription_dlq_name, None,
+               True, report)
 
     for p in config.producers:
         if p.signing:
@@ -173,7 +177,8 @@ def provision_aws(config: BridgeConfig, clients: LocalClients) -> ProvisionRepor
     return report
 
 
-def _create_topic(sns: SNSClient, config: BridgeConfig, d: Destination, report: ProvisionReport) -> None:
+def _create_topic(sqs: SQSClient, sns: SNSClient, config: BridgeConfig, d: Destination,
+                  report: ProvisionReport) -> None:
     topic_name = d.physical_name(config.name)
     attrs: dict[str, str] = {}
     if d.fifo:
@@ -183,8 +188,8 @@ def _create_topic(sns: SNSClient, config: BridgeConfig, d: Destination, report: 
     report.topics[topic_name] = arn
     for s in d.subscriptions:
         q = config.destination(s.queue)
-        _subscribe(sns, arn, q.physical_name(config.name), q.dlq_physical_name(config.name), s.filter_policy,
-                   s.raw_message_delivery, report)
+        _subscribe(sqs, sns, arn, q.physical_name(config.name), config.subscription_dlq_name(d, s.queue),
+                   s.filter_policy, s.raw_message_delivery, report)
 
 
 def _ensure_secret(sm: SecretsManagerClient, name: str) -> None:

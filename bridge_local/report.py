@@ -53,8 +53,12 @@ def bridge_queues(config: BridgeConfig) -> list[tuple[str, str]]:
     for d in config.destinations:
         if d.type == "sqs":
             out.append((d.dlq_physical_name(config.name), f"DLQ of {d.name}"))
+    for d in config.destinations:
+        for s in d.subscriptions:
+            out.append((config.subscription_dlq_name(d, s.queue), f"DLQ of subscription {d.name} -> {s.queue}"))
     out += [(config.bridge_dlq_name, "bridge DLQ (parked records)"), (config.audit_queue_name, "audit monitor"),
-            (config.audit_queue_dlq_name, "DLQ of audit monitor")]
+            (config.audit_queue_dlq_name, "DLQ of audit monitor"),
+            (config.audit_subscription_dlq_name, "DLQ of subscription audit -> audit monitor")]
     return out
 
 

@@ -192,6 +192,14 @@ def generate(config: BridgeConfig) -> list[GeneratedEvent]:
         out.append(GeneratedEvent("fail-producer-not-allowed", "a record claiming a producer that is not "
                                   "configured for the topic: parked whole", ev([intruder]), {},
                                   {"producer_not_allowed": 1}))
+        # a producer allowed on the topic and signing correctly, but not accepted by the guarded queue
+        outsiders = [p.name for p in config.producers_for_topic(base.topic)
+                     if p.signing and all(p.name not in config.destination(d).accept_from for d in guarded)]
+        if outsiders:
+            untrusted = sign_as(config, replace(base, offset=base.offset + 3), outsiders[0])
+            out.append(GeneratedEvent("fail-untrusted-producer", f"a record correctly signed by {outsiders[0]}, "
+                                      f"which {', '.join(guarded)} does not accept: parked", ev([untrusted]), others,
+                                      {"untrusted_producer": len(guarded)}))
         break
 
     # undecodable: only a hand-written event can carry a value that is not base64

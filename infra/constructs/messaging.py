@@ -57,9 +57,10 @@ class SecureMessaging(Construct):
         return sqs.Queue(scope, construct_id, queue_name=name, retention_period=DLQ_RETENTION,
                          **self._queue_defaults(fifo))
 
-    def subscription_dead_letter_queue(self, scope: Construct, construct_id: str, *, fifo: bool) -> sqs.Queue:
+    def subscription_dead_letter_queue(self, scope: Construct, construct_id: str, *, name: str,
+                                       fifo: bool) -> sqs.Queue:
         """The DLQ of one SNS subscription (a FIFO topic needs a FIFO DLQ)."""
-        dlq = self.dead_letter_queue(scope, construct_id, name=None, fifo=fifo)
+        dlq = self.dead_letter_queue(scope, construct_id, name=name, fifo=fifo)
         # cdk-nag recognises DLQs named in a queue's RedrivePolicy, not in a subscription's.
         acknowledge(dlq, "AwsSolutions-SQS3",
                     "This queue is the dead-letter queue of an SNS subscription (the subscription's "

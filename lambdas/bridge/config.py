@@ -283,6 +283,15 @@ class BridgeConfig:
     def audit_queue_dlq_name(self) -> str:
         return f"{self.name}-audit-monitor-dlq"
 
+    @property
+    def audit_subscription_dlq_name(self) -> str:
+        return f"{self.name}-audit-subscription-dlq"
+
+    def subscription_dlq_name(self, topic: Destination, queue: str) -> str:
+        """The DLQ of the subscription of SQS destination `queue` to SNS destination `topic`."""
+        base = f"{self.name}-{topic.name}-to-{queue}-dlq"
+        return f"{base}.fifo" if topic.fifo else base
+
     def signing_secret_name(self, producer: str) -> str:
         return f"{self.name}/producers/{producer}/signing-key"
 
@@ -808,6 +817,10 @@ def _cross_check(pb: _Problems, name: str, src: Source | None, producers: Iterab
             elif not q.created:
                 pb.add(f"{where}.subscriptions", f"{s.queue!r} is an existing queue; the stack cannot change its "
                        "policy to let the topic deliver. Fix: subscribe it outside the bridge")
+            sub_dlq = f"{name}-{d.name}-to-{s.queue}-dlq{'.fifo' if d.fifo else ''}"
+            if len(sub_dlq) > SQS_QUEUE_NAME_MAX:
+                pb.add(f"{where}.subscriptions", f"the subscription DLQ name {sub_dlq!r} is longer than "
+                       f"{SQS_QUEUE_NAME_MAX} characters. Fix: shorten the bridge, topic or queue name")
     for r in routes:
         for t in r.to:
             if t not in dests:

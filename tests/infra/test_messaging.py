@@ -112,6 +112,9 @@ def test_subscription_raw_delivery_filter_policy_and_own_dlq(dev: Synth) -> None
     assert props["RawMessageDelivery"] is True
     assert props["FilterPolicy"] == {"event-type": ["OrderPlaced"]}
     dlq_id = props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    # named by the config model, as the local stack names it
+    assert dev.data["Resources"][dlq_id]["Properties"]["QueueName"] == dev.config.subscription_dlq_name(
+        dev.config.destination("order-events"), "billing") == "orders-bridge-order-events-to-billing-dlq"
     # the subscription DLQ lets only this topic send into it
     statements = _policy_statements(dev, "AWS::SQS::QueuePolicy", "Queues", ref(dlq_id))
     assert {"Action": "sqs:SendMessage", "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
@@ -125,6 +128,7 @@ def test_fifo_topic_subscription_dlq_is_fifo(provisioned: Synth) -> None:
         "AWS::SNS::Subscription", {"Properties": {"TopicArn": ref(stream)}}).values()
     dlq_id = subscription["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
     assert provisioned.data["Resources"][dlq_id]["Properties"]["FifoQueue"] is True
+    assert provisioned.data["Resources"][dlq_id]["Properties"]["QueueName"].endswith("-dlq.fifo")
 
 
 def test_queue_key_lets_only_the_bridge_topics_deliver(dev: Synth) -> None:
