@@ -211,9 +211,8 @@ def load_real_handler(state: StackState, config: BridgeConfig, config_path: str,
         raise RuntimeError(f"the bridge handler cannot be imported ({exc}). Fix: check lambdas/bridge/handler.py "
                            "and make install") from exc
     # A handler already imported in this process (a test session) may have built its clients for
-    # another endpoint; drop them so the next invocation is a cold start against this stack.
-    if getattr(handler_module, "_bridge", None) is not None:
-        handler_module._bridge = None
+    # another endpoint; the next invocation starts cold against this stack.
+    handler_module.new_execution_environment()
     fn: Handler = handler_module.lambda_handler
     return fn
 

@@ -38,6 +38,14 @@ def get_bridge() -> Bridge:
     return _bridge
 
 
+def new_execution_environment() -> None:
+    """Forget this instance's Bridge: the next invocation reads the environment again, as a new
+    Lambda execution environment would. For in-process callers (the local poller) that point one
+    process at several local stacks in turn; Lambda itself never needs it."""
+    global _bridge  # noqa: PLW0603 - see get_bridge
+    _bridge = None
+
+
 @dataclass(frozen=True, slots=True)
 class LocalContext:
     """Stand-in Lambda context for in-process callers (the local poller) that pass None."""

@@ -78,6 +78,7 @@ def test_console_test_event_raises_one_line_from_the_undecorated_entry_point() -
 def test_first_invocation_without_environment_names_the_missing_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ENV:
         monkeypatch.delenv(name, raising=False)
+    handler.new_execution_environment()
 
     with pytest.raises(SettingsError, match="BRIDGE_ACCOUNT_ID"):
         handler.get_bridge()
