@@ -12,7 +12,7 @@ export AWS_EC2_METADATA_DISABLED := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED := true
 
-.PHONY: install demo test test-unit test-e2e lint synth events clean
+.PHONY: install demo test test-unit test-e2e lint synth events bench clean
 
 # The venv and node_modules are prerequisites by file, so `make demo` on a fresh clone installs first.
 $(VENV)/.installed: pyproject.toml
@@ -40,9 +40,12 @@ test-unit: $(VENV)/.installed
 test-e2e: $(VENV)/.installed
 	$(PYTEST) tests/e2e -q -m e2e
 
-# ruff + mypy, then every tier (unit, infra, integration, e2e incl. the 10k-record run).
+# ruff + mypy, then every tier, cheapest first (unit, infra, integration, e2e incl. the 10k-record run).
 test: lint install
-	$(PYTEST) tests -q
+	$(PYTEST) tests/unit tests/infra tests/integration tests/e2e -q
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_delivery.py
 
 synth: install
 	npx cdk synth -c config=config/dev.yaml --quiet

@@ -8,6 +8,7 @@ Queues are drained *while* records flow (`Drainer`), because moto slows down as 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 from bridge.config import BridgeConfig, load_config_file
+from bridge.handler import new_execution_environment
 
 from bridge_local.poller import Handler, load_real_handler
 from bridge_local.provision import LocalClients, provision_all
@@ -44,10 +46,19 @@ class E2EStack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EStack]:
     config = load_config_file(CONFIG_PATH)
     state_dir = tmp_path_factory.mktemp("bridge-state")
-    with LocalStack(str(CONFIG_PATH), state_dir, write_state=True) as state:
-        provision_all(config, state.bootstrap_servers, state.endpoint_url)
-        handler = load_real_handler(state, config, str(CONFIG_PATH), log_level="ERROR")
-        yield E2EStack(state, state_dir, config, CONFIG_PATH, LocalClients.for_endpoint(state.endpoint_url), handler)
+    saved_environment = dict(os.environ)
+    try:
+        with LocalStack(str(CONFIG_PATH), state_dir, write_state=True) as state:
+            provision_all(config, state.bootstrap_servers, state.endpoint_url)
+            # points the process environment at this stack, as Lambda's would be at AWS
+            handler = load_real_handler(state, config, str(CONFIG_PATH), log_level="ERROR")
+            yield E2EStack(state, state_dir, config, CONFIG_PATH, LocalClients.for_endpoint(state.endpoint_url),
+                           handler)
+    finally:
+        # leave no endpoint or cached clients of a stopped stack to whatever runs next
+        os.environ.clear()
+        os.environ.update(saved_environment)
+        new_execution_environment()
 
 
 @pytest.fixture
