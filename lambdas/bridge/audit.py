@@ -32,6 +32,7 @@ class BatchTally:
     producers: Counter[str] = field(default_factory=Counter)
     partitions: dict[str, list[int]] = field(default_factory=dict)
     correlation_ids: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
+    redrive: bool = False  # the batch is a redrive invocation (`bridge redrive`)
 
     def see(self, record: KafkaRecord, correlation_id: str) -> None:
         """Count a record of the batch and widen its partition's offset range."""
@@ -57,12 +58,18 @@ class BatchTally:
             "routes": dict(self.routes),
             "producers": dict(self.producers),
             "partitions": {k: list(v) for k, v in self.partitions.items()},
+            "redrive": self.redrive,
         }
 
 
-def batch_id_for(records: tuple[KafkaRecord, ...] | list[KafkaRecord]) -> str:
-    """A batch id that is the same when Lambda redelivers the same batch (uuid5 of its record ids)."""
-    digest = hashlib.sha256("\n".join(r.record_id for r in records).encode("utf-8")).hexdigest()
+def batch_id_for(records: tuple[KafkaRecord, ...] | list[KafkaRecord], *, redrive: bool = False) -> str:
+    """A batch id that is the same when Lambda redelivers the same batch (uuid5 of its record ids).
+
+    A redrive of the same records gets another id: audit consumers that de-duplicate by batch id must
+    not take the replay for a redelivery of the original batch.
+    """
+    text = "\n".join(r.record_id for r in records)
+    digest = hashlib.sha256(("redrive\n" + text if redrive else text).encode("utf-8")).hexdigest()
     return str(uuid.uuid5(BATCH_NAMESPACE, digest))
 
 

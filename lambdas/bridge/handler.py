@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from bridge.audit import batch_id_for
 from bridge.parking import ParkingFailedError
-from bridge.records import InvalidEventError, decode_event, describe_invalid_event, is_kafka_event
+from bridge.records import InvalidEventError, decode_event, describe_invalid_event, is_kafka_event, parse_redrive
 from bridge.service import BatchReport, Bridge
 from bridge.settings import Settings, observability_names
 
@@ -62,9 +62,11 @@ class LocalContext:
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
-    """Entry point. A non-Kafka event raises InvalidEventError here, undecorated: one line, one frame."""
+    """Entry point. A non-Kafka event raises InvalidEventError here, undecorated: one line, one frame;
+    so does a redrive event whose `bridgeRedrive` key is malformed (InvalidRedriveError)."""
     if not is_kafka_event(event):
         raise InvalidEventError(describe_invalid_event(event))
+    parse_redrive(event)  # checked here for the same one-line error; decode_event parses it again
     result: dict[str, Any] = _handle(event, context if context is not None else LocalContext())
     return result
 
@@ -75,9 +77,9 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
 def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     bridge = get_bridge()
     batch = decode_event(event)
-    batch_id = batch_id_for(batch.records)
+    batch_id = batch_id_for(batch.records, redrive=batch.redrive is not None)
     logger.set_correlation_id(batch_id)
-    logger.append_keys(event_source_arn=batch.event_source_arn)
+    logger.append_keys(event_source_arn=batch.event_source_arn, redrive=batch.redrive is not None)
     metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=len(batch.records))
     try:
         report = bridge.process(batch)

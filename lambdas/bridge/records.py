@@ -6,20 +6,36 @@ and headers are a list of single-key dicts `{name: [signed Java byte values]}` w
 
 A record that cannot be decoded does not fail the batch: it comes back with `undecodable` set (why)
 and its original dict in `raw`, so the bridge can park it with the bytes Lambda delivered.
+
+A redrive invocation (`bridge redrive`) is the same event plus one top-level key,
+`"bridgeRedrive": {"<topic>-<partition>-<offset>": ["destination", ...] | null}`: which parked
+records it replays and for which destinations (see bridge.routing.restrict_to_redrive). Its shape is
+checked here, before any record is touched; a wrong shape raises `InvalidRedriveError`.
 """
 
 from __future__ import annotations
 
 import binascii
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 KAFKA_EVENT_SOURCES = ("aws:kafka", "SelfManagedKafka")
+REDRIVE_KEY = "bridgeRedrive"
+# `{topic}-{partition}-{offset}`; -1 is what an undecodable record without a position gets.
+_RECORD_ID = re.compile(r".+-(?:-1|\d+)-(?:-1|\d+)")
+
+# record id -> the destinations to redeliver it to, or None: route it normally
+Redrive = Mapping[str, tuple[str, ...] | None]
 
 
 class InvalidEventError(ValueError):
     """The event is not a Kafka event-source event; the message is one line that says what to send."""
+
+
+class InvalidRedriveError(InvalidEventError):
+    """The event's `bridgeRedrive` key has the wrong shape; the message is one line naming the problem."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +82,7 @@ class KafkaBatch:
     event_source: str
     event_source_arn: str | None
     records: tuple[KafkaRecord, ...]
+    redrive: Redrive | None = None  # set for a redrive invocation (the event's `bridgeRedrive` map)
 
 
 def utf8_or_none(data: bytes) -> str | None:
@@ -101,17 +118,49 @@ def describe_invalid_event(event: object) -> str:
     )
 
 
+def parse_redrive(event: Mapping[str, Any]) -> Redrive | None:
+    """The event's `bridgeRedrive` map, or None when the key is absent; InvalidRedriveError on a bad shape.
+
+    Destination lists keep their order without repeats; an empty list is refused (a record to be
+    redelivered nowhere is a mistake in whatever built the event, not a request).
+    """
+    if REDRIVE_KEY not in event:
+        return None
+    value = event[REDRIVE_KEY]
+    if not isinstance(value, Mapping):
+        raise InvalidRedriveError(
+            f"{REDRIVE_KEY} must be an object mapping record ids (topic-partition-offset) to a list of "
+            f"destination names or null; got a {type(value).__name__}")
+    out: dict[str, tuple[str, ...] | None] = {}
+    for record_id, destinations in value.items():
+        if not isinstance(record_id, str) or not _RECORD_ID.fullmatch(record_id):
+            raise InvalidRedriveError(f"{REDRIVE_KEY} key {str(record_id)[:120]!r} is not a record id of the "
+                                      "form <topic>-<partition>-<offset>")
+        if destinations is None:
+            out[record_id] = None
+        elif (isinstance(destinations, list) and destinations
+              and all(isinstance(d, str) and d for d in destinations)):
+            out[record_id] = tuple(dict.fromkeys(destinations))
+        else:
+            got = "an empty list" if destinations == [] else f"{str(destinations)[:80]!r}"
+            raise InvalidRedriveError(f"{REDRIVE_KEY}[{record_id!r}] must be a non-empty list of destination "
+                                      f"names or null; got {got}")
+    return out
+
+
 def decode_event(event: object) -> KafkaBatch:
-    """Decode a Kafka event; raise InvalidEventError when it is not one. Bad records never raise."""
+    """Decode a Kafka event; raise InvalidEventError when it is not one (InvalidRedriveError when its
+    `bridgeRedrive` key is malformed). Bad records never raise."""
     if not is_kafka_event(event):
         raise InvalidEventError(describe_invalid_event(event))
     assert isinstance(event, Mapping)
+    redrive = parse_redrive(event)
     records: list[KafkaRecord] = []
     for partition_key, items in event["records"].items():
         for item in items if isinstance(items, list) else [items]:
             records.append(decode_record(item, str(partition_key)))
     arn = event.get("eventSourceArn")
-    return KafkaBatch(str(event["eventSource"]), arn if isinstance(arn, str) else None, tuple(records))
+    return KafkaBatch(str(event["eventSource"]), arn if isinstance(arn, str) else None, tuple(records), redrive)
 
 
 def decode_record(raw: Any, partition_key: str = "") -> KafkaRecord:

@@ -4,6 +4,9 @@ Every route whose match holds applies; destinations are de-duplicated per record
 A record no route matches follows `config.unmatched`: park (reason `unroutable`), skip, or route to
 `unmatched.to`.
 
+A redriven record (listed with destinations in a redrive invocation's `bridgeRedrive` map) is routed
+as usual and then restricted by `restrict_to_redrive` to the destinations it was parked for.
+
 Field semantics:
 - topic and key are text (a key that is not UTF-8 never matches, an absent key is "not present");
 - a header may repeat: the condition holds when any of its values satisfies it;
@@ -57,6 +60,21 @@ class Router:
         if self._unmatched.action == "route":
             return RoutingDecision("deliver", (UNMATCHED_ROUTE,), self._unmatched.to)
         return RoutingDecision(self._unmatched.action)
+
+
+def restrict_to_redrive(decision: RoutingDecision,
+                        listed: Sequence[str]) -> tuple[RoutingDecision, tuple[str, ...]]:
+    """A redriven record's decision, restricted to the destinations it was parked for.
+
+    Returns (the decision to deliver to the listed destinations that the routes, evaluated with the
+    current config, still select, in route order; the listed destinations they no longer select, in
+    listing order). A destination that already has the record is never in the first part, so a redrive
+    sends no duplicates; the caller parks the second part again (as `unroutable`) rather than drop it.
+    """
+    routed = decision.destinations if decision.action == "deliver" else ()
+    keep = tuple(d for d in routed if d in listed)
+    gone = tuple(d for d in listed if d not in routed)
+    return RoutingDecision("deliver", decision.routes, keep), gone
 
 
 class _LazyBody:

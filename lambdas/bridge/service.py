@@ -7,6 +7,11 @@ in-memory fakes; the local poller builds it through `bridge.handler` with AWS_EN
 Delivery guarantee: at least once (see bridge.delivery). A record is either acknowledged by every
 destination it was routed to, or parked with its reason for each destination it missed, before
 the invocation returns; when parking fails the invocation raises and Lambda redelivers the batch.
+
+Redrive (`bridge redrive`, docs/runtime-contract.md "Redrive"): a record the event's `bridgeRedrive`
+map lists with destinations goes only to those the current routes still select; each listed
+destination they no longer select is parked again as `unroutable` for that destination, so a redrive
+neither duplicates a delivery nor drops a record silently. The audit event says `"redrive": true`.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES, 
 from bridge.delivery import BatchSender, Deliverer, Target
 from bridge.envelope import OutgoingMessage, billed_size, build_message, correlation_id_for
 from bridge.parking import ObjectStore, Parking, ParkRequest
-from bridge.records import KafkaBatch, KafkaRecord, decode_event
-from bridge.routing import UNMATCHED_ROUTE, Router
+from bridge.records import KafkaBatch, KafkaRecord, Redrive, decode_event
+from bridge.routing import UNMATCHED_ROUTE, Router, RoutingDecision, restrict_to_redrive
 from bridge.settings import Settings
 from bridge.trust import SigningKeys, TrustPolicy
 
@@ -97,20 +102,21 @@ class Bridge:
         self._route_to = {r.name: r.to for r in config.routes}
 
     def handle(self, event: object) -> BatchReport:
-        """Process one Kafka event. Raises InvalidEventError (not Kafka) or ParkingFailedError."""
+        """Process one Kafka event. Raises InvalidEventError (not Kafka, or a malformed `bridgeRedrive`)
+        or ParkingFailedError."""
         return self.process(decode_event(event))
 
     def process(self, batch: KafkaBatch) -> BatchReport:
         """Process one decoded batch (the handler decodes first to log with the batch id)."""
         started_at = self._clock()
-        batch_id = batch_id_for(batch.records)
-        tally = BatchTally()
+        batch_id = batch_id_for(batch.records, redrive=batch.redrive is not None)
+        tally = BatchTally(redrive=batch.redrive is not None)
         parks: list[ParkRequest] = []
         plans: dict[str, list[OutgoingMessage]] = {}
         origins: dict[int, _Origin] = {}  # id(message) -> origin; messages live until the end of handle
 
         for record in batch.records:
-            self._plan(record, tally, parks, plans, origins)
+            self._plan(record, tally, parks, plans, origins, batch.redrive)
 
         receipts = self._deliverer.deliver([(self.targets[name], msgs) for name, msgs in plans.items()])
         for receipt in receipts:
@@ -132,7 +138,8 @@ class Bridge:
         return BatchReport(batch_id, summary, tuple(parks), audit_error)
 
     def _plan(self, record: KafkaRecord, tally: BatchTally, parks: list[ParkRequest],
-              plans: dict[str, list[OutgoingMessage]], origins: dict[int, _Origin]) -> None:
+              plans: dict[str, list[OutgoingMessage]], origins: dict[int, _Origin],
+              redrive: Redrive | None = None) -> None:
         """Route one record: queue its messages per destination, or its park requests."""
         correlation_id = correlation_id_for(record, self.config.settings.correlation_header)
         tally.see(record, correlation_id)
@@ -148,6 +155,9 @@ class Bridge:
             tally.producers[trust.producer] += 1
         decision = self._router.route(record)
         tally.routes.update(decision.routes)
+        listed = redrive.get(record.record_id) if redrive else None
+        if listed is not None:
+            decision = self._redrive_only(record, decision, listed, parks, correlation_id, trust.producer)
         if decision.action == "skip":
             tally.skipped += 1
             return
@@ -172,6 +182,16 @@ class Bridge:
                 continue
             plans.setdefault(name, []).append(message)
             origins[id(message)] = _Origin(record, route, trust.producer)
+
+    @staticmethod
+    def _redrive_only(record: KafkaRecord, decision: RoutingDecision, listed: tuple[str, ...],
+                      parks: list[ParkRequest], correlation_id: str, producer: str | None) -> RoutingDecision:
+        """Restrict a redriven record to its listed destinations; park the ones no route selects now."""
+        restricted, not_routed = restrict_to_redrive(decision, listed)
+        for name in not_routed:
+            parks.append(ParkRequest(record, "unroutable", f"redrive: no route selects {name} for this record "
+                                     "any more", correlation_id, None, name, producer))
+        return restricted
 
     def _publish_audit(self, tally: BatchTally, batch_id: str, event_source_arn: str | None,
                        started_at: datetime) -> str | None:
