@@ -7,6 +7,8 @@
     bridge make-event RECORDS.jsonl      plain records -> Lambda test event
     bridge events                        regenerate events/ from the config
     bridge inspect [--queue Q --peek N]  queues, depths, parked records, audit events
+    bridge redrive [--reason R ...]      replay parked records from the bridge DLQ (local stack, or
+                                         --queue-url URL --function NAME for a deployed stack)
     bridge demo                          all of it, in a private stack stopped at the end
 
 Errors are one line on stderr and a non-zero exit code.
@@ -27,6 +29,7 @@ from types import FrameType
 from typing import Any
 
 from bridge.config import BridgeConfig, ConfigError, load_config_file
+from bridge.parking import PARK_REASONS
 
 from bridge_local import events as ev
 from bridge_local import report
@@ -49,6 +52,18 @@ from bridge_local.producer import (
     records_for_producer,
 )
 from bridge_local.provision import LocalClients, provision_all, signing_key
+from bridge_local.redrive import (
+    FetchDocument,
+    Invoke,
+    RedriveOptions,
+    RedriveReport,
+    SqsParkedQueue,
+    handler_transport,
+    lambda_transport,
+    planned_row,
+    redrive,
+    s3_fetcher,
+)
 from bridge_local.services import (
     DEFAULT_STATE_DIR,
     LocalStack,
@@ -382,6 +397,93 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if lost <= 0 else EXIT_ERROR
 
 
+# --- redrive ------------------------------------------------------------------------------------
+
+# Visibility margin over the function's timeout: the DLQ messages of an event stay hidden while the
+# function runs, and reappear soon after when this command dies.
+REDRIVE_VISIBILITY_MARGIN_SECONDS = 60
+_RedrivePorts = tuple[SqsParkedQueue, FetchDocument, Invoke, str]  # the DLQ, S3 reader, transport, its name
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if args.max is not None and args.max < 1:
+        raise CliError("--max must be at least 1")
+    options = RedriveOptions(
+        batch_size=args.batch_size or config.source.batch_size,
+        visibility_seconds=config.settings.timeout_seconds + REDRIVE_VISIBILITY_MARGIN_SECONDS,
+        reasons=tuple(args.reason or ()), destination=args.destination, max_records=args.max,
+        dry_run=args.dry_run)
+    if args.queue_url or args.function:
+        if not (args.queue_url and args.function):
+            raise CliError("AWS mode needs both --queue-url (the bridge DLQ) and --function (the bridge function); "
+                           "without either, redrive uses the local stack")
+        queue, fetch, invoke, where = _aws_redrive_ports(args, config)
+    else:
+        queue, fetch, invoke, where = _local_redrive_ports(args, config)
+    rep = redrive(queue, fetch, invoke, options)
+    if args.json:
+        _out(json.dumps({"target": where, **rep.to_json()}, indent=2))
+    else:
+        _print_redrive(rep, where)
+    return EXIT_ERROR if rep.failed else 0
+
+
+def _local_redrive_ports(args: argparse.Namespace, config: BridgeConfig) -> _RedrivePorts:
+    state = require_running(Path(args.state_dir))
+    clients = LocalClients.for_endpoint(state.endpoint_url)
+    url = clients.sqs.get_queue_url(QueueName=config.bridge_dlq_name)["QueueUrl"]
+    loaded: list[Invoke] = []
+
+    def invoke(event: dict[str, Any]) -> Any:
+        # Loaded on first use: a dry run never points this process's environment at the handler.
+        if not loaded:
+            handler = with_stdout_to(load_real_handler(state, config, args.config, args.handler_log_level),
+                                     Path(args.state_dir) / "handler-stdout.log")
+            loaded.append(handler_transport(handler, context_factory(config)))
+        return loaded[0](event)
+
+    return (SqsParkedQueue(clients.sqs, url, config.bridge_dlq_name), s3_fetcher(clients.s3), invoke,
+            "the handler in-process (local stack)")
+
+
+def _aws_redrive_ports(args: argparse.Namespace, config: BridgeConfig) -> _RedrivePorts:
+    import boto3  # noqa: PLC0415 - AWS mode only
+    from botocore.config import Config as BotoConfig  # noqa: PLC0415
+
+    session = boto3.session.Session(region_name=args.region)
+    # No retries and a read timeout past the function's: a retried synchronous invoke runs the batch twice.
+    invoke_config = BotoConfig(read_timeout=config.settings.timeout_seconds + REDRIVE_VISIBILITY_MARGIN_SECONDS,
+                               connect_timeout=10, retries={"total_max_attempts": 1})
+    lambda_client: Any = session.client("lambda", config=invoke_config)
+    return (SqsParkedQueue(session.client("sqs"), args.queue_url), s3_fetcher(session.client("s3")),
+            lambda_transport(lambda_client, args.function), f"function {args.function}")
+
+
+def _print_redrive(rep: RedriveReport, where: str) -> None:
+    if rep.dry_run:
+        _out(f"dry run: would redrive {rep.records} record(s) from {len(rep.planned)} DLQ message(s) of "
+             f"{rep.queue} in {rep.events} event(s) to {where}; nothing was changed")
+        planned = [[r["record_id"], r["reason"], r["destination"] or "(whole record)", r["detail"][:80]]
+                   for r in map(planned_row, rep.planned)]
+        _out(report.table(["record id", "reason", "destination", "detail"], planned))
+    else:
+        _out(f"redrove {rep.redriven} of {rep.records} record(s) in {rep.events} event(s) to {where}; "
+             f"deleted {rep.deleted} DLQ message(s) from {rep.queue}")
+        rows: list[list[Any]] = [[d, n] for d, n in sorted(rep.delivered.items())]
+        rows += [[f"parked again: {r}", n] for r, n in sorted(rep.parked_again.items())]
+        _out(report.table(["outcome", "messages"], rows, right=(1,)) if rows else "nothing delivered or parked")
+    for f in rep.failed:
+        _out(f"  failed: an event of {f.records} record(s) ({f.error}); its {f.messages} DLQ message(s) stay")
+    for sk in rep.skipped:
+        _out(f"  skipped {sk.record_id} (message {sk.message_id}): {sk.why}; left in the DLQ")
+    if rep.not_deleted:
+        _out(f"  {rep.not_deleted} DLQ message(s) of redriven records could not be deleted; they reappear after "
+             "the visibility timeout and a later redrive replays them again")
+    if rep.not_selected:
+        _out(f"  {rep.not_selected} DLQ message(s) not selected (filters or --max); left in the DLQ")
+
+
 # --- argument parsing ---------------------------------------------------------------------------
 
 
@@ -443,6 +545,21 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--peek", type=int, default=5, help="messages to show (not deleted)")
     ins.add_argument("--max-body", type=int, default=400, help="truncate bodies longer than this")
     ins.set_defaults(func=cmd_inspect)
+
+    rd = sub.add_parser("redrive", help="replay parked records from the bridge DLQ (after fixing the cause)")
+    rd.add_argument("--reason", action="append", choices=PARK_REASONS, metavar="REASON",
+                    help="only records parked for this reason (repeatable)")
+    rd.add_argument("--destination", help="only records parked for this destination")
+    rd.add_argument("--max", type=int, default=None, help="at most this many records")
+    rd.add_argument("--dry-run", action="store_true", help="show what would be redriven; change nothing")
+    rd.add_argument("--json", action="store_true", help="machine-readable output")
+    rd.add_argument("--batch-size", type=int, default=None, help="records per event (default source.batch_size)")
+    rd.add_argument("--handler-log-level", default="ERROR", help="local mode: the handler's log level")
+    aws = rd.add_argument_group("AWS mode (a deployed stack; default: the local stack)")
+    aws.add_argument("--queue-url", help="the bridge DLQ's URL (stack output)")
+    aws.add_argument("--function", help="the bridge function's name or ARN")
+    aws.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
+    rd.set_defaults(func=cmd_redrive)
 
     de = sub.add_parser("demo", help="private stack, produce, poll, summary, stop")
     de.add_argument("--count", type=int, default=10)

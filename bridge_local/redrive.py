@@ -1,0 +1,535 @@
+"""`bridge redrive`: replay parked records from the bridge DLQ once their cause is fixed.
+
+1. Receive the DLQ's messages (short polls, a bounded loop; each message stays invisible for the
+   function's timeout plus a margin, and again right before its event is handed over).
+2. Keep the ones `--reason` / `--destination` select, up to `--max` records; fetch the documents
+   parked in S3 (`record_s3_uri`). A document that cannot be fetched skips that message: reported,
+   left in the DLQ.
+3. Merge the messages of one record (a record parked for two destinations is two messages) into one
+   entry, and build redrive events (docs/runtime-contract.md "Redrive"): Lambda's Kafka event shape,
+   records grouped by topic-partition in offset order, at most `source.batch_size` records and
+   `MAX_EVENT_BYTES` per event, plus the `bridgeRedrive` map of record id -> destinations (null for
+   a record parked with no destination: route it normally).
+4. Hand each event to the bridge through an injected `Invoke` (the real handler in-process for the
+   local stack, `lambda.invoke` on the deployed function in AWS mode) and delete exactly the DLQ
+   messages of the events it accepted (it returned). What the bridge still cannot deliver it parks
+   again as new DLQ messages, so deleting the old ones loses nothing. An event that fails leaves
+   its messages in the DLQ, visible again.
+
+Everything but the three ports (`ParkedQueue`, `FetchDocument`, `Invoke`) is pure and unit-tested.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bridge.records import REDRIVE_KEY
+
+MAX_RECEIVE_MESSAGES = 10  # SQS ReceiveMessage and DeleteMessageBatch take at most 10
+# Lambda's synchronous invocation payload is 6 MB; keep room for the event's own keys.
+MAX_EVENT_BYTES = 6 * 1024 * 1024 - 64 * 1024
+EMPTY_RECEIVES_TO_STOP = 3  # short polls sample SQS servers: one empty answer does not mean empty
+DEFAULT_MAX_MESSAGES = 10_000  # bound of the receive loop when --max is not given
+MSK_EVENT_SOURCE = "aws:kafka"
+SELF_MANAGED_EVENT_SOURCE = "SelfManagedKafka"
+
+Invoke = Callable[[dict[str, Any]], Mapping[str, Any]]
+"""Hands one event to the bridge and returns its result; raises when the invocation failed."""
+
+FetchDocument = Callable[[str], Mapping[str, Any]]
+"""Reads the full parked document behind a `record_s3_uri`; raises DocumentUnavailableError."""
+
+
+class RedriveError(RuntimeError):
+    """A user-facing redrive failure (empty DLQ, nothing selected); one line."""
+
+
+class InvokeError(RuntimeError):
+    """The bridge function failed on a redrive event (FunctionError, or no usable result)."""
+
+
+class DocumentUnavailableError(RuntimeError):
+    """A parked document in the parking bucket could not be read."""
+
+
+class ParkedQueue(Protocol):
+    """Port: the bridge DLQ (adapter: `SqsParkedQueue`)."""
+
+    name: str
+
+    def receive(self, visibility_seconds: int) -> list[Mapping[str, Any]]:
+        """Up to 10 SQS messages (MessageId, ReceiptHandle, Body), without waiting."""
+        ...
+
+    def hold(self, receipt_handles: Sequence[str], visibility_seconds: int) -> None:
+        """Keep these messages invisible for `visibility_seconds` more (0 makes them visible now)."""
+        ...
+
+    def delete(self, receipt_handles: Sequence[str]) -> int:
+        """Delete these messages; return how many were deleted."""
+        ...
+
+
+# --- the parked documents -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedMessage:
+    """One bridge DLQ message: one record parked for one destination (or for none)."""
+
+    message_id: str
+    receipt_handle: str
+    document: Mapping[str, Any]  # the DLQ body (docs/runtime-contract.md "Parked records")
+
+    @property
+    def record_id(self) -> str:
+        return str(self.document.get("record_id") or "")
+
+    @property
+    def reason(self) -> str:
+        return str(self.document.get("reason") or "")
+
+    @property
+    def destination(self) -> str | None:
+        d = self.document.get("destination")
+        return d if isinstance(d, str) and d else None
+
+    @property
+    def detail(self) -> str:
+        return str(self.document.get("detail") or "")
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedMessage:
+    """A DLQ message that is not redriven this time, and why; it stays in the DLQ."""
+
+    message_id: str
+    record_id: str
+    why: str
+
+
+@dataclass
+class RedriveEntry:
+    """One record to redrive: the record as Lambda delivered it and the destinations to redeliver to."""
+
+    record_id: str
+    topic_partition: str
+    offset: int
+    record: Mapping[str, Any]
+    destinations: tuple[str, ...] | None  # None: parked with no destination, route it normally
+    event_source_arn: str | None
+    messages: list[ParkedMessage] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RedriveBatch:
+    """One redrive event and the entries (so the DLQ messages) it carries."""
+
+    event: dict[str, Any]
+    entries: tuple[RedriveEntry, ...]
+
+    @property
+    def receipt_handles(self) -> list[str]:
+        return [m.receipt_handle for e in self.entries for m in e.messages]
+
+
+def parse_parked(message: Mapping[str, Any]) -> ParkedMessage | SkippedMessage:
+    """An SQS message of the bridge DLQ as a ParkedMessage, or a SkippedMessage saying what is wrong."""
+    message_id = str(message.get("MessageId", ""))
+    try:
+        doc = json.loads(str(message.get("Body", "")))
+    except ValueError:
+        return SkippedMessage(message_id, "?", "body is not JSON: not a parked-record document")
+    if not isinstance(doc, dict) or not isinstance(doc.get("record_id"), str):
+        return SkippedMessage(message_id, "?", "body has no record_id: not a parked-record document")
+    if not isinstance(doc.get("record"), Mapping) and not isinstance(doc.get("record_s3_uri"), str):
+        return SkippedMessage(message_id, doc["record_id"], "the document has neither record nor record_s3_uri")
+    return ParkedMessage(message_id, str(message.get("ReceiptHandle", "")), doc)
+
+
+def select(messages: Iterable[ParkedMessage], reasons: Iterable[str] = (), destination: str | None = None,
+           max_records: int | None = None) -> tuple[list[ParkedMessage], list[ParkedMessage]]:
+    """(selected, not selected): by reason (any of), destination, and at most `max_records` records.
+
+    `--max` counts records, not messages: every selected message of a record already taken is kept.
+    """
+    wanted = set(reasons)
+    taken: dict[str, None] = {}
+    chosen: list[ParkedMessage] = []
+    rest: list[ParkedMessage] = []
+    for m in messages:
+        ok = (not wanted or m.reason in wanted) and (destination is None or m.destination == destination)
+        if ok and m.record_id not in taken and max_records is not None and len(taken) >= max_records:
+            ok = False
+        if ok:
+            taken[m.record_id] = None
+            chosen.append(m)
+        else:
+            rest.append(m)
+    return chosen, rest
+
+
+def resolve_records(messages: Iterable[ParkedMessage], fetch: FetchDocument,
+                    ) -> tuple[list[tuple[ParkedMessage, Mapping[str, Any]]], list[SkippedMessage]]:
+    """Each message with its record (inline, or from the parking bucket); the ones that cannot be had."""
+    resolved: list[tuple[ParkedMessage, Mapping[str, Any]]] = []
+    skipped: list[SkippedMessage] = []
+    for m in messages:
+        record = m.document.get("record")
+        if not isinstance(record, Mapping):
+            uri = str(m.document.get("record_s3_uri"))
+            try:
+                full = fetch(uri)
+            except DocumentUnavailableError as exc:
+                skipped.append(SkippedMessage(m.message_id, m.record_id, str(exc)))
+                continue
+            record = full.get("record")
+            if not isinstance(record, Mapping):
+                skipped.append(SkippedMessage(m.message_id, m.record_id, f"{uri} holds no record"))
+                continue
+        resolved.append((m, record))
+    return resolved, skipped
+
+
+def merge_parked(resolved: Iterable[tuple[ParkedMessage, Mapping[str, Any]]]) -> list[RedriveEntry]:
+    """One entry per record, in first-seen order; a record's destinations are the union of its messages'.
+
+    A message parked with no destination (undecodable, unroutable, a trust rejection) makes the entry
+    route normally (None): nothing reached any destination when it was parked.
+    """
+    entries: dict[str, RedriveEntry] = {}
+    for message, record in resolved:
+        entry = entries.get(message.record_id)
+        if entry is None:
+            tp, offset = _position(message.record_id, record)
+            arn = message.document.get("event_source_arn")
+            entry = RedriveEntry(message.record_id, tp, offset, record, (),
+                                 arn if isinstance(arn, str) else None)
+            entries[message.record_id] = entry
+        entry.messages.append(message)
+        if message.destination is None or entry.destinations is None:
+            entry.destinations = None
+        elif message.destination not in entry.destinations:
+            entry.destinations = (*entry.destinations, message.destination)
+    return list(entries.values())
+
+
+def _position(record_id: str, record: Mapping[str, Any]) -> tuple[str, int]:
+    """`topic-partition` and offset: from the record, or from its id when the record is undecodable."""
+    topic, partition, offset = record.get("topic"), record.get("partition"), record.get("offset")
+    if isinstance(topic, str) and _is_int(partition) and isinstance(offset, int) and _is_int(offset):
+        return f"{topic}-{partition}", offset
+    head, _, tail = record_id.rpartition("-")
+    return head, int(tail) if tail.lstrip("-").isdigit() else -1
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _partition_order(entry: RedriveEntry) -> tuple[str, int, int]:
+    topic, _, partition = entry.topic_partition.rpartition("-")
+    return topic, int(partition) if partition.isdigit() else -1, entry.offset
+
+
+def build_events(entries: Iterable[RedriveEntry], batch_size: int,
+                 max_event_bytes: int = MAX_EVENT_BYTES) -> list[RedriveBatch]:
+    """Redrive events: per event source, topic-partitions in order, offsets ascending; a new event when
+    `batch_size` records or `max_event_bytes` would be exceeded (a record alone over it still gets one)."""
+    by_source: dict[str | None, list[RedriveEntry]] = {}
+    for e in entries:
+        by_source.setdefault(e.event_source_arn, []).append(e)
+    batches: list[RedriveBatch] = []
+    for arn, group in by_source.items():
+        current: list[RedriveEntry] = []
+        size = 0
+        for e in sorted(group, key=_partition_order):
+            entry_size = len(json.dumps(e.record)) + len(json.dumps({e.record_id: e.destinations})) + 2
+            if current and (len(current) >= batch_size or size + entry_size > max_event_bytes):
+                batches.append(_batch(arn, current))
+                current, size = [], 0
+            current.append(e)
+            size += entry_size
+        if current:
+            batches.append(_batch(arn, current))
+    return batches
+
+
+def _batch(arn: str | None, entries: list[RedriveEntry]) -> RedriveBatch:
+    records: dict[str, list[Mapping[str, Any]]] = {}
+    for e in entries:
+        records.setdefault(e.topic_partition, []).append(e.record)
+    # MSK events carry the cluster ARN; self-managed Kafka has none (records.py, events.py).
+    event: dict[str, Any] = {"eventSource": MSK_EVENT_SOURCE if arn else SELF_MANAGED_EVENT_SOURCE}
+    if arn:
+        event["eventSourceArn"] = arn
+    event["records"] = records
+    event[REDRIVE_KEY] = {e.record_id: None if e.destinations is None else list(e.destinations) for e in entries}
+    return RedriveBatch(event, tuple(entries))
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RedriveOptions:
+    """What to redrive and how."""
+
+    batch_size: int
+    visibility_seconds: int  # the function's timeout plus a margin
+    reasons: tuple[str, ...] = ()
+    destination: str | None = None
+    max_records: int | None = None
+    dry_run: bool = False
+    max_messages: int = DEFAULT_MAX_MESSAGES
+
+
+@dataclass(frozen=True, slots=True)
+class FailedEvent:
+    """An event the bridge did not accept; its DLQ messages stay."""
+
+    records: int
+    messages: int
+    error: str
+
+
+@dataclass
+class RedriveReport:
+    """What a redrive did (or, dry run, would do)."""
+
+    queue: str
+    dry_run: bool
+    planned: list[ParkedMessage] = field(default_factory=list)  # selected messages with a record
+    records: int = 0  # records in the events
+    events: int = 0
+    redriven: int = 0  # records handed over successfully
+    delivered: Counter[str] = field(default_factory=Counter)
+    parked_again: Counter[str] = field(default_factory=Counter)
+    deleted: int = 0
+    not_deleted: int = 0  # DLQ messages of accepted events that DeleteMessageBatch refused
+    skipped: list[SkippedMessage] = field(default_factory=list)
+    failed: list[FailedEvent] = field(default_factory=list)
+    not_selected: int = 0  # received, not selected by the filters or --max; left in the DLQ
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict (`--json`)."""
+        return {
+            "queue": self.queue, "dry_run": self.dry_run, "records": self.records, "events": self.events,
+            "redriven": self.redriven, "delivered": dict(self.delivered), "parked_again": dict(self.parked_again),
+            "dlq_messages_deleted": self.deleted, "dlq_messages_not_deleted": self.not_deleted,
+            "not_selected": self.not_selected,
+            "planned": [planned_row(m) for m in self.planned],
+            "skipped": [{"message_id": s.message_id, "record_id": s.record_id, "why": s.why} for s in self.skipped],
+            "failed": [{"records": f.records, "messages": f.messages, "error": f.error} for f in self.failed],
+        }
+
+
+def planned_row(m: ParkedMessage) -> dict[str, Any]:
+    """One row of the dry-run table: record id, reason, destination, detail."""
+    return {"record_id": m.record_id, "reason": m.reason, "destination": m.destination, "detail": m.detail}
+
+
+def receive_all(queue: ParkedQueue, visibility_seconds: int, max_messages: int,
+                enough: Callable[[Sequence[Mapping[str, Any]]], bool] = lambda _: False) -> list[Mapping[str, Any]]:
+    """Receive until the queue answers empty `EMPTY_RECEIVES_TO_STOP` times running, `max_messages` are
+    in hand, or `enough(new messages)` says so. Bounded: every pass adds a message or counts an empty
+    answer."""
+    seen: dict[str, Mapping[str, Any]] = {}
+    empty = 0
+    while len(seen) < max_messages and empty < EMPTY_RECEIVES_TO_STOP:
+        fresh = [m for m in queue.receive(visibility_seconds) if m.get("MessageId") not in seen]
+        if not fresh:
+            empty += 1
+            continue
+        empty = 0
+        fresh = fresh[: max_messages - len(seen)]
+        for m in fresh:
+            seen[str(m.get("MessageId"))] = m
+        if enough(fresh):
+            break
+    return list(seen.values())
+
+
+def redrive(queue: ParkedQueue, fetch: FetchDocument, invoke: Invoke, options: RedriveOptions) -> RedriveReport:
+    """Redrive the selected parked records (see the module docstring); raise RedriveError when there is
+    nothing to redrive. Every message not deleted is made visible again before returning."""
+    report = RedriveReport(queue.name, options.dry_run)
+    parsed: list[ParkedMessage | SkippedMessage] = []
+    record_ids: set[str] = set()
+
+    def enough(fresh: Sequence[Mapping[str, Any]]) -> bool:
+        for m in fresh:
+            p = parse_parked(m)
+            parsed.append(p)
+            if isinstance(p, ParkedMessage) and select([p], options.reasons, options.destination)[0]:
+                record_ids.add(p.record_id)
+        # One record past --max: the messages of the records before it have (most likely) all arrived.
+        return options.max_records is not None and len(record_ids) > options.max_records
+
+    received = receive_all(queue, options.visibility_seconds, options.max_messages, enough)
+    handled: set[str] = set()
+    try:
+        if not received:
+            raise RedriveError(f"the bridge DLQ {queue.name} is empty: nothing to redrive")
+        report.skipped = [p for p in parsed if isinstance(p, SkippedMessage)]
+        chosen, rest = select([p for p in parsed if isinstance(p, ParkedMessage)], options.reasons,
+                              options.destination, options.max_records)
+        report.not_selected = len(rest)
+        resolved, unavailable = resolve_records(chosen, fetch)
+        report.skipped += unavailable
+        report.planned = [m for m, _ in resolved]
+        entries = merge_parked(resolved)
+        batches = build_events(entries, options.batch_size)
+        report.records, report.events = len(entries), len(batches)
+        if not entries:
+            raise RedriveError(f"no parked record in {queue.name} can be redriven{_describe_filters(options)}: "
+                               f"{len(received)} message(s) received, {len(rest)} not selected, "
+                               f"{len(report.skipped)} skipped; all left in the DLQ")
+        if not options.dry_run:
+            for batch in batches:
+                _redrive_batch(queue, invoke, options, batch, report, handled)
+    finally:
+        # Visible again now, not at the end of the visibility timeout: a later run sees them.
+        queue.hold([h for m in received if (h := str(m.get("ReceiptHandle"))) not in handled], 0)
+    return report
+
+
+def _redrive_batch(queue: ParkedQueue, invoke: Invoke, options: RedriveOptions, batch: RedriveBatch,
+                   report: RedriveReport, handled: set[str]) -> None:
+    handles = batch.receipt_handles
+    queue.hold(handles, options.visibility_seconds)  # invisible for the whole invocation
+    try:
+        result = invoke(batch.event)
+    except Exception as exc:  # the function's failure, whatever it is, is reported and its messages kept
+        report.failed.append(FailedEvent(len(batch.entries), len(handles), f"{type(exc).__name__}: {exc}"))
+        return
+    summary = result.get("summary") if isinstance(result, Mapping) else None
+    if isinstance(summary, Mapping):
+        report.delivered.update({str(k): int(v) for k, v in (summary.get("delivered") or {}).items()})
+        report.parked_again.update({str(k): int(v) for k, v in (summary.get("parked") or {}).items()})
+    report.redriven += len(batch.entries)
+    handled.update(handles)
+    deleted = queue.delete(handles)
+    report.deleted += deleted
+    report.not_deleted += len(handles) - deleted  # visible again after the timeout: redriven twice at worst
+
+
+def _describe_filters(options: RedriveOptions) -> str:
+    parts = []
+    if options.reasons:
+        parts.append(f"reason {' or '.join(options.reasons)}")
+    if options.destination:
+        parts.append(f"destination {options.destination}")
+    return f" with {' and '.join(parts)}" if parts else ""
+
+
+# --- adapters: SQS, S3, the two transports ------------------------------------------------------
+
+
+class SqsParkedQueue:
+    """The bridge DLQ over a boto3 SQS client (moto locally, SQS in AWS mode)."""
+
+    def __init__(self, sqs: Any, url: str, name: str | None = None) -> None:
+        self._sqs = sqs
+        self.url = url
+        self.name = name or url.rsplit("/", 1)[-1]
+
+    def receive(self, visibility_seconds: int) -> list[Mapping[str, Any]]:
+        resp = self._sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=MAX_RECEIVE_MESSAGES,
+                                         VisibilityTimeout=visibility_seconds, WaitTimeSeconds=0)
+        messages: list[Mapping[str, Any]] = resp.get("Messages", [])
+        return messages
+
+    def hold(self, receipt_handles: Sequence[str], visibility_seconds: int) -> None:
+        for chunk in _chunks(receipt_handles):
+            self._sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=[
+                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": visibility_seconds}
+                for i, h in enumerate(chunk)])
+
+    def delete(self, receipt_handles: Sequence[str]) -> int:
+        deleted = 0
+        for chunk in _chunks(receipt_handles):
+            resp = self._sqs.delete_message_batch(QueueUrl=self.url, Entries=[
+                {"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(chunk)])
+            deleted += len(resp.get("Successful", []))
+        return deleted
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    return (items[i:i + MAX_RECEIVE_MESSAGES] for i in range(0, len(items), MAX_RECEIVE_MESSAGES))
+
+
+def s3_fetcher(s3: Any) -> FetchDocument:
+    """Reads `s3://bucket/key` parked documents with a boto3 S3 client."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - adapters only
+
+    def fetch(uri: str) -> Mapping[str, Any]:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        if not uri.startswith("s3://") or not bucket or not key:
+            raise DocumentUnavailableError(f"record_s3_uri {uri!r} is not an s3://bucket/key address")
+        try:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "error")
+            raise DocumentUnavailableError(f"S3 object {uri} cannot be read ({code})") from None
+        except BotoCoreError as exc:
+            raise DocumentUnavailableError(f"S3 object {uri} cannot be read ({exc})") from None
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise DocumentUnavailableError(f"S3 object {uri} is not JSON") from None
+        if not isinstance(doc, dict):
+            raise DocumentUnavailableError(f"S3 object {uri} is not a parked-record document")
+        return doc
+
+    return fetch
+
+
+def handler_transport(handler: Callable[[dict[str, Any], Any], Any], new_context: Callable[[], Any]) -> Invoke:
+    """Local mode: the real handler, in-process, as `bridge invoke` runs it."""
+
+    def invoke(event: dict[str, Any]) -> Mapping[str, Any]:
+        result = handler(event, new_context())
+        if not isinstance(result, Mapping):
+            raise InvokeError(f"the handler returned a {type(result).__name__}, not a result object")
+        return result
+
+    return invoke
+
+
+def lambda_transport(client: Any, function_name: str) -> Invoke:
+    """AWS mode: `lambda.invoke` (RequestResponse) on the deployed function; FunctionError raises.
+
+    Give the client a read timeout longer than the function's and no retries: a retried synchronous
+    invocation would run the batch twice.
+    """
+
+    def invoke(event: dict[str, Any]) -> Mapping[str, Any]:
+        resp = client.invoke(FunctionName=function_name, InvocationType="RequestResponse",
+                             Payload=json.dumps(event).encode("utf-8"))
+        payload = resp["Payload"].read()
+        if resp.get("FunctionError"):
+            raise InvokeError(f"{function_name} failed ({resp['FunctionError']}): {_error_message(payload)}")
+        try:
+            result = json.loads(payload)
+        except ValueError:
+            raise InvokeError(f"{function_name} returned a payload that is not JSON") from None
+        if not isinstance(result, Mapping):
+            raise InvokeError(f"{function_name} returned a {type(result).__name__}, not a result object")
+        return result
+
+    return invoke
+
+
+def _error_message(payload: bytes) -> str:
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        return payload[:300].decode("utf-8", "replace")
+    if isinstance(doc, Mapping):
+        return f"{doc.get('errorType', 'Error')}: {str(doc.get('errorMessage', ''))[:300]}"
+    return str(doc)[:300]

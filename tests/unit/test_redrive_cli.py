@@ -1,0 +1,315 @@
+"""`bridge redrive` without a stack: parked documents -> merged entries -> redrive events -> the run."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from bridge.parking import ParkRequest, parked_document
+from bridge.records import REDRIVE_KEY, decode_record
+from bridge.service import Bridge
+
+from bridge_local.redrive import (
+    DocumentUnavailableError,
+    InvokeError,
+    ParkedMessage,
+    RedriveError,
+    RedriveOptions,
+    build_events,
+    lambda_transport,
+    merge_parked,
+    parse_parked,
+    redrive,
+    resolve_records,
+    s3_fetcher,
+    select,
+)
+from tests.helpers import (
+    MSK_ARN,
+    FakeKeys,
+    FakeSender,
+    FakeStore,
+    fixed_clock,
+    kafka_event,
+    kafka_record,
+    make_config,
+    make_settings,
+    no_sleep,
+    parked_docs,
+)
+
+
+def parked(record: dict[str, Any], reason: str, destination: str | None = None,
+           arn: str | None = MSK_ARN, s3_uri: str | None = None) -> dict[str, Any]:
+    """A parked-record document exactly as bridge.parking writes it (or its S3-pointer form)."""
+    doc = parked_document(ParkRequest(decode_record(record), reason, f"{reason} detail", "corr",
+                                      "route" if destination else None, destination), arn, "2026-01-01T00:00:00")
+    if s3_uri:
+        del doc["record"]
+        doc["record_s3_uri"] = s3_uri
+    return doc
+
+
+def sqs_message(n: int, doc: Mapping[str, Any] | str) -> dict[str, Any]:
+    return {"MessageId": f"m{n}", "ReceiptHandle": f"h{n}", "Body": doc if isinstance(doc, str) else json.dumps(doc)}
+
+
+def messages(*docs: Mapping[str, Any]) -> list[ParkedMessage]:
+    out = [parse_parked(sqs_message(i, d)) for i, d in enumerate(docs)]
+    assert all(isinstance(m, ParkedMessage) for m in out)
+    return [m for m in out if isinstance(m, ParkedMessage)]
+
+
+class FakeQueue:
+    """In-memory bridge DLQ with SQS's visibility semantics (no clock: hidden until held at 0 or deleted)."""
+
+    name = "orders-bridge-bridge-dlq"
+
+    def __init__(self, bodies: Sequence[Mapping[str, Any] | str]) -> None:
+        self.messages = {f"h{i}": sqs_message(i, b) for i, b in enumerate(bodies)}
+        self.visible = list(self.messages)
+        self.deleted: list[str] = []
+        self.receives = 0
+
+    def receive(self, visibility_seconds: int) -> list[Mapping[str, Any]]:
+        self.receives += 1
+        taken, self.visible = self.visible[:10], self.visible[10:]
+        return [self.messages[h] for h in taken]
+
+    def hold(self, receipt_handles: Sequence[str], visibility_seconds: int) -> None:
+        if visibility_seconds == 0:
+            self.visible += [h for h in receipt_handles if h not in self.visible and h not in self.deleted]
+
+    def delete(self, receipt_handles: Sequence[str]) -> int:
+        self.deleted += receipt_handles
+        return len(receipt_handles)
+
+
+def options(**overrides: Any) -> RedriveOptions:
+    values: dict[str, Any] = {"batch_size": 500, "visibility_seconds": 180}
+    values.update(overrides)
+    return RedriveOptions(**values)
+
+
+def no_fetch(uri: str) -> Mapping[str, Any]:
+    raise DocumentUnavailableError(f"S3 object {uri} cannot be read (NoSuchKey)")
+
+
+# --- merging and event building ----------------------------------------------------------------
+
+
+def test_a_record_parked_for_two_destinations_becomes_one_entry_with_both() -> None:
+    rec = kafka_record(offset=5)
+    ms = messages(parked(rec, "too_large", "order-events"), parked(rec, "delivery_failed", "fraud-review"))
+
+    (entry,) = merge_parked(resolve_records(ms, no_fetch)[0])
+
+    assert (entry.record_id, entry.topic_partition, entry.offset) == ("orders-0-5", "orders-0", 5)
+    assert entry.destinations == ("order-events", "fraud-review")
+    assert entry.record == rec
+    assert [m.message_id for m in entry.messages] == ["m0", "m1"]
+
+
+def test_a_message_parked_without_destination_makes_the_record_route_normally() -> None:
+    rec = kafka_record(offset=5)
+    ms = messages(parked(rec, "too_large", "order-events"), parked(rec, "unroutable"))
+
+    (entry,) = merge_parked(resolve_records(ms, no_fetch)[0])
+
+    assert entry.destinations is None
+
+
+def test_events_group_by_topic_partition_in_offset_order_within_the_batch_size() -> None:
+    # given: parked out of order over two partitions
+    recs = [kafka_record(partition=p, offset=o) for p, o in [(1, 9), (0, 4), (1, 2), (0, 3), (0, 8)]]
+    entries = merge_parked(resolve_records(messages(*[parked(r, "unroutable") for r in recs]), no_fetch)[0])
+
+    # when
+    batches = build_events(entries, batch_size=3)
+
+    # then
+    assert [[[r["offset"] for r in rs] for rs in b.event["records"].values()] for b in batches] == [
+        [[3, 4, 8]], [[2, 9]]]
+    assert list(batches[1].event["records"]) == ["orders-1"]
+    first = batches[0].event
+    assert first["eventSource"] == "aws:kafka"
+    assert first["eventSourceArn"] == MSK_ARN
+    assert first[REDRIVE_KEY] == {"orders-0-3": None, "orders-0-4": None, "orders-0-8": None}
+    assert batches[0].receipt_handles == ["h3", "h1", "h4"]
+
+
+def test_self_managed_records_get_a_self_managed_event_and_listed_destinations() -> None:
+    rec = kafka_record(offset=1)
+    entries = merge_parked(resolve_records(messages(parked(rec, "too_large", "t", arn=None)), no_fetch)[0])
+
+    (batch,) = build_events(entries, batch_size=10)
+
+    assert batch.event["eventSource"] == "SelfManagedKafka"
+    assert "eventSourceArn" not in batch.event
+    assert batch.event[REDRIVE_KEY] == {"orders-0-1": ["t"]}
+
+
+def test_events_stay_under_the_invoke_payload_limit() -> None:
+    recs = [kafka_record(offset=i, value="x" * 3000) for i in range(6)]
+    entries = merge_parked(resolve_records(messages(*[parked(r, "unroutable") for r in recs]), no_fetch)[0])
+
+    batches = build_events(entries, batch_size=500, max_event_bytes=9000)
+
+    assert [len(b.entries) for b in batches] == [2, 2, 2]
+    assert all(len(json.dumps(b.event)) < 9000 + 200 for b in batches)
+
+
+def test_select_filters_by_reason_and_destination_and_counts_records_for_max() -> None:
+    a, b, c = (kafka_record(offset=i) for i in range(3))
+    ms = messages(parked(a, "too_large", "t"), parked(a, "too_large", "q"), parked(b, "unroutable"),
+                  parked(c, "too_large", "t"))
+
+    assert [m.message_id for m in select(ms, reasons=["too_large"])[0]] == ["m0", "m1", "m3"]
+    assert [m.message_id for m in select(ms, destination="t")[0]] == ["m0", "m3"]
+    chosen, rest = select(ms, max_records=1)
+    assert [m.message_id for m in chosen] == ["m0", "m1"]  # both messages of the one record
+    assert [m.message_id for m in rest] == ["m2", "m3"]
+
+
+def test_documents_in_the_parking_bucket_are_fetched_and_missing_ones_skipped() -> None:
+    a, b = kafka_record(offset=1), kafka_record(offset=2)
+    store = {"s3://bucket/a.json": parked(a, "too_large", "t")}
+    ms = messages(parked(a, "too_large", "t", s3_uri="s3://bucket/a.json"),
+                  parked(b, "too_large", "t", s3_uri="s3://bucket/b.json"))
+
+    def fetch(uri: str) -> Mapping[str, Any]:
+        if uri not in store:
+            raise DocumentUnavailableError(f"S3 object {uri} cannot be read (NoSuchKey)")
+        return store[uri]
+
+    resolved, skipped = resolve_records(ms, fetch)
+
+    assert [(m.record_id, r) for m, r in resolved] == [("orders-0-1", a)]
+    assert [(s.record_id, s.why) for s in skipped] == [("orders-0-2", "S3 object s3://bucket/b.json cannot be read "
+                                                                      "(NoSuchKey)")]
+
+
+def test_s3_fetcher_reports_a_missing_object_in_one_line() -> None:
+    s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(s3) as stub:
+        stub.add_client_error("get_object", service_error_code="NoSuchKey", http_status_code=404,
+                              expected_params={"Bucket": "parking", "Key": "parked/orders/0/1-t-too_large.json"})
+        with pytest.raises(DocumentUnavailableError, match=r"^S3 object s3://parking/parked/.* \(NoSuchKey\)$"):
+            s3_fetcher(s3)("s3://parking/parked/orders/0/1-t-too_large.json")
+
+
+# --- the run over in-memory ports ---------------------------------------------------------------
+
+
+def test_run_deletes_exactly_the_messages_of_accepted_events_and_releases_the_rest() -> None:
+    # given: three partitions' worth of parked records, one S3 pointer that is gone, one non-document
+    recs = [kafka_record(partition=p, offset=1) for p in range(3)]
+    queue = FakeQueue([parked(recs[0], "too_large", "t"), parked(recs[0], "too_large", "u"),
+                       parked(recs[1], "unroutable"), parked(recs[2], "unroutable", s3_uri="s3://gone/x.json"),
+                       "not json", parked(recs[1], "unsigned")])
+    events: list[dict[str, Any]] = []
+
+    def invoke(event: dict[str, Any]) -> Mapping[str, Any]:
+        events.append(event)
+        if "orders-1" in event["records"]:
+            raise InvokeError("orders-bridge failed (Unhandled): ParkingFailedError: ...")
+        return {"batchItemFailures": [], "summary": {"delivered": {"t": 1, "u": 1}, "parked": {}}}
+
+    # when
+    report = redrive(queue, no_fetch, invoke, options(batch_size=1))
+
+    # then: the accepted event's two messages are deleted; everything else is visible again
+    assert [e[REDRIVE_KEY] for e in events] == [{"orders-0-1": ["t", "u"]}, {"orders-1-1": None}]
+    assert sorted(queue.deleted) == ["h0", "h1"]
+    assert sorted(queue.visible) == ["h2", "h3", "h4", "h5"]
+    assert (report.records, report.events, report.redriven, report.deleted) == (2, 2, 1, 2)
+    assert dict(report.delivered) == {"t": 1, "u": 1}
+    assert [(f.records, f.messages) for f in report.failed] == [(1, 2)]
+    assert sorted(s.why.split(" (")[0] for s in report.skipped) == [
+        "S3 object s3://gone/x.json cannot be read", "body is not JSON: not a parked-record document"]
+
+
+def test_dry_run_invokes_nothing_deletes_nothing_and_releases_everything() -> None:
+    queue = FakeQueue([parked(kafka_record(offset=1), "too_large", "t")])
+
+    def invoke(event: dict[str, Any]) -> Mapping[str, Any]:
+        raise AssertionError("a dry run must not invoke")
+
+    report = redrive(queue, no_fetch, invoke, options(dry_run=True))
+
+    assert queue.deleted == []
+    assert queue.visible == ["h0"]
+    assert [(m.record_id, m.reason, m.destination) for m in report.planned] == [("orders-0-1", "too_large", "t")]
+
+
+def test_empty_dlq_and_nothing_selected_are_one_line_errors() -> None:
+    with pytest.raises(RedriveError, match="is empty: nothing to redrive"):
+        redrive(FakeQueue([]), no_fetch, lambda e: {}, options())
+    queue = FakeQueue([parked(kafka_record(offset=1), "too_large", "t")])
+    with pytest.raises(RedriveError, match="with reason unsigned: 1 message"):
+        redrive(queue, no_fetch, lambda e: {}, options(reasons=("unsigned",)))
+    assert queue.visible == ["h0"]
+
+
+def test_receive_loop_is_bounded_by_max_messages() -> None:
+    queue = FakeQueue([parked(kafka_record(offset=i), "unroutable") for i in range(50)])
+
+    report = redrive(queue, no_fetch, lambda e: {"summary": {}}, options(max_messages=20))
+
+    assert report.records == 20
+    assert queue.receives == 2
+
+
+def test_lambda_transport_raises_on_function_error_and_returns_the_result_otherwise() -> None:
+    class FakeLambda:
+        def __init__(self, response: dict[str, Any]) -> None:
+            self.response = response
+            self.calls: list[dict[str, Any]] = []
+
+        def invoke(self, **kwargs: Any) -> dict[str, Any]:
+            self.calls.append(kwargs)
+            return self.response
+
+    failing = FakeLambda({"FunctionError": "Unhandled", "Payload": io.BytesIO(
+        b'{"errorType": "InvalidRedriveError", "errorMessage": "bridgeRedrive must be an object"}')})
+    with pytest.raises(InvokeError, match=r"^fn failed \(Unhandled\): InvalidRedriveError: bridgeRedrive must"):
+        lambda_transport(failing, "fn")({"records": {}})
+    assert failing.calls[0]["InvocationType"] == "RequestResponse"
+
+    ok = FakeLambda({"Payload": io.BytesIO(b'{"batchItemFailures": [], "summary": {"records": 1}}')})
+    assert lambda_transport(ok, "fn")({})["summary"] == {"records": 1}
+
+
+# --- round trip: what the bridge parks, redriven into the bridge with a fixed config --------------
+
+
+def test_parked_by_the_bridge_then_redriven_reaches_only_the_destination_it_missed() -> None:
+    # given: a 2 KB record too large for the topic (1 KiB) but not for the queue
+    def config(sns_limit: int) -> Any:
+        return make_config(destinations=[{"name": "queue", "type": "sqs"},
+                                         {"name": "topic", "type": "sns", "max_message_bytes": sns_limit}],
+                           routes=[{"name": "all", "match": {}, "to": ["queue", "topic"]}])
+
+    def bridge(sns_limit: int, sqs: FakeSender, sns: FakeSender) -> Bridge:
+        return Bridge(config(sns_limit), make_settings(), sqs=sqs, sns=sns, parking_store=FakeStore(),
+                      signing_keys=FakeKeys(), sleep=no_sleep, clock=fixed_clock)
+
+    first_sqs, first_sns = FakeSender(), FakeSender()
+    bridge(1024, first_sqs, first_sns).handle(kafka_event([kafka_record(offset=3, value="y" * 2000)]))
+    dlq = parked_docs(first_sqs, "test-bridge-bridge-dlq")
+    assert [(d["reason"], d["destination"]) for d in dlq] == [("too_large", "topic")]
+
+    # when: the topic's limit is raised and the parked record redriven
+    sqs, sns = FakeSender(), FakeSender()
+    fixed = bridge(262_144, sqs, sns)
+    report = redrive(FakeQueue(dlq), no_fetch, lambda event: fixed.handle(event).result(), options())
+
+    # then
+    assert (report.redriven, report.deleted, dict(report.delivered)) == (1, 1, {"topic": 1})
+    assert [m.record_id for m in sns.sent["topic"]] == ["orders-0-3"]
+    assert sqs.calls_to("queue") == []
