@@ -247,8 +247,8 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
 def cmd_invoke(args: argparse.Namespace) -> int:
     config = _config(args)
+    event = ev.load_event_file(Path(args.event))  # the user's input first: its error is the one to fix
     state = require_running(Path(args.state_dir))
-    event = ev.load_event_file(Path(args.event))
     clients = LocalClients.for_endpoint(state.endpoint_url)
     resigned = resign_event(config, event, _key_lookup(config, clients)) if args.resign else 0
     handler = with_stdout_to(load_real_handler(state, config, args.config, args.handler_log_level),
@@ -579,7 +579,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted; everything this command started has been stopped")
         return EXIT_INTERRUPTED
-    except (StackError, CliError, ConfigError, ev.EventFileError, UnknownProducerError, ScenarioError,
+    except ConfigError as exc:
+        _err(str(exc))  # one problem per line, each naming its field and the fix
+        return EXIT_ERROR
+    except (StackError, CliError, ev.EventFileError, UnknownProducerError, ScenarioError,
             ValueError, RuntimeError) as exc:
         _err(str(exc).replace("\n", " "))
         return EXIT_ERROR

@@ -255,9 +255,13 @@ def load_event_file(path: Path) -> dict[str, Any]:
     try:
         event = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise EventFileError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})") from None
+        raise EventFileError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}).{_EVENT_HINT}") from None
     check_event(event, str(path))
     return dict(event)
+
+
+_EVENT_HINT = (" Fix: pass a Lambda Kafka test event such as events/route-payments.json, or build one with "
+               "bridge make-event")
 
 
 def check_event(event: Any, where: str) -> None:
@@ -265,6 +269,8 @@ def check_event(event: Any, where: str) -> None:
     if not isinstance(event, Mapping):
         raise EventFileError(f"{where}: the event must be a JSON object")
     src = event.get("eventSource")
+    if src is None:
+        raise EventFileError(f"{where}: no eventSource field, so this is not a Lambda Kafka event.{_EVENT_HINT}")
     if src not in (MSK_EVENT_SOURCE, SELF_MANAGED_EVENT_SOURCE):
         raise EventFileError(f"{where}: eventSource is {src!r}; a Kafka event has \"aws:kafka\" or "
                              "\"SelfManagedKafka\"")

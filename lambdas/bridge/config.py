@@ -378,7 +378,7 @@ def _unknown(pb: _Problems, path: str, data: Mapping[str, Any], allowed: set[str
 def _parse_list(pb: _Problems, path: str, raw: Any, parse: Any, required: bool = False) -> list[Any]:
     if raw is None:
         if required:
-            pb.add(path, "is required. Fix: add a list (see config/example.yaml)")
+            pb.add(path, "is required. Fix: add a list (see config/dev.yaml)")
         return []
     if not isinstance(raw, list):
         pb.add(path, "must be a list")
@@ -464,7 +464,7 @@ def _parse_source(pb: _Problems, raw: Any) -> Source | None:
     path = "source"
     if not isinstance(raw, Mapping):
         pb.add(path, "is required: the Kafka cluster to read. Fix: add source.kind, source.topics, "
-                     "source.consumer_group_id and source.cluster_arn (see config/example.yaml)")
+                     "source.consumer_group_id and source.cluster_arn (see config/dev.yaml)")
         return None
     _unknown(pb, path, raw, {"kind", "topics", "consumer_group_id", "batch_size", "batching_window_seconds",
                              "starting_position", "starting_position_timestamp", "cluster_arn",
@@ -472,7 +472,7 @@ def _parse_source(pb: _Problems, raw: Any) -> Source | None:
                              "retry"})
     kind = _choice(pb, f"{path}.kind", raw.get("kind"), ("msk", "self-managed"), "msk")
     topics = _str_list(pb, f"{path}.topics", raw.get("topics"), _TOPIC_RE,
-                       "Kafka topic names: letters, digits, '.', '_' and '-'", required=True)
+                       "list the Kafka topics to consume (letters, digits, '.', '_' and '-')", required=True)
     if raw.get("topics") is not None and not topics:
         pb.add(f"{path}.topics", "is empty. Fix: list at least one topic to consume")
     group = _str(pb, f"{path}.consumer_group_id", raw.get("consumer_group_id"),
@@ -493,7 +493,8 @@ def _parse_source(pb: _Problems, raw: Any) -> Source | None:
     secret_arn = raw.get("secret_arn")
     if kind == "msk":
         if not isinstance(cluster_arn, str) or not _MSK_CLUSTER_ARN_RE.match(cluster_arn):
-            pb.add(f"{path}.cluster_arn", f"{cluster_arn!r} is not an MSK cluster ARN. Fix: "
+            what = "is required" if cluster_arn is None else f"{cluster_arn!r} is not an MSK cluster ARN"
+            pb.add(f"{path}.cluster_arn", f"{what}. Fix: "
                    "arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid> (aws kafka list-clusters-v2)")
         for k in ("bootstrap_servers", "auth"):
             if raw.get(k) is not None:
