@@ -3,12 +3,12 @@
 Names come from `BridgeConfig` / `Destination` helpers, exactly as the CDK stack names them:
 destination queues and topics (`physical_name`), their DLQs (`dlq_physical_name`, FIFO when the
 destination is), the bridge DLQ, the audit topic with its monitoring queue and that queue's DLQ,
-one signing secret per signing producer and the parking bucket. Every call is idempotent: running
-it twice leaves the same resources (secrets keep their key).
+each subscription's own DLQ (`subscription_dlq_name`, FIFO when the topic is), one signing secret
+per signing producer and the parking bucket. Every queue states its MaximumMessageSize as the stack's
+do. Every call is idempotent: running it twice leaves the same resources (secrets keep their key).
 
 Local choices the CDK stack makes differently, because moto does not need them: no KMS keys, no
-queue policies (moto does not enforce them). An SNS subscription's DLQ is the subscribed queue's
-own DLQ (same FIFO-ness, as SNS requires).
+queue or topic policies (moto does not enforce them).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
-from bridge.config import BridgeConfig, Destination
+from bridge.config import SQS_MAX_MESSAGE_BYTES, BridgeConfig, Destination
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from bridge_local.services import ACCOUNT_ID, HOST, REGION
@@ -88,7 +88,8 @@ class ProvisionReport:
 
 
 def _create_queue(sqs: SQSClient, name: str, fifo: bool, attributes: dict[str, str]) -> str:
-    attrs = dict(attributes)
+    # Every queue states its size limit, as the stack's do: 1 MiB unless the caller says less.
+    attrs = {"MaximumMessageSize": str(SQS_MAX_MESSAGE_BYTES), **attributes}
     if fifo:
         attrs["FifoQueue"] = "true"
     try:
@@ -104,11 +105,12 @@ def _create_queue(sqs: SQSClient, name: str, fifo: bool, attributes: dict[str, s
 
 
 def _queue_with_dlq(sqs: SQSClient, name: str, dlq_name: str, fifo: bool, max_receive_count: int,
-                    report: ProvisionReport) -> str:
+                    report: ProvisionReport, max_message_bytes: int = SQS_MAX_MESSAGE_BYTES) -> str:
     dlq_attrs = {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}
     report.queues[dlq_name] = _create_queue(sqs, dlq_name, fifo, dlq_attrs)
     attrs = {"RedrivePolicy": json.dumps({"deadLetterTargetArn": queue_arn(dlq_name),
-                                          "maxReceiveCount": max_receive_count})}
+                                          "maxReceiveCount": max_receive_count}),
+             "MaximumMessageSize": str(max_message_bytes)}
     if fifo:
         # High-throughput FIFO: dedup and throughput per message group (the bridge sets explicit dedup ids).
         attrs |= {"DeduplicationScope": "messageGroup", "FifoThroughputLimit": "perMessageGroupId",
@@ -148,7 +150,7 @@ def provision_aws(config: BridgeConfig, clients: LocalClients) -> ProvisionRepor
     for d in config.destinations:
         if d.type == "sqs":
             _queue_with_dlq(clients.sqs, d.physical_name(name), d.dlq_physical_name(name), d.fifo,
-                            d.max_receive_count, report)
+                            d.max_receive_count, report, d.message_limit)
     report.queues[config.bridge_dlq_name] = _create_queue(
         clients.sqs, config.bridge_dlq_name, False, {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)})
     _queue_with_dlq(clients.sqs, config.audit_queue_name, config.audit_queue_dlq_name, False, 5, report)

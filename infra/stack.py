@@ -84,6 +84,7 @@ class BridgeStack(Stack):
             bridge_role_arn=bridge.role.role_arn,
             producer_role_arns={name: role.role_arn for name, role in producers.roles.items()})
         SecureMessaging.restrict_senders(storage.bridge_dlq, principal_arns=[bridge.role.role_arn], topic_arns=[])
+        SecureMessaging.restrict_publishers(audit.topic, principal_arns=[bridge.role.role_arn])
         KafkaEventSources(self, "KafkaSource", config=config, function=bridge.function,
                           failure_bucket=storage.parking_bucket)
 

@@ -68,7 +68,7 @@ class BridgeFunction(Construct):
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention)
         statements = [
-            *self._delivery_statements(send_to, publish_to, encryption_keys),
+            *self._delivery_statements(send_to, publish_to, encryption_keys, config),
             *self._secret_statements(signing_secrets, signing_secret_key, config),
             *self._storage_statements(parking_bucket),
             *self._kafka_statements(config),
@@ -123,7 +123,7 @@ class BridgeFunction(Construct):
 
     @staticmethod
     def _delivery_statements(send_to: Sequence[sqs.IQueue], publish_to: Sequence[sns.ITopic],
-                             keys: Sequence[kms.IKey]) -> list[iam.PolicyStatement]:
+                             keys: Sequence[kms.IKey], config: BridgeConfig) -> list[iam.PolicyStatement]:
         out = [iam.PolicyStatement(sid="SendToRoutedQueues", actions=["sqs:SendMessage"],
                                    resources=[q.queue_arn for q in send_to])]
         if publish_to:
@@ -131,6 +131,12 @@ class BridgeFunction(Construct):
                                            resources=[t.topic_arn for t in publish_to]))
         out.append(iam.PolicyStatement(sid="EncryptMessages", actions=["kms:GenerateDataKey", "kms:Decrypt"],
                                        resources=[k.key_arn for k in keys]))
+        # Existing queues and topics under their own customer-managed key: sends fail with KMS AccessDenied
+        # unless the bridge may use that key too (the key's policy must also allow the account's IAM).
+        existing_keys = list(dict.fromkeys(d.kms_key_arn for d in config.routed_destinations() if d.kms_key_arn))
+        if existing_keys:
+            out.append(iam.PolicyStatement(sid="EncryptForExistingDestinations",
+                                           actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=existing_keys))
         return out
 
     @staticmethod
@@ -146,6 +152,10 @@ class BridgeFunction(Construct):
         if secrets and key is not None:
             out.append(iam.PolicyStatement(sid="DecryptSigningKeys", actions=["kms:Decrypt"],
                                            resources=[key.key_arn]))
+        if config.source.kms_key_arn:
+            # the Kafka credentials secret is encrypted with a customer-managed key
+            out.append(iam.PolicyStatement(sid="DecryptKafkaCredentials", actions=["kms:Decrypt"],
+                                           resources=[config.source.kms_key_arn]))
         return out
 
     @staticmethod

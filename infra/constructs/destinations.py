@@ -43,7 +43,7 @@ class Destinations(Construct):
             return sqs.Queue.from_queue_arn(self, d.name, d.arn)
         queue = self._messaging.queue(self, d.name, name=d.physical_name(self._config.name),
                                       dlq_name=d.dlq_physical_name(self._config.name), fifo=d.fifo,
-                                      max_receive_count=d.max_receive_count)
+                                      max_receive_count=d.max_receive_count, max_message_bytes=d.max_message_bytes)
         self.created_queues[d.name] = queue
         return queue
 
@@ -72,10 +72,13 @@ class Destinations(Construct):
 
     def restrict_senders(self, *, bridge_role_arn: str, producer_role_arns: Mapping[str, str]) -> None:
         """Let only the bridge (if it routes there), producers with `direct_send_to`, and subscribed topics
-        send to each created queue."""
+        send to each created queue; let only the bridge (if it routes there) publish to each created topic."""
         routed = {d.name for d in self._config.routed_destinations()}
         for name, queue in self.created_queues.items():
             principals = [bridge_role_arn] if name in routed else []
             principals += [producer_role_arns[p.name] for p in self._config.producers if name in p.direct_send_to]
             SecureMessaging.restrict_senders(queue, principal_arns=principals,
                                              topic_arns=self._delivering_topics.get(name, []))
+        # Producers never publish to topics directly, so only the bridge (where it routes) may.
+        for name, topic in self.created_topics.items():
+            SecureMessaging.restrict_publishers(topic, principal_arns=[bridge_role_arn] if name in routed else [])

@@ -9,7 +9,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
-from bridge.config import BridgeConfig, ConfigError, Source
+from bridge.config import BridgeConfig, Source
 from constructs import Construct
 
 _AUTH = {
@@ -31,7 +31,6 @@ class KafkaEventSources(Construct):
                  failure_bucket: s3.IBucket) -> None:
         super().__init__(scope, construct_id)
         src = config.source
-        _check_network(src)
         secret = (secretsmanager.Secret.from_secret_complete_arn(self, "KafkaCredentials", src.secret_arn)
                   if src.kind == "self-managed" and src.secret_arn else None)
         self.mappings: dict[str, lambda_.EventSourceMapping] = {}
@@ -79,17 +78,6 @@ def _common_props(src: Source, topic: str, failure_bucket: s3.IBucket) -> dict[s
             report_batch_item_failures=True,
         )
     return props
-
-
-def _check_network(src: Source) -> None:
-    net = src.network
-    if src.kind == "self-managed" and bool(net.subnet_ids) != bool(net.security_group_ids):
-        raise ConfigError(["source.network: subnet_ids and security_group_ids go together. Fix: list both so "
-                           "the event-source mapping can reach the brokers, or neither for brokers reachable "
-                           "without a VPC"])
-    if src.kind == "msk" and (net.subnet_ids or net.security_group_ids):
-        raise ConfigError(["source.network: MSK mappings use the cluster's own subnets and security groups. "
-                           "Fix: remove source.network"])
 
 
 def _set_access(mapping: lambda_.EventSourceMapping, src: Source) -> None:

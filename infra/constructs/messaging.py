@@ -1,10 +1,11 @@
 """Secure defaults for every queue and topic the stack creates, in one place.
 
 Every queue: a dead-letter queue (redrive after the destination's max_receive_count), encryption
-with a customer-managed key, TLS-only access, FIFO high-throughput settings. Every topic: its own
-customer-managed key and TLS-only access. Queues and topics use two keys on purpose: a queue key's
-policy names the topics that deliver into it, which would be a dependency cycle if the topics were
-encrypted with that same key.
+with a customer-managed key, TLS-only access, FIFO high-throughput settings and an explicit
+MaximumMessageSize (1 MiB unless the destination says less), so no queue depends on what anyone
+takes the default to be. Every topic: its own customer-managed key and TLS-only access. Queues and
+topics use two keys on purpose: a queue key's policy names the topics that deliver into it, which
+would be a dependency cycle if the topics were encrypted with that same key.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
+from bridge.config import SQS_MAX_MESSAGE_BYTES
 from constructs import Construct
 
 from infra.nag import acknowledge
@@ -68,12 +70,19 @@ class SecureMessaging(Construct):
         return dlq
 
     def queue(self, scope: Construct, construct_id: str, *, name: str, dlq_name: str, fifo: bool,
-              max_receive_count: int) -> sqs.Queue:
-        """A queue with its DLQ: a message received `max_receive_count` times moves there."""
+              max_receive_count: int, max_message_bytes: int | None = None) -> sqs.Queue:
+        """A queue with its DLQ: a message received `max_receive_count` times moves there.
+
+        `max_message_bytes` lowers the queue's MaximumMessageSize; its DLQ keeps the maximum, so anything
+        the queue accepted fits there too.
+        """
         dlq = self.dead_letter_queue(scope, f"{construct_id}-dlq", name=dlq_name, fifo=fifo)
+        props = self._queue_defaults(fifo)
+        if max_message_bytes is not None:
+            props["max_message_size_bytes"] = max_message_bytes
         return sqs.Queue(scope, construct_id, queue_name=name,
                          dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=max_receive_count),
-                         **self._queue_defaults(fifo))
+                         **props)
 
     def topic(self, scope: Construct, construct_id: str, *, name: str, fifo: bool,
               max_message_bytes: int | None = None) -> sns.Topic:
@@ -107,11 +116,28 @@ class SecureMessaging(Construct):
             conditions={"ArnNotEquals": not_equals} if not_equals else None,
         ))
 
+    @staticmethod
+    def restrict_publishers(topic: sns.ITopic, *, principal_arns: Sequence[str]) -> None:
+        """Deny sns:Publish to everyone but `principal_arns` (no one, when empty), as `restrict_senders` does
+        for queues: otherwise any principal of the account allowed sns:Publish on "*" could inject messages
+        that the topic fans out to its queues. Only Publish is denied; administrators keep managing the topic.
+        """
+        topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="OnlyTheBridgePublishes",
+            effect=iam.Effect.DENY,
+            principals=[iam.AnyPrincipal()],
+            actions=["sns:Publish"],
+            resources=[topic.topic_arn],
+            conditions={"ArnNotEquals": {"aws:PrincipalArn": list(principal_arns)}} if principal_arns else None,
+        ))
+
     def _queue_defaults(self, fifo: bool) -> dict[str, Any]:
         props: dict[str, Any] = {
             "encryption": sqs.QueueEncryption.KMS,
             "encryption_master_key": self.queue_key,
             "enforce_ssl": True,
+            # explicit, so parked documents and messages up to 1 MiB fit whatever the default is taken to be
+            "max_message_size_bytes": SQS_MAX_MESSAGE_BYTES,
         }
         if fifo:
             props.update(

@@ -35,7 +35,8 @@ RESERVED_ATTRIBUTES = ("correlation-id", "record-id", "producer", "content-encod
 MAX_HEADER_ATTRIBUTES = MAX_MESSAGE_ATTRIBUTES - len(RESERVED_ATTRIBUTES)
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
-_ATTRIBUTE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
+# SQS message attribute names: letters, digits, '_', '-' and '.', but no leading, trailing or doubled '.'
+_ATTRIBUTE_RE = re.compile(r"^(?=.{1,256}$)[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$")
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _MSK_CLUSTER_ARN_RE = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):kafka:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
@@ -45,6 +46,8 @@ _ARN_RE = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):"
     r"(?P<account>\d{12}|):(?P<resource>.+)$"
 )
+# Key ARNs only: an IAM statement on an alias ARN does not grant use of the key behind it.
+_KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 
 StartingPosition = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]
 SourceKind = Literal["msk", "self-managed"]
@@ -162,6 +165,7 @@ class Source:
     network: Network = field(default_factory=Network)
     provisioned_pollers: ProvisionedPollers | None = None
     retry: SourceRetry | None = None
+    kms_key_arn: str | None = None  # self-managed: the customer-managed key encrypting secret_arn
 
     def group_id_for(self, topic: str) -> str:
         """Lambda requires a distinct consumer group per event-source mapping, so one per topic."""
@@ -217,9 +221,12 @@ class Destination:
     header_attributes: tuple[str, ...] = ()  # Kafka headers copied into message attributes
     body: BodyFormat = "raw"
     max_receive_count: int = 5  # SQS: receives before a message moves to the destination's DLQ
-    max_message_bytes: int | None = None  # SNS: topic MaximumMessageSize; default 256 KiB
+    # SNS: the topic's MaximumMessageSize (default 256 KiB). SQS: a created queue's MaximumMessageSize, or
+    # an existing queue's actual limit (default 1 MiB). Either way, the bridge packs messages to fit it.
+    max_message_bytes: int | None = None
     accept_from: tuple[str, ...] = ()  # only records signed by one of these producers
     subscriptions: tuple[Subscription, ...] = ()  # SNS only
+    kms_key_arn: str | None = None  # existing queue/topic under its own customer-managed key
 
     @property
     def created(self) -> bool:
@@ -227,9 +234,10 @@ class Destination:
 
     @property
     def message_limit(self) -> int:
-        if self.type == "sqs":
-            return SQS_MAX_MESSAGE_BYTES
-        return self.max_message_bytes or SNS_DEFAULT_MAX_MESSAGE_BYTES
+        """The largest message (and batch payload) the queue or topic takes."""
+        if self.max_message_bytes is not None:
+            return self.max_message_bytes
+        return SQS_MAX_MESSAGE_BYTES if self.type == "sqs" else SNS_DEFAULT_MAX_MESSAGE_BYTES
 
     def physical_name(self, bridge_name: str) -> str:
         """The queue or topic name in AWS; FIFO names end in `.fifo` as AWS requires."""
@@ -289,8 +297,7 @@ class BridgeConfig:
 
     def subscription_dlq_name(self, topic: Destination, queue: str) -> str:
         """The DLQ of the subscription of SQS destination `queue` to SNS destination `topic`."""
-        base = f"{self.name}-{topic.name}-to-{queue}-dlq"
-        return f"{base}.fifo" if topic.fifo else base
+        return subscription_dlq_name(self.name, topic, queue)
 
     def signing_secret_name(self, producer: str) -> str:
         return f"{self.name}/producers/{producer}/signing-key"
@@ -316,6 +323,12 @@ class BridgeConfig:
     def from_dict(cls, data: Any, source: str = "config") -> BridgeConfig:
         """Validate a parsed config document; raise ConfigError listing every problem."""
         return _parse(data, source)
+
+
+def subscription_dlq_name(bridge_name: str, topic: Destination, queue: str) -> str:
+    """The DLQ of the subscription of SQS destination `queue` to SNS destination `topic` (FIFO if the topic is)."""
+    base = f"{bridge_name}-{topic.name}-to-{queue}-dlq"
+    return f"{base}.fifo" if topic.fifo else base
 
 
 def load_config_file(path: str | Path) -> BridgeConfig:
@@ -468,8 +481,8 @@ def _parse_source(pb: _Problems, raw: Any) -> Source | None:
         return None
     _unknown(pb, path, raw, {"kind", "topics", "consumer_group_id", "batch_size", "batching_window_seconds",
                              "starting_position", "starting_position_timestamp", "cluster_arn",
-                             "bootstrap_servers", "auth", "secret_arn", "network", "provisioned_pollers",
-                             "retry"})
+                             "bootstrap_servers", "auth", "secret_arn", "kms_key_arn", "network",
+                             "provisioned_pollers", "retry"})
     kind = _choice(pb, f"{path}.kind", raw.get("kind"), ("msk", "self-managed"), "msk")
     topics = _str_list(pb, f"{path}.topics", raw.get("topics"), _TOPIC_RE,
                        "list the Kafka topics to consume (letters, digits, '.', '_' and '-')", required=True)
@@ -491,12 +504,14 @@ def _parse_source(pb: _Problems, raw: Any) -> Source | None:
     servers: tuple[str, ...] = ()
     auth = None
     secret_arn = raw.get("secret_arn")
+    kms_key_arn = _kms_key_arn(pb, f"{path}.kms_key_arn", raw.get("kms_key_arn"),
+                               "the customer-managed key encrypting the Kafka credentials secret")
     if kind == "msk":
         if not isinstance(cluster_arn, str) or not _MSK_CLUSTER_ARN_RE.match(cluster_arn):
             what = "is required" if cluster_arn is None else f"{cluster_arn!r} is not an MSK cluster ARN"
             pb.add(f"{path}.cluster_arn", f"{what}. Fix: "
                    "arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid> (aws kafka list-clusters-v2)")
-        for k in ("bootstrap_servers", "auth"):
+        for k in ("bootstrap_servers", "auth", "kms_key_arn"):
             if raw.get(k) is not None:
                 pb.add(f"{path}.{k}", "applies to kind: self-managed only. Fix: remove it (MSK uses IAM auth)")
     else:
@@ -538,7 +553,8 @@ def _parse_source(pb: _Problems, raw: Any) -> Source | None:
             )
     return Source(kind, topics, group, batch_size, window, start, ts if start == "AT_TIMESTAMP" else None,
                   cluster_arn if kind == "msk" else None, servers, auth,
-                  secret_arn if kind == "self-managed" else None, network, pollers, retry)
+                  secret_arn if kind == "self-managed" else None, network, pollers, retry,
+                  kms_key_arn if kind == "self-managed" else None)
 
 
 def _parse_network(pb: _Problems, path: str, raw: Any, kind: str) -> Network:
@@ -551,7 +567,7 @@ def _parse_network(pb: _Problems, path: str, raw: Any, kind: str) -> Network:
         pb.add(path, "must be a mapping with vpc_id, subnet_ids, security_group_ids")
         return Network()
     _unknown(pb, path, raw, {"vpc_id", "subnet_ids", "security_group_ids"})
-    return Network(
+    network = Network(
         _str(pb, f"{path}.vpc_id", raw.get("vpc_id"), required=False, pattern=re.compile(r"^vpc-[0-9a-f]+$"),
              hint="vpc-0123abcd"),
         _str_list(pb, f"{path}.subnet_ids", raw.get("subnet_ids"), re.compile(r"^subnet-[0-9a-f]+$"),
@@ -559,6 +575,12 @@ def _parse_network(pb: _Problems, path: str, raw: Any, kind: str) -> Network:
         _str_list(pb, f"{path}.security_group_ids", raw.get("security_group_ids"),
                   re.compile(r"^sg-[0-9a-f]+$"), "sg-0123abcd"),
     )
+    if kind == "self-managed" and bool(network.subnet_ids) != bool(network.security_group_ids):
+        pb.add(path, "subnet_ids and security_group_ids go together. Fix: list both so the event-source mapping "
+                     "can reach the brokers, or neither for brokers reachable without a VPC")
+    if kind == "msk" and (network.subnet_ids or network.security_group_ids):
+        pb.add(path, "MSK mappings use the cluster's own subnets and security groups. Fix: remove source.network")
+    return network
 
 
 def _parse_producer(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Producer | None:
@@ -603,7 +625,8 @@ def _parse_producer(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Produce
 
 def _parse_destination(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Destination | None:
     _unknown(pb, path, raw, {"name", "type", "fifo", "arn", "group_id", "header_attributes", "body",
-                             "max_receive_count", "max_message_bytes", "accept_from", "subscriptions"})
+                             "max_receive_count", "max_message_bytes", "accept_from", "subscriptions",
+                             "kms_key_arn"})
     name = _str(pb, f"{path}.name", raw.get("name"), pattern=_NAME_RE,
                 hint="2-40 lowercase letters, digits and hyphens") or "invalid"
     dtype: DestinationType = _choice(pb, f"{path}.type", raw.get("type"), ("sqs", "sns"), None) or "sqs"
@@ -628,7 +651,8 @@ def _parse_destination(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Dest
                "header:<name> or static:<value>")
         group_id = "key"
     attrs = _str_list(pb, f"{path}.header_attributes", raw.get("header_attributes"), _ATTRIBUTE_RE,
-                      "Kafka header names (letters, digits, '_', '-', '.')")
+                      "Kafka header names (letters, digits, '_', '-' and '.', not at the start or end and "
+                      "never two in a row)")
     if len(attrs) > MAX_HEADER_ATTRIBUTES:
         pb.add(f"{path}.header_attributes", f"lists {len(attrs)} headers but a message has room for "
                f"{MAX_HEADER_ATTRIBUTES} (SQS and SNS raw delivery allow {MAX_MESSAGE_ATTRIBUTES} attributes, "
@@ -641,12 +665,15 @@ def _parse_destination(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Dest
     mrc = _int(pb, f"{path}.max_receive_count", raw.get("max_receive_count"), 5, 1, 1000)
     mmb = raw.get("max_message_bytes")
     if mmb is not None:
-        if dtype != "sns":
-            pb.add(f"{path}.max_message_bytes", "applies to SNS topics only (SQS takes 1 MiB). Fix: remove it")
-            mmb = None
-        else:
-            mmb = _int(pb, f"{path}.max_message_bytes", mmb, SNS_DEFAULT_MAX_MESSAGE_BYTES, 1024,
-                       SNS_MAX_MESSAGE_BYTES)
+        ceiling = SNS_MAX_MESSAGE_BYTES if dtype == "sns" else SQS_MAX_MESSAGE_BYTES
+        mmb = _int(pb, f"{path}.max_message_bytes", mmb, ceiling, 1024, ceiling)
+    kms_key_arn = _kms_key_arn(pb, f"{path}.kms_key_arn", raw.get("kms_key_arn"),
+                               f"the customer-managed key the existing {dtype.upper()} "
+                               f"{'queue' if dtype == 'sqs' else 'topic'} is encrypted with")
+    if kms_key_arn is not None and arn is None:
+        pb.add(f"{path}.kms_key_arn", "applies to existing destinations (arn) only; the stack encrypts the queues "
+                                      "and topics it creates with its own keys. Fix: remove it, or set arn")
+        kms_key_arn = None
     subs: list[Subscription] = []
     raw_subs = raw.get("subscriptions")
     if raw_subs is not None:
@@ -672,7 +699,12 @@ def _parse_destination(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Dest
                                                           s.get("raw_message_delivery"), True)))
     return Destination(name, dtype, fifo, arn if isinstance(arn, str) else None, group_id, attrs, body, mrc,
                        mmb, _str_list(pb, f"{path}.accept_from", raw.get("accept_from"), _NAME_RE,
-                                      "names of producers"), tuple(subs))
+                                      "names of producers"), tuple(subs), kms_key_arn)
+
+
+def _kms_key_arn(pb: _Problems, path: str, raw: Any, what: str) -> str | None:
+    return _str(pb, path, raw, required=False, pattern=_KMS_KEY_ARN_RE,
+                hint=f"the key ARN of {what}: arn:aws:kms:<region>:<account>:key/<key id> (not an alias)")
 
 
 _CONDITION_OPS = ("equals", "prefix", "exists", "numeric", "any_of")
@@ -818,7 +850,11 @@ def _cross_check(pb: _Problems, name: str, src: Source | None, producers: Iterab
             elif not q.created:
                 pb.add(f"{where}.subscriptions", f"{s.queue!r} is an existing queue; the stack cannot change its "
                        "policy to let the topic deliver. Fix: subscribe it outside the bridge")
-            sub_dlq = f"{name}-{d.name}-to-{s.queue}-dlq{'.fifo' if d.fifo else ''}"
+            elif q.message_limit < d.message_limit:
+                pb.add(f"{where}.subscriptions", f"{s.queue!r} takes at most {q.message_limit} bytes but the topic "
+                       f"takes {d.message_limit}, so larger messages would end in the subscription DLQ. Fix: "
+                       f"raise destinations[{s.queue}].max_message_bytes or lower this topic's")
+            sub_dlq = subscription_dlq_name(name, d, s.queue)
             if len(sub_dlq) > SQS_QUEUE_NAME_MAX:
                 pb.add(f"{where}.subscriptions", f"the subscription DLQ name {sub_dlq!r} is longer than "
                        f"{SQS_QUEUE_NAME_MAX} characters. Fix: shorten the bridge, topic or queue name")
@@ -843,6 +879,10 @@ def _cross_check(pb: _Problems, name: str, src: Source | None, producers: Iterab
             if target is None or target.type != "sqs" or not target.created:
                 pb.add(f"producers[{p.name}].direct_send_to", f"{qname!r} is not an SQS destination the stack creates. "
                        "Fix: name one of the created queues")
+            elif target.accept_from:
+                # a direct send carries no signature check, so it would bypass accept_from
+                pb.add(f"producers[{p.name}].direct_send_to", f"{qname!r} accepts signed records only "
+                       "(accept_from). Fix: remove it")
     headers = [settings.correlation_header, settings.producer_header, settings.signature_header]
     if len({h.lower() for h in headers}) != 3:
         pb.add("settings", "correlation_header, producer_header and signature_header must differ")

@@ -100,6 +100,10 @@ def dev(dev_document: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) 
                       events=SAMPLE_EVENTS)
 
 
+EXISTING_QUEUE_KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1111aaaa-22bb-33cc-44dd-555555eeeeee"
+KAFKA_SECRET_KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/6666ffff-77aa-88bb-99cc-000000dddddd"
+
+
 def _provisioned_edit(doc: dict[str, Any]) -> None:
     doc["source"].update(
         starting_position="AT_TIMESTAMP", starting_position_timestamp=1767225600,
@@ -107,11 +111,14 @@ def _provisioned_edit(doc: dict[str, Any]) -> None:
         retry={"max_attempts": 5, "max_record_age_seconds": 3600, "bisect_on_error": True},
     )
     doc["destinations"] += [
-        {"name": "legacy-orders", "type": "sqs", "arn": "arn:aws:sqs:us-east-1:123456789012:legacy-orders"},
+        {"name": "legacy-orders", "type": "sqs", "arn": "arn:aws:sqs:us-east-1:123456789012:legacy-orders",
+         "max_message_bytes": 262_144, "kms_key_arn": EXISTING_QUEUE_KEY_ARN},
         {"name": "order-stream", "type": "sns", "fifo": True, "max_message_bytes": 1_048_576,
          "subscriptions": [{"queue": "fulfilment"}]},
     ]
     doc["routes"].append({"name": "legacy", "match": {"topic": "orders"}, "to": ["legacy-orders", "order-stream"]})
+    # a created queue with a lower limit than the 1 MiB every other queue states
+    next(d for d in doc["destinations"] if d["name"] == "fraud-review")["max_message_bytes"] = 524_288
     producers = {p["name"]: p for p in doc["producers"]}
     producers["inventory-service"]["direct_send_to"] = ["stock-alerts"]
     producers["payment-service"]["oidc"]["provider_arn"] = (
@@ -130,6 +137,7 @@ SELF_MANAGED_SOURCE: dict[str, Any] = {
     "kind": "self-managed", "topics": ["orders", "payments", "inventory"], "consumer_group_id": "orders-bridge",
     "bootstrap_servers": ["b-1.kafka.internal:9096", "b-2.kafka.internal:9096"], "auth": "sasl_scram_512",
     "secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:kafka-bridge-credentials-AbCdEf",
+    "kms_key_arn": KAFKA_SECRET_KEY_ARN,
     "network": {"vpc_id": "vpc-0abc", "subnet_ids": ["subnet-0a1", "subnet-0b2"],
                 "security_group_ids": ["sg-0a1", "sg-0b2"]},
 }

@@ -9,7 +9,7 @@ from aws_cdk.assertions import Match
 from bridge.config import Producer
 
 from infra.msk import MskArns
-from tests.infra.conftest import Synth
+from tests.infra.conftest import EXISTING_QUEUE_KEY_ARN, KAFKA_SECRET_KEY_ARN, Synth
 from tests.infra.helpers import arn_of, as_list, iam_statements, inline_statements, ref, resources_for
 
 pytestmark = pytest.mark.infra
@@ -192,3 +192,27 @@ def test_self_managed_bridge_reads_the_kafka_credentials(self_managed: Synth) ->
         "Policies": [{"PolicyDocument": {"Statement": Match.array_with([Match.object_like({
             "Action": Match.array_with(["ec2:CreateNetworkInterface"])})])}, "PolicyName": "bridge"}],
     })
+
+
+def test_bridge_role_may_use_the_key_of_an_existing_encrypted_destination(provisioned: Synth) -> None:
+    # given an existing queue (arn) encrypted with its own customer-managed key
+    assert provisioned.config.destination("legacy-orders").kms_key_arn == EXISTING_QUEUE_KEY_ARN
+    statements = inline_statements(provisioned.data, bridge_role_id(provisioned))
+    # then the bridge may encrypt with exactly that key, beside the stack's own keys
+    (existing,) = [s for s in statements if s.get("Sid") == "EncryptForExistingDestinations"]
+    assert existing["Effect"] == "Allow"
+    assert existing["Action"] == ["kms:GenerateDataKey", "kms:Decrypt"]
+    assert existing["Resource"] == EXISTING_QUEUE_KEY_ARN
+    assert EXISTING_QUEUE_KEY_ARN in resources_for(statements, "kms:GenerateDataKey")
+    assert KAFKA_SECRET_KEY_ARN not in resources_for(statements, "kms:Decrypt")
+
+
+def test_self_managed_bridge_decrypts_the_kafka_credentials_with_their_key(self_managed: Synth) -> None:
+    statements = inline_statements(self_managed.data, bridge_role_id(self_managed))
+    (decrypt,) = [s for s in statements if s.get("Sid") == "DecryptKafkaCredentials"]
+    assert decrypt["Effect"] == "Allow"
+    assert decrypt["Action"] == "kms:Decrypt"
+    assert decrypt["Resource"] == KAFKA_SECRET_KEY_ARN
+    # Decrypt only: the mapping reads the secret, it never encrypts with that key
+    assert KAFKA_SECRET_KEY_ARN not in resources_for(statements, "kms:GenerateDataKey")
+    assert not [s for s in statements if s.get("Sid") == "EncryptForExistingDestinations"]

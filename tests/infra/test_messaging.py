@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
+from bridge.config import SQS_MAX_MESSAGE_BYTES
 
 from tests.infra.conftest import Synth
 from tests.infra.helpers import arn_of, as_list, ref
@@ -36,6 +37,28 @@ def test_every_queue_is_kms_encrypted_with_the_queue_key(every_variant: Synth) -
     for name, queue in every_variant.resources("AWS::SQS::Queue").items():
         key = queue["Properties"]["KmsMasterKeyId"]
         assert key["Fn::GetAtt"][0] in keys, name
+
+
+def test_every_queue_states_its_maximum_message_size(every_variant: Synth) -> None:
+    # given every queue the stack creates: destinations, their DLQs, bridge DLQ, audit and subscription DLQs
+    synth = every_variant
+    lowered = {d.physical_name(synth.config.name): d.max_message_bytes for d in synth.config.destinations
+               if d.type == "sqs" and d.created and d.max_message_bytes is not None}
+    # then none relies on the default: 1 MiB, or the destination's own lower limit
+    for logical_id, queue in synth.resources("AWS::SQS::Queue").items():
+        props = queue["Properties"]
+        expected = lowered.get(props.get("QueueName"), SQS_MAX_MESSAGE_BYTES)
+        assert props.get("MaximumMessageSize") == expected, (logical_id, props.get("QueueName"))
+
+
+def test_a_destinations_lower_limit_applies_to_its_queue_not_its_dlq(provisioned: Synth) -> None:
+    config = provisioned.config
+    fraud = config.destination("fraud-review")
+    assert fraud.max_message_bytes == 524_288
+    provisioned.template.has_resource_properties("AWS::SQS::Queue", {
+        "QueueName": fraud.physical_name(config.name), "MaximumMessageSize": 524_288})
+    provisioned.template.has_resource_properties("AWS::SQS::Queue", {
+        "QueueName": fraud.dlq_physical_name(config.name), "MaximumMessageSize": SQS_MAX_MESSAGE_BYTES})
 
 
 def test_fifo_queues_use_high_throughput_and_no_content_dedup(dev: Synth) -> None:
@@ -92,6 +115,35 @@ def test_queue_policy_denies_every_other_sender(provisioned: Synth) -> None:
     # the bridge DLQ: the bridge only
     assert _sender_deny(synth, synth.config.bridge_dlq_name)["Condition"] == {
         "ArnNotEquals": {"aws:PrincipalArn": [arn_of(bridge_role)]}}
+
+
+def _publisher_deny(synth: Synth, topic_name: str) -> dict[str, Any]:
+    topic_id = synth.logical_id("AWS::SNS::Topic", TopicName=topic_name)
+    (deny,) = [s for s in _policy_statements(synth, "AWS::SNS::TopicPolicy", "Topics", ref(topic_id))
+               if s.get("Sid") == "OnlyTheBridgePublishes"]
+    return deny
+
+
+def test_topic_policy_denies_every_other_publisher(every_variant: Synth) -> None:
+    # given every topic the stack creates (routed destinations and the audit topic)
+    synth = every_variant
+    bridge_role = synth.logical_id("AWS::IAM::Role", Description=f"Kafka bridge {synth.config.name}")
+    routed = {d.name for d in synth.config.routed_destinations()}
+    topics = {d.physical_name(synth.config.name): d.name in routed for d in synth.config.destinations
+              if d.type == "sns" and d.created}
+    topics[synth.config.audit_topic_name] = True
+    assert len(synth.resources("AWS::SNS::Topic")) == len(topics)
+    for name, bridge_publishes in topics.items():
+        deny = _publisher_deny(synth, name)
+        # then only the bridge role may publish; only Publish is denied, so admins keep managing the topic
+        assert deny["Effect"] == "Deny", name
+        assert deny["Action"] == "sns:Publish", name
+        assert deny["Principal"] == {"AWS": "*"}, name
+        assert deny["Resource"] == ref(synth.logical_id("AWS::SNS::Topic", TopicName=name)), name
+        if bridge_publishes:
+            assert deny["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": [arn_of(bridge_role)]}}, name
+        else:
+            assert "Condition" not in deny, name
 
 
 def test_topics_are_encrypted_and_named_from_config(provisioned: Synth) -> None:

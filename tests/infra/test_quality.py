@@ -15,7 +15,7 @@ from cfnlint.api import ManualArgs, lint_file  # type: ignore[import-untyped]
 
 from infra.config_document import config_from_document
 from infra.stack import REPO_ROOT
-from tests.infra.conftest import SELF_MANAGED_SOURCE, Synth, synthesize
+from tests.infra.conftest import SELF_MANAGED_SOURCE, Synth
 
 pytestmark = pytest.mark.infra
 
@@ -60,6 +60,7 @@ def _with(doc: dict[str, Any], path: list[Any], value: Any) -> dict[str, Any]:
      "destinations[0].header_attributes"),
     (["producers", 0, "aws_principal"], "arn:aws:iam::123456789012:role/*", "producers[0].aws_principal"),
     (["source", "retry"], {"max_attempts": 3}, "source.retry"),
+    (["source", "network"], {"subnet_ids": ["subnet-0a1"], "security_group_ids": ["sg-0a1"]}, "source.network"),
 ])
 def test_invalid_config_names_the_field(dev_document: dict[str, Any], path: list[Any], value: Any,
                                         field: str) -> None:
@@ -67,12 +68,12 @@ def test_invalid_config_names_the_field(dev_document: dict[str, Any], path: list
         config_from_document(_with(dev_document, path, value))
 
 
-def test_half_configured_vpc_fails_at_synth(dev_document: dict[str, Any], tmp_path: Path) -> None:
+def test_half_configured_vpc_fails_in_the_config_model_not_at_synth(dev_document: dict[str, Any]) -> None:
+    # the check lives in config.py, so the handler's cold-start validation reports it too
     source = copy.deepcopy(SELF_MANAGED_SOURCE)
     source["network"]["security_group_ids"] = []
-    loaded = config_from_document(_with(dev_document, ["source"], source))
-    with pytest.raises(ConfigError, match=r"source\.network"):
-        synthesize(loaded, tmp_path)
+    with pytest.raises(ConfigError, match=r"source\.network: subnet_ids and security_group_ids go together"):
+        config_from_document(_with(dev_document, ["source"], source))
 
 
 def test_app_prints_config_problems_and_exits_non_zero(tmp_path: Path) -> None:

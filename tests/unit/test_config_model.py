@@ -12,13 +12,17 @@ from bridge.config import (
     MAX_HEADER_ATTRIBUTES,
     MAX_MESSAGE_ATTRIBUTES,
     RESERVED_ATTRIBUTES,
+    SNS_DEFAULT_MAX_MESSAGE_BYTES,
+    SQS_MAX_MESSAGE_BYTES,
     BridgeConfig,
     ConfigError,
+    Destination,
     load_config_file,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV = ROOT / "config" / "dev.yaml"
+KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 
 @pytest.fixture
@@ -91,8 +95,21 @@ def test_all_problems_are_reported_at_once(doc: dict[str, Any]) -> None:
          "destinations[0].header_attributes", f"at most {MAX_HEADER_ATTRIBUTES}"),
         (lambda d: d["destinations"][0].update(header_attributes=["correlation-id"]),
          "destinations[0].header_attributes", "reserved"),
-        (lambda d: d["destinations"][3].update(max_message_bytes=2048), "destinations[3].max_message_bytes",
-         "SNS topics only"),
+        (lambda d: d["destinations"][3].update(max_message_bytes=SQS_MAX_MESSAGE_BYTES + 1),
+         "destinations[3].max_message_bytes", "1024 to 1048576"),
+        (lambda d: d["destinations"][3].update(max_message_bytes=2048), "destinations[order-events].subscriptions",
+         "'analytics' takes at most 2048 bytes"),
+        (lambda d: d["destinations"][0].update(kms_key_arn=KEY_ARN), "destinations[0].kms_key_arn",
+         "existing destinations (arn) only"),
+        (lambda d: d["destinations"][3].update(arn="arn:aws:sqs:us-east-1:123456789012:theirs",
+                                               kms_key_arn="arn:aws:kms:us-east-1:123456789012:alias/theirs"),
+         "destinations[3].kms_key_arn", "not an alias"),
+        (lambda d: d["source"].update(kms_key_arn=KEY_ARN), "source.kms_key_arn", "self-managed only"),
+        (lambda d: d["source"].update(network={"subnet_ids": ["subnet-0a1"], "security_group_ids": ["sg-0a1"]}),
+         "source.network", "MSK mappings use the cluster's own subnets"),
+        (lambda d: d["producers"][2].update(direct_send_to=["payments-ledger"]),
+         "producers[inventory-service].direct_send_to",
+         "'payments-ledger' accepts signed records only (accept_from). Fix: remove it"),
         (lambda d: d["destinations"][0].update(arn="arn:aws:sqs:us-east-1:123456789012:existing"),
          "destinations[0].fifo", "ends in .fifo"),
         (lambda d: d["destinations"][1].update(accept_from=["inventory-service"]),
@@ -167,3 +184,83 @@ def test_conditions_parse_into_their_kinds(doc: dict[str, Any]) -> None:
     assert dict(match.headers)["tenant"].kind == "exists"
     assert dict(match.headers)["event-type"].value == "OrderPlaced"
     assert dict(match.body)["total"].comparisons == ((">", 0.0), ("<=", 5.0))
+
+
+@pytest.mark.parametrize("name", [".x", "x.", "a..b", "a b", "a/b", "x" * 257])
+def test_header_attribute_names_sqs_rejects_are_invalid(doc: dict[str, Any], name: str) -> None:
+    # given a header attribute name SQS would refuse as a message attribute name
+    doc["destinations"][0]["header_attributes"] = [name]
+
+    # when / then
+    assert any(p.startswith("destinations[0].header_attributes[0]:") and "never two in a row" in p
+               for p in problems_of(doc))
+
+
+@pytest.mark.parametrize("name", ["a.b", "x_y-z.v2", "A", "a" * 256])
+def test_header_attribute_names_sqs_accepts_are_valid(doc: dict[str, Any], name: str) -> None:
+    doc["destinations"][0]["header_attributes"] = [name]
+    assert BridgeConfig.from_dict(doc).destination("fulfilment").header_attributes == (name,)
+
+
+def test_message_limit_is_the_destinations_own_and_applies_to_sqs(doc: dict[str, Any]) -> None:
+    # given an existing queue with the old 256 KiB limit, a created queue limited to 512 KiB, defaults elsewhere
+    doc["destinations"] += [{"name": "legacy", "type": "sqs", "arn": "arn:aws:sqs:us-east-1:123456789012:legacy",
+                             "max_message_bytes": 262_144},
+                            {"name": "legacy-default", "type": "sqs",
+                             "arn": "arn:aws:sqs:us-east-1:123456789012:legacy-default"}]
+    doc["destinations"][6]["max_message_bytes"] = 524_288  # stock-alerts
+
+    # when
+    cfg = BridgeConfig.from_dict(doc)
+
+    # then the bridge packs to each destination's real limit
+    assert cfg.destination("legacy").message_limit == 262_144
+    assert cfg.destination("legacy-default").message_limit == SQS_MAX_MESSAGE_BYTES
+    assert cfg.destination("stock-alerts").message_limit == 524_288
+    assert cfg.destination("fraud-review").message_limit == SQS_MAX_MESSAGE_BYTES
+    assert cfg.destination("order-events").message_limit == SNS_DEFAULT_MAX_MESSAGE_BYTES
+
+
+def test_kms_key_arns_of_existing_destinations_and_self_managed_secret(doc: dict[str, Any]) -> None:
+    doc["destinations"].append({"name": "legacy", "type": "sns", "arn": "arn:aws:sns:us-east-1:123456789012:legacy",
+                                "kms_key_arn": KEY_ARN})
+    doc["source"] = {
+        "kind": "self-managed", "topics": ["orders", "payments", "inventory"], "consumer_group_id": "g",
+        "bootstrap_servers": ["b-1.kafka.internal:9096"], "auth": "sasl_scram_512",
+        "secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:kafka-creds-AbCdEf",
+        "kms_key_arn": KEY_ARN, "network": {"vpc_id": "vpc-0abc"},
+    }
+    cfg = BridgeConfig.from_dict(doc)
+    assert cfg.destination("legacy").kms_key_arn == KEY_ARN
+    assert cfg.source.kms_key_arn == KEY_ARN
+    assert cfg.destination("fulfilment").kms_key_arn is None
+
+
+@pytest.mark.parametrize("network", [{"subnet_ids": ["subnet-0abc"]}, {"security_group_ids": ["sg-0abc"]}])
+def test_half_configured_vpc_is_a_config_problem(doc: dict[str, Any], network: dict[str, Any]) -> None:
+    # given self-managed Kafka with subnets but no security groups (or the reverse)
+    doc["source"] = {
+        "kind": "self-managed", "topics": ["orders", "payments", "inventory"], "consumer_group_id": "g",
+        "bootstrap_servers": ["b-1.kafka.internal:9096"], "auth": "sasl_scram_512",
+        "secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:kafka-creds-AbCdEf", "network": network,
+    }
+
+    # when the handler validates it (same function as the CDK app), then it is in the one list of problems
+    assert "source.network: subnet_ids and security_group_ids go together. Fix: list both so the event-source " \
+           "mapping can reach the brokers, or neither for brokers reachable without a VPC" in problems_of(doc)
+
+
+def test_subscription_dlq_name_is_one_function_for_the_model_and_validation(doc: dict[str, Any]) -> None:
+    from bridge.config import subscription_dlq_name  # noqa: PLC0415 - the one name both use
+
+    cfg = BridgeConfig.from_dict(doc)
+    topic = cfg.destination("order-events")
+    assert subscription_dlq_name(cfg.name, topic, "billing") == cfg.subscription_dlq_name(topic, "billing") == \
+        "orders-bridge-order-events-to-billing-dlq"
+    # validation measures the same name: 40 + 1 + 25 + 4 + 9 + 4 characters is over the 80 SQS allows
+    doc["name"] = "b" * 40
+    doc["destinations"][2]["name"] = "e" * 25
+    doc["routes"][0]["to"] = ["fulfilment", "e" * 25]
+    too_long = subscription_dlq_name("b" * 40, Destination("e" * 25, "sns"), "analytics")
+    assert any(p.startswith(f"destinations[{'e' * 25}].subscriptions:") and repr(too_long) in p
+               for p in problems_of(doc))
