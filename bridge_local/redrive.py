@@ -22,6 +22,7 @@ Everything but the three ports (`ParkedQueue`, `FetchDocument`, `Invoke`) is pur
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ MAX_EVENT_BYTES = 6 * 1024 * 1024 - 64 * 1024
 EMPTY_RECEIVES_TO_STOP = 3  # short polls sample SQS servers: one empty answer does not mean empty
 DEFAULT_MAX_MESSAGES = 10_000  # bound of the receive loop when --max is not given
 MSK_EVENT_SOURCE = "aws:kafka"
+# `{topic}-{partition}-{offset}`, partition and offset -1 when unknown (bridge.records.KafkaRecord.record_id)
+_RECORD_ID = re.compile(r"(.+)-(-1|\d+)-(-1|\d+)")
 SELF_MANAGED_EVENT_SOURCE = "SelfManagedKafka"
 
 Invoke = Callable[[dict[str, Any]], Mapping[str, Any]]
@@ -163,10 +166,11 @@ def select(messages: Iterable[ParkedMessage], reasons: Iterable[str] = (), desti
     rest: list[ParkedMessage] = []
     for m in messages:
         ok = (not wanted or m.reason in wanted) and (destination is None or m.destination == destination)
-        if ok and m.record_id not in taken and max_records is not None and len(taken) >= max_records:
+        key = record_key(m)
+        if ok and key not in taken and max_records is not None and len(taken) >= max_records:
             ok = False
         if ok:
-            taken[m.record_id] = None
+            taken[key] = None
             chosen.append(m)
         else:
             rest.append(m)
@@ -199,17 +203,20 @@ def merge_parked(resolved: Iterable[tuple[ParkedMessage, Mapping[str, Any]]]) ->
     """One entry per record, in first-seen order; a record's destinations are the union of its messages'.
 
     A message parked with no destination (undecodable, unroutable, a trust rejection) makes the entry
-    route normally (None): nothing reached any destination when it was parked.
+    route normally (None): nothing reached any destination when it was parked. A record without a
+    known offset (an undecodable one: `<topic>-<partition>--1`) is not identified by its record id,
+    which different records share, so each of its DLQ messages is an entry of its own.
     """
     entries: dict[str, RedriveEntry] = {}
     for message, record in resolved:
-        entry = entries.get(message.record_id)
+        key = record_key(message)
+        entry = entries.get(key)
         if entry is None:
             tp, offset = _position(message.record_id, record)
             arn = message.document.get("event_source_arn")
             entry = RedriveEntry(message.record_id, tp, offset, record, (),
                                  arn if isinstance(arn, str) else None)
-            entries[message.record_id] = entry
+            entries[key] = entry
         entry.messages.append(message)
         if message.destination is None or entry.destinations is None:
             entry.destinations = None
@@ -218,13 +225,24 @@ def merge_parked(resolved: Iterable[tuple[ParkedMessage, Mapping[str, Any]]]) ->
     return list(entries.values())
 
 
+def record_key(message: ParkedMessage) -> str:
+    """What identifies a parked message's record: its record id, or, when the id has no offset (-1 or
+    unreadable), the DLQ message id, since several different records share such an id."""
+    match = _RECORD_ID.fullmatch(message.record_id)
+    if match is None or int(match.group(3)) < 0:
+        return f"message:{message.message_id}"
+    return message.record_id
+
+
 def _position(record_id: str, record: Mapping[str, Any]) -> tuple[str, int]:
     """`topic-partition` and offset: from the record, or from its id when the record is undecodable."""
     topic, partition, offset = record.get("topic"), record.get("partition"), record.get("offset")
     if isinstance(topic, str) and _is_int(partition) and isinstance(offset, int) and _is_int(offset):
         return f"{topic}-{partition}", offset
-    head, _, tail = record_id.rpartition("-")
-    return head, int(tail) if tail.lstrip("-").isdigit() else -1
+    match = _RECORD_ID.fullmatch(record_id)
+    if match is None:
+        return record_id, -1
+    return f"{match.group(1)}-{match.group(2)}", int(match.group(3))
 
 
 def _is_int(v: Any) -> bool:
@@ -239,7 +257,8 @@ def _partition_order(entry: RedriveEntry) -> tuple[str, int, int]:
 def build_events(entries: Iterable[RedriveEntry], batch_size: int,
                  max_event_bytes: int = MAX_EVENT_BYTES) -> list[RedriveBatch]:
     """Redrive events: per event source, topic-partitions in order, offsets ascending; a new event when
-    `batch_size` records or `max_event_bytes` would be exceeded (a record alone over it still gets one)."""
+    `batch_size` records or `max_event_bytes` would be exceeded (a record alone over it still gets one)
+    or when the event already lists the entry's record id."""
     by_source: dict[str | None, list[RedriveEntry]] = {}
     for e in entries:
         by_source.setdefault(e.event_source_arn, []).append(e)
@@ -247,12 +266,17 @@ def build_events(entries: Iterable[RedriveEntry], batch_size: int,
     for arn, group in by_source.items():
         current: list[RedriveEntry] = []
         size = 0
+        listed: set[str] = set()
         for e in sorted(group, key=_partition_order):
             entry_size = len(json.dumps(e.record)) + len(json.dumps({e.record_id: e.destinations})) + 2
-            if current and (len(current) >= batch_size or size + entry_size > max_event_bytes):
+            # An event lists a record id once: entries sharing one (records without an offset) go apart.
+            if current and (len(current) >= batch_size or size + entry_size > max_event_bytes
+                            or e.record_id in listed):
                 batches.append(_batch(arn, current))
                 current, size = [], 0
+                listed.clear()
             current.append(e)
+            listed.add(e.record_id)
             size += entry_size
         if current:
             batches.append(_batch(arn, current))
@@ -366,7 +390,7 @@ def redrive(queue: ParkedQueue, fetch: FetchDocument, invoke: Invoke, options: R
             p = parse_parked(m)
             parsed.append(p)
             if isinstance(p, ParkedMessage) and select([p], options.reasons, options.destination)[0]:
-                record_ids.add(p.record_id)
+                record_ids.add(record_key(p))
         # One record past --max: the messages of the records before it have (most likely) all arrived.
         return options.max_records is not None and len(record_ids) > options.max_records
 

@@ -13,8 +13,17 @@ Delivery guarantee: AT LEAST ONCE, implemented here and in `bridge.service`.
   and topics must be idempotent (the `record-id` attribute identifies the record); FIFO
   destinations drop the duplicate within 5 minutes by its deterministic MessageDeduplicationId.
 
-Independent batches go out concurrently (a thread pool of `max_concurrency`); a FIFO destination's
-batches go out one after another, in order, each finished (retries included) before the next.
+Ordering: on a FIFO destination, messages of one message group are accepted in the order they were
+given (Kafka order), retries included, as long as each is delivered. A FIFO destination's batches go
+out one after another, each finished (retries included) before the next, and a FIFO batch holds at
+most one message per group (`pack(..., group_of=...)`). That second rule is what makes retries safe:
+SQS/SNS accept the other entries of a request in which one entry failed, so a request holding a
+group's messages 0, 1 and 2 where 0 is throttled would store 1 and 2 before the retried 0, and
+resending 1 and 2 with it cannot move them back (their MessageDeduplicationId makes the resend a
+no-op, not a reordering). The cost is smaller requests when many messages share a group.
+A message that finally fails is parked and its group goes on without it: a later redrive delivers it
+after its successors. Standard queues and topics promise no order, and their independent batches go
+out concurrently (a thread pool of `max_concurrency`).
 """
 
 from __future__ import annotations
@@ -95,6 +104,10 @@ def backoff_delay(attempt: int, base_delay_ms: int, rand: Callable[[float, float
     return rand(0.0, float(ceiling_ms)) / 1000.0
 
 
+def _message_group(message: OutgoingMessage) -> str | None:
+    return message.group_id
+
+
 class Deliverer:
     """Sends messages to targets through the `BatchSender` for each destination type."""
 
@@ -119,11 +132,11 @@ class Deliverer:
         """Deliver every target's messages; one receipt per message (grouped by target, in plan order)."""
         lanes: list[tuple[Target, list[list[OutgoingMessage]]]] = []
         for target, messages in plans:
-            batches = pack(messages, target.max_bytes)
             if target.fifo:
-                lanes.append((target, batches))  # one lane: batches strictly in order
+                # one lane, batches strictly in order, at most one message per group in a batch
+                lanes.append((target, pack(messages, target.max_bytes, group_of=_message_group)))
             else:
-                lanes.extend((target, [b]) for b in batches)
+                lanes.extend((target, [b]) for b in pack(messages, target.max_bytes))
         if len(lanes) <= 1 or self._max_concurrency == 1:
             results = [self._run_lane(t, bs) for t, bs in lanes]
         else:

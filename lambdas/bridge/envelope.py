@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,10 +113,14 @@ def group_id_for(record: KafkaRecord, destination: Destination) -> str:
 
 
 def build_message(record: KafkaRecord, destination: Destination, *, producer: str | None,
-                  correlation_id: str) -> OutgoingMessage:
-    """The message for one record and destination, per the contract."""
+                  correlation_id: str, signature_header: str) -> OutgoingMessage:
+    """The message for one record and destination, per the contract.
+
+    `signature_header` (settings.signature_header) is the producer's signature: it never leaves the
+    bridge, so an envelope does not carry it.
+    """
     if destination.body == "envelope":
-        body, encoding = envelope_body(record, producer, correlation_id), None
+        body, encoding = envelope_body(record, producer, correlation_id, omit_headers=(signature_header,)), None
     else:
         body, encoding = raw_body(record.value)
     attributes = message_attributes(record, destination, producer, correlation_id, encoding)
@@ -148,12 +153,14 @@ def raw_body(value: bytes | None) -> tuple[str, str | None]:
     return base64.b64encode(value).decode("ascii"), "base64"
 
 
-def envelope_body(record: KafkaRecord, producer: str | None, correlation_id: str) -> str:
+def envelope_body(record: KafkaRecord, producer: str | None, correlation_id: str,
+                  omit_headers: Collection[str] = ()) -> str:
     """JSON envelope: topic, partition, offset, timestamp, key, headers, correlation_id, producer, value.
 
-    `value` is the parsed JSON value when the record is JSON, else its text. Bytes that are not UTF-8
-    (value, key, header values) are base64 and named in `value_encoding`, `key_encoding`,
-    `binary_headers`.
+    `headers` maps each header name to the list of all its values in record order (Kafka header names
+    may repeat), except the names in `omit_headers`. `value` is the parsed JSON value when the record is
+    JSON, else its text. Bytes that are not UTF-8 are base64 and named: the value in `value_encoding`,
+    the key in `key_encoding`, a header in `binary_headers` (then every value of that header is base64).
     """
     doc: dict[str, Any] = {
         "topic": record.topic,
@@ -170,13 +177,18 @@ def envelope_body(record: KafkaRecord, producer: str | None, correlation_id: str
         doc["key"], key_b64 = _text_or_base64(record.key)
         if key_b64:
             doc["key_encoding"] = "base64"
+    values: dict[str, list[bytes]] = {}
+    for name, raw in record.headers:
+        if name not in omit_headers:
+            values.setdefault(name, []).append(raw)
     binary: list[str] = []
-    for name, raw in record.headers:  # the last value of a repeated header wins
-        doc["headers"][name], is_b64 = _text_or_base64(raw)
-        if is_b64 and name not in binary:
+    for name, raws in values.items():
+        texts = [utf8_or_none(raw) for raw in raws]
+        if all(t is not None for t in texts):
+            doc["headers"][name] = texts
+        else:  # one encoding per header, so a reader knows how to read every value of it
+            doc["headers"][name] = [base64.b64encode(raw).decode("ascii") for raw in raws]
             binary.append(name)
-        elif not is_b64 and name in binary:
-            binary.remove(name)
     if binary:
         doc["binary_headers"] = binary
     if record.value is not None:

@@ -11,6 +11,7 @@ same packing and retries as deliveries, and if a parked record still cannot be s
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ PARK_REASONS = (
     "untrusted_producer",
     "producer_not_allowed",
 )
+S3_KEY_DIGEST_CHARS = 12  # hex digits of the record digest in a parking-bucket key
 
 
 class ParkingFailedError(RuntimeError):
@@ -64,13 +66,19 @@ class ParkRequest:
 
 
 def s3_key(request: ParkRequest) -> str:
-    """`parked/{topic}/{partition}/{offset}-{destination}-{reason}.json`: one object per parked copy.
+    """`parked/{topic}/{partition}/{offset}-{destination}-{reason}-{digest}.json`: one object per parked copy.
 
     The destination is part of the key because one record may be parked for several destinations
-    with the same reason; without it the second document would overwrite the first.
+    with the same reason; without it the second document would overwrite the first. `digest` (the
+    first 12 hex of the sha256 of the record's canonical JSON) tells apart undecodable records that
+    share a position, such as several without a readable offset (all `-1`); the same record parked
+    again gets the same key.
     """
     r = request.record
-    return f"parked/{r.topic}/{r.partition}/{r.offset}-{request.destination or 'none'}-{request.reason}.json"
+    canonical = json.dumps(r.raw, sort_keys=True, separators=(",", ":"), default=str)
+    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:S3_KEY_DIGEST_CHARS]
+    return (f"parked/{r.topic}/{r.partition}/{r.offset}-{request.destination or 'none'}-{request.reason}"
+            f"-{digest}.json")
 
 
 def parked_document(request: ParkRequest, event_source_arn: str | None, parked_at: str) -> dict[str, Any]:

@@ -29,6 +29,9 @@ UNMATCHED_ROUTE = "unmatched"  # the route name counted for records sent by `unm
 
 _MISSING = object()  # a field that is not present, distinct from a JSON null
 
+BodyParser = Callable[[bytes], Any]
+"""Parses a record value as JSON (json.loads); raises ValueError when it is not JSON."""
+
 
 @dataclass(frozen=True, slots=True)
 class RoutingDecision:
@@ -42,13 +45,14 @@ class RoutingDecision:
 class Router:
     """Evaluates the configured routes; build once per cold start."""
 
-    def __init__(self, config: BridgeConfig) -> None:
+    def __init__(self, config: BridgeConfig, parse: BodyParser = json.loads) -> None:
         self._routes = config.routes
         self._unmatched = config.unmatched
+        self._parse = parse
 
     def route(self, record: KafkaRecord) -> RoutingDecision:
-        """The routing decision for one decoded record."""
-        body = _LazyBody(record.value)
+        """The routing decision for one decoded record (its value parsed at most once, by `parse`)."""
+        body = _LazyBody(record.value, self._parse)
         names: list[str] = []
         destinations: dict[str, None] = {}  # insertion-ordered set
         for route in self._routes:
@@ -80,8 +84,9 @@ def restrict_to_redrive(decision: RoutingDecision,
 class _LazyBody:
     """The record value parsed as JSON on first use; a value that is not JSON has no fields."""
 
-    def __init__(self, value: bytes | None) -> None:
+    def __init__(self, value: bytes | None, parse: BodyParser = json.loads) -> None:
         self._value = value
+        self._parse = parse
         self._parsed: Any = None
         self._done = False
 
@@ -89,7 +94,7 @@ class _LazyBody:
         if not self._done:
             self._done = True
             try:
-                self._parsed = json.loads(self._value) if self._value else _MISSING
+                self._parsed = self._parse(self._value) if self._value else _MISSING
             except ValueError:  # JSONDecodeError and UnicodeDecodeError both subclass ValueError
                 self._parsed = _MISSING
         return self._parsed

@@ -173,7 +173,8 @@ class Bridge:
                 parks.append(ParkRequest(record, rejection.reason, rejection.detail, correlation_id, route, name,
                                          trust.producer))
                 continue
-            message = build_message(record, destination, producer=trust.producer, correlation_id=correlation_id)
+            message = build_message(record, destination, producer=trust.producer, correlation_id=correlation_id,
+                                    signature_header=self.config.settings.signature_header)
             limit = self.targets[name].max_bytes
             if message.size > limit:
                 parks.append(ParkRequest(record, "too_large", f"{message.size} bytes > {limit}-byte limit of "

@@ -6,7 +6,15 @@ import threading
 from typing import Any
 
 from bridge.config import SQS_MAX_MESSAGE_BYTES
-from bridge.delivery import MAX_BACKOFF_MS, Deliverer, SendCallError, Target, backoff_delay
+from bridge.delivery import (
+    MAX_BACKOFF_MS,
+    BatchOutcome,
+    Deliverer,
+    EntryFailure,
+    SendCallError,
+    Target,
+    backoff_delay,
+)
 from bridge.envelope import OutgoingMessage
 
 from tests.helpers import FakeSender
@@ -106,7 +114,7 @@ def test_backoff_is_full_jitter_over_an_exponential_ceiling() -> None:
 def test_fifo_batches_go_out_in_order_one_after_another() -> None:
     sender = FakeSender()
 
-    deliverer(sender, max_concurrency=8).deliver([(FIFO, [message(i, "ordered") for i in range(35)])])
+    deliverer(sender, max_concurrency=8).deliver([(FIFO, [fifo_message(i, f"key-{i}") for i in range(35)])])
 
     sent = [m.record_id for m in sender.sent["ordered"]]
     assert sent == [f"orders-0-{i}" for i in range(35)]
@@ -128,3 +136,58 @@ def test_standard_batches_go_out_concurrently() -> None:
 
     assert len(receipts) == 30
     assert all(r.delivered for r in receipts)
+
+
+class FifoQueue:
+    """In-memory FIFO queue: entries are stored in request order, a repeated dedup id is accepted but not
+    stored again (SQS/SNS FIFO deduplication), and the entries named in `throttle_once` fail once."""
+
+    def __init__(self, throttle_once: set[str]) -> None:
+        self.throttle_once = set(throttle_once)
+        self.stored: list[OutgoingMessage] = []
+        self._seen: set[str | None] = set()
+
+    def send_batch(self, target: Target, messages: Any) -> BatchOutcome:
+        failures = []
+        for i, m in enumerate(messages):
+            if m.record_id in self.throttle_once:
+                self.throttle_once.discard(m.record_id)
+                failures.append(EntryFailure(i, "InternalError", "try again"))
+            elif m.dedup_id not in self._seen:
+                self._seen.add(m.dedup_id)
+                self.stored.append(m)
+        return BatchOutcome(tuple(failures))
+
+    def order_by_group(self) -> dict[str | None, list[str]]:
+        groups: dict[str | None, list[str]] = {}
+        for m in self.stored:
+            groups.setdefault(m.group_id, []).append(m.record_id)
+        return groups
+
+
+def fifo_message(i: int, group: str) -> OutgoingMessage:
+    return OutgoingMessage(f"orders-0-{i}", "ordered", "x", (), f"c{i}", 1, group_id=group, dedup_id=f"d{i}")
+
+
+def test_fifo_entry_failing_once_keeps_the_order_within_its_group() -> None:
+    # given: one message group, its first entry throttled once
+    queue = FifoQueue(throttle_once={"orders-0-0"})
+
+    # when
+    receipts = Deliverer({"sqs": queue, "sns": queue}, max_attempts=4, base_delay_ms=0, sleep=lambda s: None).deliver(
+        [(FIFO, [fifo_message(i, "g") for i in range(3)])])
+
+    # then: accepted in Kafka order, every receipt delivered
+    assert queue.order_by_group() == {"g": ["orders-0-0", "orders-0-1", "orders-0-2"]}
+    assert [(r.message.record_id, r.delivered) for r in receipts] == [(f"orders-0-{i}", True) for i in range(3)]
+
+
+def test_fifo_order_is_kept_per_group_when_groups_share_batches() -> None:
+    queue = FifoQueue(throttle_once={"orders-0-0", "orders-0-3"})
+    groups = ["a", "b", "a", "b", "a", "c"]
+
+    Deliverer({"sqs": queue, "sns": queue}, max_attempts=4, base_delay_ms=0, sleep=lambda s: None).deliver(
+        [(FIFO, [fifo_message(i, g) for i, g in enumerate(groups)])])
+
+    assert queue.order_by_group() == {"a": ["orders-0-0", "orders-0-2", "orders-0-4"],
+                                      "b": ["orders-0-1", "orders-0-3"], "c": ["orders-0-5"]}

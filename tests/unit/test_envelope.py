@@ -24,6 +24,8 @@ from bridge.records import decode_event, decode_record
 
 from tests.helpers import kafka_record, load_event
 
+SIG = "x-bridge-signature"
+
 
 def record(**kw: Any) -> Any:
     return decode_record(kafka_record(**kw))
@@ -102,8 +104,9 @@ def test_group_id_sources(source: str, kw: dict[str, Any], expected: str) -> Non
 def test_fifo_message_has_group_and_dedup_ids_standard_message_has_none() -> None:
     rec = record(key="order-1")
 
-    fifo = build_message(rec, Destination("q1", "sqs", fifo=True), producer=None, correlation_id="c")
-    std = build_message(rec, Destination("q2", "sqs"), producer=None, correlation_id="c")
+    fifo = build_message(rec, Destination("q1", "sqs", fifo=True), producer=None, correlation_id="c",
+                         signature_header=SIG)
+    std = build_message(rec, Destination("q2", "sqs"), producer=None, correlation_id="c", signature_header=SIG)
 
     assert fifo.group_id == "order-1"
     assert fifo.dedup_id == dedup_id_for(rec, "q1")
@@ -120,7 +123,8 @@ def test_fifo_message_has_group_and_dedup_ids_standard_message_has_none() -> Non
     (b"", "null", "empty"),
 ])
 def test_raw_body_and_content_encoding(value: Any, body: str, encoding: str | None) -> None:
-    message = build_message(record(value=value), Destination("q1", "sqs"), producer=None, correlation_id="c")
+    message = build_message(record(value=value), Destination("q1", "sqs"), producer=None, correlation_id="c",
+                            signature_header=SIG)
 
     assert message.body == body
     assert dict(message.attributes).get("content-encoding") == encoding
@@ -129,7 +133,8 @@ def test_raw_body_and_content_encoding(value: Any, body: str, encoding: str | No
 def test_envelope_body_carries_position_headers_and_parsed_value() -> None:
     rec = decode_event(load_event("headers_repeated_negative")).records[0]
 
-    message = build_message(rec, Destination("q1", "sqs", body="envelope"), producer="p", correlation_id="c")
+    message = build_message(rec, Destination("q1", "sqs", body="envelope"), producer="p", correlation_id="c",
+                            signature_header=SIG)
 
     doc = json.loads(message.body)
     assert doc["topic"] == "orders"
@@ -137,17 +142,32 @@ def test_envelope_body_carries_position_headers_and_parsed_value() -> None:
     assert doc["offset"] == 42
     assert doc["key"] == "order-3003"
     assert doc["value"] == {"total": 1}
-    assert doc["headers"]["event-type"] == "OrderPlaced"
-    assert doc["headers"]["trace"] == base64.b64encode(bytes([0xFF, 0x80, 0x01, 0x7F])).decode()
+    assert doc["headers"]["event-type"] == ["OrderShipped", "OrderPlaced"]
+    assert doc["headers"]["trace"] == [base64.b64encode(bytes([0xFF, 0x80, 0x01, 0x7F])).decode()]
     assert doc["binary_headers"] == ["trace"]
     assert doc["correlation_id"] == "c"
     assert doc["producer"] == "p"
     assert "content-encoding" not in dict(message.attributes)
 
 
+def test_envelope_headers_keep_every_value_in_record_order_and_leave_out_the_signature() -> None:
+    # given a repeated header, a header with text and binary values, and the producer's signature
+    rec = record(headers=[("h", "a"), ("sig-b", b"\xff"), ("h", "b"), (SIG, "deadbeef"), ("sig-b", "ok")])
+
+    # when
+    message = build_message(rec, Destination("q1", "sqs", body="envelope"), producer="p", correlation_id="c",
+                            signature_header=SIG)
+
+    # then
+    doc = json.loads(message.body)
+    assert doc["headers"] == {"h": ["a", "b"], "sig-b": ["/w==", base64.b64encode(b"ok").decode()]}
+    assert doc["binary_headers"] == ["sig-b"]
+    assert SIG not in message.body
+
+
 def test_envelope_value_that_is_not_json_is_text() -> None:
     message = build_message(record(value="plain text"), Destination("q1", "sqs", body="envelope"), producer=None,
-                            correlation_id="c")
+                            correlation_id="c", signature_header=SIG)
 
     assert json.loads(message.body)["value"] == "plain text"
 
@@ -159,7 +179,8 @@ def test_billed_size_counts_body_and_attribute_names_types_values() -> None:
 
 
 def test_message_size_is_its_billed_size() -> None:
-    message = build_message(record(), Destination("q1", "sqs"), producer="p", correlation_id="c")
+    message = build_message(record(), Destination("q1", "sqs"), producer="p", correlation_id="c",
+                            signature_header=SIG)
 
     assert message.size == billed_size(message.body, message.attributes)
 

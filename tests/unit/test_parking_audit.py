@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -14,6 +15,11 @@ from bridge.records import decode_record
 from tests.helpers import FakeSender, FakeStore, fixed_clock, kafka_record
 
 DLQ = Target("b-dlq", "sqs", "https://sqs.us-east-1.amazonaws.com/123456789012/b-dlq", SQS_MAX_MESSAGE_BYTES)
+
+
+def digest(raw: dict[str, object]) -> str:
+    """The record digest in parking-bucket keys: sha256 of the canonical JSON, first 12 hex."""
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
 
 
 def parking(sender: FakeSender, store: FakeStore | None = None) -> Parking:
@@ -48,8 +54,25 @@ def test_document_over_the_sqs_limit_goes_to_s3_and_the_dlq_gets_a_pointer() -> 
     (m,) = sender.sent["b-dlq"]
     doc = json.loads(m.body)
     assert "record" not in doc
-    assert doc["record_s3_uri"].endswith("parked/orders/0/5-dest-too_large.json")
-    assert json.loads(store.objects["parked/orders/0/5-dest-too_large.json"])["record"]["offset"] == 5
+    key = f"parked/orders/0/5-dest-too_large-{digest(kafka_record(offset=5, value='x' * SQS_MAX_MESSAGE_BYTES))}.json"
+    assert doc["record_s3_uri"] == f"s3://fake-bucket/{key}"
+    assert json.loads(store.objects[key])["record"]["offset"] == 5
+
+
+def test_undecodable_records_without_an_offset_get_one_s3_object_each() -> None:
+    # given two different records too large for the DLQ, neither with an offset (both orders-0--1)
+    sender, store = FakeSender(), FakeStore()
+    raws = [{"topic": "orders", "partition": 0, "value": c * SQS_MAX_MESSAGE_BYTES} for c in "ab"]
+    requests = [ParkRequest(decode_record(raw), "undecodable", "no offset", "cid") for raw in raws]
+
+    # when
+    parking(sender, store).park(requests, None)
+
+    # then: two objects, each holding its own record
+    uris = [json.loads(m.body)["record_s3_uri"] for m in sender.sent["b-dlq"]]
+    assert len(set(uris)) == 2
+    assert [json.loads(store.objects[u.removeprefix("s3://fake-bucket/")])["record"] for u in uris] == raws
+    assert all(u.startswith("s3://fake-bucket/parked/orders/0/-1-none-undecodable-") for u in uris)
 
 
 def test_parked_documents_are_packed_like_any_other_messages() -> None:

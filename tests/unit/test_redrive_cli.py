@@ -124,6 +124,42 @@ def test_a_message_parked_without_destination_makes_the_record_route_normally() 
     assert entry.destinations is None
 
 
+def offsetless(n: int) -> dict[str, Any]:
+    """A record Lambda could not have meant: no offset, so the bridge parks it as `orders-0--1`."""
+    return {"topic": "orders", "partition": 0, "timestamp": 1767225600000, "value": f"broken-{n}"}
+
+
+def test_undecodable_records_without_an_offset_stay_separate_entries() -> None:
+    # given: three different records parked as undecodable, all with record id orders-0--1
+    ms = messages(*[parked(offsetless(n), "undecodable") for n in range(3)])
+    assert {m.record_id for m in ms} == {"orders-0--1"}
+
+    # when
+    entries = merge_parked(resolve_records(ms, no_fetch)[0])
+
+    # then: one entry per DLQ message, each with its own record
+    assert [(e.topic_partition, e.offset, e.destinations) for e in entries] == [("orders-0", -1, None)] * 3
+    assert [e.record for e in entries] == [offsetless(n) for n in range(3)]
+    assert [[m.message_id for m in e.messages] for e in entries] == [["m0"], ["m1"], ["m2"]]
+
+
+def test_run_redrives_every_undecodable_record_without_an_offset_before_deleting_its_message() -> None:
+    queue = FakeQueue([parked(offsetless(n), "undecodable") for n in range(3)])
+    events: list[dict[str, Any]] = []
+
+    def invoke(event: dict[str, Any]) -> Mapping[str, Any]:
+        events.append(event)
+        return {"batchItemFailures": [], "summary": {"delivered": {}, "parked": {"undecodable": 1}}}
+
+    report = redrive(queue, no_fetch, invoke, options())
+
+    handed_over = [r for e in events for rs in e["records"].values() for r in rs]
+    assert sorted(r["value"] for r in handed_over) == ["broken-0", "broken-1", "broken-2"]
+    assert all(e[REDRIVE_KEY] == {"orders-0--1": None} for e in events)  # one listing per event
+    assert sorted(queue.deleted) == ["h0", "h1", "h2"]
+    assert (report.records, report.redriven) == (3, 3)
+
+
 def test_events_group_by_topic_partition_in_offset_order_within_the_batch_size() -> None:
     # given: parked out of order over two partitions
     recs = [kafka_record(partition=p, offset=o) for p, o in [(1, 9), (0, 4), (1, 2), (0, 3), (0, 8)]]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
-from bridge import routing
 from bridge.records import decode_record
 from bridge.routing import Router
 
@@ -103,17 +103,21 @@ def test_all_matching_routes_apply_and_destinations_are_deduplicated_in_order() 
     assert decision.destinations == ("qb", "qa", "qc")
 
 
-def test_body_is_parsed_once_per_record_however_many_routes_read_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    real = routing.json.loads
-    monkeypatch.setattr(routing.json, "loads", lambda s: calls.append(1) or real(s))
+def test_body_is_parsed_once_per_record_however_many_routes_read_it() -> None:
+    parsed: list[bytes] = []
+
+    def counting_parse(value: bytes) -> Any:
+        parsed.append(value)
+        return json.loads(value)
+
     config = make_config(destinations=DESTS, routes=[
         {"name": f"r{i}", "match": {"body": {"total": {"numeric": [">", i]}}}, "to": ["qa"]} for i in range(5)
     ])
 
-    Router(config).route(decode_record(kafka_record(value='{"total": 3}')))
+    decision = Router(config, parse=counting_parse).route(decode_record(kafka_record(value='{"total": 3}')))
 
-    assert len(calls) == 1
+    assert parsed == [b'{"total": 3}']
+    assert decision.routes == ("r0", "r1", "r2")
 
 
 @pytest.mark.parametrize(("unmatched", "action", "destinations"), [

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    MissingParametersError,
+    ParamValidationError,
+    UnknownClientMethodError,
+    ValidationError,
+)
 
 from bridge.delivery import SendCallError
 
@@ -27,15 +34,23 @@ RETRYABLE_CODES = frozenset({
     "AWS.SimpleQueueService.RequestThrottled",
 })
 
+# botocore errors raised before anything is sent because the request itself is wrong (a caller bug):
+# the same request fails the same way every time, so its entries are parked at once, not retried.
+# ValidationError covers UnknownParameterError, RangeError, InvalidRegionError and the like.
+CALLER_ERRORS = (ParamValidationError, ValidationError, MissingParametersError, UnknownClientMethodError)
+
 
 def call_error(exc: Exception) -> SendCallError:
-    """A SendCallError for a failed batch call: throttling, 5xx and connection problems are retryable."""
+    """A SendCallError for a failed batch call: throttling, 5xx and connection problems are retryable;
+    a request botocore refuses to send (invalid parameters) is not."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or "ClientError")
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         return SendCallError(code, str(error.get("Message") or ""),
                              retryable=code in RETRYABLE_CODES or status >= 500)
+    if isinstance(exc, CALLER_ERRORS):
+        return SendCallError(type(exc).__name__, str(exc), retryable=False)
     if isinstance(exc, BotoCoreError):  # connection refused/closed, read timeout, ...
         return SendCallError(type(exc).__name__, str(exc), retryable=True)
     raise TypeError(f"not an AWS client error: {exc!r}") from exc

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bridge.adapters.batching import batch_entries, batch_outcome
 from bridge.adapters.errors import call_error
-from bridge.delivery import BatchOutcome, EntryFailure, Target
-from bridge.envelope import ATTRIBUTE_TYPE, OutgoingMessage
+from bridge.delivery import BatchOutcome, Target
+from bridge.envelope import OutgoingMessage
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -23,25 +24,9 @@ class SqsBatchSender:
 
     def send_batch(self, target: Target, messages: Sequence[OutgoingMessage]) -> BatchOutcome:
         """SendMessageBatch; entry Ids are the positions in `messages`."""
-        entries: list[Any] = []
-        for i, m in enumerate(messages):
-            entry: dict[str, Any] = {
-                "Id": str(i),
-                "MessageBody": m.body,
-                "MessageAttributes": {
-                    name: {"DataType": ATTRIBUTE_TYPE, "StringValue": value} for name, value in m.attributes
-                },
-            }
-            if m.group_id is not None:
-                entry["MessageGroupId"] = m.group_id
-            if m.dedup_id is not None:
-                entry["MessageDeduplicationId"] = m.dedup_id
-            entries.append(entry)
+        entries: list[Any] = batch_entries(messages, "MessageBody")
         try:
             response = self._client.send_message_batch(QueueUrl=target.address, Entries=entries)
         except (ClientError, BotoCoreError) as exc:
             raise call_error(exc) from exc
-        return BatchOutcome(tuple(
-            EntryFailure(int(f["Id"]), f["Code"], f.get("Message", ""), bool(f["SenderFault"]))
-            for f in response.get("Failed", [])
-        ))
+        return batch_outcome(response.get("Failed", []))
