@@ -6,9 +6,10 @@ Two sources of records:
   records the bridge must park (see `ScenarioRecord.expect` for what each one is for);
 - a JSONL/JSON file of plain records (`bridge_local.events` documents the format).
 
-Each record gets a correlation id header unless it has one. A record whose producer signs (and
-whose `sign` is not false) is signed with the producer's key from the local Secrets Manager
-(`bridge.signatures.sign_record`), the way a real producer would.
+Each record gets a correlation id header unless it has one, and a CreateTime set when it is
+produced. A record whose producer signs (and whose `sign` is not false) is signed with the
+producer's key from the local Secrets Manager (`bridge.signatures.sign_record`, over its headers
+and that timestamp), the way a real producer would.
 """
 
 from __future__ import annotations
@@ -151,9 +152,14 @@ def records_for_producer(config: BridgeConfig, records: Sequence[PlainRecord],
 KeyLookup = Callable[[str], bytes]
 
 
-def finalize(config: BridgeConfig, record: PlainRecord, key_for: KeyLookup) -> PlainRecord:
-    """Add the correlation id, producer and signature headers the record should carry."""
+def finalize(config: BridgeConfig, record: PlainRecord, key_for: KeyLookup, now_ms: int | None = None) -> PlainRecord:
+    """Add the timestamp and the correlation id, producer and signature headers the record should carry.
+
+    The timestamp is the record's CreateTime, set now (`now_ms` when given; a file's own timestamp
+    is for `make-event` only): a signature covers it, so `produce` sends exactly this value.
+    """
     s = config.settings
+    timestamp = now_ms if now_ms is not None else time.time_ns() // 1_000_000
     headers = list(record.headers)
     names = {n.lower() for n, _ in headers}
     if s.correlation_header.lower() not in names:
@@ -165,9 +171,12 @@ def finalize(config: BridgeConfig, record: PlainRecord, key_for: KeyLookup) -> P
             headers.append((s.producer_header, producer.name.encode("utf-8")))
         if producer.signing and record.sign and s.signature_header.lower() not in names:
             key = b"not-the-producer-key" if record.forged else key_for(producer.name)
-            headers.append((s.signature_header,
-                            sign_record(key, producer.name, record.topic, record.key, record.value).encode("ascii")))
-    return replace(record, headers=tuple(headers))
+            # Signed last: the signature covers every header above, the timestamp, key and value.
+            signature = sign_record(key, producer=producer.name, topic=record.topic, timestamp=timestamp,
+                                    key=record.key, value=record.value, headers=headers,
+                                    signature_header=s.signature_header)
+            headers.append((s.signature_header, signature.encode("ascii")))
+    return replace(record, headers=tuple(headers), timestamp=timestamp)
 
 
 @dataclass
@@ -181,11 +190,15 @@ class ProduceReport:
 
 
 def produce(config: BridgeConfig, bootstrap: str, records: Iterable[PlainRecord], key_for: KeyLookup,
-            flush_timeout: float = 30.0) -> ProduceReport:
-    """Send records to the broker (acks=all, idempotent) and wait for every delivery report."""
+            flush_timeout: float = 30.0, client: Any = None) -> ProduceReport:
+    """Send records to the broker (acks=all, idempotent) and wait for every delivery report.
+
+    `client`: a confluent-kafka `Producer` (default: a new one for `bootstrap`).
+    """
     started = time.monotonic()
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                         "linger.ms": 5, "message.max.bytes": 2_000_000, "client.id": "bridge-local-producer"})
+    producer = client or Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                                   "linger.ms": 5, "message.max.bytes": 2_000_000,
+                                   "client.id": "bridge-local-producer"})
     errors: list[str] = []
 
     def on_delivery(err: Any, msg: Any) -> None:
@@ -204,8 +217,10 @@ def produce(config: BridgeConfig, bootstrap: str, records: Iterable[PlainRecord]
 
     for r in records:
         final = finalize(config, r, cached_key)
+        # timestamp: the CreateTime the signature covers (the broker keeps it on CreateTime topics)
         kwargs: dict[str, Any] = {"topic": final.topic, "value": final.value, "key": final.key,
-                                  "headers": list(final.headers), "on_delivery": on_delivery}
+                                  "headers": list(final.headers), "timestamp": final.timestamp,
+                                  "on_delivery": on_delivery}
         if final.partition is not None:
             kwargs["partition"] = final.partition
         while True:

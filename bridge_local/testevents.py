@@ -101,11 +101,17 @@ def record_for_match(config: BridgeConfig, match: Match, offset: int, extra_body
 
 def sign_as(config: BridgeConfig, record: KafkaRecord, producer: str, key: bytes = PLACEHOLDER_KEY,
             signature: str | None = None) -> KafkaRecord:
-    """The record with producer and signature headers (placeholder key unless given)."""
+    """The record with producer and signature headers (placeholder key unless given), signed over its
+    timestamp and every header, the producer header included (bridge.signatures)."""
     s = config.settings
-    sig = signature or sign_record(key, producer, record.topic, record.key, record.value)
-    return replace(record, headers=(*record.headers, (s.producer_header, producer.encode()),
-                                    (s.signature_header, sig.encode())))
+    headers = (*record.headers, (s.producer_header, producer.encode()))
+    sig = signature or _sign(config, key, producer, replace(record, headers=headers))
+    return replace(record, headers=(*headers, (s.signature_header, sig.encode())))
+
+
+def _sign(config: BridgeConfig, key: bytes, producer: str, record: KafkaRecord) -> str:
+    return sign_record(key, producer=producer, topic=record.topic, timestamp=record.timestamp, key=record.key,
+                       value=record.value, headers=record.headers, signature_header=config.settings.signature_header)
 
 
 def _signer_for(config: BridgeConfig, route: Route) -> str | None:
@@ -250,9 +256,11 @@ def resign_event(config: BridgeConfig, event: dict[str, Any], key_for: Callable[
             sig = _last(rec, s.signature_header)
             if not producer or not sig or config.producer(producer) is None:
                 continue
-            if not verify_record(PLACEHOLDER_KEY, sig, producer, rec.topic, rec.key, rec.value):
+            if not verify_record((PLACEHOLDER_KEY,), sig, producer=producer, topic=rec.topic, timestamp=rec.timestamp,
+                                 key=rec.key, value=rec.value, headers=rec.headers,
+                                 signature_header=s.signature_header):
                 continue
-            new_sig = sign_record(key_for(producer), producer, rec.topic, rec.key, rec.value)
+            new_sig = _sign(config, key_for(producer), producer, rec)
             headers = [(n, new_sig.encode() if n == s.signature_header else v) for n, v in rec.headers]
             raw["headers"] = build_event([replace(rec, headers=tuple(headers))], None, "",
                                          "SelfManagedKafka")["records"][f"{rec.topic}-{rec.partition}"][0]["headers"]

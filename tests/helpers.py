@@ -19,6 +19,7 @@ from bridge.config import MAX_BATCH_ENTRIES, BridgeConfig, load_config_file
 from bridge.delivery import BatchOutcome, EntryFailure, SendCallError, Target
 from bridge.envelope import OutgoingMessage
 from bridge.settings import Settings
+from bridge.signatures import sign_record
 from bridge.trust import SigningKeyUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,17 +145,45 @@ class FakeStore:
 
 
 class FakeKeys:
-    """In-memory `SigningKeys` that remembers which keys were asked for."""
+    """In-memory `SigningKeys` that remembers which producers' keys were read.
 
-    def __init__(self, keys: dict[str, bytes] | None = None) -> None:
+    `keys` are the current keys, `previous` the keys before a rotation; `fail` makes every read
+    raise SigningKeyUnavailable (a Secrets Manager outage).
+    """
+
+    def __init__(self, keys: dict[str, bytes] | None = None, previous: dict[str, bytes] | None = None) -> None:
         self.keys = keys or {}
+        self.previous = previous or {}
+        self.fail = False
         self.fetched: list[str] = []
 
-    def key_for(self, producer: str) -> bytes:
+    def keys_for(self, producer: str) -> tuple[bytes, ...]:
         self.fetched.append(producer)
-        if producer not in self.keys:
+        if self.fail or producer not in self.keys:
             raise SigningKeyUnavailable(f"no key for {producer}")
-        return self.keys[producer]
+        previous = self.previous.get(producer)
+        return (self.keys[producer],) if previous is None else (self.keys[producer], previous)
+
+
+SIGNATURE_HEADER = "x-bridge-signature"
+PRODUCER_HEADER = "x-bridge-producer"
+RECORD_TIMESTAMP = 1767225600000  # what `kafka_record` sets
+
+
+def signed_record(secret: bytes, producer: str, topic: str = "orders", partition: int = 0, offset: int = 0, *,
+                  key: str | bytes | None = "k", value: str | bytes | None = '{"total": 1}',
+                  headers: Iterable[tuple[str, str | bytes]] = (), timestamp: int = RECORD_TIMESTAMP) -> dict[str, Any]:
+    """`kafka_record` with the producer header and its signature over the whole record (appended last),
+    as a producer following bridge.signatures sends it."""
+    def raw(v: str | bytes | None) -> bytes | None:
+        return v.encode("utf-8") if isinstance(v, str) else v
+
+    named = [*headers, (PRODUCER_HEADER, producer)]
+    sig = sign_record(secret, producer=producer, topic=topic, timestamp=timestamp, key=raw(key),
+                      value=raw(value), headers=[(n, raw(v)) for n, v in named], signature_header=SIGNATURE_HEADER)
+    rec = kafka_record(topic, partition, offset, key=key, value=value, headers=[*named, (SIGNATURE_HEADER, sig)])
+    rec["timestamp"] = timestamp
+    return rec
 
 
 def fixed_clock() -> datetime:

@@ -2,7 +2,9 @@
 
 Attribution (per record):
 - a claim (header `settings.producer_header`) must name a configured producer allowed on the
-  record's topic, else the whole record is parked `producer_not_allowed`;
+  record's topic, else the whole record is parked `producer_not_allowed`; the claim is untrusted
+  text, so the parked detail and logs say only whether it was UTF-8, its length and which
+  configured producer it named, never the text itself;
 - with no claim and exactly one producer configured for the topic, the record is attributed to it,
   unverified (useful for audit counts, never enough for `accept_from`).
 
@@ -10,10 +12,21 @@ Admission (per record and destination): a destination with `accept_from` takes o
 valid signature (bridge.signatures) by a listed producer: no signature -> `unsigned`, a signature
 that does not verify -> `invalid_signature`, valid but the producer is not listed ->
 `untrusted_producer`. Keys are fetched only when a destination with `accept_from` needs one.
+
+Keys (`SigningKeyCache`): a signature verifies with the producer's current or previous key, so a
+rotation parks nothing. Keys are kept `KEY_TTL_SECONDS`, so a new current key is picked up without a
+cold start; a signature that verifies with neither cached key refetches them at once (at most every
+`KEY_RETRY_SECONDS`), for producers that switch to a new key before the cache expires. A failed read
+is remembered for `KEY_RETRY_SECONDS`: while Secrets Manager is down, the rest of the batch is parked
+`signing_key_unavailable` without one call per record (which would outlast the function timeout and
+block the partition).
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,17 +34,82 @@ from bridge.config import BridgeConfig, Destination
 from bridge.records import KafkaRecord, utf8_or_none
 from bridge.signatures import verify_record
 
+KEY_TTL_SECONDS = 300.0
+KEY_RETRY_SECONDS = 30.0
+
+Clock = Callable[[], float]
+
 
 class SigningKeyUnavailable(RuntimeError):
     """A producer's signing key could not be read (missing secret, access denied, ...)."""
 
 
 class SigningKeys(Protocol):
-    """Port: the HMAC key of a producer (adapter: Secrets Manager, cached per cold start)."""
+    """Port: the HMAC keys of a producer (adapter: Secrets Manager, AWSCURRENT and AWSPREVIOUS)."""
 
-    def key_for(self, producer: str) -> bytes:
-        """The key bytes; raise SigningKeyUnavailable when it cannot be read."""
+    def keys_for(self, producer: str) -> tuple[bytes, ...]:
+        """The current key, then the previous one when there is one; raise SigningKeyUnavailable
+        when the current key cannot be read."""
         ...
+
+
+@dataclass(slots=True)
+class _CachedKeys:
+    keys: tuple[bytes, ...] = ()
+    fetched_at: float = float("-inf")  # last successful read
+    attempted_at: float = float("-inf")  # last read, successful or not
+    failure: SigningKeyUnavailable | None = None  # the last read's error, None when it succeeded
+
+
+class SigningKeyCache:
+    """Producers' keys over a `SigningKeys` port: kept `ttl` seconds, failures remembered `retry_after`."""
+
+    def __init__(self, source: SigningKeys, clock: Clock = time.monotonic, ttl: float = KEY_TTL_SECONDS,
+                 retry_after: float = KEY_RETRY_SECONDS) -> None:
+        self._source = source
+        self._clock = clock
+        self._ttl = ttl
+        self._retry_after = retry_after
+        self._entries: dict[str, _CachedKeys] = {}
+        self._lock = threading.Lock()
+
+    def keys_for(self, producer: str) -> tuple[bytes, ...]:
+        """The producer's keys; SigningKeyUnavailable when they cannot be read, or could not be
+        within the last `retry_after` seconds (no new read is tried before that)."""
+        with self._lock:
+            now = self._clock()
+            entry = self._entries.setdefault(producer, _CachedKeys())
+            if entry.keys and now - entry.fetched_at < self._ttl:
+                return entry.keys
+            if entry.failure is not None and now - entry.attempted_at < self._retry_after:
+                raise SigningKeyUnavailable(f"{entry.failure} (last read {now - entry.attempted_at:.0f} s ago; "
+                                            f"retried after {self._retry_after:.0f} s)")
+            return self._read(producer)
+
+    def refreshed(self, producer: str) -> tuple[bytes, ...] | None:
+        """Newly read keys, or None when they were read less than `retry_after` seconds ago.
+
+        A failed read raises SigningKeyUnavailable but keeps the cached keys for `keys_for`.
+        """
+        with self._lock:
+            now = self._clock()
+            entry = self._entries.setdefault(producer, _CachedKeys())
+            if now - entry.attempted_at < self._retry_after:
+                return None
+            return self._read(producer)
+
+    def _read(self, producer: str) -> tuple[bytes, ...]:
+        entry = self._entries[producer]
+        try:
+            keys = self._source.keys_for(producer)
+        except SigningKeyUnavailable as exc:
+            # Timed from the end of the read: one that hung until its timeout must not be retried
+            # by the very next record.
+            entry.attempted_at, entry.failure = self._clock(), exc
+            raise
+        entry.attempted_at = entry.fetched_at = self._clock()
+        entry.keys, entry.failure = keys, None
+        return keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +120,23 @@ class Rejection:
     detail: str
 
 
+def headers_as_produced(record: KafkaRecord) -> tuple[tuple[str, bytes | None], ...]:
+    """The record's headers with null values as None (`KafkaRecord.headers` has b"" for them), from
+    the event's own header list; the decoded headers unchanged when the two do not line up."""
+    raw = record.raw.get("headers")
+    if not isinstance(raw, list):
+        return record.headers
+    nulls = [values is None for entry in raw if isinstance(entry, Mapping) for values in entry.values()]
+    if len(nulls) != len(record.headers):
+        return record.headers
+    return tuple((name, None if null else value) for (name, value), null in zip(record.headers, nulls, strict=True))
+
+
 class RecordTrust:
     """The attribution of one record, with its signature verified at most once, on demand."""
 
     def __init__(self, record: KafkaRecord, producer: str | None, claimed: bool, rejection: Rejection | None,
-                 signature_header: str, keys: SigningKeys) -> None:
+                 signature_header: str, keys: SigningKeyCache) -> None:
         self.record = record
         self.producer = producer
         self.claimed = claimed
@@ -82,24 +172,37 @@ class RecordTrust:
         if signature is None or self.producer is None:
             why = "not UTF-8" if signature is None else "no producer to verify it against"
             return Rejection("invalid_signature", f"{self._signature_header}: {why}")
+        producer = self.producer
         try:
-            key = self._keys.key_for(self.producer)
+            if self._verifies(self._keys.keys_for(producer), signature):
+                return None
+            # Maybe signed with a key newer than the cached ones (a rotation within the TTL).
+            newer = self._keys.refreshed(producer)
+            if newer is not None and self._verifies(newer, signature):
+                return None
         except SigningKeyUnavailable as exc:
             # Parked under its own reason, not invalid_signature: the record may be genuine and is
             # redriven once Secrets Manager answers again; failing the batch would block the partition.
-            return Rejection("signing_key_unavailable", f"signing key of {self.producer!r} unavailable: {exc}")
+            return Rejection("signing_key_unavailable", f"signing key of {producer!r} unavailable: {exc}")
+        why = f"signature does not verify for producer {producer!r}"
+        if self.record.timestamp_type == "LOG_APPEND_TIME":
+            why += " (the topic uses LogAppendTime: the broker replaced the signed CreateTime)"
+        return Rejection("invalid_signature", why)
+
+    def _verifies(self, keys: tuple[bytes, ...], signature: str) -> bool:
         r = self.record
-        if not verify_record(key, signature, self.producer, r.topic, r.key, r.value):
-            return Rejection("invalid_signature", f"signature does not verify for producer {self.producer!r}")
-        return None
+        assert self.producer is not None
+        return verify_record(keys, signature, producer=self.producer, topic=r.topic, timestamp=r.timestamp,
+                             key=r.key, value=r.value, headers=headers_as_produced(r),
+                             signature_header=self._signature_header)
 
 
 class TrustPolicy:
-    """Builds a `RecordTrust` per record; build once per cold start."""
+    """Builds a `RecordTrust` per record; build once per cold start (it holds the key cache)."""
 
-    def __init__(self, config: BridgeConfig, keys: SigningKeys) -> None:
+    def __init__(self, config: BridgeConfig, keys: SigningKeys, clock: Clock = time.monotonic) -> None:
         self._config = config
-        self._keys = keys
+        self._keys = SigningKeyCache(keys, clock)
         self._producer_header = config.settings.producer_header
         self._signature_header = config.settings.signature_header
 
@@ -109,10 +212,16 @@ class TrustPolicy:
         if raw is not None:
             claim = utf8_or_none(raw)
             producer = self._config.producer(claim) if claim else None
-            if producer is None or record.topic not in producer.topics:
-                shown = (claim or "<not UTF-8>")[:100]
-                why = "is not a configured producer" if producer is None else f"may not write {record.topic!r}"
-                return self._trust(record, claim, True, Rejection("producer_not_allowed", f"{shown!r} {why}"))
+            if producer is None:
+                # The claim is attacker-controlled text: describe it, never repeat it.
+                shape = "valid UTF-8" if claim is not None else "not valid UTF-8"
+                return self._trust(record, None, True, Rejection(
+                    "producer_not_allowed", f"{self._producer_header} ({shape}, {len(raw)} bytes) names no "
+                                            "configured producer"))
+            if record.topic not in producer.topics:
+                return self._trust(record, producer.name, True, Rejection(
+                    "producer_not_allowed", f"{self._producer_header} names configured producer "
+                                            f"{producer.name!r}, which may not write {record.topic!r}"))
             return self._trust(record, producer.name, True, None)
         candidates = self._config.producers_for_topic(record.topic)
         inferred = candidates[0].name if len(candidates) == 1 else None

@@ -8,18 +8,22 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import (
+    EndpointConnectionError,
+    MissingParametersError,
+    ParamValidationError,
+    UnknownParameterError,
+)
 from botocore.stub import Stubber
+from bridge.adapters.errors import call_error
 from bridge.adapters.s3 import S3ObjectStore
-from bridge.adapters.secrets import SecretsManagerSigningKeys
 from bridge.adapters.sns import SnsBatchSender
 from bridge.adapters.sqs import SqsBatchSender
 from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES
-from bridge.delivery import EntryFailure, SendCallError, Target
+from bridge.delivery import Deliverer, EntryFailure, SendCallError, Target
 from bridge.envelope import OutgoingMessage
 from bridge.parking import ObjectStoreError
 from bridge.service import Bridge
-from bridge.trust import SigningKeyUnavailable
 
 from tests.helpers import FakeKeys, FakeSender, FakeStore, kafka_event, kafka_record, make_config, make_settings
 
@@ -75,6 +79,25 @@ def test_sns_publish_batch_request_shape() -> None:
     assert outcome.failures == ()
 
 
+def test_sns_fifo_publish_batch_carries_group_and_dedup_ids_and_maps_failed_entries() -> None:
+    sns = client("sns")
+    target = Target("feed", "sns", f"{TOPIC}.fifo", SNS_DEFAULT_MAX_MESSAGE_BYTES, fifo=True)
+    with Stubber(sns) as stub:
+        stub.add_response("publish_batch", {
+            "Successful": [{"Id": "1", "MessageId": "m1"}],
+            "Failed": [{"Id": "0", "Code": "InternalError", "SenderFault": False}],
+        }, {"TopicArn": f"{TOPIC}.fifo", "PublishBatchRequestEntries": [
+            {"Id": "0", "Message": "body-0", "MessageAttributes": attrs(0), "MessageGroupId": "g0",
+             "MessageDeduplicationId": "d0"},
+            {"Id": "1", "Message": "body-1", "MessageAttributes": attrs(1), "MessageGroupId": "g0",
+             "MessageDeduplicationId": "d1"},
+        ]})
+
+        outcome = SnsBatchSender(sns).send_batch(target, [msg(0, "g0", "d0"), msg(1, "g0", "d1")])
+
+    assert outcome.failures == (EntryFailure(0, "InternalError", "", False),)
+
+
 @pytest.mark.parametrize(("code", "status", "retryable"), [
     ("ThrottlingException", 400, True), ("InternalError", 500, True), ("AccessDenied", 403, False),
     ("AWS.SimpleQueueService.NonExistentQueue", 400, False),
@@ -101,21 +124,30 @@ def test_connection_error_is_retryable() -> None:
     assert err.value.code == "EndpointConnectionError"
 
 
-def test_signing_keys_read_once_per_producer_and_failures_not_cached() -> None:
-    sm = client("secretsmanager")
-    config = make_config()
-    with Stubber(sm) as stub:
-        stub.add_client_error("get_secret_value", "ResourceNotFoundException",
-                              expected_params={"SecretId": "test-bridge/producers/payer/signing-key"})
-        stub.add_response("get_secret_value", {"SecretString": "s3cret"},
-                          {"SecretId": "test-bridge/producers/payer/signing-key"})
-        keys = SecretsManagerSigningKeys(sm, config)
+def test_invalid_parameters_are_not_retried_and_the_entries_are_parked_at_once() -> None:
+    # given a message botocore refuses before sending (an attribute value that is not a string)
+    sqs = client("sqs")
+    bad = OutgoingMessage("orders-0-0", "q", "body", (("n", 5),), "c0", 10)  # type: ignore[arg-type]
+    sleeps: list[float] = []
+    deliverer = Deliverer({"sqs": SqsBatchSender(sqs), "sns": SqsBatchSender(sqs)}, max_attempts=4,
+                          base_delay_ms=100, sleep=sleeps.append)
 
-        with pytest.raises(SigningKeyUnavailable, match="ResourceNotFoundException"):
-            keys.key_for("payer")
-        assert keys.key_for("payer") == b"s3cret"
-        assert keys.key_for("payer") == b"s3cret"  # cached: no third response is queued
-        stub.assert_no_pending_responses()
+    # when
+    (receipt,) = deliverer.deliver([(Target("q", "sqs", URL, SQS_MAX_MESSAGE_BYTES), [bad])])
+
+    # then: one attempt, no wait, a sender fault named by the botocore error
+    assert (receipt.delivered, receipt.attempts, receipt.code, receipt.sender_fault) == (
+        False, 1, "ParamValidationError", True)
+    assert sleeps == []
+
+
+@pytest.mark.parametrize("error", [
+    ParamValidationError(report="Invalid length for parameter Entries[0].MessageGroupId"),
+    UnknownParameterError(name="Foo", operation="SendMessageBatch", choices="QueueUrl, Entries"),
+    MissingParametersError(object_name="SendMessageBatch", missing="Entries"),
+])
+def test_caller_errors_raised_by_botocore_are_not_retryable(error: Exception) -> None:
+    assert call_error(error).retryable is False
 
 
 def test_s3_store_puts_json_and_wraps_errors() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,6 @@ from bridge.delivery import SendCallError
 from bridge.parking import ParkingFailedError
 from bridge.records import InvalidEventError
 from bridge.service import Bridge
-from bridge.signatures import sign_record
 
 from tests.helpers import (
     FakeKeys,
@@ -27,6 +27,7 @@ from tests.helpers import (
     make_config,
     make_settings,
     parked_docs,
+    signed_record,
 )
 
 BuildBridge = Callable[..., Bridge]
@@ -66,7 +67,7 @@ def test_msk_event_is_routed_by_header_and_body_per_the_dev_config(
     assert [m.group_id for m in fulfilment_batch] == ["order-1001", "order-1002"]
     envelope = json.loads(sqs.sent["fraud-review"][0].body)
     assert envelope["value"]["total"] == 4200
-    assert envelope["headers"] == {"event-type": "OrderPlaced"}
+    assert envelope["headers"] == {"event-type": ["OrderPlaced"]}
     assert [d["reason"] for d in parked_docs(sqs, DLQ)] == ["unroutable"]
     (audit,) = audit_events(sns, AUDIT)
     assert audit["type"] == "bridge.batch"
@@ -77,13 +78,9 @@ def test_signed_payment_reaches_the_ledger_and_forged_one_is_parked(
     make_bridge: BuildBridge, sqs: FakeSender, keys: FakeKeys,
 ) -> None:
     keys.keys["payment-service"] = b"k1"
-    value = b'{"amount": 10}'
-    good = kafka_record(topic="payments", offset=1, key="p1", value=value, headers=[
-        ("x-bridge-producer", "payment-service"),
-        ("x-bridge-signature", sign_record(b"k1", "payment-service", "payments", b"p1", value))])
-    forged = kafka_record(topic="payments", offset=2, key="p1", value=value, headers=[
-        ("x-bridge-producer", "payment-service"),
-        ("x-bridge-signature", sign_record(b"guess", "payment-service", "payments", b"p1", value))])
+    value = '{"amount": 10}'
+    good = signed_record(b"k1", "payment-service", "payments", offset=1, key="p1", value=value)
+    forged = signed_record(b"guess", "payment-service", "payments", offset=2, key="p1", value=value)
     unsigned = kafka_record(topic="payments", offset=3, key="p1", value=value)
 
     report = make_bridge().handle(kafka_event([good, forged, unsigned]))
@@ -93,7 +90,24 @@ def test_signed_payment_reaches_the_ledger_and_forged_one_is_parked(
     docs = {d["record_id"]: d for d in parked_docs(sqs, DLQ)}
     assert docs["payments-0-2"]["destination"] == "payments-ledger"
     assert docs["payments-0-2"]["route"] == "payments"
-    assert set(keys.fetched) == {"payment-service"}  # only the key the check needs (the adapter caches it)
+    assert set(keys.fetched) == {"payment-service"}  # only the key the check needs (TrustPolicy caches it)
+
+
+def test_envelope_has_every_header_value_but_not_the_signature_header(
+    make_bridge: BuildBridge, sqs: FakeSender,
+) -> None:
+    # given a renamed signature header and an envelope destination (no accept_from: nothing verified)
+    config = make_config(destinations=[{"name": "out", "type": "sqs", "body": "envelope"}],
+                         settings={"signature_header": "x-sig"})
+    rec = kafka_record(offset=1, headers=[("tag", "a"), ("x-sig", "v1=00ff"), ("tag", "b")])
+
+    # when
+    report = make_bridge(config).handle(kafka_event([rec]))
+
+    # then
+    assert report.summary["delivered"] == {"out": 1}
+    envelope = json.loads(sqs.sent["out"][0].body)
+    assert envelope["headers"] == {"tag": ["a", "b"]}
 
 
 def test_record_parked_for_one_destination_still_reaches_the_others(
@@ -174,8 +188,9 @@ def test_too_large_for_the_dlq_goes_to_s3_with_a_pointer(
     assert report.summary["parked"] == {"too_large": 1}
     (doc,) = parked_docs(sqs, "test-bridge-bridge-dlq")
     assert "record" not in doc
-    assert doc["record_s3_uri"] == "s3://fake-bucket/parked/orders/0/77-feed-too_large.json"
-    full = json.loads(store.objects["parked/orders/0/77-feed-too_large.json"])
+    key = doc["record_s3_uri"].removeprefix("s3://fake-bucket/")
+    assert re.fullmatch(r"parked/orders/0/77-feed-too_large-[0-9a-f]{12}\.json", key)
+    full = json.loads(store.objects[key])
     assert base64.b64decode(full["record"]["value"]) == b"v" * 900_000
 
 

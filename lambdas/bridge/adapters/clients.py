@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 # so botocore must not retry them again underneath; S3 and Secrets Manager keep botocore's retries.
 _SEND_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5, read_timeout=20)
 _OTHER_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
+# Signing keys are read while a batch waits; a Secrets Manager outage must fail fast (the record is
+# parked signing_key_unavailable and the failure remembered), not eat the function's timeout.
+_SECRETS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=2, read_timeout=5)
 
 
 def _client(service: str, settings: Settings, config: Config) -> Any:
@@ -46,5 +49,5 @@ def s3_client(settings: Settings) -> S3Client:
 
 def secrets_client(settings: Settings) -> SecretsManagerClient:
     """Secrets Manager client for producers' signing keys."""
-    client: SecretsManagerClient = _client("secretsmanager", settings, _OTHER_CONFIG)
+    client: SecretsManagerClient = _client("secretsmanager", settings, _SECRETS_CONFIG)
     return client

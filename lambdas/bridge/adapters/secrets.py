@@ -1,8 +1,7 @@
-"""Secrets Manager adapter: producers' signing keys, read on first use and cached for the cold start."""
+"""Secrets Manager adapter: producers' signing keys, the current one and the one before a rotation."""
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -13,34 +12,44 @@ from bridge.trust import SigningKeyUnavailable
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
+CURRENT = "AWSCURRENT"
+PREVIOUS = "AWSPREVIOUS"
+
 
 class SecretsManagerSigningKeys:
-    """`SigningKeys`: GetSecretValue of `config.signing_secret_name(producer)`; the SecretString is the key.
+    """`SigningKeys`: GetSecretValue of `config.signing_secret_name(producer)` at the AWSCURRENT and
+    AWSPREVIOUS stages; each SecretString (UTF-8) is a key.
 
-    Keys are cached for the life of the function instance (a rotated key reaches the bridge on its
-    next cold start); a failed read is not cached, so the next batch tries again.
+    Every call reads Secrets Manager (two requests): caching, and remembering failures, is the
+    job of `bridge.trust.SigningKeyCache`. A secret never rotated has no AWSPREVIOUS version; any
+    other failure, at either stage, raises SigningKeyUnavailable (a record signed with the
+    previous key must not be parked `invalid_signature` because that read failed).
     """
 
     def __init__(self, client: SecretsManagerClient, config: BridgeConfig) -> None:
         self._client = client
         self._config = config
-        self._cache: dict[str, bytes] = {}
-        self._lock = threading.Lock()
 
-    def key_for(self, producer: str) -> bytes:
-        """The producer's HMAC key bytes (UTF-8 of the SecretString)."""
-        with self._lock:
-            cached = self._cache.get(producer)
-            if cached is not None:
-                return cached
-            name = self._config.signing_secret_name(producer)
-            try:
-                secret = self._client.get_secret_value(SecretId=name).get("SecretString")
-            except ClientError as exc:
-                raise SigningKeyUnavailable(f"{name}: {exc.response.get('Error', {}).get('Code')}") from exc
-            except BotoCoreError as exc:
-                raise SigningKeyUnavailable(f"{name}: {type(exc).__name__}") from exc
-            if not secret:
-                raise SigningKeyUnavailable(f"{name} has no SecretString")
-            self._cache[producer] = secret.encode("utf-8")
-            return self._cache[producer]
+    def keys_for(self, producer: str) -> tuple[bytes, ...]:
+        """The producer's current key, then its previous key when the secret has one."""
+        name = self._config.signing_secret_name(producer)
+        current = self._read(name, CURRENT)
+        if current is None:
+            raise SigningKeyUnavailable(f"{name}: no {CURRENT} version")
+        previous = self._read(name, PREVIOUS)
+        return (current,) if previous is None or previous == current else (current, previous)
+
+    def _read(self, name: str, stage: str) -> bytes | None:
+        """The key at `stage`, or None when the secret has no version at that stage."""
+        try:
+            secret = self._client.get_secret_value(SecretId=name, VersionStage=stage).get("SecretString")
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "ResourceNotFoundException" and stage != CURRENT:
+                return None
+            raise SigningKeyUnavailable(f"{name} ({stage}): {code}") from exc
+        except BotoCoreError as exc:
+            raise SigningKeyUnavailable(f"{name} ({stage}): {type(exc).__name__}") from exc
+        if not secret:
+            raise SigningKeyUnavailable(f"{name} ({stage}) has no SecretString")
+        return secret.encode("utf-8")
