@@ -16,10 +16,12 @@ that does not verify -> `invalid_signature`, valid but the producer is not liste
 Keys (`SigningKeyCache`): a signature verifies with the producer's current or previous key, so a
 rotation parks nothing. Keys are kept `KEY_TTL_SECONDS`, so a new current key is picked up without a
 cold start; a signature that verifies with neither cached key refetches them at once (at most every
-`KEY_RETRY_SECONDS`), for producers that switch to a new key before the cache expires. A failed read
-is remembered for `KEY_RETRY_SECONDS`: while Secrets Manager is down, the rest of the batch is parked
-`signing_key_unavailable` without one call per record (which would outlast the function timeout and
-block the partition).
+`KEY_REFRESH_SECONDS`, so a flood of forged records costs one read per few seconds), for producers
+that switch to a new key before the cache expires. A failed read is remembered for
+`KEY_RETRY_SECONDS`: while Secrets Manager is down, no call is made per record (which would outlast
+the function timeout and block the partition). Keys read before the outage keep verifying for up to
+`KEY_STALE_SECONDS`; a producer with no usable keys has its records parked
+`signing_key_unavailable`, to be redriven.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from bridge.signatures import verify_record
 
 KEY_TTL_SECONDS = 300.0
 KEY_RETRY_SECONDS = 30.0
+KEY_REFRESH_SECONDS = 5.0
+KEY_STALE_SECONDS = 3600.0
 
 Clock = Callable[[], float]
 
@@ -58,6 +62,7 @@ class _CachedKeys:
     keys: tuple[bytes, ...] = ()
     fetched_at: float = float("-inf")  # last successful read
     attempted_at: float = float("-inf")  # last read, successful or not
+    refreshed_at: float = float("-inf")  # last read triggered by a signature no cached key verified
     failure: SigningKeyUnavailable | None = None  # the last read's error, None when it succeeded
 
 
@@ -65,38 +70,52 @@ class SigningKeyCache:
     """Producers' keys over a `SigningKeys` port: kept `ttl` seconds, failures remembered `retry_after`."""
 
     def __init__(self, source: SigningKeys, clock: Clock = time.monotonic, ttl: float = KEY_TTL_SECONDS,
-                 retry_after: float = KEY_RETRY_SECONDS) -> None:
+                 retry_after: float = KEY_RETRY_SECONDS, refresh_every: float = KEY_REFRESH_SECONDS,
+                 stale_for: float = KEY_STALE_SECONDS) -> None:
         self._source = source
         self._clock = clock
         self._ttl = ttl
         self._retry_after = retry_after
+        self._refresh_every = refresh_every
+        self._stale_for = stale_for
         self._entries: dict[str, _CachedKeys] = {}
         self._lock = threading.Lock()
 
     def keys_for(self, producer: str) -> tuple[bytes, ...]:
-        """The producer's keys; SigningKeyUnavailable when they cannot be read, or could not be
-        within the last `retry_after` seconds (no new read is tried before that)."""
+        """The producer's keys; SigningKeyUnavailable when they cannot be read and no keys read in the
+        last `stale_for` seconds are at hand (a failed read is not retried for `retry_after` seconds)."""
         with self._lock:
             now = self._clock()
             entry = self._entries.setdefault(producer, _CachedKeys())
             if entry.keys and now - entry.fetched_at < self._ttl:
                 return entry.keys
-            if entry.failure is not None and now - entry.attempted_at < self._retry_after:
-                raise SigningKeyUnavailable(f"{entry.failure} (last read {now - entry.attempted_at:.0f} s ago; "
-                                            f"retried after {self._retry_after:.0f} s)")
-            return self._read(producer)
+            try:
+                if entry.failure is not None and now - entry.attempted_at < self._retry_after:
+                    raise SigningKeyUnavailable(f"{entry.failure} (last read {now - entry.attempted_at:.0f} s "
+                                                f"ago; retried after {self._retry_after:.0f} s)")
+                return self._read(producer)
+            except SigningKeyUnavailable:
+                # A blip in Secrets Manager must not park every signed record: keys that verified an
+                # hour ago still tell a genuine record from a forged one.
+                if entry.keys and now - entry.fetched_at < self._stale_for:
+                    return entry.keys
+                raise
 
     def refreshed(self, producer: str) -> tuple[bytes, ...] | None:
-        """Newly read keys, or None when they were read less than `retry_after` seconds ago.
-
-        A failed read raises SigningKeyUnavailable but keeps the cached keys for `keys_for`.
-        """
+        """Newly read keys after a signature no cached key verified; None when such a read happened
+        less than `refresh_every` seconds ago, or reads are failing (see `keys_for`)."""
         with self._lock:
             now = self._clock()
             entry = self._entries.setdefault(producer, _CachedKeys())
-            if now - entry.attempted_at < self._retry_after:
+            if now - entry.refreshed_at < self._refresh_every:
                 return None
-            return self._read(producer)
+            if entry.failure is not None and now - entry.attempted_at < self._retry_after:
+                return None
+            entry.refreshed_at = now
+            try:
+                return self._read(producer)
+            except SigningKeyUnavailable:
+                return None
 
     def _read(self, producer: str) -> tuple[bytes, ...]:
         entry = self._entries[producer]

@@ -16,7 +16,14 @@ from bridge.config import BridgeConfig
 from bridge.records import decode_record
 from bridge.service import Bridge
 from bridge.signatures import sign_record
-from bridge.trust import KEY_RETRY_SECONDS, KEY_TTL_SECONDS, SigningKeyUnavailable, TrustPolicy
+from bridge.trust import (
+    KEY_REFRESH_SECONDS,
+    KEY_RETRY_SECONDS,
+    KEY_STALE_SECONDS,
+    KEY_TTL_SECONDS,
+    SigningKeyUnavailable,
+    TrustPolicy,
+)
 
 from tests.helpers import (
     RECORD_TIMESTAMP,
@@ -269,14 +276,33 @@ def test_new_current_key_is_used_once_the_cached_keys_expire() -> None:
     assert policy.attribute(decode_record(signed("payer"))).admit(cfg.destination("ledger")) is None
     keys.keys["payer"] = b"rotated"
     new_record = decode_record(signed("payer", secret=b"rotated", offset=1))
-    # when / then: a record signed with the new key right after the first read waits for the retry window
-    assert policy.attribute(new_record).admit(cfg.destination("ledger")).reason == "invalid_signature"
-    clock.advance(KEY_RETRY_SECONDS)
-    assert policy.attribute(new_record).admit(cfg.destination("ledger")) is None  # refetched on mismatch
+    # when / then: a record signed with the new key right after the first read refetches and verifies
+    assert policy.attribute(new_record).admit(cfg.destination("ledger")) is None
     assert keys.fetched == ["payer", "payer"]
     clock.advance(KEY_TTL_SECONDS)
     assert policy.attribute(new_record).admit(cfg.destination("ledger")) is None
     assert keys.fetched == ["payer", "payer", "payer"]  # expired: read again
+
+
+def test_cached_keys_keep_verifying_through_a_secrets_manager_outage() -> None:
+    # given: keys read, then Secrets Manager fails once the cache has expired
+    cfg, clock = config(), FakeClock()
+    keys = FakeKeys(dict(KEYS))
+    policy = TrustPolicy(cfg, keys, clock=clock)
+
+    def ledger(offset: int) -> Any:
+        return policy.attribute(decode_record(signed("payer", offset=offset))).admit(cfg.destination("ledger"))
+
+    assert ledger(0) is None
+    keys.fail = True
+    clock.advance(KEY_TTL_SECONDS)
+    # when / then: the stale keys still verify, with one failed read per retry window
+    assert ledger(1) is None
+    assert ledger(2) is None
+    assert keys.fetched == ["payer", "payer"]
+    # ... until they are too old to trust
+    clock.advance(KEY_STALE_SECONDS)
+    assert ledger(3).reason == "signing_key_unavailable"
 
 
 def test_valid_records_use_the_cached_keys_until_they_expire() -> None:
@@ -291,16 +317,21 @@ def test_valid_records_use_the_cached_keys_until_they_expire() -> None:
     assert keys.fetched == ["payer"]
 
 
-def test_forged_records_refetch_keys_at_most_once_per_retry_window() -> None:
+def test_forged_records_refetch_keys_at_most_once_per_refresh_interval() -> None:
     cfg, clock = config(), FakeClock()
     keys = FakeKeys(dict(KEYS))
     policy = TrustPolicy(cfg, keys, clock=clock)
 
-    for i in range(100):
-        rec = decode_record(signed("payer", secret=b"guess", offset=i))
-        assert policy.attribute(rec).admit(cfg.destination("ledger")).reason == "invalid_signature"
+    def forged(offset: int) -> Any:
+        rec = decode_record(signed("payer", secret=b"guess", offset=offset))
+        return policy.attribute(rec).admit(cfg.destination("ledger"))
 
-    assert keys.fetched == ["payer"]
+    for i in range(100):
+        assert forged(i).reason == "invalid_signature"
+    assert keys.fetched == ["payer", "payer"]  # the first read, and one refetch on the first mismatch
+    clock.advance(KEY_REFRESH_SECONDS)
+    assert forged(100).reason == "invalid_signature"
+    assert keys.fetched == ["payer", "payer", "payer"]
 
 
 # --- Secrets Manager outage: one read, not one per record ---------------------------------------
