@@ -99,7 +99,9 @@ def event_record(record: KafkaRecord) -> dict[str, Any]:
     if record.key is not None:
         out["key"] = base64.b64encode(record.key).decode("ascii")
     out["value"] = None if record.value is None else base64.b64encode(record.value).decode("ascii")
-    out["headers"] = [{name: signed_bytes(value or b"")} for name, value in record.headers]
+    # a null header value stays null (the handler's decoder and the signature spec keep it apart
+    # from an empty value)
+    out["headers"] = [{name: None if value is None else signed_bytes(value)} for name, value in record.headers]
     return out
 
 
@@ -134,7 +136,8 @@ def records_from_event(event: Mapping[str, Any]) -> list[KafkaRecord]:
         for i, r in enumerate(items):
             where = f"records[{tp!r}][{i}]"
             try:
-                headers = tuple((n, unsigned_bytes(v)) for h in r.get("headers", []) for n, v in h.items())
+                headers = tuple((n, None if v is None else unsigned_bytes(v))
+                                for h in r.get("headers", []) for n, v in h.items())
                 out.append(KafkaRecord(
                     r["topic"], int(r["partition"]), int(r["offset"]), int(r.get("timestamp", 0)),
                     base64.b64decode(r["key"], validate=True) if r.get("key") is not None else None,
@@ -297,6 +300,7 @@ def check_event(event: Any, where: str) -> None:
                 raise EventFileError(f"{p}.headers: must be a list of {{name: [byte values]}}")
             for j, h in enumerate(headers):
                 if not isinstance(h, Mapping) or not all(
-                        isinstance(v, list) and all(isinstance(b, int) and -128 <= b <= 127 for b in v)
+                        v is None or (isinstance(v, list) and all(isinstance(b, int) and -128 <= b <= 127 for b in v))
                         for v in h.values()):
-                    raise EventFileError(f"{p}.headers[{j}]: must be {{name: [signed bytes -128..127]}}")
+                    raise EventFileError(f"{p}.headers[{j}]: must be {{name: [signed bytes -128..127]}} "
+                                         "(or {name: null} for a null value)")

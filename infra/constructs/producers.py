@@ -52,9 +52,10 @@ class ProducerAccess(Construct):
                 password_length=SIGNING_KEY_LENGTH, exclude_punctuation=True),
         )
         acknowledge(secret, "AwsSolutions-SMG4",
-                    "The HMAC key is shared by the producer and the bridge; rotating it needs both to accept "
-                    "the old and new key during the switch, which is a coordinated release, not a rotation "
-                    "Lambda. Rotate by updating the secret during such a release.")
+                    "The HMAC key is shared by the producer and the bridge, so a rotation Lambda cannot "
+                    "switch the producer over: rotate by putting a new secret value (the bridge verifies "
+                    "with AWSCURRENT and AWSPREVIOUS, so records signed with either key are accepted), then "
+                    "move the producer to the new key.")
         return secret
 
     def _trust(self, p: Producer) -> iam.IPrincipal:

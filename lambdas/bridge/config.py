@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 SQS_MAX_MESSAGE_BYTES = 1_048_576  # SQS message and batch payload, raised to 1 MiB in Aug 2025
 SNS_DEFAULT_MAX_MESSAGE_BYTES = 262_144  # SNS message and PublishBatch payload unless raised
+SQS_EXISTING_QUEUE_DEFAULT_BYTES = 262_144  # assumed for an existing queue that does not state its limit
 SNS_MAX_MESSAGE_BYTES = 1_048_576  # the ceiling a topic's MaximumMessageSize may be raised to
 MAX_BATCH_ENTRIES = 10  # SendMessageBatch and PublishBatch
 MAX_MESSAGE_ATTRIBUTES = 10  # SQS; SNS raw delivery to SQS drops messages with more
@@ -237,7 +238,11 @@ class Destination:
         """The largest message (and batch payload) the queue or topic takes."""
         if self.max_message_bytes is not None:
             return self.max_message_bytes
-        return SQS_MAX_MESSAGE_BYTES if self.type == "sqs" else SNS_DEFAULT_MAX_MESSAGE_BYTES
+        if self.type == "sqs":
+            # An existing queue keeps the MaximumMessageSize it was created with; queues from before
+            # the 1 MiB change hold 256 KiB, so that is the safe assumption until max_message_bytes says.
+            return SQS_MAX_MESSAGE_BYTES if self.created else SQS_EXISTING_QUEUE_DEFAULT_BYTES
+        return SNS_DEFAULT_MAX_MESSAGE_BYTES
 
     def physical_name(self, bridge_name: str) -> str:
         """The queue or topic name in AWS; FIFO names end in `.fifo` as AWS requires."""
@@ -883,6 +888,10 @@ def _cross_check(pb: _Problems, name: str, src: Source | None, producers: Iterab
                 # a direct send carries no signature check, so it would bypass accept_from
                 pb.add(f"producers[{p.name}].direct_send_to", f"{qname!r} accepts signed records only "
                        "(accept_from). Fix: remove it")
+    for d in dests.values():
+        if settings.signature_header.lower() in (a.lower() for a in d.header_attributes):
+            pb.add(f"destinations[{d.name}].header_attributes", f"{settings.signature_header!r} is the producers' "
+                   "signature, which never leaves the bridge. Fix: remove it")
     headers = [settings.correlation_header, settings.producer_header, settings.signature_header]
     if len({h.lower() for h in headers}) != 3:
         pb.add("settings", "correlation_header, producer_header and signature_header must differ")

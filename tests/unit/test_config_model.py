@@ -215,7 +215,7 @@ def test_message_limit_is_the_destinations_own_and_applies_to_sqs(doc: dict[str,
 
     # then the bridge packs to each destination's real limit
     assert cfg.destination("legacy").message_limit == 262_144
-    assert cfg.destination("legacy-default").message_limit == SQS_MAX_MESSAGE_BYTES
+    assert cfg.destination("legacy-default").message_limit == 262_144  # assumed until stated
     assert cfg.destination("stock-alerts").message_limit == 524_288
     assert cfg.destination("fraud-review").message_limit == SQS_MAX_MESSAGE_BYTES
     assert cfg.destination("order-events").message_limit == SNS_DEFAULT_MAX_MESSAGE_BYTES
@@ -264,3 +264,17 @@ def test_subscription_dlq_name_is_one_function_for_the_model_and_validation(doc:
     too_long = subscription_dlq_name("b" * 40, Destination("e" * 25, "sns"), "analytics")
     assert any(p.startswith(f"destinations[{'e' * 25}].subscriptions:") and repr(too_long) in p
                for p in problems_of(doc))
+
+
+def test_the_signature_header_cannot_become_a_message_attribute(doc: dict[str, Any]) -> None:
+    doc["destinations"][0]["header_attributes"] = ["X-Bridge-Signature"]
+    assert any(p.startswith("destinations[fulfilment].header_attributes:") and "never leaves the bridge" in p
+               for p in problems_of(doc))
+
+
+def test_an_existing_queue_is_assumed_to_take_256_kib_until_it_says_otherwise(doc: dict[str, Any]) -> None:
+    doc["destinations"][3]["arn"] = "arn:aws:sqs:us-east-1:123456789012:legacy-analytics"
+    doc["destinations"][2].pop("subscriptions")  # a topic cannot subscribe an existing queue
+    cfg = BridgeConfig.from_dict(doc)
+    assert cfg.destination("analytics").message_limit == 262_144
+    assert cfg.destination("billing").message_limit == 1_048_576

@@ -8,9 +8,11 @@ import hmac
 from typing import Any
 
 import pytest
+from bridge.records import decode_event
 from bridge.signatures import canonical_string, sign_record, verify_record
+from bridge.trust import TrustPolicy
 
-from bridge_local.events import KafkaRecord, PlainRecord, records_from_event
+from bridge_local.events import KafkaRecord, PlainRecord, build_event, records_from_event, to_kafka_records
 from bridge_local.producer import finalize, produce
 from bridge_local.testevents import PLACEHOLDER_KEY, generate, resign_event
 from tests.helpers import dev_config
@@ -178,3 +180,26 @@ def _verifies(record: KafkaRecord, key: bytes) -> bool:
     producer = (headers["x-bridge-producer"] or b"").decode()
     return verify_record((key,), signature, producer=producer, topic=record.topic, timestamp=record.timestamp,
                          key=record.key, value=record.value, headers=record.headers, signature_header=SIG)
+
+
+def test_a_locally_produced_signed_record_with_a_null_header_verifies_in_the_bridge() -> None:
+    # given: a signed payment carrying a header with a null value, as the local producer finalizes it
+    config = dev_config()
+    plain = PlainRecord("payments", b"p1", b'{"amount": 1}', (("trace", None), ("event-type", b"PaymentCaptured")),
+                        "payment-service", True)
+    final = finalize(config, plain, lambda _p: SECRET, now_ms=1767225600123)
+    # when: it travels as Lambda's event and through the bridge's decoder and trust policy
+    event = build_event(to_kafka_records([final]), config.source.cluster_arn, "127.0.0.1:9092")
+    assert records_from_event(event)[0].headers[0] == ("trace", None)
+    record = decode_event(event).records[0]
+    verdict = TrustPolicy(config, _OneKey(SECRET)).attribute(record).admit(config.destination("payments-ledger"))
+    # then
+    assert verdict is None
+
+
+class _OneKey:
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+
+    def keys_for(self, producer: str) -> tuple[bytes, ...]:
+        return (self.key,)
