@@ -230,35 +230,34 @@ def _log_tail(path: Path, lines: int = 3) -> str:
 def start_kafka(state_dir: Path, port: int | None = None, timeout: float = READY_TIMEOUT_SECONDS) -> ServiceState:
     """Start Tansu with in-memory storage on 127.0.0.1 and wait until the admin API answers."""
     binary = tansu_binary()
-    if port is None:
-        port = free_port()
-    else:
-        check_port_free(port, "the Kafka broker (tansu)")
-    url = f"tcp://{HOST}:{port}"
-    log = state_dir / f"tansu-{port}.log"
-    pid = _spawn("tansu", [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                           "--storage-engine", "memory://tansu/"], log)
-    svc = ServiceState("tansu", pid, port, str(log))
-    try:
-        _wait_ready(svc, _kafka_answers, timeout)
-    except StackError:
-        stop_process(pid)
-        raise
-    return svc
+
+    def argv(port: int) -> list[str]:
+        url = f"tcp://{HOST}:{port}"
+        return [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/"]
+
+    return _start_service("tansu", "the Kafka broker (tansu)", argv, _kafka_answers, state_dir, port, timeout)
 
 
 def start_moto(state_dir: Path, port: int | None = None, timeout: float = READY_TIMEOUT_SECONDS) -> ServiceState:
     """Start moto_server on 127.0.0.1 and wait until it answers HTTP."""
     binary = moto_server_binary()
+    return _start_service("moto_server", "moto_server", lambda p: [str(binary), "-H", HOST, "-p", str(p)],
+                          _moto_answers, state_dir, port, timeout, log_prefix="moto")
+
+
+def _start_service(name: str, label: str, argv: Callable[[int], list[str]], answers: Callable[[int], bool],
+                   state_dir: Path, port: int | None, timeout: float, log_prefix: str | None = None) -> ServiceState:
+    """Spawn a service on a free (or the given, checked) loopback port; stop it again if it never answers."""
     if port is None:
         port = free_port()
     else:
-        check_port_free(port, "moto_server")
-    log = state_dir / f"moto-{port}.log"
-    pid = _spawn("moto_server", [str(binary), "-H", HOST, "-p", str(port)], log)
-    svc = ServiceState("moto_server", pid, port, str(log))
+        check_port_free(port, label)
+    log = state_dir / f"{log_prefix or name}-{port}.log"
+    pid = _spawn(name, argv(port), log)
+    svc = ServiceState(name, pid, port, str(log))
     try:
-        _wait_ready(svc, _moto_answers, timeout)
+        _wait_ready(svc, answers, timeout)
     except StackError:
         stop_process(pid)
         raise
