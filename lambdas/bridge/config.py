@@ -35,6 +35,9 @@ ESM_MAX_BATCHING_WINDOW_SECONDS = 300
 RESERVED_ATTRIBUTES = ("correlation-id", "record-id", "producer", "content-encoding")
 MAX_HEADER_ATTRIBUTES = MAX_MESSAGE_ATTRIBUTES - len(RESERVED_ATTRIBUTES)
 
+# Stages whose `production` flag defaults to true; any other name defaults to false.
+PRODUCTION_ENVIRONMENTS = ("prod", "production")
+_ENVIRONMENT_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 # SQS message attribute names: letters, digits, '_', '-' and '.', but no leading, trailing or doubled '.'
 _ATTRIBUTE_RE = re.compile(r"^(?=.{1,256}$)[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$")
@@ -278,6 +281,10 @@ class BridgeConfig:
     routes: tuple[Route, ...]
     unmatched: Unmatched
     settings: BridgeSettings
+    # The deployment stage (dev, staging, prod, ...) and whether it is a production one: defaults
+    # that differ between stages (console test events, checkpoints, retention) read `production`.
+    environment: str = "dev"
+    production: bool = False
 
     # names of the bridge's own resources, shared by the CDK stack and the local stack
     @property
@@ -364,13 +371,18 @@ def _parse(data: Any, source: str) -> BridgeConfig:
     pb = _Problems()
     if not isinstance(data, Mapping):
         raise ConfigError(["the document must be a mapping with name, source, destinations, routes"], source)
-    _unknown(pb, "", data, {"name", "source", "producers", "destinations", "routes", "unmatched", "settings"})
+    _unknown(pb, "", data, {"name", "environment", "production", "source", "producers", "destinations", "routes",
+                            "unmatched", "settings"})
 
     name = data.get("name")
     if not isinstance(name, str) or not _NAME_RE.match(name):
         pb.add("name", f"{name!r} is not a valid bridge name. Fix: 2-40 lowercase letters, digits and hyphens, "
                        "starting with a letter (it prefixes every queue and topic name)")
         name = "invalid"
+
+    environment = _str(pb, "environment", data.get("environment", "dev"), pattern=_ENVIRONMENT_RE,
+                       hint="1-16 lowercase letters and digits, starting with a letter, e.g. dev or prod") or "dev"
+    production = _bool(pb, "production", data.get("production"), environment in PRODUCTION_ENVIRONMENTS)
 
     src = _parse_source(pb, data.get("source"))
     producers = _parse_list(pb, "producers", data.get("producers", []), _parse_producer)
@@ -383,7 +395,8 @@ def _parse(data: Any, source: str) -> BridgeConfig:
     if pb.items:
         raise ConfigError(pb.items, source)
     assert src is not None
-    return BridgeConfig(name, src, tuple(producers), tuple(destinations), tuple(routes), unmatched, settings)
+    return BridgeConfig(name, src, tuple(producers), tuple(destinations), tuple(routes), unmatched, settings,
+                        environment, production)
 
 
 def _unknown(pb: _Problems, path: str, data: Mapping[str, Any], allowed: set[str]) -> None:

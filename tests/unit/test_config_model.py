@@ -278,3 +278,28 @@ def test_an_existing_queue_is_assumed_to_take_256_kib_until_it_says_otherwise(do
     cfg = BridgeConfig.from_dict(doc)
     assert cfg.destination("analytics").message_limit == 262_144
     assert cfg.destination("billing").message_limit == 1_048_576
+
+
+@pytest.mark.parametrize(("environment", "production"), [(None, False), ("dev", False), ("staging", False),
+                                                         ("prod", True), ("production", True)])
+def test_production_defaults_from_the_environment_name(doc: dict[str, Any], environment: str | None,
+                                                       production: bool) -> None:
+    # given
+    if environment is not None:
+        doc["environment"] = environment
+    # when
+    config = BridgeConfig.from_dict(doc)
+    # then
+    assert config.environment == (environment or "dev")
+    assert config.production is production
+
+
+def test_production_flag_overrides_the_name_default(doc: dict[str, Any]) -> None:
+    doc.update(environment="qa", production=True)
+    assert BridgeConfig.from_dict(doc).production is True
+
+
+@pytest.mark.parametrize("bad", ["Prod", "1dev", "dev-eu", "", "a" * 17])
+def test_invalid_environment_is_named_with_a_fix(doc: dict[str, Any], bad: str) -> None:
+    doc["environment"] = bad
+    assert any(p.startswith("environment:") and "Fix:" in p for p in problems_of(doc))
