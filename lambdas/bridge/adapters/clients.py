@@ -17,11 +17,15 @@ if TYPE_CHECKING:
 
 # SQS and SNS sends are retried by bridge.delivery (bounded by max_delivery_attempts, with jitter),
 # so botocore must not retry them again underneath; S3 and Secrets Manager keep botocore's retries.
-_SEND_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5, read_timeout=20)
-_OTHER_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
+# `total_max_attempts` counts the first request; botocore's `max_attempts` counts retries only, so
+# `max_attempts: 1` meant two HTTP requests per attempt (up to 8 per message with 4 attempts).
+SEND_TOTAL_ATTEMPTS = 1
+_SEND_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": SEND_TOTAL_ATTEMPTS},
+                      connect_timeout=5, read_timeout=20)
+_OTHER_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=20)
 # Signing keys are read while a batch waits; a Secrets Manager outage must fail fast (the record is
 # parked signing_key_unavailable and the failure remembered), not eat the function's timeout.
-_SECRETS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=2, read_timeout=5)
+_SECRETS_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=2, read_timeout=5)
 
 
 def _client(service: str, settings: Settings, config: Config) -> Any:

@@ -10,6 +10,7 @@ from botocore.exceptions import (
     UnknownClientMethodError,
     ValidationError,
 )
+from botocore.parsers import ResponseParserError
 
 from bridge.delivery import SendCallError
 
@@ -53,4 +54,8 @@ def call_error(exc: Exception) -> SendCallError:
         return SendCallError(type(exc).__name__, str(exc), retryable=False)
     if isinstance(exc, BotoCoreError):  # connection refused/closed, read timeout, ...
         return SendCallError(type(exc).__name__, str(exc), retryable=True)
+    if isinstance(exc, ResponseParserError):
+        # A body no AWS protocol parser accepts (a proxy's HTML error page): transient, like a 5xx.
+        # botocore raises it outside its exception hierarchy, so without this the invocation crashed.
+        return SendCallError("ResponseParserError", str(exc)[:200], retryable=True)
     raise TypeError(f"not an AWS client error: {exc!r}") from exc

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from bridge.adapters.batching import batch_entries, batch_outcome
 from bridge.adapters.errors import call_error
@@ -27,6 +28,6 @@ class SnsBatchSender:
         entries: list[Any] = batch_entries(messages, "Message")
         try:
             response = self._client.publish_batch(TopicArn=target.address, PublishBatchRequestEntries=entries)
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
             raise call_error(exc) from exc
         return batch_outcome(response.get("Failed", []))

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from bridge.adapters.batching import batch_entries, batch_outcome
 from bridge.adapters.errors import call_error
@@ -27,6 +28,6 @@ class SqsBatchSender:
         entries: list[Any] = batch_entries(messages, "MessageBody")
         try:
             response = self._client.send_message_batch(QueueUrl=target.address, Entries=entries)
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
             raise call_error(exc) from exc
         return batch_outcome(response.get("Failed", []))
