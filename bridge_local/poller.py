@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import threading
 import time
 import uuid
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bridge.config import BridgeConfig
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from bridge_local.events import KafkaRecord, build_event
 from bridge_local.provision import LOCAL_CREDENTIALS, local_client, parking_bucket_name
@@ -43,6 +44,11 @@ from bridge_local.services import ACCOUNT_ID, REGION, StackState
 
 Handler = Callable[[dict[str, Any], Any], Any]
 ON_FAILURE_PREFIX = "on-failure"
+# Commit errors that mean the group coordinator no longer counts this consumer as a member (its
+# session expired while the broker stalled, or a rebalance moved on without it). librdkafka rejoins
+# by itself on the next poll and resumes from the committed offsets.
+MEMBERSHIP_LOST = frozenset({KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION,
+                             KafkaError.REBALANCE_IN_PROGRESS, KafkaError._ASSIGNMENT_LOST})
 LOCAL_CLUSTER_ARN = f"arn:aws:kafka:{REGION}:{ACCOUNT_ID}:cluster/local/00000000-0000-0000-0000-000000000000-1"
 
 
@@ -127,6 +133,7 @@ class PollStats:
     delivered: Counter[str] = field(default_factory=Counter)
     parked: Counter[str] = field(default_factory=Counter)
     skipped: int = 0
+    rejoins: int = 0  # commits refused because the group had dropped this consumer (batch read again)
     on_failure: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
@@ -240,7 +247,8 @@ class Poller:
     def __init__(self, config: BridgeConfig, bootstrap: str, handler: Handler, settings: PollerSettings,
                  on_failure: OnFailureDestination | None = None, cluster_arn: str | None = None,
                  progress: ProgressCallback | None = None, stop_event: threading.Event | None = None,
-                 topics: tuple[str, ...] | None = None, stop_after_records: int | None = None) -> None:
+                 topics: tuple[str, ...] | None = None, stop_after_records: int | None = None,
+                 notice: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.bootstrap = bootstrap
         self.handler = handler
@@ -253,6 +261,7 @@ class Poller:
         self.topics = topics or config.source.topics
         self.stop_after_records = stop_after_records  # known workload: stop at this count, not on idle
         self.new_context = context_factory(config)
+        self.notice = notice or _notice_on_stderr
         self.stats = PollStats()
         self._assigned: dict[str, bool] = {}
 
@@ -280,7 +289,11 @@ class Poller:
                 def on_assign(consumer: Any, partitions: list[Any], topic: str = topic) -> None:
                     self._assigned[topic] = bool(partitions)
 
-                c.subscribe([topic], on_assign=on_assign)
+                def on_lost(consumer: Any, partitions: list[Any], topic: str = topic) -> None:
+                    # until the group assigns partitions again, "nothing to read" is not "drained"
+                    self._assigned[topic] = False
+
+                c.subscribe([topic], on_assign=on_assign, on_revoke=on_lost, on_lost=on_lost)
                 consumers[topic] = c
             yield consumers
         finally:
@@ -292,7 +305,7 @@ class Poller:
         """Poll until drained (`idle_seconds` with nothing to read) or stopped; return the totals."""
         s = self.settings
         with self._consumers() as consumers:
-            started = time.monotonic()
+            joining_since = time.monotonic()  # since when some group has had no partitions
             last_activity = time.monotonic()
             while not self.stop_event.is_set():
                 got_any = False
@@ -306,11 +319,13 @@ class Poller:
                 if self.stop_after_records is not None and self.stats.records >= self.stop_after_records:
                     break
                 now = time.monotonic()
+                if all(self._assigned.values()):
+                    joining_since = now
                 if got_any:
                     last_activity = now
                     continue
                 if not all(self._assigned.values()):
-                    if now - started > s.join_timeout_seconds:
+                    if now - joining_since > s.join_timeout_seconds:
                         waiting = [t for t, ok in self._assigned.items() if not ok]
                         raise RuntimeError(f"consumer groups for {waiting} got no partitions within "
                                            f"{s.join_timeout_seconds:.0f} s; is the broker at {self.bootstrap} "
@@ -375,16 +390,39 @@ class Poller:
         last: dict[int, int] = {}
         for r in records:
             last[r.partition] = max(last.get(r.partition, -1), r.offset)
-        consumer.commit(offsets=[TopicPartition(topic, p, o + 1) for p, o in last.items()], asynchronous=False)
+        self._commit(topic, consumer, [TopicPartition(topic, p, o + 1) for p, o in last.items()], len(records))
         outcome = BatchOutcome(topic, len(records), attempts, summary, failed_to, error if failed_to else None)
         self.stats.add(outcome)
         if self.progress:
             self.progress(outcome, self.stats)
 
+    def _commit(self, topic: str, consumer: Any, offsets: list[Any], records: int) -> None:
+        """Commit a handled batch; when the group dropped this consumer, say so and carry on.
+
+        The handler has already run, so the records are delivered or parked; the refused commit only
+        means this batch is read again after the consumer rejoins (at least once), not an error.
+        """
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            code = exc.args[0].code() if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if code not in MEMBERSHIP_LOST:
+                raise
+            self.stats.rejoins += 1
+            self._assigned[topic] = False
+            self.notice(f"consumer group {self.config.source.group_id_for(topic)} dropped this poller "
+                        f"({exc.args[0].name()}: no heartbeat reached the broker within session.timeout.ms="
+                        f"{self.settings.session_timeout_ms}); rejoining. The {records} record(s) just handled "
+                        "were not committed and will be read again")
+
     def _send_on_failure(self, event: dict[str, Any], error: str, attempts: int) -> str:
         if self.on_failure is None:
             raise RuntimeError(f"the handler failed {attempts} times and no on-failure destination is set: {error}")
         return self.on_failure.send(event, error, attempts)
+
+
+def _notice_on_stderr(text: str) -> None:
+    print(f"bridge poll: {text}", file=sys.stderr, flush=True)
 
 
 def record_from_message(msg: Any) -> KafkaRecord:
