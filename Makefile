@@ -40,10 +40,10 @@ test-unit: $(VENV)/.installed
 test-e2e: $(VENV)/.installed
 	$(PYTEST) tests/e2e -q -m e2e
 
-# ruff + mypy, then every tier, cheapest first (unit, infra, integration, e2e incl. the 10k-record run,
-# faults: fault injection against the local stack).
+# ruff + mypy, then every tier, cheapest first (unit, infra, security, integration, e2e incl. the
+# 10k-record run, faults: fault injection against the local stack).
 test: lint install
-	$(PYTEST) tests/unit tests/infra tests/integration tests/e2e tests/faults -q
+	$(PYTEST) tests/unit tests/infra tests/security tests/integration tests/e2e tests/faults -q
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_delivery.py

@@ -60,7 +60,15 @@ class ProducerAccess(Construct):
 
     def _trust(self, p: Producer) -> iam.IPrincipal:
         if p.aws_principal is not None:
-            return iam.ArnPrincipal(p.aws_principal)
+            # A principal of another account must also present the agreed external id, or belong to the
+            # organization (config.py refuses one with neither).
+            conditions: dict[str, dict[str, str]] = {}
+            if p.external_id:
+                conditions["StringEquals"] = {"sts:ExternalId": p.external_id}
+            if p.org_id:
+                conditions.setdefault("StringEquals", {})["aws:PrincipalOrgID"] = p.org_id
+            principal = iam.ArnPrincipal(p.aws_principal)
+            return principal.with_conditions(conditions) if conditions else principal
         assert p.oidc is not None  # config.py requires exactly one identity
         host = p.oidc.issuer_host
         provider_arn = p.oidc.provider_arn or Stack.of(self).format_arn(

@@ -204,6 +204,10 @@ class Producer:
     oidc: OidcIdentity | None = None
     signing: bool = False  # a per-producer HMAC key in Secrets Manager; records carry a signature
     direct_send_to: tuple[str, ...] = ()  # SQS destinations this producer may also write directly
+    # a principal in another account may assume the role only with this sts:ExternalId ...
+    external_id: str | None = None
+    # ... or only from within this AWS Organization (aws:PrincipalOrgID)
+    org_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -602,7 +606,8 @@ def _parse_network(pb: _Problems, path: str, raw: Any, kind: str) -> Network:
 
 
 def _parse_producer(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Producer | None:
-    _unknown(pb, path, raw, {"name", "topics", "aws_principal", "oidc", "signing", "direct_send_to"})
+    _unknown(pb, path, raw, {"name", "topics", "aws_principal", "oidc", "signing", "direct_send_to",
+                             "external_id", "org_id"})
     name = _str(pb, f"{path}.name", raw.get("name"), pattern=_NAME_RE,
                 hint="2-40 lowercase letters, digits and hyphens") or "invalid"
     topics = _str_list(pb, f"{path}.topics", raw.get("topics"), _TOPIC_RE, "the Kafka topics it writes",
@@ -618,6 +623,20 @@ def _parse_producer(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Produce
         if not m or m["service"] != "iam" or "*" in principal:
             pb.add(f"{path}.aws_principal", f"{principal!r} is not an IAM principal ARN. Fix: "
                    "arn:aws:iam::<account>:role/<name>; wildcards are not allowed")
+        elif m["resource"] == "root":
+            # An account root principal lets every role and user of that account whose own policy allows
+            # sts:AssumeRole become this producer, not one service.
+            pb.add(f"{path}.aws_principal", f"{principal!r} is a whole account (:root), which lets any of its "
+                   "roles and users assume the producer role. Fix: name the producer's own role, "
+                   "arn:aws:iam::<account>:role/<name>")
+    external_id = _str(pb, f"{path}.external_id", raw.get("external_id"), required=False,
+                       pattern=re.compile(r"^[\w+=,.@:/-]{2,1224}$"),
+                       hint="2-1224 letters, digits and +=,.@:/-, agreed with the producer's account")
+    org_id = _str(pb, f"{path}.org_id", raw.get("org_id"), required=False,
+                  pattern=re.compile(r"^o-[a-z0-9]{10,32}$"), hint="an AWS Organizations id, o-xxxxxxxxxx")
+    if (external_id or org_id) and principal is None:
+        pb.add(path, "external_id and org_id apply to aws_principal only (oidc trusts an exact subject). "
+                     "Fix: remove them")
     if oidc_raw is not None:
         if not isinstance(oidc_raw, Mapping):
             pb.add(f"{path}.oidc", "must be a mapping with issuer, audience, subject")
@@ -638,7 +657,7 @@ def _parse_producer(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Produce
     return Producer(name, topics, principal if isinstance(principal, str) else None, oidc,
                     _bool(pb, f"{path}.signing", raw.get("signing"), False),
                     _str_list(pb, f"{path}.direct_send_to", raw.get("direct_send_to"), _NAME_RE,
-                              "names of SQS destinations"))
+                              "names of SQS destinations"), external_id, org_id)
 
 
 def _parse_destination(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Destination | None:
@@ -859,6 +878,11 @@ def _cross_check(pb: _Problems, name: str, src: Source | None, producers: Iterab
                        f"verify it. Fix: set producers[{a}].signing: true")
         for s in d.subscriptions:
             q = dests.get(s.queue)
+            if q is not None and q.accept_from and not (d.accept_from and set(d.accept_from) <= set(q.accept_from)):
+                # the topic delivers whatever it is given; only its own accept_from would keep others out
+                pb.add(f"{where}.subscriptions", f"{s.queue!r} accepts signed records only (accept_from), but "
+                       f"records from any producer would reach it through topic {d.name}. Fix: route to "
+                       f"{s.queue} directly, or give {d.name} accept_from within {list(q.accept_from)}")
             if q is None or q.type != "sqs":
                 pb.add(f"{where}.subscriptions", f"{s.queue!r} is not an SQS destination. Fix: name a queue "
                                                  "from destinations")
@@ -887,6 +911,16 @@ def _cross_check(pb: _Problems, name: str, src: Source | None, producers: Iterab
     for t in unmatched.to:
         if t not in dests:
             pb.add("unmatched.to", f"names unknown destination {t!r}. Fix: one of {sorted(dests)}")
+        elif dests[t].accept_from or _reaches_signed_only(dests[t], dests):
+            pb.add("unmatched.to", f"{t!r} is (or feeds) a signed-only queue (accept_from); records no route "
+                   "selects must not be sent there. Fix: route them to an open destination, or use action: park")
+    account = _stack_account(src)
+    for p in prods.values():
+        m = _ARN_RE.match(p.aws_principal or "")
+        if m and m["resource"] != "root" and account and m["account"] != account and not (p.external_id or p.org_id):
+            pb.add(f"producers[{p.name}].aws_principal", f"is in account {m['account']}, not this bridge's "
+                   f"({account}), and nothing limits who there may assume the role. Fix: set "
+                   f"producers[{p.name}].external_id (agreed with that account) or org_id (your organization)")
     for p in prods.values():
         for t in p.topics:
             if topics and t not in topics:
@@ -908,6 +942,19 @@ def _cross_check(pb: _Problems, name: str, src: Source | None, producers: Iterab
     headers = [settings.correlation_header, settings.producer_header, settings.signature_header]
     if len({h.lower() for h in headers}) != 3:
         pb.add("settings", "correlation_header, producer_header and signature_header must differ")
+
+
+def _reaches_signed_only(d: Destination, dests: Mapping[str, Destination]) -> bool:
+    """A topic subscribed by a queue with accept_from."""
+    return any(dests[s.queue].accept_from for s in d.subscriptions if s.queue in dests)
+
+
+def _stack_account(src: Source | None) -> str | None:
+    """The account the bridge runs in, as the config states it: the MSK cluster's, or for self-managed
+    Kafka the credentials secret's (the event-source mapping reads it, so it is in the stack's account)."""
+    arn = (src.cluster_arn if src.kind == "msk" else src.secret_arn) if src else None
+    m = _ARN_RE.match(arn or "")
+    return m["account"] if m else None
 
 
 def _topic_literals(c: Condition | None) -> list[str]:

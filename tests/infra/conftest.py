@@ -56,6 +56,19 @@ class Synth:
         return found[0]
 
 
+# One synth per variant per test session, shared by every tier that imports these fixtures
+# (tests/security re-exports them): a fixture imported into another conftest is a second fixture
+# definition with its own cache, so the variants are memoized here.
+_SYNTHS: dict[str, Synth] = {}
+
+
+def shared_synth(name: str, build: Callable[[], Synth]) -> Synth:
+    """The session's synth of variant `name`, built once."""
+    if name not in _SYNTHS:
+        _SYNTHS[name] = build()
+    return _SYNTHS[name]
+
+
 def synthesize(loaded: ConfigDocument, tmp: Path, events: Mapping[str, Any] | None = None,
                **options: Any) -> Synth:
     """Synthesize with cdk-nag AwsSolutions on: an unacknowledged finding raises here."""
@@ -96,8 +109,8 @@ def variant_document(dev_document: dict[str, Any]) -> Callable[[Callable[[dict[s
 
 @pytest.fixture(scope="session")
 def dev(dev_document: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    return synthesize(config_from_document(dev_document, str(DEV_CONFIG)), tmp_path_factory.mktemp("dev"),
-                      events=SAMPLE_EVENTS)
+    return shared_synth("dev", lambda: synthesize(config_from_document(dev_document, str(DEV_CONFIG)),
+                                                  tmp_path_factory.mktemp("dev"), events=SAMPLE_EVENTS))
 
 
 EXISTING_QUEUE_KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1111aaaa-22bb-33cc-44dd-555555eeeeee"
@@ -128,9 +141,9 @@ def _provisioned_edit(doc: dict[str, Any]) -> None:
 @pytest.fixture(scope="session")
 def provisioned(variant_document: Any, tmp_path_factory: pytest.TempPathFactory) -> Synth:
     """Provisioned pollers + retries, an existing queue by ARN, a FIFO topic, a direct-send producer."""
-    return synthesize(config_from_document(variant_document(_provisioned_edit), "provisioned"),
-                      tmp_path_factory.mktemp("provisioned"), events=SAMPLE_EVENTS,
-                      create_test_event_registry=True)
+    return shared_synth("provisioned", lambda: synthesize(
+        config_from_document(variant_document(_provisioned_edit), "provisioned"),
+        tmp_path_factory.mktemp("provisioned"), events=SAMPLE_EVENTS, create_test_event_registry=True))
 
 
 SELF_MANAGED_SOURCE: dict[str, Any] = {
@@ -147,7 +160,8 @@ SELF_MANAGED_SOURCE: dict[str, Any] = {
 def self_managed(variant_document: Any, tmp_path_factory: pytest.TempPathFactory) -> Synth:
     """Self-managed Kafka with SASL/SCRAM in a VPC; no events, so no console test events."""
     doc = variant_document(lambda d: d.update(source=copy.deepcopy(SELF_MANAGED_SOURCE)))
-    return synthesize(config_from_document(doc, "self-managed"), tmp_path_factory.mktemp("self-managed"))
+    return shared_synth("self_managed", lambda: synthesize(config_from_document(doc, "self-managed"),
+                                                           tmp_path_factory.mktemp("self-managed")))
 
 
 @pytest.fixture(params=["dev", "provisioned", "self_managed"])

@@ -1,0 +1,79 @@
+"""The security tier: every attack on the trust model, with the outcome a user relies on.
+
+Each test carries `@pytest.mark.attack(name, outcome=..., how=...)`; at the end of the session the
+tier prints the table `attack | outcome | how checked` with each test's result (`pytest
+tests/security -s`). The synthesized stacks are the infra tier's (one synth per variant per session).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import (  # noqa: F401 - fixtures shared with the infra tier
+    dev,
+    dev_document,
+    every_variant,
+    provisioned,
+    self_managed,
+    variant_document,
+)
+
+OUTCOMES = ("refused at synth", "parked", "denied by policy", "not delivered")
+
+
+@dataclass
+class AttackRow:
+    attack: str
+    outcome: str
+    how: str
+    result: str = "not run"
+
+
+_ROWS: dict[str, AttackRow] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "attack(name, outcome, how): an attack on the trust model and how "
+                                       "the test checks its outcome (printed by the security tier)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Generator[None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("attack")
+    if marker is None or report.when not in ("setup", "call"):
+        return
+    kind = marker.kwargs["outcome"]
+    assert kind.split(":")[0] in OUTCOMES, f"{item.nodeid}: outcome {kind!r} is not one of {OUTCOMES}"
+    callspec = getattr(item, "callspec", None)
+    name = f"{marker.args[0]} [{callspec.id}]" if callspec is not None else marker.args[0]
+    row = _ROWS.setdefault(item.nodeid, AttackRow(name, kind, marker.kwargs["how"]))
+    if report.failed:
+        row.result = "FAILED"
+    elif report.when == "call" and row.result != "FAILED":
+        row.result = "held"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _ROWS:
+        return
+    rows = list(_ROWS.values())
+    widths = [max(len(h), *(len(getattr(r, f)) for r in rows)) for h, f in
+              (("attack", "attack"), ("outcome", "outcome"), ("how checked", "how"), ("result", "result"))]
+    write = terminalreporter.write_line
+    write("")
+    write("Security tier: attacks on the trust model")
+    header = ("attack", "outcome", "how checked", "result")
+    write(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    write("-|-".join("-" * w for w in widths))
+    for r in rows:
+        write(" | ".join(v.ljust(w) for v, w in zip((r.attack, r.outcome, r.how, r.result), widths, strict=True)))
+    held = sum(r.result == "held" for r in rows)
+    by_outcome = {o: sum(r.outcome.split(":")[0] == o for r in rows) for o in OUTCOMES}
+    write(f"{held} of {len(rows)} attacks held ("
+          + ", ".join(f"{n} {o}" for o, n in by_outcome.items() if n) + ")")
