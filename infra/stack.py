@@ -12,11 +12,13 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config_document import ConfigDocument
+from infra.constructs.alarms import BridgeAlarms
 from infra.constructs.audit import AuditFanout
 from infra.constructs.bridge_function import BridgeFunction, stage_function_package
 from infra.constructs.destinations import Destinations
 from infra.constructs.failure_storage import FailureStorage
 from infra.constructs.kafka_source import KafkaEventSources
+from infra.constructs.log_queries import SavedLogQueries
 from infra.constructs.messaging import SecureMessaging
 from infra.constructs.producers import ProducerAccess
 from infra.constructs.test_events import ConsoleTestEvents, load_test_events
@@ -85,8 +87,11 @@ class BridgeStack(Stack):
             producer_role_arns={name: role.role_arn for name, role in producers.roles.items()})
         SecureMessaging.restrict_senders(storage.bridge_dlq, principal_arns=[bridge.role.role_arn], topic_arns=[])
         SecureMessaging.restrict_publishers(audit.topic, principal_arns=[bridge.role.role_arn])
-        KafkaEventSources(self, "KafkaSource", config=config, function=bridge.function,
-                          failure_bucket=storage.parking_bucket)
+        source = KafkaEventSources(self, "KafkaSource", config=config, function=bridge.function,
+                                   failure_bucket=storage.parking_bucket)
+        alarms = BridgeAlarms(self, "Alarms", config=config, function=bridge.function, mappings=source.mappings,
+                              service_name=bridge.service_name, metrics_namespace=bridge.metrics_namespace)
+        SavedLogQueries(self, "LogQueries", config=config, log_group=bridge.log_group)
 
         events = load_test_events(options.events_dir) if options.test_events else {}
         if events:
@@ -100,6 +105,7 @@ class BridgeStack(Stack):
         CfnOutput(self, "ParkingBucketName", value=storage.parking_bucket.bucket_name,
                   description="Parking bucket (oversized parked records, failed batches)")
         CfnOutput(self, "FunctionName", value=bridge.function.function_name, description="Bridge function")
+        CfnOutput(self, "AlarmTopicArn", value=alarms.topic.topic_arn, description="Topic the alarms notify")
         for name, role in producers.roles.items():
             CfnOutput(self, f"ProducerRoleArn-{name}", value=role.role_arn,
                       description=f"Role producer {name} assumes")

@@ -25,7 +25,6 @@ from infra.nag import acknowledge
 HANDLER = "bridge.handler.lambda_handler"
 CONFIG_FILE_NAME = "bridge_config.json"
 POWERTOOLS_LAYER = "arn:aws:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-arm64:{version}"
-POWERTOOLS_SERVICE_NAME = "kafka-bridge"
 POWERTOOLS_METRICS_NAMESPACE = "KafkaBridge"
 # Where the event-source mapping writes failed batches in an S3 on-failure destination.
 ESM_FAILURE_PREFIX = "aws/lambda/*"
@@ -66,6 +65,10 @@ class BridgeFunction(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         super().__init__(scope, construct_id)
+        # The service name is the bridge's name: it is the `service` dimension of every metric the handler
+        # emits, so two bridges in one account and Region keep their metrics (and alarms) apart.
+        self.service_name = config.name
+        self.metrics_namespace = POWERTOOLS_METRICS_NAMESPACE
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention)
         statements = [
             *self._delivery_statements(send_to, publish_to, encryption_keys, config),
@@ -113,7 +116,7 @@ class BridgeFunction(Construct):
                 "BRIDGE_ACCOUNT_ID": Aws.ACCOUNT_ID,
                 "BRIDGE_PARTITION": Aws.PARTITION,
                 "BRIDGE_PARKING_BUCKET": parking_bucket.bucket_name,
-                "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
+                "POWERTOOLS_SERVICE_NAME": self.service_name,
                 "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
             },
         )

@@ -17,6 +17,8 @@ _AUTH = {
     "sasl_scram_512": sources.AuthenticationMethod.SASL_SCRAM_512_AUTH,
     "mtls": sources.AuthenticationMethod.CLIENT_CERTIFICATE_TLS_AUTH,
 }
+# Every metric group a Kafka mapping can publish (botocore lambda EventSourceMappingMetricList: at most 3).
+ESM_METRICS = (lambda_.MetricType.EVENT_COUNT, lambda_.MetricType.ERROR_COUNT, lambda_.MetricType.KAFKA_METRICS)
 _SOURCE_ACCESS_TYPE = {
     "sasl_scram_256": "SASL_SCRAM_256_AUTH",
     "sasl_scram_512": "SASL_SCRAM_512_AUTH",
@@ -63,6 +65,9 @@ def _common_props(src: Source, topic: str, failure_bucket: s3.IBucket) -> dict[s
         "starting_position": lambda_.StartingPosition[src.starting_position],
         # S3 keeps the failed records themselves; SQS/SNS on-failure destinations get metadata only
         "on_failure": sources.S3OnFailureDestination(failure_bucket),
+        # the mapping's own metrics (polled, filtered, invoked, failed events; Kafka consumer metrics):
+        # what the dashboard shows beside the function's, and what the runbook reads when lag grows
+        "metrics_config": lambda_.MetricsConfig(metrics=list(ESM_METRICS)),
     }
     if src.starting_position_timestamp is not None:
         props["starting_position_timestamp"] = src.starting_position_timestamp

@@ -276,6 +276,30 @@ class BridgeSettings:
     audit_max_correlation_ids: int = 100
 
 
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_SNS_TOPIC_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Alarms:
+    """CloudWatch alarms of the stack (infra/constructs/alarms.py; docs/runbook.md says what each means).
+
+    Notifications go to `topic_arn` (an existing topic) or to a topic the stack creates, which `email`
+    addresses subscribe to. Thresholds count per 5-minute period unless their name says otherwise.
+    """
+
+    enabled: bool = True
+    topic_arn: str | None = None
+    email: tuple[str, ...] = ()
+    offset_lag: int = 10_000  # records behind, per mapping, for 3 periods in a row
+    bridge_dlq_max_age_seconds: int = 3_600  # oldest parked record not yet redriven
+    audit_queue_max_age_seconds: int = 1_800  # oldest audit event nobody consumed
+    duration_percent_of_timeout: int = 80  # slowest invocation, as a share of the function timeout
+    parked_records: int = 1  # records parked for one reason
+    function_errors: int = 1
+    throttles: int = 1
+
+
 @dataclass(frozen=True, slots=True)
 class BridgeConfig:
     name: str
@@ -289,6 +313,7 @@ class BridgeConfig:
     # that differ between stages (console test events, checkpoints, retention) read `production`.
     environment: str = "dev"
     production: bool = False
+    alarms: Alarms = field(default_factory=Alarms)
 
     # names of the bridge's own resources, shared by the CDK stack and the local stack
     @property
@@ -376,7 +401,7 @@ def _parse(data: Any, source: str) -> BridgeConfig:
     if not isinstance(data, Mapping):
         raise ConfigError(["the document must be a mapping with name, source, destinations, routes"], source)
     _unknown(pb, "", data, {"name", "environment", "production", "source", "producers", "destinations", "routes",
-                            "unmatched", "settings"})
+                            "unmatched", "settings", "alarms"})
 
     name = data.get("name")
     if not isinstance(name, str) or not _NAME_RE.match(name):
@@ -394,13 +419,14 @@ def _parse(data: Any, source: str) -> BridgeConfig:
     routes = _parse_list(pb, "routes", data.get("routes"), _parse_route, required=True)
     unmatched = _parse_unmatched(pb, data.get("unmatched", {"action": "park"}))
     settings = _parse_settings(pb, data.get("settings", {}))
+    alarms = _parse_alarms(pb, data.get("alarms", {}))
 
     _cross_check(pb, name, src, producers, destinations, routes, unmatched, settings)
     if pb.items:
         raise ConfigError(pb.items, source)
     assert src is not None
     return BridgeConfig(name, src, tuple(producers), tuple(destinations), tuple(routes), unmatched, settings,
-                        environment, production)
+                        environment, production, alarms)
 
 
 def _unknown(pb: _Problems, path: str, data: Mapping[str, Any], allowed: set[str]) -> None:
@@ -850,6 +876,34 @@ def _parse_settings(pb: _Problems, raw: Any) -> BridgeSettings:
         _int(pb, "settings.timeout_seconds", raw.get("timeout_seconds"), d.timeout_seconds, 10, 900),
         _int(pb, "settings.audit_max_correlation_ids", raw.get("audit_max_correlation_ids"),
              d.audit_max_correlation_ids, 0, 1000),
+    )
+
+
+def _parse_alarms(pb: _Problems, raw: Any) -> Alarms:
+    if not isinstance(raw, Mapping):
+        pb.add("alarms", "must be a mapping. Fix: {email: [ops@example.com]} or {topic_arn: arn:aws:sns:...}")
+        return Alarms()
+    d = Alarms()
+    _unknown(pb, "alarms", raw, set(Alarms.__dataclass_fields__))
+    topic_arn = _str(pb, "alarms.topic_arn", raw.get("topic_arn"), required=False, pattern=_SNS_TOPIC_ARN_RE,
+                     hint="an existing SNS topic ARN, arn:aws:sns:<region>:<account>:<name>, or remove it to let "
+                          "the stack create one")
+    email = _str_list(pb, "alarms.email", raw.get("email"), _EMAIL_RE, "e-mail addresses, e.g. ops@example.com")
+    if topic_arn and email:
+        pb.add("alarms.email", "subscribes to the alarm topic the stack creates, but alarms.topic_arn names an "
+                               "existing one. Fix: subscribe the addresses to that topic, or remove topic_arn")
+    return Alarms(
+        _bool(pb, "alarms.enabled", raw.get("enabled"), d.enabled), topic_arn, email,
+        _int(pb, "alarms.offset_lag", raw.get("offset_lag"), d.offset_lag, 1, 1_000_000_000),
+        _int(pb, "alarms.bridge_dlq_max_age_seconds", raw.get("bridge_dlq_max_age_seconds"),
+             d.bridge_dlq_max_age_seconds, 60, 1_209_600),
+        _int(pb, "alarms.audit_queue_max_age_seconds", raw.get("audit_queue_max_age_seconds"),
+             d.audit_queue_max_age_seconds, 60, 1_209_600),
+        _int(pb, "alarms.duration_percent_of_timeout", raw.get("duration_percent_of_timeout"),
+             d.duration_percent_of_timeout, 10, 100),
+        _int(pb, "alarms.parked_records", raw.get("parked_records"), d.parked_records, 1, 1_000_000),
+        _int(pb, "alarms.function_errors", raw.get("function_errors"), d.function_errors, 1, 1_000_000),
+        _int(pb, "alarms.throttles", raw.get("throttles"), d.throttles, 1, 1_000_000),
     )
 
 

@@ -104,6 +104,7 @@ def _observe(report: BatchReport) -> None:
         logger.warning("record parked", extra={
             "reason": p.reason, "detail": p.detail, "record_id": p.record.record_id,
             "record_correlation_id": p.correlation_id, "destination": p.destination, "route": p.route,
+            "producer": p.producer,
         })
     if report.audit_error:
         # The records are delivered or parked already; only the audit trail missed this batch.

@@ -33,6 +33,9 @@ PARK_REASONS = (
     "untrusted_producer",
     "producer_not_allowed",
 )
+# Reasons that say a record's origin could not be trusted (a forged, unsigned or misattributed record):
+# they share one high-severity alarm, apart from the operational reasons.
+TRUST_PARK_REASONS = ("unsigned", "invalid_signature", "untrusted_producer", "producer_not_allowed")
 S3_KEY_DIGEST_CHARS = 12  # hex digits of the record digest in a parking-bucket key
 
 

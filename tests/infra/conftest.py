@@ -115,6 +115,8 @@ def dev(dev_document: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) 
 
 EXISTING_QUEUE_KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1111aaaa-22bb-33cc-44dd-555555eeeeee"
 KAFKA_SECRET_KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/6666ffff-77aa-88bb-99cc-000000dddddd"
+EXISTING_ALARM_TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:platform-oncall"
+ALARM_EMAIL = "kafka-oncall@example.com"
 
 
 def _provisioned_edit(doc: dict[str, Any]) -> None:
@@ -136,6 +138,8 @@ def _provisioned_edit(doc: dict[str, Any]) -> None:
     producers["inventory-service"]["direct_send_to"] = ["stock-alerts"]
     producers["payment-service"]["oidc"]["provider_arn"] = (
         "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com")
+    # alarms notify an existing on-call topic, with a tighter lag bound
+    doc["alarms"] = {"topic_arn": EXISTING_ALARM_TOPIC_ARN, "offset_lag": 500, "duration_percent_of_timeout": 90}
 
 
 @pytest.fixture(scope="session")
@@ -158,8 +162,10 @@ SELF_MANAGED_SOURCE: dict[str, Any] = {
 
 @pytest.fixture(scope="session")
 def self_managed(variant_document: Any, tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    """Self-managed Kafka with SASL/SCRAM in a VPC; no events, so no console test events."""
-    doc = variant_document(lambda d: d.update(source=copy.deepcopy(SELF_MANAGED_SOURCE)))
+    """Self-managed Kafka with SASL/SCRAM in a VPC; no events, so no console test events; alarms e-mail an
+    address, with notifications switched off."""
+    doc = variant_document(lambda d: d.update(source=copy.deepcopy(SELF_MANAGED_SOURCE),
+                                              alarms={"email": [ALARM_EMAIL], "enabled": False}))
     return shared_synth("self_managed", lambda: synthesize(config_from_document(doc, "self-managed"),
                                                            tmp_path_factory.mktemp("self-managed")))
 

@@ -303,3 +303,27 @@ def test_production_flag_overrides_the_name_default(doc: dict[str, Any]) -> None
 def test_invalid_environment_is_named_with_a_fix(doc: dict[str, Any], bad: str) -> None:
     doc["environment"] = bad
     assert any(p.startswith("environment:") and "Fix:" in p for p in problems_of(doc))
+
+
+def test_alarms_default_to_a_stack_topic_and_documented_thresholds(doc: dict[str, Any]) -> None:
+    doc.pop("alarms", None)
+    alarms = BridgeConfig.from_dict(doc).alarms
+    assert (alarms.enabled, alarms.topic_arn, alarms.email) == (True, None, ())
+    assert (alarms.offset_lag, alarms.bridge_dlq_max_age_seconds, alarms.duration_percent_of_timeout) == (
+        10_000, 3_600, 80)
+
+
+@pytest.mark.parametrize(("alarms", "field"), [
+    ({"topic_arn": "arn:aws:sns:us-east-1:123456789012:oncall", "email": ["a@example.com"]}, "alarms.email"),
+    ({"topic_arn": "arn:aws:sqs:us-east-1:123456789012:oncall"}, "alarms.topic_arn"),
+    ({"email": ["not-an-address"]}, "alarms.email[0]"),
+    ({"offset_lag": 0}, "alarms.offset_lag"),
+    ({"duration_percent_of_timeout": 120}, "alarms.duration_percent_of_timeout"),
+    ({"offset_lagg": 5}, "alarms.offset_lagg"),
+])
+def test_invalid_alarm_settings_name_the_field(doc: dict[str, Any], alarms: dict[str, Any], field: str) -> None:
+    doc["alarms"] = alarms
+    problems = problems_of(doc)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{field}:"), problems
+    assert "Fix:" in problems[0]
