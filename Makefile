@@ -45,7 +45,10 @@ test-e2e: $(VENV)/.installed
 test: lint install
 	$(PYTEST) tests/unit tests/infra tests/security tests/integration tests/e2e tests/faults -q
 
+# The benchmark suite (about 5 min, not part of `make test`): writes benchmarks/RESULTS.md.
+# `make bench ARGS=--quick` for a one-round smoke run; then the byte-packing benchmark.
 bench: $(VENV)/.installed
+	$(PY) benchmarks/suite.py $(ARGS)
 	$(PY) benchmarks/bench_delivery.py
 
 synth: install

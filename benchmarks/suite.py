@@ -1,0 +1,617 @@
+"""The bridge's benchmark suite (`make bench`): the bridge against the usual ways of doing its job.
+
+Every figure is measured side by side with a baseline in the same run, rounds interleaved (the
+machine is shared, so only same-round ratios mean much), and reported as median [min-max].
+
+Sections:
+  delivery    throughput, requests per message and client CPU per message through a real boto3
+              client over real HTTP to a loopback SQS/SNS endpoint (benchmarks/endpoint.py, its own
+              process) answering after 0 ms or 10 ms; standard SQS, SNS, FIFO with many keys, FIFO
+              with one hot key. Variants: the bridge (`Bridge.handle`), a naive handler (one
+              SendMessage/Publish per record), a same-shape batch loop (same body and attributes,
+              batches of 10, sequential), a bare batch loop (body only) sequential and on 8 threads.
+  own_cpu     CPU per record with AWS stubbed (in-memory senders): the bridge, its decoding alone,
+              Powertools' KafkaEvent iteration, and the decode floor (base64 key/value + headers).
+  cold_start  fresh processes, Lambda-like environment, by phase: import, build, first 1-record
+              invocation; against a process that imports boto3, creates one client and sends once.
+  memory      peak Python allocations above baseline (tracemalloc) for large events, in fresh
+              processes, as a multiple of the raw event: parsing alone, naive, the bridge.
+
+Run: `make bench` (3 rounds, writes benchmarks/RESULTS.md), `make bench ARGS=--quick` for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gc
+import hashlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ACCOUNT, REGION = "123456789012", "us-east-1"
+THREADS = 8  # the bridge's default max_concurrency; the concurrent baseline uses as many
+VALUE_BYTES = 1024
+
+# Dummy credentials and no metadata probing: nothing here may reach AWS.
+for _k, _v in {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": REGION,
+               "AWS_EC2_METADATA_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "Bench",
+               "POWERTOOLS_SERVICE_NAME": "bench"}.items():
+    os.environ.setdefault(_k, _v)
+
+
+# --- workloads -------------------------------------------------------------------------------------
+
+def kafka_event(count: int, *, keys: int = 500, value_bytes: int = VALUE_BYTES, partitions: int = 3,
+                topic: str = "orders") -> dict[str, Any]:
+    """An MSK event of `count` records: JSON values of about `value_bytes`, a key out of `keys`,
+    two headers (correlation-id, tenant). keys=1 is the hot-key case (one key, one partition)."""
+    pad = "x" * max(0, value_bytes - 60)
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    offsets = [0] * partitions
+    for i in range(count):
+        key = f"customer-{i % keys}"
+        p = (i % keys) % partitions
+        value = json.dumps({"order": i, "customer": key, "pad": pad}).encode()
+        grouped.setdefault(f"{topic}-{p}", []).append({
+            "topic": topic, "partition": p, "offset": offsets[p], "timestamp": 1767225600000,
+            "timestampType": "CREATE_TIME", "key": base64.b64encode(key.encode()).decode(),
+            "value": base64.b64encode(value).decode(),
+            "headers": [{"correlation-id": list(f"cid-{i:08d}".encode())}, {"tenant": list(b"acme")}],
+        })
+        offsets[p] += 1
+    return {"eventSource": "aws:kafka", "eventSourceArn": f"arn:aws:kafka:{REGION}:{ACCOUNT}:cluster/c/u-1",
+            "bootstrapServers": "b-1:9098", "records": grouped}
+
+
+def records_of(event: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for rs in event["records"].values() for r in rs]
+
+
+def bench_config(kind: str) -> dict[str, Any]:
+    """The config document for a scenario: one destination `out`, every record routed to it."""
+    dest: dict[str, Any] = {"name": "out", "type": "sns" if kind == "sns" else "sqs", "header_attributes": ["tenant"]}
+    if kind.startswith("fifo"):
+        dest.update(fifo=True, group_id="static:hot" if kind == "fifo-hot" else "key")
+    return {
+        "name": "bench",
+        "source": {"kind": "msk", "cluster_arn": f"arn:aws:kafka:{REGION}:{ACCOUNT}:cluster/c/u-1",
+                   "topics": ["orders"], "consumer_group_id": "bench"},
+        "destinations": [dest],
+        "routes": [{"name": "all", "match": {"topic": "orders"}, "to": ["out"]}],
+    }
+
+
+# --- baselines: what a hand-written handler does ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Dest:
+    kind: str  # sqs | sns | fifo | fifo-hot
+    address: str
+
+    @property
+    def sns(self) -> bool:
+        return self.kind == "sns"
+
+    @property
+    def fifo(self) -> bool:
+        return self.kind.startswith("fifo")
+
+
+def _decoded(r: dict[str, Any]) -> tuple[str, str, dict[str, bytes]]:
+    headers = {n: bytes(b & 0xFF for b in v) for h in r["headers"] for n, v in h.items()}
+    return base64.b64decode(r["key"]).decode(), base64.b64decode(r["value"]).decode(), headers
+
+
+def _entry(i: int, r: dict[str, Any], dest: Dest, shaped: bool) -> dict[str, Any]:
+    key, body, headers = _decoded(r)
+    entry: dict[str, Any] = {"Id": str(i), "Message" if dest.sns else "MessageBody": body}
+    if shaped:  # the bridge's attributes: correlation id, record id, the configured header
+        entry["MessageAttributes"] = {
+            "correlation-id": {"DataType": "String", "StringValue": headers["correlation-id"].decode()},
+            "record-id": {"DataType": "String", "StringValue": f"{r['topic']}-{r['partition']}-{r['offset']}"},
+            "tenant": {"DataType": "String", "StringValue": headers["tenant"].decode()},
+        }
+    if dest.fifo:
+        entry["MessageGroupId"] = "hot" if dest.kind == "fifo-hot" else key
+        entry["MessageDeduplicationId"] = hashlib.sha256(
+            f"{r['topic']}\0{r['partition']}\0{r['offset']}\0out".encode()).hexdigest()
+    return entry
+
+
+def _send_batch(client: Any, dest: Dest, entries: list[dict[str, Any]]) -> None:
+    if dest.sns:
+        client.publish_batch(TopicArn=dest.address, PublishBatchRequestEntries=entries)
+    else:
+        client.send_message_batch(QueueUrl=dest.address, Entries=entries)
+
+
+def naive(event: dict[str, Any], client: Any, dest: Dest) -> None:
+    """A typical handler: decode a record, one SendMessage / Publish with its attributes, next."""
+    for r in records_of(event):
+        e = _entry(0, r, dest, shaped=True)
+        del e["Id"]
+        if dest.sns:
+            client.publish(TopicArn=dest.address, **e)
+        else:
+            client.send_message(QueueUrl=dest.address, **e)
+
+
+def batch_loop(event: dict[str, Any], client: Any, dest: Dest, *, shaped: bool = True, threads: int = 1) -> None:
+    """Batches of 10 in record order; `shaped`: the bridge's attributes, else the body only."""
+    rs = records_of(event)
+    chunks = [rs[i:i + 10] for i in range(0, len(rs), 10)]
+
+    def send(chunk: list[dict[str, Any]]) -> None:
+        _send_batch(client, dest, [_entry(j, r, dest, shaped) for j, r in enumerate(chunk)])
+    if threads == 1:
+        for chunk in chunks:
+            send(chunk)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(send, chunks))
+
+
+# --- the endpoint ----------------------------------------------------------------------------------
+
+class Endpoint:
+    """benchmarks/endpoint.py in its own process."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(HERE / "endpoint.py")], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def control(self, delay_ms: float | None = None) -> dict[str, Any]:
+        doc = {} if delay_ms is None else {"delay_ms": delay_ms}
+        req = urllib.request.Request(self.url + "/__control", json.dumps(doc).encode(), method="POST")  # noqa: S310
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - our own loopback server
+            out: dict[str, Any] = json.loads(resp.read())
+            return out
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def client_for(service: str, endpoint_url: str) -> Any:
+    """A client like the bridge's: no botocore retries (the baselines never need them here)."""
+    import boto3  # noqa: PLC0415
+    from botocore.config import Config  # noqa: PLC0415
+    return boto3.client(service, region_name=REGION, endpoint_url=endpoint_url,  # type: ignore[call-overload]
+                        config=Config(retries={"mode": "standard", "max_attempts": 1}, max_pool_connections=16))
+
+
+# --- measurements ----------------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    wall: float
+    cpu: float
+    messages: int
+    requests: int = 0
+    entries: int = 0
+    in_flight: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.wall
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu / self.messages * 1e6
+
+
+@dataclass
+class Results:
+    runs: dict[str, list[Run]] = field(default_factory=dict)  # "section|scenario|variant" -> one per round
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, key: str, run: Run) -> None:
+        self.runs.setdefault(key, []).append(run)
+
+    def value(self, key: str, v: float) -> None:
+        self.values.setdefault(key, []).append(v)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, float]:
+    gc.collect()
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - w0, time.process_time() - c0
+
+
+def _bridge(kind: str, endpoint_url: str | None, **ports: Any) -> Any:
+    from bridge.config import BridgeConfig  # noqa: PLC0415
+    from bridge.service import Bridge  # noqa: PLC0415
+    from bridge.settings import Settings  # noqa: PLC0415
+    settings = Settings(config_path=ROOT / "config" / "dev.yaml", account_id=ACCOUNT, region=REGION,
+                        parking_bucket="bench-parking", endpoint_url=endpoint_url)
+    return Bridge(BridgeConfig.from_dict(bench_config(kind)), settings, **ports)
+
+
+def _address(kind: str) -> str:
+    if kind == "sns":
+        return f"arn:aws:sns:{REGION}:{ACCOUNT}:bench-out"
+    return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/bench-out" + (".fifo" if kind.startswith("fifo") else "")
+
+
+# scenario -> (records at 0 ms, records at 10 ms); hot-key and naive runs are request-bound, so smaller
+SIZES = {"sqs": (10_000, 10_000), "sns": (10_000, 10_000), "fifo": (10_000, 5_000), "fifo-hot": (2_000, 1_000)}
+NAIVE_SIZES = (1_000, 200)
+
+
+def delivery_round(res: Results, ep: Endpoint, rnd: int, scale: float) -> None:
+    """One round of every delivery scenario and variant; variant order rotates with the round."""
+    for delay in (0, 10):
+        ep.control(delay)
+        for kind in ("sqs", "sns", "fifo", "fifo-hot"):
+            n = max(50, int(SIZES[kind][delay > 0] * scale))
+            n_naive = max(20, int(NAIVE_SIZES[delay > 0] * scale))
+            event = kafka_event(n, keys=1 if kind == "fifo-hot" else 500,
+                                partitions=1 if kind == "fifo-hot" else 3)
+            small = kafka_event(n_naive, keys=1 if kind == "fifo-hot" else 500,
+                                partitions=1 if kind == "fifo-hot" else 3)
+            dest = Dest(kind, _address(kind))
+            service = "sns" if kind == "sns" else "sqs"
+            client = client_for(service, ep.url)
+            bridge = _bridge(kind, ep.url)
+            warm = kafka_event(20)
+            bridge.handle(warm)
+            batch_loop(warm, client, dest)
+            variants: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], Any]]] = [
+                ("bridge", event, bridge.handle),
+                ("naive", small, partial(naive, client=client, dest=dest)),
+                ("bare-8-threads", event, partial(batch_loop, client=client, dest=dest, shaped=False,
+                                                  threads=THREADS)),
+            ]
+            if delay == 0 or kind == "fifo-hot":  # sequential loops at 10 ms only where they are the reference
+                variants += [("same-shape-loop", event, partial(batch_loop, client=client, dest=dest)),
+                             ("bare-loop", event, partial(batch_loop, client=client, dest=dest, shaped=False))]
+            shift = rnd % len(variants)
+            for name, ev, fn in variants[shift:] + variants[:shift]:
+                ep.control()
+                wall, cpu = timed(lambda fn=fn, ev=ev: fn(ev))  # type: ignore[misc]
+                stats = ep.control()
+                messages = len(records_of(ev))
+                audit = 1 if name == "bridge" else 0  # the bridge's audit event is one more request
+                res.add(f"delivery|{kind}|{delay}|{name}", Run(
+                    wall, cpu, messages, stats["requests"] - audit, stats["entries"] - audit,
+                    stats["busy_s"] / wall))
+                if stats["entries"] - audit != messages:
+                    raise SystemExit(f"{kind} {delay} ms {name}: {stats['entries'] - audit} entries for "
+                                     f"{messages} records")
+            print(f"  round {rnd + 1}: delivery {kind} at {delay} ms done", flush=True)
+
+
+class NullSender:
+    """AWS stubbed: every entry accepted at no cost."""
+
+    def send_batch(self, target: Any, messages: Sequence[Any]) -> Any:
+        from bridge.delivery import BatchOutcome  # noqa: PLC0415
+        return BatchOutcome()
+
+
+class NoStore:
+    def put(self, key: str, body: bytes) -> str:
+        raise AssertionError("nothing is parked in the benchmark")
+
+
+class NoKeys:
+    def keys_for(self, producer: str) -> tuple[bytes, ...]:
+        raise AssertionError("no producer signs in the benchmark")
+
+
+def decode_floor(event: dict[str, Any]) -> None:
+    """The least any handler does per record: base64 key and value, the value as text, header byte
+    lists to bytes."""
+    b64 = base64.b64decode
+    for rs in event["records"].values():
+        for r in rs:
+            b64(r["key"])
+            b64(r["value"]).decode()
+            for h in r["headers"]:
+                for v in h.values():
+                    bytes(b & 0xFF for b in v)
+
+
+def powertools_iteration(event: dict[str, Any]) -> None:
+    """Powertools' KafkaEvent data class: decoded key, value and headers of every record."""
+    from aws_lambda_powertools.utilities.data_classes import KafkaEvent  # noqa: PLC0415
+    for r in KafkaEvent(event).records:
+        r.decoded_key  # noqa: B018 - the property decodes
+        r.decoded_value  # noqa: B018
+        r.decoded_headers  # noqa: B018
+
+
+def own_cpu_round(res: Results, rnd: int, scale: float) -> None:
+    from bridge.records import decode_event  # noqa: PLC0415
+    n = max(100, int(10_000 * scale))
+    event = kafka_event(n)
+    bridge = _bridge("sqs", None, sqs=NullSender(), sns=NullSender(), parking_store=NoStore(),
+                     signing_keys=NoKeys())
+    bridge.handle(kafka_event(20))
+    powertools_iteration(kafka_event(20))
+    variants: list[tuple[str, Callable[[], Any]]] = [
+        ("bridge", lambda: bridge.handle(event)), ("bridge-decode", lambda: decode_event(event)),
+        ("powertools", lambda: powertools_iteration(event)), ("floor", lambda: decode_floor(event))]
+    shift = rnd % len(variants)
+    for name, fn in variants[shift:] + variants[:shift]:
+        _, cpu = timed(fn)
+        res.add(f"own_cpu|{name}", Run(cpu, cpu, n))
+    print(f"  round {rnd + 1}: own CPU done", flush=True)
+
+
+# --- cold start and memory: fresh processes --------------------------------------------------------
+
+def _lambda_env(endpoint_url: str, config_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "AWS_LAMBDA_FUNCTION_NAME": "bench-bridge", "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512", "AWS_REGION": REGION, "AWS_ENDPOINT_URL": endpoint_url,
+        "BRIDGE_ACCOUNT_ID": ACCOUNT, "BRIDGE_PARKING_BUCKET": "bench-parking",
+        "BRIDGE_CONFIG_PATH": str(config_path),
+        # The stack turns active tracing on, so the Tracer is live as in Lambda; its UDP segments to the
+        # (absent) daemon on loopback go nowhere.
+        "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000", "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR",
+        "PYTHONPATH": str(ROOT / "lambdas"), "PYTHONDONTWRITEBYTECODE": "1",
+    })
+    return env
+
+
+def cold_start_round(res: Results, ep: Endpoint, rnd: int, config_path: Path) -> None:
+    ep.control(0)
+    env = _lambda_env(ep.url, config_path)
+    variants = ["bridge", "reference", "naive"]
+    shift = rnd % len(variants)
+    for name in variants[shift:] + variants[:shift]:
+        w0 = time.perf_counter()
+        out = subprocess.run([sys.executable, str(HERE / "child.py"), "cold", name], env=env, check=True,
+                             capture_output=True, text=True).stdout
+        total = time.perf_counter() - w0
+        phases = json.loads(out.strip().splitlines()[-1])
+        for phase, seconds in phases.items():
+            res.value(f"cold|{name}|{phase}", seconds)
+        res.value(f"cold|{name}|process", total)
+    out = subprocess.run([sys.executable, str(HERE / "child.py"), "cold", "imports"], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    for what, seconds in json.loads(out.strip().splitlines()[-1]).items():
+        res.value(f"cold|imports|{what}", seconds)
+    print(f"  round {rnd + 1}: cold start done", flush=True)
+
+
+MEMORY_EVENTS = {  # name -> (records, value bytes): many small records, and a few large ones
+    "4.7 MB, 10,000 records": (10_000, 155),
+    "6 MB, 6 records": (6, 750_000),
+}
+
+
+def memory_round(res: Results, rnd: int, files: dict[str, Path]) -> None:
+    env = _lambda_env("http://127.0.0.1:9", files["config"])  # no call leaves the process (stubbed)
+    for title, path in files.items():
+        if title == "config":
+            continue
+        size = path.stat().st_size
+        variants = ["parse", "naive", "bridge"]
+        shift = rnd % len(variants)
+        for name in variants[shift:] + variants[:shift]:
+            out = subprocess.run([sys.executable, str(HERE / "child.py"), "memory", name, str(path)], env=env,
+                                 check=True, capture_output=True, text=True).stdout
+            peak = json.loads(out.strip().splitlines()[-1])["peak_bytes"]
+            res.value(f"memory|{title}|{name}", peak / size)
+    print(f"  round {rnd + 1}: memory done", flush=True)
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+def med(xs: Sequence[float]) -> float:
+    return statistics.median(xs)
+
+
+def fmt(xs: Sequence[float], digits: int = 2) -> str:
+    if not xs:
+        return "-"
+    m = med(xs)
+    if len(xs) == 1:
+        return f"{m:,.{digits}f}"
+    return f"{m:,.{digits}f} [{min(xs):,.{digits}f}-{max(xs):,.{digits}f}]"
+
+
+def ratios(a: Sequence[Run] | Sequence[float], b: Sequence[Run] | Sequence[float],
+           metric: Callable[[Any], float] = lambda x: x) -> list[float]:
+    """Same-round ratios a/b (the rounds are interleaved, so these are the meaningful ones)."""
+    return [metric(x) / metric(y) for x, y in zip(a, b, strict=False) if metric(y)]
+
+
+def report(res: Results, args: argparse.Namespace, started: datetime, load: tuple[str, str]) -> str:
+    R, V = res.runs, res.values
+    lines: list[str] = []
+    goals: list[tuple[str, str, str, str, str]] = []  # what, bridge, reference, ratio, goal (met?)
+
+    def goal(what: str, bridge: str, ref: str, rs: list[float], target: str, ok: bool | None) -> None:
+        mark = "" if ok is None else (" **met**" if ok else " not met")
+        goals.append((what, bridge, ref, fmt(rs), target + mark))
+
+    if "own_cpu|bridge" in R:
+        b, f = R["own_cpu|bridge"], R["own_cpu|floor"]
+        rs = ratios(b, f, lambda r: r.cpu_us)
+        goal("own CPU per record, AWS stubbed, vs decode floor", fmt([r.cpu_us for r in b], 1) + " µs",
+             fmt([r.cpu_us for r in f], 1) + " µs (floor)", rs, "≤ 1.5×", med(rs) <= 1.5)
+    if "delivery|sqs|0|bridge" in R:
+        b, s = R["delivery|sqs|0|bridge"], R["delivery|sqs|0|same-shape-loop"]
+        rs = ratios(b, s, lambda r: r.cpu_us)
+        goal("client CPU per message, standard SQS, vs same-shape loop", fmt([r.cpu_us for r in b], 1) + " µs",
+             fmt([r.cpu_us for r in s], 1) + " µs", rs, "≤ 1.1×", med(rs) <= 1.1)
+        for kind in ("sqs", "sns"):
+            b, c = R[f"delivery|{kind}|10|bridge"], R[f"delivery|{kind}|10|bare-8-threads"]
+            rs = ratios(b, c, lambda r: r.rate)
+            goal(f"throughput at 10 ms, {kind.upper()} standard, vs bare 8-thread loop",
+                 fmt([r.rate for r in b], 0) + " msg/s", fmt([r.rate for r in c], 0) + " msg/s", rs, "≥ 0.9×",
+                 med(rs) >= 0.9)
+        b, z = R["delivery|fifo|10|bridge"], R["delivery|fifo|0|bridge"]
+        rs = ratios(b, z, lambda r: r.rate)
+        goal("FIFO many keys at 10 ms vs its own 0 ms figure", fmt([r.rate for r in b], 0) + " msg/s",
+             fmt([r.rate for r in z], 0) + " msg/s", rs, "≥ 0.8×", med(rs) >= 0.8)
+        b, s = R["delivery|sqs|0|bridge"], R["delivery|sqs|0|bare-loop"]
+        rs = ratios(b, s, lambda r: r.rate)
+        goal("throughput at 0 ms, standard SQS, vs bare sequential loop (ceiling)",
+             fmt([r.rate for r in b], 0) + " msg/s", fmt([r.rate for r in s], 0) + " msg/s", rs, "≥ 0.9×",
+             med(rs) >= 0.9)
+        for delay in (0, 10):
+            b, s = R[f"delivery|fifo-hot|{delay}|bridge"], R[f"delivery|fifo-hot|{delay}|same-shape-loop"]
+            rpm = [r.requests / r.messages for r in b]
+            goal(f"FIFO one hot key at {delay} ms: requests per message (msg/s vs same-shape loop)",
+                 f"{fmt(rpm, 3)} req/msg; {fmt([r.rate for r in b], 0)} msg/s",
+                 f"{fmt([r.requests / r.messages for r in s], 3)} req/msg; {fmt([r.rate for r in s], 0)} msg/s",
+                 ratios(b, s, lambda r: r.rate), "≤ 0.11 req/msg", med(rpm) <= 0.11)
+    if "cold|bridge|total" in V:
+        b, r = V["cold|bridge|total"], V["cold|reference|total"]
+        rs = ratios(b, r)
+        goal("cold start (import + build + first invocation), vs boto3 import + client + one send",
+             fmt([x * 1000 for x in b], 0) + " ms", fmt([x * 1000 for x in r], 0) + " ms", rs, "≤ 1.3×",
+             med(rs) <= 1.3)
+    for title in MEMORY_EVENTS:
+        if f"memory|{title}|bridge" in V:
+            b = V[f"memory|{title}|bridge"]
+            goal(f"peak memory above baseline, {title} event", fmt(b) + "× event",
+                 f"parse {fmt(V[f'memory|{title}|parse'])}×, naive {fmt(V[f'memory|{title}|naive'])}×",
+                 b, "≤ 4.5×", med(b) <= 4.5)
+
+    import boto3  # noqa: PLC0415
+    import botocore  # noqa: PLC0415
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
+    mem = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/meminfo").read_text().splitlines()
+                if ln.startswith("MemTotal")), "?") if Path("/proc/meminfo").exists() else "?"
+    lines += [
+        "# Benchmark results",
+        "",
+        f"`{args.command}`, {args.rounds} interleaved round(s), started {started:%Y-%m-%d %H:%M} UTC, "
+        f"took {(datetime.now(UTC) - started).total_seconds() / 60:.1f} min.",
+        f"Machine: {cpu}, {os.cpu_count()} cores, {mem} memory, {platform.platform()}, Python "
+        f"{platform.python_version()}, boto3 {boto3.__version__}, botocore {botocore.__version__}. "
+        f"Load average (1/5/15 min) at start {load[0]}, at end {load[1]}: the machine is shared, "
+        "so the spread is wide and the same-round ratios are the figures to read.",
+        "",
+        "Figures are median [min-max] over the rounds; ratios are taken within a round, then summarised.",
+        "",
+        "## Against the goals (issue 10)",
+        "",
+        "| what | bridge | reference | ratio (same round) | goal |",
+        "|---|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in goals],
+        "",
+    ]
+    if any(k.startswith("delivery|") for k in R):
+        lines += ["## Delivery (real boto3 client, real HTTP, loopback endpoint)", "",
+                  "msg/s = delivered messages per wall second; CPU = this process's CPU per message (the "
+                  "endpoint runs in its own process); in flight = mean requests in flight at the endpoint.",
+                  "", "| scenario | latency | variant | records | msg/s | requests/msg | CPU µs/msg | in flight |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for key, runs in R.items():
+            if not key.startswith("delivery|"):
+                continue
+            _, kind, delay, name = key.split("|")
+            lines.append(f"| {kind} | {delay} ms | {name} | {runs[0].messages:,} | {fmt([r.rate for r in runs], 0)} "
+                         f"| {fmt([r.requests / r.messages for r in runs], 3)} | {fmt([r.cpu_us for r in runs], 0)} "
+                         f"| {fmt([r.in_flight for r in runs], 1)} |")
+        lines.append("")
+    if any(k.startswith("own_cpu|") for k in R):
+        f = R["own_cpu|floor"]
+        lines += ["## Own CPU, AWS stubbed (10,000 records of 1 KiB, 2 headers)", "",
+                  "| variant | µs/record | × decode floor |", "|---|---|---|"]
+        for key, runs in R.items():
+            if key.startswith("own_cpu|"):
+                lines.append(f"| {key.split('|')[1]} | {fmt([r.cpu_us for r in runs], 1)} | "
+                             f"{fmt(ratios(runs, f, lambda r: r.cpu_us))} |")
+        lines.append("")
+    if any(k.startswith("cold|") for k in V):
+        phases = ["import", "build", "first_invoke", "total", "process"]
+        lines += ["## Cold start by phase (fresh processes, Lambda-like environment, ms)", "",
+                  "`process` is the whole child process, interpreter start included.", "",
+                  "| variant | " + " | ".join(phases) + " |", "|---" * (len(phases) + 1) + "|"]
+        for name in ("bridge", "reference", "naive"):
+            lines.append(f"| {name} | " + " | ".join(fmt([x * 1000 for x in V.get(f'cold|{name}|{p}', [])], 0)
+                                                       for p in phases) + " |")
+        extra = [k for k in V if k.startswith("cold|imports|import_")]
+        if extra:
+            lines += ["", "What each import adds in a fresh process, in this order (ms): " + ", ".join(
+                f"{k.split('|')[2].removeprefix('import_')} {fmt([x * 1000 for x in V[k]], 0)}" for k in extra)
+                + "; X-Ray SDK loaded by the Tracer: "
+                + f"{'yes' if med(V['cold|imports|xray_sdk_loaded']) else 'no'}."]
+        lines.append("")
+    if any(k.startswith("memory|") for k in V):
+        lines += ["## Peak memory above baseline (tracemalloc, fresh processes), × raw event size", "",
+                  "| event | parse only | naive | bridge |", "|---|---|---|---|"]
+        for title in MEMORY_EVENTS:
+            lines.append(f"| {title} | " + " | ".join(fmt(V.get(f"memory|{title}|{n}", [])) for n in
+                                                      ("parse", "naive", "bridge")) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="one round, a tenth of the records")
+    parser.add_argument("--only", nargs="*", default=["own_cpu", "delivery", "cold_start", "memory"])
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args(argv)
+    args.command = "make bench" + (" ARGS='" + " ".join(argv or sys.argv[1:]) + "'" if (argv or sys.argv[1:]) else "")
+    if args.quick:
+        args.rounds = 1
+    scale = 0.1 if args.quick else 1.0
+    sys.path.insert(0, str(ROOT / "lambdas"))
+    started, load0 = datetime.now(UTC), " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    res = Results()
+    ep = Endpoint()
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        files: dict[str, Path] = {"config": Path(tmp) / "bridge_config.json"}
+        files["config"].write_text(json.dumps(bench_config("sqs")))
+        if "memory" in args.only:
+            for title, (n, size) in MEMORY_EVENTS.items():
+                files[title] = Path(tmp) / f"event-{n}.json"
+                files[title].write_text(json.dumps(kafka_event(n, value_bytes=size, keys=min(n, 500))))
+        try:
+            for rnd in range(args.rounds):
+                if "own_cpu" in args.only:
+                    own_cpu_round(res, rnd, scale)
+                if "delivery" in args.only:
+                    delivery_round(res, ep, rnd, scale)
+                if "cold_start" in args.only:
+                    cold_start_round(res, ep, rnd, files["config"])
+                if "memory" in args.only:
+                    memory_round(res, rnd, files)
+        finally:
+            ep.close()
+    text = report(res, args, started, (load0, " / ".join(f"{x:.1f}" for x in os.getloadavg())))
+    print("\n" + text)
+    args.out.write_text(text + "\n")
+    print(f"written to {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+
+
+if __name__ == "__main__":
+    main()
