@@ -33,6 +33,8 @@ class BatchTally:
     partitions: dict[str, list[int]] = field(default_factory=dict)
     correlation_ids: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
     redrive: bool = False  # the batch is a redrive invocation (`bridge redrive`)
+    # FIFO entries that failed after a later entry of their group was accepted (bridge.delivery)
+    fifo_order_breaks: int = 0
 
     def see(self, record: KafkaRecord, correlation_id: str) -> None:
         """Count a record of the batch and widen its partition's offset range."""
@@ -59,6 +61,7 @@ class BatchTally:
             "producers": dict(self.producers),
             "partitions": {k: list(v) for k, v in self.partitions.items()},
             "redrive": self.redrive,
+            "fifo_order_breaks": self.fifo_order_breaks,
         }
 
 

@@ -14,16 +14,25 @@ Delivery guarantee: AT LEAST ONCE, implemented here and in `bridge.service`.
   destinations drop the duplicate within 5 minutes by its deterministic MessageDeduplicationId.
 
 Ordering: on a FIFO destination, messages of one message group are accepted in the order they were
-given (Kafka order), retries included, as long as each is delivered. A FIFO destination's batches go
-out one after another, each finished (retries included) before the next, and a FIFO batch holds at
-most one message per group (`pack(..., group_of=...)`). That second rule is what makes retries safe:
-SQS/SNS accept the other entries of a request in which one entry failed, so a request holding a
-group's messages 0, 1 and 2 where 0 is throttled would store 1 and 2 before the retried 0, and
-resending 1 and 2 with it cannot move them back (their MessageDeduplicationId makes the resend a
-no-op, not a reordering). The cost is smaller requests when many messages share a group.
-A message that finally fails is parked and its group goes on without it: a later redrive delivers it
-after its successors. Standard queues and topics promise no order, and their independent batches go
-out concurrently (a thread pool of `max_concurrency`).
+given (Kafka order), retries included, as long as each is delivered. A FIFO destination's messages
+are split into lanes by message group (`fifo_lanes`, one per 100 messages up to `max_concurrency`):
+a group's messages all go to one lane, in order, and each lane sends its batches one after another,
+each finished (retries included) before the next; different lanes run concurrently, so two batches
+of one group are never in flight at once.
+A batch holds consecutive messages of its lane, several of one group included, so a hot group
+(`group_id: static:...`, one big customer) still goes ten messages per request.
+SQS/SNS accept the other entries of a request in which one entry failed. Retrying the failed entries
+keeps the order only when no later entry of their group was accepted: then they are retried (with
+every later entry of the group that failed too, in order). When a later entry of the group was
+accepted, the failed one can no longer be placed before it (resending the accepted ones is dropped by
+their MessageDeduplicationId, not reordered): the receipt says `order_break`, the message is parked,
+and the group's remaining messages of this invocation are held back and parked too, in order
+(`HELD_BACK`), so the group is never silently reordered; the service counts the break in its metric
+and audit event. The failures that would cause it are prevented before sending: a message too large,
+with attributes SQS refuses or text it cannot take is parked before packing (bridge.service).
+A message that finally fails when none of its successors was accepted is parked and its group goes on
+without it: a later redrive delivers it after its successors. Standard queues and topics promise no
+order, and their independent batches go out concurrently (a thread pool of `max_concurrency`).
 """
 
 from __future__ import annotations
@@ -35,11 +44,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from bridge.config import DestinationType
+from bridge.config import MAX_BATCH_ENTRIES, DestinationType
 from bridge.envelope import OutgoingMessage
-from bridge.packing import pack
+from bridge.packing import MessageTooLargeError, pack
 
 MAX_BACKOFF_MS = 20_000  # one wait never exceeds this, whatever the attempt; keeps a batch inside the timeout
+# The code of a FIFO message not sent because an earlier message of its group broke the order.
+HELD_BACK = "FifoGroupHeldBack"
+MESSAGES_PER_FIFO_LANE = 10 * MAX_BATCH_ENTRIES  # see fifo_lanes
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +108,8 @@ class DeliveryReceipt:
     attempts: int
     code: str | None = None  # last error code of a failed delivery
     sender_fault: bool = False
+    # FIFO: this entry failed after a later entry of its group in the same request was accepted
+    order_break: bool = False
 
 
 def backoff_delay(attempt: int, base_delay_ms: int, rand: Callable[[float, float], float]) -> float:
@@ -104,8 +118,29 @@ def backoff_delay(attempt: int, base_delay_ms: int, rand: Callable[[float, float
     return rand(0.0, float(ceiling_ms)) / 1000.0
 
 
-def _message_group(message: OutgoingMessage) -> str | None:
-    return message.group_id
+def fifo_lanes(messages: Sequence[OutgoingMessage], lanes: int) -> list[list[OutgoingMessage]]:
+    """Split a FIFO destination's messages into at most `lanes` lists, each group's messages in one list,
+    in their order, the lists about even (largest groups first, each to the least loaded list).
+
+    A lane is opened per `MESSAGES_PER_FIFO_LANE` messages only: every lane may end in one part-full
+    request, so fewer lanes keep the request count (the bill) within 10% of the minimum.
+    """
+    counts: dict[str | None, int] = {}
+    for m in messages:
+        counts[m.group_id] = counts.get(m.group_id, 0) + 1
+    n = max(1, min(lanes, len(counts), len(messages) // MESSAGES_PER_FIFO_LANE))
+    if n == 1:
+        return [list(messages)] if messages else []
+    loads = [0] * n
+    lane_of: dict[str | None, int] = {}
+    for group, count in sorted(counts.items(), key=lambda kv: -kv[1]):
+        lane = loads.index(min(loads))
+        lane_of[group] = lane
+        loads[lane] += count
+    out: list[list[OutgoingMessage]] = [[] for _ in range(n)]
+    for m in messages:
+        out[lane_of[m.group_id]].append(m)
+    return out
 
 
 class Deliverer:
@@ -129,28 +164,56 @@ class Deliverer:
         self._rand = rand
 
     def deliver(self, plans: Sequence[tuple[Target, Sequence[OutgoingMessage]]]) -> list[DeliveryReceipt]:
-        """Deliver every target's messages; one receipt per message (grouped by target, in plan order)."""
-        lanes: list[tuple[Target, list[list[OutgoingMessage]]]] = []
+        """Deliver every target's messages; one receipt per message (grouped by target and lane)."""
+        lanes: list[tuple[Target, list[OutgoingMessage] | list[list[OutgoingMessage]]]] = []
         for target, messages in plans:
             if target.fifo:
-                # one lane, batches strictly in order, at most one message per group in a batch
-                lanes.append((target, pack(messages, target.max_bytes, group_of=_message_group)))
+                # lanes by group: a group's batches strictly in order, different groups concurrently
+                lanes.extend((target, lane) for lane in fifo_lanes(messages, self._max_concurrency))
             else:
                 lanes.extend((target, [b]) for b in pack(messages, target.max_bytes))
         if len(lanes) <= 1 or self._max_concurrency == 1:
-            results = [self._run_lane(t, bs) for t, bs in lanes]
+            results = [self._run_lane(t, work) for t, work in lanes]
         else:
             with ThreadPoolExecutor(max_workers=min(self._max_concurrency, len(lanes))) as pool:
                 results = list(pool.map(lambda lane: self._run_lane(*lane), lanes))
         return [receipt for lane in results for receipt in lane]
 
-    def _run_lane(self, target: Target, batches: list[list[OutgoingMessage]]) -> list[DeliveryReceipt]:
+    def _run_lane(self, target: Target,
+                  work: list[OutgoingMessage] | list[list[OutgoingMessage]]) -> list[DeliveryReceipt]:
+        if target.fifo:
+            return self._run_fifo_lane(target, work)  # type: ignore[arg-type]
         receipts: list[DeliveryReceipt] = []
-        for batch in batches:
-            receipts.extend(self._send_with_retries(target, batch))
+        for batch in work:
+            receipts.extend(self._send_with_retries(target, batch))  # type: ignore[arg-type]
         return receipts
 
-    def _send_with_retries(self, target: Target, batch: list[OutgoingMessage]) -> list[DeliveryReceipt]:
+    def _run_fifo_lane(self, target: Target, messages: list[OutgoingMessage]) -> list[DeliveryReceipt]:
+        """Send a lane's messages in order, batches packed greedily as they go (10 entries, the byte
+        limit); a group whose order broke is held back for the rest of the lane."""
+        receipts: list[DeliveryReceipt] = []
+        halted: set[str | None] = set()
+        batch: list[OutgoingMessage] = []
+        size = 0
+        for m in messages:
+            if m.size > target.max_bytes:
+                raise MessageTooLargeError(f"a message of {m.size} bytes exceeds the {target.max_bytes}-byte limit")
+            if batch and (len(batch) >= MAX_BATCH_ENTRIES or size + m.size > target.max_bytes):
+                receipts.extend(self._send_with_retries(target, batch, halted))
+                batch, size = [], 0
+            if m.group_id in halted:
+                receipts.append(DeliveryReceipt(m, False, 0, HELD_BACK))
+                continue
+            batch.append(m)
+            size += m.size
+        if batch:
+            receipts.extend(self._send_with_retries(target, batch, halted))
+        return receipts
+
+    def _send_with_retries(self, target: Target, batch: list[OutgoingMessage],
+                           halted: set[str | None] | None = None) -> list[DeliveryReceipt]:
+        """Send one batch, retrying failed entries; for a FIFO batch (`halted` given) an entry that failed
+        after a later entry of its group was accepted is not retried: its group is added to `halted`."""
         sender = self._senders[target.type]
         receipts: list[DeliveryReceipt] = []
         pending = batch
@@ -163,11 +226,20 @@ class Deliverer:
                     EntryFailure(i, exc.code, str(exc), sender_fault=not exc.retryable) for i in range(len(pending))
                 )
             failed_at = {f.index: f for f in failures}
+            last_accepted: dict[str | None, int] = {}
+            if halted is not None and failures:
+                last_accepted = {m.group_id: i for i, m in enumerate(pending) if i not in failed_at}
             retry: list[OutgoingMessage] = []
             for i, message in enumerate(pending):
                 failure = failed_at.get(i)
                 if failure is None:
                     receipts.append(DeliveryReceipt(message, True, attempt))
+                elif halted is not None and last_accepted.get(message.group_id, -1) > i:
+                    halted.add(message.group_id)
+                    receipts.append(DeliveryReceipt(message, False, attempt, failure.code, failure.sender_fault,
+                                                    order_break=True))
+                elif halted is not None and message.group_id in halted:
+                    receipts.append(DeliveryReceipt(message, False, attempt, HELD_BACK))
                 elif failure.sender_fault or attempt >= self._max_attempts:
                     receipts.append(DeliveryReceipt(message, False, attempt, failure.code, failure.sender_fault))
                 else:

@@ -100,6 +100,9 @@ def _observe(report: BatchReport) -> None:
         _count("RecordsParked", n, "reason", reason)
     if summary["skipped"]:
         metrics.add_metric(name="RecordsSkipped", unit=MetricUnit.Count, value=summary["skipped"])
+    if summary["fifo_order_breaks"]:
+        # a FIFO group's order broke at the destination; its rest was parked (bridge.delivery)
+        metrics.add_metric(name="FifoOrderBreaks", unit=MetricUnit.Count, value=summary["fifo_order_breaks"])
     for p in report.parked:
         logger.warning("record parked", extra={
             "reason": p.reason, "detail": p.detail, "record_id": p.record.record_id,

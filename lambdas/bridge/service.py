@@ -25,7 +25,7 @@ from typing import Any
 
 from bridge.audit import BatchTally, audit_document, batch_id_for
 from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES, BridgeConfig
-from bridge.delivery import BatchSender, Deliverer, Target
+from bridge.delivery import HELD_BACK, BatchSender, Deliverer, Target
 from bridge.envelope import OutgoingMessage, billed_size, build_message, correlation_id_for
 from bridge.parking import ObjectStore, Parking, ParkRequest
 from bridge.records import KafkaBatch, KafkaRecord, Redrive, decode_event
@@ -125,7 +125,13 @@ class Bridge:
                 tally.delivered[m.destination] += 1
                 continue
             origin = origins[id(m)]
-            fault = "sender fault" if receipt.sender_fault else f"after {receipt.attempts} attempt(s)"
+            if receipt.code == HELD_BACK:
+                fault = "an earlier message of its FIFO group failed after later ones were accepted"
+            elif receipt.order_break:
+                tally.fifo_order_breaks += 1
+                fault = "a later message of its FIFO group was accepted in the same request; not retried"
+            else:
+                fault = "sender fault" if receipt.sender_fault else f"after {receipt.attempts} attempt(s)"
             parks.append(ParkRequest(origin.record, "delivery_failed", f"{receipt.code} ({fault})",
                                      m.correlation_id, origin.route, m.destination, origin.producer))
 

@@ -170,24 +170,27 @@ def fifo_message(i: int, group: str) -> OutgoingMessage:
 
 
 def test_fifo_entry_failing_once_keeps_the_order_within_its_group() -> None:
-    # given: one message group, its first entry throttled once
-    queue = FifoQueue(throttle_once={"orders-0-0"})
+    # given: one message group in one request, its last entry throttled once (nothing after it accepted)
+    queue = FifoQueue(throttle_once={"orders-0-2"})
 
     # when
     receipts = Deliverer({"sqs": queue, "sns": queue}, max_attempts=4, base_delay_ms=0, sleep=lambda s: None).deliver(
         [(FIFO, [fifo_message(i, "g") for i in range(3)])])
 
-    # then: accepted in Kafka order, every receipt delivered
+    # then: retried in place, accepted in Kafka order, every receipt delivered
     assert queue.order_by_group() == {"g": ["orders-0-0", "orders-0-1", "orders-0-2"]}
     assert [(r.message.record_id, r.delivered) for r in receipts] == [(f"orders-0-{i}", True) for i in range(3)]
 
 
 def test_fifo_order_is_kept_per_group_when_groups_share_batches() -> None:
+    # a's first entry fails after a's later ones were accepted: an order break, a's first is not resent;
+    # b's second entry fails with nothing of b after it: retried in place
     queue = FifoQueue(throttle_once={"orders-0-0", "orders-0-3"})
     groups = ["a", "b", "a", "b", "a", "c"]
 
-    Deliverer({"sqs": queue, "sns": queue}, max_attempts=4, base_delay_ms=0, sleep=lambda s: None).deliver(
+    receipts = Deliverer({"sqs": queue, "sns": queue}, max_attempts=4, base_delay_ms=0, sleep=lambda s: None).deliver(
         [(FIFO, [fifo_message(i, g) for i, g in enumerate(groups)])])
 
-    assert queue.order_by_group() == {"a": ["orders-0-0", "orders-0-2", "orders-0-4"],
+    assert queue.order_by_group() == {"a": ["orders-0-2", "orders-0-4"],
                                       "b": ["orders-0-1", "orders-0-3"], "c": ["orders-0-5"]}
+    assert [(r.message.record_id, r.order_break) for r in receipts if not r.delivered] == [("orders-0-0", True)]

@@ -58,15 +58,3 @@ def test_order_is_kept_across_batches() -> None:
 
 def test_nothing_to_pack_gives_no_batches() -> None:
     assert pack([], SQS_MAX_MESSAGE_BYTES) == []
-
-
-def test_with_groups_a_batch_never_holds_two_items_of_one_group() -> None:
-    groups = ["a", "b", "a", "c", "d", "b", "b"]
-
-    batches = pack(items(*[1] * len(groups)), SQS_MAX_MESSAGE_BYTES, group_of=lambda it: groups[it.n])
-
-    assert [[it.n for it in b] for b in batches] == [[0, 1], [2, 3, 4, 5], [6]]
-
-
-def test_with_one_group_every_batch_holds_one_item() -> None:
-    assert shape(pack(items(1, 1, 1), SQS_MAX_MESSAGE_BYTES, group_of=lambda it: "g")) == [1, 1, 1]

@@ -1,0 +1,249 @@
+"""FIFO guarantees that batching hot groups and sending groups concurrently must keep.
+
+- a group's messages are accepted in Kafka order, whatever entry of a request fails (every position);
+- nothing is lost or sent twice: each message is accepted once or comes back failed (to be parked);
+- an entry that fails after a later entry of its group was accepted is an order break: counted,
+  parked, and the rest of its group held back and parked in order;
+- two requests holding one group are never in flight at once, while different groups overlap.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from bridge.config import SQS_MAX_MESSAGE_BYTES
+from bridge.delivery import HELD_BACK, BatchOutcome, Deliverer, DeliveryReceipt, EntryFailure, SendCallError, Target
+from bridge.envelope import OutgoingMessage
+from bridge.service import Bridge
+
+from tests.helpers import FakeSender, audit_events, kafka_event, kafka_record, make_config, parked_docs
+
+FIFO = Target("ordered", "sqs", "https://sqs.us-east-1.amazonaws.com/123456789012/t.fifo", SQS_MAX_MESSAGE_BYTES,
+              fifo=True)
+QUEUE = Target("out", "sqs", "https://sqs.us-east-1.amazonaws.com/123456789012/out", SQS_MAX_MESSAGE_BYTES)
+
+
+def msg(i: int, group: str | None, dest: str = "ordered") -> OutgoingMessage:
+    return OutgoingMessage(f"orders-0-{i}", dest, "x", (), f"c{i}", 1, group_id=group,
+                           dedup_id=None if group is None else f"d{i}")
+
+
+class FifoQueue:
+    """In-memory FIFO queue: entries stored in request order, a repeated dedup id accepted but not stored
+    again; `fail(call_number, position, message)` returns (code, sender_fault) to fail that entry.
+    Records every request and checks that no group is in two requests in flight at once."""
+
+    def __init__(self, fail: Callable[[int, int, OutgoingMessage], tuple[str, bool] | None] = lambda c, p, m: None,
+                 pause: threading.Barrier | None = None, *, dedup: bool = True) -> None:
+        self.fail = fail
+        self.pause = pause  # the first `pause.parties` requests wait there for each other
+        self.dedup = dedup  # False: a standard queue, which stores every accepted entry
+        self.stored: list[OutgoingMessage] = []
+        self.requests: list[list[str]] = []
+        self.overlaps: list[str] = []
+        self._seen: set[str | None] = set()
+        self._in_flight: dict[str | None, int] = {}
+        self._lock = threading.Lock()
+
+    def send_batch(self, target: Target, messages: Any) -> BatchOutcome:
+        groups = {m.group_id for m in messages}
+        with self._lock:
+            call = len(self.requests)
+            self.requests.append([m.record_id for m in messages])
+            for g in groups:
+                if self._in_flight.get(g):
+                    self.overlaps.append(str(g))
+                self._in_flight[g] = self._in_flight.get(g, 0) + 1
+        if self.pause is not None and call < self.pause.parties:
+            self.pause.wait()
+        failures = []
+        with self._lock:
+            for i, m in enumerate(messages):
+                verdict = self.fail(call, i, m)
+                if verdict is not None:
+                    failures.append(EntryFailure(i, verdict[0], "injected", verdict[1]))
+                elif not self.dedup or m.dedup_id not in self._seen:
+                    self._seen.add(m.dedup_id)
+                    self.stored.append(m)
+            for g in groups:
+                self._in_flight[g] -= 1
+        return BatchOutcome(tuple(failures))
+
+    def order_by_group(self) -> dict[str | None, list[int]]:
+        out: dict[str | None, list[int]] = {}
+        for m in self.stored:
+            out.setdefault(m.group_id, []).append(int(m.record_id.rsplit("-", 1)[1]))
+        return out
+
+
+def deliverer(queue: Any, concurrency: int = 1, attempts: int = 4) -> Deliverer:
+    return Deliverer({"sqs": queue, "sns": queue}, max_attempts=attempts, base_delay_ms=0,
+                     max_concurrency=concurrency, sleep=lambda s: None)
+
+
+def assert_nothing_lost_or_doubled(messages: list[OutgoingMessage], receipts: list[DeliveryReceipt],
+                                   stored: list[OutgoingMessage]) -> None:
+    ids = [r.message.record_id for r in receipts]
+    assert sorted(ids) == sorted(m.record_id for m in messages), "one receipt per message"
+    stored_ids = [m.record_id for m in stored]
+    assert len(stored_ids) == len(set(stored_ids)), "a message stored twice"
+    assert {r.message.record_id for r in receipts if r.delivered} == set(stored_ids)
+
+
+def assert_kafka_order(queue: FifoQueue) -> None:
+    for group, order in queue.order_by_group().items():
+        assert order == sorted(order), f"group {group} out of order: {order}"
+
+
+def test_a_hot_group_goes_ten_messages_per_request_in_order() -> None:
+    queue = FifoQueue()
+
+    receipts = deliverer(queue, concurrency=8).deliver([(FIFO, [msg(i, "hot") for i in range(35)])])
+
+    assert [len(r) for r in queue.requests] == [10, 10, 10, 5]
+    assert queue.order_by_group() == {"hot": list(range(35))}
+    assert all(r.delivered for r in receipts)
+
+
+@pytest.mark.parametrize("sender_fault", [False, True], ids=["retryable", "sender-fault"])
+@pytest.mark.parametrize("position", range(10))
+def test_an_entry_failing_at_any_position_keeps_every_group_in_order(position: int, sender_fault: bool) -> None:
+    # given: a hot group with a second group woven in; the entry at `position` of the first request fails once
+    groups = ["hot" if i % 4 else "other" for i in range(30)]
+    messages = [msg(i, g) for i, g in enumerate(groups)]
+    queue = FifoQueue(fail=lambda call, pos, m: ("InternalError", sender_fault)
+                      if (call, pos) == (0, position) else None)
+
+    # when
+    receipts = deliverer(queue).deliver([(FIFO, messages)])
+
+    # then: nothing lost or doubled, each group in Kafka order
+    assert_nothing_lost_or_doubled(messages, receipts, queue.stored)
+    assert_kafka_order(queue)
+    failed = messages[position]
+    later_in_request = [m for m in messages[position + 1:10] if m.group_id == failed.group_id]
+    by_id = {r.message.record_id: r for r in receipts}
+    if later_in_request:
+        # an order break: counted on the failed entry, the rest of its group held back after the request
+        assert by_id[failed.record_id].order_break
+        rest = [m for m in messages[10:] if m.group_id == failed.group_id]
+        assert [by_id[m.record_id].code for m in rest] == [HELD_BACK] * len(rest)
+        others = [m for m in messages if m.group_id != failed.group_id]
+        assert all(by_id[m.record_id].delivered for m in others), "the other group goes on"
+    elif sender_fault:
+        # the last of its group in the request: parked, its group goes on (as it always did)
+        assert not by_id[failed.record_id].delivered
+        assert not by_id[failed.record_id].order_break
+        assert sum(not r.delivered for r in receipts) == 1
+    else:
+        assert all(r.delivered for r in receipts), "retried in place, order intact"
+
+
+def test_failed_tail_of_a_group_is_retried_in_order() -> None:
+    # entries 6..9 of the hot group fail once, nothing after them in the request was accepted
+    queue = FifoQueue(fail=lambda call, pos, m: ("ThrottlingException", False) if call == 0 and pos >= 6 else None)
+
+    receipts = deliverer(queue).deliver([(FIFO, [msg(i, "hot") for i in range(20)])])
+
+    assert all(r.delivered for r in receipts)
+    assert queue.order_by_group() == {"hot": list(range(20))}
+    assert queue.requests[1] == [f"orders-0-{i}" for i in range(6, 10)], "the tail is retried before what follows"
+
+
+def test_whole_request_throttled_is_retried_whole() -> None:
+    class Throttled(FifoQueue):
+        calls = 0
+
+        def send_batch(self, target: Target, messages: Any) -> BatchOutcome:
+            Throttled.calls += 1
+            if Throttled.calls == 2:
+                raise SendCallError("ThrottlingException", retryable=True)
+            return super().send_batch(target, messages)
+
+    queue = Throttled()
+
+    receipts = deliverer(queue).deliver([(FIFO, [msg(i, "hot") for i in range(25)])])
+
+    assert all(r.delivered for r in receipts)
+    assert queue.order_by_group() == {"hot": list(range(25))}
+
+
+def test_two_requests_of_one_group_are_never_in_flight_together_while_groups_overlap() -> None:
+    # given: many groups over four lanes; the first two requests wait for each other (so two are in flight)
+    barrier = threading.Barrier(2, timeout=10)
+    queue = FifoQueue(pause=barrier)
+    messages = [msg(i, f"g{i % 12}") for i in range(240)]
+
+    # when
+    receipts = deliverer(queue, concurrency=4).deliver([(FIFO, messages)])
+
+    # then
+    assert queue.overlaps == []
+    assert all(r.delivered for r in receipts)
+    assert_kafka_order(queue)
+    assert len(queue.requests) == 24, "full requests of consecutive messages of each lane"
+
+
+@pytest.mark.parametrize("target", [QUEUE, FIFO], ids=["standard", "fifo"])
+def test_concurrent_requests_that_fail_and_retry_lose_nothing_and_send_nothing_twice(target: Target) -> None:
+    # given: about a quarter of all entries fail (throttled), on 8 threads
+    rng = random.Random(7)
+
+    def flaky(call: int, pos: int, m: OutgoingMessage) -> tuple[str, bool] | None:
+        return ("ThrottlingException", False) if rng.random() < 0.25 else None  # called under the queue's lock
+
+    queue = FifoQueue(fail=flaky, dedup=target.fifo)
+    messages = [msg(i, f"g{i % 37}" if target.fifo else None, target.name) for i in range(1000)]
+
+    # when
+    receipts = deliverer(queue, concurrency=8, attempts=6).deliver([(target, messages)])
+
+    # then
+    assert_nothing_lost_or_doubled(messages, receipts, queue.stored)
+    if target.fifo:
+        assert_kafka_order(queue)
+
+
+# --- through the Bridge: the order break is parked in order, counted in the summary and the audit event ----
+
+
+def hot_fifo_config() -> Any:
+    return make_config(destinations=[{"name": "ledger", "type": "sqs", "fifo": True, "group_id": "static:acct-1"}],
+                       routes=[{"name": "all", "match": {}, "to": ["ledger"]}])
+
+
+def test_order_break_parks_the_rest_of_the_group_in_order_and_is_counted(
+    make_bridge: Callable[..., Bridge], sqs: FakeSender, sns: FakeSender,
+) -> None:
+    # given: 25 records of one group; the 4th entry of the first request fails, the ones after it pass
+    state = {"failed": False}
+
+    def reject(target: Target, m: OutgoingMessage) -> tuple[str, bool] | None:
+        if target.fifo and m.record_id == "orders-0-3" and not state["failed"]:
+            state["failed"] = True
+            return ("InternalError", False)
+        return None
+
+    sqs.reject = reject
+    bridge = make_bridge(hot_fifo_config())
+    event = kafka_event([kafka_record(offset=i, key=f"k{i}") for i in range(25)])
+
+    # when
+    report = bridge.handle(event)
+
+    # then: 0-2 and 4-9 delivered; 3 parked as the break; 10-24 held back, parked in order
+    delivered = [m.record_id for m in sqs.sent["ledger"]]
+    assert delivered == [f"orders-0-{i}" for i in (0, 1, 2, 4, 5, 6, 7, 8, 9)]
+    parked = parked_docs(sqs, "test-bridge-bridge-dlq")
+    assert [d["record_id"] for d in parked] == [f"orders-0-{i}" for i in [3, *range(10, 25)]]
+    assert {d["reason"] for d in parked} == {"delivery_failed"}
+    assert "later message of its FIFO group" in parked[0]["detail"]
+    assert all("earlier message of its FIFO group" in d["detail"] for d in parked[1:])
+    assert report.summary["fifo_order_breaks"] == 1
+    assert report.summary["parked"] == {"delivery_failed": 16}
+    (audit,) = audit_events(sns, "test-bridge-audit")
+    assert audit["fifo_order_breaks"] == 1
