@@ -2,6 +2,8 @@
 # Everything local binds 127.0.0.1; nothing here needs an AWS account or Docker.
 
 VENV   ?= .venv
+# MiniStack (the local AWS) pins its own botocore, so it gets a venv of its own (pyproject: localaws).
+AWSVENV ?= .venv-ministack
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 BRIDGE := $(VENV)/bin/bridge
@@ -21,13 +23,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
+$(AWSVENV)/.installed: pyproject.toml
+	test -x $(AWSVENV)/bin/python || python3 -m venv $(AWSVENV)
+	$(AWSVENV)/bin/pip install -q --upgrade pip
+	$(AWSVENV)/bin/pip install -q --group localaws
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed $(AWSVENV)/.installed node_modules/.installed
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed $(AWSVENV)/.installed
 	$(BRIDGE) demo
 
 lint: $(VENV)/.installed
@@ -37,7 +45,7 @@ lint: $(VENV)/.installed
 test-unit: $(VENV)/.installed
 	$(PYTEST) tests/unit -q
 
-test-e2e: $(VENV)/.installed
+test-e2e: $(VENV)/.installed $(AWSVENV)/.installed
 	$(PYTEST) tests/e2e -q -m e2e
 
 # ruff + mypy, then every tier, cheapest first (unit, infra, security, integration, e2e incl. the

@@ -1,6 +1,6 @@
 """`bridge`: run the bridge end to end on this machine, with no AWS account.
 
-    bridge up | down | status            the local stack (Tansu broker + moto_server on 127.0.0.1)
+    bridge up | down | status            the local stack (Tansu broker + MiniStack on 127.0.0.1)
     bridge produce --scenario demo       sample records from the configured producers
     bridge poll                          the local event-source mapping, until drained
     bridge invoke --event FILE [--json]  the handler once on a Lambda test event
@@ -24,6 +24,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -79,6 +80,9 @@ from bridge_local.testevents import resign_event, write_events
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+DEFAULT_CONFIG = "config/dev.yaml"
+# Commands that act on the running stack: they take its config, and refuse another one.
+STACK_COMMANDS = frozenset({"status", "produce", "poll", "invoke", "inspect", "redrive"})
 
 
 class CliError(RuntimeError):
@@ -121,7 +125,7 @@ def _key_lookup(config: BridgeConfig, clients: LocalClients) -> Any:
 def cmd_up(args: argparse.Namespace) -> int:
     config = _config(args)
     state_dir = Path(args.state_dir)
-    state = start_stack(args.config, state_dir, args.kafka_port, args.moto_port)
+    state = start_stack(args.config, state_dir, args.kafka_port, args.aws_port)
     try:
         rep = provision_all(config, state.bootstrap_servers, state.endpoint_url, args.partitions)
     except BaseException:
@@ -130,7 +134,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     _out(f"local stack up (state in {state_dir / 'local.json'})")
     _out(report.table(["service", "address", "pid", "log"], [
         ["kafka (tansu)", state.bootstrap_servers, state.kafka.pid, state.kafka.log],
-        ["aws (moto_server)", state.endpoint_url, state.moto.pid, state.moto.log],
+        ["aws (ministack)", state.endpoint_url, state.aws.pid, state.aws.log],
     ], right=(2,)))
     _out(f"provisioned: {len(rep.queues)} queues, {len(rep.topics)} SNS topics, {len(rep.subscriptions)} "
          f"subscriptions, {len(rep.secrets)} signing secrets, bucket {rep.bucket}, Kafka topics "
@@ -148,14 +152,27 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mode_line(state: StackState) -> str:
+    if state.deployment:
+        return (f"mode: deployed (stack {state.deployment.get('stack')} in MiniStack; the poller invokes function "
+                f"{state.deployment.get('function')})")
+    return "mode: in-process (the poller runs the handler in this process; bridge up --deploy runs the stack)"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     state = require_running(Path(args.state_dir))
     up_for = time.time() - state.started_at
+    if args.json:
+        _out(json.dumps({"mode": state.mode, "config": state.config_path, "up_seconds": round(up_for),
+                         "deployment": state.deployment, "kafka": state.bootstrap_servers, "aws": state.endpoint_url,
+                         "services": [asdict(s) for s in state.services]}, indent=2))
+        return 0
     _out(report.table(["service", "address", "pid", "log"], [
         ["kafka (tansu)", state.bootstrap_servers, state.kafka.pid, state.kafka.log],
-        ["aws (moto_server)", state.endpoint_url, state.moto.pid, state.moto.log],
+        ["aws (ministack)", state.endpoint_url, state.aws.pid, state.aws.log],
     ], right=(2,)))
     _out(f"up for {up_for:.0f} s, config {state.config_path}")
+    _out(_mode_line(state))
     return 0
 
 
@@ -489,8 +506,9 @@ def _print_redrive(rep: RedriveReport, where: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bridge", description="Run the Kafka -> SQS/SNS bridge locally "
-                                "(Tansu broker + moto on 127.0.0.1), no AWS account needed.")
-    p.add_argument("--config", default="config/dev.yaml", help="bridge config (default: config/dev.yaml)")
+                                "(Tansu broker + MiniStack on 127.0.0.1), no AWS account needed.")
+    p.add_argument("--config", default=None,
+                   help=f"bridge config (default: the running stack's, else {DEFAULT_CONFIG})")
     p.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="where the running stack is recorded")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -501,13 +519,15 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--handler-log-level", default="ERROR", help="the handler's Powertools log level")
         sp.add_argument("--quiet", action="store_true", help="no progress lines")
 
-    up = sub.add_parser("up", help="start Tansu + moto_server and provision everything from the config")
+    up = sub.add_parser("up", help="start Tansu + MiniStack and provision everything from the config")
     up.add_argument("--kafka-port", type=int, default=None)
-    up.add_argument("--moto-port", type=int, default=None)
+    up.add_argument("--aws-port", type=int, default=None, help="MiniStack's port (default: a free one)")
     up.add_argument("--partitions", type=int, default=3, help="partitions per Kafka topic")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop the local stack").set_defaults(func=cmd_down)
-    sub.add_parser("status", help="is the local stack running, and where").set_defaults(func=cmd_status)
+    st = sub.add_parser("status", help="is the local stack running, where, with which config, in which mode")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.set_defaults(func=cmd_status)
 
     pr = sub.add_parser("produce", help="produce records (demo scenario or a JSONL file)")
     g = pr.add_mutually_exclusive_group()
@@ -569,11 +589,40 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def resolve_config(args: argparse.Namespace) -> str:
+    """The config a command uses: the one the running stack was started with, unless told otherwise.
+
+    Another --config on a running stack is taken only when it describes the same bridge (same name,
+    so the same queues, topics and keys, and the same source topics): an edited copy, as when a
+    limit is fixed before `bridge redrive`. A config for another bridge is refused, since the
+    command would poll or report topics and queues the stack was not provisioned with.
+    """
+    state = read_state(Path(args.state_dir)) if args.command in STACK_COMMANDS else None
+    if args.command == "redrive" and (args.queue_url or args.function):
+        state = None  # AWS mode: the local stack is not involved
+    if state is None:
+        return str(args.config or DEFAULT_CONFIG)
+    if args.config is None or Path(args.config).resolve() == Path(state.config_path).resolve():
+        return state.config_path
+    given = load_config_file(args.config)
+    try:
+        running = load_config_file(state.config_path)
+    except (ConfigError, OSError):
+        return str(args.config)  # the stack's file is gone or broken: nothing to compare with
+    if (given.name, given.source.topics) != (running.name, running.source.topics):
+        raise CliError(f"the running local stack was started with --config {state.config_path} (bridge "
+                       f"{running.name!r}, topics {', '.join(running.source.topics)}), not {args.config} (bridge "
+                       f"{given.name!r}, topics {', '.join(given.source.topics)}). Fix: leave out --config (the "
+                       f"stack's is used), or bridge down, then bridge up --config {args.config}")
+    return str(args.config)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `bridge` console script."""
     args = build_parser().parse_args(argv)
     try:
         with _terminate_as_interrupt():
+            args.config = resolve_config(args)
             code: int = args.func(args)
             return code
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""Create the bridge's AWS resources in moto and its Kafka topics in Tansu, from the config model only.
+"""Create the bridge's AWS resources in MiniStack and its Kafka topics in Tansu, from the config model only.
 
 Names come from `BridgeConfig` / `Destination` helpers, exactly as the CDK stack names them:
 destination queues and topics (`physical_name`), their DLQs (`dlq_physical_name`, FIFO when the
@@ -7,8 +7,8 @@ each subscription's own DLQ (`subscription_dlq_name`, FIFO when the topic is), o
 per signing producer and the parking bucket. Every queue states its MaximumMessageSize as the stack's
 do. Every call is idempotent: running it twice leaves the same resources (secrets keep their key).
 
-Local choices the CDK stack makes differently, because moto does not need them: no KMS keys, no
-queue or topic policies (moto does not enforce them).
+Local choices the CDK stack makes differently: no KMS keys, no queue or topic policies (MiniStack
+does not enforce resource policies). `bridge up --deploy` creates the stack's own resources instead.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def parking_bucket_name(config: BridgeConfig) -> str:
 
 
 def local_client(service: str, endpoint_url: str) -> Any:
-    """A boto3 client for moto on loopback with dummy credentials; refuses any other host."""
+    """A boto3 client for the local AWS on loopback with dummy credentials; refuses any other host."""
     if not endpoint_url.startswith(f"http://{HOST}:"):
         raise ValueError(f"refusing endpoint {endpoint_url!r}: the local stack only talks to {HOST}")
     boto_config = BotoConfig(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=50)
@@ -54,7 +54,7 @@ def local_client(service: str, endpoint_url: str) -> Any:
 
 @dataclass
 class LocalClients:
-    """The four clients the local tooling uses, all bound to moto."""
+    """The four clients the local tooling uses, all bound to the local AWS."""
 
     sqs: SQSClient
     sns: SNSClient
@@ -184,7 +184,7 @@ def _create_topic(sqs: SQSClient, sns: SNSClient, config: BridgeConfig, d: Desti
     topic_name = d.physical_name(config.name)
     attrs: dict[str, str] = {}
     if d.fifo:
-        # moto does not pass ContentBasedDeduplication on; the bridge sends explicit dedup ids anyway.
+        # The bridge sends explicit dedup ids, as the stack's topics expect.
         attrs = {"FifoTopic": "true", "ContentBasedDeduplication": "false"}
     arn = sns.create_topic(Name=topic_name, Attributes=attrs)["TopicArn"]
     report.topics[topic_name] = arn
@@ -244,7 +244,7 @@ def wait_for_topics(admin: Any, topics: tuple[str, ...], timeout: float) -> dict
 
 def provision_all(config: BridgeConfig, bootstrap: str, endpoint_url: str,
                   partitions: int = DEFAULT_PARTITIONS) -> ProvisionReport:
-    """Provision AWS resources in moto and Kafka topics in Tansu."""
+    """Provision AWS resources in MiniStack and Kafka topics in Tansu."""
     report = provision_aws(config, LocalClients.for_endpoint(endpoint_url))
     report.kafka_topics = provision_kafka(config, bootstrap, partitions)
     return report

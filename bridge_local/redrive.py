@@ -455,7 +455,7 @@ def _describe_filters(options: RedriveOptions) -> str:
 
 
 class SqsParkedQueue:
-    """The bridge DLQ over a boto3 SQS client (moto locally, SQS in AWS mode)."""
+    """The bridge DLQ over a boto3 SQS client (MiniStack locally, SQS in AWS mode)."""
 
     def __init__(self, sqs: Any, url: str, name: str | None = None) -> None:
         self._sqs = sqs

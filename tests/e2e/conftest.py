@@ -1,8 +1,8 @@
-"""End-to-end tier: a Tansu broker and moto_server for the whole session, the real handler in-process.
+"""End-to-end tier: a Tansu broker and MiniStack for the whole session, the real handler in-process.
 
 Every test leaves the Kafka topics drained (it polls until its records are handled) and starts
 from empty queues (`clean` purges them), so tests share one stack without seeing each other.
-Queues are drained *while* records flow (`Drainer`), because moto slows down as queues get deep.
+Queues are drained *while* records flow (`Drainer`), as a consumer of each destination would.
 """
 
 from __future__ import annotations

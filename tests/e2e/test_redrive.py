@@ -1,4 +1,4 @@
-"""Park, fix the cause, `bridge redrive`: broker -> poller -> handler -> moto, then the CLI on the bridge DLQ."""
+"""Park, fix the cause, `bridge redrive`: broker -> poller -> handler -> MiniStack, then the CLI on the bridge DLQ."""
 
 from __future__ import annotations
 
@@ -11,19 +11,22 @@ from typing import Any
 
 import pytest
 import yaml
-from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES
+from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, load_config_file
 
 from bridge_local.events import PlainRecord
-from bridge_local.poller import Poller, PollerSettings
+from bridge_local.poller import Poller, PollerSettings, load_real_handler
 from bridge_local.producer import produce
 from bridge_local.provision import signing_key
 from tests.e2e.conftest import CONFIG_PATH, ROOT, Drainer, E2EStack, body_json
 
 pytestmark = pytest.mark.e2e
 
-# Over SNS's default limit once the message attributes are counted (the bridge parks it as too_large),
-# but a body moto's SNS still takes, which enforces the limit on the body alone.
-BIG_VALUE_BYTES = SNS_DEFAULT_MAX_MESSAGE_BYTES - 40
+# Over the too-tight limit the first config gives order-events (the bridge parks it as too_large),
+# well under what SNS takes (MiniStack, like SNS, rejects a Publish over 256 KiB), so raising the
+# config's limit back to SNS's is the fix.
+TIGHT_SNS_LIMIT = 100_000
+BIG_VALUE_BYTES = 150_000
+assert TIGHT_SNS_LIMIT < BIG_VALUE_BYTES < SNS_DEFAULT_MAX_MESSAGE_BYTES - 10_000
 
 
 def _big_order() -> PlainRecord:
@@ -39,12 +42,20 @@ def _shipped_order() -> PlainRecord:
                        (("event-type", b"OrderShipped"),), "order-service", sign=True)
 
 
-def _fixed_config(tmp_path: Path) -> Path:
-    """dev.yaml with order-events raised to 1 MiB and a route for shipped orders."""
+def _tight_config(tmp_path: Path) -> Path:
+    """dev.yaml with order-events limited below what SNS takes: the mistake to fix."""
     doc: dict[str, Any] = yaml.safe_load(CONFIG_PATH.read_text(encoding="utf-8"))
     for d in doc["destinations"]:
         if d["name"] == "order-events":
-            d["max_message_bytes"] = SQS_MAX_MESSAGE_BYTES
+            d["max_message_bytes"] = TIGHT_SNS_LIMIT
+    path = tmp_path / "tight.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+def _fixed_config(tmp_path: Path) -> Path:
+    """dev.yaml (order-events at SNS's default limit again) with a route for shipped orders."""
+    doc: dict[str, Any] = yaml.safe_load(CONFIG_PATH.read_text(encoding="utf-8"))
     doc["routes"].append({"name": "shipped-orders", "match": {"topic": "orders",
                                                               "headers": {"event-type": ["OrderShipped"]}},
                           "to": ["fraud-review"]})
@@ -71,7 +82,12 @@ def test_redrive_after_the_fix_delivers_only_what_was_missed_and_empties_the_dlq
     produce(config, stack.state.bootstrap_servers, [_big_order(), _shipped_order()],
             lambda p: signing_key(config, p, stack.clients.secretsmanager))
     settings = PollerSettings.from_config(config, idle_seconds=2.0)
-    stats = Poller(config, stack.state.bootstrap_servers, stack.handler, settings, stop_after_records=2).run()
+    tight = _tight_config(tmp_path)
+    try:
+        handler = load_real_handler(stack.state, load_config_file(tight), str(tight), log_level="ERROR")
+        stats = Poller(config, stack.state.bootstrap_servers, handler, settings, stop_after_records=2).run()
+    finally:  # the session's handler is dev.yaml's again for the tests after this one
+        load_real_handler(stack.state, config, str(stack.config_path), log_level="ERROR")
     assert dict(stats.parked) == {"too_large": 1, "unroutable": 1}
     assert dict(stats.delivered) == {"fulfilment": 1}
     drainer.wait_until(lambda d: d.count(queue["fulfilment"]) == 1, 15, "the big order in fulfilment")

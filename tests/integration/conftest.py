@@ -1,4 +1,4 @@
-"""moto_server on loopback for the session, and resources provisioned from a bridge config.
+"""MiniStack (the local AWS) on loopback for the session, and resources provisioned from a bridge config.
 
 Everything goes over real HTTP to 127.0.0.1; nothing here can reach AWS (fake credentials, an
 explicit endpoint).
@@ -8,11 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,42 +19,25 @@ import yaml
 from bridge.config import BridgeConfig
 from bridge.settings import Settings
 
+from bridge_local.services import ACCOUNT_ID, start_ministack, stop_process
+
 HERE = Path(__file__).resolve().parent
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-ACCOUNT = "123456789012"  # moto's default account
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+ACCOUNT = ACCOUNT_ID  # the account MiniStack is started with
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """Start `moto_server -H 127.0.0.1 -p <free port>`, wait until it answers, stop it at the end."""
-    port = _free_port()
-    server = Path(sys.executable).parent / "moto_server"
-    proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
+def aws_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """MiniStack on a free 127.0.0.1 port (the same start routine as `bridge up`), stopped at the end."""
+    service = start_ministack(tmp_path_factory.mktemp("ministack"))
+    endpoint = f"http://127.0.0.1:{service.port}"
     saved = {k: os.environ.get(k) for k in AWS_ENV}
     os.environ.update(AWS_ENV)
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start on {endpoint}") from None
-                time.sleep(0.05)  # readiness poll of a starting process, not a test wait
         yield endpoint
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_process(service.pid)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -69,7 +47,7 @@ def moto_endpoint() -> Iterator[str]:
 
 @dataclass
 class Deployed:
-    """A bridge config with its queues, topics, bucket and secrets created in moto."""
+    """A bridge config with its queues, topics, bucket and secrets created in MiniStack."""
 
     config: BridgeConfig
     config_path: Path
@@ -95,7 +73,7 @@ class Deployed:
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
 
     def env(self) -> dict[str, str]:
-        """The function's environment as the stack would set it, pointed at moto."""
+        """The function's environment as the stack would set it, pointed at MiniStack."""
         return {**AWS_ENV, "BRIDGE_CONFIG_PATH": str(self.config_path), "BRIDGE_ACCOUNT_ID": ACCOUNT,
                 "BRIDGE_PARKING_BUCKET": self.settings.parking_bucket, "AWS_ENDPOINT_URL": self.endpoint}
 
@@ -140,8 +118,8 @@ def provision(config: BridgeConfig, settings: Settings, endpoint: str) -> tuple[
 
 
 @pytest.fixture
-def deploy(moto_endpoint: str, tmp_path: Path) -> Callable[..., Deployed]:
-    """deploy(yaml_path, name) -> Deployed: a config renamed for this test, provisioned in moto."""
+def deploy(aws_endpoint: str, tmp_path: Path) -> Callable[..., Deployed]:
+    """deploy(yaml_path, name) -> Deployed: a config renamed for this test, provisioned in MiniStack."""
 
     def build(source: Path = HERE / "bridge.yaml", name: str | None = None) -> Deployed:
         doc = yaml.safe_load(source.read_text(encoding="utf-8"))
@@ -150,8 +128,8 @@ def deploy(moto_endpoint: str, tmp_path: Path) -> Callable[..., Deployed]:
         path.write_text(json.dumps(doc), encoding="utf-8")
         config = BridgeConfig.from_dict(doc, str(path))
         settings = Settings(config_path=path, account_id=ACCOUNT, region="us-east-1",
-                            parking_bucket=f"{doc['name']}-parking", endpoint_url=moto_endpoint)
-        sqs, sns, s3 = provision(config, settings, moto_endpoint)
-        return Deployed(config, path, settings, moto_endpoint, sqs, sns, s3)
+                            parking_bucket=f"{doc['name']}-parking", endpoint_url=aws_endpoint)
+        sqs, sns, s3 = provision(config, settings, aws_endpoint)
+        return Deployed(config, path, settings, aws_endpoint, sqs, sns, s3)
 
     return build

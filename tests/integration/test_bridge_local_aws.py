@@ -1,4 +1,4 @@
-"""The bridge against moto_server over real HTTP: the must-show scenarios and the handler entry point."""
+"""The bridge against MiniStack (the local AWS) over real HTTP: the must-show scenarios and the handler entry point."""
 
 from __future__ import annotations
 
@@ -50,11 +50,11 @@ def test_must_show_a_100_records_one_too_large_for_sns_99_delivered_1_parked(dep
     (audit,) = bodies(env.drain("it-a-audit-monitor"))
     assert (audit["records"], audit["delivered"], audit["parked"]) == (100, {"notifications": 99},
                                                                        {"too_large": 1})
-    print(f"\nmust-show (a, moto): delivered={audit['delivered']} parked={audit['parked']} "
+    print(f"\nmust-show (a, local AWS): delivered={audit['delivered']} parked={audit['parked']} "
           f"dlq=1 subscribed-queue={len(copies)}")
 
 
-def test_must_show_b_1000_small_records_make_100_send_message_batch_calls_against_moto(deploy: Deploy) -> None:
+def test_must_show_b_1000_small_records_make_100_send_message_batch_calls_against_the_local_aws(deploy: Deploy) -> None:
     env = deploy(name="it-b")
     calls: list[int] = []
     env.sqs.meta.events.register("before-parameter-build.sqs.SendMessageBatch",
@@ -64,14 +64,14 @@ def test_must_show_b_1000_small_records_make_100_send_message_batch_calls_agains
 
     report = bridge.handle(kafka_event(records))
 
-    # Counted, not received: receiving 1,000 messages from moto costs seconds for nothing.
+    # Counted, not received: the depth is what SQS reports.
     attrs = env.sqs.get_queue_attributes(QueueUrl=env.url("it-b-work"), AttributeNames=["ApproximateNumberOfMessages"])
     received = int(attrs["Attributes"]["ApproximateNumberOfMessages"])
     assert report.summary["delivered"] == {"work": 1000}
     work_calls = calls  # the sender is used for the DLQ too, but nothing is parked here
     assert received == 1000
     assert len(work_calls) == -(-1000 // MAX_BATCH_ENTRIES) == 100
-    print(f"\nmust-show (b, moto): 1000 records -> {len(work_calls)} SendMessageBatch calls")
+    print(f"\nmust-show (b, local AWS): 1000 records -> {len(work_calls)} SendMessageBatch calls")
 
 
 def test_must_show_c_fifo_batch_handled_twice_is_in_the_queue_once_in_key_order(deploy: Deploy) -> None:
@@ -89,11 +89,11 @@ def test_must_show_c_fifo_batch_handled_twice_is_in_the_queue_once_in_key_order(
     for key in range(3):
         in_group = [s for s in seqs if s % 3 == key]
         assert in_group == sorted(in_group)  # Kafka's order kept per key
-    print(f"\nmust-show (c, moto): 2 x 25 sends -> {len(messages)} messages in the FIFO queue")
+    print(f"\nmust-show (c, local AWS): 2 x 25 sends -> {len(messages)} messages in the FIFO queue")
 
 
 def test_lambda_handler_in_process_with_the_dev_config_and_no_payload_in_logs(deploy: Deploy, tmp_path: Any) -> None:
-    # given: the function's environment pointed at moto, as the local poller runs it
+    # given: the function's environment pointed at the local AWS, as the local poller runs it
     env = deploy(DEV_CONFIG, name="it-dev")
     out = tmp_path / "result.json"
     script = (

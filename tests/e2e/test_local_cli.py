@@ -1,0 +1,125 @@
+"""The `bridge` CLI across commands: what a killed service, an orphan and a non-default config leave behind.
+
+Each test runs its own stack in its own state directory through the real console entry point
+(`python -m bridge_local.cli`), as a user's shell would, and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bridge_local.services import pid_alive, read_state
+from tests.e2e.conftest import CONFIG_PATH, ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def bridge(state_dir: Path, *args: str, config: Path | None = None,
+           timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "bridge_local.cli", "--state-dir", str(state_dir)]
+    if config is not None:
+        argv += ["--config", str(config)]
+    return subprocess.run([*argv, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    """A state directory whose stack (if any) is stopped at the end, orphans included."""
+    d = tmp_path / "state"
+    yield d
+    state = read_state(d)
+    if state is not None:
+        bridge(d, "down")
+        for s in state.services:
+            if pid_alive(s.pid):
+                os.kill(s.pid, signal.SIGKILL)
+
+
+def test_kill_9_of_the_local_aws_is_reported_by_status_and_up_refuses_to_start_over_the_orphan(
+        state_dir: Path) -> None:
+    # given: a running stack whose local AWS is killed with SIGKILL
+    up = bridge(state_dir, "up", "--partitions", "1")
+    assert up.returncode == 0, up.stderr
+    state = read_state(state_dir)
+    assert state is not None
+    os.kill(state.aws.pid, signal.SIGKILL)
+
+    # when / then: status names the dead service and what still runs
+    status = bridge(state_dir, "status")
+    assert status.returncode == 1
+    assert f"ministack (pid {state.aws.pid}, port {state.aws.port}) is gone" in status.stderr
+    assert f"still running: tansu pid {state.kafka.pid}" in status.stderr
+
+    # when / then: up refuses to start a second stack beside the orphaned broker, and says what it found
+    again = bridge(state_dir, "up", "--partitions", "1")
+    assert again.returncode == 1
+    assert "found a broken local stack" in again.stderr
+    assert f"tansu pid {state.kafka.pid} port {state.kafka.port} still running" in again.stderr
+    assert f"ministack pid {state.aws.pid} gone" in again.stderr
+    assert read_state(state_dir) == state  # nothing new was started or recorded
+
+    # when / then: down stops the orphan, and a new stack starts
+    down = bridge(state_dir, "down")
+    assert down.returncode == 0, down.stderr
+    assert "tansu" in down.stdout
+    assert not pid_alive(state.kafka.pid)
+    assert bridge(state_dir, "up", "--partitions", "1").returncode == 0
+
+
+def _other_bridge(tmp_path: Path) -> Path:
+    """dev.yaml under another bridge name: other queues, topics, secrets and consumer groups."""
+    doc = yaml.safe_load(CONFIG_PATH.read_text(encoding="utf-8"))
+    doc["name"] = "other-bridge"
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+def test_up_with_a_config_is_remembered_by_later_commands_and_another_bridge_is_refused(
+        state_dir: Path, tmp_path: Path) -> None:
+    # given: a stack started with a non-default config
+    other = _other_bridge(tmp_path)
+    up = bridge(state_dir, "up", "--partitions", "1", config=other)
+    assert up.returncode == 0, up.stderr
+
+    # when: later commands name no config
+    produced = bridge(state_dir, "produce", "--count", "2")
+    polled = bridge(state_dir, "poll", "--idle-seconds", "1", "--quiet")
+    inspected = bridge(state_dir, "inspect")
+    status = bridge(state_dir, "status")
+
+    # then: they use the stack's config: its secrets signed, its queues received
+    assert produced.returncode == 0, produced.stderr
+    assert polled.returncode == 0, polled.stderr
+    assert "other-bridge-fulfilment.fifo" in inspected.stdout
+    assert "orders-bridge" not in inspected.stdout
+    assert str(other) in status.stdout
+    assert "parked: unroutable" in polled.stdout  # the demo scenario's unroutable records, handled
+
+    # when / then: a config for another bridge is refused in one line naming both
+    mixed = bridge(state_dir, "poll", "--idle-seconds", "1", config=CONFIG_PATH)
+    assert mixed.returncode == 1
+    (line,) = mixed.stderr.strip().splitlines()
+    assert f"started with --config {other}" in line
+    assert "'orders-bridge'" in line
+    assert "Fix: leave out --config" in line
+
+
+def test_status_says_which_config_and_mode(state_dir: Path) -> None:
+    up = bridge(state_dir, "up", "--partitions", "1")
+    assert up.returncode == 0, up.stderr
+    status = bridge(state_dir, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    doc = json.loads(status.stdout)
+    assert doc["mode"] == "in-process"
+    assert doc["config"] == str(CONFIG_PATH)
+    assert {s["name"] for s in doc["services"]} == {"tansu", "ministack"}
