@@ -80,7 +80,7 @@ class Settings:
         return "amazonaws.com.cn" if self.partition == "aws-cn" else "amazonaws.com"
 
     def queue_url(self, name: str, region: str | None = None, account: str | None = None) -> str:
-        """URL of a queue; SQS (and moto) resolve the queue from its path, whatever the endpoint."""
+        """URL of a queue; SQS (and MiniStack) resolve the queue from its path, whatever the endpoint."""
         return f"https://sqs.{region or self.region}.{self._domain}/{account or self.account_id}/{name}"
 
     def topic_arn(self, name: str) -> str:
