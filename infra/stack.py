@@ -15,6 +15,7 @@ from infra.config_document import ConfigDocument
 from infra.constructs.alarms import BridgeAlarms
 from infra.constructs.audit import AuditFanout
 from infra.constructs.bridge_function import BridgeFunction, stage_function_package
+from infra.constructs.checkpoints import CheckpointTable
 from infra.constructs.destinations import Destinations
 from infra.constructs.failure_storage import FailureStorage
 from infra.constructs.kafka_source import KafkaEventSources
@@ -61,6 +62,7 @@ class BridgeStack(Stack):
         messaging = SecureMessaging(self, "Messaging", delivering_topic_names=created_topic_names)
         destinations = Destinations(self, "Destinations", config=config, messaging=messaging)
         storage = FailureStorage(self, "FailureStorage", config=config, messaging=messaging)
+        checkpoints = CheckpointTable(self, "Checkpoints", config=config) if config.settings.checkpoints else None
         audit = AuditFanout(self, "Audit", config=config, messaging=messaging)
         producers = ProducerAccess(self, "Producers", config=config, queues=destinations.queues,
                                    queue_key=messaging.queue_key)
@@ -79,6 +81,8 @@ class BridgeStack(Stack):
             signing_secrets=[s for name, s in producers.signing_secrets.items() if name in trusted],
             signing_secret_key=producers.secret_key if trusted else None,
             parking_bucket=storage.parking_bucket,
+            checkpoint_table=checkpoints.table if checkpoints else None,
+            checkpoint_key=checkpoints.key if checkpoints else None,
             powertools_layer_version=options.powertools_layer_version,
             reserved_concurrency=options.reserved_concurrency,
         )

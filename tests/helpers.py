@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bridge.checkpoints import CheckpointUnavailable, ProgressEntry
 from bridge.config import MAX_BATCH_ENTRIES, BridgeConfig, load_config_file
 from bridge.delivery import BatchOutcome, EntryFailure, SendCallError, Target
 from bridge.envelope import OutgoingMessage
@@ -203,3 +204,26 @@ def parked_docs(sender: FakeSender, dlq_name: str) -> list[dict[str, Any]]:
 def audit_events(sender: FakeSender, topic_name: str) -> list[dict[str, Any]]:
     """The audit events published."""
     return [json.loads(m.body) for m in sender.sent.get(topic_name, [])]
+
+
+class FakeCheckpoints:
+    """In-memory `CheckpointStore`; `fail` makes every read and write raise CheckpointUnavailable."""
+
+    def __init__(self) -> None:
+        self.entries: list[ProgressEntry] = []
+        self.reads = 0
+        self.writes = 0
+        self.fail = False
+
+    def read(self, shards: Sequence[str]) -> list[ProgressEntry]:
+        self.reads += 1
+        if self.fail:
+            raise CheckpointUnavailable("fake outage")
+        wanted = set(shards)
+        return [e for e in self.entries if e.shard in wanted]
+
+    def write(self, entries: Sequence[ProgressEntry]) -> None:
+        self.writes += 1
+        if self.fail:
+            raise CheckpointUnavailable("fake outage")
+        self.entries.extend(entries)

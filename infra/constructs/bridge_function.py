@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import Aws, Duration, Stack
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -61,6 +62,8 @@ class BridgeFunction(Construct):
         signing_secret_key: kms.IKey | None,
         parking_bucket: s3.IBucket,
         powertools_layer_version: int,
+        checkpoint_table: dynamodb.ITable | None = None,
+        checkpoint_key: kms.IKey | None = None,
         reserved_concurrency: int | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
@@ -74,6 +77,7 @@ class BridgeFunction(Construct):
             *self._delivery_statements(send_to, publish_to, encryption_keys, config),
             *self._secret_statements(signing_secrets, signing_secret_key, config),
             *self._storage_statements(parking_bucket),
+            *self._checkpoint_statements(checkpoint_table, checkpoint_key),
             *self._kafka_statements(config),
             *self._network_statements(),
             iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -118,6 +122,7 @@ class BridgeFunction(Construct):
                 "BRIDGE_PARKING_BUCKET": parking_bucket.bucket_name,
                 "POWERTOOLS_SERVICE_NAME": self.service_name,
                 "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
+                **({"BRIDGE_CHECKPOINT_TABLE": checkpoint_table.table_name} if checkpoint_table else {}),
             },
         )
         acknowledge(self.function, "AwsSolutions-L1",
@@ -160,6 +165,21 @@ class BridgeFunction(Construct):
             out.append(iam.PolicyStatement(sid="DecryptKafkaCredentials", actions=["kms:Decrypt"],
                                            resources=[config.source.kms_key_arn]))
         return out
+
+    @staticmethod
+    def _checkpoint_statements(table: dynamodb.ITable | None, key: kms.IKey | None) -> list[iam.PolicyStatement]:
+        """Read and write progress items (bridge.adapters.dynamodb: Query, BatchWriteItem) and nothing else."""
+        if table is None or key is None:
+            return []
+        return [
+            iam.PolicyStatement(sid="CheckpointProgress", actions=["dynamodb:Query", "dynamodb:BatchWriteItem"],
+                                resources=[table.table_arn]),
+            iam.PolicyStatement(sid="EncryptCheckpoints",
+                                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                                resources=[key.key_arn],
+                                conditions={"StringEquals": {
+                                    "kms:ViaService": f"dynamodb.{Aws.REGION}.amazonaws.com"}}),
+        ]
 
     @staticmethod
     def _storage_statements(bucket: s3.IBucket) -> list[iam.PolicyStatement]:

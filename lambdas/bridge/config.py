@@ -29,6 +29,11 @@ SQS_QUEUE_NAME_MAX = 80
 FIFO_DEDUP_ID_MAX = 128
 ESM_MAX_BATCH_SIZE = 10_000
 ESM_MAX_BATCHING_WINDOW_SECONDS = 300
+ESM_MAX_RECORD_AGE_SECONDS = 604_800  # MaximumRecordAgeInSeconds ceiling; the age a redelivery can reach
+# Checkpoints outlive the oldest record the mapping can still redeliver by a day, for redrives of
+# its S3 on-failure objects after an outage is fixed.
+CHECKPOINT_TTL_MARGIN_SECONDS = 86_400
+OUTAGE_RETRY_MAX_SECONDS = 3_600  # failing a batch back longer than this blocks its partitions for too long
 
 # Attributes the bridge sets itself (content-encoding only on a raw body that is not UTF-8);
 # header attributes share the rest of the 10.
@@ -274,6 +279,12 @@ class BridgeSettings:
     memory_mb: int = 512
     timeout_seconds: int = 120
     audit_max_correlation_ids: int = 100
+    # Record per batch what reached which destination so a redelivered batch skips it
+    # (bridge.checkpoints). None in a document means "the stage's default": on in production.
+    checkpoints: bool = False
+    # Fail a batch back to the event-source mapping, for its own retries, for up to this many
+    # seconds before parking what a destination or Secrets Manager outage kept back (0 = park now).
+    outage_retry_seconds: int = 0
 
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -316,6 +327,16 @@ class BridgeConfig:
     alarms: Alarms = field(default_factory=Alarms)
 
     # names of the bridge's own resources, shared by the CDK stack and the local stack
+    @property
+    def checkpoint_table_name(self) -> str:
+        return f"{self.name}-checkpoints"
+
+    @property
+    def checkpoint_ttl_seconds(self) -> int:
+        """How long progress is kept: past the oldest record the mapping may still redeliver."""
+        age = self.source.retry.max_record_age_seconds if self.source.retry else -1
+        return (age if age > 0 else ESM_MAX_RECORD_AGE_SECONDS) + CHECKPOINT_TTL_MARGIN_SECONDS
+
     @property
     def bridge_dlq_name(self) -> str:
         return f"{self.name}-bridge-dlq"
@@ -418,7 +439,7 @@ def _parse(data: Any, source: str) -> BridgeConfig:
     destinations = _parse_list(pb, "destinations", data.get("destinations"), _parse_destination, required=True)
     routes = _parse_list(pb, "routes", data.get("routes"), _parse_route, required=True)
     unmatched = _parse_unmatched(pb, data.get("unmatched", {"action": "park"}))
-    settings = _parse_settings(pb, data.get("settings", {}))
+    settings = _parse_settings(pb, data.get("settings", {}), production)
     alarms = _parse_alarms(pb, data.get("alarms", {}))
 
     _cross_check(pb, name, src, producers, destinations, routes, unmatched, settings)
@@ -855,10 +876,20 @@ def _parse_unmatched(pb: _Problems, raw: Any) -> Unmatched:
     return Unmatched(action, to)
 
 
-def _parse_settings(pb: _Problems, raw: Any) -> BridgeSettings:
+def _on_off(pb: _Problems, path: str, raw: Any, default: bool) -> bool:
+    """`on`/`off` (YAML 1.1 reads bare on/off as booleans, quoted ones arrive as strings), or a boolean."""
+    if isinstance(raw, str) and raw.lower() in ("on", "off"):
+        return raw.lower() == "on"
+    if raw is None or isinstance(raw, bool):
+        return default if raw is None else raw
+    pb.add(path, f"{raw!r} is not on or off. Fix: on or off")
+    return default
+
+
+def _parse_settings(pb: _Problems, raw: Any, production: bool = False) -> BridgeSettings:
     if not isinstance(raw, Mapping):
         pb.add("settings", "must be a mapping")
-        return BridgeSettings()
+        return BridgeSettings(checkpoints=production)
     d = BridgeSettings()
     _unknown(pb, "settings", raw, set(BridgeSettings.__dataclass_fields__))
     hdr = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -876,6 +907,9 @@ def _parse_settings(pb: _Problems, raw: Any) -> BridgeSettings:
         _int(pb, "settings.timeout_seconds", raw.get("timeout_seconds"), d.timeout_seconds, 10, 900),
         _int(pb, "settings.audit_max_correlation_ids", raw.get("audit_max_correlation_ids"),
              d.audit_max_correlation_ids, 0, 1000),
+        _on_off(pb, "settings.checkpoints", raw.get("checkpoints"), production),
+        _int(pb, "settings.outage_retry_seconds", raw.get("outage_retry_seconds"), d.outage_retry_seconds, 0,
+             OUTAGE_RETRY_MAX_SECONDS),
     )
 
 
@@ -919,6 +953,9 @@ def _cross_check(pb: _Problems, name: str, src: Source | None, producers: Iterab
         pb.add("producers", "two producers share a name. Fix: give each a unique name")
     if len({r.name for r in routes}) != len(list(routes)):
         pb.add("routes", "two routes share a name. Fix: give each a unique name")
+    if settings.outage_retry_seconds and not settings.checkpoints:
+        pb.add("settings.outage_retry_seconds", "needs settings.checkpoints: on, or every retry of the batch "
+               "would deliver again what it already delivered. Fix: set checkpoints: on, or outage_retry_seconds: 0")
     for d in dests.values():
         where = f"destinations[{d.name}]"
         if d.created and len(d.dlq_physical_name(name)) > SQS_QUEUE_NAME_MAX:

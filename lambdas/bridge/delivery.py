@@ -112,6 +112,10 @@ class DeliveryReceipt:
     order_break: bool = False
 
 
+OnDelivered = Callable[[Target, Sequence[OutgoingMessage]], None]
+"""Called after each send request with the messages it stored."""
+
+
 def backoff_delay(attempt: int, base_delay_ms: int, rand: Callable[[float, float], float]) -> float:
     """Seconds to wait after failed attempt `attempt` (1-based): full jitter over base * 2^(attempt-1)."""
     ceiling_ms = min(MAX_BACKOFF_MS, base_delay_ms * 2 ** (attempt - 1))
@@ -163,8 +167,12 @@ class Deliverer:
         self._sleep = sleep
         self._rand = rand
 
-    def deliver(self, plans: Sequence[tuple[Target, Sequence[OutgoingMessage]]]) -> list[DeliveryReceipt]:
-        """Deliver every target's messages; one receipt per message (grouped by target and lane)."""
+    def deliver(self, plans: Sequence[tuple[Target, Sequence[OutgoingMessage]]],
+                on_delivered: OnDelivered | None = None) -> list[DeliveryReceipt]:
+        """Deliver every target's messages; one receipt per message (grouped by target and lane).
+
+        `on_delivered(target, messages)` is called after each send request with the messages it
+        stored (from the lane's thread), so progress can be recorded while the batch goes on."""
         lanes: list[tuple[Target, list[OutgoingMessage] | list[list[OutgoingMessage]]]] = []
         for target, messages in plans:
             if target.fifo:
@@ -173,22 +181,23 @@ class Deliverer:
             else:
                 lanes.extend((target, [b]) for b in pack(messages, target.max_bytes))
         if len(lanes) <= 1 or self._max_concurrency == 1:
-            results = [self._run_lane(t, work) for t, work in lanes]
+            results = [self._run_lane(t, work, on_delivered) for t, work in lanes]
         else:
             with ThreadPoolExecutor(max_workers=min(self._max_concurrency, len(lanes))) as pool:
-                results = list(pool.map(lambda lane: self._run_lane(*lane), lanes))
+                results = list(pool.map(lambda lane: self._run_lane(lane[0], lane[1], on_delivered), lanes))
         return [receipt for lane in results for receipt in lane]
 
-    def _run_lane(self, target: Target,
-                  work: list[OutgoingMessage] | list[list[OutgoingMessage]]) -> list[DeliveryReceipt]:
+    def _run_lane(self, target: Target, work: list[OutgoingMessage] | list[list[OutgoingMessage]],
+                  on_delivered: OnDelivered | None = None) -> list[DeliveryReceipt]:
         if target.fifo:
-            return self._run_fifo_lane(target, work)  # type: ignore[arg-type]
+            return self._run_fifo_lane(target, work, on_delivered)  # type: ignore[arg-type]
         receipts: list[DeliveryReceipt] = []
         for batch in work:
-            receipts.extend(self._send_with_retries(target, batch))  # type: ignore[arg-type]
+            receipts.extend(self._send_with_retries(target, batch, on_delivered=on_delivered))  # type: ignore[arg-type]
         return receipts
 
-    def _run_fifo_lane(self, target: Target, messages: list[OutgoingMessage]) -> list[DeliveryReceipt]:
+    def _run_fifo_lane(self, target: Target, messages: list[OutgoingMessage],
+                       on_delivered: OnDelivered | None = None) -> list[DeliveryReceipt]:
         """Send a lane's messages in order, batches packed greedily as they go (10 entries, the byte
         limit); a group whose order broke is held back for the rest of the lane."""
         receipts: list[DeliveryReceipt] = []
@@ -199,7 +208,7 @@ class Deliverer:
             if m.size > target.max_bytes:
                 raise MessageTooLargeError(f"a message of {m.size} bytes exceeds the {target.max_bytes}-byte limit")
             if batch and (len(batch) >= MAX_BATCH_ENTRIES or size + m.size > target.max_bytes):
-                receipts.extend(self._send_with_retries(target, batch, halted))
+                receipts.extend(self._send_with_retries(target, batch, halted, on_delivered))
                 batch, size = [], 0
             if m.group_id in halted:
                 receipts.append(DeliveryReceipt(m, False, 0, HELD_BACK))
@@ -207,11 +216,12 @@ class Deliverer:
             batch.append(m)
             size += m.size
         if batch:
-            receipts.extend(self._send_with_retries(target, batch, halted))
+            receipts.extend(self._send_with_retries(target, batch, halted, on_delivered))
         return receipts
 
     def _send_with_retries(self, target: Target, batch: list[OutgoingMessage],
-                           halted: set[str | None] | None = None) -> list[DeliveryReceipt]:
+                           halted: set[str | None] | None = None,
+                           on_delivered: OnDelivered | None = None) -> list[DeliveryReceipt]:
         """Send one batch, retrying failed entries; for a FIFO batch (`halted` given) an entry that failed
         after a later entry of its group was accepted is not retried: its group is added to `halted`."""
         sender = self._senders[target.type]
@@ -230,10 +240,12 @@ class Deliverer:
             if halted is not None and failures:
                 last_accepted = {m.group_id: i for i, m in enumerate(pending) if i not in failed_at}
             retry: list[OutgoingMessage] = []
+            stored: list[OutgoingMessage] = []
             for i, message in enumerate(pending):
                 failure = failed_at.get(i)
                 if failure is None:
                     receipts.append(DeliveryReceipt(message, True, attempt))
+                    stored.append(message)
                 elif halted is not None and last_accepted.get(message.group_id, -1) > i:
                     halted.add(message.group_id)
                     receipts.append(DeliveryReceipt(message, False, attempt, failure.code, failure.sender_fault,
@@ -244,6 +256,8 @@ class Deliverer:
                     receipts.append(DeliveryReceipt(message, False, attempt, failure.code, failure.sender_fault))
                 else:
                     retry.append(message)
+            if stored and on_delivered is not None:
+                on_delivered(target, stored)
             if not retry:
                 return receipts
             self._sleep(backoff_delay(attempt, self._base_delay_ms, self._rand))

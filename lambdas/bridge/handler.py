@@ -17,7 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from bridge.audit import batch_id_for
 from bridge.parking import ParkingFailedError
 from bridge.records import InvalidEventError, decode_event, describe_invalid_event, is_kafka_event, parse_redrive
-from bridge.service import BatchReport, Bridge
+from bridge.service import BatchReport, Bridge, OutageRetryError
 from bridge.settings import Settings, observability_names
 
 SERVICE_NAME, METRICS_NAMESPACE = observability_names()
@@ -86,6 +86,11 @@ def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except ParkingFailedError:
         logger.exception("records could be neither delivered nor parked; the batch will be retried")
         metrics.add_metric(name="ParkingFailed", unit=MetricUnit.Count, value=1)
+        raise
+    except OutageRetryError:
+        # Deliberate: the mapping retries the batch; checkpoints skip what this attempt delivered.
+        logger.warning("outage: failing the batch back to the event-source mapping", exc_info=True)
+        metrics.add_metric(name="OutageRetries", unit=MetricUnit.Count, value=1)
         raise
     _observe(report)
     return report.result()

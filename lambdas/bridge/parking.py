@@ -115,13 +115,22 @@ class Parking:
         self._store = store
         self._clock = clock
 
-    def park(self, requests: Sequence[ParkRequest], event_source_arn: str | None) -> None:
-        """Park every request; raise ParkingFailedError when any could not be stored."""
+    def park(self, requests: Sequence[ParkRequest], event_source_arn: str | None,
+             on_parked: Callable[[Sequence[ParkRequest]], None] | None = None) -> None:
+        """Park every request; raise ParkingFailedError when any could not be stored.
+
+        `on_parked(requests)` is called after each DLQ send request with the requests it stored."""
         if not requests:
             return
         parked_at = self._clock().isoformat()
         messages = [self._message(r, event_source_arn, parked_at) for r in requests]
-        failed = [r for r in self._deliverer.deliver([(self._dlq, messages)]) if not r.delivered]
+        request_of = {id(m): r for m, r in zip(messages, requests, strict=True)}
+
+        def stored(_target: Target, done: Sequence[OutgoingMessage]) -> None:
+            if on_parked is not None:
+                on_parked([request_of[id(m)] for m in done])
+
+        failed = [r for r in self._deliverer.deliver([(self._dlq, messages)], stored) if not r.delivered]
         if failed:
             codes = sorted({r.code or "unknown" for r in failed})
             raise ParkingFailedError(

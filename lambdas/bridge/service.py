@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from bridge.audit import BatchTally, audit_document, batch_id_for
+from bridge.checkpoints import BatchProgress, CheckpointStore
 from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES, BridgeConfig
 from bridge.delivery import HELD_BACK, BatchSender, Deliverer, Target
 from bridge.envelope import OutgoingMessage, billed_size, build_message, correlation_id_for
@@ -32,6 +33,14 @@ from bridge.records import KafkaBatch, KafkaRecord, Redrive, decode_event
 from bridge.routing import UNMATCHED_ROUTE, Router, RoutingDecision, restrict_to_redrive
 from bridge.settings import Settings
 from bridge.trust import SigningKeys, TrustPolicy
+
+OUTAGE_REASONS = frozenset({"signing_key_unavailable"})  # parks an outage causes, besides failed deliveries
+
+
+class OutageRetryError(RuntimeError):
+    """Records were kept from their destinations by an outage and `settings.outage_retry_seconds` has not
+    run out: the invocation fails so the event-source mapping retries the batch (checkpoints skip what
+    was already delivered or parked)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +78,7 @@ class Bridge:
         sns: BatchSender | None = None,
         parking_store: ObjectStore | None = None,
         signing_keys: SigningKeys | None = None,
+        checkpoints: CheckpointStore | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[float, float], float] = random.uniform,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -81,6 +91,11 @@ class Bridge:
             sns = sns or defaults.sns_sender(settings)
             parking_store = parking_store or defaults.parking_store(settings)
             signing_keys = signing_keys or defaults.signing_keys(settings, config)
+        if checkpoints is None and config.settings.checkpoints:
+            from bridge.adapters import defaults  # noqa: PLC0415
+
+            checkpoints = defaults.checkpoint_store(settings, config)
+        self._checkpoints = checkpoints if config.settings.checkpoints else None
         self.config = config
         self.settings = settings
         s = config.settings
@@ -114,11 +129,17 @@ class Bridge:
         parks: list[ParkRequest] = []
         plans: dict[str, list[OutgoingMessage]] = {}
         origins: dict[int, _Origin] = {}  # id(message) -> origin; messages live until the end of handle
+        progress = BatchProgress(self._checkpoints, batch.records, redrive=batch.redrive is not None)
 
         for record in batch.records:
-            self._plan(record, tally, parks, plans, origins, batch.redrive)
+            self._plan(record, tally, parks, plans, origins, batch.redrive, progress)
 
-        receipts = self._deliverer.deliver([(self.targets[name], msgs) for name, msgs in plans.items()])
+        def delivered(_target: Target, messages: Sequence[OutgoingMessage]) -> None:
+            progress.record("delivered", [(origins[id(m)].record, m.destination) for m in messages])
+
+        receipts = self._deliverer.deliver([(self.targets[name], msgs) for name, msgs in plans.items()],
+                                           delivered if progress.enabled else None)
+        failed: list[tuple[ParkRequest, bool]] = []  # (park, sender fault)
         for receipt in receipts:
             m = receipt.message
             if receipt.delivered:
@@ -132,20 +153,47 @@ class Bridge:
                 fault = "a later message of its FIFO group was accepted in the same request; not retried"
             else:
                 fault = "sender fault" if receipt.sender_fault else f"after {receipt.attempts} attempt(s)"
-            parks.append(ParkRequest(origin.record, "delivery_failed", f"{receipt.code} ({fault})",
-                                     m.correlation_id, origin.route, m.destination, origin.producer))
+            failed.append((ParkRequest(origin.record, "delivery_failed", f"{receipt.code} ({fault})",
+                                       m.correlation_id, origin.route, m.destination, origin.producer),
+                           receipt.sender_fault))
+        outage = [p for p, sender_fault in failed if not sender_fault] + [p for p in parks
+                                                                          if p.reason in OUTAGE_REASONS]
+        retry_later = bool(outage) and self._outage_retry_open(progress, batch_id)
+        if retry_later:  # park now only what no retry can fix
+            parks = [p for p in parks if p.reason not in OUTAGE_REASONS] + [p for p, sf in failed if sf]
+        else:
+            parks += [p for p, _ in failed]
 
+        parks = [p for p in parks if not progress.parked(p.record, p.destination)]
         for p in parks:
             tally.parked[p.reason] += 1
-        self._parking.park(parks, batch.event_source_arn)  # raises ParkingFailedError
+        self._parking.park(parks, batch.event_source_arn,  # raises ParkingFailedError
+                           (lambda done: progress.record("parked", [(p.record, p.destination) for p in done]))
+                           if progress.enabled else None)
+        if retry_later:
+            raise OutageRetryError(
+                f"{len(outage)} record(s) kept from their destinations by an outage "
+                f"({', '.join(sorted({p.detail.split(' ')[0] for p in outage}))}); failing the batch back to the "
+                f"event-source mapping, which retries it for up to settings.outage_retry_seconds="
+                f"{self.config.settings.outage_retry_seconds} before they are parked")
 
         summary = tally.summary(batch_id, batch.event_source_arn)
+        summary["checkpoint"] = {"on": progress.enabled, "skipped": progress.skipped, "errors": progress.errors}
         audit_error = self._publish_audit(tally, batch_id, batch.event_source_arn, started_at)
         return BatchReport(batch_id, summary, tuple(parks), audit_error)
 
+    def _outage_retry_open(self, progress: BatchProgress, batch_id: str) -> bool:
+        """True while this batch is inside its outage retry window (settings.outage_retry_seconds)."""
+        window = self.config.settings.outage_retry_seconds
+        if not window:
+            return False
+        now = self._clock().timestamp()
+        since = progress.outage_since(batch_id, now)
+        return since is not None and now - since < window
+
     def _plan(self, record: KafkaRecord, tally: BatchTally, parks: list[ParkRequest],
               plans: dict[str, list[OutgoingMessage]], origins: dict[int, _Origin],
-              redrive: Redrive | None = None) -> None:
+              redrive: Redrive | None = None, progress: BatchProgress | None = None) -> None:
         """Route one record: queue its messages per destination, or its park requests."""
         correlation_id = correlation_id_for(record, self.config.settings.correlation_header)
         tally.see(record, correlation_id)
@@ -187,6 +235,8 @@ class Bridge:
                                          f"{destination.type.upper()} {name}", correlation_id, route, name,
                                          trust.producer))
                 continue
+            if progress is not None and progress.delivered(record, name):
+                continue  # a previous attempt at this batch (or a redrive) delivered it already
             plans.setdefault(name, []).append(message)
             origins[id(message)] = _Origin(record, route, trust.producer)
 

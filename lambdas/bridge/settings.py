@@ -36,6 +36,7 @@ class Settings:
     endpoint_url: str | None = None
     service_name: str = DEFAULT_SERVICE_NAME
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
+    checkpoint_table: str | None = None  # needed when settings.checkpoints is on
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -67,6 +68,7 @@ class Settings:
             endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             service_name=env.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE_NAME,
             metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE,
+            checkpoint_table=env.get("BRIDGE_CHECKPOINT_TABLE") or None,
         )
 
     def load_config(self) -> BridgeConfig:

@@ -10,6 +10,7 @@ from botocore.config import Config
 from bridge.settings import Settings
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sns import SNSClient
@@ -26,6 +27,12 @@ _OTHER_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, co
 # Signing keys are read while a batch waits; a Secrets Manager outage must fail fast (the record is
 # parked signing_key_unavailable and the failure remembered), not eat the function's timeout.
 _SECRETS_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=2, read_timeout=5)
+
+
+# Checkpoints are read and written while a batch waits: a slow table must cost little, and a failed
+# write only costs a possible duplicate later, so timeouts are short.
+_CHECKPOINT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2,
+                            read_timeout=5)
 
 
 def _client(service: str, settings: Settings, config: Config) -> Any:
@@ -54,4 +61,10 @@ def s3_client(settings: Settings) -> S3Client:
 def secrets_client(settings: Settings) -> SecretsManagerClient:
     """Secrets Manager client for producers' signing keys."""
     client: SecretsManagerClient = _client("secretsmanager", settings, _SECRETS_CONFIG)
+    return client
+
+
+def dynamodb_client(settings: Settings) -> DynamoDBClient:
+    """DynamoDB client for the checkpoint table."""
+    client: DynamoDBClient = _client("dynamodb", settings, _CHECKPOINT_CONFIG)
     return client

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from bridge.adapters import clients
+from bridge.adapters.dynamodb import DynamoDbCheckpointStore
 from bridge.adapters.s3 import S3ObjectStore
 from bridge.adapters.secrets import SecretsManagerSigningKeys
 from bridge.adapters.sns import SnsBatchSender
 from bridge.adapters.sqs import SqsBatchSender
+from bridge.checkpoints import CheckpointStore
 from bridge.config import BridgeConfig
 from bridge.delivery import BatchSender
 from bridge.parking import ObjectStore
-from bridge.settings import Settings
+from bridge.settings import Settings, SettingsError
 from bridge.trust import SigningKeys
 
 
@@ -32,3 +34,13 @@ def parking_store(settings: Settings) -> ObjectStore:
 def signing_keys(settings: Settings, config: BridgeConfig) -> SigningKeys:
     """Producers' signing keys over a new Secrets Manager client (no call until a key is needed)."""
     return SecretsManagerSigningKeys(clients.secrets_client(settings), config)
+
+
+def checkpoint_store(settings: Settings, config: BridgeConfig) -> CheckpointStore:
+    """The checkpoint table over a new DynamoDB client (settings.checkpoints: on)."""
+    if not settings.checkpoint_table:
+        raise SettingsError("settings.checkpoints is on but BRIDGE_CHECKPOINT_TABLE is not set. Fix: set it to the "
+                            f"checkpoint table ({config.checkpoint_table_name}; the CDK stack does), or set "
+                            "settings.checkpoints: off")
+    return DynamoDbCheckpointStore(clients.dynamodb_client(settings), settings.checkpoint_table,
+                                   config.checkpoint_ttl_seconds)
