@@ -35,6 +35,7 @@ from bridge.parking import PARK_REASONS
 from bridge_local import events as ev
 from bridge_local import report
 from bridge_local.poller import (
+    ON_FAILURE_PREFIX,
     BatchOutcome,
     Poller,
     PollerSettings,
@@ -52,7 +53,7 @@ from bridge_local.producer import (
     produce,
     records_for_producer,
 )
-from bridge_local.provision import LocalClients, provision_all, signing_key
+from bridge_local.provision import LocalClients, parking_bucket_name, provision_all, signing_key
 from bridge_local.redrive import (
     FetchDocument,
     Invoke,
@@ -65,6 +66,7 @@ from bridge_local.redrive import (
     redrive,
     s3_fetcher,
 )
+from bridge_local.replay import S3OnFailureObjects, replay_on_failure
 from bridge_local.services import (
     DEFAULT_STATE_DIR,
     LocalStack,
@@ -424,6 +426,8 @@ _RedrivePorts = tuple[SqsParkedQueue, FetchDocument, Invoke, str]  # the DLQ, S3
 
 def cmd_redrive(args: argparse.Namespace) -> int:
     config = _config(args)
+    if args.on_failure:
+        return _redrive_on_failure(args, config)
     if args.max is not None and args.max < 1:
         raise CliError("--max must be at least 1")
     options = RedriveOptions(
@@ -443,6 +447,46 @@ def cmd_redrive(args: argparse.Namespace) -> int:
         _out(json.dumps({"target": where, **rep.to_json()}, indent=2))
     else:
         _print_redrive(rep, where)
+    return EXIT_ERROR if rep.failed else 0
+
+
+# Where the event-source mapping writes failed batches in an S3 on-failure destination
+# (infra.constructs.bridge_function.ESM_FAILURE_PREFIX, without the wildcard).
+AWS_ON_FAILURE_PREFIX = "aws/lambda/"
+
+
+def _redrive_on_failure(args: argparse.Namespace, config: BridgeConfig) -> int:
+    """`bridge redrive --on-failure`: replay the mapping's S3 on-failure objects (bridge_local.replay)."""
+    if args.queue_url or args.function or args.bucket:
+        if not (args.bucket and args.function):
+            raise CliError("AWS mode of --on-failure needs both --bucket (the parking bucket, stack output "
+                           "ParkingBucketName) and --function; without them it uses the local stack")
+        _, _, invoke, where = _aws_redrive_ports(argparse.Namespace(**{**vars(args), "queue_url": "unused"}),
+                                                 config)
+        import boto3  # noqa: PLC0415 - AWS mode only
+
+        objects = S3OnFailureObjects(boto3.session.Session(region_name=args.region).client("s3"), args.bucket,
+                                     args.prefix or AWS_ON_FAILURE_PREFIX)
+    else:
+        _, _, invoke, where = _local_redrive_ports(args, config)
+        state = require_running(Path(args.state_dir))
+        objects = S3OnFailureObjects(LocalClients.for_endpoint(state.endpoint_url).s3, parking_bucket_name(config),
+                                     args.prefix or f"{ON_FAILURE_PREFIX}/")
+    if not config.settings.checkpoints:
+        _err("settings.checkpoints is off: each replayed batch is delivered whole again, including what its "
+             "failed attempts delivered. Fix: checkpoints: on (the replay then sends only what is missing)")
+    rep = replay_on_failure(objects, invoke, dry_run=args.dry_run)
+    if args.json:
+        _out(json.dumps({"target": where, **rep.to_json()}, indent=2))
+    else:
+        verb = "would replay" if args.dry_run else "replayed"
+        _out(f"{verb} {rep.replayed if not args.dry_run else rep.objects - len(rep.skipped)} of {rep.objects} "
+             f"on-failure object(s) from {rep.where} ({rep.records} records) into {where}; delivered "
+             f"{sum(rep.delivered.values())}, parked {sum(rep.parked.values())}, already done {rep.already_done}")
+        for key, why in rep.skipped:
+            _out(f"  skipped {key}: {why}")
+        for key, error in rep.failed:
+            _out(f"  failed {key} (left in place): {error}")
     return EXIT_ERROR if rep.failed else 0
 
 
@@ -575,9 +619,16 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--json", action="store_true", help="machine-readable output")
     rd.add_argument("--batch-size", type=int, default=None, help="records per event (default source.batch_size)")
     rd.add_argument("--handler-log-level", default="ERROR", help="local mode: the handler's log level")
+    rd.add_argument("--on-failure", action="store_true",
+                    help="replay the event-source mapping's S3 on-failure objects (whole failed batches) instead "
+                         "of the bridge DLQ; with checkpoints on, what those batches delivered is skipped")
+    rd.add_argument("--prefix", default=None,
+                    help=f"--on-failure: key prefix (default {ON_FAILURE_PREFIX}/ locally, "
+                         f"{AWS_ON_FAILURE_PREFIX} in AWS mode)")
     aws = rd.add_argument_group("AWS mode (a deployed stack; default: the local stack)")
     aws.add_argument("--queue-url", help="the bridge DLQ's URL (stack output)")
     aws.add_argument("--function", help="the bridge function's name or ARN")
+    aws.add_argument("--bucket", help="--on-failure: the parking bucket (stack output ParkingBucketName)")
     aws.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
     rd.set_defaults(func=cmd_redrive)
 

@@ -195,6 +195,7 @@ def handler_environment(state: StackState, config: BridgeConfig, config_path: st
         "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
         "AWS_EC2_METADATA_DISABLED": "true",
         "BRIDGE_PARKING_BUCKET": parking_bucket_name(config),
+        "BRIDGE_CHECKPOINT_TABLE": config.checkpoint_table_name,  # used when settings.checkpoints is on
         "BRIDGE_CONFIG_PATH": str(Path(config_path).resolve()),
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_SERVICE_NAME": "kafka-bridge",

@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 from bridge.config import SQS_MAX_MESSAGE_BYTES, BridgeConfig, Destination
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from bridge_local.checkpoint_table import ensure_checkpoint_table
 from bridge_local.services import ACCOUNT_ID, HOST, REGION
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class ProvisionReport:
     subscriptions: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
     bucket: str = ""
+    checkpoint_table: str = ""
     kafka_topics: dict[str, int] = field(default_factory=dict)
 
 
@@ -246,5 +248,6 @@ def provision_all(config: BridgeConfig, bootstrap: str, endpoint_url: str,
                   partitions: int = DEFAULT_PARTITIONS) -> ProvisionReport:
     """Provision AWS resources in MiniStack and Kafka topics in Tansu."""
     report = provision_aws(config, LocalClients.for_endpoint(endpoint_url))
+    report.checkpoint_table = ensure_checkpoint_table(local_client("dynamodb", endpoint_url), config)
     report.kafka_topics = provision_kafka(config, bootstrap, partitions)
     return report

@@ -11,15 +11,11 @@ from __future__ import annotations
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
+from bridge.adapters.dynamodb import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 from bridge.config import BridgeConfig
 from constructs import Construct
 
 from infra.nag import acknowledge
-
-# The names bridge.adapters.dynamodb reads and writes.
-PARTITION_KEY = "shard"
-SORT_KEY = "entry"
-TTL_ATTRIBUTE = "expires_at"
 
 
 class CheckpointTable(Construct):

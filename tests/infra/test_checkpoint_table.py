@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk.assertions import Match
+from bridge.adapters.dynamodb import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 
-from infra.constructs.checkpoints import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 from tests.infra.conftest import Synth
 from tests.infra.helpers import as_list, iam_statements
 

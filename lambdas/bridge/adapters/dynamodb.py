@@ -20,6 +20,10 @@ from bridge.checkpoints import CheckpointUnavailable, Kind, ProgressEntry
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+# The table's attribute names, shared with the CDK construct and the local stack.
+PARTITION_KEY = "shard"
+SORT_KEY = "entry"
+TTL_ATTRIBUTE = "expires_at"
 MAX_BATCH_WRITE_ITEMS = 25  # BatchWriteItem
 UNPROCESSED_RETRIES = 3  # resubmissions of UnprocessedItems before the write counts as failed
 UNPROCESSED_BACKOFF_SECONDS = 0.05
@@ -45,7 +49,7 @@ class DynamoDbCheckpointStore:
             for shard in shards:
                 kwargs: dict[str, Any] = {
                     "TableName": self._table, "ConsistentRead": True,
-                    "KeyConditionExpression": "#s = :s", "ExpressionAttributeNames": {"#s": "shard"},
+                    "KeyConditionExpression": "#s = :s", "ExpressionAttributeNames": {"#s": PARTITION_KEY},
                     "ExpressionAttributeValues": {":s": {"S": shard}},
                 }
                 while True:
@@ -62,10 +66,10 @@ class DynamoDbCheckpointStore:
         """BatchWriteItem in chunks of 25; unprocessed items are resubmitted a few times."""
         expires_at = str(int(self._clock()) + self._ttl_seconds)
         requests: list[Any] = [{"PutRequest": {"Item": {
-            "shard": {"S": e.shard},
-            "entry": {"S": f"{_KIND_CODES[e.kind]}#{e.destination}#{uuid.uuid4().hex[:16]}"},
+            PARTITION_KEY: {"S": e.shard},
+            SORT_KEY: {"S": f"{_KIND_CODES[e.kind]}#{e.destination}#{uuid.uuid4().hex[:16]}"},
             "tokens": {"S": " ".join(e.tokens)},
-            "expires_at": {"N": expires_at},
+            TTL_ATTRIBUTE: {"N": expires_at},
         }}} for e in entries]
         try:
             for i in range(0, len(requests), MAX_BATCH_WRITE_ITEMS):
@@ -83,5 +87,5 @@ class DynamoDbCheckpointStore:
 
 
 def _entry(item: dict[str, Any]) -> ProgressEntry:
-    kind_code, destination, _ = item["entry"]["S"].split("#", 2)
-    return ProgressEntry(item["shard"]["S"], _KINDS[kind_code], destination, tuple(item["tokens"]["S"].split()))
+    kind_code, destination, _ = item[SORT_KEY]["S"].split("#", 2)
+    return ProgressEntry(item[PARTITION_KEY]["S"], _KINDS[kind_code], destination, tuple(item["tokens"]["S"].split()))
