@@ -16,6 +16,7 @@ from infra.constructs.alarms import BridgeAlarms
 from infra.constructs.audit import AuditFanout
 from infra.constructs.bridge_function import BridgeFunction, stage_function_package
 from infra.constructs.checkpoints import CheckpointTable
+from infra.constructs.dashboard import BridgeDashboard
 from infra.constructs.destinations import Destinations
 from infra.constructs.failure_storage import FailureStorage
 from infra.constructs.kafka_source import KafkaEventSources
@@ -96,6 +97,9 @@ class BridgeStack(Stack):
         alarms = BridgeAlarms(self, "Alarms", config=config, function=bridge.function, mappings=source.mappings,
                               service_name=bridge.service_name, metrics_namespace=bridge.metrics_namespace)
         SavedLogQueries(self, "LogQueries", config=config, log_group=bridge.log_group)
+        dashboard = BridgeDashboard(self, "Dashboard", config=config, function=bridge.function,
+                                    mappings=source.mappings, alarms=alarms.alarms, service_name=bridge.service_name,
+                                    metrics_namespace=bridge.metrics_namespace)
 
         events = load_test_events(options.events_dir) if options.test_events else {}
         if events:
@@ -110,6 +114,8 @@ class BridgeStack(Stack):
                   description="Parking bucket (oversized parked records, failed batches)")
         CfnOutput(self, "FunctionName", value=bridge.function.function_name, description="Bridge function")
         CfnOutput(self, "AlarmTopicArn", value=alarms.topic.topic_arn, description="Topic the alarms notify")
+        CfnOutput(self, "DashboardName", value=dashboard.dashboard.dashboard_name,
+                  description="CloudWatch dashboard of the bridge")
         for name, role in producers.roles.items():
             CfnOutput(self, f"ProducerRoleArn-{name}", value=role.role_arn,
                       description=f"Role producer {name} assumes")
