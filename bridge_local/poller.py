@@ -39,7 +39,7 @@ from bridge.config import BridgeConfig
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from bridge_local.events import KafkaRecord, build_event
-from bridge_local.provision import LOCAL_CREDENTIALS, local_client, parking_bucket_name
+from bridge_local.provision import LOCAL_CREDENTIALS, claim_check_bucket_name, local_client, parking_bucket_name
 from bridge_local.services import ACCOUNT_ID, REGION, StackState
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -202,6 +202,7 @@ def handler_environment(state: StackState, config: BridgeConfig, config_path: st
         "POWERTOOLS_METRICS_NAMESPACE": "KafkaBridgeLocal",
         "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines on stdout would drown the CLI's own output
         "POWERTOOLS_LOG_LEVEL": log_level,
+        **({"BRIDGE_CLAIM_CHECK_BUCKET": claim_check_bucket_name(config)} if config.claim_check else {}),
     }
 
 

@@ -44,6 +44,11 @@ def parking_bucket_name(config: BridgeConfig) -> str:
     return f"{config.name}-parking-{ACCOUNT_ID}"
 
 
+def claim_check_bucket_name(config: BridgeConfig) -> str:
+    """The local claim-check bucket (created only when a destination has oversize: claim-check)."""
+    return f"{config.name}-claim-check-{ACCOUNT_ID}"
+
+
 def local_client(service: str, endpoint_url: str) -> Any:
     """A boto3 client for the local AWS on loopback with dummy credentials; refuses any other host."""
     if not endpoint_url.startswith(f"http://{HOST}:"):
@@ -172,11 +177,12 @@ def provision_aws(config: BridgeConfig, clients: LocalClients) -> ProvisionRepor
             report.secrets.append(secret_name)
 
     bucket = parking_bucket_name(config)
-    try:
-        clients.s3.create_bucket(Bucket=bucket)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-            raise
+    for name_ in [bucket] + ([claim_check_bucket_name(config)] if config.claim_check else []):
+        try:
+            clients.s3.create_bucket(Bucket=name_)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
     report.bucket = bucket
     return report
 

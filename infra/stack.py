@@ -16,6 +16,7 @@ from infra.constructs.alarms import BridgeAlarms
 from infra.constructs.audit import AuditFanout
 from infra.constructs.bridge_function import BridgeFunction, stage_function_package
 from infra.constructs.checkpoints import CheckpointTable
+from infra.constructs.claim_check import ClaimCheckStorage
 from infra.constructs.dashboard import BridgeDashboard
 from infra.constructs.destinations import Destinations
 from infra.constructs.failure_storage import FailureStorage
@@ -68,6 +69,7 @@ class BridgeStack(Stack):
         producers = ProducerAccess(self, "Producers", config=config, queues=destinations.queues,
                                    queue_key=messaging.queue_key)
 
+        claim_check = ClaimCheckStorage(self, "ClaimCheck", config=config) if config.claim_check else None
         routed = config.routed_destinations()
         trusted = {p for d in config.destinations for p in d.accept_from}
         package = stage_function_package(options.lambda_source_dir, loaded.document,
@@ -86,10 +88,13 @@ class BridgeStack(Stack):
             checkpoint_key=checkpoints.key if checkpoints else None,
             powertools_layer_version=options.powertools_layer_version,
             reserved_concurrency=options.reserved_concurrency,
+            claim_check_bucket=claim_check.bucket if claim_check else None,
         )
         destinations.restrict_senders(
             bridge_role_arn=bridge.role.role_arn,
             producer_role_arns={name: role.role_arn for name, role in producers.roles.items()})
+        if claim_check is not None:
+            claim_check.restrict_writers(bridge_role_arn=bridge.role.role_arn)
         SecureMessaging.restrict_senders(storage.bridge_dlq, principal_arns=[bridge.role.role_arn], topic_arns=[])
         SecureMessaging.restrict_publishers(audit.topic, principal_arns=[bridge.role.role_arn])
         source = KafkaEventSources(self, "KafkaSource", config=config, function=bridge.function,
@@ -113,6 +118,9 @@ class BridgeStack(Stack):
         CfnOutput(self, "ParkingBucketName", value=storage.parking_bucket.bucket_name,
                   description="Parking bucket (oversized parked records, failed batches)")
         CfnOutput(self, "FunctionName", value=bridge.function.function_name, description="Bridge function")
+        if claim_check is not None:
+            CfnOutput(self, "ClaimCheckBucketName", value=claim_check.bucket.bucket_name,
+                      description="Claim-check bucket: consumers need s3:GetObject on claim-check/<destination>/*")
         CfnOutput(self, "AlarmTopicArn", value=alarms.topic.topic_arn, description="Topic the alarms notify")
         CfnOutput(self, "DashboardName", value=dashboard.dashboard.dashboard_name,
                   description="CloudWatch dashboard of the bridge")

@@ -20,6 +20,7 @@ from aws_cdk import aws_sqs as sqs
 from bridge.config import BridgeConfig, config_to_json
 from constructs import Construct
 
+from infra.constructs.claim_check import OBJECTS as CLAIM_CHECK_OBJECTS
 from infra.msk import MskArns
 from infra.nag import acknowledge
 
@@ -65,6 +66,7 @@ class BridgeFunction(Construct):
         checkpoint_table: dynamodb.ITable | None = None,
         checkpoint_key: kms.IKey | None = None,
         reserved_concurrency: int | None = None,
+        claim_check_bucket: s3.IBucket | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -78,6 +80,7 @@ class BridgeFunction(Construct):
             *self._secret_statements(signing_secrets, signing_secret_key, config),
             *self._storage_statements(parking_bucket),
             *self._checkpoint_statements(checkpoint_table, checkpoint_key),
+            *self._claim_check_statements(claim_check_bucket),
             *self._kafka_statements(config),
             *self._network_statements(),
             iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -97,6 +100,8 @@ class BridgeFunction(Construct):
                     "when it creates the mapping) and xray:PutTraceSegments/PutTelemetryRecords, which have no "
                     "resource-level permissions.")
         self._acknowledge_prefix(parking_bucket)
+        if claim_check_bucket is not None:
+            self._acknowledge_claim_check_prefix(claim_check_bucket)
 
         layer = lambda_.LayerVersion.from_layer_version_arn(
             self, "Powertools",
@@ -123,6 +128,7 @@ class BridgeFunction(Construct):
                 "POWERTOOLS_SERVICE_NAME": self.service_name,
                 "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
                 **({"BRIDGE_CHECKPOINT_TABLE": checkpoint_table.table_name} if checkpoint_table else {}),
+                **({"BRIDGE_CLAIM_CHECK_BUCKET": claim_check_bucket.bucket_name} if claim_check_bucket else {}),
             },
         )
         acknowledge(self.function, "AwsSolutions-L1",
@@ -193,6 +199,14 @@ class BridgeFunction(Construct):
         ]
 
     @staticmethod
+    def _claim_check_statements(bucket: s3.IBucket | None) -> list[iam.PolicyStatement]:
+        if bucket is None:
+            return []
+        # message bodies over a destination's limit; nothing else in that bucket, and no read
+        return [iam.PolicyStatement(sid="StoreClaimChecks", actions=["s3:PutObject"],
+                                    resources=[bucket.arn_for_objects(CLAIM_CHECK_OBJECTS)])]
+
+    @staticmethod
     def _kafka_statements(config: BridgeConfig) -> list[iam.PolicyStatement]:
         if config.source.kind != "msk":
             return []  # self-managed Kafka authenticates with the secret above, not IAM
@@ -226,6 +240,12 @@ class BridgeFunction(Construct):
                          "ec2:DescribeSecurityGroups"],
                 resources=["*"]),
         ]
+
+    def _acknowledge_claim_check_prefix(self, bucket: s3.IBucket) -> None:
+        bucket_id = Stack.of(self).resolve(bucket.bucket_arn)["Fn::GetAtt"][0]
+        acknowledge(self.role, f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{CLAIM_CHECK_OBJECTS}]",
+                    "Claim-check object keys are generated per record and destination; the statement is limited "
+                    "to PutObject under the claim-check/ prefix of the claim-check bucket.")
 
     def _acknowledge_prefix(self, bucket: s3.IBucket) -> None:
         stack = Stack.of(self)

@@ -39,6 +39,12 @@ OUTAGE_RETRY_MAX_SECONDS = 3_600  # failing a batch back longer than this blocks
 # header attributes share the rest of the 10.
 RESERVED_ATTRIBUTES = ("correlation-id", "record-id", "producer", "content-encoding")
 MAX_HEADER_ATTRIBUTES = MAX_MESSAGE_ATTRIBUTES - len(RESERVED_ATTRIBUTES)
+# A claim-check pointer carries one more: the extended client libraries' `ExtendedPayloadSize`.
+CLAIM_CHECK_SIZE_ATTRIBUTE = "ExtendedPayloadSize"
+MAX_CLAIM_CHECK_HEADER_ATTRIBUTES = MAX_HEADER_ATTRIBUTES - 1
+# SQS keeps a message at most 14 days (its DLQ counts from the first enqueue): a claim-check object
+# must outlive every message pointing to it.
+CLAIM_CHECK_DEFAULT_RETENTION_DAYS = 15
 
 # Stages whose `production` flag defaults to true; any other name defaults to false.
 PRODUCTION_ENVIRONMENTS = ("prod", "production")
@@ -62,6 +68,7 @@ StartingPosition = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]
 SourceKind = Literal["msk", "self-managed"]
 DestinationType = Literal["sqs", "sns"]
 BodyFormat = Literal["raw", "envelope"]
+OversizeAction = Literal["park", "claim-check"]
 UnmatchedAction = Literal["park", "skip", "route"]
 SelfManagedAuth = Literal["sasl_scram_256", "sasl_scram_512", "mtls"]
 
@@ -240,6 +247,9 @@ class Destination:
     accept_from: tuple[str, ...] = ()  # only records signed by one of these producers
     subscriptions: tuple[Subscription, ...] = ()  # SNS only
     kms_key_arn: str | None = None  # existing queue/topic under its own customer-managed key
+    # over message_limit: park the record (too_large), or store the message in S3 and send a pointer in
+    # the AWS extended client libraries' format
+    oversize: OversizeAction = "park"
 
     @property
     def created(self) -> bool:
@@ -285,6 +295,7 @@ class BridgeSettings:
     # Fail a batch back to the event-source mapping, for its own retries, for up to this many
     # seconds before parking what a destination or Secrets Manager outage kept back (0 = park now).
     outage_retry_seconds: int = 0
+    claim_check_retention_days: int = CLAIM_CHECK_DEFAULT_RETENTION_DAYS  # lifecycle of claim-check objects
 
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -372,6 +383,11 @@ class BridgeConfig:
 
     def producer(self, name: str) -> Producer | None:
         return next((p for p in self.producers if p.name == name), None)
+
+    @property
+    def claim_check(self) -> bool:
+        """Whether any destination stores oversize messages in S3 (the stack then creates the bucket)."""
+        return any(d.oversize == "claim-check" for d in self.destinations)
 
     def routed_destinations(self) -> tuple[Destination, ...]:
         """Destinations the bridge itself sends to (routes and the unmatched policy), in config order."""
@@ -710,7 +726,7 @@ def _parse_producer(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Produce
 def _parse_destination(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Destination | None:
     _unknown(pb, path, raw, {"name", "type", "fifo", "arn", "group_id", "header_attributes", "body",
                              "max_receive_count", "max_message_bytes", "accept_from", "subscriptions",
-                             "kms_key_arn"})
+                             "kms_key_arn", "oversize"})
     name = _str(pb, f"{path}.name", raw.get("name"), pattern=_NAME_RE,
                 hint="2-40 lowercase letters, digits and hyphens") or "invalid"
     dtype: DestinationType = _choice(pb, f"{path}.type", raw.get("type"), ("sqs", "sns"), None) or "sqs"
@@ -746,6 +762,11 @@ def _parse_destination(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Dest
         if a.lower() in RESERVED_ATTRIBUTES or a.lower().startswith(("aws.", "amazon.")):
             pb.add(f"{path}.header_attributes", f"{a!r} is reserved. Fix: remove it")
     body = _choice(pb, f"{path}.body", raw.get("body"), ("raw", "envelope"), "raw")
+    oversize = _choice(pb, f"{path}.oversize", raw.get("oversize"), ("park", "claim-check"), "park")
+    if oversize == "claim-check" and len(attrs) > MAX_CLAIM_CHECK_HEADER_ATTRIBUTES:
+        pb.add(f"{path}.header_attributes", f"lists {len(attrs)} headers but a claim-check pointer has room for "
+               f"{MAX_CLAIM_CHECK_HEADER_ATTRIBUTES} (the extended client libraries add {CLAIM_CHECK_SIZE_ATTRIBUTE} "
+               "to the 10 attributes). Fix: drop one, or use body: envelope to carry all headers in the body")
     mrc = _int(pb, f"{path}.max_receive_count", raw.get("max_receive_count"), 5, 1, 1000)
     mmb = raw.get("max_message_bytes")
     if mmb is not None:
@@ -781,9 +802,13 @@ def _parse_destination(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Dest
                 if q:
                     subs.append(Subscription(q, fp, _bool(pb, f"{sp}.raw_message_delivery",
                                                           s.get("raw_message_delivery"), True)))
+    if oversize == "claim-check" and any(not s.raw_message_delivery for s in subs):
+        pb.add(f"{path}.subscriptions", "raw_message_delivery: false wraps the claim-check pointer in SNS's JSON, "
+               "which the SQS extended client library does not resolve. Fix: raw_message_delivery: true, or "
+               "oversize: park")
     return Destination(name, dtype, fifo, arn if isinstance(arn, str) else None, group_id, attrs, body, mrc,
                        mmb, _str_list(pb, f"{path}.accept_from", raw.get("accept_from"), _NAME_RE,
-                                      "names of producers"), tuple(subs), kms_key_arn)
+                                      "names of producers"), tuple(subs), kms_key_arn, oversize)
 
 
 def _kms_key_arn(pb: _Problems, path: str, raw: Any, what: str) -> str | None:
@@ -910,6 +935,8 @@ def _parse_settings(pb: _Problems, raw: Any, production: bool = False) -> Bridge
         _on_off(pb, "settings.checkpoints", raw.get("checkpoints"), production),
         _int(pb, "settings.outage_retry_seconds", raw.get("outage_retry_seconds"), d.outage_retry_seconds, 0,
              OUTAGE_RETRY_MAX_SECONDS),
+        _int(pb, "settings.claim_check_retention_days", raw.get("claim_check_retention_days"),
+             d.claim_check_retention_days, 15, 3650),
     )
 
 

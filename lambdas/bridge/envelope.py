@@ -17,12 +17,15 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.config import FIFO_DEDUP_ID_MAX, MAX_MESSAGE_ATTRIBUTES, Destination
+from bridge.config import CLAIM_CHECK_SIZE_ATTRIBUTE, FIFO_DEDUP_ID_MAX, MAX_MESSAGE_ATTRIBUTES, Destination
 from bridge.records import KafkaRecord, utf8_or_none
 
 # Fixed namespace for generated correlation ids: uuid5(namespace, record id) never changes.
 CORRELATION_NAMESPACE = uuid.UUID("6f1c3a52-8d0e-5b7a-9c44-2b1e0d6a7f31")
 ATTRIBUTE_TYPE = "String"
+# The one attribute with another type: the claim-check pointer's size, a Number as the extended
+# client libraries write it.
+NUMBER_ATTRIBUTES = frozenset({CLAIM_CHECK_SIZE_ATTRIBUTE})
 
 # Characters SQS accepts in bodies and attribute values (#x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD
 # #x10000-#x10FFFF); valid UTF-8 such as NUL is still rejected by SendMessage.
@@ -67,8 +70,13 @@ def billed_size(body: str, attributes: tuple[tuple[str, str], ...]) -> int:
     """Bytes counted against the message and batch limits: body plus each attribute's name, type, value."""
     size = len(body.encode("utf-8"))
     for name, value in attributes:
-        size += len(name.encode("utf-8")) + len(ATTRIBUTE_TYPE) + len(value.encode("utf-8"))
+        size += len(name.encode("utf-8")) + len(attribute_type(name)) + len(value.encode("utf-8"))
     return size
+
+
+def attribute_type(name: str) -> str:
+    """The DataType of a message attribute the bridge sets: String, except the claim-check size."""
+    return "Number" if name in NUMBER_ATTRIBUTES else ATTRIBUTE_TYPE
 
 
 def correlation_id_for(record: KafkaRecord, header: str) -> str:

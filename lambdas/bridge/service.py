@@ -25,10 +25,11 @@ from typing import Any
 
 from bridge.audit import BatchTally, audit_document, batch_id_for
 from bridge.checkpoints import BatchProgress, CheckpointStore
+from bridge.claim_check import ClaimCheck
 from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES, BridgeConfig
 from bridge.delivery import HELD_BACK, BatchSender, Deliverer, Target
 from bridge.envelope import OutgoingMessage, billed_size, build_message, correlation_id_for
-from bridge.parking import ObjectStore, Parking, ParkRequest
+from bridge.parking import ObjectStore, ObjectStoreError, Parking, ParkRequest
 from bridge.records import KafkaBatch, KafkaRecord, Redrive, decode_event
 from bridge.routing import UNMATCHED_ROUTE, Router, RoutingDecision, restrict_to_redrive
 from bridge.settings import Settings
@@ -79,6 +80,7 @@ class Bridge:
         parking_store: ObjectStore | None = None,
         signing_keys: SigningKeys | None = None,
         checkpoints: CheckpointStore | None = None,
+        claim_check_store: ObjectStore | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[float, float], float] = random.uniform,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -96,6 +98,11 @@ class Bridge:
 
             checkpoints = defaults.checkpoint_store(settings, config)
         self._checkpoints = checkpoints if config.settings.checkpoints else None
+        if config.claim_check and claim_check_store is None:
+            from bridge.adapters import defaults  # noqa: PLC0415
+
+            claim_check_store = defaults.claim_check_store(settings)
+        self._claim_check = ClaimCheck(claim_check_store) if claim_check_store is not None else None
         self.config = config
         self.settings = settings
         s = config.settings
@@ -230,6 +237,14 @@ class Bridge:
             message = build_message(record, destination, producer=trust.producer, correlation_id=correlation_id,
                                     signature_header=self.config.settings.signature_header)
             limit = self.targets[name].max_bytes
+            if message.size > limit and destination.oversize == "claim-check" and self._claim_check is not None:
+                try:
+                    message = self._claim_check.offload(message, record)
+                except ObjectStoreError as exc:
+                    # parked, not failed: a redrive retries the claim check once S3 takes the object
+                    parks.append(ParkRequest(record, "delivery_failed", f"claim check: {exc}", correlation_id,
+                                             route, name, trust.producer))
+                    continue
             if message.size > limit:
                 parks.append(ParkRequest(record, "too_large", f"{message.size} bytes > {limit}-byte limit of "
                                          f"{destination.type.upper()} {name}", correlation_id, route, name,

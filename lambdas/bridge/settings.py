@@ -37,6 +37,7 @@ class Settings:
     service_name: str = DEFAULT_SERVICE_NAME
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     checkpoint_table: str | None = None  # needed when settings.checkpoints is on
+    claim_check_bucket: str | None = None  # set when a destination has oversize: claim-check
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +70,7 @@ class Settings:
             service_name=env.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE_NAME,
             metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE,
             checkpoint_table=env.get("BRIDGE_CHECKPOINT_TABLE") or None,
+            claim_check_bucket=env.get("BRIDGE_CLAIM_CHECK_BUCKET") or None,
         )
 
     def load_config(self) -> BridgeConfig:

@@ -130,7 +130,7 @@ def _provisioned_edit(doc: dict[str, Any]) -> None:
         {"name": "legacy-orders", "type": "sqs", "arn": "arn:aws:sqs:us-east-1:123456789012:legacy-orders",
          "max_message_bytes": 262_144, "kms_key_arn": EXISTING_QUEUE_KEY_ARN},
         {"name": "order-stream", "type": "sns", "fifo": True, "max_message_bytes": 1_048_576,
-         "subscriptions": [{"queue": "fulfilment"}]},
+         "subscriptions": [{"queue": "fulfilment"}], "oversize": "claim-check"},
     ]
     doc["routes"].append({"name": "legacy", "match": {"topic": "orders"}, "to": ["legacy-orders", "order-stream"]})
     # a created queue with a lower limit than the 1 MiB every other queue states

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from bridge.delivery import BatchOutcome, EntryFailure
-from bridge.envelope import ATTRIBUTE_TYPE, OutgoingMessage
+from bridge.envelope import OutgoingMessage, attribute_type
 
 
 def batch_entries(messages: Sequence[OutgoingMessage], body_field: Literal["MessageBody", "Message"],
@@ -22,7 +22,7 @@ def batch_entries(messages: Sequence[OutgoingMessage], body_field: Literal["Mess
         entry: dict[str, Any] = {"Id": str(i), body_field: m.body}
         if m.attributes:
             entry["MessageAttributes"] = {
-                name: {"DataType": ATTRIBUTE_TYPE, "StringValue": value} for name, value in m.attributes
+                name: {"DataType": attribute_type(name), "StringValue": value} for name, value in m.attributes
             }
         if m.group_id is not None:
             entry["MessageGroupId"] = m.group_id

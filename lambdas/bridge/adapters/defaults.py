@@ -31,6 +31,14 @@ def parking_store(settings: Settings) -> ObjectStore:
     return S3ObjectStore(clients.s3_client(settings), settings.parking_bucket)
 
 
+def claim_check_store(settings: Settings) -> ObjectStore:
+    """The claim-check bucket over a new S3 client; SettingsError when the stack did not name one."""
+    if not settings.claim_check_bucket:
+        raise SettingsError("a destination has oversize: claim-check but BRIDGE_CLAIM_CHECK_BUCKET is not set. "
+                            "Fix: deploy the stack from this config (it creates the bucket and sets the variable)")
+    return S3ObjectStore(clients.s3_client(settings), settings.claim_check_bucket, content_type=None)
+
+
 def signing_keys(settings: Settings, config: BridgeConfig) -> SigningKeys:
     """Producers' signing keys over a new Secrets Manager client (no call until a key is needed)."""
     return SecretsManagerSigningKeys(clients.secrets_client(settings), config)

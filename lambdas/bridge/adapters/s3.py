@@ -13,16 +13,23 @@ if TYPE_CHECKING:
 
 
 class S3ObjectStore:
-    """`ObjectStore` over one bucket (botocore's standard retries cover transient errors)."""
+    """`ObjectStore` over one bucket (botocore's standard retries cover transient errors).
 
-    def __init__(self, client: S3Client, bucket: str) -> None:
+    `content_type` None leaves S3's default, as the extended client libraries do for claim-check objects.
+    """
+
+    def __init__(self, client: S3Client, bucket: str, content_type: str | None = "application/json") -> None:
         self._client = client
         self._bucket = bucket
+        self._content_type = content_type
 
     def put(self, key: str, body: bytes) -> str:
         """PutObject; return `s3://bucket/key`."""
         try:
-            self._client.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
+            if self._content_type:
+                self._client.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=self._content_type)
+            else:
+                self._client.put_object(Bucket=self._bucket, Key=key, Body=body)
         except (ClientError, BotoCoreError) as exc:
             raise ObjectStoreError(f"s3://{self._bucket}/{key}: {exc}") from exc
         return f"s3://{self._bucket}/{key}"
