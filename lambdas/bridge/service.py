@@ -1,7 +1,7 @@
 """The bridge as a service object: decode, route, check trust, build, deliver, park, audit.
 
 `Bridge` takes its ports as constructor arguments; each one left as None gets its production
-adapter over a boto3 client (created once, when the Bridge is built at cold start). Tests pass
+adapter over a boto3 client, created once, when the port is first used (bridge.adapters.defaults). Tests pass
 in-memory fakes; the local poller builds it through `bridge.handler` with AWS_ENDPOINT_URL set.
 
 Delivery guarantee: at least once (see bridge.delivery). A record is either acknowledged by every
@@ -122,6 +122,8 @@ class Bridge:
                                   SNS_DEFAULT_MAX_MESSAGE_BYTES)
         self._parking = Parking(self._deliverer, self.dlq, parking_store, clock)
         self._route_to = {r.name: r.to for r in config.routes}
+        self._destinations = {d.name: d for d in config.destinations}
+        self._route_for: dict[tuple[tuple[str, ...], str], str] = {}  # (matched routes, destination) -> route
 
     def handle(self, event: object) -> BatchReport:
         """Process one Kafka event. Raises InvalidEventError (not Kafka, or a malformed `bridgeRedrive`)
@@ -227,8 +229,11 @@ class Bridge:
                                      correlation_id, producer=trust.producer))
             return
         for name in decision.destinations:
-            route = next((r for r in decision.routes if name in self._route_to.get(r, ())), UNMATCHED_ROUTE)
-            destination = self.config.destination(name)
+            route = self._route_for.get((decision.routes, name))
+            if route is None:
+                route = next((r for r in decision.routes if name in self._route_to.get(r, ())), UNMATCHED_ROUTE)
+                self._route_for[(decision.routes, name)] = route
+            destination = self._destinations[name]
             rejection = trust.admit(destination)
             if rejection is not None:
                 parks.append(ParkRequest(record, rejection.reason, rejection.detail, correlation_id, route, name,

@@ -1,0 +1,101 @@
+"""Lean clients: created on first use (cold start), and sends without botocore's parameter validation
+(CPU per request) still park a request the service refuses, at once, as before."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+from bridge.adapters import clients, defaults
+from bridge.adapters.sqs import SqsBatchSender
+from bridge.config import SQS_MAX_MESSAGE_BYTES
+from bridge.delivery import Deliverer, Target
+from bridge.envelope import OutgoingMessage
+from bridge.service import Bridge
+
+from tests.helpers import dev_config, make_settings
+
+
+@pytest.fixture
+def clients_created(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The services whose clients were created, through boto3's default session."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    created: list[str] = []
+    boto3.setup_default_session(region_name="us-east-1")
+    assert boto3.DEFAULT_SESSION is not None
+
+    def seen(event_name: str, **_: Any) -> None:
+        created.append(event_name.rsplit(".", 1)[1])
+
+    boto3.DEFAULT_SESSION.events.register("creating-client-class", seen)
+    yield created
+    boto3.DEFAULT_SESSION = None
+
+
+def test_building_the_bridge_creates_no_client(clients_created: list[str]) -> None:
+    Bridge(dev_config(), make_settings())
+
+    assert clients_created == []
+
+
+def test_each_port_creates_its_client_once_on_first_use(clients_created: list[str]) -> None:
+    settings = make_settings()
+    sqs, store = defaults.sqs_sender(settings), defaults.parking_store(settings)
+
+    first = sqs.port()  # type: ignore[attr-defined]
+    again = sqs.port()  # type: ignore[attr-defined]
+
+    assert first is again
+    assert clients_created == ["sqs"]
+    store.port()  # type: ignore[attr-defined]
+    assert clients_created == ["sqs", "s3"]
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_: Any) -> Any:
+        yield self.data
+
+    def read(self, *_: Any) -> bytes:
+        return self.data
+
+
+def test_a_request_the_service_refuses_is_parked_at_once_without_botocore_validation(
+    clients_created: list[str],
+) -> None:
+    # given: the bridge's own SQS client (no parameter validation) and an endpoint that refuses, as SQS
+    # does, an attribute value that is not a string
+    sqs = clients.sqs_client(make_settings())
+    sent: list[dict[str, Any]] = []
+
+    def answer(request: Any, **_: Any) -> AWSResponse:
+        body = json.loads(request.body)
+        sent.append(body)
+        value = body["Entries"][0]["MessageAttributes"]["n"]["StringValue"]
+        assert not isinstance(value, str), "botocore did not check the type: the service does"
+        error = {"__type": "com.amazonaws.sqs#InvalidParameterValue", "message": "StringValue must be a string"}
+        return AWSResponse(request.url, 400, {"x-amzn-query-error": "InvalidParameterValue;Sender"},
+                           _Body(json.dumps(error).encode()))
+
+    sqs.meta.events.register("before-send.sqs.SendMessageBatch", answer)
+    bad = OutgoingMessage("orders-0-0", "q", "body", (("n", 5),), "c0", 10)  # type: ignore[arg-type]
+    sleeps: list[float] = []
+    deliverer = Deliverer({"sqs": SqsBatchSender(sqs), "sns": SqsBatchSender(sqs)}, max_attempts=4,
+                          base_delay_ms=100, sleep=sleeps.append)
+
+    # when
+    (receipt,) = deliverer.deliver([(Target("q", "sqs", "https://sqs.us-east-1.amazonaws.com/1/q",
+                                            SQS_MAX_MESSAGE_BYTES), [bad])])
+
+    # then: one request, no retry, a sender fault: parked at once, as a ParamValidationError was
+    assert len(sent) == 1
+    assert (receipt.delivered, receipt.attempts, receipt.sender_fault) == (False, 1, True)
+    assert receipt.code == "InvalidParameterValue"
+    assert sleeps == []
