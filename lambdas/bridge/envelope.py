@@ -129,8 +129,11 @@ def build_message(record: KafkaRecord, destination: Destination, *, producer: st
     """
     if destination.body == "envelope":
         body, encoding = envelope_body(record, producer, correlation_id, omit_headers=(signature_header,)), None
+        body_bytes = len(body.encode("utf-8"))
     else:
         body, encoding = raw_body(record.value)
+        # a raw text body is the value's own UTF-8: its size is known without encoding it again
+        body_bytes = len(record.value) if encoding is None and record.value is not None else len(body)
     attributes = message_attributes(record, destination, producer, correlation_id, encoding)
     return OutgoingMessage(
         record_id=record.record_id,
@@ -138,7 +141,7 @@ def build_message(record: KafkaRecord, destination: Destination, *, producer: st
         body=body,
         attributes=attributes,
         correlation_id=correlation_id,
-        size=billed_size(body, attributes),
+        size=body_bytes + billed_size("", attributes),
         group_id=group_id_for(record, destination) if destination.fifo else None,
         dedup_id=dedup_id_for(record, destination.name) if destination.fifo else None,
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,7 +184,8 @@ def decode_record(raw: Any, partition_key: str = "") -> KafkaRecord:
 
 
 def _decode(raw: Any) -> KafkaRecord:
-    if not isinstance(raw, Mapping):
+    # `type(...) is dict` first: the event is parsed JSON, and an ABC isinstance costs more than the rest
+    if type(raw) is not dict and not isinstance(raw, Mapping):
         raise TypeError(f"record is a {type(raw).__name__}, not an object")
     return KafkaRecord(
         topic=_require_str(raw, "topic"),
@@ -194,7 +195,7 @@ def _decode(raw: Any) -> KafkaRecord:
         timestamp_type=str(raw.get("timestampType", "")),
         key=_b64(raw.get("key"), "key"),
         value=_b64(raw.get("value"), "value"),
-        headers=tuple(_headers(raw.get("headers"))),
+        headers=_headers(raw.get("headers")),
         raw=raw,
     )
 
@@ -208,24 +209,39 @@ def _b64(data: Any, what: str) -> bytes | None:
     return binascii.a2b_base64(data, strict_mode=True)
 
 
-def _headers(raw: Any) -> Iterator[tuple[str, bytes]]:
+def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
     if raw is None:
-        return
+        return ()
     if not isinstance(raw, list):
         raise TypeError("headers is not a list")
+    out: list[tuple[str, bytes]] = []
     for entry in raw:
-        if not isinstance(entry, Mapping):
+        if type(entry) is not dict and not isinstance(entry, Mapping):
             raise TypeError("a header entry is not an object")
         for name, values in entry.items():
-            if values is None:  # a header with a null value: Kafka allows it
-                yield str(name), b""
-                continue
-            if not isinstance(values, list) or not all(
-                isinstance(b, int) and not isinstance(b, bool) and -128 <= b <= 255 for b in values
-            ):
-                raise ValueError(f"header {name!r} is not a list of byte values")
-            # Java bytes are signed: -1 is 0xFF.
-            yield str(name), bytes(b & 0xFF for b in values)
+            # a header with a null value (Kafka allows it) decodes to b""
+            out.append((str(name), b"" if values is None else _header_bytes(name, values)))
+    return tuple(out)
+
+
+_INT_ONLY = {int}
+
+
+def _header_bytes(name: str, values: Any) -> bytes:
+    """A header's signed Java byte values as bytes: -1 is 0xFF."""
+    if type(values) is list:
+        try:
+            data = bytes(values)  # C speed for the common case: every value an int in 0..255
+        except (TypeError, ValueError):
+            pass
+        else:
+            if not values or set(map(type, values)) == _INT_ONLY:  # bytes() takes True as 1; we do not
+                return data
+    if not isinstance(values, list) or not all(
+        isinstance(b, int) and not isinstance(b, bool) and -128 <= b <= 255 for b in values
+    ):
+        raise ValueError(f"header {name!r} is not a list of byte values")
+    return bytes(b & 0xFF for b in values)
 
 
 def _require_str(raw: Mapping[str, Any], name: str) -> str:

@@ -43,27 +43,98 @@ class RoutingDecision:
 
 
 class Router:
-    """Evaluates the configured routes; build once per cold start."""
+    """Evaluates the configured routes; build once per cold start.
+
+    Each route's match is compiled once into checks (`compile_match`), and a decision is built once
+    per set of matching routes, so routing a record evaluates conditions and nothing else.
+    """
 
     def __init__(self, config: BridgeConfig, parse: BodyParser = json.loads) -> None:
-        self._routes = config.routes
+        self._routes = tuple((route.name, route.to, compile_match(route.match)) for route in config.routes)
         self._unmatched = config.unmatched
         self._parse = parse
+        self._decisions: dict[tuple[str, ...], RoutingDecision] = {}
+        if config.unmatched.action == "route":
+            self._no_match = RoutingDecision("deliver", (UNMATCHED_ROUTE,), config.unmatched.to)
+        else:
+            self._no_match = RoutingDecision(config.unmatched.action)
 
     def route(self, record: KafkaRecord) -> RoutingDecision:
         """The routing decision for one decoded record (its value parsed at most once, by `parse`)."""
         body = _LazyBody(record.value, self._parse)
-        names: list[str] = []
-        destinations: dict[str, None] = {}  # insertion-ordered set
-        for route in self._routes:
-            if matches(route.match, record, body):
-                names.append(route.name)
-                destinations.update(dict.fromkeys(route.to))
-        if names:
-            return RoutingDecision("deliver", tuple(names), tuple(destinations))
-        if self._unmatched.action == "route":
-            return RoutingDecision("deliver", (UNMATCHED_ROUTE,), self._unmatched.to)
-        return RoutingDecision(self._unmatched.action)
+        names = tuple([name for name, _, check in self._routes if check(record, body)])
+        if not names:
+            return self._no_match
+        decision = self._decisions.get(names)
+        if decision is None:
+            destinations = dict.fromkeys(d for name, to, _ in self._routes if name in names for d in to)
+            decision = self._decisions[names] = RoutingDecision("deliver", names, tuple(destinations))
+        return decision
+
+
+RecordCheck = Callable[[KafkaRecord, "_LazyBody"], bool]
+ValuesCheck = Callable[[Sequence[Any]], bool]
+
+
+def compile_match(match: Match) -> RecordCheck:
+    """A route's match as one function: True when every condition holds for the record (an empty match
+    holds for all)."""
+    checks: list[RecordCheck] = []
+    if match.topic is not None:
+        topic = compile_condition(match.topic, is_text=True)
+        checks.append(lambda r, b: topic([r.topic]))
+    if match.key is not None:
+        key_check = compile_condition(match.key, is_text=True)
+
+        def key(r: KafkaRecord, b: _LazyBody) -> bool:
+            text = utf8_or_none(r.key) if r.key is not None else None
+            return key_check([] if text is None else [text])
+        checks.append(key)
+    for name, condition in match.headers:
+        checks.append(_header_check(name, compile_condition(condition, is_text=True)))
+    if match.body:
+        fields = tuple((path, compile_condition(c, is_text=False)) for path, c in match.body)
+
+        def body(r: KafkaRecord, b: _LazyBody) -> bool:
+            document = b.get()
+            for path, check in fields:
+                found = body_field(document, path)
+                if not check([] if found is _MISSING else [found]):
+                    return False
+            return True
+        checks.append(body)
+    if not checks:
+        return lambda r, b: True
+    if len(checks) == 1:
+        return checks[0]
+    every = tuple(checks)
+    return lambda r, b: all(check(r, b) for check in every)
+
+
+def _header_check(name: str, check: ValuesCheck) -> RecordCheck:
+    def header(r: KafkaRecord, b: _LazyBody) -> bool:
+        return check([t for v in r.header_values(name) if (t := utf8_or_none(v)) is not None])
+    return header
+
+
+def compile_condition(condition: Condition, *, is_text: bool) -> ValuesCheck:
+    """Whether a condition holds for a field with these values (empty = the field is absent).
+
+    `is_text` marks topic, key and header fields: they are strings on the wire, so an equals on a
+    number or boolean compares with its JSON text and numeric parses the text as a number.
+    """
+    kind = condition.kind
+    if kind == "exists":
+        want = bool(condition.value)
+        return lambda values: bool(values) == want
+    if kind == "any_of":
+        alternatives = tuple(compile_condition(alt, is_text=is_text) for alt in condition.alternatives)
+        return lambda values: any(alt(values) for alt in alternatives)
+    if kind == "equals" and is_text:
+        expected = condition.value if isinstance(condition.value, str) else json.dumps(condition.value)
+        return lambda values: expected in values  # text fields are str: `in` is the equality test
+    test = _TESTS[kind]
+    return lambda values: any(test(condition, v, is_text) for v in values)
 
 
 def restrict_to_redrive(decision: RoutingDecision,
@@ -100,27 +171,6 @@ class _LazyBody:
         return self._parsed
 
 
-def matches(match: Match, record: KafkaRecord, body: _LazyBody | None = None) -> bool:
-    """True when every condition of `match` holds for the record (an empty match holds for all)."""
-    if match.topic is not None and not evaluate(match.topic, [record.topic], is_text=True):
-        return False
-    if match.key is not None:
-        key = utf8_or_none(record.key) if record.key is not None else None
-        if not evaluate(match.key, [] if key is None else [key], is_text=True):
-            return False
-    for name, condition in match.headers:
-        values = [t for v in record.header_values(name) if (t := utf8_or_none(v)) is not None]
-        if not evaluate(condition, values, is_text=True):
-            return False
-    if match.body:
-        lazy = body or _LazyBody(record.value)
-        for path, condition in match.body:
-            found = body_field(lazy.get(), path)
-            if not evaluate(condition, [] if found is _MISSING else [found], is_text=False):
-                return False
-    return True
-
-
 def body_field(document: Any, path: str) -> Any:
     """The value at a dotted path in a parsed JSON document, or the `_MISSING` sentinel."""
     node = document
@@ -132,21 +182,6 @@ def body_field(document: Any, path: str) -> Any:
         else:
             return _MISSING
     return node
-
-
-def evaluate(condition: Condition, values: Sequence[Any], *, is_text: bool) -> bool:
-    """Whether a condition holds for a field with these values (empty = the field is absent).
-
-    `is_text` marks topic, key and header fields: they are strings on the wire, so an equals on a
-    number or boolean compares with its JSON text and numeric parses the text as a number.
-    """
-    kind = condition.kind
-    if kind == "exists":
-        return bool(values) == bool(condition.value)
-    if kind == "any_of":
-        return any(evaluate(alt, values, is_text=is_text) for alt in condition.alternatives)
-    test = _TESTS[kind]
-    return any(test(condition, v, is_text) for v in values)
 
 
 def _equals(condition: Condition, value: Any, is_text: bool) -> bool:

@@ -224,6 +224,7 @@ class TrustPolicy:
         self._keys = SigningKeyCache(keys, clock)
         self._producer_header = config.settings.producer_header
         self._signature_header = config.settings.signature_header
+        self._producers_for_topic: dict[str, tuple[str, ...]] = {}  # config-only: computed once per topic
 
     def attribute(self, record: KafkaRecord) -> RecordTrust:
         """Who wrote the record (claimed or inferred) and whether the claim is allowed."""
@@ -242,8 +243,11 @@ class TrustPolicy:
                     "producer_not_allowed", f"{self._producer_header} names configured producer "
                                             f"{producer.name!r}, which may not write {record.topic!r}"))
             return self._trust(record, producer.name, True, None)
-        candidates = self._config.producers_for_topic(record.topic)
-        inferred = candidates[0].name if len(candidates) == 1 else None
+        candidates = self._producers_for_topic.get(record.topic)
+        if candidates is None:
+            candidates = tuple(p.name for p in self._config.producers_for_topic(record.topic))
+            self._producers_for_topic[record.topic] = candidates
+        inferred = candidates[0] if len(candidates) == 1 else None
         return self._trust(record, inferred, False, None)
 
     def _trust(self, record: KafkaRecord, producer: str | None, claimed: bool,

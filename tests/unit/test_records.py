@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from bridge.records import InvalidEventError, decode_event, decode_record, is_kafka_event
@@ -119,3 +120,30 @@ def test_console_test_event_is_rejected_with_one_line_that_says_what_to_send() -
 ])
 def test_is_kafka_event(event: object, expected: bool) -> None:
     assert is_kafka_event(event) is expected
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ([104, 105], b"hi"),
+    ([-1, -128, 0, 127], b"\xff\x80\x00\x7f"),  # signed Java bytes
+    ([], b""),
+    ([255], b"\xff"),
+])
+def test_header_byte_values_decode_signed_or_unsigned(values: list[int], expected: bytes) -> None:
+    event = {"eventSource": "aws:kafka", "records": {"t-0": [
+        {"topic": "t", "partition": 0, "offset": 0, "value": None, "headers": [{"h": values}]}]}}
+
+    (record,) = decode_event(event).records
+
+    assert record.undecodable is None
+    assert record.headers == (("h", expected),)
+
+
+@pytest.mark.parametrize("values", [[True], [1, False], [256], [-129], [1.0], ["a"], "ab"])
+def test_header_values_that_are_not_bytes_make_the_record_undecodable(values: Any) -> None:
+    event = {"eventSource": "aws:kafka", "records": {"t-0": [
+        {"topic": "t", "partition": 0, "offset": 0, "value": None, "headers": [{"h": values}]}]}}
+
+    (record,) = decode_event(event).records
+
+    assert record.undecodable is not None
+    assert "not a list of byte values" in record.undecodable
