@@ -40,13 +40,13 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
 from bridge.config import MAX_BATCH_ENTRIES, DestinationType
 from bridge.envelope import OutgoingMessage
-from bridge.packing import MessageTooLargeError, pack
+from bridge.packing import MessageTooLargeError
 
 MAX_BACKOFF_MS = 20_000  # one wait never exceeds this, whatever the attempt; keeps a batch inside the timeout
 # The code of a FIFO message not sent because an earlier message of its group broke the order.
@@ -167,25 +167,26 @@ class Deliverer:
         self._sleep = sleep
         self._rand = rand
 
+    @property
+    def max_concurrency(self) -> int:
+        return self._max_concurrency
+
     def deliver(self, plans: Sequence[tuple[Target, Sequence[OutgoingMessage]]],
                 on_delivered: OnDelivered | None = None) -> list[DeliveryReceipt]:
-        """Deliver every target's messages; one receipt per message (grouped by target and lane).
+        """Deliver every target's messages; one receipt per message.
 
         `on_delivered(target, messages)` is called after each send request with the messages it
         stored (from the lane's thread), so progress can be recorded while the batch goes on."""
-        lanes: list[tuple[Target, list[OutgoingMessage] | list[list[OutgoingMessage]]]] = []
-        for target, messages in plans:
-            if target.fifo:
-                # lanes by group: a group's batches strictly in order, different groups concurrently
-                lanes.extend((target, lane) for lane in fifo_lanes(messages, self._max_concurrency))
-            else:
-                lanes.extend((target, [b]) for b in pack(messages, target.max_bytes))
-        if len(lanes) <= 1 or self._max_concurrency == 1:
-            results = [self._run_lane(t, work, on_delivered) for t, work in lanes]
-        else:
-            with ThreadPoolExecutor(max_workers=min(self._max_concurrency, len(lanes))) as pool:
-                results = list(pool.map(lambda lane: self._run_lane(lane[0], lane[1], on_delivered), lanes))
-        return [receipt for lane in results for receipt in lane]
+        with DeliveryRun(self, on_delivered) as run:
+            for target, messages in plans:
+                for message in messages:
+                    run.add(target, message)
+            return run.finish()
+
+    def start(self, on_delivered: OnDelivered | None = None) -> DeliveryRun:
+        """A delivery that sends while messages are still being added (use it as a context manager);
+        `on_delivered` as for `deliver`."""
+        return DeliveryRun(self, on_delivered)
 
     def _run_lane(self, target: Target, work: list[OutgoingMessage] | list[list[OutgoingMessage]],
                   on_delivered: OnDelivered | None = None) -> list[DeliveryReceipt]:
@@ -263,3 +264,88 @@ class Deliverer:
             self._sleep(backoff_delay(attempt, self._base_delay_ms, self._rand))
             attempt += 1
             pending = retry
+
+
+class DeliveryRun:
+    """One invocation's deliveries, under way while its messages are still being planned.
+
+    `add` packs a standard target's messages greedily as they come (the same cut as `pack`: a batch
+    closes when the next message would break 10 entries or the byte limit) and hands each closed
+    batch to the thread pool at once, so requests are in flight while later records are planned.
+    FIFO messages wait for `finish`, which splits them into lanes (`fifo_lanes` balances whole
+    groups, so it needs them all), sends every open batch, and returns when every request has
+    finished, retries included. The pool starts with the second batch: a lone batch (the audit
+    event, a few parked records) is sent on the caller's thread.
+    """
+
+    def __init__(self, deliverer: Deliverer, on_delivered: OnDelivered | None = None) -> None:
+        self._deliverer = deliverer
+        self._on_delivered = on_delivered
+        self._pool: ThreadPoolExecutor | None = None
+        self._held: tuple[Target, list[OutgoingMessage]] | None = None  # the first batch, until a second
+        self._results: list[Future[list[DeliveryReceipt]]] = []
+        self._open: dict[str, tuple[Target, list[OutgoingMessage], list[int]]] = {}  # name -> batch, bytes
+        self._fifo: dict[str, tuple[Target, list[OutgoingMessage]]] = {}
+
+    def __enter__(self) -> DeliveryRun:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)  # never leave a request running behind the caller's back
+
+    def add(self, target: Target, message: OutgoingMessage) -> None:
+        """Queue one message; a standard target's batch goes out as soon as it is full."""
+        if message.size > target.max_bytes:
+            raise MessageTooLargeError(f"a message of {message.size} bytes exceeds the {target.max_bytes}-byte "
+                                       "limit")
+        if target.fifo:
+            fifo = self._fifo.get(target.name)
+            if fifo is None:
+                fifo = self._fifo[target.name] = (target, [])
+            fifo[1].append(message)
+            return
+        batch = self._open.get(target.name)
+        if batch is None:
+            batch = self._open[target.name] = (target, [], [0])
+        messages, size = batch[1], batch[2]
+        if messages and (len(messages) >= MAX_BATCH_ENTRIES or size[0] + message.size > target.max_bytes):
+            self._submit(target, [list(messages)])
+            messages.clear()
+            size[0] = 0
+        messages.append(message)
+        size[0] += message.size
+
+    def finish(self) -> list[DeliveryReceipt]:
+        """Send what is still open and wait for everything; one receipt per message added."""
+        for target, messages, _ in self._open.values():
+            if messages:
+                self._submit(target, [list(messages)])
+        self._open.clear()
+        for target, messages in self._fifo.values():
+            for lane in fifo_lanes(messages, self._deliverer.max_concurrency):
+                self._submit(target, lane)
+        self._fifo.clear()
+        receipts: list[DeliveryReceipt] = []
+        if self._held is not None:  # only one batch in all: no pool
+            receipts.extend(self._deliverer._run_lane(*self._held, self._on_delivered))
+            self._held = None
+        for result in self._results:
+            receipts.extend(result.result())
+        return receipts
+
+    def _submit(self, target: Target, work: list[OutgoingMessage] | list[list[OutgoingMessage]]) -> None:
+        run = self._deliverer._run_lane
+        if self._deliverer.max_concurrency == 1:
+            done: Future[list[DeliveryReceipt]] = Future()
+            done.set_result(run(target, work, self._on_delivered))
+            self._results.append(done)
+            return
+        if self._pool is None:
+            if self._held is None:
+                self._held = (target, work)  # type: ignore[assignment]
+                return
+            self._pool = ThreadPoolExecutor(max_workers=self._deliverer.max_concurrency)
+            held, self._held = self._held, None
+            self._results.append(self._pool.submit(run, *held, self._on_delivered))
+        self._results.append(self._pool.submit(run, target, work, self._on_delivered))

@@ -27,7 +27,7 @@ from bridge.audit import BatchTally, audit_document, batch_id_for
 from bridge.checkpoints import BatchProgress, CheckpointStore
 from bridge.claim_check import ClaimCheck
 from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES, BridgeConfig
-from bridge.delivery import HELD_BACK, BatchSender, Deliverer, Target
+from bridge.delivery import HELD_BACK, BatchSender, Deliverer, DeliveryRun, Target
 from bridge.envelope import OutgoingMessage, billed_size, build_message, correlation_id_for
 from bridge.parking import ObjectStore, ObjectStoreError, Parking, ParkRequest
 from bridge.records import KafkaBatch, KafkaRecord, Redrive, decode_event
@@ -136,18 +136,17 @@ class Bridge:
         batch_id = batch_id_for(batch.records, redrive=batch.redrive is not None)
         tally = BatchTally(redrive=batch.redrive is not None)
         parks: list[ParkRequest] = []
-        plans: dict[str, list[OutgoingMessage]] = {}
         origins: dict[int, _Origin] = {}  # id(message) -> origin; messages live until the end of handle
         progress = BatchProgress(self._checkpoints, batch.records, redrive=batch.redrive is not None)
-
-        for record in batch.records:
-            self._plan(record, tally, parks, plans, origins, batch.redrive, progress)
 
         def delivered(_target: Target, messages: Sequence[OutgoingMessage]) -> None:
             progress.record("delivered", [(origins[id(m)].record, m.destination) for m in messages])
 
-        receipts = self._deliverer.deliver([(self.targets[name], msgs) for name, msgs in plans.items()],
-                                           delivered if progress.enabled else None)
+        # Requests go out while later records are still planned; `finish` waits for every one of them.
+        with self._deliverer.start(delivered if progress.enabled else None) as run:
+            for record in batch.records:
+                self._plan(record, tally, parks, run, origins, batch.redrive, progress)
+            receipts = run.finish()
         failed: list[tuple[ParkRequest, bool]] = []  # (park, sender fault)
         for receipt in receipts:
             m = receipt.message
@@ -201,7 +200,7 @@ class Bridge:
         return since is not None and now - since < window
 
     def _plan(self, record: KafkaRecord, tally: BatchTally, parks: list[ParkRequest],
-              plans: dict[str, list[OutgoingMessage]], origins: dict[int, _Origin],
+              run: DeliveryRun, origins: dict[int, _Origin],
               redrive: Redrive | None = None, progress: BatchProgress | None = None) -> None:
         """Route one record: queue its messages per destination, or its park requests."""
         correlation_id = correlation_id_for(record, self.config.settings.correlation_header)
@@ -257,8 +256,8 @@ class Bridge:
                 continue
             if progress is not None and progress.delivered(record, name):
                 continue  # a previous attempt at this batch (or a redrive) delivered it already
-            plans.setdefault(name, []).append(message)
             origins[id(message)] = _Origin(record, route, trust.producer)
+            run.add(self.targets[name], message)
 
     @staticmethod
     def _redrive_only(record: KafkaRecord, decision: RoutingDecision, listed: tuple[str, ...],

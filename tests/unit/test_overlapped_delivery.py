@@ -1,0 +1,145 @@
+"""Overlapped delivery: requests go out while records are planned, on several threads, and still
+nothing is lost, nothing is sent twice, and what is parked does not depend on the overlap."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from bridge.config import SQS_MAX_MESSAGE_BYTES
+from bridge.delivery import BatchOutcome, Deliverer, EntryFailure, SendCallError, Target
+from bridge.envelope import OutgoingMessage
+from bridge.service import Bridge
+
+from tests.helpers import kafka_event, kafka_record, make_config, parked_docs
+
+QUEUE = Target("out", "sqs", "https://sqs.us-east-1.amazonaws.com/123456789012/out", SQS_MAX_MESSAGE_BYTES)
+DLQ = "test-bridge-bridge-dlq"
+
+
+class FlakySender:
+    """Thread-safe fake SQS/SNS: `entry_fails(message, attempt)` fails an entry (retryable) and
+    `call_fails(call)` throttles a whole call; stores every accepted entry (no dedup, so a second send
+    of one message would show)."""
+
+    def __init__(self, entry_fails: Callable[[OutgoingMessage, int], bool] = lambda m, a: False,
+                 call_fails: Callable[[int], bool] = lambda c: False) -> None:
+        self.entry_fails = entry_fails
+        self.call_fails = call_fails
+        self.accepted: dict[str, list[str]] = {}
+        self.attempts: Counter[tuple[str, str]] = Counter()
+        self.calls = 0
+        self.first_call = threading.Event()
+        self.dlq_messages: list[OutgoingMessage] = []
+        self._lock = threading.Lock()
+
+    def send_batch(self, target: Target, messages: Any) -> BatchOutcome:
+        self.first_call.set()
+        flaky = target.name in ("out", "topic", "ledger")  # parking and the audit event succeed here
+        with self._lock:
+            self.calls += 1
+            if flaky and self.call_fails(self.calls):
+                raise SendCallError("ThrottlingException", retryable=True)
+            failures = []
+            for i, m in enumerate(messages):
+                self.attempts[(target.name, m.record_id)] += 1
+                if flaky and self.entry_fails(m, self.attempts[(target.name, m.record_id)]):
+                    failures.append(EntryFailure(i, "InternalError", "injected"))
+                else:
+                    self.accepted.setdefault(target.name, []).append(m.record_id)
+                    if target.name == DLQ:
+                        self.dlq_messages.append(m)
+        return BatchOutcome(tuple(failures))
+
+
+def test_requests_go_out_before_the_last_message_is_added() -> None:
+    sender = FlakySender()
+    deliverer = Deliverer({"sqs": sender, "sns": sender}, max_attempts=1, base_delay_ms=0, max_concurrency=4)
+
+    with deliverer.start() as run:
+        for i in range(25):  # two full batches closed, the third still open
+            run.add(QUEUE, OutgoingMessage(f"orders-0-{i}", "out", "x", (), f"c{i}", 1))
+        # then: the first request is out before `finish`
+        assert sender.first_call.wait(timeout=10)
+        receipts = run.finish()
+
+    assert len(receipts) == 25
+    assert all(r.delivered for r in receipts)
+    assert sorted(sender.accepted["out"]) == sorted(f"orders-0-{i}" for i in range(25))
+
+
+def three_destinations(concurrency: int) -> Any:
+    return make_config(
+        destinations=[{"name": "out", "type": "sqs"}, {"name": "topic", "type": "sns"},
+                      {"name": "ledger", "type": "sqs", "fifo": True, "group_id": "key"}],
+        routes=[{"name": "all", "match": {}, "to": ["out", "topic", "ledger"]}],
+        settings={"max_concurrency": concurrency, "max_delivery_attempts": 4})
+
+
+def records(n: int) -> dict[str, Any]:
+    return kafka_event([kafka_record(partition=i % 3, offset=i, key=f"k{i % 17}") for i in range(n)])
+
+
+def run_bridge(make_bridge: Callable[..., Bridge], sender: FlakySender, concurrency: int,
+               event: dict[str, Any]) -> tuple[Any, FlakySender]:
+    bridge = make_bridge(three_destinations(concurrency), sqs=sender, sns=sender)
+    return bridge.handle(event), sender
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_concurrent_requests_that_fail_and_retry_lose_nothing_and_send_nothing_twice(
+    make_bridge: Callable[..., Bridge], seed: int,
+) -> None:
+    # given: 600 records to a queue, a topic and a FIFO queue; a fifth of the entries and a tenth of the
+    # calls fail at random (retryable), on 8 threads
+    rng = random.Random(seed)
+    sender = FlakySender(entry_fails=lambda m, a: rng.random() < 0.2, call_fails=lambda c: rng.random() < 0.1)
+
+    # when
+    report, _ = run_bridge(make_bridge, sender, 8, records(600))
+
+    # then: per destination, each record accepted at most once, and accepted or parked, never both
+    parked = [(d["record_id"], d["destination"]) for d in parked_docs(sender_as_fake(sender), DLQ)]
+    assert len(parked) == len(set(parked))
+    assert sorted(parked) == sorted((p.record.record_id, p.destination) for p in report.parked)
+    for name in ("out", "topic", "ledger"):
+        accepted = sender.accepted.get(name, [])
+        assert len(accepted) == len(set(accepted)), f"{name}: a record sent twice"
+        parked_here = {r for r, d in parked if d == name}
+        assert not parked_here & set(accepted)
+        assert parked_here | set(accepted) == {f"orders-{i % 3}-{i}" for i in range(600)}
+    delivered = report.summary["delivered"]
+    assert sum(delivered.values()) + len(parked) == 1800
+
+
+def sender_as_fake(sender: FlakySender) -> Any:
+    """The DLQ messages the sender accepted, shaped for `parked_docs`."""
+    class Sent:
+        sent = {DLQ: sender.dlq_messages}
+    return Sent()
+
+
+def test_parking_is_the_same_whether_requests_overlap_or_not(make_bridge: Callable[..., Bridge]) -> None:
+    # given: failures decided by the record alone: every 7th record never gets through, every 5th fails once
+    def entry_fails(m: OutgoingMessage, attempt: int) -> bool:
+        offset = int(m.record_id.rsplit("-", 1)[1])
+        return offset % 7 == 0 or (offset % 5 == 0 and attempt == 1)
+
+    outcomes = []
+    for concurrency in (1, 8):
+        sender = FlakySender(entry_fails=entry_fails)
+        report, _ = run_bridge(make_bridge, sender, concurrency, records(300))
+        outcomes.append((report.summary["delivered"], report.summary["parked"],
+                         sorted((p.record.record_id, p.destination, p.reason) for p in report.parked
+                                if p.destination != "ledger"),
+                         {name: sorted(ids) for name, ids in sender.accepted.items() if name in ("out", "topic")}))
+
+    # then: the standard queue and the topic end the same, parked records included
+    sequential, overlapped = outcomes
+    assert sequential[2] == overlapped[2]
+    assert sequential[3] == overlapped[3]
+    assert len(sequential[2]) == 2 * len([i for i in range(300) if i % 7 == 0])
