@@ -247,6 +247,8 @@ def _print_poll(stats: PollStats) -> None:
     rows += [[f"parked: {r}", n] for r, n in sorted(stats.parked.items())]
     if stats.skipped:
         rows.append(["skipped", stats.skipped])
+    if stats.filtered_out:
+        rows.append(["filtered out before the function (filter pushdown)", stats.filtered_out])
     if rows:
         _out(report.table(["outcome", "messages"], rows, right=(1,)))
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bridge.config import BridgeConfig
+from bridge.filter_pushdown import admits, topic_filters
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from bridge_local.events import KafkaRecord, build_event
@@ -118,6 +119,7 @@ class BatchOutcome:
     summary: Mapping[str, Any] | None
     failed_to: str | None = None  # on-failure location when retries were exhausted
     error: str | None = None
+    filtered_out: int = 0  # records the filter criteria kept from the function (not invoked with)
 
 
 @dataclass
@@ -133,6 +135,7 @@ class PollStats:
     delivered: Counter[str] = field(default_factory=Counter)
     parked: Counter[str] = field(default_factory=Counter)
     skipped: int = 0
+    filtered_out: int = 0  # records read but never handed to the function (filter pushdown)
     rejoins: int = 0  # commits refused because the group had dropped this consumer (batch read again)
     on_failure: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
@@ -145,6 +148,7 @@ class PollStats:
     def add(self, outcome: BatchOutcome) -> None:
         self.batches += 1
         self.records += outcome.records
+        self.filtered_out += outcome.filtered_out
         self.invocations += outcome.attempts
         self.retries += max(0, outcome.attempts - 1)
         self.records_by_topic[outcome.topic] += outcome.records
@@ -266,6 +270,8 @@ class Poller:
         self.notice = notice or _notice_on_stderr
         self.stats = PollStats()
         self._assigned: dict[str, bool] = {}
+        # the mappings' filter criteria (source.filter_pushdown), applied as Lambda applies them
+        self.filters = {t: topic_filters(config, t) for t in self.topics}
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand and return (safe from a signal handler)."""
@@ -364,7 +370,8 @@ class Poller:
 
     def _process(self, topic: str, consumer: Any, messages: list[Any]) -> None:
         records = [record_from_message(m) for m in messages]
-        pending = records
+        # Lambda drops what the filter criteria exclude before invoking; an empty batch invokes nothing
+        pending = pending_at_start = [r for r in records if admits(self.filters[topic], r.value)]
         attempts = 0
         summary: Mapping[str, Any] | None = None
         error: str | None = None
@@ -393,7 +400,8 @@ class Poller:
         for r in records:
             last[r.partition] = max(last.get(r.partition, -1), r.offset)
         self._commit(topic, consumer, [TopicPartition(topic, p, o + 1) for p, o in last.items()], len(records))
-        outcome = BatchOutcome(topic, len(records), attempts, summary, failed_to, error if failed_to else None)
+        outcome = BatchOutcome(topic, len(records), attempts, summary, failed_to, error if failed_to else None,
+                               filtered_out=len(records) - len(pending_at_start))
         self.stats.add(outcome)
         if self.progress:
             self.progress(outcome, self.stats)

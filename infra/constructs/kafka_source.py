@@ -10,6 +10,7 @@ from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from bridge.config import BridgeConfig, Source
+from bridge.filter_pushdown import topic_filters
 from constructs import Construct
 
 _AUTH = {
@@ -38,6 +39,10 @@ class KafkaEventSources(Construct):
         self.mappings: dict[str, lambda_.EventSourceMapping] = {}
         for topic in src.topics:
             common = _common_props(src, topic, failure_bucket)
+            pushdown = topic_filters(config, topic)
+            if pushdown.patterns:
+                # records no route of this topic selects are dropped by Lambda (FilteredOutEventCount)
+                common["filters"] = [{"pattern": p} for p in pushdown.criteria()]
             event_source: lambda_.IEventSource
             if src.kind == "msk":
                 assert src.cluster_arn is not None

@@ -182,6 +182,9 @@ class Source:
     provisioned_pollers: ProvisionedPollers | None = None
     retry: SourceRetry | None = None
     kms_key_arn: str | None = None  # self-managed: the customer-managed key encrypting secret_arn
+    # routes as the mappings' filter criteria: records no route selects never reach the function
+    # (bridge.filter_pushdown); needs unmatched: skip
+    filter_pushdown: bool = False
 
     def group_id_for(self, topic: str) -> str:
         """Lambda requires a distinct consumer group per event-source mapping, so one per topic."""
@@ -567,7 +570,7 @@ def _parse_source(pb: _Problems, raw: Any) -> Source | None:
     _unknown(pb, path, raw, {"kind", "topics", "consumer_group_id", "batch_size", "batching_window_seconds",
                              "starting_position", "starting_position_timestamp", "cluster_arn",
                              "bootstrap_servers", "auth", "secret_arn", "kms_key_arn", "network",
-                             "provisioned_pollers", "retry"})
+                             "provisioned_pollers", "retry", "filter_pushdown"})
     kind = _choice(pb, f"{path}.kind", raw.get("kind"), ("msk", "self-managed"), "msk")
     topics = _str_list(pb, f"{path}.topics", raw.get("topics"), _TOPIC_RE,
                        "list the Kafka topics to consume (letters, digits, '.', '_' and '-')", required=True)
@@ -639,7 +642,8 @@ def _parse_source(pb: _Problems, raw: Any) -> Source | None:
     return Source(kind, topics, group, batch_size, window, start, ts if start == "AT_TIMESTAMP" else None,
                   cluster_arn if kind == "msk" else None, servers, auth,
                   secret_arn if kind == "self-managed" else None, network, pollers, retry,
-                  kms_key_arn if kind == "self-managed" else None)
+                  kms_key_arn if kind == "self-managed" else None,
+                  _bool(pb, f"{path}.filter_pushdown", raw.get("filter_pushdown"), False))
 
 
 def _parse_network(pb: _Problems, path: str, raw: Any, kind: str) -> Network:
@@ -1026,6 +1030,10 @@ def _cross_check(pb: _Problems, name: str, src: Source | None, producers: Iterab
             if topics and c not in topics:
                 pb.add(f"routes[{r.name}].match.topic", f"{c!r} is not consumed by the bridge. Fix: add it to "
                        "source.topics or correct the name")
+    if src is not None and src.filter_pushdown and unmatched.action != "skip":
+        pb.add("source.filter_pushdown", f"drops records no route selects before the bridge sees them, but "
+               f"unmatched.action is {unmatched.action}, so they must reach it. Fix: unmatched: {{action: skip}}, "
+               "or remove filter_pushdown")
     for t in unmatched.to:
         if t not in dests:
             pb.add("unmatched.to", f"names unknown destination {t!r}. Fix: one of {sorted(dests)}")
