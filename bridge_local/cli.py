@@ -34,6 +34,7 @@ from bridge.parking import PARK_REASONS
 
 from bridge_local import events as ev
 from bridge_local import report
+from bridge_local.aws import AwsSetupError, aws_session, describe_aws_error
 from bridge_local.poller import (
     ON_FAILURE_PREFIX,
     BatchOutcome,
@@ -465,9 +466,7 @@ def _redrive_on_failure(args: argparse.Namespace, config: BridgeConfig) -> int:
                            "ParkingBucketName) and --function; without them it uses the local stack")
         _, _, invoke, where = _aws_redrive_ports(argparse.Namespace(**{**vars(args), "queue_url": "unused"}),
                                                  config)
-        import boto3  # noqa: PLC0415 - AWS mode only
-
-        objects = S3OnFailureObjects(boto3.session.Session(region_name=args.region).client("s3"), args.bucket,
+        objects = S3OnFailureObjects(aws_session(args.region).client("s3"), args.bucket,
                                      args.prefix or AWS_ON_FAILURE_PREFIX)
     else:
         _, _, invoke, where = _local_redrive_ports(args, config)
@@ -511,10 +510,9 @@ def _local_redrive_ports(args: argparse.Namespace, config: BridgeConfig) -> _Red
 
 
 def _aws_redrive_ports(args: argparse.Namespace, config: BridgeConfig) -> _RedrivePorts:
-    import boto3  # noqa: PLC0415 - AWS mode only
-    from botocore.config import Config as BotoConfig  # noqa: PLC0415
+    from botocore.config import Config as BotoConfig  # noqa: PLC0415 - AWS mode only
 
-    session = boto3.session.Session(region_name=args.region)
+    session = aws_session(args.region, args.queue_url)
     # No retries and a read timeout past the function's: a retried synchronous invoke runs the batch twice.
     invoke_config = BotoConfig(read_timeout=config.settings.timeout_seconds + REDRIVE_VISIBILITY_MARGIN_SECONDS,
                                connect_timeout=10, retries={"total_max_attempts": 1})
@@ -631,7 +629,8 @@ def build_parser() -> argparse.ArgumentParser:
     aws.add_argument("--queue-url", help="the bridge DLQ's URL (stack output)")
     aws.add_argument("--function", help="the bridge function's name or ARN")
     aws.add_argument("--bucket", help="--on-failure: the parking bucket (stack output ParkingBucketName)")
-    aws.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
+    aws.add_argument("--region", default=None, help="AWS region (default: the one in --queue-url, else the AWS "
+                     "configuration's)")
     rd.set_defaults(func=cmd_redrive)
 
     de = sub.add_parser("demo", help="private stack, produce, poll, summary, stop")
@@ -684,9 +683,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _err(str(exc))  # one problem per line, each naming its field and the fix
         return EXIT_ERROR
-    except (StackError, CliError, ev.EventFileError, UnknownProducerError, ScenarioError,
+    except (StackError, CliError, ev.EventFileError, UnknownProducerError, ScenarioError, AwsSetupError,
             ValueError, RuntimeError) as exc:
         _err(str(exc).replace("\n", " "))
+        return EXIT_ERROR
+    except Exception as exc:
+        line = describe_aws_error(exc)  # a missing or expired AWS setting, in one line
+        if line is None:
+            raise
+        _err(line)
         return EXIT_ERROR
 
 

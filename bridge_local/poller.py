@@ -180,7 +180,7 @@ class LambdaContext:
 
 def context_factory(config: BridgeConfig) -> Callable[[], LambdaContext]:
     """A fresh context per invocation, sized like the function the stack deploys."""
-    name = f"{config.name}-bridge"
+    name = f"{config.prefix}-bridge"
     return lambda: LambdaContext(name, config.settings.memory_mb, config.settings.timeout_seconds)
 
 
@@ -473,4 +473,4 @@ def _merge_summary(previous: Mapping[str, Any] | None, result: Any) -> Mapping[s
 def s3_on_failure(state: StackState, config: BridgeConfig) -> S3OnFailure:
     """The local on-failure destination: the parking bucket, under `on-failure/`."""
     return S3OnFailure(local_client("s3", state.endpoint_url), parking_bucket_name(config),
-                       f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{config.name}-bridge")
+                       f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{config.prefix}-bridge")

@@ -41,7 +41,7 @@ LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "t
 
 def parking_bucket_name(config: BridgeConfig) -> str:
     """The local parking bucket (the CDK stack lets CloudFormation name it; the handler reads the env var)."""
-    return f"{config.name}-parking-{ACCOUNT_ID}"
+    return f"{config.prefix}-parking-{ACCOUNT_ID}"
 
 
 def claim_check_bucket_name(config: BridgeConfig) -> str:
@@ -152,7 +152,7 @@ def _subscribe(sqs: SQSClient, sns: SNSClient, topic: str, queue_name: str, dlq_
 def provision_aws(config: BridgeConfig, clients: LocalClients) -> ProvisionReport:
     """Create every queue, topic, subscription, secret and the bucket the bridge needs. Idempotent."""
     report = ProvisionReport()
-    name = config.name
+    name = config.prefix
     # Queues first: topics subscribe them.
     for d in config.destinations:
         if d.type == "sqs":
@@ -189,7 +189,7 @@ def provision_aws(config: BridgeConfig, clients: LocalClients) -> ProvisionRepor
 
 def _create_topic(sqs: SQSClient, sns: SNSClient, config: BridgeConfig, d: Destination,
                   report: ProvisionReport) -> None:
-    topic_name = d.physical_name(config.name)
+    topic_name = d.physical_name(config.prefix)
     attrs: dict[str, str] = {}
     if d.fifo:
         # The bridge sends explicit dedup ids, as the stack's topics expect.
@@ -198,7 +198,7 @@ def _create_topic(sqs: SQSClient, sns: SNSClient, config: BridgeConfig, d: Desti
     report.topics[topic_name] = arn
     for s in d.subscriptions:
         q = config.destination(s.queue)
-        _subscribe(sqs, sns, arn, q.physical_name(config.name), config.subscription_dlq_name(d, s.queue),
+        _subscribe(sqs, sns, arn, q.physical_name(config.prefix), config.subscription_dlq_name(d, s.queue),
                    s.filter_policy, s.raw_message_delivery, report)
 
 

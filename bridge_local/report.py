@@ -49,10 +49,10 @@ def bridge_queues(config: BridgeConfig) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for d in config.destinations:
         if d.type == "sqs":
-            out.append((d.physical_name(config.name), f"destination {d.name}"))
+            out.append((d.physical_name(config.prefix), f"destination {d.name}"))
     for d in config.destinations:
         if d.type == "sqs":
-            out.append((d.dlq_physical_name(config.name), f"DLQ of {d.name}"))
+            out.append((d.dlq_physical_name(config.prefix), f"DLQ of {d.name}"))
     for d in config.destinations:
         for s in d.subscriptions:
             out.append((config.subscription_dlq_name(d, s.queue), f"DLQ of subscription {d.name} -> {s.queue}"))
@@ -83,9 +83,9 @@ def resolve_queue(config: BridgeConfig, name: str) -> str:
         return aliases[name]
     for d in config.destinations:
         if d.type == "sqs" and name == d.name:
-            return d.physical_name(config.name)
+            return d.physical_name(config.prefix)
         if d.type == "sqs" and name == f"{d.name}-dlq":
-            return d.dlq_physical_name(config.name)
+            return d.dlq_physical_name(config.prefix)
     known = [n for n, _ in bridge_queues(config)]
     if name in known:
         return name
@@ -171,12 +171,12 @@ def destination_rows(config: BridgeConfig, snap: StackSnapshot, delivered: Mappi
         if d.name in subscribed and d.name not in delivered:
             continue  # shown under its topic
         kind = f"{d.type}{' fifo' if d.fifo else ''}"
-        in_queue = depth.get(d.physical_name(config.name), "") if d.type == "sqs" else "-"
+        in_queue = depth.get(d.physical_name(config.prefix), "") if d.type == "sqs" else "-"
         rows.append([d.name, kind, delivered.get(d.name, 0), in_queue])
         for s in d.subscriptions:
             q = config.destination(s.queue)
             how = "filtered" if s.filter_policy else "all"
-            rows.append([f"  -> {q.name}", f"subscription ({how})", "", depth.get(q.physical_name(config.name), 0)])
+            rows.append([f"  -> {q.name}", f"subscription ({how})", "", depth.get(q.physical_name(config.prefix), 0)])
     return rows
 
 

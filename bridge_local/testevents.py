@@ -8,7 +8,9 @@ never does), and a self-managed Kafka event. `manifest.json` says what each even
 
 Records aimed at an `accept_from` destination are signed with `PLACEHOLDER_KEY`, because the real
 keys are random secrets: `bridge invoke --resign` re-signs them with the local stack's key
-(a forged signature stays forged); in AWS they park as `invalid_signature` unless re-signed.
+(a forged signature stays forged). In AWS they would park as `invalid_signature`, so the manifest
+marks every event whose outcome needs a valid signature `console: false` and the stack does not ship
+it as a console test event (infra/console_events.py).
 """
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ class GeneratedEvent:
     event: dict[str, Any]
     expect_delivered: dict[str, int] = field(default_factory=dict)
     expect_parked: dict[str, int] = field(default_factory=dict)
+    # Why the event cannot be a console test event of the deployed stack (None: it can).
+    console_note: str | None = None
+
+
+def _needs_key(producer: str) -> str:
+    return (f"needs a signature by {producer}'s key, a random secret the deploy creates, so it cannot be signed "
+            "before the deploy; run it with `bridge invoke --resign` on the local stack")
 
 
 def _sample(c: Condition | None, default: Any) -> Any:
@@ -151,7 +160,8 @@ def generate(config: BridgeConfig) -> list[GeneratedEvent]:
             continue  # a match this generator cannot satisfy; write such an event by hand
         out.append(GeneratedEvent(f"route-{route.name}", f"one record matching route {route.name} -> "
                                   f"{', '.join(dests)}" + (f" (signed as {signer})" if signer else ""),
-                                  ev([rec]), dict.fromkeys(dests, 1)))
+                                  ev([rec]), dict.fromkeys(dests, 1),
+                                  console_note=_needs_key(signer) if signer else None))
 
     # unroutable: a record on a consumed topic that no route takes
     if config.unmatched.action == "park":
@@ -205,7 +215,7 @@ def generate(config: BridgeConfig) -> list[GeneratedEvent]:
             untrusted = sign_as(config, replace(base, offset=base.offset + 3), outsiders[0])
             out.append(GeneratedEvent("fail-untrusted-producer", f"a record correctly signed by {outsiders[0]}, "
                                       f"which {', '.join(guarded)} does not accept: parked", ev([untrusted]), others,
-                                      {"untrusted_producer": len(guarded)}))
+                                      {"untrusted_producer": len(guarded)}, console_note=_needs_key(outsiders[0])))
         break
 
     # undecodable: only a hand-written event can carry a value that is not base64
@@ -236,6 +246,8 @@ def write_events(config: BridgeConfig, out_dir: Path) -> list[Path]:
         p.write_text(json.dumps(g.event, indent=2) + "\n", encoding="utf-8")
         written.append(p)
         manifest[p.name] = {"description": g.description, "delivered": g.expect_delivered, "parked": g.expect_parked}
+        if g.console_note:
+            manifest[p.name].update(console=False, console_note=g.console_note)
     m = out_dir / "manifest.json"
     m.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     written.append(m)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config_document import ConfigDocument
+from infra.console_events import select_console_events
 from infra.constructs.alarms import BridgeAlarms
 from infra.constructs.audit import AuditFanout
 from infra.constructs.bridge_function import BridgeFunction, stage_function_package
@@ -24,7 +26,7 @@ from infra.constructs.kafka_source import KafkaEventSources
 from infra.constructs.log_queries import SavedLogQueries
 from infra.constructs.messaging import SecureMessaging
 from infra.constructs.producers import ProducerAccess
-from infra.constructs.test_events import ConsoleTestEvents, load_test_events
+from infra.constructs.test_events import ConsoleTestEvents, load_manifest, load_test_events
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POWERTOOLS_LAYER_VERSION = 27
@@ -47,8 +49,10 @@ class StackOptions:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def stack_name(config_name: str) -> str:
-    return f"KafkaBridge-{config_name}"
+def stack_name(name: str, environment: str) -> str:
+    """`KafkaBridge-<name>-<environment>`: the stages of one bridge are separate stacks (at most 69 characters
+    of CloudFormation's 128, from the config's name and environment limits)."""
+    return f"KafkaBridge-{name}-{environment}"
 
 
 class BridgeStack(Stack):
@@ -59,7 +63,7 @@ class BridgeStack(Stack):
             self.node.set_context(flag, value)
         config = loaded.config
 
-        created_topic_names = [d.physical_name(config.name) for d in config.destinations
+        created_topic_names = [d.physical_name(config.prefix) for d in config.destinations
                                if d.type == "sns" and d.created] + [config.audit_topic_name]
         messaging = SecureMessaging(self, "Messaging", delivering_topic_names=created_topic_names)
         destinations = Destinations(self, "Destinations", config=config, messaging=messaging)
@@ -73,7 +77,7 @@ class BridgeStack(Stack):
         routed = config.routed_destinations()
         trusted = {p for d in config.destinations for p in d.accept_from}
         package = stage_function_package(options.lambda_source_dir, loaded.document,
-                                         options.staging_dir / config.name)
+                                         options.staging_dir / config.prefix)
         bridge = BridgeFunction(
             self, "Bridge",
             config=config,
@@ -90,6 +94,9 @@ class BridgeStack(Stack):
             reserved_concurrency=options.reserved_concurrency,
             claim_check_bucket=claim_check.bucket if claim_check else None,
         )
+        # the stage's retention (config deployment.log_retention_days: longer in production)
+        cast(logs.CfnLogGroup, bridge.log_group.node.default_child).retention_in_days = \
+            config.deployment.log_retention_days
         destinations.restrict_senders(
             bridge_role_arn=bridge.role.role_arn,
             producer_role_arns={name: role.role_arn for name, role in producers.roles.items()})
@@ -107,8 +114,10 @@ class BridgeStack(Stack):
                                     metrics_namespace=bridge.metrics_namespace)
 
         events = load_test_events(options.events_dir) if options.test_events else {}
-        if events:
-            ConsoleTestEvents(self, "ConsoleTestEvents", function=bridge.function, events=events,
+        self.console_events = select_console_events(events, load_manifest(options.events_dir),
+                                                    production=config.production)
+        if self.console_events.shipped:
+            ConsoleTestEvents(self, "ConsoleTestEvents", function=bridge.function, selection=self.console_events,
                               create_registry=options.create_test_event_registry)
 
         self._outputs(destinations.queues, destinations.topics)

@@ -2,7 +2,7 @@
 
 One alarm per thing an operator must act on; docs/runbook.md has a section per alarm id (what it
 means, the saved Logs Insights query to look with, the `bridge` command that fixes it). Alarm names
-are `<bridge name>-<id>`; the description starts with the severity (HIGH or WARN), so an e-mail
+are `<bridge name>-<environment>-<id>`; the description starts with the severity (HIGH or WARN), so an e-mail
 subject or a pager rule can tell them apart.
 
 Queue alarms name queues by their configured names (the stack names every queue it creates), so
@@ -47,7 +47,7 @@ class BridgeAlarm:
 
 
 def alarm_topic_name(config: BridgeConfig) -> str:
-    return f"{config.name}-alarms"
+    return f"{config.prefix}-alarms"
 
 
 class BridgeAlarms(Construct):
@@ -90,7 +90,7 @@ class BridgeAlarms(Construct):
         # Destination, subscription and audit dead-letter queues.
         for d in config.destinations:
             if d.created and d.type == "sqs":
-                self._queue_not_empty(f"destination-dlq-{d.name}", "WARN", d.dlq_physical_name(config.name),
+                self._queue_not_empty(f"destination-dlq-{d.name}", "WARN", d.dlq_physical_name(config.prefix),
                                       f"Consumers of {d.name} failed a message {d.max_receive_count} times.",
                                       runbook_section="destination-dlq")
             for s in d.subscriptions:
@@ -143,7 +143,7 @@ class BridgeAlarms(Construct):
             actions=["kms:Decrypt", "kms:GenerateDataKey*"], resources=["*"]))
         topic = sns.Topic(self, "Topic", topic_name=alarm_topic_name(config), master_key=key, enforce_ssl=True)
         own_alarms = Stack.of(self).format_arn(service="cloudwatch", resource="alarm",
-                                               resource_name=f"{config.name}-*",
+                                               resource_name=f"{config.prefix}-*",
                                                arn_format=ArnFormat.COLON_RESOURCE_NAME)
         topic.add_to_resource_policy(iam.PolicyStatement(
             sid="AllowThisBridgesAlarms", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
@@ -163,7 +163,7 @@ class BridgeAlarms(Construct):
     def _add(self, alarm_id: str, severity: Severity, meaning: str, metric: cloudwatch.IMetric, threshold: float,
              *, evaluation_periods: int = 1, runbook_section: str | None = None) -> None:
         """`runbook_section`: the docs/runbook.md heading, when one section covers a family of alarms."""
-        name = f"{self._config.name}-{alarm_id}"
+        name = f"{self._config.prefix}-{alarm_id}"
         description = f"{severity}: {meaning} Runbook: {RUNBOOK}#{runbook_section or alarm_id}"
         if len(name) > ALARM_NAME_MAX or len(description) > ALARM_DESCRIPTION_MAX:
             raise ValueError(f"alarm {name!r}: name or description over the CloudWatch limits")

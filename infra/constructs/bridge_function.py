@@ -70,9 +70,10 @@ class BridgeFunction(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         super().__init__(scope, construct_id)
-        # The service name is the bridge's name: it is the `service` dimension of every metric the handler
-        # emits, so two bridges in one account and Region keep their metrics (and alarms) apart.
-        self.service_name = config.name
+        # The service name is the bridge's name and stage (`<name>-<environment>`): it is the `service`
+        # dimension of every metric the handler emits, so two bridges, or two stages of one, in one account
+        # and Region keep their metrics (and alarms) apart.
+        self.service_name = config.prefix
         self.metrics_namespace = POWERTOOLS_METRICS_NAMESPACE
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention)
         statements = [

@@ -41,8 +41,8 @@ class Destinations(Construct):
     def _queue(self, d: Destination) -> sqs.IQueue:
         if d.arn is not None:
             return sqs.Queue.from_queue_arn(self, d.name, d.arn)
-        queue = self._messaging.queue(self, d.name, name=d.physical_name(self._config.name),
-                                      dlq_name=d.dlq_physical_name(self._config.name), fifo=d.fifo,
+        queue = self._messaging.queue(self, d.name, name=d.physical_name(self._config.prefix),
+                                      dlq_name=d.dlq_physical_name(self._config.prefix), fifo=d.fifo,
                                       max_receive_count=d.max_receive_count, max_message_bytes=d.max_message_bytes)
         self.created_queues[d.name] = queue
         return queue
@@ -50,7 +50,7 @@ class Destinations(Construct):
     def _topic(self, d: Destination) -> sns.ITopic:
         if d.arn is not None:
             return sns.Topic.from_topic_arn(self, d.name, d.arn)
-        topic = self._messaging.topic(self, d.name, name=d.physical_name(self._config.name), fifo=d.fifo,
+        topic = self._messaging.topic(self, d.name, name=d.physical_name(self._config.prefix), fifo=d.fifo,
                                       max_message_bytes=d.max_message_bytes)
         self.created_topics[d.name] = topic
         return topic

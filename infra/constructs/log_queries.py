@@ -67,7 +67,7 @@ QUERIES = (
 
 def query_name(config: BridgeConfig, query_id: str) -> str:
     """Saved-query names use `/` as a folder, so the console groups one bridge's queries."""
-    return f"{config.name}/{query_id}"
+    return f"{config.prefix}/{query_id}"
 
 
 class SavedLogQueries(Construct):

@@ -7,15 +7,16 @@ the `lambda-testevent-schemas` EventBridge schema registry, one `components.exam
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Fn
+from aws_cdk import Annotations, Fn
 from aws_cdk import aws_eventschemas as eventschemas
 from aws_cdk import aws_lambda as lambda_
 from bridge.config import ConfigError
 from constructs import Construct
+
+from infra.console_events import ConsoleSelection, schema_content
 
 REGISTRY_NAME = "lambda-testevent-schemas"
 # events/manifest.json describes the expected outcome of each event for the test suites; it is not an event.
@@ -38,26 +39,25 @@ def load_test_events(events_dir: Path) -> dict[str, Any]:
     return events
 
 
-def test_event_schema(events: Mapping[str, Any]) -> dict[str, Any]:
-    """The OpenAPI 3 document the console reads: a loose schema and one example per event."""
-    return {
-        "openapi": "3.0.0",
-        "info": {"version": "1.0.0", "title": "Event"},
-        "paths": {},
-        "components": {
-            # Events include deliberately invalid ones, so the schema describes the Kafka shape loosely.
-            "schemas": {"Event": {"type": "object", "properties": {
-                "eventSource": {"type": "string"}, "eventSourceArn": {"type": "string"},
-                "bootstrapServers": {"type": "string"}, "records": {"type": "object"}}}},
-            "examples": {name: {"value": event} for name, event in events.items()},
-        },
-    }
+def load_manifest(events_dir: Path) -> dict[str, Any]:
+    """events/manifest.json (event file -> description, expected outcome, console flag); empty when absent."""
+    path = events_dir / MANIFEST_FILE
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError([f"{path}: not valid JSON ({exc}). Fix: regenerate it with `bridge events`"],
+                          str(events_dir)) from None
+    return manifest if isinstance(manifest, dict) else {}
 
 
 class ConsoleTestEvents(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, function: lambda_.IFunction,
-                 events: Mapping[str, Any], create_registry: bool = False) -> None:
+                 selection: ConsoleSelection, create_registry: bool = False) -> None:
         super().__init__(scope, construct_id)
+        for name, why in selection.omitted.items():
+            Annotations.of(self).add_info(f"console test event {name} not shipped: {why}")
         registry = None
         if create_registry:
             # The console creates this registry the first time anyone saves a shareable event, so most
@@ -69,7 +69,7 @@ class ConsoleTestEvents(Construct):
             registry_name=REGISTRY_NAME,
             schema_name=Fn.join("", ["_", function.function_name, "-schema"]),
             type="OpenApi3",
-            content=json.dumps(test_event_schema(events), sort_keys=True),
+            content=schema_content(selection.shipped),
             description="Console test events of the Kafka bridge (events/*.json)",
         )
         if registry is not None:

@@ -34,6 +34,7 @@ ESM_MAX_RECORD_AGE_SECONDS = 604_800  # MaximumRecordAgeInSeconds ceiling; the a
 # its S3 on-failure objects after an outage is fixed.
 CHECKPOINT_TTL_MARGIN_SECONDS = 86_400
 OUTAGE_RETRY_MAX_SECONDS = 3_600  # failing a batch back longer than this blocks its partitions for too long
+ESM_MAX_CONSUMER_GROUP_ID = 200
 
 # Attributes the bridge sets itself (content-encoding only on a raw body that is not UTF-8);
 # header attributes share the rest of the 10.
@@ -323,6 +324,35 @@ class Alarms:
     parked_records: int = 1  # records parked for one reason
     function_errors: int = 1
     throttles: int = 1
+# CloudWatch Logs accepts only these retention periods (botocore logs PutRetentionPolicyRequest.retentionInDays).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                      2922, 3288, 3653)
+RolloutStrategy = Literal["all_at_once", "canary", "linear"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """How a deploy shifts the function's `live` alias to the new version (CodeDeploy), and what rolls it back.
+
+    canary: `percent` of invocations for `interval_minutes`, then the rest; linear: `percent` more every
+    `interval_minutes`; all_at_once: at once (the alarms still roll back a deploy that is in progress).
+    """
+
+    strategy: RolloutStrategy = "canary"
+    percent: int = 10
+    interval_minutes: int = 5
+    # rollback when more records than this are parked in one minute while the deploy runs
+    max_parked_per_minute: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """Stage-dependent deployment choices (infra only; the handler ignores them). Defaults read `production`."""
+
+    test_events: bool = True  # console test events; production ships only those that deliver nothing
+    reserved_concurrency: int | None = None
+    log_retention_days: int = 30
+    rollout: Rollout = field(default_factory=Rollout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +369,13 @@ class BridgeConfig:
     environment: str = "dev"
     production: bool = False
     alarms: Alarms = field(default_factory=Alarms)
+    deployment: Deployment = field(default_factory=Deployment)
+
+    @property
+    def prefix(self) -> str:
+        """`<name>-<environment>`: every resource name starts with it, so the stages of one bridge never
+        share a queue, topic or secret, even in one account."""
+        return resource_prefix(self.name, self.environment)
 
     # names of the bridge's own resources, shared by the CDK stack and the local stack
     @property
@@ -353,30 +390,30 @@ class BridgeConfig:
 
     @property
     def bridge_dlq_name(self) -> str:
-        return f"{self.name}-bridge-dlq"
+        return f"{self.prefix}-bridge-dlq"
 
     @property
     def audit_topic_name(self) -> str:
-        return f"{self.name}-audit"
+        return f"{self.prefix}-audit"
 
     @property
     def audit_queue_name(self) -> str:
-        return f"{self.name}-audit-monitor"
+        return f"{self.prefix}-audit-monitor"
 
     @property
     def audit_queue_dlq_name(self) -> str:
-        return f"{self.name}-audit-monitor-dlq"
+        return f"{self.prefix}-audit-monitor-dlq"
 
     @property
     def audit_subscription_dlq_name(self) -> str:
-        return f"{self.name}-audit-subscription-dlq"
+        return f"{self.prefix}-audit-subscription-dlq"
 
     def subscription_dlq_name(self, topic: Destination, queue: str) -> str:
         """The DLQ of the subscription of SQS destination `queue` to SNS destination `topic`."""
-        return subscription_dlq_name(self.name, topic, queue)
+        return subscription_dlq_name(self.prefix, topic, queue)
 
     def signing_secret_name(self, producer: str) -> str:
-        return f"{self.name}/producers/{producer}/signing-key"
+        return f"{self.prefix}/producers/{producer}/signing-key"
 
     def destination(self, name: str) -> Destination:
         for d in self.destinations:
@@ -404,6 +441,11 @@ class BridgeConfig:
     def from_dict(cls, data: Any, source: str = "config") -> BridgeConfig:
         """Validate a parsed config document; raise ConfigError listing every problem."""
         return _parse(data, source)
+
+
+def resource_prefix(name: str, environment: str) -> str:
+    """The prefix of every resource name of bridge `name` in stage `environment`."""
+    return f"{name}-{environment}"
 
 
 def subscription_dlq_name(bridge_name: str, topic: Destination, queue: str) -> str:
@@ -441,7 +483,7 @@ def _parse(data: Any, source: str) -> BridgeConfig:
     if not isinstance(data, Mapping):
         raise ConfigError(["the document must be a mapping with name, source, destinations, routes"], source)
     _unknown(pb, "", data, {"name", "environment", "production", "source", "producers", "destinations", "routes",
-                            "unmatched", "settings", "alarms"})
+                            "unmatched", "settings", "alarms", "deployment"})
 
     name = data.get("name")
     if not isinstance(name, str) or not _NAME_RE.match(name):
@@ -460,13 +502,14 @@ def _parse(data: Any, source: str) -> BridgeConfig:
     unmatched = _parse_unmatched(pb, data.get("unmatched", {"action": "park"}))
     settings = _parse_settings(pb, data.get("settings", {}), production)
     alarms = _parse_alarms(pb, data.get("alarms", {}))
+    deployment = _parse_deployment(pb, data.get("deployment"), production)
 
-    _cross_check(pb, name, src, producers, destinations, routes, unmatched, settings)
+    _cross_check(pb, resource_prefix(name, environment), src, producers, destinations, routes, unmatched, settings)
     if pb.items:
         raise ConfigError(pb.items, source)
     assert src is not None
     return BridgeConfig(name, src, tuple(producers), tuple(destinations), tuple(routes), unmatched, settings,
-                        environment, production, alarms)
+                        environment, production, alarms, deployment)
 
 
 def _unknown(pb: _Problems, path: str, data: Mapping[str, Any], allowed: set[str]) -> None:
@@ -579,6 +622,11 @@ def _parse_source(pb: _Problems, raw: Any) -> Source | None:
     group = _str(pb, f"{path}.consumer_group_id", raw.get("consumer_group_id"),
                  pattern=re.compile(r"^[A-Za-z0-9._-]{1,200}$"),
                  hint="a Kafka consumer group id; the bridge appends -<topic> for each topic") or "invalid"
+    longest = max(topics, key=len, default="")
+    if len(f"{group}-{longest}") > ESM_MAX_CONSUMER_GROUP_ID:
+        # Lambda's CreateEventSourceMapping (ConsumerGroupId) takes at most 200 characters
+        pb.add(f"{path}.consumer_group_id", f"with -{longest} appended it is {len(group) + 1 + len(longest)} "
+               f"characters, over the {ESM_MAX_CONSUMER_GROUP_ID} an event-source mapping takes. Fix: shorten it")
     batch_size = _int(pb, f"{path}.batch_size", raw.get("batch_size"), 500, 1, ESM_MAX_BATCH_SIZE)
     window = _int(pb, f"{path}.batching_window_seconds", raw.get("batching_window_seconds"), 1, 0,
                   ESM_MAX_BATCHING_WINDOW_SECONDS)
@@ -969,6 +1017,49 @@ def _parse_alarms(pb: _Problems, raw: Any) -> Alarms:
         _int(pb, "alarms.parked_records", raw.get("parked_records"), d.parked_records, 1, 1_000_000),
         _int(pb, "alarms.function_errors", raw.get("function_errors"), d.function_errors, 1, 1_000_000),
         _int(pb, "alarms.throttles", raw.get("throttles"), d.throttles, 1, 1_000_000),
+    )
+
+
+def _parse_deployment(pb: _Problems, raw: Any, production: bool) -> Deployment:
+    path = "deployment"
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        pb.add(path, "must be a mapping. Fix: see config/prod.yaml")
+        return Deployment()
+    _unknown(pb, path, raw, {"test_events", "reserved_concurrency", "log_retention_days", "rollout"})
+    reserved = raw.get("reserved_concurrency")
+    if reserved is not None and (isinstance(reserved, bool) or not isinstance(reserved, int) or reserved < 1):
+        # 0 would throttle every invocation: the mappings would stop and records would age out
+        pb.add(f"{path}.reserved_concurrency", f"{reserved!r} is not valid. Fix: a whole number of at least 1, "
+               "or leave it out for none")
+        reserved = None
+    retention = raw.get("log_retention_days", 365 if production else 30)
+    if retention not in LOG_RETENTION_DAYS or isinstance(retention, bool):
+        pb.add(f"{path}.log_retention_days", f"{retention!r} is not a CloudWatch Logs retention. Fix: one of "
+               f"{', '.join(map(str, LOG_RETENTION_DAYS))}")
+        retention = 365 if production else 30
+    return Deployment(
+        test_events=_bool(pb, f"{path}.test_events", raw.get("test_events"), True),
+        reserved_concurrency=reserved,
+        log_retention_days=retention,
+        rollout=_parse_rollout(pb, f"{path}.rollout", raw.get("rollout"), production),
+    )
+
+
+def _parse_rollout(pb: _Problems, path: str, raw: Any, production: bool) -> Rollout:
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        pb.add(path, "must be a mapping. Fix: strategy, percent, interval_minutes, max_parked_per_minute")
+        return Rollout()
+    _unknown(pb, path, raw, {"strategy", "percent", "interval_minutes", "max_parked_per_minute"})
+    d = Rollout(strategy="linear" if production else "canary")
+    return Rollout(
+        strategy=_choice(pb, f"{path}.strategy", raw.get("strategy"), ("all_at_once", "canary", "linear"),
+                         d.strategy),
+        percent=_int(pb, f"{path}.percent", raw.get("percent"), d.percent, 1, 99),
+        interval_minutes=_int(pb, f"{path}.interval_minutes", raw.get("interval_minutes"), d.interval_minutes, 1, 60),
+        max_parked_per_minute=_int(pb, f"{path}.max_parked_per_minute", raw.get("max_parked_per_minute"),
+                                   d.max_parked_per_minute, 0, 1_000_000),
     )
 
 

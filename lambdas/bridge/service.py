@@ -113,7 +113,7 @@ class Bridge:
         self._trust = TrustPolicy(config, signing_keys)
         self._clock = clock
         self.targets = {
-            d.name: Target(d.name, d.type, settings.destination_address(d, config.name), d.message_limit, d.fifo)
+            d.name: Target(d.name, d.type, settings.destination_address(d, config.prefix), d.message_limit, d.fifo)
             for d in config.destinations
         }
         self.dlq = Target(config.bridge_dlq_name, "sqs", settings.queue_url(config.bridge_dlq_name),

@@ -51,7 +51,7 @@ def _poll(stack: E2EStack, handler: Any = None, stop_after: int | None = None, i
 
 
 def _queue(stack: E2EStack, dest: str) -> str:
-    return stack.config.destination(dest).physical_name(stack.config.name)
+    return stack.config.destination(dest).physical_name(stack.config.prefix)
 
 
 def test_demo_scenario_delivers_exact_counts_parks_with_reasons_and_audits(
@@ -96,7 +96,7 @@ def test_demo_scenario_delivers_exact_counts_parks_with_reasons_and_audits(
     # FIFO: messages of one key arrive in the order they were produced
     _assert_fifo_order(drainer.messages[_queue(stack, "fulfilment")])
     # destination DLQs stay empty
-    dlqs = [stack.config.destination(d).dlq_physical_name(stack.config.name) for d in expected]
+    dlqs = [stack.config.destination(d).dlq_physical_name(stack.config.prefix) for d in expected]
     assert all(drainer.count(q) == 0 for q in dlqs)
 
 

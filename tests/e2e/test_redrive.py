@@ -76,7 +76,7 @@ def test_redrive_after_the_fix_delivers_only_what_was_missed_and_empties_the_dlq
     # given: a big order parked for order-events (fulfilment got it) and an unroutable shipped order
     stack = clean
     config = stack.config
-    queue = {name: config.destination(name).physical_name(config.name)
+    queue = {name: config.destination(name).physical_name(config.prefix)
              for name in ("fulfilment", "analytics", "billing", "fraud-review")}
     drainer = drainer_factory([*queue.values(), config.audit_queue_name])
     produce(config, stack.state.bootstrap_servers, [_big_order(), _shipped_order()],

@@ -88,7 +88,7 @@ def test_ten_thousand_records_survive_a_poller_kill_with_order_kept(
         clean: E2EStack, drainer_factory: Callable[..., Drainer]) -> None:
     stack = clean
     records, expect = _records()
-    queues = {d: stack.config.destination(d).physical_name(stack.config.name) for d in expect}
+    queues = {d: stack.config.destination(d).physical_name(stack.config.prefix) for d in expect}
     drainer = drainer_factory()
     started = time.monotonic()
 

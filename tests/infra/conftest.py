@@ -22,11 +22,14 @@ import aws_cdk as cdk
 from aws_cdk.assertions import Template
 from bridge.config import BridgeConfig
 
-from infra.config_document import ConfigDocument, config_from_document
+from infra.config_document import ConfigDocument, config_from_document, load_config_document
+from infra.limits import check_assembly
 from infra.nag import add_nag_checks
 from infra.stack import REPO_ROOT, BridgeStack, StackOptions, stack_name
 
 DEV_CONFIG = REPO_ROOT / "config" / "dev.yaml"
+PROD_CONFIG = REPO_ROOT / "config" / "prod.yaml"
+REPO_EVENTS = REPO_ROOT / "events"
 SAMPLE_EVENTS = {
     "route-orders": {"eventSource": "aws:kafka", "records": {"orders-0": [{"topic": "orders", "partition": 0,
                                                                           "offset": 1, "value": "e30="}]}},
@@ -70,23 +73,25 @@ def shared_synth(name: str, build: Callable[[], Synth]) -> Synth:
 
 
 def synthesize(loaded: ConfigDocument, tmp: Path, events: Mapping[str, Any] | None = None,
-               **options: Any) -> Synth:
+               manifest: Mapping[str, Any] | None = None, **options: Any) -> Synth:
     """Synthesize with cdk-nag AwsSolutions on: an unacknowledged finding raises here."""
     events_dir = tmp / "events"
     events_dir.mkdir(parents=True, exist_ok=True)
     for name, event in (events or {}).items():
         (events_dir / f"{name}.json").write_text(json.dumps(event), encoding="utf-8")
+    if manifest is not None:
+        (events_dir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     outdir = tmp / "cdk.out"
     app = cdk.App(outdir=str(outdir))
-    stack = BridgeStack(app, stack_name(loaded.config.name), loaded=loaded,
+    stack = BridgeStack(app, stack_name(loaded.config.name, loaded.config.environment), loaded=loaded,
                         options=StackOptions(staging_dir=tmp / "package", events_dir=events_dir, **options))
     add_nag_checks(app)
-    app.synth()
+    check_assembly(app, app.synth())  # every variant within botocore's documented limits
     template_path = outdir / f"{stack.stack_name}.template.json"
     data = json.loads(template_path.read_text(encoding="utf-8"))
     report = json.loads((outdir / "validation-report.json").read_text(encoding="utf-8"))
     return Synth(loaded.config, data, Template.from_json(data), template_path, report,
-                 tmp / "package" / loaded.config.name)
+                 tmp / "package" / loaded.config.prefix)
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +116,29 @@ def variant_document(dev_document: dict[str, Any]) -> Callable[[Callable[[dict[s
 def dev(dev_document: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return shared_synth("dev", lambda: synthesize(config_from_document(dev_document, str(DEV_CONFIG)),
                                                   tmp_path_factory.mktemp("dev"), events=SAMPLE_EVENTS))
+
+
+def _repo_events() -> tuple[dict[str, Any], dict[str, Any]]:
+    events = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(REPO_EVENTS.glob("*.json"))
+              if p.name != "manifest.json"}
+    return events, json.loads((REPO_EVENTS / "manifest.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def dev_with_repo_events(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """config/dev.yaml with the repository's events/ (what `cdk deploy -c env=dev` ships)."""
+    events, manifest = _repo_events()
+    return synthesize(load_config_document(DEV_CONFIG), tmp_path_factory.mktemp("dev-repo-events"),
+                      events=events, manifest=manifest)
+
+
+@pytest.fixture(scope="session")
+def prod(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """config/prod.yaml with the repository's events/ (what `cdk deploy -c env=prod` ships)."""
+    events, manifest = _repo_events()
+    loaded = load_config_document(PROD_CONFIG)
+    return synthesize(loaded, tmp_path_factory.mktemp("prod"), events=events, manifest=manifest,
+                      reserved_concurrency=loaded.config.deployment.reserved_concurrency)
 
 
 EXISTING_QUEUE_KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1111aaaa-22bb-33cc-44dd-555555eeeeee"

@@ -52,7 +52,7 @@ def alarms(synth: Synth) -> dict[str, dict[str, Any]]:
 
 
 def alarm_id(synth: Synth, name: str) -> str:
-    return name.removeprefix(f"{synth.config.name}-")
+    return name.removeprefix(f"{synth.config.prefix}-")
 
 
 def runbook_section(alarm: str) -> str:
@@ -80,7 +80,7 @@ def test_every_alarm_is_listed_with_metric_threshold_and_target(every_variant: S
     synth = every_variant
     found = alarms(synth)
     topic = synth.config.alarms.topic_arn
-    target = topic or _text({"Ref": synth.logical_id("AWS::SNS::Topic", TopicName=f"{synth.config.name}-alarms")})
+    target = topic or _text({"Ref": synth.logical_id("AWS::SNS::Topic", TopicName=f"{synth.config.prefix}-alarms")})
     print(f"\n{synth.config.name} ({'existing topic' if topic else 'stack topic'}): {len(found)} alarms")
     print(f"{'alarm':<52} {'sev':<4} {'threshold':>9} {'x':>2}  metric -> target")
     for name, props in sorted(found.items()):
@@ -102,7 +102,7 @@ def test_every_alarm_is_listed_with_metric_threshold_and_target(every_variant: S
 
 def test_trust_reasons_share_one_high_severity_alarm(dev: Synth) -> None:
     found = alarms(dev)
-    trust = found["orders-bridge-parked-untrusted"]
+    trust = found["orders-bridge-dev-parked-untrusted"]
     assert trust["AlarmDescription"].startswith("HIGH:")
     inputs = [m["MetricStat"]["Metric"] for m in trust["Metrics"] if "MetricStat" in m]
     assert sorted(next(d["Value"] for d in m["Dimensions"] if d["Name"] == "reason") for m in inputs) == sorted(
@@ -110,7 +110,7 @@ def test_trust_reasons_share_one_high_severity_alarm(dev: Synth) -> None:
     for m in inputs:
         assert m["Namespace"] == "KafkaBridge"
         assert m["MetricName"] == "RecordsParked"
-        assert {"Name": "service", "Value": "orders-bridge"} in m["Dimensions"]
+        assert {"Name": "service", "Value": "orders-bridge-dev"} in m["Dimensions"]
     (expression,) = [m for m in trust["Metrics"] if m.get("ReturnData", True)]
     assert expression["Expression"] == " + ".join(f"FILL(m{i}, 0)" for i in range(len(TRUST_PARK_REASONS)))
     # no trust reason has an alarm of its own that a WARN rule could route away from the pager
@@ -120,39 +120,39 @@ def test_trust_reasons_share_one_high_severity_alarm(dev: Synth) -> None:
 def test_operational_reasons_alarm_one_by_one_on_the_handlers_metric(dev: Synth) -> None:
     found = alarms(dev)
     for reason in (r for r in PARK_REASONS if r not in TRUST_PARK_REASONS):
-        props = found[f"orders-bridge-parked-{reason.replace('_', '-')}"]
+        props = found[f"orders-bridge-dev-parked-{reason.replace('_', '-')}"]
         assert props["MetricName"] == "RecordsParked"
         assert sorted(props["Dimensions"], key=lambda d: d["Name"]) == [
-            {"Name": "reason", "Value": reason}, {"Name": "service", "Value": "orders-bridge"}]
+            {"Name": "reason", "Value": reason}, {"Name": "service", "Value": "orders-bridge-dev"}]
         assert props["Threshold"] == dev.config.alarms.parked_records
 
 
 def test_thresholds_and_lag_queries_come_from_the_config(provisioned: Synth) -> None:
     found = alarms(provisioned)
     settings = provisioned.config.alarms
-    duration = found["orders-bridge-function-duration-near-timeout"]
+    duration = found["orders-bridge-dev-function-duration-near-timeout"]
     assert duration["Threshold"] == provisioned.config.settings.timeout_seconds * 1000 * 90 // 100
     assert duration["Statistic"] == "Maximum"
     mappings = provisioned.resources("AWS::Lambda::EventSourceMapping")
     for topic in provisioned.config.source.topics:
-        lag = found[f"orders-bridge-offset-lag-{topic}"]
+        lag = found[f"orders-bridge-dev-offset-lag-{topic}"]
         assert lag["Threshold"] == settings.offset_lag == 500
         assert lag["EvaluationPeriods"] == OFFSET_LAG_PERIODS
         (query,) = lag["Metrics"]
         mapping = next(k for k, m in mappings.items() if m["Properties"]["Topics"] == [topic])
         assert _text(query["Expression"]) == (
             f"SELECT MAX(OffsetLag) FROM \"AWS/Lambda\" WHERE EventSourceMappingUUID = '<{mapping}>'")
-    dlq_age = found["orders-bridge-bridge-dlq-oldest-message"]
+    dlq_age = found["orders-bridge-dev-bridge-dlq-oldest-message"]
     assert (dlq_age["Threshold"], dlq_age["Dimensions"]) == (
-        settings.bridge_dlq_max_age_seconds, [{"Name": "QueueName", "Value": "orders-bridge-bridge-dlq"}])
+        settings.bridge_dlq_max_age_seconds, [{"Name": "QueueName", "Value": "orders-bridge-dev-bridge-dlq"}])
     # an existing topic: the stack creates none
     assert not [t for t in provisioned.resources("AWS::SNS::Topic").values()
-                if t["Properties"].get("TopicName") == "orders-bridge-alarms"]
-    assert found["orders-bridge-function-errors"]["AlarmActions"] == [EXISTING_ALARM_TOPIC_ARN]
+                if t["Properties"].get("TopicName") == "orders-bridge-dev-alarms"]
+    assert found["orders-bridge-dev-function-errors"]["AlarmActions"] == [EXISTING_ALARM_TOPIC_ARN]
 
 
 def test_alarm_topic_is_encrypted_https_only_and_mails_the_on_call(self_managed: Synth) -> None:
-    topic_id = self_managed.logical_id("AWS::SNS::Topic", TopicName="orders-bridge-alarms")
+    topic_id = self_managed.logical_id("AWS::SNS::Topic", TopicName="orders-bridge-dev-alarms")
     topic = self_managed.data["Resources"][topic_id]["Properties"]
     key_id = topic["KmsMasterKeyId"]["Fn::GetAtt"][0]
     key = self_managed.data["Resources"][key_id]["Properties"]
@@ -165,11 +165,11 @@ def test_alarm_topic_is_encrypted_https_only_and_mails_the_on_call(self_managed:
     assert {"Bool": {"aws:SecureTransport": "false"}} in [d["Condition"] for d in denies]
     (allow,) = [s for s in policy if s["Effect"] == "Allow"]
     assert allow["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
-    assert _text(allow["Condition"]["ArnLike"]["aws:SourceArn"]).endswith(":alarm:orders-bridge-*")
+    assert _text(allow["Condition"]["ArnLike"]["aws:SourceArn"]).endswith(":alarm:orders-bridge-dev-*")
     # every other publisher (no alarm of this bridge as source) is denied
     (others,) = [d for d in denies if "ArnNotLike" in d["Condition"]]
     assert (others["Principal"], others["Action"]) == ({"AWS": "*"}, "sns:Publish")
-    assert _text(others["Condition"]["ArnNotLike"]["aws:SourceArn"]).endswith(":alarm:orders-bridge-*")
+    assert _text(others["Condition"]["ArnNotLike"]["aws:SourceArn"]).endswith(":alarm:orders-bridge-dev-*")
     self_managed.template.has_resource_properties("AWS::SNS::Subscription", {
         "Protocol": "email", "Endpoint": ALARM_EMAIL, "TopicArn": {"Ref": topic_id}})
 
@@ -202,7 +202,7 @@ def test_saved_queries_are_scoped_to_the_log_group_within_limits(dev: Synth) -> 
         assert len(props["Name"]) <= QUERY_NAME_MAX
         assert len(props["QueryString"]) <= QUERY_STRING_MAX
         names[props["Name"]] = props["QueryString"]
-    assert set(names) == {f"orders-bridge/{q.id}" for q in QUERIES}
+    assert set(names) == {f"orders-bridge-dev/{q.id}" for q in QUERIES}
     # the runbook names only queries the stack saves
     text = RUNBOOK.read_text(encoding="utf-8")
     used = set(re.findall(r"query `([a-z-]+)`", text))
@@ -211,4 +211,4 @@ def test_saved_queries_are_scoped_to_the_log_group_within_limits(dev: Synth) -> 
     assert used
     assert used <= {q.id for q in QUERIES}
     # the trust query filters on exactly the trust reasons
-    assert all(f'"{r}"' in names["orders-bridge/untrusted-records"] for r in TRUST_PARK_REASONS)
+    assert all(f'"{r}"' in names["orders-bridge-dev/untrusted-records"] for r in TRUST_PARK_REASONS)

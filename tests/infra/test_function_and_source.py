@@ -33,7 +33,7 @@ def test_function_runtime_layer_and_environment(dev: Synth) -> None:
             "BRIDGE_ACCOUNT_ID": {"Ref": "AWS::AccountId"},
             "BRIDGE_PARTITION": {"Ref": "AWS::Partition"},
             "BRIDGE_PARKING_BUCKET": {"Ref": bucket},
-            "POWERTOOLS_SERVICE_NAME": "orders-bridge",
+            "POWERTOOLS_SERVICE_NAME": "orders-bridge-dev",
             "POWERTOOLS_METRICS_NAMESPACE": "KafkaBridge",
         }},
         "LoggingConfig": Match.object_like({"LogGroup": Match.any_value()}),

@@ -32,7 +32,7 @@ def bridge_role_id(synth: Synth) -> str:
 
 def queue_id(synth: Synth, name: str) -> str:
     return synth.logical_id("AWS::SQS::Queue", QueueName=synth.config.destination(name).physical_name(
-        synth.config.name))
+        synth.config.prefix))
 
 
 def test_aws_principal_producer_trusts_exactly_that_principal(dev: Synth) -> None:
@@ -146,7 +146,7 @@ def test_bridge_role_sends_and_publishes_only_to_routed_destinations(every_varia
             return d.arn
         cfn_type, name_prop = ("AWS::SQS::Queue", "QueueName") if d.type == "sqs" else ("AWS::SNS::Topic",
                                                                                          "TopicName")
-        logical_id = synth.logical_id(cfn_type, **{name_prop: d.physical_name(synth.config.name)})
+        logical_id = synth.logical_id(cfn_type, **{name_prop: d.physical_name(synth.config.prefix)})
         return arn_of(logical_id) if attribute == "arn" else ref(logical_id)
 
     expected_queues = [address(d, "arn") for d in routed if d.type == "sqs"] + [arn_of(bridge_dlq)]

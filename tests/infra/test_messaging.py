@@ -25,8 +25,8 @@ def test_every_created_destination_queue_redrives_to_its_dlq(every_variant: Synt
         if d.type != "sqs" or not d.created:
             continue
         queue = synth.resources("AWS::SQS::Queue")[synth.logical_id(
-            "AWS::SQS::Queue", QueueName=d.physical_name(synth.config.name))]["Properties"]
-        dlq_id = synth.logical_id("AWS::SQS::Queue", QueueName=d.dlq_physical_name(synth.config.name))
+            "AWS::SQS::Queue", QueueName=d.physical_name(synth.config.prefix))]["Properties"]
+        dlq_id = synth.logical_id("AWS::SQS::Queue", QueueName=d.dlq_physical_name(synth.config.prefix))
         assert queue["RedrivePolicy"] == {"deadLetterTargetArn": arn_of(dlq_id),
                                           "maxReceiveCount": d.max_receive_count}, d.name
 
@@ -42,7 +42,7 @@ def test_every_queue_is_kms_encrypted_with_the_queue_key(every_variant: Synth) -
 def test_every_queue_states_its_maximum_message_size(every_variant: Synth) -> None:
     # given every queue the stack creates: destinations, their DLQs, bridge DLQ, audit and subscription DLQs
     synth = every_variant
-    lowered = {d.physical_name(synth.config.name): d.max_message_bytes for d in synth.config.destinations
+    lowered = {d.physical_name(synth.config.prefix): d.max_message_bytes for d in synth.config.destinations
                if d.type == "sqs" and d.created and d.max_message_bytes is not None}
     # then none relies on the default: 1 MiB, or the destination's own lower limit
     for logical_id, queue in synth.resources("AWS::SQS::Queue").items():
@@ -56,14 +56,14 @@ def test_a_destinations_lower_limit_applies_to_its_queue_not_its_dlq(provisioned
     fraud = config.destination("fraud-review")
     assert fraud.max_message_bytes == 524_288
     provisioned.template.has_resource_properties("AWS::SQS::Queue", {
-        "QueueName": fraud.physical_name(config.name), "MaximumMessageSize": 524_288})
+        "QueueName": fraud.physical_name(config.prefix), "MaximumMessageSize": 524_288})
     provisioned.template.has_resource_properties("AWS::SQS::Queue", {
-        "QueueName": fraud.dlq_physical_name(config.name), "MaximumMessageSize": SQS_MAX_MESSAGE_BYTES})
+        "QueueName": fraud.dlq_physical_name(config.prefix), "MaximumMessageSize": SQS_MAX_MESSAGE_BYTES})
 
 
 def test_fifo_queues_use_high_throughput_and_no_content_dedup(dev: Synth) -> None:
     dev.template.has_resource_properties("AWS::SQS::Queue", {
-        "QueueName": "orders-bridge-fulfilment.fifo",
+        "QueueName": "orders-bridge-dev-fulfilment.fifo",
         "FifoQueue": True,
         "ContentBasedDeduplication": False,
         "DeduplicationScope": "messageGroup",
@@ -71,7 +71,7 @@ def test_fifo_queues_use_high_throughput_and_no_content_dedup(dev: Synth) -> Non
         "RedrivePolicy": Match.object_like({"maxReceiveCount": 5}),
     })
     dev.template.has_resource_properties("AWS::SQS::Queue", {
-        "QueueName": "orders-bridge-fulfilment-dlq.fifo", "FifoQueue": True})
+        "QueueName": "orders-bridge-dev-fulfilment-dlq.fifo", "FifoQueue": True})
 
 
 def test_every_queue_and_topic_denies_insecure_transport(every_variant: Synth) -> None:
@@ -100,17 +100,17 @@ def test_queue_policy_denies_every_other_sender(provisioned: Synth) -> None:
     inventory_role = synth.logical_id(
         "AWS::IAM::Role", Description=f"Kafka bridge producer inventory-service of {synth.config.name}")
     # a routed queue: only the bridge may send; only SendMessage is denied, so admins keep managing it
-    deny = _sender_deny(synth, "orders-bridge-fraud-review")
+    deny = _sender_deny(synth, "orders-bridge-dev-fraud-review")
     assert deny["Effect"] == "Deny"
     assert deny["Action"] == "sqs:SendMessage"
     assert deny["Principal"] == {"AWS": "*"}
     assert deny["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": [arn_of(bridge_role)]}}
     # a routed queue a producer may also write directly
-    assert _sender_deny(synth, "orders-bridge-stock-alerts")["Condition"] == {
+    assert _sender_deny(synth, "orders-bridge-dev-stock-alerts")["Condition"] == {
         "ArnNotEquals": {"aws:PrincipalArn": [arn_of(bridge_role), arn_of(inventory_role)]}}
     # a routed queue that a topic also delivers into keeps the topic's right via aws:SourceArn
-    stream = synth.logical_id("AWS::SNS::Topic", TopicName="orders-bridge-order-stream.fifo")
-    assert _sender_deny(synth, "orders-bridge-fulfilment.fifo")["Condition"] == {
+    stream = synth.logical_id("AWS::SNS::Topic", TopicName="orders-bridge-dev-order-stream.fifo")
+    assert _sender_deny(synth, "orders-bridge-dev-fulfilment.fifo")["Condition"] == {
         "ArnNotEquals": {"aws:PrincipalArn": [arn_of(bridge_role)], "aws:SourceArn": [ref(stream)]}}
     # the bridge DLQ: the bridge only
     assert _sender_deny(synth, synth.config.bridge_dlq_name)["Condition"] == {
@@ -129,7 +129,7 @@ def test_topic_policy_denies_every_other_publisher(every_variant: Synth) -> None
     synth = every_variant
     bridge_role = synth.logical_id("AWS::IAM::Role", Description=f"Kafka bridge {synth.config.name}")
     routed = {d.name for d in synth.config.routed_destinations()}
-    topics = {d.physical_name(synth.config.name): d.name in routed for d in synth.config.destinations
+    topics = {d.physical_name(synth.config.prefix): d.name in routed for d in synth.config.destinations
               if d.type == "sns" and d.created}
     topics[synth.config.audit_topic_name] = True
     # plus the alarm topic, which only the stack's alarms publish to (tests/infra/test_alarms.py)
@@ -150,15 +150,15 @@ def test_topic_policy_denies_every_other_publisher(every_variant: Synth) -> None
 
 def test_topics_are_encrypted_and_named_from_config(provisioned: Synth) -> None:
     provisioned.template.has_resource_properties("AWS::SNS::Topic", {
-        "TopicName": "orders-bridge-order-events", "KmsMasterKeyId": Match.any_value()})
+        "TopicName": "orders-bridge-dev-order-events", "KmsMasterKeyId": Match.any_value()})
     provisioned.template.has_resource_properties("AWS::SNS::Topic", {
-        "TopicName": "orders-bridge-order-stream.fifo", "FifoTopic": True, "ContentBasedDeduplication": False,
+        "TopicName": "orders-bridge-dev-order-stream.fifo", "FifoTopic": True, "ContentBasedDeduplication": False,
         "MaximumMessageSize": 1_048_576, "KmsMasterKeyId": Match.any_value()})
 
 
 def test_subscription_raw_delivery_filter_policy_and_own_dlq(dev: Synth) -> None:
-    topic = dev.logical_id("AWS::SNS::Topic", TopicName="orders-bridge-order-events")
-    billing = dev.logical_id("AWS::SQS::Queue", QueueName="orders-bridge-billing")
+    topic = dev.logical_id("AWS::SNS::Topic", TopicName="orders-bridge-dev-order-events")
+    billing = dev.logical_id("AWS::SQS::Queue", QueueName="orders-bridge-dev-billing")
     dlq = dev.template.find_resources("AWS::SNS::Subscription", {"Properties": {"Endpoint": arn_of(billing)}})
     (subscription,) = dlq.values()
     props = subscription["Properties"]
@@ -168,7 +168,7 @@ def test_subscription_raw_delivery_filter_policy_and_own_dlq(dev: Synth) -> None
     dlq_id = props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
     # named by the config model, as the local stack names it
     assert dev.data["Resources"][dlq_id]["Properties"]["QueueName"] == dev.config.subscription_dlq_name(
-        dev.config.destination("order-events"), "billing") == "orders-bridge-order-events-to-billing-dlq"
+        dev.config.destination("order-events"), "billing") == "orders-bridge-dev-order-events-to-billing-dlq"
     # the subscription DLQ lets only this topic send into it
     statements = _policy_statements(dev, "AWS::SQS::QueuePolicy", "Queues", ref(dlq_id))
     assert {"Action": "sqs:SendMessage", "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
@@ -177,7 +177,7 @@ def test_subscription_raw_delivery_filter_policy_and_own_dlq(dev: Synth) -> None
 
 
 def test_fifo_topic_subscription_dlq_is_fifo(provisioned: Synth) -> None:
-    stream = provisioned.logical_id("AWS::SNS::Topic", TopicName="orders-bridge-order-stream.fifo")
+    stream = provisioned.logical_id("AWS::SNS::Topic", TopicName="orders-bridge-dev-order-stream.fifo")
     (subscription,) = provisioned.template.find_resources(
         "AWS::SNS::Subscription", {"Properties": {"TopicArn": ref(stream)}}).values()
     dlq_id = subscription["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
@@ -192,7 +192,7 @@ def test_queue_key_lets_only_the_bridge_topics_deliver(dev: Synth) -> None:
                     if s.get("Sid") == "AllowTheBridgeTopicsToDeliver"]
     assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
     sources = statement["Condition"]["ArnLike"]["aws:SourceArn"]
-    assert [s["Fn::Join"][1][-1] for s in sources] == [":orders-bridge-order-events", ":orders-bridge-audit"]
+    assert [s["Fn::Join"][1][-1] for s in sources] == [":orders-bridge-dev-order-events", ":orders-bridge-dev-audit"]
     assert all(s["Principal"] != {"Service": "sns.amazonaws.com"} or "Condition" in s
                for s in key["Properties"]["KeyPolicy"]["Statement"])
 

@@ -83,7 +83,7 @@ def provision(config: BridgeConfig, settings: Settings, endpoint: str) -> tuple[
     monitoring queue, parking bucket, signing secrets. Only the resources the runtime touches."""
     kw: dict[str, Any] = {"region_name": settings.region, "endpoint_url": endpoint}
     sqs, sns, s3, sm = (boto3.client(s, **kw) for s in ("sqs", "sns", "s3", "secretsmanager"))
-    name = config.name
+    name = config.prefix
 
     def queue(qname: str, fifo: bool = False) -> str:
         attrs = {"FifoQueue": "true"} if fifo else {}

@@ -38,16 +38,16 @@ def test_must_show_a_100_records_one_too_large_for_sns_99_delivered_1_parked(dep
     # then: 99 reached the topic (and its subscribed queue), 1 is in the bridge DLQ, the audit counts both
     assert report.summary["delivered"] == {"notifications": 99}
     assert report.summary["parked"] == {"too_large": 1}
-    copies = env.drain("it-a-notifications-copy")
+    copies = env.drain("it-a-dev-notifications-copy")
     assert len(copies) == 99
     assert {m["MessageAttributes"]["event-type"]["StringValue"] for m in copies} == {"OrderPlaced"}
-    (parked,) = bodies(env.drain("it-a-bridge-dlq"))
+    (parked,) = bodies(env.drain("it-a-dev-bridge-dlq"))
     assert parked["reason"] == "too_large"
     assert parked["record_id"] == "orders-2-42"
     assert parked["destination"] == "notifications"
     assert parked["route"] == "notify"
     assert parked["record"] == event["records"]["orders-2"][10]
-    (audit,) = bodies(env.drain("it-a-audit-monitor"))
+    (audit,) = bodies(env.drain("it-a-dev-audit-monitor"))
     assert (audit["records"], audit["delivered"], audit["parked"]) == (100, {"notifications": 99},
                                                                        {"too_large": 1})
     print(f"\nmust-show (a, local AWS): delivered={audit['delivered']} parked={audit['parked']} "
@@ -65,7 +65,8 @@ def test_must_show_b_1000_small_records_make_100_send_message_batch_calls_agains
     report = bridge.handle(kafka_event(records))
 
     # Counted, not received: the depth is what SQS reports.
-    attrs = env.sqs.get_queue_attributes(QueueUrl=env.url("it-b-work"), AttributeNames=["ApproximateNumberOfMessages"])
+    attrs = env.sqs.get_queue_attributes(QueueUrl=env.url("it-b-dev-work"),
+                                         AttributeNames=["ApproximateNumberOfMessages"])
     received = int(attrs["Attributes"]["ApproximateNumberOfMessages"])
     assert report.summary["delivered"] == {"work": 1000}
     work_calls = calls  # the sender is used for the DLQ too, but nothing is parked here
@@ -83,7 +84,7 @@ def test_must_show_c_fifo_batch_handled_twice_is_in_the_queue_once_in_key_order(
     second = Bridge(env.config, env.settings).handle(kafka_event(records))  # Lambda redelivers the batch
 
     assert first.summary["delivered"] == second.summary["delivered"] == {"ordered": 25}
-    messages = env.drain("it-c-ordered.fifo")
+    messages = env.drain("it-c-dev-ordered.fifo")
     seqs = [json.loads(m["Body"])["seq"] for m in messages]
     assert sorted(seqs) == list(range(25))  # each record exactly once
     for key in range(3):
@@ -109,11 +110,11 @@ def test_lambda_handler_in_process_with_the_dev_config_and_no_payload_in_logs(de
     assert result["batchItemFailures"] == []
     assert result["summary"]["delivered"] == {"fulfilment": 2, "order-events": 2, "fraud-review": 1,
                                               "stock-alerts": 1}
-    assert len(env.drain("it-dev-fulfilment.fifo")) == 2
-    assert len(env.drain("it-dev-analytics")) == 2  # SNS -> SQS subscription
-    assert len(env.drain("it-dev-billing")) == 2  # filter policy event-type OrderPlaced
-    assert [b["reason"] for b in bodies(env.drain("it-dev-bridge-dlq"))] == ["unroutable"]
-    assert len(env.drain("it-dev-audit-monitor")) == 1
+    assert len(env.drain("it-dev-dev-fulfilment.fifo")) == 2
+    assert len(env.drain("it-dev-dev-analytics")) == 2  # SNS -> SQS subscription
+    assert len(env.drain("it-dev-dev-billing")) == 2  # filter policy event-type OrderPlaced
+    assert [b["reason"] for b in bodies(env.drain("it-dev-dev-bridge-dlq"))] == ["unroutable"]
+    assert len(env.drain("it-dev-dev-audit-monitor")) == 1
     logs = proc.stdout
     assert '"correlation_id"' in logs
     assert "RecordsIn" in logs

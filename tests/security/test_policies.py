@@ -33,7 +33,7 @@ def created_topic_names(synth: Synth) -> list[str]:
 
 def routed_queue_names(synth: Synth) -> list[str]:
     cfg = synth.config
-    return [d.physical_name(cfg.name) for d in cfg.routed_destinations() if d.type == "sqs" and d.created]
+    return [d.physical_name(cfg.prefix) for d in cfg.routed_destinations() if d.type == "sqs" and d.created]
 
 
 def test_the_bridge_role_may_send_where_it_routes(every_variant: Synth) -> None:
@@ -69,7 +69,7 @@ def test_insider_cannot_publish(every_variant: Synth) -> None:
 def test_producer_cannot_bypass_the_bridge(dev: Synth) -> None:
     w = world(dev)
     ledger = w.arn(w.by_name("AWS::SQS::Queue", dev.config.destination("payments-ledger").physical_name(
-        dev.config.name)))
+        dev.config.prefix)))
     for p in dev.config.producers:
         role = producer_role(w, dev, p.name)
         assert not w.decide(role, "sqs:SendMessage", ledger), p.name
@@ -82,8 +82,8 @@ def test_only_the_subscribed_topic_delivers(dev: Synth) -> None:
     w = world(dev)
     cfg = dev.config
     topic = cfg.destination("order-events")
-    topic_arn = w.arn(w.by_name("AWS::SNS::Topic", topic.physical_name(cfg.name)))
-    analytics = w.arn(w.by_name("AWS::SQS::Queue", cfg.destination("analytics").physical_name(cfg.name)))
+    topic_arn = w.arn(w.by_name("AWS::SNS::Topic", topic.physical_name(cfg.prefix)))
+    analytics = w.arn(w.by_name("AWS::SQS::Queue", cfg.destination("analytics").physical_name(cfg.prefix)))
     other_topic = topic_arn.rsplit(":", 1)[0] + ":someone-elses-topic"
 
     assert w.decide(SNS, "sqs:SendMessage", analytics, context={"aws:SourceArn": topic_arn})

@@ -31,8 +31,8 @@ from tests.helpers import (
 )
 
 BuildBridge = Callable[..., Bridge]
-DLQ = "orders-bridge-bridge-dlq"
-AUDIT = "orders-bridge-audit"
+DLQ = "orders-bridge-dev-bridge-dlq"
+AUDIT = "orders-bridge-dev-audit"
 
 
 def one_queue_config(**overrides: Any) -> BridgeConfig:
@@ -147,7 +147,7 @@ def test_unmatched_skip_is_counted_not_parked(make_bridge: BuildBridge, sqs: Fak
 
     assert report.summary["skipped"] == 1
     assert report.summary["parked"] == {}
-    assert parked_docs(sqs, "test-bridge-bridge-dlq") == []
+    assert parked_docs(sqs, "test-bridge-dev-bridge-dlq") == []
 
 
 def test_non_kafka_event_raises_invalid_event(make_bridge: BuildBridge) -> None:
@@ -186,7 +186,7 @@ def test_too_large_for_the_dlq_goes_to_s3_with_a_pointer(
     report = make_bridge(config).handle(kafka_event([big]))
 
     assert report.summary["parked"] == {"too_large": 1}
-    (doc,) = parked_docs(sqs, "test-bridge-bridge-dlq")
+    (doc,) = parked_docs(sqs, "test-bridge-dev-bridge-dlq")
     assert "record" not in doc
     key = doc["record_s3_uri"].removeprefix("s3://fake-bucket/")
     assert re.fullmatch(r"parked/orders/0/77-feed-too_large-[0-9a-f]{12}\.json", key)
@@ -208,12 +208,12 @@ def test_must_show_a_batch_of_100_with_one_rejected_entry_delivers_99_and_parks_
     # then
     assert report.summary["delivered"] == {"orders-out": 99}
     assert report.summary["parked"] == {"delivery_failed": 1}
-    (doc,) = parked_docs(sqs, "test-bridge-bridge-dlq")
+    (doc,) = parked_docs(sqs, "test-bridge-dev-bridge-dlq")
     assert doc["reason"] == "delivery_failed"
     assert doc["record_id"] == "orders-1-37"
     assert doc["detail"].startswith("InvalidParameterValue")
     assert doc["record"] == kafka_event(orders(100))["records"]["orders-1"][12]
-    (audit,) = audit_events(sns, "test-bridge-audit")
+    (audit,) = audit_events(sns, "test-bridge-dev-audit")
     assert (audit["records"], audit["delivered"], audit["parked"]) == (100, {"orders-out": 99},
                                                                        {"delivery_failed": 1})
     assert len(audit["correlation_ids"]) == 100
@@ -233,8 +233,8 @@ def test_must_show_a_variant_one_record_too_large_for_sns(
 
     assert report.summary["delivered"] == {"feed": 99}
     assert report.summary["parked"] == {"too_large": 1}
-    assert [d["reason"] for d in parked_docs(sqs, "test-bridge-bridge-dlq")] == ["too_large"]
-    (audit,) = audit_events(sns, "test-bridge-audit")
+    assert [d["reason"] for d in parked_docs(sqs, "test-bridge-dev-bridge-dlq")] == ["too_large"]
+    (audit,) = audit_events(sns, "test-bridge-dev-audit")
     assert (audit["delivered"], audit["parked"]) == ({"feed": 99}, {"too_large": 1})
 
 

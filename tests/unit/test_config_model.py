@@ -42,10 +42,10 @@ def test_example_config_loads_with_names_shared_by_stack_and_handler() -> None:
 
     # then
     assert cfg.name == "orders-bridge"
-    assert cfg.destination("fulfilment").physical_name(cfg.name) == "orders-bridge-fulfilment.fifo"
-    assert cfg.destination("fulfilment").dlq_physical_name(cfg.name) == "orders-bridge-fulfilment-dlq.fifo"
-    assert cfg.destination("analytics").physical_name(cfg.name) == "orders-bridge-analytics"
-    assert cfg.bridge_dlq_name == "orders-bridge-bridge-dlq"
+    assert cfg.destination("fulfilment").physical_name(cfg.prefix) == "orders-bridge-dev-fulfilment.fifo"
+    assert cfg.destination("fulfilment").dlq_physical_name(cfg.prefix) == "orders-bridge-dev-fulfilment-dlq.fifo"
+    assert cfg.destination("analytics").physical_name(cfg.prefix) == "orders-bridge-dev-analytics"
+    assert cfg.bridge_dlq_name == "orders-bridge-dev-bridge-dlq"
     assert cfg.source.group_id_for("orders") == "orders-bridge-orders"
     assert cfg.source.cluster_parts["cluster"] == "orders"
     # analytics and billing are only fed by the SNS topic, so the bridge never sends to them
@@ -255,13 +255,13 @@ def test_subscription_dlq_name_is_one_function_for_the_model_and_validation(doc:
 
     cfg = BridgeConfig.from_dict(doc)
     topic = cfg.destination("order-events")
-    assert subscription_dlq_name(cfg.name, topic, "billing") == cfg.subscription_dlq_name(topic, "billing") == \
-        "orders-bridge-order-events-to-billing-dlq"
-    # validation measures the same name: 40 + 1 + 25 + 4 + 9 + 4 characters is over the 80 SQS allows
+    assert subscription_dlq_name(cfg.prefix, topic, "billing") == cfg.subscription_dlq_name(topic, "billing") == \
+        "orders-bridge-dev-order-events-to-billing-dlq"
+    # validation measures the same name: 40 + 4 + 1 + 25 + 4 + 9 + 4 characters is over the 80 SQS allows
     doc["name"] = "b" * 40
     doc["destinations"][2]["name"] = "e" * 25
     doc["routes"][0]["to"] = ["fulfilment", "e" * 25]
-    too_long = subscription_dlq_name("b" * 40, Destination("e" * 25, "sns"), "analytics")
+    too_long = subscription_dlq_name("b" * 40 + "-dev", Destination("e" * 25, "sns"), "analytics")
     assert any(p.startswith(f"destinations[{'e' * 25}].subscriptions:") and repr(too_long) in p
                for p in problems_of(doc))
 

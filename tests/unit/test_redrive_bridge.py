@@ -16,8 +16,8 @@ from bridge.service import Bridge
 from tests.helpers import FakeSender, audit_events, kafka_event, kafka_record, parked_docs
 
 BuildBridge = Callable[..., Bridge]
-DLQ = "orders-bridge-bridge-dlq"
-AUDIT = "orders-bridge-audit"
+DLQ = "orders-bridge-dev-bridge-dlq"
+AUDIT = "orders-bridge-dev-audit"
 
 
 def order_placed(offset: int = 7, total: float = 20.0, event_type: str = "OrderPlaced") -> dict[str, Any]:

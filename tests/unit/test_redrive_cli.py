@@ -68,7 +68,7 @@ def messages(*docs: Mapping[str, Any]) -> list[ParkedMessage]:
 class FakeQueue:
     """In-memory bridge DLQ with SQS's visibility semantics (no clock: hidden until held at 0 or deleted)."""
 
-    name = "orders-bridge-bridge-dlq"
+    name = "orders-bridge-dev-bridge-dlq"
 
     def __init__(self, bodies: Sequence[Mapping[str, Any] | str]) -> None:
         self.messages = {f"h{i}": sqs_message(i, b) for i, b in enumerate(bodies)}
@@ -337,7 +337,7 @@ def test_parked_by_the_bridge_then_redriven_reaches_only_the_destination_it_miss
 
     first_sqs, first_sns = FakeSender(), FakeSender()
     bridge(1024, first_sqs, first_sns).handle(kafka_event([kafka_record(offset=3, value="y" * 2000)]))
-    dlq = parked_docs(first_sqs, "test-bridge-bridge-dlq")
+    dlq = parked_docs(first_sqs, "test-bridge-dev-bridge-dlq")
     assert [(d["reason"], d["destination"]) for d in dlq] == [("too_large", "topic")]
 
     # when: the topic's limit is raised and the parked record redriven

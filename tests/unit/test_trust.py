@@ -252,7 +252,7 @@ def test_parked_document_carries_no_unknown_claim(make_bridge: Callable[..., Bri
 
     make_bridge(config()).handle(kafka_event([rec]))
 
-    (doc,) = parked_docs(sqs, "test-bridge-bridge-dlq")
+    (doc,) = parked_docs(sqs, "test-bridge-dev-bridge-dlq")
     assert doc["producer"] is None
     assert "mallory" not in doc["detail"]
 
@@ -373,7 +373,7 @@ def test_failed_read_is_retried_after_the_retry_window() -> None:
 
 # --- the Secrets Manager adapter: exact requests --------------------------------------------------
 
-SECRET_ID = "test-bridge/producers/payer/signing-key"
+SECRET_ID = "test-bridge-dev/producers/payer/signing-key"
 
 
 def _secrets_client() -> Any:
