@@ -26,13 +26,16 @@ from infra.constructs.kafka_source import KafkaEventSources
 from infra.constructs.log_queries import SavedLogQueries
 from infra.constructs.messaging import SecureMessaging
 from infra.constructs.producers import ProducerAccess
+from infra.constructs.rollout import SafeRollout
 from infra.constructs.test_events import ConsoleTestEvents, load_manifest, load_test_events
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POWERTOOLS_LAYER_VERSION = 27
 
 # Restrict the key-policy statement SqsSubscription adds for SNS to the subscribed topic.
-_FEATURE_FLAGS = {"@aws-cdk/aws-sns-subscriptions:restrictSqsDescryption": True}
+_FEATURE_FLAGS = {"@aws-cdk/aws-sns-subscriptions:restrictSqsDescryption": True,
+                  # A new Powertools layer version publishes a new function version (and so a rollout) too.
+                  "@aws-cdk/aws-lambda:recognizeLayerVersion": True}
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,9 @@ class BridgeStack(Stack):
             claim_check.restrict_writers(bridge_role_arn=bridge.role.role_arn)
         SecureMessaging.restrict_senders(storage.bridge_dlq, principal_arns=[bridge.role.role_arn], topic_arns=[])
         SecureMessaging.restrict_publishers(audit.topic, principal_arns=[bridge.role.role_arn])
-        source = KafkaEventSources(self, "KafkaSource", config=config, function=bridge.function,
+        # The mappings invoke the `live` alias, which CodeDeploy shifts to each new version (and back).
+        rollout = SafeRollout(self, "Rollout", config=config, function=bridge.function, bridge_dlq=storage.bridge_dlq)
+        source = KafkaEventSources(self, "KafkaSource", config=config, function=rollout.alias,
                                    failure_bucket=storage.parking_bucket)
         alarms = BridgeAlarms(self, "Alarms", config=config, function=bridge.function, mappings=source.mappings,
                               service_name=bridge.service_name, metrics_namespace=bridge.metrics_namespace)
@@ -130,6 +135,8 @@ class BridgeStack(Stack):
         if claim_check is not None:
             CfnOutput(self, "ClaimCheckBucketName", value=claim_check.bucket.bucket_name,
                       description="Claim-check bucket: consumers need s3:GetObject on claim-check/<destination>/*")
+        CfnOutput(self, "FunctionAliasArn", value=rollout.alias.function_arn,
+                  description="The live alias the mappings invoke (bridge smoke invokes it too)")
         CfnOutput(self, "AlarmTopicArn", value=alarms.topic.topic_arn, description="Topic the alarms notify")
         CfnOutput(self, "DashboardName", value=dashboard.dashboard.dashboard_name,
                   description="CloudWatch dashboard of the bridge")

@@ -30,7 +30,7 @@ _SOURCE_ACCESS_TYPE = {
 class KafkaEventSources(Construct):
     """Consumes every `source.topics` entry with its own consumer group; failed batches go to S3."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: BridgeConfig, function: lambda_.Function,
+    def __init__(self, scope: Construct, construct_id: str, *, config: BridgeConfig, function: lambda_.IFunction,
                  failure_bucket: s3.IBucket) -> None:
         super().__init__(scope, construct_id)
         src = config.source
