@@ -13,7 +13,7 @@ The general alarms (infra/constructs/alarms.py) page people; these two only gate
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_iam as iam
@@ -48,15 +48,16 @@ class SafeRollout(Construct):
         rollout = config.deployment.rollout
         self.alias = lambda_.Alias(self, "Live", alias_name=ALIAS_NAME, version=function.current_version,
                                    description="What the event-source mappings invoke; CodeDeploy moves it")
+        alarm_names = (f"{config.prefix}-rollout-errors", f"{config.prefix}-rollout-parked")
         self.errors_alarm = cloudwatch.Alarm(
-            self, "Errors", alarm_name=f"{config.prefix}-rollout-errors",
+            self, "Errors", alarm_name=alarm_names[0],
             alarm_description="ROLLBACK: the live alias reported a function error during a deploy",
             metric=self.alias.metric_errors(period=ALARM_PERIOD, statistic="Sum"),
             threshold=1, evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
         self.parked_alarm = cloudwatch.Alarm(
-            self, "Parked", alarm_name=f"{config.prefix}-rollout-parked",
+            self, "Parked", alarm_name=alarm_names[1],
             alarm_description=f"ROLLBACK: more than {rollout.max_parked_per_minute} records parked in a minute "
                               "during a deploy",
             metric=bridge_dlq.metric_number_of_messages_sent(period=ALARM_PERIOD, statistic="Sum"),
@@ -68,15 +69,23 @@ class SafeRollout(Construct):
         # The managed AWSCodeDeployRoleForLambdaLimited allows these actions on every function and alarm of the
         # account; the role below allows them on this alias and these two alarms only. Passed immutable, so
         # the deployment group cannot attach the managed policy.
+        # ARNs built from names, not references: the alias's UpdatePolicy already depends on the group, which
+        # depends on this role, so a reference back to the alias (or its alarms) would be a cycle.
+        stack = Stack.of(self)
+        alias_arn = stack.format_arn(service="lambda", resource="function",
+                                     resource_name=f"{function.function_name}:{ALIAS_NAME}",
+                                     arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        alarm_arns = [stack.format_arn(service="cloudwatch", resource="alarm", resource_name=name,
+                                       arn_format=ArnFormat.COLON_RESOURCE_NAME) for name in alarm_names]
         self.role = iam.Role(self, "CodeDeployRole", assumed_by=iam.ServicePrincipal("codedeploy.amazonaws.com"),
-                             description=f"CodeDeploy shifts the live alias of Kafka bridge {config.prefix}",
+                             description=f"CodeDeploy: shifts the live alias of {config.prefix}",
                              inline_policies={"rollout": iam.PolicyDocument(statements=[
                                  iam.PolicyStatement(sid="ShiftTheLiveAlias",
                                                      actions=["lambda:GetAlias", "lambda:UpdateAlias",
                                                               "lambda:GetProvisionedConcurrencyConfig"],
-                                                     resources=[self.alias.function_arn]),
+                                                     resources=[alias_arn]),
                                  iam.PolicyStatement(sid="ReadTheRollbackAlarms", actions=["cloudwatch:DescribeAlarms"],
-                                                     resources=[a.alarm_arn for a in alarms]),
+                                                     resources=alarm_arns),
                              ])})
         self.group = codedeploy.LambdaDeploymentGroup(
             self, "Group", alias=self.alias, deployment_config=deployment_config(self, rollout), alarms=alarms,

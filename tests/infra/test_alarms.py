@@ -47,8 +47,11 @@ def _metric_text(props: dict[str, Any]) -> str:
 
 
 def alarms(synth: Synth) -> dict[str, dict[str, Any]]:
-    """Alarm name -> properties."""
-    return {r["Properties"]["AlarmName"]: r["Properties"] for r in synth.resources("AWS::CloudWatch::Alarm").values()}
+    """Alarm name -> properties, for the alarms that notify people (not the rollout's: they gate CodeDeploy
+    only, infra/constructs/rollout.py and tests/infra/test_rollout.py)."""
+    rollout = (f"{synth.config.prefix}-rollout-errors", f"{synth.config.prefix}-rollout-parked")
+    return {r["Properties"]["AlarmName"]: r["Properties"] for r in synth.resources("AWS::CloudWatch::Alarm").values()
+            if r["Properties"]["AlarmName"] not in rollout}
 
 
 def alarm_id(synth: Synth, name: str) -> str:

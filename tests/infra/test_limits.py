@@ -40,7 +40,7 @@ def test_a_value_over_an_api_limit_fails_synth_with_one_line(tmp_path: Path,
     errors = [line for line in err.splitlines(keepends=True) if line.startswith("error:")]
     assert len(errors) == 1, err
     assert re.fullmatch(
-        r"error: KafkaBridge-orders-bridge-dev/Bridge/Function/KafkaEventSource:[^/]+\.audit/Resource "
+        r"error: KafkaBridge-orders-bridge-dev/Rollout/Live/KafkaEventSource:[^/]+\.audit/Resource "
         r"\(AWS::Lambda::EventSourceMapping\) Topics\[0\]: '\.audit' does not match the pattern "
         r"\[\^\.\]\(\[a-zA-Z0-9\\-_\.\]\+\) \(botocore lambda CreateEventSourceMappingRequest\.Topics\)\n",
         errors[0]), err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -47,7 +48,7 @@ def test_a_changed_package_publishes_a_new_version(dev: Synth, variant_document:
 
 
 def test_codedeploy_moves_the_alias_and_rolls_back_on_its_alarms(dev: Synth) -> None:
-    alias_id, alias = _one(dev, "AWS::Lambda::Alias")
+    _, alias = _one(dev, "AWS::Lambda::Alias")
     group_id, group = _one(dev, "AWS::CodeDeploy::DeploymentGroup")
     app_id, _ = _one(dev, "AWS::CodeDeploy::Application")
     assert alias["UpdatePolicy"] == {"CodeDeployLambdaAliasUpdate": {"ApplicationName": ref(app_id),
@@ -62,7 +63,6 @@ def test_codedeploy_moves_the_alias_and_rolls_back_on_its_alarms(dev: Synth) -> 
 
 
 def test_rollback_alarms_watch_the_alias_errors_and_the_bridge_dlq(dev: Synth) -> None:
-    alias_id, _ = _one(dev, "AWS::Lambda::Alias")
     errors = _alarm(dev, "orders-bridge-dev-rollout-errors")
     assert (errors["Namespace"], errors["MetricName"], errors["Statistic"], errors["Period"]) == \
         ("AWS/Lambda", "Errors", "Sum", 60)
@@ -94,9 +94,14 @@ def test_codedeploy_role_may_shift_only_this_alias_and_read_only_these_alarms(de
     role = dev.data["Resources"][role_id]["Properties"]
     assert "ManagedPolicyArns" not in role  # not AWSCodeDeployRoleForLambdaLimited (every function, every alarm)
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "codedeploy.amazonaws.com"}
-    alias_id, _ = _one(dev, "AWS::Lambda::Alias")
+    function_id, _ = _one(dev, "AWS::Lambda::Function")
     statements = {s["Sid"]: s for p in role["Policies"] for s in as_list(p["PolicyDocument"]["Statement"])}
     assert set(statements) == {"ShiftTheLiveAlias", "ReadTheRollbackAlarms"}
-    assert statements["ShiftTheLiveAlias"]["Resource"] == ref(alias_id)
-    alarms = {a["Name"]["Ref"] for a in group["AlarmConfiguration"]["Alarms"]}
-    assert {r["Fn::GetAtt"][0] for r in as_list(statements["ReadTheRollbackAlarms"]["Resource"])} == alarms
+    alias_arn = json.dumps(statements["ShiftTheLiveAlias"]["Resource"])
+    assert ":lambda:" in alias_arn
+    assert json.dumps(ref(function_id)) in alias_arn
+    assert alias_arn.endswith(':live"]]}')
+    alarm_arns = [json.dumps(r) for r in as_list(statements["ReadTheRollbackAlarms"]["Resource"])]
+    assert len(alarm_arns) == 2
+    assert alarm_arns[0].endswith(':alarm:orders-bridge-dev-rollout-errors"]]}')
+    assert alarm_arns[1].endswith(':alarm:orders-bridge-dev-rollout-parked"]]}')

@@ -238,12 +238,12 @@ def test_order_break_parks_the_rest_of_the_group_in_order_and_is_counted(
     # then: 0-2 and 4-9 delivered; 3 parked as the break; 10-24 held back, parked in order
     delivered = [m.record_id for m in sqs.sent["ledger"]]
     assert delivered == [f"orders-0-{i}" for i in (0, 1, 2, 4, 5, 6, 7, 8, 9)]
-    parked = parked_docs(sqs, "test-bridge-bridge-dlq")
+    parked = parked_docs(sqs, "test-bridge-dev-bridge-dlq")
     assert [d["record_id"] for d in parked] == [f"orders-0-{i}" for i in [3, *range(10, 25)]]
     assert {d["reason"] for d in parked} == {"delivery_failed"}
     assert "later message of its FIFO group" in parked[0]["detail"]
     assert all("earlier message of its FIFO group" in d["detail"] for d in parked[1:])
     assert report.summary["fifo_order_breaks"] == 1
     assert report.summary["parked"] == {"delivery_failed": 16}
-    (audit,) = audit_events(sns, "test-bridge-audit")
+    (audit,) = audit_events(sns, "test-bridge-dev-audit")
     assert audit["fifo_order_breaks"] == 1
