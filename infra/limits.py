@@ -67,6 +67,8 @@ RESOURCE_APIS: dict[str, ResourceApi] = {
     "AWS::Logs::LogGroup": ResourceApi("logs", "CreateLogGroupRequest", {
         "RetentionInDays": ("PutRetentionPolicyRequest", "retentionInDays")}),
     "AWS::Logs::QueryDefinition": ResourceApi("logs", "PutQueryDefinitionRequest"),
+    "AWS::DynamoDB::Table": ResourceApi("dynamodb", "CreateTableInput", {
+        "TimeToLiveSpecification": ("UpdateTimeToLiveInput", "TimeToLiveSpecification")}),
     "AWS::SQS::Queue": ResourceApi("sqs", "CreateQueueRequest"),
     "AWS::SQS::QueuePolicy": ResourceApi("sqs", "SetQueueAttributesRequest"),
     "AWS::SNS::Topic": ResourceApi("sns", "CreateTopicInput", {"TopicName": ("CreateTopicInput", "Name")}),
@@ -165,6 +167,7 @@ NO_API_LIMIT: dict[tuple[str, str], str] = {
     ("AWS::CodeDeploy::DeploymentConfig", "TrafficRoutingConfig"): "percent and minutes validated by the "
                                                                       "config model (deployment.rollout)",
     ("AWS::Lambda::Alias", "ProvisionedConcurrencyConfig"): "not set by this stack",
+    ("AWS::DynamoDB::Table", "SSESpecification.SSEEnabled"): "a boolean (the API calls it Enabled)",
 }
 
 

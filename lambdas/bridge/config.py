@@ -380,7 +380,7 @@ class BridgeConfig:
     # names of the bridge's own resources, shared by the CDK stack and the local stack
     @property
     def checkpoint_table_name(self) -> str:
-        return f"{self.name}-checkpoints"
+        return f"{self.prefix}-checkpoints"
 
     @property
     def checkpoint_ttl_seconds(self) -> int:

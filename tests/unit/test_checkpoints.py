@@ -26,7 +26,7 @@ from tests.helpers import (
     signed_record,
 )
 
-DLQ = "test-bridge-bridge-dlq"
+DLQ = "test-bridge-dev-bridge-dlq"
 
 
 def two_queue_config(**settings: Any) -> BridgeConfig:
