@@ -9,6 +9,7 @@
     bridge inspect [--queue Q --peek N]  queues, depths, parked records, audit events
     bridge redrive [--reason R ...]      replay parked records from the bridge DLQ (local stack, or
                                          --queue-url URL --function NAME for a deployed stack)
+    bridge smoke [--stack NAME]          post-deploy check of a deployed stack (safe against production)
     bridge demo                          all of it, in a private stack stopped at the end
 
 Errors are one line on stderr and a non-zero exit code.
@@ -545,6 +546,40 @@ def _print_redrive(rep: RedriveReport, where: str) -> None:
         _out(f"  {rep.not_selected} DLQ message(s) not selected (filters or --max); left in the DLQ")
 
 
+# --- smoke --------------------------------------------------------------------------------------
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    """`bridge smoke [--stack NAME]`: the post-deploy check (bridge_local/smoke.py)."""
+    from botocore.config import Config as BotoConfig  # noqa: PLC0415 - AWS mode only
+
+    from bridge_local.smoke import (  # noqa: PLC0415
+        CloudFormationOutputs,
+        SmokeFailure,
+        SqsProbe,
+        lambda_invoke,
+        run_smoke,
+    )
+
+    stack = args.stack
+    if not stack:
+        config = _config(args)
+        stack = f"KafkaBridge-{config.name}-{config.environment}"  # infra.stack.stack_name, without the CDK
+    session = aws_session(args.region)
+    # one attempt: a retried synchronous invoke would run the smoke event twice (harmless, but not the check)
+    invoke_client = session.client("lambda", config=BotoConfig(read_timeout=args.timeout, retries={
+        "total_max_attempts": 1}))
+    try:
+        rep = run_smoke(stack, CloudFormationOutputs(session.client("cloudformation")), lambda_invoke(invoke_client),
+                        SqsProbe(session.client("sqs")), timeout_seconds=args.timeout)
+    except SmokeFailure as exc:
+        raise CliError(f"smoke check of {stack} failed: {exc}") from None
+    dlqs = ", ".join(f"{k} {b}->{a}" for k, (b, a) in rep.dlq_depths.items())
+    _out(f"smoke check of {stack} passed: {rep.function} handled the smoke batch {rep.batch_id}, its audit event "
+         f"arrived after {rep.audit_seconds:.1f} s, DLQs unchanged ({dlqs})")
+    return 0
+
+
 # --- argument parsing ---------------------------------------------------------------------------
 
 
@@ -632,6 +667,12 @@ def build_parser() -> argparse.ArgumentParser:
     aws.add_argument("--region", default=None, help="AWS region (default: the one in --queue-url, else the AWS "
                      "configuration's)")
     rd.set_defaults(func=cmd_redrive)
+
+    sm = sub.add_parser("smoke", help="post-deploy check of a deployed stack (safe against production)")
+    sm.add_argument("--stack", help="stack name (default: KafkaBridge-<name>-<environment> of --config)")
+    sm.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
+    sm.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the audit event")
+    sm.set_defaults(func=cmd_smoke)
 
     de = sub.add_parser("demo", help="private stack, produce, poll, summary, stop")
     de.add_argument("--count", type=int, default=10)

@@ -100,7 +100,7 @@ def test_up_with_a_config_is_remembered_by_later_commands_and_another_bridge_is_
     # then: they use the stack's config: its secrets signed, its queues received
     assert produced.returncode == 0, produced.stderr
     assert polled.returncode == 0, polled.stderr
-    assert "other-bridge-fulfilment.fifo" in inspected.stdout
+    assert "other-bridge-dev-fulfilment.fifo" in inspected.stdout
     assert "orders-bridge" not in inspected.stdout
     assert str(other) in status.stdout
     assert "parked: unroutable" in polled.stdout  # the demo scenario's unroutable records, handled

@@ -68,6 +68,6 @@ def test_retry_after_parking_failed_sends_only_what_was_not_delivered(deploy: De
     report = bridge.handle(event)
 
     # then: each record reached "work" once, the unroutable one is parked once
-    assert len(env.drain("it-cp-retry-work")) == 10
+    assert len(env.drain("it-cp-retry-dev-work")) == 10
     assert len(env.drain(env.config.bridge_dlq_name)) == 1
     assert report.summary["checkpoint"] == {"on": True, "skipped": 10, "errors": 0}
