@@ -46,7 +46,7 @@ def parking_bucket_name(config: BridgeConfig) -> str:
 
 def claim_check_bucket_name(config: BridgeConfig) -> str:
     """The local claim-check bucket (created only when a destination has oversize: claim-check)."""
-    return f"{config.name}-claim-check-{ACCOUNT_ID}"
+    return f"{config.prefix}-claim-check-{ACCOUNT_ID}"
 
 
 def local_client(service: str, endpoint_url: str) -> Any:

@@ -81,6 +81,7 @@ RESOURCE_APIS: dict[str, ResourceApi] = {
     "AWS::S3::Bucket": ResourceApi("s3", "CreateBucketRequest"),
     "AWS::S3::BucketPolicy": ResourceApi("s3", "PutBucketPolicyRequest"),
     "AWS::CloudWatch::Alarm": ResourceApi("cloudwatch", "PutMetricAlarmInput"),
+    "AWS::CloudWatch::Dashboard": ResourceApi("cloudwatch", "PutDashboardInput"),
     "AWS::CodeDeploy::Application": ResourceApi("codedeploy", "CreateApplicationInput"),
     "AWS::CodeDeploy::DeploymentGroup": ResourceApi("codedeploy", "CreateDeploymentGroupInput"),
     "AWS::CodeDeploy::DeploymentConfig": ResourceApi("codedeploy", "CreateDeploymentConfigInput"),

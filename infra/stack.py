@@ -116,7 +116,8 @@ class BridgeStack(Stack):
         SavedLogQueries(self, "LogQueries", config=config, log_group=bridge.log_group)
         dashboard = BridgeDashboard(self, "Dashboard", config=config, function=bridge.function,
                                     mappings=source.mappings, alarms=alarms.alarms, service_name=bridge.service_name,
-                                    metrics_namespace=bridge.metrics_namespace)
+                                    metrics_namespace=bridge.metrics_namespace,
+                                    extra_alarms=[rollout.errors_alarm, rollout.parked_alarm])
 
         events = load_test_events(options.events_dir) if options.test_events else {}
         self.console_events = select_console_events(events, load_manifest(options.events_dir),

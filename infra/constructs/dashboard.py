@@ -40,7 +40,7 @@ class BridgeDashboard(Construct):
         rows: list[list[cloudwatch.IWidget]] = []
         for i in range(0, len(all_alarms), ALARMS_PER_STATUS_WIDGET):
             rows.append([cloudwatch.AlarmStatusWidget(
-                title=f"Alarms of {config.name}" + (f" ({i // ALARMS_PER_STATUS_WIDGET + 1})" if i else ""),
+                title=f"Alarms of {config.prefix}" + (f" ({i // ALARMS_PER_STATUS_WIDGET + 1})" if i else ""),
                 alarms=all_alarms[i:i + ALARMS_PER_STATUS_WIDGET], width=24,
                 height=max(3, 1 + (min(len(all_alarms) - i, ALARMS_PER_STATUS_WIDGET) + 3) // 4))])
 
@@ -104,14 +104,15 @@ class BridgeDashboard(Construct):
 
 
 def dashboard_name(config: BridgeConfig) -> str:
-    """Dashboard names take letters, digits, '-' and '_' (1-255): the bridge name is one."""
-    return config.name
+    """Dashboard names take letters, digits, '-' and '_' (1-255) and are unique per account: the bridge's name
+    and stage (`<name>-<environment>`) is one."""
+    return config.prefix
 
 
 def dead_letter_queue_names(config: BridgeConfig) -> list[str]:
     """Every dead-letter queue the stack creates, the bridge DLQ first."""
     names = [config.bridge_dlq_name]
-    names += [d.dlq_physical_name(config.name) for d in config.destinations if d.type == "sqs" and d.created]
+    names += [d.dlq_physical_name(config.prefix) for d in config.destinations if d.type == "sqs" and d.created]
     names += [config.subscription_dlq_name(d, s.queue) for d in config.destinations for s in d.subscriptions]
     return [*names, config.audit_queue_dlq_name, config.audit_subscription_dlq_name]
 

@@ -52,7 +52,7 @@ def test_dashboard_shows_every_alarm_and_the_flow_of_records(every_variant: Synt
     assert [m[3] for m in delivered] == [d.name for d in config.routed_destinations()]
     parked = widget(body, "Parked per reason")["properties"]["metrics"]
     assert [m[3] for m in parked] == list(PARK_REASONS)
-    assert all(m[:2] == ["KafkaBridge", "RecordsParked"] and m[4:6] == ["service", config.name] for m in parked)
+    assert all(m[:2] == ["KafkaBridge", "RecordsParked"] and m[4:6] == ["service", config.prefix] for m in parked)
     # lag and the mapping's own events, per topic, by the mapping's UUID
     mappings = {m["Properties"]["Topics"][0]: k for k, m in synth.resources("AWS::Lambda::EventSourceMapping").items()}
     lag = widget(body, "Offset lag per topic (records)")["properties"]["metrics"]

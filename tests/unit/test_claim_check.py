@@ -68,7 +68,7 @@ def test_a_2_mib_record_goes_to_s3_and_a_pointer_keeps_every_attribute(make_brid
     assert (attributes["record-id"], attributes["event-type"]) == ("orders-0-7", "OrderPlaced")
     assert len(attributes) <= 10
     assert message.size < 1024
-    (parked,) = parked_docs(sqs, "test-bridge-bridge-dlq")
+    (parked,) = parked_docs(sqs, "test-bridge-dev-bridge-dlq")
     assert (parked["reason"], parked["destination"]) == ("too_large", "small")
 
 
@@ -102,7 +102,7 @@ def test_s3_refusing_the_object_parks_the_record_for_redrive(make_bridge: BuildB
     bridge = make_bridge(claim_check_config(), claim_check_store=FailingStore())
     report = bridge.handle(kafka_event([big_record()]))
     assert report.summary["parked"] == {"delivery_failed": 1, "too_large": 1}
-    parked = {d["destination"]: d for d in parked_docs(sqs, "test-bridge-bridge-dlq")}
+    parked = {d["destination"]: d for d in parked_docs(sqs, "test-bridge-dev-bridge-dlq")}
     assert parked["big"]["reason"] == "delivery_failed"
     assert parked["big"]["detail"].startswith("claim check: s3://claims/claim-check/big/")
 

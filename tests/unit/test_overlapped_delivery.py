@@ -18,7 +18,7 @@ from bridge.service import Bridge
 from tests.helpers import kafka_event, kafka_record, make_config, parked_docs
 
 QUEUE = Target("out", "sqs", "https://sqs.us-east-1.amazonaws.com/123456789012/out", SQS_MAX_MESSAGE_BYTES)
-DLQ = "test-bridge-bridge-dlq"
+DLQ = "test-bridge-dev-bridge-dlq"
 
 
 class FlakySender:
