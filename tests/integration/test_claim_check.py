@@ -87,7 +87,7 @@ def test_a_2_mib_record_reaches_a_queue_and_a_topics_queue_and_the_extended_clie
     assert report.summary["delivered"] == {"big-queue": 1, "big-topic": 1}
     assert report.summary["parked"] == {}
     client = extended_sqs(env)
-    for queue in ("cc-bridge-big-queue", "cc-bridge-big-topic-copy"):
+    for queue in ("cc-bridge-dev-big-queue", "cc-bridge-dev-big-topic-copy"):
         message = receive_whole(client, env.url(queue))
         assert message["Body"] == value, f"{queue}: the extended client did not read the whole record back"
         attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
@@ -117,15 +117,15 @@ def test_the_sns_extended_client_writes_the_same_pointer_format(claim_check: tup
     sns.s3_client = env.s3
     sns.large_payload_support = bucket
     sns.always_through_s3 = True
-    topic = env.settings.topic_arn("cc-bridge-big-topic")
+    topic = env.settings.topic_arn("cc-bridge-dev-big-topic")
     sns.publish(TopicArn=topic, Message="x" * 300_000,
                 MessageAttributes={"event-type": {"DataType": "String", "StringValue": "OrderPlaced"}})
-    (theirs,) = env.sqs.receive_message(QueueUrl=env.url("cc-bridge-big-topic-copy"), MessageAttributeNames=["All"],
+    (theirs,) = env.sqs.receive_message(QueueUrl=env.url("cc-bridge-dev-big-topic-copy"), MessageAttributeNames=["All"],
                                         WaitTimeSeconds=0)["Messages"]
     # when: the bridge sends a large record to the same topic
     settings = dataclasses.replace(env.settings, claim_check_bucket=bucket)
     Bridge(env.config, settings).handle(kafka_event([kafka_record(value="y" * 300_000)]))
-    (ours,) = env.sqs.receive_message(QueueUrl=env.url("cc-bridge-big-topic-copy"), MessageAttributeNames=["All"],
+    (ours,) = env.sqs.receive_message(QueueUrl=env.url("cc-bridge-dev-big-topic-copy"), MessageAttributeNames=["All"],
                                       WaitTimeSeconds=0)["Messages"]
     # then: same pointer class, same keys, same JSON layout; the same size attribute and type
     their_pointer, our_pointer = json.loads(theirs["Body"]), json.loads(ours["Body"])
