@@ -14,7 +14,7 @@ export AWS_EC2_METADATA_DISABLED := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED := true
 
-.PHONY: install demo test test-unit test-e2e lint synth events bench clean
+.PHONY: install demo test test-unit test-e2e lint synth events bench clean soak-faults
 
 # The venv and node_modules are prerequisites by file, so `make demo` on a fresh clone installs first.
 $(VENV)/.installed: pyproject.toml
@@ -69,3 +69,8 @@ clean:
 	-test -x $(BRIDGE) && $(BRIDGE) down
 	rm -rf cdk.out .bridge .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -not -path './$(VENV)/*' -not -path './node_modules/*' -prune -exec rm -rf {} +
+
+# The fault tier at the issue's full size: 3,000 records, 20% mixed faults, a destination down for
+# 30 s then redriven, 10 poller kills with checkpoints off and on (about 10 minutes).
+soak-faults: $(VENV)/.installed
+	FAULTS_SIZE=full $(PYTEST) tests/faults/test_fault_runs.py -q -p no:cacheprovider

@@ -1,0 +1,287 @@
+"""A loopback proxy in front of the local AWS that injects the faults AWS produces.
+
+The bridge (handler, poller, redrive) is pointed at the proxy instead of the local AWS; everything
+else (the tests' queue drainers) talks to the local AWS directly. Per request, with probability
+`FaultPlan.rate`, one fault of `FaultPlan.kinds`:
+
+- `throttle`: 400 with the service's throttling error (ThrottlingException / Throttling / SlowDown);
+- `5xx`: 500 InternalError or 503 ServiceUnavailable;
+- `reset`: the connection is closed without an answer (RST), half the time *after* the request was
+  forwarded, the worst case for duplicates: the request took effect, the caller cannot know;
+- `slow`: the answer comes `slow_seconds` late;
+- `partial`: a SendMessageBatch / PublishBatch goes through with some entries removed, which come
+  back in `Failed` as InternalError (SQS and SNS do this under load); other calls get a 500.
+
+`down` names queues or topics that answer 503 to every send until removed (a destination outage).
+Everything binds 127.0.0.1; the proxy forwards only to the upstream it was given, on loopback.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import re
+import socket
+import struct
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FAULT_KINDS = ("throttle", "5xx", "reset", "slow", "partial")
+UPSTREAM_TIMEOUT_SECONDS = 60.0
+_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection"}
+
+
+@dataclass
+class FaultPlan:
+    """What the proxy injects; change it while the proxy runs (reads take the lock)."""
+
+    rate: float = 0.0
+    kinds: tuple[str, ...] = FAULT_KINDS
+    slow_seconds: float = 0.5
+    down: set[str] = field(default_factory=set)  # queue or topic names that answer 503
+    only_services: tuple[str, ...] = ()  # e.g. ("sqs", "sns"); empty = every service
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    service: str  # sqs | sns | dynamodb | secretsmanager | s3 | other
+    operation: str
+    protocol: str  # json | query | rest-xml
+    target_name: str | None  # queue or topic name of a send
+
+
+def classify(method: str, path: str, headers: Any, body: bytes) -> _Call:
+    """Which AWS call a request is, from what botocore puts on the wire."""
+    target = headers.get("X-Amz-Target") or ""
+    if target:
+        prefix, _, operation = target.partition(".")
+        service = {"AmazonSQS": "sqs", "secretsmanager": "secretsmanager"}.get(
+            prefix, "dynamodb" if prefix.startswith("DynamoDB") else "other")
+        name = None
+        if service == "sqs":
+            try:
+                url = str(json.loads(body or b"{}").get("QueueUrl") or "")
+            except ValueError:
+                url = ""
+            name = url.rstrip("/").rsplit("/", 1)[-1] or None
+        return _Call(service, operation, "json", name)
+    if method == "POST" and path in ("/", "") and body:
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        operation = (form.get("Action") or [""])[0]
+        arn = (form.get("TopicArn") or [""])[0]
+        return _Call("sns", operation, "query", arn.rsplit(":", 1)[-1] or None)
+    return _Call("s3", method, "rest-xml", None)
+
+
+def error_response(call: _Call, status: int, code: str) -> tuple[int, str, bytes]:
+    """(status, content type, body) of an AWS error in the call's protocol."""
+    if call.protocol == "json":
+        return status, "application/x-amz-json-1.0", json.dumps(
+            {"__type": f"com.amazonaws#{code}", "message": "injected by the fault proxy"}).encode()
+    error = f"<Code>{code}</Code><Message>injected by the fault proxy</Message>"
+    if call.protocol == "query":
+        body = (f'<ErrorResponse><Error><Type>{"Receiver" if status >= 500 else "Sender"}</Type>{error}</Error>'
+                "<RequestId>fault-proxy</RequestId></ErrorResponse>")
+    else:
+        body = f"<Error>{error}<RequestId>fault-proxy</RequestId></Error>"
+    return status, "text/xml", body.encode()
+
+
+THROTTLE_CODES = {"sqs": "ThrottlingException", "sns": "Throttling", "dynamodb": "ThrottlingException",
+                  "secretsmanager": "ThrottlingException", "s3": "SlowDown"}
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that died mid-request (a SIGKILLed poller) is part of the test, not an error to print."""
+        return
+
+
+class FaultProxy:
+    """The proxy server; `start()` it, point the bridge at `url`, `stop()` it."""
+
+    def __init__(self, upstream_port: int, plan: FaultPlan | None = None, seed: int = 11) -> None:
+        self.upstream_port = upstream_port
+        self.plan = plan or FaultPlan()
+        self.injected: Counter[str] = Counter()
+        self.requests: Counter[str] = Counter()
+        self._rng = random.Random(seed)  # noqa: S311 - fault timing, reproducible by seed; not security
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                proxy._handle(self)
+
+            do_GET = do_POST
+            do_PUT = do_POST
+            do_DELETE = do_POST
+            do_HEAD = do_POST
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="fault-proxy")
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def configure(self, **changes: Any) -> None:
+        """Change the plan (rate, kinds, down, ...) while running."""
+        with self._lock:
+            for k, v in changes.items():
+                setattr(self.plan, k, v)
+
+    # --- one request ------------------------------------------------------------------------------
+
+    def _choose(self, call: _Call) -> str | None:
+        with self._lock:
+            self.requests[call.service] += 1
+            plan = self.plan
+            if call.target_name and call.target_name in plan.down and call.operation in (
+                    "SendMessageBatch", "SendMessage", "PublishBatch", "Publish"):
+                self.injected["down"] += 1
+                return "down"
+            if plan.only_services and call.service not in plan.only_services:
+                return None
+            if plan.rate <= 0 or self._rng.random() >= plan.rate:
+                return None
+            kind = self._rng.choice(plan.kinds)
+            self.injected[kind] += 1
+            return kind
+
+    def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        length = int(req.headers.get("Content-Length") or 0)
+        body = req.rfile.read(length) if length else b""
+        call = classify(req.command, req.path, req.headers, body)
+        kind = self._choose(call)
+        if kind == "down":
+            return self._reply(req, *error_response(call, 503, "ServiceUnavailable"))
+        if kind == "throttle":
+            return self._reply(req, *error_response(call, 503 if call.service == "s3" else 400,
+                                                    THROTTLE_CODES.get(call.service, "ThrottlingException")))
+        if kind == "5xx" or (kind == "partial" and call.operation not in ("SendMessageBatch", "PublishBatch")):
+            with self._lock:
+                status = self._rng.choice((500, 503))
+            return self._reply(req, *error_response(call, status,
+                                                    "InternalError" if status == 500 else "ServiceUnavailable"))
+        if kind == "reset":
+            with self._lock:
+                after = self._rng.random() < 0.5
+            if after:
+                self._forward(req, body)
+            return self._reset(req)
+        if kind == "slow":
+            time.sleep(self.plan.slow_seconds)
+        if kind == "partial":
+            return self._partial(req, call, body)
+        status, headers, answer = self._forward(req, body)
+        return self._reply(req, status, headers.get("Content-Type", "application/octet-stream"), answer,
+                           headers)
+
+    def _forward(self, req: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=UPSTREAM_TIMEOUT_SECONDS)
+        try:
+            headers = {k: v for k, v in req.headers.items() if k.lower() not in _HOP_HEADERS}
+            conn.request(req.command, req.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, {k: v for k, v in resp.getheaders() if k.lower() not in _HOP_HEADERS}, resp.read()
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _reply(req: BaseHTTPRequestHandler, status: int, content_type: str, body: bytes,
+               headers: dict[str, str] | None = None) -> None:
+        req.send_response(status)
+        for k, v in (headers or {}).items():
+            if k.lower() not in ("content-type", "server", "date"):
+                req.send_header(k, v)
+        req.send_header("Content-Type", content_type)
+        req.send_header("Content-Length", str(len(body)))
+        req.end_headers()
+        if req.command != "HEAD":
+            req.wfile.write(body)
+
+    @staticmethod
+    def _reset(req: BaseHTTPRequestHandler) -> None:
+        sock: socket.socket = req.connection
+        # SO_LINGER 0: close sends RST, as a dropped connection does
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        req.close_connection = True
+        sock.close()
+
+    def _partial(self, req: BaseHTTPRequestHandler, call: _Call, body: bytes) -> None:
+        """Forward a batch send without some of its entries; report those in `Failed`."""
+        if call.protocol == "json":
+            doc = json.loads(body)
+            entries = doc.get("Entries") or []
+            failed = self._pick(len(entries))
+            doc["Entries"] = [e for i, e in enumerate(entries) if i not in failed]
+            failures = [{"Id": entries[i]["Id"], "Code": "InternalError", "SenderFault": False,
+                         "Message": "injected by the fault proxy"} for i in sorted(failed)]
+            if doc["Entries"]:
+                status, headers, answer = self._forward(req, json.dumps(doc).encode())
+                if status != 200:
+                    return self._reply(req, status, headers.get("Content-Type", "application/json"), answer)
+                out = json.loads(answer)
+            else:
+                out = {"Successful": []}
+            out["Failed"] = [*(out.get("Failed") or []), *failures]
+            return self._reply(req, 200, "application/x-amz-json-1.0", json.dumps(out).encode())
+        form = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        member = re.compile(r"^PublishBatchRequestEntries\.member\.(\d+)\.(.+)$")
+        indexes = sorted({int(m.group(1)) for k, _ in form if (m := member.match(k))})
+        failed_idx = {indexes[i] for i in self._pick(len(indexes))}
+        ids = {int(m.group(1)): v for k, v in form if (m := member.match(k)) and m.group(2) == "Id"}
+        keep = [i for i in indexes if i not in failed_idx]
+        renumber = {old: new for new, old in enumerate(keep, start=1)}
+        rest = [(k, v) for k, v in form if not member.match(k)]
+        moved = [(f"PublishBatchRequestEntries.member.{renumber[int(m.group(1))]}.{m.group(2)}", v)
+                 for k, v in form if (m := member.match(k)) and int(m.group(1)) in renumber]
+        failed_xml = "".join(f"<member><Id>{ids[i]}</Id><Code>InternalError</Code><SenderFault>false</SenderFault>"
+                             "<Message>injected by the fault proxy</Message></member>" for i in sorted(failed_idx))
+        if keep:
+            status, headers, answer = self._forward(req, urllib.parse.urlencode(rest + moved).encode())
+            if status != 200:
+                return self._reply(req, status, headers.get("Content-Type", "text/xml"), answer)
+            text = re.sub(r"<Failed\s*/>|<Failed>\s*</Failed>", "", answer.decode("utf-8"))
+            if "<Failed>" in text:
+                text = text.replace("<Failed>", f"<Failed>{failed_xml}", 1)
+            else:
+                text = text.replace("</PublishBatchResult>", f"<Failed>{failed_xml}</Failed></PublishBatchResult>")
+        else:
+            text = (f'<PublishBatchResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishBatchResult>'
+                    f"<Successful/><Failed>{failed_xml}</Failed></PublishBatchResult><ResponseMetadata>"
+                    "<RequestId>fault-proxy</RequestId></ResponseMetadata></PublishBatchResponse>")
+        return self._reply(req, 200, "text/xml", text.encode("utf-8"))
+
+    def _pick(self, n: int) -> set[int]:
+        """A random non-empty subset of n entry positions (about a third)."""
+        with self._lock:
+            chosen = {i for i in range(n) if self._rng.random() < 1 / 3}
+            if not chosen and n:
+                chosen = {self._rng.randrange(n)}
+        return chosen

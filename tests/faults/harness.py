@@ -1,0 +1,309 @@
+"""One fault run: records in, the poller (a subprocess, SIGKILLed at random) through the fault proxy,
+then `bridge redrive` (DLQ and S3 on-failure objects) with the faults off, then the count.
+
+Only the bridge's own processes talk through the proxy (their state file names the proxy as the
+local AWS); the queue drainers read the local AWS directly.
+
+What is counted, per destination queue: messages received, unique records among them, duplicates
+(received - unique), lost (expected records never received, after the redrive), and FIFO order
+violations (a record received after a later record of its message group; re-sent copies ignored).
+Parked by reason comes from the redrive's plan (what was in the bridge DLQ after the run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from bridge.config import BridgeConfig, load_config_file
+
+from bridge_local.events import PlainRecord
+from bridge_local.faults import FaultProxy
+from bridge_local.producer import produce
+from bridge_local.provision import LocalClients, signing_key
+from bridge_local.report import bridge_queues
+from tests.e2e.conftest import Drainer, Received, record_id_of
+
+ROOT = Path(__file__).resolve().parents[2]
+DEV_CONFIG = ROOT / "config" / "dev.yaml"
+DESTINATION_TYPES = {"fulfilment": "fifo", "payments-ledger": "fifo", "analytics": "sns", "billing": "sns",
+                     "stock-alerts": "sqs"}
+POLLER_EXIT_SECONDS = 300.0
+DELIVERY_WAIT_SECONDS = 90.0
+
+
+def config_variant(tmp: Path, *, checkpoints: bool) -> Path:
+    """config/dev.yaml with settings.checkpoints set; same names, so one provisioned stack serves both."""
+    doc = yaml.safe_load(DEV_CONFIG.read_text(encoding="utf-8"))
+    doc.setdefault("settings", {})["checkpoints"] = "on" if checkpoints else "off"
+    path = tmp / f"dev-checkpoints-{'on' if checkpoints else 'off'}.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+def workload(total: int, start: int) -> tuple[list[PlainRecord], dict[str, set[str]]]:
+    """`total` records over the demo's three topics and producers, and per destination the record keys
+    ("topic/seq") it must receive. `seq` numbers are unique across runs (`start`)."""
+    records: list[PlainRecord] = []
+    expect: dict[str, set[str]] = defaultdict(set)
+    for n in range(total):
+        i = start + n
+        topic = ("orders", "payments", "inventory")[i % 3]
+        corr = ("correlation-id", f"c-{i}".encode())
+        if topic == "orders":
+            kind = "OrderPlaced" if (i // 3) % 2 == 0 else "OrderCancelled"
+            value = {"order_id": f"o-{i % 300}", "seq": i, "total": 10 + i % 50}
+            records.append(PlainRecord(topic, f"o-{i % 300}".encode(), json.dumps(value).encode(),
+                                       (("event-type", kind.encode()), corr), "order-service", True))
+            expect["fulfilment"].add(f"{topic}/{i}")
+            expect["analytics"].add(f"{topic}/{i}")
+            if kind == "OrderPlaced":
+                expect["billing"].add(f"{topic}/{i}")
+        elif topic == "payments":
+            value = {"payment_id": f"p-{i}", "seq": i, "amount": 5.0, "currency": "EUR"}
+            records.append(PlainRecord(topic, f"acct-{i % 100}".encode(), json.dumps(value).encode(),
+                                       (("event-type", b"PaymentCaptured"), ("currency", b"EUR"), corr),
+                                       "payment-service", True))
+            expect["payments-ledger"].add(f"{topic}/{i}")
+        else:
+            value = {"sku": f"SKU-{i % 500}", "seq": i, "quantity": i % 10}
+            records.append(PlainRecord(topic, f"SKU-{i % 500}".encode(), json.dumps(value).encode(),
+                                       (("event-type", b"StockLevel"), corr), "inventory-service", False))
+            expect["stock-alerts"].add(f"{topic}/{i}")
+    return records, expect
+
+
+def record_key(msg: Received) -> str:
+    """topic/seq of a delivered message: topic from the record id, seq from the body (raw or envelope)."""
+    topic = record_id_of(msg).rsplit("-", 2)[0]
+    body = json.loads(msg.body)
+    value = body["value"] if "value" in body and "offset" in body else body
+    return f"{topic}/{value['seq']}"
+
+
+@dataclass
+class FaultStack:
+    """A running local stack with the fault proxy in front of its AWS."""
+
+    config: BridgeConfig
+    bootstrap: str
+    clients: LocalClients  # direct to the local AWS
+    proxy: FaultProxy
+    proxied_state_dir: Path  # its state file names the proxy as the local AWS
+    tmp: Path
+    next_seq: int = 0
+
+    def queue_url(self, name: str) -> str:
+        url: str = self.clients.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        return url
+
+
+@dataclass
+class Scenario:
+    name: str
+    records: int
+    checkpoints: bool = True
+    fault_rate: float = 0.0
+    down: str | None = None  # a destination name taken down from the start
+    down_seconds: float = 0.0
+    kills: int = 0
+    batch_size: int | None = None  # None: the config's source.batch_size (500 in dev.yaml)
+    seed: int = 11
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    expected: dict[str, int]
+    received: dict[str, int]
+    duplicates: dict[str, int]
+    lost: dict[str, int]
+    order_violations: int
+    parked: dict[str, int]
+    on_failure_objects: int
+    kills_done: int
+    injected: dict[str, int]
+    seconds: float
+    poller_errors: list[str] = field(default_factory=list)
+
+    def by_type(self, values: dict[str, int]) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for dest, n in values.items():
+            out[DESTINATION_TYPES[dest]] += n
+        return dict(out)
+
+    @property
+    def duplicate_share(self) -> float:
+        total = sum(self.received.values())
+        return sum(self.duplicates.values()) / total if total else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.scenario
+        return {"scenario": s.name, "records_in": s.records, "checkpoints": s.checkpoints,
+                "fault_rate": s.fault_rate, "down": s.down, "down_seconds": s.down_seconds, "kills": self.kills_done,
+                "expected": sum(self.expected.values()), "delivered": self.by_type(self.received),
+                "duplicated": self.by_type(self.duplicates), "duplicate_share": round(self.duplicate_share, 4),
+                "lost": sum(self.lost.values()), "order_violations": self.order_violations, "parked": self.parked,
+                "on_failure_objects": self.on_failure_objects, "injected": self.injected,
+                "seconds": round(self.seconds, 1)}
+
+
+def table(results: list[RunResult]) -> str:
+    """The fault tier's report, one row per run."""
+    head = ["scenario", "ckpt", "in", "expected", "delivered fifo/sns/sqs", "dup fifo/sns/sqs", "dup %", "lost",
+            "order viol.", "parked by reason", "on-failure", "kills", "injected", "s"]
+    rows = [head]
+    for r in results:
+        d, u = r.by_type(r.received), r.by_type(r.duplicates)
+        rows.append([r.scenario.name, "on" if r.scenario.checkpoints else "off", str(r.scenario.records),
+                     str(sum(r.expected.values())),
+                     "/".join(str(d.get(t, 0)) for t in ("fifo", "sns", "sqs")),
+                     "/".join(str(u.get(t, 0)) for t in ("fifo", "sns", "sqs")),
+                     f"{100 * r.duplicate_share:.1f}", str(sum(r.lost.values())), str(r.order_violations),
+                     ", ".join(f"{k} {v}" for k, v in sorted(r.parked.items())) or "-", str(r.on_failure_objects),
+                     str(r.kills_done), ", ".join(f"{k} {v}" for k, v in sorted(r.injected.items())) or "-",
+                     f"{r.seconds:.0f}"])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _cli(stack: FaultStack, config_path: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "bridge_local.cli", "--config", str(config_path), "--state-dir",
+            str(stack.proxied_state_dir), *args]
+
+
+def _start_poller(stack: FaultStack, config_path: Path, batch_size: int | None) -> subprocess.Popen[bytes]:
+    size = ["--batch-size", str(batch_size)] if batch_size else []
+    return subprocess.Popen(_cli(stack, config_path, "poll", "--quiet", "--idle-seconds", "3", *size),
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+
+
+def _redrive(stack: FaultStack, config_path: Path, *args: str) -> dict[str, Any]:
+    done = subprocess.run(_cli(stack, config_path, "redrive", "--json", *args), cwd=ROOT, capture_output=True,
+                          timeout=300, env=os.environ.copy(), check=False)
+    out = done.stdout.decode()
+    try:
+        parsed: dict[str, Any] = json.loads(out[out.index("{"):]) if "{" in out else {}
+    except ValueError:
+        parsed = {}
+    parsed["_returncode"] = done.returncode
+    parsed["_stderr"] = done.stderr.decode()[-500:]
+    return parsed
+
+
+def run(stack: FaultStack, scenario: Scenario) -> RunResult:
+    """Run one scenario end to end; see the module docstring."""
+    rng = random.Random(scenario.seed)
+    config_path = config_variant(stack.tmp, checkpoints=scenario.checkpoints)
+    records, expect = workload(scenario.records, stack.next_seq)
+    stack.next_seq += scenario.records
+    queues = {d: stack.config.destination(d).physical_name(stack.config.name) for d in expect}
+    # everything but the bridge DLQ (read by the redrive at the end) is drained while records flow
+    drained = [n for n, _ in bridge_queues(stack.config) if n != stack.config.bridge_dlq_name]
+    drainer = Drainer(stack.clients, {n: stack.queue_url(n) for n in drained}, threads_per_queue=2).start()
+    stack.proxy.injected.clear()
+    started = time.monotonic()
+    errors: list[str] = []
+    kills_done = 0
+    try:
+        produce(stack.config, stack.bootstrap, records,
+                lambda p: signing_key(stack.config, p, stack.clients.secretsmanager))
+        stack.proxy.configure(rate=scenario.fault_rate, down={queues[scenario.down]} if scenario.down else set())
+        if scenario.down:
+            threading.Timer(scenario.down_seconds, lambda: stack.proxy.configure(down=set())).start()
+        poller = _start_poller(stack, config_path, scenario.batch_size)
+        while kills_done < scenario.kills:
+            # Kill while the poller is delivering (a kill while it waits to join its group costs nothing):
+            # once new messages arrive, at a random moment within the next half second.
+            seen = sends(stack.proxy)
+            while sends(stack.proxy) == seen and poller.poll() is None:
+                time.sleep(0.01)
+            if poller.poll() is not None:
+                break  # drained before every kill was spent
+            time.sleep(rng.uniform(0.0, 0.3))
+            if poller.poll() is not None:
+                break
+            poller.send_signal(signal.SIGKILL)
+            poller.wait(timeout=10)
+            kills_done += 1
+            poller = _start_poller(stack, config_path, scenario.batch_size)
+        try:
+            _, err = poller.communicate(timeout=POLLER_EXIT_SECONDS)
+        finally:
+            if poller.poll() is None:
+                poller.kill()
+                poller.wait(timeout=10)
+        if poller.returncode != 0:
+            errors.append(err.decode()[-1500:])
+        # the cause is fixed: faults off, then replay what was parked or failed whole
+        stack.proxy.configure(rate=0.0, down=set())
+        dlq = _redrive(stack, config_path)
+        on_failure = _redrive(stack, config_path, "--on-failure")
+        parked = Counter(str(row.get("reason")) for row in dlq.get("planned") or [])
+        wanted = {d: len(v) for d, v in expect.items()}
+
+        def complete(d: Drainer) -> bool:
+            return all(len({record_key(m) for m in d.messages[queues[dest]]}) >= n for dest, n in wanted.items())
+
+        try:
+            drainer.wait_until(complete, DELIVERY_WAIT_SECONDS, "every expected message")
+        except AssertionError as exc:
+            errors.append(str(exc))
+        time.sleep(1.0)  # late copies of the last sends are duplicates too: let the drainers see them
+    finally:
+        drainer.stop()
+        stack.proxy.configure(rate=0.0, down=set())
+    seconds = time.monotonic() - started
+    received = {d: len(drainer.messages[q]) for d, q in queues.items()}
+    unique = {d: {record_key(m) for m in drainer.messages[q]} for d, q in queues.items()}
+    result = RunResult(
+        scenario=scenario, expected={d: len(v) for d, v in expect.items()}, received=received,
+        duplicates={d: received[d] - len(unique[d]) for d in queues},
+        lost={d: len(expect[d] - unique[d]) for d in queues},
+        order_violations=sum(order_violations(drainer.messages[queues[d]]) for d in queues
+                             if DESTINATION_TYPES[d] == "fifo"),
+        parked=dict(parked), on_failure_objects=int(on_failure.get("objects") or 0), kills_done=kills_done,
+        injected=dict(stack.proxy.injected), seconds=seconds,
+        poller_errors=errors + list(drainer.errors)[:5])
+    (stack.tmp / f"faults-{scenario.name}.json").write_text(json.dumps(result.to_json(), indent=2))
+    return result
+
+
+def sends(proxy: FaultProxy) -> int:
+    """Send requests the proxy has seen (SQS, SNS): they move while the poller delivers."""
+    return proxy.requests["sqs"] + proxy.requests["sns"]
+
+
+def order_violations(messages: list[Received]) -> int:
+    """Records received after a later record of their FIFO group (first copies only)."""
+    last: dict[str, int] = {}
+    seen: set[str] = set()
+    violations = 0
+    for m in messages:  # receive order
+        key = record_key(m)
+        if key in seen:
+            continue
+        seen.add(key)
+        seq = int(key.rsplit("/", 1)[1])
+        group = m.group_id or ""
+        if seq < last.get(group, -1):
+            violations += 1
+        last[group] = max(seq, last.get(group, -1))
+    return violations
+
+
+def load_dev_config() -> BridgeConfig:
+    return load_config_file(DEV_CONFIG)
