@@ -10,7 +10,10 @@ else (the tests' queue drainers) talks to the local AWS directly. Per request, w
   forwarded, the worst case for duplicates: the request took effect, the caller cannot know;
 - `slow`: the answer comes `slow_seconds` late;
 - `partial`: a SendMessageBatch / PublishBatch goes through with some entries removed, which come
-  back in `Failed` as InternalError (SQS and SNS do this under load); other calls get a 500.
+  back in `Failed` as InternalError (SQS and SNS do this under load); other calls get a 500. In a
+  FIFO request, an entry that fails takes every later entry of its message group with it: a FIFO
+  queue that stored a group's later message after rejecting an earlier one would break the order it
+  promises (an assumption about SQS, which documents no per-entry order rule for batches).
 
 `down` names queues or topics that answer 503 to every send until removed (a destination outage).
 Everything binds 127.0.0.1; the proxy forwards only to the upstream it was given, on loopback.
@@ -238,7 +241,7 @@ class FaultProxy:
         if call.protocol == "json":
             doc = json.loads(body)
             entries = doc.get("Entries") or []
-            failed = self._pick(len(entries))
+            failed = _with_later_in_group(self._pick(len(entries)), [e.get("MessageGroupId") for e in entries])
             doc["Entries"] = [e for i, e in enumerate(entries) if i not in failed]
             failures = [{"Id": entries[i]["Id"], "Code": "InternalError", "SenderFault": False,
                          "Message": "injected by the fault proxy"} for i in sorted(failed)]
@@ -254,7 +257,9 @@ class FaultProxy:
         form = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True)
         member = re.compile(r"^PublishBatchRequestEntries\.member\.(\d+)\.(.+)$")
         indexes = sorted({int(m.group(1)) for k, _ in form if (m := member.match(k))})
-        failed_idx = {indexes[i] for i in self._pick(len(indexes))}
+        groups = {int(m.group(1)): v for k, v in form if (m := member.match(k)) and m.group(2) == "MessageGroupId"}
+        failed_idx = {indexes[i] for i in _with_later_in_group(self._pick(len(indexes)),
+                                                                [groups.get(n) for n in indexes])}
         ids = {int(m.group(1)): v for k, v in form if (m := member.match(k)) and m.group(2) == "Id"}
         keep = [i for i in indexes if i not in failed_idx]
         renumber = {old: new for new, old in enumerate(keep, start=1)}
@@ -285,3 +290,12 @@ class FaultProxy:
             if not chosen and n:
                 chosen = {self._rng.randrange(n)}
         return chosen
+
+
+def _with_later_in_group(failed: set[int], groups: list[str | None]) -> set[int]:
+    """`failed` plus every later position of the same (FIFO) message group; standard entries as given."""
+    out = set(failed)
+    for i in sorted(failed):
+        if groups[i] is not None:
+            out.update(j for j in range(i + 1, len(groups)) if groups[j] == groups[i])
+    return out

@@ -43,11 +43,13 @@ POLLER_EXIT_SECONDS = 300.0
 DELIVERY_WAIT_SECONDS = 90.0
 
 
-def config_variant(tmp: Path, *, checkpoints: bool) -> Path:
-    """config/dev.yaml with settings.checkpoints set; same names, so one provisioned stack serves both."""
+def config_variant(tmp: Path, *, checkpoints: bool, outage_retry_seconds: int = 0) -> Path:
+    """config/dev.yaml with settings.checkpoints (and outage_retry_seconds) set; same names, so one
+    provisioned stack serves every variant."""
     doc = yaml.safe_load(DEV_CONFIG.read_text(encoding="utf-8"))
     doc.setdefault("settings", {})["checkpoints"] = "on" if checkpoints else "off"
-    path = tmp / f"dev-checkpoints-{'on' if checkpoints else 'off'}.yaml"
+    doc["settings"]["outage_retry_seconds"] = outage_retry_seconds
+    path = tmp / f"dev-checkpoints-{'on' if checkpoints else 'off'}-{outage_retry_seconds}.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     return path
 
@@ -119,6 +121,8 @@ class Scenario:
     down_seconds: float = 0.0
     kills: int = 0
     batch_size: int | None = None  # None: the config's source.batch_size (500 in dev.yaml)
+    outage_retry_seconds: int = 0  # > 0: outages fail the batch back to the (local) mapping first
+    max_retries: int = 2  # the local mapping's retries of a failed batch before the on-failure object
     seed: int = 11
 
 
@@ -185,9 +189,10 @@ def _cli(stack: FaultStack, config_path: Path, *args: str) -> list[str]:
             str(stack.proxied_state_dir), *args]
 
 
-def _start_poller(stack: FaultStack, config_path: Path, batch_size: int | None) -> subprocess.Popen[bytes]:
-    size = ["--batch-size", str(batch_size)] if batch_size else []
-    return subprocess.Popen(_cli(stack, config_path, "poll", "--quiet", "--idle-seconds", "3", *size),
+def _start_poller(stack: FaultStack, config_path: Path, scenario: Scenario) -> subprocess.Popen[bytes]:
+    size = ["--batch-size", str(scenario.batch_size)] if scenario.batch_size else []
+    return subprocess.Popen(_cli(stack, config_path, "poll", "--quiet", "--idle-seconds", "3", "--max-retries",
+                                 str(scenario.max_retries), *size),
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
 
 
@@ -207,7 +212,8 @@ def _redrive(stack: FaultStack, config_path: Path, *args: str) -> dict[str, Any]
 def run(stack: FaultStack, scenario: Scenario) -> RunResult:
     """Run one scenario end to end; see the module docstring."""
     rng = random.Random(scenario.seed)
-    config_path = config_variant(stack.tmp, checkpoints=scenario.checkpoints)
+    config_path = config_variant(stack.tmp, checkpoints=scenario.checkpoints,
+                                 outage_retry_seconds=scenario.outage_retry_seconds)
     records, expect = workload(scenario.records, stack.next_seq)
     stack.next_seq += scenario.records
     queues = {d: stack.config.destination(d).physical_name(stack.config.name) for d in expect}
@@ -224,7 +230,7 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
         stack.proxy.configure(rate=scenario.fault_rate, down={queues[scenario.down]} if scenario.down else set())
         if scenario.down:
             threading.Timer(scenario.down_seconds, lambda: stack.proxy.configure(down=set())).start()
-        poller = _start_poller(stack, config_path, scenario.batch_size)
+        poller = _start_poller(stack, config_path, scenario)
         while kills_done < scenario.kills:
             # Kill while the poller is delivering (a kill while it waits to join its group costs nothing):
             # once new messages arrive, at a random moment within the next half second.
@@ -239,7 +245,7 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
             poller.send_signal(signal.SIGKILL)
             poller.wait(timeout=10)
             kills_done += 1
-            poller = _start_poller(stack, config_path, scenario.batch_size)
+            poller = _start_poller(stack, config_path, scenario)
         try:
             _, err = poller.communicate(timeout=POLLER_EXIT_SECONDS)
         finally:
