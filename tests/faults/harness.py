@@ -216,7 +216,7 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
                                  outage_retry_seconds=scenario.outage_retry_seconds)
     records, expect = workload(scenario.records, stack.next_seq)
     stack.next_seq += scenario.records
-    queues = {d: stack.config.destination(d).physical_name(stack.config.name) for d in expect}
+    queues = {d: stack.config.destination(d).physical_name(stack.config.prefix) for d in expect}
     # everything but the bridge DLQ (read by the redrive at the end) is drained while records flow
     drained = [n for n, _ in bridge_queues(stack.config) if n != stack.config.bridge_dlq_name]
     drainer = Drainer(stack.clients, {n: stack.queue_url(n) for n in drained}, threads_per_queue=2).start()
