@@ -20,12 +20,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -34,6 +37,7 @@ from bridge.config import BridgeConfig, ConfigError, load_config_file
 from bridge.parking import PARK_REASONS
 
 from bridge_local import events as ev
+from bridge_local import invoke as inv
 from bridge_local import report
 from bridge_local.aws import AwsSetupError, aws_session, describe_aws_error
 from bridge_local.poller import (
@@ -229,15 +233,37 @@ class _Progress:
                  f"{sum(stats.delivered.values())}, parked {sum(stats.parked.values())}")
 
 
+@contextlib.contextmanager
+def _first_ctrl_c_stops(stop: Callable[[], None]) -> Iterator[None]:
+    """The first Ctrl-C asks `stop` to finish the batch in hand; a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def graceful(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("bridge: stopping after the batch in hand (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+        stop()
+
+    previous = signal.signal(signal.SIGINT, graceful)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _poll(config: BridgeConfig, config_path: str, state: StackState, args: argparse.Namespace,
-          stop_after: int | None = None) -> PollStats:
+          stop_after: int | None = None) -> tuple[PollStats, bool]:
+    """Run the local mapping; returns its totals and whether Ctrl-C stopped it."""
     handler = with_stdout_to(load_real_handler(state, config, config_path, args.handler_log_level),
                              Path(args.state_dir) / "handler-stdout.log")
     settings = PollerSettings.from_config(config, idle_seconds=args.idle_seconds, max_retries=args.max_retries,
                                           batch_size=args.batch_size)
     poller = Poller(config, state.bootstrap_servers, handler, settings, s3_on_failure(state, config),
                     progress=_Progress(args.quiet), stop_after_records=stop_after)
-    return poller.run()
+    with _first_ctrl_c_stops(poller.stop):
+        stats = poller.run()
+    return stats, poller.stop_event.is_set()
 
 
 def _print_poll(stats: PollStats) -> None:
@@ -260,12 +286,18 @@ def cmd_poll(args: argparse.Namespace) -> int:
     state = require_running(Path(args.state_dir))
     _out(f"polling {', '.join(config.source.topics)} on {state.bootstrap_servers} until idle for "
          f"{args.idle_seconds} s (Ctrl-C stops after the batch in hand)")
-    stats = _poll(config, args.config, state, args)
+    stats, interrupted = _poll(config, args.config, state, args)
     _print_poll(stats)
+    if interrupted:
+        _out("stopped by Ctrl-C: every batch handled so far is committed; the next bridge poll resumes after it")
+        return EXIT_INTERRUPTED
     return 0
 
 
 # --- invoke / make-event / events ---------------------------------------------------------------
+
+
+MAX_PARKED_LINES = 20  # per-record lines `invoke` prints; the table has the totals
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
@@ -273,55 +305,88 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     event = ev.load_event_file(Path(args.event))  # the user's input first: its error is the one to fix
     state = require_running(Path(args.state_dir))
     clients = LocalClients.for_endpoint(state.endpoint_url)
-    resigned = resign_event(config, event, _key_lookup(config, clients)) if args.resign else 0
-    handler = with_stdout_to(load_real_handler(state, config, args.config, args.handler_log_level),
-                             Path(args.state_dir) / "handler-stdout.log")
+    # Shipped events carry placeholder signatures (the real keys are per deployment secrets): re-sign
+    # those with the local stack's keys, so each event gives the outcome events/manifest.json promises.
+    # Forged signatures stay forged.
+    resigned = 0 if args.as_shipped else resign_event(config, event, _key_lookup(config, clients))
+    size = inv.payload_bytes(event)
+    n_records = sum(len(v) for v in (event.get("records") or {}).values())
+    warning = inv.oversize_warning(size)
+    if warning:
+        _note(warning, args.json)
+    call = _invoker(state, config, args)
+    dlq_url = clients.sqs.get_queue_url(QueueName=config.bridge_dlq_name)["QueueUrl"]
+    if not args.json:
+        _out(f"invoking {call.target} with {args.event}: {n_records} records, {size / 1024:,.0f} KiB"
+             + (f", {resigned} re-signed with the local keys" if resigned else "") + " (Ctrl-C stops)")
+    since = datetime.now(UTC)
+    baseline = inv.dlq_depth(clients, dlq_url)
+    # The in-process handler redirects sys.stdout to its log while it runs: progress keeps the terminal.
+    progress_stream = sys.stderr if args.json else sys.stdout
 
-    started = time.monotonic()
+    def tick(elapsed: float) -> None:
+        print(f"  {elapsed:4.0f} s: still running; {inv.dlq_depth(clients, dlq_url) - baseline:,} records parked "
+              "so far", file=progress_stream, flush=True)
+
     try:
-        result = handler(event, context_factory(config)())
-        error = None
-    except Exception as exc:
-        result, error = None, f"{type(exc).__name__}: {exc}"
-    seconds = time.monotonic() - started
+        outcome = inv.run_with_progress(lambda: call(event), tick)
+    except KeyboardInterrupt:
+        _err(f"interrupted after {(datetime.now(UTC) - since).total_seconds():.0f} s: the invocation was cut short "
+             "(like a Lambda timeout); records handled until then stay delivered or parked. "
+             "See: bridge inspect")
+        # The handler's delivery threads would otherwise be joined at exit: stop now, as promised.
+        os._exit(EXIT_INTERRUPTED)
+    result, error, seconds = outcome.result, outcome.error, outcome.seconds
     record_ids = ev.record_ids(event) if error is None else set()
-    parked = _parked_for(config, clients, record_ids)
+    parked = inv.parked_since(clients, dlq_url, record_ids, since)
     if args.json:
-        _out(json.dumps({"event": args.event, "resigned": resigned, "error": error, "seconds": round(seconds, 3),
+        _out(json.dumps({"event": args.event, "target": call.target, "resigned": resigned, "payload_bytes": size,
+                         "over_invoke_limit": warning is not None, "error": error, "seconds": round(seconds, 3),
                          "result": result, "parked": parked}, indent=2, default=str))
         return EXIT_ERROR if error else 0
     if error:
         raise CliError(f"the handler raised {error}")
     summary = (result or {}).get("summary", {})
-    _out(f"invoked the handler on {args.event}: {summary.get('records', '?')} records in {seconds * 1000:.0f} ms"
-         + (f" ({resigned} re-signed with the local key)" if resigned else ""))
+    _out(f"invoked {call.target}: {summary.get('records', '?')} records in {seconds * 1000:,.0f} ms")
     rows: list[list[Any]] = [[d, n] for d, n in (summary.get("delivered") or {}).items()]
     rows += [[f"parked: {r}", n] for r, n in (summary.get("parked") or {}).items()]
     if summary.get("skipped"):
         rows.append(["skipped", summary["skipped"]])
     _out(report.table(["where", "messages"], rows, right=(1,)) if rows else "nothing delivered or parked")
-    for p in parked:
+    for p in parked[:MAX_PARKED_LINES]:
         _out(f"  parked {p['record_id']}: {p['reason']} ({p.get('destination') or 'whole record'}) {p['detail']}")
+    total_parked = sum(int(n) for n in (summary.get("parked") or {}).values())
+    listed = min(len(parked), MAX_PARKED_LINES)
+    if total_parked > listed:
+        _out(f"  {total_parked - listed:,} {'more ' if listed else ''}record(s) parked by this invocation not listed "
+             f"here; they are in {config.bridge_dlq_name} (bridge inspect --queue bridge-dlq)")
     failures = (result or {}).get("batchItemFailures") or []
     if failures:
         _out(f"batchItemFailures: {failures}")
     return 0
 
 
-def _parked_for(config: BridgeConfig, clients: LocalClients, record_ids: set[str]) -> list[dict[str, Any]]:
-    if not record_ids:
-        return []
-    url = clients.sqs.get_queue_url(QueueName=config.bridge_dlq_name)["QueueUrl"]
-    out = []
-    for m in report.peek(clients, url, 1000):
-        try:
-            body = json.loads(m["Body"])
-        except ValueError:
-            continue
-        if body.get("record_id") in record_ids:
-            out.append({k: body.get(k) for k in ("record_id", "reason", "detail", "destination", "route",
-                                                 "record_s3_uri")})
-    return out
+def _note(text: str, quiet_stdout: bool) -> None:
+    """A progress or warning line: on stderr when stdout carries JSON."""
+    print(text, file=sys.stderr if quiet_stdout else sys.stdout, flush=True)
+
+
+class _InProcessCall:
+    """The handler in this process, its environment pointed at the local stack."""
+
+    target = "the handler in-process"
+
+    def __init__(self, state: StackState, config: BridgeConfig, args: argparse.Namespace) -> None:
+        self.handler = with_stdout_to(load_real_handler(state, config, args.config, args.handler_log_level),
+                                      Path(args.state_dir) / "handler-stdout.log")
+        self.context = context_factory(config)
+
+    def __call__(self, event: dict[str, Any]) -> Any:
+        return self.handler(event, self.context())
+
+
+def _invoker(state: StackState, config: BridgeConfig, args: argparse.Namespace) -> _InProcessCall:
+    return _InProcessCall(state, config, args)
 
 
 def cmd_make_event(args: argparse.Namespace) -> int:
@@ -406,7 +471,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _out(f"[3/4] produced {rep.records} records: "
              + ", ".join(f"{p} {n}" for p, n in sorted((rep.by_producer or Counter()).items())))
         _out("[4/4] polling until every record is handled")
-        stats = _poll(config, args.config, state, args, stop_after=len(scenario))
+        stats, interrupted = _poll(config, args.config, state, args, stop_after=len(scenario))
+        if interrupted:
+            raise KeyboardInterrupt  # the demo's stack is private: stop it, as for any interruption
         _print_poll(stats)
         snap = report.snapshot(config, clients)
         _out("")
@@ -624,7 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
     inv = sub.add_parser("invoke", help="run the handler once on a Lambda test event")
     inv.add_argument("--event", required=True, help="a Lambda Kafka event JSON file (e.g. events/route-payments.json)")
     inv.add_argument("--json", action="store_true", help="machine-readable output")
-    inv.add_argument("--resign", action="store_true", help="re-sign placeholder signatures with the local keys")
+    inv.add_argument("--as-shipped", action="store_true",
+                     help="keep the placeholder signatures of shipped events (they then park as invalid_signature)")
+    inv.add_argument("--resign", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for scripts
     inv.add_argument("--handler-log-level", default="ERROR")
     inv.set_defaults(func=cmd_invoke)
 

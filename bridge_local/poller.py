@@ -291,6 +291,11 @@ class Poller:
                     "session.timeout.ms": self.settings.session_timeout_ms,
                     "heartbeat.interval.ms": max(500, self.settings.session_timeout_ms // 6),
                     "client.id": f"bridge-local-poller-{topic}",
+                    # Static membership: the next poller (after Ctrl-C, kill -9 or a crash) takes this
+                    # member's place at once. Without it, a poller interrupted while joining leaves Tansu
+                    # holding a ghost group leader that never assigns, and every later poll of that group
+                    # waited for partitions in vain. One poller per group, as one mapping per topic.
+                    "group.instance.id": f"bridge-local-poller-{self.config.source.group_id_for(topic)}",
                 })
                 self._assigned[topic] = False
 
@@ -357,6 +362,10 @@ class Poller:
                 err = m.error()
                 if err is None:
                     fresh.append(m)
+                elif err.code() == KafkaError.FENCED_INSTANCE_ID:
+                    raise RuntimeError("another poller took over this poller's consumer group (a second "
+                                       "`bridge poll` on the same stack?); one poller per stack, as Lambda runs "
+                                       "one mapping per topic. Fix: stop the other one")
                 elif not err.retriable() and err.fatal():
                     raise RuntimeError(f"Kafka consumer error: {err}")
             if not fresh:

@@ -7,6 +7,7 @@ Queues are drained *while* records flow (`Drainer`), as a consumer of each desti
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -27,6 +28,7 @@ from bridge_local.services import LocalStack, StackState
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_PATH = ROOT / "config" / "dev.yaml"
+PURGE_OVER_MESSAGES = 200
 
 
 @dataclass
@@ -67,6 +69,11 @@ def clean(stack: E2EStack) -> E2EStack:
     sqs = stack.clients.sqs
     for name, _ in bridge_queues(stack.config):
         url = stack.queue_url(name)
+        depth = sum(int(v) for v in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"].values())
+        if depth > PURGE_OVER_MESSAGES:
+            with contextlib.suppress(sqs.exceptions.PurgeQueueInProgress):
+                sqs.purge_queue(QueueUrl=url)  # thousands left by a scale test: one call, not hundreds
         while msgs := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60,
                                           WaitTimeSeconds=0).get("Messages", []):
             sqs.delete_message_batch(QueueUrl=url, Entries=[

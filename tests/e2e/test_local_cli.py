@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,3 +124,42 @@ def test_status_says_which_config_and_mode(state_dir: Path) -> None:
     assert doc["mode"] == "in-process"
     assert doc["config"] == str(CONFIG_PATH)
     assert {s["name"] for s in doc["services"]} == {"tansu", "ministack"}
+
+
+@pytest.mark.parametrize("delay", [0.5, 3.0], ids=["while-joining", "while-polling"])
+def test_ctrl_c_during_poll_leaves_the_next_poll_working(state_dir: Path, delay: float) -> None:
+    # given: records on the broker and a poll under way
+    assert bridge(state_dir, "up").returncode == 0
+    produced = bridge(state_dir, "produce", "--count", "100")
+    assert produced.returncode == 0, produced.stderr
+    total = int(produced.stdout.split()[1])  # "produced N records in ..."
+    argv = [sys.executable, "-m", "bridge_local.cli", "--state-dir", str(state_dir), "poll", "--batch-size", "20"]
+    first = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout is not None
+        assert first.stdout.readline().startswith("polling ")
+        time.sleep(delay)  # let the interrupt land while the consumer groups join, or while batches flow
+
+        # when: Ctrl-C
+        first.send_signal(signal.SIGINT)
+        out, err = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 130, err
+
+    # then: the next poll gets its partitions and handles the rest; nothing is lost
+    second = bridge(state_dir, "poll", "--idle-seconds", "2", "--quiet", timeout=90)
+    assert second.returncode == 0, second.stderr
+    handled_first = _polled(out)
+    handled_second = _polled(second.stdout)
+    assert handled_first + handled_second >= total
+
+
+def _polled(stdout: str) -> int:
+    """N from the 'polled N records' line (0 when the poll stopped before printing one)."""
+    for line in stdout.splitlines():
+        if line.startswith("polled "):
+            return int(line.split()[1])
+    return 0
