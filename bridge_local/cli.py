@@ -35,6 +35,8 @@ from typing import Any
 
 from bridge.config import BridgeConfig, ConfigError, load_config_file
 from bridge.parking import PARK_REASONS
+from bridge.producer_signing import signed_headers
+from bridge.signatures import canonical_string
 
 from bridge_local import events as ev
 from bridge_local import invoke as inv
@@ -405,6 +407,101 @@ def cmd_make_event(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sign(args: argparse.Namespace) -> int:
+    """Sign records as a producer would: prints, per record, the headers and timestamp to produce it with."""
+    config = _config(args)
+    if args.file:
+        records = records_for_producer(config, ev.load_plain_records(Path(args.file)), args.producer)
+    else:
+        if not (args.producer and args.topic):
+            raise CliError("bridge sign needs --file RECORDS, or --producer, --topic and optionally --key, --value, "
+                           "--header NAME=VALUE")
+        headers = []
+        for h in args.header or ():
+            name, sep, value = h.partition("=")
+            if not sep or not name:
+                raise CliError(f"--header {h!r}: expected NAME=VALUE")
+            headers.append((name, value.encode("utf-8")))
+        records = records_for_producer(config, [ev.PlainRecord(
+            args.topic, None if args.key is None else args.key.encode("utf-8"),
+            None if args.value is None else args.value.encode("utf-8"), tuple(headers))], args.producer)
+    secret = Path(args.secret_file).read_bytes().strip() if args.secret_file else None
+    key_for = (lambda _producer: secret) if secret is not None else _local_key_lookup(args, config)
+    s = config.settings
+    for record in records:
+        producer = config.producer(record.producer) if record.producer else None
+        if producer is None or not producer.signing:
+            raise CliError(f"record for topic {record.topic!r}: producer {record.producer!r} is not a configured "
+                           "signing producer. Fix: name one with --producer or the record's \"producer\" field")
+        headers_out, timestamp = signed_headers(
+            key_for(producer.name), producer=producer.name, topic=record.topic, key=record.key, value=record.value,
+            headers=record.headers, timestamp_ms=args.timestamp, producer_header=s.producer_header,
+            signature_header=s.signature_header)
+        doc: dict[str, Any] = {
+            "topic": record.topic, "timestamp": timestamp,
+            "key": None if record.key is None else record.key.decode("utf-8", "backslashreplace"),
+            "headers": [[n, None if v is None else v.decode("utf-8", "backslashreplace")] for n, v in headers_out]}
+        if args.canonical:
+            doc["canonical"] = canonical_string(producer=producer.name, topic=record.topic, timestamp=timestamp,
+                                                key=record.key, value=record.value, headers=headers_out,
+                                                signature_header=s.signature_header).decode("utf-8")
+        _out(json.dumps(doc))
+    return 0
+
+
+def _local_key_lookup(args: argparse.Namespace, config: BridgeConfig) -> Callable[[str], bytes]:
+    state = read_state(Path(args.state_dir))
+    if state is None:
+        raise CliError("no signing key: pass --secret-file FILE (the producer's secret), or start the local stack "
+                       "(bridge up) to sign with its keys")
+    clients = LocalClients.for_endpoint(require_running(Path(args.state_dir)).endpoint_url)
+    return lambda producer: signing_key(config, producer, clients.secretsmanager)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """The config checks `cdk synth` and `bridge up` start with, without synthesizing (well under a second)."""
+    started = time.monotonic()
+    config = _config(args)  # every problem, one per line, each naming its field and the fix
+    problems: list[str] = []
+    if args.events_dir:
+        problems += _stale_events(config, Path(args.events_dir))
+    seconds = time.monotonic() - started
+    summary = {"config": args.config, "name": config.name, "environment": config.environment,
+               "production": config.production, "source": config.source.kind, "topics": list(config.source.topics),
+               "producers": [p.name for p in config.producers], "destinations": [d.name for d in config.destinations],
+               "routes": [r.name for r in config.routes], "problems": problems, "seconds": round(seconds, 3)}
+    if args.json:
+        _out(json.dumps(summary, indent=2))
+        return EXIT_ERROR if problems else 0
+    for problem in problems:
+        _err(problem)
+    if problems:
+        return EXIT_ERROR
+    _out(f"{args.config}: valid ({seconds * 1000:.0f} ms). bridge {config.name!r}, environment {config.environment}"
+         f"{' (production)' if config.production else ''}, {config.source.kind} topics "
+         f"{', '.join(config.source.topics)}; {len(config.producers)} producers, {len(config.destinations)} "
+         f"destinations, {len(config.routes)} routes")
+    return 0
+
+
+def _stale_events(config: BridgeConfig, events_dir: Path) -> list[str]:
+    """Shipped test events that no longer match what `bridge events` generates from this config."""
+    from bridge_local.testevents import generate  # noqa: PLC0415 - only with --events-dir
+
+    problems = []
+    for g in generate(config):
+        path = events_dir / f"{g.name}.json"
+        try:
+            on_disk = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            problems.append(f"{path}: missing or not JSON. Fix: bridge events --out-dir {events_dir}")
+            continue
+        if on_disk != g.event:
+            problems.append(f"{path}: stale (the config changed since it was generated), so its promised outcome "
+                            f"may be wrong. Fix: bridge events --out-dir {events_dir}")
+    return problems
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     config = _config(args)
     written = write_events(config, Path(args.out_dir))
@@ -704,6 +801,23 @@ def build_parser() -> argparse.ArgumentParser:
     me.add_argument("--bootstrap", help="bootstrapServers value")
     me.set_defaults(func=cmd_make_event)
 
+    sg = sub.add_parser("sign", help="sign records as a producer: the headers and timestamp to produce them with")
+    sg.add_argument("--file", help="plain records (.jsonl or .json, the produce --file format; docs/local.md)")
+    sg.add_argument("--producer", help="the signing producer (default: each record's \"producer\")")
+    sg.add_argument("--topic", help="one record: its topic")
+    sg.add_argument("--key", help="one record: its key (UTF-8)")
+    sg.add_argument("--value", help="one record: its value (UTF-8)")
+    sg.add_argument("--header", action="append", metavar="NAME=VALUE", help="one record: a header (repeatable)")
+    sg.add_argument("--timestamp", type=int, default=None, help="CreateTime in ms to sign (default: now)")
+    sg.add_argument("--secret-file", help="the producer's secret (default: the local stack's key)")
+    sg.add_argument("--canonical", action="store_true", help="also print the signed string (to debug a port)")
+    sg.set_defaults(func=cmd_sign)
+
+    va = sub.add_parser("validate", help="check a config (and optionally its test events) without synthesizing")
+    va.add_argument("--events-dir", help="also check that the test events in DIR match the config")
+    va.add_argument("--json", action="store_true", help="machine-readable output")
+    va.set_defaults(func=cmd_validate)
+
     evs = sub.add_parser("events", help="regenerate the console test events from the config")
     evs.add_argument("--out-dir", default="events")
     evs.set_defaults(func=cmd_events)
@@ -748,6 +862,10 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--partitions", type=int, default=3)
     poll_options(de, 2.0)
     de.set_defaults(func=cmd_demo)
+    # `bridge validate --config X` reads as naturally as `bridge --config X validate`: take both.
+    for command in sub.choices.values():
+        command.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        command.add_argument("--state-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return p
 
 

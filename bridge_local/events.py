@@ -17,7 +17,7 @@ Plain records (make-event input, `bridge produce --file`) are JSON objects:
      "value_base64": "<bytes>" (instead of value, for binary), "key_base64": "<bytes>",
      "headers": {"name": "v" | ["v1", "v2"]} | [["name", "v"], ...],
      "partition": 0, "offset": 42, "timestamp": 1767225600000,     (make-event only, optional)
-     "producer": "payment-service", "sign": true}                 (produce: as/with whom)
+     "producer": "payment-service", "sign": true}                 (produce: as whom; sign defaults to true)
 
 A `value` that is not a string is written as compact JSON.
 """
@@ -33,6 +33,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bridge.records import KAFKA_EVENT_SOURCES
 
 MSK_EVENT_SOURCE = "aws:kafka"
 SELF_MANAGED_EVENT_SOURCE = "SelfManagedKafka"
@@ -204,7 +206,9 @@ def plain_record(obj: Any, where: str) -> PlainRecord:
         if obj.get(k) is not None and (not isinstance(obj[k], int) or isinstance(obj[k], bool) or obj[k] < 0):
             raise EventFileError(f"{where}.{k}: must be a whole number >= 0")
     return PlainRecord(topic, _bytes_field(obj, "key", where), _bytes_field(obj, "value", where),
-                       _headers_field(obj.get("headers"), where), obj.get("producer"), bool(obj.get("sign", False)),
+                       # signed unless the record says "sign": false: a file of records for a signing
+                       # producer (or `produce --file --producer P`) should not park them all as unsigned
+                       _headers_field(obj.get("headers"), where), obj.get("producer"), bool(obj.get("sign", True)),
                        obj.get("partition"), obj.get("offset"), obj.get("timestamp"), str(obj.get("note", "")))
 
 
@@ -274,9 +278,9 @@ def check_event(event: Any, where: str) -> None:
     src = event.get("eventSource")
     if src is None:
         raise EventFileError(f"{where}: no eventSource field, so this is not a Lambda Kafka event.{_EVENT_HINT}")
-    if src not in (MSK_EVENT_SOURCE, SELF_MANAGED_EVENT_SOURCE):
+    if src not in KAFKA_EVENT_SOURCES:
         raise EventFileError(f"{where}: eventSource is {src!r}; a Kafka event has \"aws:kafka\" or "
-                             "\"SelfManagedKafka\"")
+                             "\"SelfManagedKafka\" (\"aws:SelfManagedKafka\" is taken too)")
     records = event.get("records")
     if not isinstance(records, Mapping):
         raise EventFileError(f"{where}: \"records\" must be an object {{\"<topic>-<partition>\": [records]}}")

@@ -21,7 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-KAFKA_EVENT_SOURCES = ("aws:kafka", "SelfManagedKafka")
+# "aws:SelfManagedKafka" is what Powertools' and several runtimes' sample events carry for self-managed
+# Kafka; Lambda itself sends "SelfManagedKafka". Both mean the same event shape.
+KAFKA_EVENT_SOURCES = ("aws:kafka", "SelfManagedKafka", "aws:SelfManagedKafka")
 REDRIVE_KEY = "bridgeRedrive"
 # `{topic}-{partition}-{offset}`; -1 is what an undecodable record without a position gets.
 _RECORD_ID = re.compile(r".+-(?:-1|\d+)-(?:-1|\d+)")

@@ -35,6 +35,16 @@ def test_self_managed_event_is_a_kafka_event() -> None:
     assert batch.records[0].record_id == "orders-0-100"
 
 
+def test_aws_self_managed_kafka_event_source_of_sample_events_is_accepted_like_self_managed() -> None:
+    # Powertools' and several runtimes' sample events say "aws:SelfManagedKafka"; Lambda sends "SelfManagedKafka"
+    event = {**load_event("self_managed"), "eventSource": "aws:SelfManagedKafka"}
+
+    assert is_kafka_event(event)
+    batch = decode_event(event)
+    assert batch.records[0].record_id == "orders-0-100"
+    assert batch.records[0].undecodable is None
+
+
 def test_absent_key_and_null_value_decode_to_none() -> None:
     null_key = decode_event(load_event("null_key")).records[0]
     null_value = decode_event(load_event("null_value")).records[0]

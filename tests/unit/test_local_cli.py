@@ -1,0 +1,119 @@
+"""The producer signing helper, `bridge sign` and `bridge validate`, without a local stack."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bridge.producer_signing import signed_headers
+from bridge.service import Bridge
+from bridge.signatures import verify_record
+
+from bridge_local import events as ev
+from bridge_local.cli import main
+from tests.helpers import DEV_CONFIG, RECORD_TIMESTAMP, ROOT, FakeKeys, kafka_event, kafka_record
+
+SECRET = b"payment-service-secret"
+PAYMENT = b'{"payment_id": "p-1", "amount": 5.0, "currency": "EUR"}'
+
+
+def _signed_payment(secret: bytes = SECRET) -> dict[str, Any]:
+    headers, timestamp = signed_headers(secret, producer="payment-service", topic="payments", key=b"acct-1",
+                                        value=PAYMENT, headers=[("event-type", b"PaymentCaptured"),
+                                                                ("currency", b"EUR")],
+                                        timestamp_ms=RECORD_TIMESTAMP)
+    rec = kafka_record("payments", key="acct-1", value=PAYMENT, headers=[(n, v or b"") for n, v in headers])
+    rec["timestamp"] = timestamp
+    return rec
+
+
+def test_a_record_signed_with_the_producer_helper_is_delivered_to_the_signed_only_ledger(
+        make_bridge: Callable[..., Bridge], keys: FakeKeys) -> None:
+    keys.keys["payment-service"] = SECRET
+    report = make_bridge().handle(kafka_event([_signed_payment()]))
+    assert report.summary["parked"] == {}
+    assert report.summary["delivered"] == {"payments-ledger": 1}
+
+
+def test_a_record_signed_with_another_key_is_parked(make_bridge: Callable[..., Bridge], keys: FakeKeys) -> None:
+    keys.keys["payment-service"] = SECRET
+    report = make_bridge().handle(kafka_event([_signed_payment(b"not-the-key")]))
+    assert report.summary["parked"] == {"invalid_signature": 1}
+
+
+def test_signed_headers_refuses_a_producer_header_naming_someone_else() -> None:
+    with pytest.raises(ValueError, match="signed as 'payment-service'"):
+        signed_headers(SECRET, producer="payment-service", topic="payments", key=None, value=b"{}",
+                       headers=[("x-bridge-producer", b"order-service")])
+
+
+def test_bridge_sign_prints_headers_that_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET + b"\n")  # a trailing newline from `echo` or an editor is not part of the key
+    rc = main(["--config", str(DEV_CONFIG), "--state-dir", str(tmp_path), "sign", "--producer", "payment-service",
+               "--topic", "payments", "--key", "acct-1", "--value", PAYMENT.decode(), "--header",
+               "event-type=PaymentCaptured", "--secret-file", str(secret), "--timestamp", str(RECORD_TIMESTAMP)])
+    assert rc == 0
+    doc = json.loads(capsys.readouterr().out)
+    headers = [(n, v.encode()) for n, v in doc["headers"]]
+    (signature,) = [v.decode() for n, v in headers if n == "x-bridge-signature"]
+    assert doc["timestamp"] == RECORD_TIMESTAMP
+    assert verify_record((SECRET,), signature, producer="payment-service", topic="payments",
+                         timestamp=RECORD_TIMESTAMP, key=b"acct-1", value=PAYMENT, headers=headers,
+                         signature_header="x-bridge-signature")
+
+
+def test_bridge_sign_without_a_key_says_where_to_get_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["--config", str(DEV_CONFIG), "--state-dir", str(tmp_path), "sign", "--producer", "payment-service",
+               "--topic", "payments", "--value", "{}"])
+    assert rc == 1
+    assert "pass --secret-file FILE" in capsys.readouterr().err
+
+
+def test_bridge_validate_checks_a_config_without_loading_the_cdk() -> None:
+    # A fresh interpreter: the CDK (jsii and a Node process) is what makes synth take tens of seconds.
+    script = ("import sys; from bridge_local.cli import main; rc = main(['validate', '--config', 'config/dev.yaml', "
+              "'--events-dir', 'events']); print('CDK LOADED' if 'aws_cdk' in sys.modules or 'jsii' in sys.modules "
+              "else 'no cdk'); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "config/dev.yaml: valid" in proc.stdout
+    assert "no cdk" in proc.stdout
+
+
+def test_bridge_validate_reports_every_problem_one_per_line(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: Bad_Name\n", encoding="utf-8")
+    assert main(["validate", "--config", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "name: 'Bad_Name' is not a valid bridge name" in err
+    assert "source: is required" in err
+
+
+def test_bridge_validate_flags_a_stale_shipped_event(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    events = tmp_path / "events"
+    shutil.copytree(ROOT / "events", events)
+    doc = json.loads((events / "route-payments.json").read_text())
+    doc["records"] = {k: v[:0] for k, v in doc["records"].items()}
+    (events / "route-payments.json").write_text(json.dumps(doc))
+
+    assert main(["validate", "--config", str(DEV_CONFIG), "--events-dir", str(events)]) == 1
+    err = capsys.readouterr().err
+    assert "route-payments.json: stale" in err
+    assert "Fix: bridge events --out-dir" in err
+
+
+def test_an_event_file_with_event_source_aws_self_managed_kafka_is_accepted(tmp_path: Path) -> None:
+    event = json.loads((ROOT / "events" / "self-managed-route-order-lifecycle.json").read_text())
+    event["eventSource"] = "aws:SelfManagedKafka"
+    path = tmp_path / "sample.json"
+    path.write_text(json.dumps(event))
+    assert ev.load_event_file(path)["eventSource"] == "aws:SelfManagedKafka"
