@@ -262,6 +262,8 @@ class Poller:
         self.on_failure = on_failure
         self.cluster_arn = cluster_arn or config.source.cluster_arn or LOCAL_CLUSTER_ARN
         self.event_source = "aws:kafka" if config.source.kind == "msk" else "SelfManagedKafka"
+        # Lambda names the configured brokers in a self-managed event, and the handler refuses others
+        self.event_bootstrap = bootstrap if config.source.kind == "msk" else ",".join(config.source.bootstrap_servers)
         self.progress = progress
         self.stop_event = stop_event or threading.Event()
         self.topics = topics or config.source.topics
@@ -387,7 +389,7 @@ class Poller:
         failed_to: str | None = None
         while pending:
             attempts += 1
-            event = build_event(pending, self.cluster_arn, self.bootstrap, self.event_source)
+            event = build_event(pending, self.cluster_arn, self.event_bootstrap, self.event_source)
             try:
                 result = self.handler(event, self.new_context())
             except Exception as exc:
@@ -400,7 +402,7 @@ class Poller:
             summary = _merge_summary(summary, result)
             pending = _retry_after_item_failures(pending, result)
             if pending and attempts > self.settings.max_retries:
-                failed_to = self._send_on_failure(build_event(pending, self.cluster_arn, self.bootstrap,
+                failed_to = self._send_on_failure(build_event(pending, self.cluster_arn, self.event_bootstrap,
                                                               self.event_source),
                                                   "batchItemFailures after retries", attempts)
                 break

@@ -170,6 +170,9 @@ def finalize(config: BridgeConfig, record: PlainRecord, key_for: KeyLookup, now_
         if producer.signing or len(config.producers_for_topic(record.topic)) > 1:
             headers.append((s.producer_header, producer.name.encode("utf-8")))
         if producer.signing and record.sign and s.signature_header.lower() not in names:
+            if s.message_id_header.lower() not in names:
+                # unique per record and signed with it: consumers deduplicate on it
+                headers.append((s.message_id_header, uuid.uuid4().hex.encode("ascii")))
             key = b"not-the-producer-key" if record.forged else key_for(producer.name)
             # Signed last: the signature covers every header above, the timestamp, key and value.
             signature = sign_record(key, producer=producer.name, topic=record.topic, timestamp=timestamp,

@@ -33,7 +33,6 @@ from bridge_local.producer import LARGE_VALUE_BYTES
 PLACEHOLDER_KEY = b"placeholder-signing-key: re-sign with bridge invoke --resign"
 FIXED_TIMESTAMP_MS = 1_767_225_600_000  # 2026-01-01, so regenerated files do not change
 LOCAL_BOOTSTRAP = "b-1.local.kafka:9098"
-SELF_MANAGED_BOOTSTRAP = "kafka-1.example.internal:9096"
 
 
 @dataclass
@@ -113,7 +112,8 @@ def sign_as(config: BridgeConfig, record: KafkaRecord, producer: str, key: bytes
     """The record with producer and signature headers (placeholder key unless given), signed over its
     timestamp and every header, the producer header included (bridge.signatures)."""
     s = config.settings
-    headers = (*record.headers, (s.producer_header, producer.encode()))
+    headers = (*record.headers, (s.message_id_header, f"{record.topic}-{record.offset}-{producer}".encode()),
+               (s.producer_header, producer.encode()))
     sig = signature or _sign(config, key, producer, replace(record, headers=headers))
     return replace(record, headers=(*headers, (s.signature_header, sig.encode())))
 
@@ -227,12 +227,8 @@ def generate(config: BridgeConfig) -> list[GeneratedEvent]:
         items[0]["offset"] = 500
         out.append(GeneratedEvent("fail-undecodable", "a record whose value is not base64 (cannot come from a "
                                   "broker; tests the decoder): parked", broken, {}, {"undecodable": 1}))
-        # self-managed Kafka: same first route record, SelfManagedKafka shape (no eventSourceArn)
-        rec = records_from_event(first)[0]
-        sm = GeneratedEvent(f"self-managed-{out[0].name}", "the first route's record as self-managed Kafka "
-                            "delivers it (eventSource SelfManagedKafka, no eventSourceArn)",
-                            ev([rec], "SelfManagedKafka", SELF_MANAGED_BOOTSTRAP), dict(out[0].expect_delivered))
-        out.append(sm)
+    # No event in the other source's shape: the bridge refuses events from any source but its own
+    # (bridge.service, ForeignEventError), so every event here names the configured cluster or brokers.
     return out
 
 

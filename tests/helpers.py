@@ -168,17 +168,23 @@ class FakeKeys:
 
 SIGNATURE_HEADER = "x-bridge-signature"
 PRODUCER_HEADER = "x-bridge-producer"
+MESSAGE_ID_HEADER = "x-bridge-message-id"
 RECORD_TIMESTAMP = 1767225600000  # what `kafka_record` sets
 
 
 def signed_record(secret: bytes, producer: str, topic: str = "orders", partition: int = 0, offset: int = 0, *,
                   key: str | bytes | None = "k", value: str | bytes | None = '{"total": 1}',
-                  headers: Iterable[tuple[str, str | bytes]] = (), timestamp: int = RECORD_TIMESTAMP) -> dict[str, Any]:
+                  headers: Iterable[tuple[str, str | bytes]] = (), timestamp: int = RECORD_TIMESTAMP,
+                  message_id: str | None = "") -> dict[str, Any]:
     """`kafka_record` with the producer header and its signature over the whole record (appended last),
-    as a producer following bridge.signatures sends it."""
+    as a producer following bridge.signatures sends it. A message id header is added unless the headers
+    carry one or `message_id` is None (`""`: one made from topic, partition and offset)."""
     def raw(v: str | bytes | None) -> bytes | None:
         return v.encode("utf-8") if isinstance(v, str) else v
 
+    headers = list(headers)
+    if message_id is not None and all(n != MESSAGE_ID_HEADER for n, _ in headers):
+        headers.append((MESSAGE_ID_HEADER, message_id or f"msg-{topic}-{partition}-{offset}"))
     named = [*headers, (PRODUCER_HEADER, producer)]
     sig = sign_record(secret, producer=producer, topic=topic, timestamp=timestamp, key=raw(key),
                       value=raw(value), headers=[(n, raw(v)) for n, v in named], signature_header=SIGNATURE_HEADER)

@@ -29,7 +29,8 @@ class BatchTally:
     parked: Counter[str] = field(default_factory=Counter)
     skipped: int = 0
     routes: Counter[str] = field(default_factory=Counter)
-    producers: Counter[str] = field(default_factory=Counter)
+    producers: Counter[str] = field(default_factory=Counter)  # records whose signature verified
+    producers_unverified: Counter[str] = field(default_factory=Counter)  # claimed or inferred, not verified
     partitions: dict[str, list[int]] = field(default_factory=dict)
     correlation_ids: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
     redrive: bool = False  # the batch is a redrive invocation (`bridge redrive`)
@@ -59,6 +60,7 @@ class BatchTally:
             "skipped": self.skipped,
             "routes": dict(self.routes),
             "producers": dict(self.producers),
+            "producers_unverified": dict(self.producers_unverified),
             "partitions": {k: list(v) for k, v in self.partitions.items()},
             "redrive": self.redrive,
             "fifo_order_breaks": self.fifo_order_breaks,

@@ -36,9 +36,11 @@ CHECKPOINT_TTL_MARGIN_SECONDS = 86_400
 OUTAGE_RETRY_MAX_SECONDS = 3_600  # failing a batch back longer than this blocks its partitions for too long
 ESM_MAX_CONSUMER_GROUP_ID = 200
 
-# Attributes the bridge sets itself (content-encoding only on a raw body that is not UTF-8);
+# Attributes the bridge sets itself (content-encoding only on a raw body that is not UTF-8; `producer`
+# names a verified producer, `producer-unverified` an unverified attribution, in the same slot);
 # header attributes share the rest of the 10.
-RESERVED_ATTRIBUTES = ("correlation-id", "record-id", "producer", "content-encoding")
+RESERVED_ATTRIBUTES = ("correlation-id", "record-id", "message-id", "producer", "content-encoding")
+UNVERIFIED_PRODUCER_ATTRIBUTE = "producer-unverified"
 MAX_HEADER_ATTRIBUTES = MAX_MESSAGE_ATTRIBUTES - len(RESERVED_ATTRIBUTES)
 # A claim-check pointer carries one more: the extended client libraries' `ExtendedPayloadSize`.
 CLAIM_CHECK_SIZE_ATTRIBUTE = "ExtendedPayloadSize"
@@ -46,6 +48,7 @@ MAX_CLAIM_CHECK_HEADER_ATTRIBUTES = MAX_HEADER_ATTRIBUTES - 1
 # SQS keeps a message at most 14 days (its DLQ counts from the first enqueue): a claim-check object
 # must outlive every message pointing to it.
 CLAIM_CHECK_DEFAULT_RETENTION_DAYS = 15
+MAX_MESSAGE_ID_CHARS = 128  # a producer's signed message id; the attribute adds `<producer>:`
 
 # Stages whose `production` flag defaults to true; any other name defaults to false.
 PRODUCTION_ENVIRONMENTS = ("prod", "production")
@@ -224,6 +227,9 @@ class Producer:
     external_id: str | None = None
     # ... or only from within this AWS Organization (aws:PrincipalOrgID)
     org_id: str | None = None
+    # signed records older than this (by their signed timestamp) are parked `stale`; None: no limit,
+    # because reprocessing a topic from the start is a normal operation
+    max_age_seconds: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +293,7 @@ class BridgeSettings:
     correlation_header: str = "correlation-id"
     producer_header: str = "x-bridge-producer"
     signature_header: str = "x-bridge-signature"
+    message_id_header: str = "x-bridge-message-id"
     max_delivery_attempts: int = 4
     retry_base_delay_ms: int = 100
     max_concurrency: int = 8
@@ -563,6 +570,15 @@ def _int(pb: _Problems, path: str, raw: Any, default: int, lo: int, hi: int) -> 
     return raw
 
 
+def _optional_int(pb: _Problems, path: str, raw: Any, lo: int, hi: int) -> int | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or not lo <= raw <= hi:
+        pb.add(path, f"{raw!r} is out of range. Fix: a whole number from {lo} to {hi}, or leave it out")
+        return None
+    return raw
+
+
 def _bool(pb: _Problems, path: str, raw: Any, default: bool) -> bool:
     if raw is None:
         return default
@@ -722,7 +738,7 @@ def _parse_network(pb: _Problems, path: str, raw: Any, kind: str) -> Network:
 
 def _parse_producer(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Producer | None:
     _unknown(pb, path, raw, {"name", "topics", "aws_principal", "oidc", "signing", "direct_send_to",
-                             "external_id", "org_id"})
+                             "external_id", "org_id", "max_age_seconds"})
     name = _str(pb, f"{path}.name", raw.get("name"), pattern=_NAME_RE,
                 hint="2-40 lowercase letters, digits and hyphens") or "invalid"
     topics = _str_list(pb, f"{path}.topics", raw.get("topics"), _TOPIC_RE, "the Kafka topics it writes",
@@ -772,7 +788,8 @@ def _parse_producer(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Produce
     return Producer(name, topics, principal if isinstance(principal, str) else None, oidc,
                     _bool(pb, f"{path}.signing", raw.get("signing"), False),
                     _str_list(pb, f"{path}.direct_send_to", raw.get("direct_send_to"), _NAME_RE,
-                              "names of SQS destinations"), external_id, org_id)
+                              "names of SQS destinations"), external_id, org_id,
+                    _optional_int(pb, f"{path}.max_age_seconds", raw.get("max_age_seconds"), 1, 31_536_000))
 
 
 def _parse_destination(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Destination | None:
@@ -811,7 +828,8 @@ def _parse_destination(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Dest
                f"the bridge uses {len(RESERVED_ATTRIBUTES)}: {', '.join(RESERVED_ATTRIBUTES)}). Fix: keep at most "
                f"{MAX_HEADER_ATTRIBUTES}, or use body: envelope to carry all headers in the body")
     for a in attrs:
-        if a.lower() in RESERVED_ATTRIBUTES or a.lower().startswith(("aws.", "amazon.")):
+        if a.lower() in (*RESERVED_ATTRIBUTES, UNVERIFIED_PRODUCER_ATTRIBUTE) or \
+                a.lower().startswith(("aws.", "amazon.")):
             pb.add(f"{path}.header_attributes", f"{a!r} is reserved. Fix: remove it")
     body = _choice(pb, f"{path}.body", raw.get("body"), ("raw", "envelope"), "raw")
     oversize = _choice(pb, f"{path}.oversize", raw.get("oversize"), ("park", "claim-check"), "park")
@@ -977,6 +995,8 @@ def _parse_settings(pb: _Problems, raw: Any, production: bool = False) -> Bridge
              hint="a Kafka header name") or d.producer_header,
         _str(pb, "settings.signature_header", raw.get("signature_header", d.signature_header), pattern=hdr,
              hint="a Kafka header name") or d.signature_header,
+        _str(pb, "settings.message_id_header", raw.get("message_id_header", d.message_id_header), pattern=hdr,
+             hint="a Kafka header name") or d.message_id_header,
         _int(pb, "settings.max_delivery_attempts", raw.get("max_delivery_attempts"), d.max_delivery_attempts, 1, 10),
         _int(pb, "settings.retry_base_delay_ms", raw.get("retry_base_delay_ms"), d.retry_base_delay_ms, 0, 10_000),
         _int(pb, "settings.max_concurrency", raw.get("max_concurrency"), d.max_concurrency, 1, 64),
@@ -1156,9 +1176,11 @@ def _cross_check(pb: _Problems, name: str, src: Source | None, producers: Iterab
         if settings.signature_header.lower() in (a.lower() for a in d.header_attributes):
             pb.add(f"destinations[{d.name}].header_attributes", f"{settings.signature_header!r} is the producers' "
                    "signature, which never leaves the bridge. Fix: remove it")
-    headers = [settings.correlation_header, settings.producer_header, settings.signature_header]
-    if len({h.lower() for h in headers}) != 3:
-        pb.add("settings", "correlation_header, producer_header and signature_header must differ")
+    headers = [settings.correlation_header, settings.producer_header, settings.signature_header,
+               settings.message_id_header]
+    if len({h.lower() for h in headers}) != len(headers):
+        pb.add("settings", "correlation_header, producer_header, signature_header and message_id_header must "
+                           "differ. Fix: rename one of them")
 
 
 def _reaches_signed_only(d: Destination, dests: Mapping[str, Destination]) -> bool:

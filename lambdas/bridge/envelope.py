@@ -17,7 +17,13 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.config import CLAIM_CHECK_SIZE_ATTRIBUTE, FIFO_DEDUP_ID_MAX, MAX_MESSAGE_ATTRIBUTES, Destination
+from bridge.config import (
+    CLAIM_CHECK_SIZE_ATTRIBUTE,
+    FIFO_DEDUP_ID_MAX,
+    MAX_MESSAGE_ATTRIBUTES,
+    UNVERIFIED_PRODUCER_ATTRIBUTE,
+    Destination,
+)
 from bridge.records import KafkaRecord, utf8_or_none
 
 # Fixed namespace for generated correlation ids: uuid5(namespace, record id) never changes.
@@ -87,9 +93,34 @@ def correlation_id_for(record: KafkaRecord, header: str) -> str:
     return str(uuid.uuid5(CORRELATION_NAMESPACE, record.record_id))
 
 
-def dedup_id_for(record: KafkaRecord, destination: str) -> str:
-    """FIFO MessageDeduplicationId: hex sha256 of topic, partition, offset and destination name."""
-    text = f"{record.topic}\0{record.partition}\0{record.offset}\0{destination}"
+def message_id_for(record: KafkaRecord, producer: str | None, signed_id: str | None) -> str:
+    """The `message-id` attribute: `<producer>:<signed id>` for a verified record (a copy of it at any
+    offset has the same), else the record id (`topic-partition-offset`; no ':' in either, so the two
+    forms never meet)."""
+    return f"{producer}:{signed_id}" if producer and signed_id else record.record_id
+
+
+def content_digest(record: KafkaRecord) -> str:
+    """sha256 over the record's key, value and headers (null and empty kept apart)."""
+    h = hashlib.sha256()
+    for part in (record.key, record.value):
+        h.update(b"-" if part is None else hashlib.sha256(part).digest())
+    for name, value in record.headers:
+        h.update(b"\0" + name.encode("utf-8") + b"\0" + hashlib.sha256(value).digest())
+    return h.hexdigest()
+
+
+def dedup_id_for(record: KafkaRecord, destination: str, message_id: str | None = None) -> str:
+    """FIFO MessageDeduplicationId, hex sha256 of:
+    - a verified record: its `message-id` attribute and the destination, so a replayed copy of a signed
+      record is dropped by SQS within its 5-minute window;
+    - any other: topic, partition, offset, destination and the content digest, so a different record
+      that lands on a position seen before (a recreated topic, a redrive) is never dropped as its twin.
+    """
+    if message_id is not None:
+        text = f"message\0{message_id}\0{destination}"
+    else:
+        text = f"{record.topic}\0{record.partition}\0{record.offset}\0{destination}\0{content_digest(record)}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:FIFO_DEDUP_ID_MAX]
 
 
@@ -121,20 +152,25 @@ def group_id_for(record: KafkaRecord, destination: Destination) -> str:
 
 
 def build_message(record: KafkaRecord, destination: Destination, *, producer: str | None,
-                  correlation_id: str, signature_header: str) -> OutgoingMessage:
+                  correlation_id: str, signature_header: str, verified: bool = False,
+                  signed_id: str | None = None) -> OutgoingMessage:
     """The message for one record and destination, per the contract.
 
     `signature_header` (settings.signature_header) is the producer's signature: it never leaves the
-    bridge, so an envelope does not carry it.
+    bridge, so an envelope does not carry it. `verified`: the producer's signature was checked (then
+    `signed_id` is its signed message id); an unverified attribution never looks like a verified one.
     """
     if destination.body == "envelope":
-        body, encoding = envelope_body(record, producer, correlation_id, omit_headers=(signature_header,)), None
+        body, encoding = envelope_body(record, producer, correlation_id, omit_headers=(signature_header,),
+                                       verified=verified), None
         body_bytes = len(body.encode("utf-8"))
     else:
         body, encoding = raw_body(record.value)
         # a raw text body is the value's own UTF-8: its size is known without encoding it again
         body_bytes = len(record.value) if encoding is None and record.value is not None else len(body)
-    attributes = message_attributes(record, destination, producer, correlation_id, encoding)
+    message_id = message_id_for(record, producer, signed_id if verified else None)
+    attributes = message_attributes(record, destination, producer, correlation_id, encoding,
+                                    verified=verified, message_id=message_id)
     return OutgoingMessage(
         record_id=record.record_id,
         destination=destination.name,
@@ -143,7 +179,8 @@ def build_message(record: KafkaRecord, destination: Destination, *, producer: st
         correlation_id=correlation_id,
         size=body_bytes + billed_size("", attributes),
         group_id=group_id_for(record, destination) if destination.fifo else None,
-        dedup_id=dedup_id_for(record, destination.name) if destination.fifo else None,
+        dedup_id=dedup_id_for(record, destination.name, message_id if verified and signed_id else None)
+        if destination.fifo else None,
     )
 
 
@@ -165,8 +202,9 @@ def raw_body(value: bytes | None) -> tuple[str, str | None]:
 
 
 def envelope_body(record: KafkaRecord, producer: str | None, correlation_id: str,
-                  omit_headers: Collection[str] = ()) -> str:
-    """JSON envelope: topic, partition, offset, timestamp, key, headers, correlation_id, producer, value.
+                  omit_headers: Collection[str] = (), verified: bool = False) -> str:
+    """JSON envelope: topic, partition, offset, timestamp, key, headers, correlation_id, producer,
+    producer_verified, value.
 
     `headers` maps each header name to the list of all its values in record order (Kafka header names
     may repeat), except the names in `omit_headers`. `value` is the parsed JSON value when the record is
@@ -182,6 +220,7 @@ def envelope_body(record: KafkaRecord, producer: str | None, correlation_id: str
         "headers": {},
         "correlation_id": correlation_id,
         "producer": producer,
+        "producer_verified": verified and producer is not None,
         "value": None,
     }
     if record.key is not None:
@@ -217,15 +256,19 @@ def envelope_body(record: KafkaRecord, producer: str | None, correlation_id: str
 
 
 def message_attributes(record: KafkaRecord, destination: Destination, producer: str | None,
-                       correlation_id: str, content_encoding: str | None) -> tuple[tuple[str, str], ...]:
+                       correlation_id: str, content_encoding: str | None, *, verified: bool = False,
+                       message_id: str | None = None) -> tuple[tuple[str, str], ...]:
     """Reserved attributes, then the destination's header attributes; never more than the limit.
 
+    `producer` names a verified producer only; an unverified attribution (a claim, or the only producer
+    of the topic) goes as `producer-unverified`, so a filter policy on `producer` never matches it.
     A header becomes an attribute only when present, non-empty, UTF-8 and accepted by SQS (the last
     value of a repeated header), so one odd header never makes SQS reject the whole message.
     """
-    attrs: list[tuple[str, str]] = [("correlation-id", correlation_id), ("record-id", record.record_id)]
+    attrs: list[tuple[str, str]] = [("correlation-id", correlation_id), ("record-id", record.record_id),
+                                    ("message-id", message_id or record.record_id)]
     if producer:
-        attrs.append(("producer", producer))
+        attrs.append(("producer" if verified else UNVERIFIED_PRODUCER_ATTRIBUTE, producer))
     if content_encoding:
         attrs.append(("content-encoding", content_encoding))
     for name in destination.header_attributes:

@@ -32,6 +32,8 @@ PARK_REASONS = (
     "signing_key_unavailable",
     "untrusted_producer",
     "producer_not_allowed",
+    "missing_message_id",
+    "stale",
 )
 # Reasons that say a record's origin could not be trusted (a forged, unsigned or misattributed record):
 # they share one high-severity alarm, apart from the operational reasons.

@@ -36,6 +36,11 @@ class InvalidEventError(ValueError):
     """The event is not a Kafka event-source event; the message is one line that says what to send."""
 
 
+class ForeignEventError(InvalidEventError):
+    """A Kafka event that does not come from this bridge's source (another cluster's ARN, other
+    bootstrap servers); the message is one line naming both."""
+
+
 class InvalidRedriveError(InvalidEventError):
     """The event's `bridgeRedrive` key has the wrong shape; the message is one line naming the problem."""
 
@@ -85,6 +90,7 @@ class KafkaBatch:
     event_source_arn: str | None
     records: tuple[KafkaRecord, ...]
     redrive: Redrive | None = None  # set for a redrive invocation (the event's `bridgeRedrive` map)
+    bootstrap_servers: str | None = None  # the event's `bootstrapServers` (comma-separated host:port)
 
 
 def utf8_or_none(data: bytes) -> str | None:
@@ -162,7 +168,9 @@ def decode_event(event: object) -> KafkaBatch:
         for item in items if isinstance(items, list) else [items]:
             records.append(decode_record(item, str(partition_key)))
     arn = event.get("eventSourceArn")
-    return KafkaBatch(str(event["eventSource"]), arn if isinstance(arn, str) else None, tuple(records), redrive)
+    servers = event.get("bootstrapServers")
+    return KafkaBatch(str(event["eventSource"]), arn if isinstance(arn, str) else None, tuple(records), redrive,
+                      servers if isinstance(servers, str) else None)
 
 
 def decode_record(raw: Any, partition_key: str = "") -> KafkaRecord:
@@ -221,8 +229,13 @@ def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
         if type(entry) is not dict and not isinstance(entry, Mapping):
             raise TypeError("a header entry is not an object")
         for name, values in entry.items():
+            text = name if type(name) is str else str(name)
+            if not text.isascii() and not _encodes_as_utf8(text):
+                # JSON can carry a lone surrogate that no Kafka client could have produced; signing and
+                # attributes need the name's UTF-8 bytes, so the record is parked, not the batch failed
+                raise ValueError("a header name is not valid UTF-8")
             # a header with a null value (Kafka allows it) decodes to b""
-            out.append((str(name), b"" if values is None else _header_bytes(name, values)))
+            out.append((text, b"" if values is None else _header_bytes(text, values)))
     return tuple(out)
 
 
@@ -244,6 +257,14 @@ def _header_bytes(name: str, values: Any) -> bytes:
     ):
         raise ValueError(f"header {name!r} is not a list of byte values")
     return bytes(b & 0xFF for b in values)
+
+
+def _encodes_as_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _require_str(raw: Mapping[str, Any], name: str) -> str:

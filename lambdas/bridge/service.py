@@ -30,7 +30,7 @@ from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES, 
 from bridge.delivery import HELD_BACK, BatchSender, Deliverer, DeliveryRun, Target
 from bridge.envelope import OutgoingMessage, billed_size, build_message, correlation_id_for
 from bridge.parking import ObjectStore, ObjectStoreError, Parking, ParkRequest
-from bridge.records import KafkaBatch, KafkaRecord, Redrive, decode_event
+from bridge.records import ForeignEventError, KafkaBatch, KafkaRecord, Redrive, decode_event
 from bridge.routing import UNMATCHED_ROUTE, Router, RoutingDecision, restrict_to_redrive
 from bridge.settings import Settings
 from bridge.trust import SigningKeys, TrustPolicy
@@ -110,7 +110,7 @@ class Bridge:
                                     base_delay_ms=s.retry_base_delay_ms, max_concurrency=s.max_concurrency,
                                     sleep=sleep, rand=rand)
         self._router = Router(config)
-        self._trust = TrustPolicy(config, signing_keys)
+        self._trust = TrustPolicy(config, signing_keys, now_ms=lambda: int(clock().timestamp() * 1000))
         self._clock = clock
         self.targets = {
             d.name: Target(d.name, d.type, settings.destination_address(d, config.prefix), d.message_limit, d.fifo)
@@ -131,7 +131,9 @@ class Bridge:
         return self.process(decode_event(event))
 
     def process(self, batch: KafkaBatch) -> BatchReport:
-        """Process one decoded batch (the handler decodes first to log with the batch id)."""
+        """Process one decoded batch (the handler decodes first to log with the batch id). Raises
+        ForeignEventError for an event from another source (unless it is a redrive)."""
+        self._check_source(batch)
         started_at = self._clock()
         batch_id = batch_id_for(batch.records, redrive=batch.redrive is not None)
         tally = BatchTally(redrive=batch.redrive is not None)
@@ -199,6 +201,27 @@ class Bridge:
         since = progress.outage_since(batch_id, now)
         return since is not None and now - since < window
 
+    def _check_source(self, batch: KafkaBatch) -> None:
+        """Refuse an event that names another cluster (or other brokers) than the config's: only this
+        bridge's event-source mapping, or a redrive of what it parked (which may predate a move to
+        another cluster), may hand it records."""
+        if batch.redrive is not None:
+            return
+        src = self.config.source
+        if src.kind == "msk":
+            if batch.event_source != "aws:kafka" or batch.event_source_arn != src.cluster_arn:
+                raise ForeignEventError(
+                    f"event from {batch.event_source} {batch.event_source_arn or '(no eventSourceArn)'} refused: "
+                    f"this bridge reads source.cluster_arn {src.cluster_arn} only. Send an event from that "
+                    "cluster (events/), or a redrive event")
+            return
+        servers = {s.strip() for s in (batch.bootstrap_servers or "").split(",") if s.strip()}
+        if batch.event_source != "SelfManagedKafka" or servers != set(src.bootstrap_servers):
+            raise ForeignEventError(
+                f"event from {batch.event_source} with bootstrapServers {batch.bootstrap_servers!r} refused: this "
+                f"bridge reads source.bootstrap_servers {','.join(src.bootstrap_servers)} only. Send an event "
+                "from those brokers (events/), or a redrive event")
+
     def _plan(self, record: KafkaRecord, tally: BatchTally, parks: list[ParkRequest],
               run: DeliveryRun, origins: dict[int, _Origin],
               redrive: Redrive | None = None, progress: BatchProgress | None = None) -> None:
@@ -213,13 +236,18 @@ class Bridge:
             parks.append(ParkRequest(record, trust.rejection.reason, trust.rejection.detail, correlation_id,
                                      producer=trust.producer))
             return
-        if trust.producer:
-            tally.producers[trust.producer] += 1
         decision = self._router.route(record)
         tally.routes.update(decision.routes)
         listed = redrive.get(record.record_id) if redrive else None
         if listed is not None:
             decision = self._redrive_only(record, decision, listed, parks, correlation_id, trust.producer)
+        # Verified once, up front, when a destination that may take this producer asks for a signature:
+        # every message of the record then says the same about its producer.
+        if any(d.accept_from and (trust.producer is None or trust.producer in d.accept_from)
+               for d in map(self._destinations.__getitem__, decision.destinations)):
+            trust.verify()
+        if trust.producer:
+            (tally.producers if trust.verified else tally.producers_unverified)[trust.producer] += 1
         if decision.action == "skip":
             tally.skipped += 1
             return
@@ -239,7 +267,8 @@ class Bridge:
                                          trust.producer))
                 continue
             message = build_message(record, destination, producer=trust.producer, correlation_id=correlation_id,
-                                    signature_header=self.config.settings.signature_header)
+                                    signature_header=self.config.settings.signature_header,
+                                    verified=trust.verified, signed_id=trust.message_id)
             limit = self.targets[name].max_bytes
             if message.size > limit and destination.oversize == "claim-check" and self._claim_check is not None:
                 try:

@@ -19,8 +19,8 @@ these lines joined by a single "\\n" (LF), with no trailing newline:
     <H(value)>
     <header line>     zero or more, one per signed header, in canonical order
 
-- H(b) is the lowercase hex SHA-256 of the bytes b; an absent (null) key or value hashes as the
-  empty byte string.
+- H(b) is the lowercase hex SHA-256 of the bytes b. An absent (null) key or value is the line
+  `-` instead (never a hex digest), so a tombstone (null value) and an empty value sign differently.
 - <timestamp> is the record's Kafka timestamp in milliseconds since the epoch, as a base-10
   integer with no sign, padding or decimals (for example 1767225600000). It is the CreateTime the
   producer sets on the record (for example confluent-kafka `produce(timestamp=ms)`, Java
@@ -53,11 +53,21 @@ that one producer's key cannot vouch for another; the headers because they drive
 message attributes of a signed-only queue and the correlation id; the timestamp so that it cannot
 be changed. Partition and offset are not signed (the producer does not know them): a verbatim copy
 of a signed record at another offset (anyone able to write the topic replaying it) verifies again.
-That is a duplicate, not a forgery: its content is exactly what the producer signed, and the
-bridge enforces no freshness window. Consumers that must act once per signed record deduplicate on
-the producer's correlation id (a signed header, so a copy carries the same one) or on the
-business id in the value, not on `record-id`, which names the offset; the bridge delivers at
-least once anyway.
+That is a duplicate, not a forgery: its content is exactly what the producer signed. The signed
+message id (below) is what lets FIFO destinations drop such a copy and consumers recognise it; not
+`record-id`, which names the offset. The bridge delivers at least once anyway.
+
+Every signed record must also carry a message id header (settings.message_id_header,
+`x-bridge-message-id`): 1-128 characters of UTF-8 that the producer never reuses for another record
+(a UUID, or a business id). It is signed like every header, so a copy of the record carries the same
+one. The bridge puts `<producer>:<message id>` in the `message-id` attribute of every message it
+delivers for a verified record, and FIFO destinations deduplicate on it: consumers that must act
+once per record deduplicate on that attribute. A verified record without it is parked
+`missing_message_id`.
+
+A producer may also be given `max_age_seconds` in the config: a verified record whose signed
+timestamp is older than that is parked `stale` (off by default: reprocessing a topic from the start
+is a normal operation).
 
 A null header value: the bridge can only verify it if the Kafka event delivers the header with a
 null value; a producer that cannot rely on that should not send null-valued headers on signed
@@ -74,8 +84,15 @@ SCHEME = "v1"
 NULL_HEADER_VALUE = "-"  # a null header value's line; never a hex digest
 
 
-def _h(data: bytes | None) -> str:
-    return hashlib.sha256(data or b"").hexdigest()
+NULL_LINE = "-"  # a null key or value's line; never a hex digest
+
+
+def _h(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _h_or_null(data: bytes | None) -> str:
+    return NULL_LINE if data is None else _h(data)
 
 
 def signed_header_lines(headers: Iterable[tuple[str, bytes | None]], signature_header: str) -> list[str]:
@@ -90,7 +107,7 @@ def canonical_string(*, producer: str, topic: str, timestamp: int, key: bytes | 
                      headers: Sequence[tuple[str, bytes | None]], signature_header: str) -> bytes:
     """The exact bytes a producer signs; documented above so producers in any language can match it."""
     return "\n".join(
-        (SCHEME, producer, topic, str(timestamp), _h(key), _h(value),
+        (SCHEME, producer, topic, str(timestamp), _h_or_null(key), _h_or_null(value),
          *signed_header_lines(headers, signature_header))
     ).encode("utf-8")
 

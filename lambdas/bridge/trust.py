@@ -9,9 +9,14 @@ Attribution (per record):
   unverified (useful for audit counts, never enough for `accept_from`).
 
 Admission (per record and destination): a destination with `accept_from` takes only records with a
-valid signature (bridge.signatures) by a listed producer: no signature -> `unsigned`, a signature
-that does not verify -> `invalid_signature`, valid but the producer is not listed ->
-`untrusted_producer`. Keys are fetched only when a destination with `accept_from` needs one.
+valid signature (bridge.signatures) by a listed producer. The list is checked first: a record whose
+producer is not listed is `untrusted_producer` without its signature being read (on AWS the bridge
+role cannot read that producer's key, and a redrive would loop on `signing_key_unavailable`). Then:
+no signature -> `unsigned`, a signature that does not verify -> `invalid_signature`, a valid one
+without the signed message id header -> `missing_message_id`, and one older than the producer's
+`max_age_seconds` -> `stale`. Keys are fetched only when a destination with `accept_from` needs one.
+A record is `verified` once its signature, message id and age passed; only then do its messages
+name the producer as verified and carry the producer's message id.
 
 Keys (`SigningKeyCache`): a signature verifies with the producer's current or previous key, so a
 rotation parks nothing. Keys are kept `KEY_TTL_SECONDS`, so a new current key is picked up without a
@@ -26,13 +31,14 @@ the function timeout and block the partition). Keys read before the outage keep 
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from bridge.config import BridgeConfig, Destination
+from bridge.config import MAX_MESSAGE_ID_CHARS, BridgeConfig, Destination
 from bridge.records import KafkaRecord, utf8_or_none
 from bridge.signatures import verify_record
 
@@ -42,6 +48,13 @@ KEY_REFRESH_SECONDS = 5.0
 KEY_STALE_SECONDS = 3600.0
 
 Clock = Callable[[], float]
+# visible ASCII: the id goes into a message attribute and a FIFO deduplication id as is
+_MESSAGE_ID_RE = re.compile(rf"^[\x21-\x7e]{{1,{MAX_MESSAGE_ID_CHARS}}}$")
+WallClockMs = Callable[[], int]  # milliseconds since the epoch, for the freshness window
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class SigningKeyUnavailable(RuntimeError):
@@ -151,37 +164,69 @@ def headers_as_produced(record: KafkaRecord) -> tuple[tuple[str, bytes | None], 
     return tuple((name, None if null else value) for (name, value), null in zip(record.headers, nulls, strict=True))
 
 
+@dataclass(frozen=True, slots=True)
+class _Headers:
+    signature: str
+    message_id: str
+
+
 class RecordTrust:
     """The attribution of one record, with its signature verified at most once, on demand."""
 
     def __init__(self, record: KafkaRecord, producer: str | None, claimed: bool, rejection: Rejection | None,
-                 signature_header: str, keys: SigningKeyCache) -> None:
+                 headers: _Headers, keys: SigningKeyCache, max_age_seconds: int | None = None,
+                 now_ms: WallClockMs = _now_ms) -> None:
         self.record = record
         self.producer = producer
         self.claimed = claimed
         self.rejection = rejection  # set: the whole record is parked
-        self._signature_header = signature_header
+        self._signature_header = headers.signature
+        self._message_id_header = headers.message_id
         self._keys = keys
+        self._max_age_seconds = max_age_seconds
+        self._now_ms = now_ms
         self._checked = False
         self._signature_problem: Rejection | None = None
+        self.message_id: str | None = None  # the producer's signed message id, once verified
+
+    @property
+    def verified(self) -> bool:
+        """True once the signature, message id and age of the record passed (see `verify`)."""
+        return self._checked and self._signature_problem is None and self.producer is not None
 
     def admit(self, destination: Destination) -> Rejection | None:
         """None when the record may go to this destination, else the reason it may not."""
         if not destination.accept_from:
             return None
-        problem = self._verify()
-        if problem is not None:
-            return problem
-        if self.producer not in destination.accept_from:
+        if self.producer is not None and self.producer not in destination.accept_from:
+            # before the signature: the bridge may not even be able to read this producer's key
             return Rejection("untrusted_producer", f"producer {self.producer!r} is not in accept_from of "
                                                    f"{destination.name}")
-        return None
+        return self.verify()
 
-    def _verify(self) -> Rejection | None:
+    def verify(self) -> Rejection | None:
+        """Check the signature (at most once per record): None when it is valid, else why not."""
         if not self._checked:
             self._signature_problem = self._check_signature()
+            if self._signature_problem is None:
+                self._signature_problem = self._check_message_id_and_age()
             self._checked = True
         return self._signature_problem
+
+    def _check_message_id_and_age(self) -> Rejection | None:
+        text = self.record.last_header_text(self._message_id_header)
+        if not text or not _MESSAGE_ID_RE.match(text):
+            why = "absent or empty" if not text else \
+                f"not 1-{MAX_MESSAGE_ID_CHARS} visible ASCII characters (letters, digits, punctuation)"
+            return Rejection("missing_message_id", f"signed, but {self._message_id_header} is {why}; producers "
+                                                   "must send a unique message id with every signed record")
+        if self._max_age_seconds is not None:
+            age_ms = self._now_ms() - self.record.timestamp
+            if age_ms > self._max_age_seconds * 1000:
+                return Rejection("stale", f"signed {age_ms // 1000} s ago, more than max_age_seconds "
+                                          f"{self._max_age_seconds} of producer {self.producer!r}")
+        self.message_id = text
+        return None
 
     def _check_signature(self) -> Rejection | None:
         raw = self.record.last_header(self._signature_header)
@@ -219,12 +264,15 @@ class RecordTrust:
 class TrustPolicy:
     """Builds a `RecordTrust` per record; build once per cold start (it holds the key cache)."""
 
-    def __init__(self, config: BridgeConfig, keys: SigningKeys, clock: Clock = time.monotonic) -> None:
+    def __init__(self, config: BridgeConfig, keys: SigningKeys, clock: Clock = time.monotonic,
+                 now_ms: WallClockMs = _now_ms) -> None:
         self._config = config
         self._keys = SigningKeyCache(keys, clock)
+        self._now_ms = now_ms
         self._producer_header = config.settings.producer_header
-        self._signature_header = config.settings.signature_header
+        self._headers = _Headers(config.settings.signature_header, config.settings.message_id_header)
         self._producers_for_topic: dict[str, tuple[str, ...]] = {}  # config-only: computed once per topic
+        self._max_age = {p.name: p.max_age_seconds for p in config.producers}
 
     def attribute(self, record: KafkaRecord) -> RecordTrust:
         """Who wrote the record (claimed or inferred) and whether the claim is allowed."""
@@ -252,4 +300,5 @@ class TrustPolicy:
 
     def _trust(self, record: KafkaRecord, producer: str | None, claimed: bool,
                rejection: Rejection | None) -> RecordTrust:
-        return RecordTrust(record, producer, claimed, rejection, self._signature_header, self._keys)
+        return RecordTrust(record, producer, claimed, rejection, self._headers, self._keys,
+                           self._max_age.get(producer) if producer else None, self._now_ms)

@@ -22,7 +22,8 @@ from tests.infra.conftest import (  # noqa: F401 - fixtures shared with the infr
     variant_document,
 )
 
-OUTCOMES = ("refused at synth", "parked", "denied by policy", "not delivered")
+OUTCOMES = ("refused at synth", "refused at runtime", "parked", "deduplicated", "marked unverified",
+            "denied by policy")
 
 
 @dataclass

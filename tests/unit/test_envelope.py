@@ -15,6 +15,7 @@ from bridge.envelope import (
     CORRELATION_NAMESPACE,
     billed_size,
     build_message,
+    content_digest,
     correlation_id_for,
     dedup_id_for,
     group_id_for,
@@ -35,10 +36,22 @@ def test_attributes_are_reserved_then_header_attributes_with_last_value_of_repea
     rec = decode_event(load_event("headers_repeated_negative")).records[0]
     dest = Destination("out", "sqs", header_attributes=("event-type", "trace", "empty", "absent"))
 
-    attrs = dict(message_attributes(rec, dest, "order-service", "cid-1", None))
+    attrs = dict(message_attributes(rec, dest, "order-service", "cid-1", None, verified=True,
+                                    message_id="order-service:m-1"))
 
-    assert attrs == {"correlation-id": "cid-1", "record-id": "orders-0-42", "producer": "order-service",
+    assert attrs == {"correlation-id": "cid-1", "record-id": "orders-0-42", "message-id": "order-service:m-1",
+                     "producer": "order-service",
                      "event-type": "OrderPlaced"}  # trace is not UTF-8, empty is empty, absent is absent
+
+
+def test_an_unverified_producer_never_takes_the_producer_attribute() -> None:
+    rec = decode_event(load_event("headers_repeated_negative")).records[0]
+
+    attrs = dict(message_attributes(rec, Destination("out", "sqs"), "order-service", "cid-1", None))
+
+    assert "producer" not in attrs
+    assert attrs["producer-unverified"] == "order-service"
+    assert attrs["message-id"] == "orders-0-42"  # no signed id: the record id
 
 
 def test_never_more_than_ten_attributes_even_if_the_config_check_is_bypassed() -> None:
@@ -49,7 +62,8 @@ def test_never_more_than_ten_attributes_even_if_the_config_check_is_bypassed() -
     attrs = message_attributes(rec, dest, "p", "cid", "base64")
 
     assert len(attrs) == MAX_MESSAGE_ATTRIBUTES
-    assert [n for n, _ in attrs[:4]] == ["correlation-id", "record-id", "producer", "content-encoding"]
+    assert [n for n, _ in attrs[:5]] == ["correlation-id", "record-id", "message-id", "producer-unverified",
+                                         "content-encoding"]
 
 
 def test_header_value_sqs_would_refuse_is_left_out() -> None:
@@ -74,14 +88,22 @@ def test_generated_correlation_id_is_uuid5_of_the_record_id_so_redelivery_keeps_
     assert correlation_id_for(record(offset=8), "correlation-id") != first
 
 
-def test_dedup_id_is_sha256_of_topic_partition_offset_destination() -> None:
+def test_dedup_id_is_sha256_of_position_destination_and_content() -> None:
     rec = record(partition=3, offset=99)
 
     dedup = dedup_id_for(rec, "fulfilment")
 
-    assert dedup == hashlib.sha256(b"orders\x003\x0099\x00fulfilment").hexdigest()
-    assert dedup == dedup_id_for(record(partition=3, offset=99, value="other"), "fulfilment")
+    assert dedup == hashlib.sha256(f"orders\x003\x0099\x00fulfilment\x00{content_digest(rec)}".encode()).hexdigest()
+    assert dedup == dedup_id_for(record(partition=3, offset=99), "fulfilment")  # a redelivery
+    assert dedup != dedup_id_for(record(partition=3, offset=99, value="other"), "fulfilment")
     assert dedup != dedup_id_for(rec, "payments-ledger")
+
+
+def test_dedup_id_of_a_verified_record_is_its_message_id_at_any_offset() -> None:
+    first, copy = record(partition=3, offset=99), record(partition=1, offset=7)
+
+    assert dedup_id_for(first, "ledger", "payer:m-1") == dedup_id_for(copy, "ledger", "payer:m-1")
+    assert dedup_id_for(first, "ledger", "payer:m-1") != dedup_id_for(first, "ledger", "payer:m-2")
 
 
 @pytest.mark.parametrize(("source", "kw", "expected"), [

@@ -104,9 +104,45 @@ def test_signature_copied_to_another_topic_is_invalid() -> None:
     rec = signed("shipper", topic="payments")
     rec["topic"] = "orders"
 
+    problem = TrustPolicy(config(), FakeKeys(dict(KEYS))).attribute(decode_record(rec)).verify()
+
+    assert problem is not None
+    assert problem.reason == "invalid_signature"
+
+
+def test_a_producer_not_in_accept_from_is_refused_before_its_key_is_read() -> None:
+    keys = FakeKeys(dict(KEYS))
+
+    ledger = TrustPolicy(config(), keys).attribute(decode_record(signed("shipper"))).admit(
+        config().destination("ledger"))
+
+    assert ledger is not None
+    assert ledger.reason == "untrusted_producer"
+    assert keys.fetched == []  # on AWS the bridge may not read shipper's key at all
+
+
+def test_a_verified_record_without_a_message_id_is_parked() -> None:
+    rec = signed_record(KEYS["payer"], "payer", "payments", message_id=None)
+
     _, _, ledger = check(rec)
 
-    assert ledger.reason == "invalid_signature"
+    assert ledger.reason == "missing_message_id"
+
+
+def test_a_record_older_than_the_producers_window_is_stale() -> None:
+    cfg = make_config(
+        producers=[{"name": "payer", "topics": ["payments"], "aws_principal": "arn:aws:iam::123456789012:role/p",
+                    "signing": True, "max_age_seconds": 60}],
+        destinations=[{"name": "ledger", "type": "sqs", "accept_from": ["payer"]}],
+        routes=[{"name": "all", "match": {}, "to": ["ledger"]}])
+    rec = decode_record(signed_record(KEYS["payer"], "payer", "payments"))
+
+    def admit(now_ms: int) -> Any:
+        return TrustPolicy(cfg, FakeKeys(dict(KEYS)), now_ms=lambda: now_ms).attribute(rec).admit(
+            cfg.destination("ledger"))
+
+    assert admit(RECORD_TIMESTAMP + 60_000) is None
+    assert admit(RECORD_TIMESTAMP + 60_001).reason == "stale"
 
 
 def test_valid_signature_from_producer_not_in_accept_from_is_untrusted() -> None:
@@ -131,7 +167,7 @@ def test_unclaimed_record_is_attributed_to_the_only_producer_of_its_topic_but_no
 
     assert producer == "stocker"
     assert rejection is None
-    assert ledger.reason == "unsigned"  # attribution alone never passes accept_from
+    assert ledger.reason == "untrusted_producer"  # attribution alone never passes accept_from
 
 
 def test_unclaimed_record_on_a_topic_with_two_producers_has_no_producer() -> None:
@@ -210,11 +246,12 @@ def test_a_second_signature_header_is_not_signed_and_the_last_one_is_checked() -
 
 def test_null_header_value_is_signed_as_null_not_as_empty() -> None:
     # given: a record signed over a header with a null value
-    producer = ("x-bridge-producer", b"payer")
+    producer, message_id = ("x-bridge-producer", b"payer"), ("x-bridge-message-id", b"m-1")
     signature = sign_record(KEYS["payer"], producer="payer", topic="payments", timestamp=RECORD_TIMESTAMP, key=b"k",
-                            value=b"{}", headers=[("flag", None), producer], signature_header="x-bridge-signature")
+                            value=b"{}", headers=[("flag", None), message_id, producer],
+                            signature_header="x-bridge-signature")
     rec = kafka_record(topic="payments", key="k", value="{}",
-                       headers=[("flag", b""), producer, ("x-bridge-signature", signature)])
+                       headers=[("flag", b""), message_id, producer, ("x-bridge-signature", signature)])
     # when / then: delivered with the null value it verifies; with an empty value it does not
     rec["headers"][0] = {"flag": None}
     assert check(rec)[2] is None
