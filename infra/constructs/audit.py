@@ -21,7 +21,8 @@ class AuditFanout(Construct):
                                      dlq_name=config.audit_queue_dlq_name, fifo=False,
                                      max_receive_count=AUDIT_MAX_RECEIVE_COUNT)
         subscription_dlq = messaging.subscription_dead_letter_queue(
-            self, "SubscriptionDlq", name=config.audit_subscription_dlq_name, fifo=False)
+            self, "SubscriptionDlq", name=config.audit_subscription_dlq_name, fifo=False,
+            topic_arn=self.topic.topic_arn)
         self.topic.add_subscription(subscriptions.SqsSubscription(
             self.queue, raw_message_delivery=True, dead_letter_queue=subscription_dlq))
         # Only the audit topic writes into the monitoring queue.

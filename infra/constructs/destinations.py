@@ -61,7 +61,8 @@ class Destinations(Construct):
         queue = self.created_queues[queue_name]  # ... and into created queues of the same FIFO-ness
         # Each subscription gets its own DLQ for messages SNS cannot deliver.
         dlq = self._messaging.subscription_dead_letter_queue(
-            self, f"{d.name}-to-{queue_name}-dlq", name=self._config.subscription_dlq_name(d, queue_name), fifo=d.fifo)
+            self, f"{d.name}-to-{queue_name}-dlq", name=self._config.subscription_dlq_name(d, queue_name), fifo=d.fifo,
+            topic_arn=topic.topic_arn)
         subscription = topic.add_subscription(
             subscriptions.SqsSubscription(queue, raw_message_delivery=raw, dead_letter_queue=dlq))
         if filter_policy is not None:

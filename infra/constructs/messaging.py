@@ -54,15 +54,28 @@ class SecureMessaging(Construct):
     def keys(self) -> list[kms.IKey]:
         return [self.queue_key, self.topic_key]
 
-    def dead_letter_queue(self, scope: Construct, construct_id: str, *, name: str | None, fifo: bool) -> sqs.Queue:
-        """A queue that only receives what others give up on; it has no DLQ of its own."""
+    def dead_letter_queue(self, scope: Construct, construct_id: str, *, name: str | None, fifo: bool,
+                          source_queue_arn: str | None = None) -> sqs.Queue:
+        """A queue that only receives what others give up on; it has no DLQ of its own.
+
+        Its RedriveAllowPolicy lets only `source_queue_arn` name it as a dead-letter queue (no queue at
+        all when None: the DLQ of a subscription or of the bridge itself), so no other queue of the
+        account can pour its messages in.
+        """
+        if source_queue_arn is not None:
+            allow = sqs.RedriveAllowPolicy(
+                redrive_permission=sqs.RedrivePermission.BY_QUEUE,
+                source_queues=[sqs.Queue.from_queue_arn(scope, f"{construct_id}-source", source_queue_arn)])
+        else:
+            allow = sqs.RedriveAllowPolicy(redrive_permission=sqs.RedrivePermission.DENY_ALL)
         return sqs.Queue(scope, construct_id, queue_name=name, retention_period=DLQ_RETENTION,
-                         **self._queue_defaults(fifo))
+                         redrive_allow_policy=allow, **self._queue_defaults(fifo))
 
     def subscription_dead_letter_queue(self, scope: Construct, construct_id: str, *, name: str,
-                                       fifo: bool) -> sqs.Queue:
-        """The DLQ of one SNS subscription (a FIFO topic needs a FIFO DLQ)."""
+                                       fifo: bool, topic_arn: str) -> sqs.Queue:
+        """The DLQ of one SNS subscription (a FIFO topic needs a FIFO DLQ); only that topic sends to it."""
         dlq = self.dead_letter_queue(scope, construct_id, name=name, fifo=fifo)
+        self.restrict_senders(dlq, principal_arns=[], topic_arns=[topic_arn], sid="OnlyItsSubscriptionSends")
         # cdk-nag recognises DLQs named in a queue's RedrivePolicy, not in a subscription's.
         acknowledge(dlq, "AwsSolutions-SQS3",
                     "This queue is the dead-letter queue of an SNS subscription (the subscription's "
@@ -76,7 +89,12 @@ class SecureMessaging(Construct):
         `max_message_bytes` lowers the queue's MaximumMessageSize; its DLQ keeps the maximum, so anything
         the queue accepted fits there too.
         """
-        dlq = self.dead_letter_queue(scope, f"{construct_id}-dlq", name=dlq_name, fifo=fifo)
+        source_arn = Stack.of(scope).format_arn(service="sqs", resource=name)  # by name: no cycle via the DLQ
+        dlq = self.dead_letter_queue(scope, f"{construct_id}-dlq", name=dlq_name, fifo=fifo,
+                                     source_queue_arn=source_arn)
+        # Only its queue moves messages here (SQS's own move is not an API call); anyone else's SendMessage
+        # would plant messages an operator may redrive into the destination.
+        self.restrict_senders(dlq, principal_arns=[], topic_arns=[source_arn], sid="OnlyItsSourceQueueSends")
         props = self._queue_defaults(fifo)
         if max_message_bytes is not None:
             props["max_message_size_bytes"] = max_message_bytes
@@ -95,8 +113,10 @@ class SecureMessaging(Construct):
         return topic
 
     @staticmethod
-    def restrict_senders(queue: sqs.IQueue, *, principal_arns: Sequence[str], topic_arns: Sequence[str]) -> None:
-        """Deny sqs:SendMessage to everyone but `principal_arns` and deliveries from `topic_arns`.
+    def restrict_senders(queue: sqs.IQueue, *, principal_arns: Sequence[str], topic_arns: Sequence[str],
+                         sid: str = "OnlyTheBridgeAndNamedProducersSend") -> None:
+        """Deny sqs:SendMessage to everyone but `principal_arns` and deliveries from `topic_arns` (sources by
+        aws:SourceArn: topics, or the queue a DLQ belongs to).
 
         Only SendMessage is denied, so administrators keep managing and reading the queue. SNS deliveries
         carry no aws:PrincipalArn but do carry aws:SourceArn; the keys inside one operator are ANDed, so a
@@ -108,7 +128,7 @@ class SecureMessaging(Construct):
         if topic_arns:
             not_equals["aws:SourceArn"] = list(topic_arns)
         queue.add_to_resource_policy(iam.PolicyStatement(
-            sid="OnlyTheBridgeAndNamedProducersSend",
+            sid=sid,
             effect=iam.Effect.DENY,
             principals=[iam.AnyPrincipal()],
             actions=["sqs:SendMessage"],
