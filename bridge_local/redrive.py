@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bridge.parking import document_digest
 from bridge.records import REDRIVE_KEY
 
 MAX_RECEIVE_MESSAGES = 10  # SQS ReceiveMessage and DeleteMessageBatch take at most 10
@@ -190,6 +191,13 @@ def resolve_records(messages: Iterable[ParkedMessage], fetch: FetchDocument,
                 full = fetch(uri)
             except DocumentUnavailableError as exc:
                 skipped.append(SkippedMessage(m.message_id, m.record_id, str(exc)))
+                continue
+            expected = m.document.get("record_s3_sha256")
+            if not isinstance(expected, str) or document_digest(full) != expected:
+                # whoever could replace the object would otherwise choose what gets replayed
+                why = "records no record_s3_sha256" if not isinstance(expected, str) else \
+                    "does not have the digest recorded when it was parked (replaced since?)"
+                skipped.append(SkippedMessage(m.message_id, m.record_id, f"{uri} {why}; not redriven"))
                 continue
             record = full.get("record")
             if not isinstance(record, Mapping):

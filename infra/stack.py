@@ -93,6 +93,7 @@ class BridgeStack(Stack):
             parking_bucket=storage.parking_bucket,
             checkpoint_table=checkpoints.table if checkpoints else None,
             checkpoint_key=checkpoints.key if checkpoints else None,
+            parking_key=storage.parking_key,
             powertools_layer_version=options.powertools_layer_version,
             reserved_concurrency=options.reserved_concurrency,
             claim_check_bucket=claim_check.bucket if claim_check else None,
@@ -106,6 +107,8 @@ class BridgeStack(Stack):
         if claim_check is not None:
             claim_check.restrict_writers(bridge_role_arn=bridge.role.role_arn)
         SecureMessaging.restrict_senders(storage.bridge_dlq, principal_arns=[bridge.role.role_arn], topic_arns=[])
+        storage.restrict_access(bridge_role_arn=bridge.role.role_arn,
+                                reader_role_arns=config.settings.operator_role_arns)
         SecureMessaging.restrict_publishers(audit.topic, principal_arns=[bridge.role.role_arn])
         # The mappings invoke the `live` alias, which CodeDeploy shifts to each new version (and back).
         rollout = SafeRollout(self, "Rollout", config=config, function=bridge.function, bridge_dlq=storage.bridge_dlq)

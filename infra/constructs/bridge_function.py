@@ -62,6 +62,7 @@ class BridgeFunction(Construct):
         signing_secrets: Sequence[secretsmanager.ISecret],
         signing_secret_key: kms.IKey | None,
         parking_bucket: s3.IBucket,
+        parking_key: kms.IKey,
         powertools_layer_version: int,
         checkpoint_table: dynamodb.ITable | None = None,
         checkpoint_key: kms.IKey | None = None,
@@ -79,7 +80,7 @@ class BridgeFunction(Construct):
         statements = [
             *self._delivery_statements(send_to, publish_to, encryption_keys, config),
             *self._secret_statements(signing_secrets, signing_secret_key, config),
-            *self._storage_statements(parking_bucket),
+            *self._storage_statements(parking_bucket, parking_key),
             *self._checkpoint_statements(checkpoint_table, checkpoint_key),
             *self._claim_check_statements(claim_check_bucket),
             *self._kafka_statements(config),
@@ -189,8 +190,11 @@ class BridgeFunction(Construct):
         ]
 
     @staticmethod
-    def _storage_statements(bucket: s3.IBucket) -> list[iam.PolicyStatement]:
+    def _storage_statements(bucket: s3.IBucket, key: kms.IKey) -> list[iam.PolicyStatement]:
         return [
+            # objects are written under the bucket's customer-managed key (SSE-KMS)
+            iam.PolicyStatement(sid="EncryptParkedRecords", actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                                resources=[key.key_arn]),
             # parked records from the handler, failed batches from the event-source mapping
             iam.PolicyStatement(sid="ParkRecords", actions=["s3:PutObject"],
                                 resources=[bucket.arn_for_objects(PARKED_PREFIX),

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
+from collections.abc import Sequence
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from bridge.config import BridgeConfig
 from constructs import Construct
@@ -26,17 +30,42 @@ class FailureStorage(Construct):
                     "This queue is the bridge's own dead-letter queue: parked records wait here for inspection "
                     "and redrive. A dead-letter queue behind it would only move the same messages again.")
 
+        # Parked payloads are as sensitive as delivered ones: a key of our own, whose use CloudTrail shows.
+        self.parking_key = kms.Key(self, "ParkingKey", enable_key_rotation=True,
+                                   description="Encrypts the Kafka bridge's parked records")
+        retention = Duration.days(config.settings.parking_retention_days)
         self.parking_bucket = s3.Bucket(
             self, "ParkingBucket",
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
-            encryption=s3.BucketEncryption.S3_MANAGED,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.parking_key,
+            bucket_key_enabled=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             versioned=True,
-            # parked records are the only copy of data Kafka may already have expired
+            # parked records are the only copy of data Kafka may already have expired; they expire after
+            # settings.parking_retention_days, overwritten or deleted versions too
+            lifecycle_rules=[s3.LifecycleRule(id="ExpireParkedRecords", expiration=retention,
+                                              noncurrent_version_expiration=retention,
+                                              abort_incomplete_multipart_upload_after=Duration.days(1))],
             removal_policy=RemovalPolicy.RETAIN,
         )
         acknowledge(self.parking_bucket, "AwsSolutions-S1",
-                    "Only the bridge role and its event-source mapping write here, and no one reads anonymously "
-                    "(public access blocked, TLS only). Object-level access is auditable with CloudTrail data "
-                    "events; a separate access-log bucket would itself need this exemption.")
+                    "The bucket policy lets only the bridge role write (the handler and the event-source "
+                    "mapping's on-failure destination, which writes with the function's role) and only the "
+                    "bridge role and settings.operator_role_arns read. Object-level access is auditable with "
+                    "CloudTrail data events; a separate access-log bucket would itself need this exemption.")
+
+    def restrict_access(self, *, bridge_role_arn: str, reader_role_arns: Sequence[str]) -> None:
+        """Deny writing parked objects to all but the bridge role, reading them to all but the bridge role
+        and the operators' roles: the identity policies of the account's other principals (s3:* on *)
+        no longer reach the payloads."""
+        objects = self.parking_bucket.arn_for_objects("*")
+        self.parking_bucket.add_to_resource_policy(iam.PolicyStatement(
+            sid="OnlyTheBridgeWrites", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+            actions=["s3:PutObject"], resources=[objects],
+            conditions={"ArnNotEquals": {"aws:PrincipalArn": [bridge_role_arn]}}))
+        self.parking_bucket.add_to_resource_policy(iam.PolicyStatement(
+            sid="OnlyTheBridgeAndOperatorsRead", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+            actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[objects],
+            conditions={"ArnNotEquals": {"aws:PrincipalArn": [bridge_role_arn, *reader_role_arns]}}))

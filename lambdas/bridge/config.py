@@ -307,6 +307,10 @@ class BridgeSettings:
     # seconds before parking what a destination or Secrets Manager outage kept back (0 = park now).
     outage_retry_seconds: int = 0
     claim_check_retention_days: int = CLAIM_CHECK_DEFAULT_RETENTION_DAYS  # lifecycle of claim-check objects
+    # parked payloads (parking bucket objects, current and noncurrent versions) expire after this many days
+    parking_retention_days: int = 30
+    # roles that may read parked payloads besides the bridge (whoever runs `bridge redrive`)
+    operator_role_arns: tuple[str, ...] = ()
 
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -1009,6 +1013,9 @@ def _parse_settings(pb: _Problems, raw: Any, production: bool = False) -> Bridge
              OUTAGE_RETRY_MAX_SECONDS),
         _int(pb, "settings.claim_check_retention_days", raw.get("claim_check_retention_days"),
              d.claim_check_retention_days, 15, 3650),
+        _int(pb, "settings.parking_retention_days", raw.get("parking_retention_days"), d.parking_retention_days,
+             1, 3650),
+        _role_arns(pb, "settings.operator_role_arns", raw.get("operator_role_arns")),
     )
 
 
@@ -1081,6 +1088,14 @@ def _parse_rollout(pb: _Problems, path: str, raw: Any, production: bool) -> Roll
         max_parked_per_minute=_int(pb, f"{path}.max_parked_per_minute", raw.get("max_parked_per_minute"),
                                    d.max_parked_per_minute, 0, 1_000_000),
     )
+
+
+_ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+
+
+def _role_arns(pb: _Problems, path: str, raw: Any) -> tuple[str, ...]:
+    return _str_list(pb, path, raw, _ROLE_ARN_RE, "IAM role ARNs, arn:aws:iam::<account>:role/<name> (not :root, "
+                                                  "no wildcards)")
 
 
 def _cross_check(pb: _Problems, name: str, src: Source | None, producers: Iterable[Producer],

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -102,6 +102,14 @@ def parked_document(request: ParkRequest, event_source_arn: str | None, parked_a
     }
 
 
+def document_digest(doc: Mapping[str, Any]) -> str:
+    """sha256 of a parked document's canonical JSON (keys sorted, no spaces, ASCII): the DLQ message
+    records it as `record_s3_sha256` when the document goes to the parking bucket, and `bridge redrive`
+    replays the object only when it still has that digest (an object replaced in the bucket is not)."""
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
 def _dumps(doc: dict[str, Any]) -> str:
     # ASCII-only JSON: every character is one SQS accepts, whatever the record holds.
     return json.dumps(doc, separators=(",", ":"))
@@ -154,8 +162,10 @@ class Parking:
             except ObjectStoreError as exc:
                 raise ParkingFailedError(f"could not write parked record {request.record.record_id} to the "
                                          f"parking bucket: {exc}") from exc
+            digest = document_digest(doc)
             del doc["record"]
             doc["record_s3_uri"] = uri
+            doc["record_s3_sha256"] = digest
             body = _dumps(doc)
         return OutgoingMessage(
             record_id=request.record.record_id,

@@ -13,14 +13,40 @@ from typing import Any
 
 import pytest
 
+from infra.config_document import config_from_document
 from tests.infra.conftest import (  # noqa: F401 - fixtures shared with the infra tier
+    Synth,
     dev,
     dev_document,
     every_variant,
     provisioned,
     self_managed,
+    shared_synth,
+    synthesize,
     variant_document,
 )
+from tests.security.policy import ACCOUNT, OTHER_ACCOUNT
+
+OTHER_ROLE = f"arn:aws:iam::{OTHER_ACCOUNT}:role/payments-ci"
+OPERATOR_ROLE = f"arn:aws:iam::{ACCOUNT}:role/bridge-operators"
+
+
+def _harden(doc: dict[str, Any]) -> None:
+    """config/dev.yaml with every optional protection a careful user turns on."""
+    producers = {p["name"]: p for p in doc["producers"]}
+    producers["order-service"].update(aws_principal=OTHER_ROLE, external_id="orders-7f3a")
+    producers["inventory-service"].update(aws_principal=OTHER_ROLE.replace("payments-ci", "inv"),
+                                          org_id="o-abcdef1234")
+    doc.setdefault("settings", {})["operator_role_arns"] = [OPERATOR_ROLE]
+
+
+@pytest.fixture(scope="session")
+def hardened(variant_document: Any,  # noqa: F811 - the shared fixture, requested by name
+             tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """Cross-account producers with their conditions, an operators' role (one extra synth per session)."""
+    return shared_synth("hardened", lambda: synthesize(
+        config_from_document(variant_document(_harden), "hardened"), tmp_path_factory.mktemp("hardened")))
+
 
 OUTCOMES = ("refused at synth", "refused at runtime", "parked", "deduplicated", "marked unverified",
             "denied by policy")

@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 from bridge.config import BridgeConfig, ConfigError
 
-from infra.config_document import config_from_document
-from tests.infra.conftest import Synth, shared_synth, synthesize
+from tests.infra.conftest import Synth
+from tests.security.conftest import OTHER_ROLE
 from tests.security.policy import OTHER_ACCOUNT, PolicyWorld
 
 Edit = Callable[[dict[str, Any]], None]
-OTHER_ROLE = f"arn:aws:iam::{OTHER_ACCOUNT}:role/payments-ci"
 
 
 def problems(variant_document: Callable[[Edit], dict[str, Any]], edit: Edit) -> list[str]:
@@ -92,23 +91,10 @@ def test_foreign_principal_without_condition(variant_document: Callable[[Edit], 
     assert_one_line(problems(variant_document, edit), "producers[order-service].aws_principal")
 
 
-@pytest.fixture(scope="session")
-def cross_account(variant_document: Callable[[Edit], dict[str, Any]],
-                  tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    def edit(doc: dict[str, Any]) -> None:
-        p = producer(doc, "order-service")
-        p.update(aws_principal=OTHER_ROLE, external_id="orders-7f3a")
-        producer(doc, "inventory-service").update(aws_principal=OTHER_ROLE.replace("payments-ci", "inv"),
-                                                  org_id="o-abcdef1234")
-
-    return shared_synth("cross_account", lambda: synthesize(
-        config_from_document(variant_document(edit), "cross-account"), tmp_path_factory.mktemp("cross-account")))
-
-
 @pytest.mark.attack("foreign principal assumes a producer role without the agreed external id / organization",
                     outcome="denied by policy", how="role trust policy evaluated (sts:ExternalId, aws:PrincipalOrgID)")
-def test_foreign_principal_needs_its_condition(cross_account: Synth) -> None:
-    w = PolicyWorld(cross_account.data)
+def test_foreign_principal_needs_its_condition(hardened: Synth) -> None:
+    w = PolicyWorld(hardened.data)
     orders = w.arn(w.role_id_by_description("producer order-service of"))
     inventory = w.arn(w.role_id_by_description("producer inventory-service of"))
     inv_role = OTHER_ROLE.replace("payments-ci", "inv")

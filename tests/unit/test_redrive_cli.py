@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from bridge.parking import ParkRequest, parked_document
+from bridge.parking import ParkRequest, document_digest, parked_document
 from bridge.records import REDRIVE_KEY, decode_record
 from bridge.service import Bridge
 
@@ -50,8 +50,9 @@ def parked(record: dict[str, Any], reason: str, destination: str | None = None,
     doc = parked_document(ParkRequest(decode_record(record), reason, f"{reason} detail", "corr",
                                       "route" if destination else None, destination), arn, "2026-01-01T00:00:00")
     if s3_uri:
+        digest = document_digest(doc)
         del doc["record"]
-        doc["record_s3_uri"] = s3_uri
+        doc["record_s3_uri"], doc["record_s3_sha256"] = s3_uri, digest
     return doc
 
 
@@ -228,6 +229,17 @@ def test_documents_in_the_parking_bucket_are_fetched_and_missing_ones_skipped() 
     assert [(m.record_id, r) for m, r in resolved] == [("orders-0-1", a)]
     assert [(s.record_id, s.why) for s in skipped] == [("orders-0-2", "S3 object s3://bucket/b.json cannot be read "
                                                                       "(NoSuchKey)")]
+
+
+def test_a_parking_bucket_object_replaced_since_it_was_parked_is_not_redriven() -> None:
+    a = kafka_record(offset=1)
+    replaced = parked(kafka_record(offset=1, value='{"total": 99999}'), "too_large", "t")
+    ms = messages(parked(a, "too_large", "t", s3_uri="s3://bucket/a.json"))
+
+    resolved, skipped = resolve_records(ms, lambda uri: replaced)
+
+    assert resolved == []
+    assert "does not have the digest recorded when it was parked" in skipped[0].why
 
 
 def test_s3_fetcher_reports_a_missing_object_in_one_line() -> None:
