@@ -27,6 +27,7 @@ from infra.constructs.log_queries import SavedLogQueries
 from infra.constructs.messaging import SecureMessaging
 from infra.constructs.producers import ProducerAccess
 from infra.constructs.rollout import SafeRollout
+from infra.constructs.signing_keys import SigningKeyProtection
 from infra.constructs.test_events import ConsoleTestEvents, load_manifest, load_test_events
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +110,12 @@ class BridgeStack(Stack):
         SecureMessaging.restrict_senders(storage.bridge_dlq, principal_arns=[bridge.role.role_arn], topic_arns=[])
         storage.restrict_access(bridge_role_arn=bridge.role.role_arn,
                                 reader_role_arns=config.settings.operator_role_arns)
+        if producers.secret_key is not None:
+            keys = SigningKeyProtection(self, "SigningKeys", config=config, secrets=producers.signing_secrets,
+                                        key=producers.secret_key, package_dir=package)
+            keys.restrict_access(producer_role_arns={n: r.role_arn for n, r in producers.roles.items()},
+                                 bridge_role_arn=bridge.role.role_arn,
+                                 operator_role_arns=config.settings.operator_role_arns)
         SecureMessaging.restrict_publishers(audit.topic, principal_arns=[bridge.role.role_arn])
         # The mappings invoke the `live` alias, which CodeDeploy shifts to each new version (and back).
         rollout = SafeRollout(self, "Rollout", config=config, function=bridge.function, bridge_dlq=storage.bridge_dlq)

@@ -166,8 +166,11 @@ class BridgeFunction(Construct):
             out.append(iam.PolicyStatement(sid="ReadSecrets", actions=["secretsmanager:GetSecretValue"],
                                            resources=arns))
         if secrets and key is not None:
+            # only through the secrets it may read: the key encrypts every producer's secret
             out.append(iam.PolicyStatement(sid="DecryptSigningKeys", actions=["kms:Decrypt"],
-                                           resources=[key.key_arn]))
+                                           resources=[key.key_arn],
+                                           conditions={"StringEquals": {"kms:EncryptionContext:SecretARN":
+                                                                        [s.secret_arn for s in secrets]}}))
         if config.source.kms_key_arn:
             # the Kafka credentials secret is encrypted with a customer-managed key
             out.append(iam.PolicyStatement(sid="DecryptKafkaCredentials", actions=["kms:Decrypt"],

@@ -51,11 +51,10 @@ class ProducerAccess(Construct):
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 password_length=SIGNING_KEY_LENGTH, exclude_punctuation=True),
         )
-        acknowledge(secret, "AwsSolutions-SMG4",
-                    "The HMAC key is shared by the producer and the bridge, so a rotation Lambda cannot "
-                    "switch the producer over: rotate by putting a new secret value (the bridge verifies "
-                    "with AWSCURRENT and AWSPREVIOUS, so records signed with either key are accepted), then "
-                    "move the producer to the new key.")
+        if self._config.settings.signing_key_rotation_days == 0:
+            acknowledge(secret, "AwsSolutions-SMG4",
+                        "settings.signing_key_rotation_days is 0 in this configuration: its owners rotate by "
+                        "hand (docs/security.md, key lifecycle).")
         return secret
 
     def _trust(self, p: Producer) -> iam.IPrincipal:
@@ -97,8 +96,11 @@ class ProducerAccess(Construct):
             statements += [
                 iam.PolicyStatement(sid="ReadOwnSigningKey", actions=["secretsmanager:GetSecretValue"],
                                     resources=[self.signing_secrets[p.name].secret_arn]),
+                # bound to its own secret: the key is shared by every producer's secret
                 iam.PolicyStatement(sid="DecryptOwnSigningKey", actions=["kms:Decrypt"],
-                                    resources=[self.secret_key.key_arn]),
+                                    resources=[self.secret_key.key_arn],
+                                    conditions={"StringEquals": {"kms:EncryptionContext:SecretARN":
+                                                                 self.signing_secrets[p.name].secret_arn}}),
             ]
         if p.direct_send_to:
             statements += [

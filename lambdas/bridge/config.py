@@ -311,6 +311,10 @@ class BridgeSettings:
     parking_retention_days: int = 30
     # roles that may read parked payloads besides the bridge (whoever runs `bridge redrive`)
     operator_role_arns: tuple[str, ...] = ()
+    # after a signing key rotation, the previous key verifies for this long, then never again
+    signing_key_grace_seconds: int = 86_400
+    # signing keys are rotated (a new random key) every this many days; 0: only when rotated by hand
+    signing_key_rotation_days: int = 90
 
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -1016,6 +1020,10 @@ def _parse_settings(pb: _Problems, raw: Any, production: bool = False) -> Bridge
         _int(pb, "settings.parking_retention_days", raw.get("parking_retention_days"), d.parking_retention_days,
              1, 3650),
         _role_arns(pb, "settings.operator_role_arns", raw.get("operator_role_arns")),
+        _int(pb, "settings.signing_key_grace_seconds", raw.get("signing_key_grace_seconds"),
+             d.signing_key_grace_seconds, 0, 30 * 86_400),
+        _int(pb, "settings.signing_key_rotation_days", raw.get("signing_key_rotation_days"),
+             d.signing_key_rotation_days, 0, 1000),
     )
 
 

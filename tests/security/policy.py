@@ -315,8 +315,10 @@ class PolicyWorld:
         return self.resolver.arn(logical_id)
 
     def role_id_by_description(self, text: str) -> str:
-        found = [k for k in self.ids("AWS::IAM::Role")
-                 if text in str(self.resources[k].get("Properties", {}).get("Description", ""))]
+        """The role whose description is `text`, else the one role whose description contains it."""
+        descriptions = {k: str(self.resources[k].get("Properties", {}).get("Description", ""))
+                        for k in self.ids("AWS::IAM::Role")}
+        found = [k for k, d in descriptions.items() if d == text] or [k for k, d in descriptions.items() if text in d]
         assert len(found) == 1, f"role described {text!r}: {found}"
         return found[0]
 

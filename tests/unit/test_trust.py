@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -413,6 +414,25 @@ def test_failed_read_is_retried_after_the_retry_window() -> None:
 SECRET_ID = "test-bridge-dev/producers/payer/signing-key"
 
 
+def _recently() -> datetime:
+    """A current version created within the grace window (a rotation a minute ago)."""
+    return datetime.now(UTC) - timedelta(minutes=1)
+
+
+def test_adapter_drops_the_previous_key_once_the_grace_is_over() -> None:
+    sm = _secrets_client()
+    rotated = datetime(2026, 1, 1, tzinfo=UTC)
+    grace = make_config().settings.signing_key_grace_seconds
+    with Stubber(sm) as stub:
+        stub.add_response("get_secret_value", {"SecretString": "new", "CreatedDate": rotated},
+                          {"SecretId": SECRET_ID, "VersionStage": "AWSCURRENT"})
+
+        keys = SecretsManagerSigningKeys(sm, make_config(), clock=lambda: rotated + timedelta(seconds=grace + 1))
+
+        assert keys.keys_for("payer") == (b"new",)  # AWSPREVIOUS is not even read
+        stub.assert_no_pending_responses()
+
+
 def _secrets_client() -> Any:
     return boto3.client("secretsmanager", region_name="us-east-1", aws_access_key_id="testing",
                         aws_secret_access_key="testing")
@@ -421,7 +441,7 @@ def _secrets_client() -> Any:
 def test_adapter_reads_current_and_previous_stages() -> None:
     sm = _secrets_client()
     with Stubber(sm) as stub:
-        stub.add_response("get_secret_value", {"SecretString": "new"},
+        stub.add_response("get_secret_value", {"SecretString": "new", "CreatedDate": _recently()},
                           {"SecretId": SECRET_ID, "VersionStage": "AWSCURRENT"})
         stub.add_response("get_secret_value", {"SecretString": "old"},
                           {"SecretId": SECRET_ID, "VersionStage": "AWSPREVIOUS"})
@@ -433,7 +453,7 @@ def test_adapter_reads_current_and_previous_stages() -> None:
 def test_adapter_without_a_previous_version_returns_the_current_key_only() -> None:
     sm = _secrets_client()
     with Stubber(sm) as stub:
-        stub.add_response("get_secret_value", {"SecretString": "only"},
+        stub.add_response("get_secret_value", {"SecretString": "only", "CreatedDate": _recently()},
                           {"SecretId": SECRET_ID, "VersionStage": "AWSCURRENT"})
         stub.add_client_error("get_secret_value", "ResourceNotFoundException",
                               expected_params={"SecretId": SECRET_ID, "VersionStage": "AWSPREVIOUS"})
@@ -454,7 +474,7 @@ def test_adapter_failures_raise_signing_key_unavailable(current_error: str | Non
             stub.add_client_error("get_secret_value", current_error,
                                   expected_params={"SecretId": SECRET_ID, "VersionStage": "AWSCURRENT"})
         else:
-            stub.add_response("get_secret_value", {"SecretString": "k"},
+            stub.add_response("get_secret_value", {"SecretString": "k", "CreatedDate": _recently()},
                               {"SecretId": SECRET_ID, "VersionStage": "AWSCURRENT"})
             stub.add_client_error("get_secret_value", str(previous_error),
                                   expected_params={"SecretId": SECRET_ID, "VersionStage": "AWSPREVIOUS"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -24,32 +26,43 @@ class SecretsManagerSigningKeys:
     job of `bridge.trust.SigningKeyCache`. A secret never rotated has no AWSPREVIOUS version; any
     other failure, at either stage, raises SigningKeyUnavailable (a record signed with the
     previous key must not be parked `invalid_signature` because that read failed).
+
+    The previous key is returned only within `settings.signing_key_grace_seconds` of the current
+    version's creation (its CreatedDate): after a rotation, or a revocation, the old key stops
+    verifying once the grace is over (plus at most the cache's lifetime), never "forever".
     """
 
-    def __init__(self, client: SecretsManagerClient, config: BridgeConfig) -> None:
+    def __init__(self, client: SecretsManagerClient, config: BridgeConfig,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._client = client
         self._config = config
+        self._clock = clock
+        self._grace = config.settings.signing_key_grace_seconds
 
     def keys_for(self, producer: str) -> tuple[bytes, ...]:
-        """The producer's current key, then its previous key when the secret has one."""
+        """The producer's current key, then its previous key when the secret has one still in its grace."""
         name = self._config.signing_secret_name(producer)
-        current = self._read(name, CURRENT)
+        current, created = self._read(name, CURRENT)
         if current is None:
             raise SigningKeyUnavailable(f"{name}: no {CURRENT} version")
-        previous = self._read(name, PREVIOUS)
+        # A current version of unknown age is treated as past the grace: fail closed.
+        if created is None or (self._clock() - created).total_seconds() > self._grace:
+            return (current,)
+        previous, _ = self._read(name, PREVIOUS)
         return (current,) if previous is None or previous == current else (current, previous)
 
-    def _read(self, name: str, stage: str) -> bytes | None:
-        """The key at `stage`, or None when the secret has no version at that stage."""
+    def _read(self, name: str, stage: str) -> tuple[bytes | None, datetime | None]:
+        """The key at `stage` and when that version was created; (None, None) when there is no such version."""
         try:
-            secret = self._client.get_secret_value(SecretId=name, VersionStage=stage).get("SecretString")
+            response = self._client.get_secret_value(SecretId=name, VersionStage=stage)
+            secret, created = response.get("SecretString"), response.get("CreatedDate")
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code == "ResourceNotFoundException" and stage != CURRENT:
-                return None
+                return None, None
             raise SigningKeyUnavailable(f"{name} ({stage}): {code}") from exc
         except BotoCoreError as exc:
             raise SigningKeyUnavailable(f"{name} ({stage}): {type(exc).__name__}") from exc
         if not secret:
             raise SigningKeyUnavailable(f"{name} ({stage}) has no SecretString")
-        return secret.encode("utf-8")
+        return secret.encode("utf-8"), created if isinstance(created, datetime) else None

@@ -1,0 +1,105 @@
+"""Producers' signing keys: nobody else reads or replaces them, the KMS key decrypts each secret only for
+its readers, keys rotate on a schedule, and a previous key stops verifying after its grace."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from bridge.adapters.secrets import SecretsManagerSigningKeys
+from bridge.service import Bridge
+
+from tests.helpers import FakeSender, kafka_event, signed_record
+from tests.infra.conftest import Synth
+from tests.security.conftest import OPERATOR_ROLE
+from tests.security.policy import ADMIN_LIKE, PolicyWorld, insider
+from tests.security.test_runtime_attacks import KEYS, LEDGER, reasons, trust_config
+
+
+def secret_arn(w: PolicyWorld, synth: Synth, producer: str) -> str:
+    return w.arn(w.by_name("AWS::SecretsManager::Secret", synth.config.signing_secret_name(producer)))
+
+
+def role(w: PolicyWorld, synth: Synth, producer: str | None = None) -> str:
+    return w.role_arn(w.role_id_by_description(f"producer {producer} of" if producer else
+                                               f"Kafka bridge {synth.config.name}"))
+
+
+@pytest.mark.attack("another producer (or any insider with secretsmanager:* on *) reads a producer's key",
+                    outcome="denied by policy", how="secret resource policy evaluated")
+def test_only_its_producer_and_the_bridge_read_a_key(dev: Synth) -> None:
+    w = PolicyWorld(dev.data)
+    payments = secret_arn(w, dev, "payment-service")
+
+    assert w.decide(role(w, dev, "payment-service"), "secretsmanager:GetSecretValue", payments)
+    assert w.decide(role(w, dev), "secretsmanager:GetSecretValue", payments)
+    for intruder in (role(w, dev, "refund-service"), role(w, dev, "order-service"), insider()):
+        decision = w.decide(intruder, "secretsmanager:GetSecretValue", payments, identity=ADMIN_LIKE)
+        assert decision.why.startswith("explicit deny"), intruder
+
+
+@pytest.mark.attack("insider puts a signing key of their own (or restages an old one)", outcome="denied by policy",
+                    how="secret resource policy evaluated (operators and the rotation function may)")
+def test_only_rotation_and_operators_change_a_key(hardened: Synth) -> None:
+    w = PolicyWorld(hardened.data)
+    payments = secret_arn(w, hardened, "payment-service")
+    rotation = w.role_arn(w.role_id_by_description("signing-key rotation"))
+
+    for action in ("secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"):
+        assert w.decide(rotation, action, payments)
+        assert w.decide(OPERATOR_ROLE, action, payments, identity=ADMIN_LIKE)
+        for intruder in (insider(), role(w, hardened, "payment-service")):
+            assert w.decide(intruder, action, payments, identity=ADMIN_LIKE).why.startswith("explicit deny")
+
+
+@pytest.mark.attack("producer decrypts another producer's secret with the shared KMS key",
+                    outcome="denied by policy", how="identity policy evaluated with kms:EncryptionContext:SecretARN")
+def test_the_kms_key_decrypts_only_the_callers_own_secret(dev: Synth) -> None:
+    w = PolicyWorld(dev.data)
+    (key,) = [k for k in w.ids("AWS::KMS::Key") if "signing secrets" in
+              w.resources[k]["Properties"].get("Description", "")]
+    own, other = secret_arn(w, dev, "refund-service"), secret_arn(w, dev, "payment-service")
+    refund = role(w, dev, "refund-service")
+
+    assert w.decide(refund, "kms:Decrypt", w.arn(key), context={"kms:EncryptionContext:SecretARN": own})
+    assert not w.decide(refund, "kms:Decrypt", w.arn(key), context={"kms:EncryptionContext:SecretARN": other})
+    assert not w.decide(refund, "kms:Decrypt", w.arn(key))
+
+
+def test_every_signing_key_rotates_on_the_configured_schedule(dev: Synth) -> None:
+    schedules = dev.resources("AWS::SecretsManager::RotationSchedule").values()
+    days = dev.config.settings.signing_key_rotation_days
+
+    assert len(schedules) == sum(p.signing for p in dev.config.producers)
+    assert {s["Properties"]["RotationRules"]["AutomaticallyAfterDays"] for s in schedules} == {days}
+
+
+@pytest.mark.attack("record signed with a rotated-out (or revoked) key after the grace",
+                    outcome="parked: invalid_signature", how="runtime: Bridge over the Secrets Manager adapter "
+                    "(botocore Stubber)")
+@pytest.mark.parametrize(("age", "expected"), [(timedelta(hours=1), []), (timedelta(days=2), ["invalid_signature"])],
+                         ids=["within-grace", "after-grace"])
+def test_previous_key_expires(make_bridge: Callable[..., Bridge], sqs: FakeSender, age: timedelta,
+                              expected: list[str]) -> None:
+    rotated = datetime(2026, 1, 1, tzinfo=UTC) - age  # the bridge's clock says 2026-01-01
+    client = boto3.client("secretsmanager", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    cfg = trust_config()
+    with Stubber(client) as stub:
+        stub.add_response("get_secret_value", {"SecretString": "brand-new-key", "CreatedDate": rotated},
+                          {"SecretId": cfg.signing_secret_name("payer"), "VersionStage": "AWSCURRENT"})
+        if not expected:
+            stub.add_response("get_secret_value", {"SecretString": KEYS["payer"].decode()},
+                              {"SecretId": cfg.signing_secret_name("payer"), "VersionStage": "AWSPREVIOUS"})
+        keys = SecretsManagerSigningKeys(client, cfg, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+        bridge = make_bridge(cfg, signing_keys=keys)
+
+        bridge.handle(kafka_event([signed_record(KEYS["payer"], "payer", "payments")]))
+
+    parked: list[dict[str, Any]] = [json.loads(m.body) for m in sqs.sent.get(bridge.dlq.name, [])]
+    assert reasons(parked) == expected
+    assert len(sqs.sent.get(LEDGER, [])) == (0 if expected else 1)
