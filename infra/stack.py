@@ -112,7 +112,7 @@ class BridgeStack(Stack):
                                 reader_role_arns=config.settings.operator_role_arns)
         if producers.secret_key is not None:
             keys = SigningKeyProtection(self, "SigningKeys", config=config, secrets=producers.signing_secrets,
-                                        key=producers.secret_key, package_dir=package)
+                                        key=producers.secret_key, package_dir=package, log_key=bridge.log_key)
             keys.restrict_access(producer_role_arns={n: r.role_arn for n, r in producers.roles.items()},
                                  bridge_role_arn=bridge.role.role_arn,
                                  operator_role_arns=config.settings.operator_role_arns)

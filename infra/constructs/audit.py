@@ -25,5 +25,6 @@ class AuditFanout(Construct):
             topic_arn=self.topic.topic_arn)
         self.topic.add_subscription(subscriptions.SqsSubscription(
             self.queue, raw_message_delivery=True, dead_letter_queue=subscription_dlq))
-        # Only the audit topic writes into the monitoring queue.
+        # Only the audit topic writes into the monitoring queue, and only that queue subscribes to the topic.
         SecureMessaging.restrict_senders(self.queue, principal_arns=[], topic_arns=[self.topic.topic_arn])
+        SecureMessaging.restrict_subscribers(self.topic, endpoint_arns=[self.queue.queue_arn])

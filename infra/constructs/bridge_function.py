@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Aws, Duration, Stack
+from aws_cdk import ArnFormat, Aws, Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -31,6 +31,26 @@ POWERTOOLS_METRICS_NAMESPACE = "KafkaBridge"
 # Where the event-source mapping writes failed batches in an S3 on-failure destination.
 ESM_FAILURE_PREFIX = "aws/lambda/*"
 PARKED_PREFIX = "parked/*"
+
+
+def log_group_name(config: BridgeConfig, what: str) -> str:
+    """The bridge's log groups, named up front so their key's policy can name them without a cycle."""
+    return f"/kafka-bridge/{config.name}/{what}"
+
+
+def log_group_key(scope: Construct, config: BridgeConfig) -> kms.Key:
+    """A customer-managed key for the bridge's log groups: logs say which records were parked and why."""
+    key = kms.Key(scope, "LogKey", enable_key_rotation=True, description=f"Encrypts Kafka bridge {config.name} logs")
+    stack = Stack.of(scope)
+    key.add_to_resource_policy(iam.PolicyStatement(
+        sid="CloudWatchLogsEncryptsTheBridgeLogGroups",
+        principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+        actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+        resources=["*"],  # in a key policy "*" means this key
+        conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+            service="logs", resource="log-group", resource_name=log_group_name(config, "*"),
+            arn_format=ArnFormat.COLON_RESOURCE_NAME)}}))
+    return key
 
 
 def stage_function_package(source_dir: Path, document: Mapping[str, Any], out_dir: Path) -> Path:
@@ -76,7 +96,9 @@ class BridgeFunction(Construct):
         # and Region keep their metrics (and alarms) apart.
         self.service_name = config.prefix
         self.metrics_namespace = POWERTOOLS_METRICS_NAMESPACE
-        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention)
+        self.log_key = log_group_key(self, config)
+        self.log_group = logs.LogGroup(self, "Logs", log_group_name=log_group_name(config, "function"),
+                                       retention=log_retention, encryption_key=self.log_key)
         statements = [
             *self._delivery_statements(send_to, publish_to, encryption_keys, config),
             *self._secret_statements(signing_secrets, signing_secret_key, config),

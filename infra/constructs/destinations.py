@@ -43,7 +43,10 @@ class Destinations(Construct):
             return sqs.Queue.from_queue_arn(self, d.name, d.arn)
         queue = self._messaging.queue(self, d.name, name=d.physical_name(self._config.prefix),
                                       dlq_name=d.dlq_physical_name(self._config.prefix), fifo=d.fifo,
-                                      max_receive_count=d.max_receive_count, max_message_bytes=d.max_message_bytes)
+                                      max_receive_count=d.max_receive_count, max_message_bytes=d.max_message_bytes,
+                                      retention_seconds=d.retention_seconds)
+        if d.consumers:
+            SecureMessaging.restrict_consumers(queue, principal_arns=d.consumers)
         self.created_queues[d.name] = queue
         return queue
 
@@ -83,3 +86,5 @@ class Destinations(Construct):
         # Producers never publish to topics directly, so only the bridge (where it routes) may.
         for name, topic in self.created_topics.items():
             SecureMessaging.restrict_publishers(topic, principal_arns=[bridge_role_arn] if name in routed else [])
+            endpoints = [self.created_queues[s.queue].queue_arn for s in self._config.destination(name).subscriptions]
+            SecureMessaging.restrict_subscribers(topic, endpoint_arns=endpoints)

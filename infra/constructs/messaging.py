@@ -18,13 +18,14 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
-from bridge.config import SQS_MAX_MESSAGE_BYTES
+from bridge.config import SQS_MAX_MESSAGE_BYTES, SQS_MAX_RETENTION_SECONDS
 from constructs import Construct
 
 from infra.nag import acknowledge
 
 # Dead-letter queues keep messages for the SQS maximum so an operator has time to look and redrive.
-DLQ_RETENTION = Duration.days(14)
+DLQ_RETENTION = Duration.seconds(SQS_MAX_RETENTION_SECONDS)
+CONSUMER_ACTIONS = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:PurgeQueue"]
 
 
 class SecureMessaging(Construct):
@@ -83,7 +84,8 @@ class SecureMessaging(Construct):
         return dlq
 
     def queue(self, scope: Construct, construct_id: str, *, name: str, dlq_name: str, fifo: bool,
-              max_receive_count: int, max_message_bytes: int | None = None) -> sqs.Queue:
+              max_receive_count: int, max_message_bytes: int | None = None,
+              retention_seconds: int | None = None) -> sqs.Queue:
         """A queue with its DLQ: a message received `max_receive_count` times moves there.
 
         `max_message_bytes` lowers the queue's MaximumMessageSize; its DLQ keeps the maximum, so anything
@@ -98,6 +100,8 @@ class SecureMessaging(Construct):
         props = self._queue_defaults(fifo)
         if max_message_bytes is not None:
             props["max_message_size_bytes"] = max_message_bytes
+        if retention_seconds is not None:
+            props["retention_period"] = Duration.seconds(retention_seconds)
         return sqs.Queue(scope, construct_id, queue_name=name,
                          dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=max_receive_count),
                          **props)
@@ -135,6 +139,24 @@ class SecureMessaging(Construct):
             resources=[queue.queue_arn],
             conditions={"ArnNotEquals": not_equals} if not_equals else None,
         ))
+
+    @staticmethod
+    def restrict_consumers(queue: sqs.IQueue, *, principal_arns: Sequence[str]) -> None:
+        """Deny receiving, deleting, hiding and purging messages to everyone but `principal_arns` (the
+        destination's configured consumers): a reader of the account could otherwise drain a queue."""
+        queue.add_to_resource_policy(iam.PolicyStatement(
+            sid="OnlyTheConsumersReceive", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+            actions=CONSUMER_ACTIONS, resources=[queue.queue_arn],
+            conditions={"ArnNotEquals": {"aws:PrincipalArn": list(principal_arns)}}))
+
+    @staticmethod
+    def restrict_subscribers(topic: sns.ITopic, *, endpoint_arns: Sequence[str]) -> None:
+        """Deny sns:Subscribe to every endpoint but the configured queues (none, when empty): anyone allowed
+        sns:Subscribe on "*" could otherwise copy every message to an endpoint of their own."""
+        topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="OnlyTheConfiguredQueuesSubscribe", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+            actions=["sns:Subscribe"], resources=[topic.topic_arn],
+            conditions={"StringNotEquals": {"sns:Endpoint": list(endpoint_arns)}} if endpoint_arns else None))
 
     @staticmethod
     def restrict_publishers(topic: sns.ITopic, *, principal_arns: Sequence[str]) -> None:

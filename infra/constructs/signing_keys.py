@@ -22,6 +22,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from bridge.config import BridgeConfig
 from constructs import Construct
 
+from infra.constructs.bridge_function import log_group_name
 from infra.nag import acknowledge
 
 ROTATION_HANDLER = "bridge.rotation.handler"
@@ -41,7 +42,8 @@ class SigningKeyProtection(Construct):
         if not secrets or days == 0:
             return
         arns = [s.secret_arn for s in secrets.values()]
-        log_group = logs.LogGroup(self, "RotationLogs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=log_key)
+        log_group = logs.LogGroup(self, "RotationLogs", log_group_name=log_group_name(config, "signing-key-rotation"),
+                                  retention=logs.RetentionDays.ONE_MONTH, encryption_key=log_key)
         self.rotation_role = iam.Role(
             self, "RotationRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"Kafka bridge {config.name} signing-key rotation",

@@ -26,6 +26,8 @@ SNS_MAX_MESSAGE_BYTES = 1_048_576  # the ceiling a topic's MaximumMessageSize ma
 MAX_BATCH_ENTRIES = 10  # SendMessageBatch and PublishBatch
 MAX_MESSAGE_ATTRIBUTES = 10  # SQS; SNS raw delivery to SQS drops messages with more
 SQS_QUEUE_NAME_MAX = 80
+SQS_MIN_RETENTION_SECONDS = 60  # MessageRetentionPeriod
+SQS_MAX_RETENTION_SECONDS = 1_209_600  # 14 days: every dead-letter queue keeps messages this long
 FIFO_DEDUP_ID_MAX = 128
 ESM_MAX_BATCH_SIZE = 10_000
 ESM_MAX_BATCHING_WINDOW_SECONDS = 300
@@ -260,6 +262,8 @@ class Destination:
     # over message_limit: park the record (too_large), or store the message in S3 and send a pointer in
     # the AWS extended client libraries' format
     oversize: OversizeAction = "park"
+    retention_seconds: int | None = None  # a created queue's MessageRetentionPeriod (None: SQS's 4 days)
+    consumers: tuple[str, ...] = ()  # created SQS: the only roles that may receive, delete and purge
 
     @property
     def created(self) -> bool:
@@ -803,7 +807,7 @@ def _parse_producer(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Produce
 def _parse_destination(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Destination | None:
     _unknown(pb, path, raw, {"name", "type", "fifo", "arn", "group_id", "header_attributes", "body",
                              "max_receive_count", "max_message_bytes", "accept_from", "subscriptions",
-                             "kms_key_arn", "oversize"})
+                             "kms_key_arn", "oversize", "retention_seconds", "consumers"})
     name = _str(pb, f"{path}.name", raw.get("name"), pattern=_NAME_RE,
                 hint="2-40 lowercase letters, digits and hyphens") or "invalid"
     dtype: DestinationType = _choice(pb, f"{path}.type", raw.get("type"), ("sqs", "sns"), None) or "sqs"
@@ -884,9 +888,15 @@ def _parse_destination(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Dest
         pb.add(f"{path}.subscriptions", "raw_message_delivery: false wraps the claim-check pointer in SNS's JSON, "
                "which the SQS extended client library does not resolve. Fix: raw_message_delivery: true, or "
                "oversize: park")
+    retention = _optional_int(pb, f"{path}.retention_seconds", raw.get("retention_seconds"), SQS_MIN_RETENTION_SECONDS,
+                              SQS_MAX_RETENTION_SECONDS)
+    consumers = _role_arns(pb, f"{path}.consumers", raw.get("consumers"))
+    for field_name, value in (("retention_seconds", retention), ("consumers", consumers)):
+        if value and (dtype != "sqs" or arn is not None):
+            pb.add(f"{path}.{field_name}", "applies to SQS queues the stack creates only. Fix: remove it")
     return Destination(name, dtype, fifo, arn if isinstance(arn, str) else None, group_id, attrs, body, mrc,
                        mmb, _str_list(pb, f"{path}.accept_from", raw.get("accept_from"), _NAME_RE,
-                                      "names of producers"), tuple(subs), kms_key_arn, oversize)
+                                      "names of producers"), tuple(subs), kms_key_arn, oversize, retention, consumers)
 
 
 def _kms_key_arn(pb: _Problems, path: str, raw: Any, what: str) -> str | None:

@@ -29,6 +29,7 @@ from tests.security.policy import ACCOUNT, OTHER_ACCOUNT
 
 OTHER_ROLE = f"arn:aws:iam::{OTHER_ACCOUNT}:role/payments-ci"
 OPERATOR_ROLE = f"arn:aws:iam::{ACCOUNT}:role/bridge-operators"
+LEDGER_CONSUMER = f"arn:aws:iam::{ACCOUNT}:role/ledger-workers"
 
 
 def _harden(doc: dict[str, Any]) -> None:
@@ -38,6 +39,9 @@ def _harden(doc: dict[str, Any]) -> None:
     producers["inventory-service"].update(aws_principal=OTHER_ROLE.replace("payments-ci", "inv"),
                                           org_id="o-abcdef1234")
     doc.setdefault("settings", {})["operator_role_arns"] = [OPERATOR_ROLE]
+    destinations = {d["name"]: d for d in doc["destinations"]}
+    destinations["payments-ledger"]["consumers"] = [LEDGER_CONSUMER]
+    destinations["analytics"]["retention_seconds"] = 86_400
 
 
 @pytest.fixture(scope="session")
