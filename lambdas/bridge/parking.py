@@ -37,7 +37,8 @@ PARK_REASONS = (
 )
 # Reasons that say a record's origin could not be trusted (a forged, unsigned or misattributed record):
 # they share one high-severity alarm, apart from the operational reasons.
-TRUST_PARK_REASONS = ("unsigned", "invalid_signature", "untrusted_producer", "producer_not_allowed")
+TRUST_PARK_REASONS = ("unsigned", "invalid_signature", "untrusted_producer", "producer_not_allowed",
+                      "missing_message_id", "stale")
 S3_KEY_DIGEST_CHARS = 12  # hex digits of the record digest in a parking-bucket key
 
 

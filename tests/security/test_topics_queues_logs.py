@@ -12,13 +12,15 @@ from tests.security.policy import ADMIN_LIKE, PolicyWorld, insider
 ATTACKER_QUEUE = "arn:aws:sqs:us-east-1:123456789012:someone-elses-queue"
 
 
-@pytest.mark.attack("insider subscribes an endpoint of their own to a topic (or the audit topic)",
+@pytest.mark.attack("insider subscribes an endpoint of their own to a destination or the audit topic",
                     outcome="denied by policy", how="topic policy evaluated with sns:Endpoint")
 def test_only_configured_queues_subscribe(every_variant: Synth) -> None:
     w = PolicyWorld(every_variant.data)
     cfg = every_variant.config
-    for logical_id in w.ids("AWS::SNS::Topic"):
-        topic = w.arn(logical_id)
+    # the topics that carry records (the alarm topic carries alarms, and operators subscribe their pagers)
+    carrying = [d.physical_name(cfg.name) for d in cfg.destinations if d.type == "sns" and d.created]
+    for name in [*carrying, cfg.audit_topic_name]:
+        topic = w.arn(w.by_name("AWS::SNS::Topic", name))
         configured = [w.resolver.resolve(r["Properties"]["Endpoint"])
                       for r in every_variant.resources("AWS::SNS::Subscription").values()
                       if w.resolver.resolve(r["Properties"]["TopicArn"]) == topic]
