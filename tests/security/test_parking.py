@@ -21,7 +21,8 @@ PARKED_OBJECT = "parked/orders/0/1-out-too_large-0123456789ab.json"
 
 
 def bucket(w: PolicyWorld) -> tuple[str, str]:
-    (logical_id,) = w.ids("AWS::S3::Bucket")
+    """The parking bucket (the stack output names it; a claim-check bucket may exist too)."""
+    logical_id = w.template["Outputs"]["ParkingBucketName"]["Value"]["Ref"]
     return logical_id, w.arn(logical_id)
 
 
