@@ -4,6 +4,8 @@
 VENV   ?= .venv
 # MiniStack (the local AWS) pins its own botocore, so it gets a venv of its own (pyproject: localaws).
 AWSVENV ?= .venv-ministack
+# checkov (the security tier runs it on every synthesized template) pins its own boto3: a venv of its own.
+CKVVENV ?= .venv-checkov
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 BRIDGE := $(VENV)/bin/bridge
@@ -29,11 +31,17 @@ $(AWSVENV)/.installed: pyproject.toml
 	$(AWSVENV)/bin/pip install -q --group localaws
 	touch $@
 
+$(CKVVENV)/.installed: pyproject.toml
+	test -x $(CKVVENV)/bin/python || python3 -m venv $(CKVVENV)
+	$(CKVVENV)/bin/pip install -q --upgrade pip
+	$(CKVVENV)/bin/pip install -q --group checkov
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-install: $(VENV)/.installed $(AWSVENV)/.installed node_modules/.installed
+install: $(VENV)/.installed $(AWSVENV)/.installed $(CKVVENV)/.installed node_modules/.installed
 
 demo: $(VENV)/.installed $(AWSVENV)/.installed
 	$(BRIDGE) demo

@@ -41,6 +41,7 @@ from bridge.signatures import canonical_string
 from bridge_local import events as ev
 from bridge_local import invoke as inv
 from bridge_local import report
+from bridge_local.acls import acl_commands
 from bridge_local.aws import AwsSetupError, aws_session, describe_aws_error
 from bridge_local.poller import (
     ON_FAILURE_PREFIX,
@@ -511,6 +512,24 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_acls(args: argparse.Namespace) -> int:
+    config = _config(args)
+    principals = {}
+    for item in args.principal or []:
+        name, sep, principal = item.partition("=")
+        if not sep or not principal.startswith("User:"):
+            raise SystemExit(f"--principal {item!r}: expected NAME=User:<principal>, e.g. "
+                             "order-service=User:orders-producer")
+        principals[name] = principal
+    lines = acl_commands(config, principals, args.bootstrap_server, args.command_config)
+    if not lines:
+        _out(f"{config.source.kind} source: topic ownership is enforced by the stack's IAM roles "
+             "(kafka-cluster:WriteData per producer); no Kafka ACLs are needed")
+        return 0
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
 # --- inspect / demo -----------------------------------------------------------------------------
 
 
@@ -821,6 +840,14 @@ def build_parser() -> argparse.ArgumentParser:
     evs = sub.add_parser("events", help="regenerate the console test events from the config")
     evs.add_argument("--out-dir", default="events")
     evs.set_defaults(func=cmd_events)
+
+    acl = sub.add_parser("acls", help="print the Kafka ACLs (kafka-acls commands) a self-managed cluster needs")
+    acl.add_argument("--principal", action="append", metavar="NAME=User:...",
+                     help="the Kafka principal a producer (or the bridge, by its config name) authenticates as; "
+                          "default User:<name>")
+    acl.add_argument("--bootstrap-server", default=None, help="default: source.bootstrap_servers")
+    acl.add_argument("--command-config", default="admin.properties", help="kafka-acls admin client properties")
+    acl.set_defaults(func=cmd_acls)
 
     ins = sub.add_parser("inspect", help="queues, depths, topics, parked records, audit events")
     ins.add_argument("--queue", help="a destination name, a queue name, bridge-dlq, audit or audit-dlq")

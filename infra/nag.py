@@ -24,3 +24,16 @@ def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
     if not reason.strip():
         raise ValueError(f"acknowledging {rule} on {scope.node.path} needs a reason")
     cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=f"{RULE_PACK}::{rule}", reason=reason))
+
+
+def acknowledge_checkov(scope: IConstruct, check: str, reason: str) -> None:
+    """Acknowledge one checkov finding (e.g. `CKV_AWS_116`) on the CloudFormation resource behind `scope`,
+    in its template Metadata, where checkov reads skips and a reviewer reads the reason."""
+    if not reason.strip():
+        raise ValueError(f"acknowledging {check} on {scope.node.path} needs a reason")
+    resource = scope if isinstance(scope, cdk.CfnResource) else scope.node.default_child
+    if not isinstance(resource, cdk.CfnResource):
+        raise TypeError(f"{scope.node.path} has no CloudFormation resource to acknowledge {check} on")
+    current = resource.get_metadata("checkov") or {"skip": []}
+    current["skip"].append({"id": check, "comment": reason})
+    resource.add_metadata("checkov", current)
