@@ -215,7 +215,9 @@ def generate(config: BridgeConfig) -> list[GeneratedEvent]:
             untrusted = sign_as(config, replace(base, offset=base.offset + 3), outsiders[0])
             out.append(GeneratedEvent("fail-untrusted-producer", f"a record correctly signed by {outsiders[0]}, "
                                       f"which {', '.join(guarded)} does not accept: parked", ev([untrusted]), others,
-                                      {"untrusted_producer": len(guarded)}, console_note=_needs_key(outsiders[0])))
+                                      {"untrusted_producer": len(guarded)}))
+            # no console note: accept_from is checked before the signature, so this record parks as
+            # untrusted_producer in the deployed stack too, whatever key it was signed with
         break
 
     # undecodable: only a hand-written event can carry a value that is not base64

@@ -76,6 +76,9 @@ RESOURCE_APIS: dict[str, ResourceApi] = {
     "AWS::SNS::Subscription": ResourceApi("sns", "SubscribeInput"),
     "AWS::SecretsManager::Secret": ResourceApi("secretsmanager", "CreateSecretRequest", {
         "GenerateSecretString": ("GetRandomPasswordRequest", None)}),
+    "AWS::Lambda::Permission": ResourceApi("lambda", "AddPermissionRequest"),
+    "AWS::SecretsManager::ResourcePolicy": ResourceApi("secretsmanager", "PutResourcePolicyRequest"),
+    "AWS::SecretsManager::RotationSchedule": ResourceApi("secretsmanager", "RotateSecretRequest"),
     "AWS::EventSchemas::Schema": ResourceApi("schemas", "CreateSchemaRequest"),
     "AWS::EventSchemas::Registry": ResourceApi("schemas", "CreateRegistryRequest"),
     "AWS::S3::Bucket": ResourceApi("s3", "CreateBucketRequest"),
@@ -139,6 +142,8 @@ NO_API_LIMIT: dict[tuple[str, str], str] = {
     ("AWS::SQS::Queue", "KmsMasterKeyId"): "a key reference resolved at deploy time; the key is in the stack",
     ("AWS::SQS::Queue", "RedrivePolicy"): "the DLQ ARN is resolved at deploy time; maxReceiveCount is "
                                           "validated by the config model (bridge.config, 1-1000)",
+    ("AWS::SQS::Queue", "RedriveAllowPolicy"): "a queue attribute whose one limit (at most 10 source queue ARNs) "
+                                               "is documented only in prose; the stack names one source or none",
     ("AWS::SQS::QueuePolicy", "Queues"): "queue URLs resolved at deploy time",
     ("AWS::SQS::QueuePolicy", "PolicyDocument"): "SQS takes it as the Policy attribute, whose size limit is "
                                                   "documented only in its developer guide",

@@ -35,7 +35,7 @@ PARKED_PREFIX = "parked/*"
 
 def log_group_name(config: BridgeConfig, what: str) -> str:
     """The bridge's log groups, named up front so their key's policy can name them without a cycle."""
-    return f"/kafka-bridge/{config.name}/{what}"
+    return f"/kafka-bridge/{config.prefix}/{what}"
 
 
 def log_group_key(scope: Construct, config: BridgeConfig) -> kms.Key:

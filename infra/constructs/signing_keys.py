@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
@@ -43,7 +44,9 @@ class SigningKeyProtection(Construct):
             return
         arns = [s.secret_arn for s in secrets.values()]
         log_group = logs.LogGroup(self, "RotationLogs", log_group_name=log_group_name(config, "signing-key-rotation"),
-                                  retention=logs.RetentionDays.ONE_MONTH, encryption_key=log_key)
+                                  encryption_key=log_key)
+        # the stage's retention, like the function's (config deployment.log_retention_days)
+        cast(logs.CfnLogGroup, log_group.node.default_child).retention_in_days = config.deployment.log_retention_days
         self.rotation_role = iam.Role(
             self, "RotationRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"Kafka bridge {config.name} signing-key rotation",

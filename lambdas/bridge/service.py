@@ -204,8 +204,9 @@ class Bridge:
     def _check_source(self, batch: KafkaBatch) -> None:
         """Refuse an event that names another cluster (or other brokers) than the config's: only this
         bridge's event-source mapping, or a redrive of what it parked (which may predate a move to
-        another cluster), may hand it records."""
-        if batch.redrive is not None:
+        another cluster), may hand it records. An event with no records hands over nothing (`bridge smoke`
+        names its run in the ARN of one), so it is not refused."""
+        if batch.redrive is not None or not batch.records:
             return
         src = self.config.source
         if src.kind == "msk":

@@ -65,15 +65,19 @@ def _examples(synth: Synth) -> dict[str, object]:
 def test_console_events_dev_and_prod(dev_with_repo_events: Synth, prod: Synth) -> None:
     dev = set(_examples(dev_with_repo_events))
     assert "fail-too-large" not in dev  # 300 KiB: over the schema's Content limit on its own
-    assert {"route-payments", "fail-untrusted-producer"}.isdisjoint(dev)  # need the deployed keys
+    assert "route-payments" not in dev  # needs payment-service's deployed key
+    # ships: accept_from is checked before the signature, so it parks untrusted_producer whatever its key
+    assert "fail-untrusted-producer" in dev
     assert "route-order-lifecycle" in dev
+    # nothing that delivers
     assert set(_examples(prod)) == {"fail-invalid-signature", "fail-producer-not-allowed", "fail-undecodable",
-                                    "fail-unroutable", "fail-unsigned"}  # nothing that delivers
+                                    "fail-unroutable", "fail-unsigned", "fail-untrusted-producer"}
 
 
 def test_prod_differs_where_production_should(dev_with_repo_events: Synth, prod: Synth) -> None:
     def function(s: Synth) -> dict[str, object]:
-        (f,) = s.resources("AWS::Lambda::Function").values()
+        (f,) = [r for r in s.resources("AWS::Lambda::Function").values()
+            if r["Properties"]["Handler"] == "bridge.handler.lambda_handler"]  # not the key rotation function
         return dict(f["Properties"])
 
     def retention(s: Synth) -> set[int]:

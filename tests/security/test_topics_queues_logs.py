@@ -18,7 +18,7 @@ def test_only_configured_queues_subscribe(every_variant: Synth) -> None:
     w = PolicyWorld(every_variant.data)
     cfg = every_variant.config
     # the topics that carry records (the alarm topic carries alarms, and operators subscribe their pagers)
-    carrying = [d.physical_name(cfg.name) for d in cfg.destinations if d.type == "sns" and d.created]
+    carrying = [d.physical_name(cfg.prefix) for d in cfg.destinations if d.type == "sns" and d.created]
     for name in [*carrying, cfg.audit_topic_name]:
         topic = w.arn(w.by_name("AWS::SNS::Topic", name))
         configured = [w.resolver.resolve(r["Properties"]["Endpoint"])
@@ -38,7 +38,7 @@ def test_only_configured_queues_subscribe(every_variant: Synth) -> None:
 def test_only_named_consumers_read_a_queue(hardened: Synth) -> None:
     w = PolicyWorld(hardened.data)
     cfg = hardened.config
-    ledger = w.arn(w.by_name("AWS::SQS::Queue", cfg.destination("payments-ledger").physical_name(cfg.name)))
+    ledger = w.arn(w.by_name("AWS::SQS::Queue", cfg.destination("payments-ledger").physical_name(cfg.prefix)))
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:PurgeQueue", "sqs:ChangeMessageVisibility"):
         assert w.decide(LEDGER_CONSUMER, action, ledger, identity=ADMIN_LIKE), action
         assert w.decide(insider(), action, ledger, identity=ADMIN_LIKE).why.startswith("explicit deny"), action
@@ -64,7 +64,7 @@ def test_queue_retention_is_configurable_and_dlqs_keep_fourteen_days(hardened: S
     queues = {r["Properties"]["QueueName"]: r["Properties"] for r in hardened.resources("AWS::SQS::Queue").values()}
     cfg = hardened.config
 
-    assert queues[cfg.destination("analytics").physical_name(cfg.name)]["MessageRetentionPeriod"] == 86_400
+    assert queues[cfg.destination("analytics").physical_name(cfg.prefix)]["MessageRetentionPeriod"] == 86_400
     for name, props in queues.items():
         if name.endswith(("-dlq", "-dlq.fifo")):
             assert props["MessageRetentionPeriod"] == 1_209_600, name
