@@ -437,7 +437,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
         headers_out, timestamp = signed_headers(
             key_for(producer.name), producer=producer.name, topic=record.topic, key=record.key, value=record.value,
             headers=record.headers, timestamp_ms=args.timestamp, producer_header=s.producer_header,
-            signature_header=s.signature_header)
+            signature_header=s.signature_header, message_id_header=s.message_id_header)
         doc: dict[str, Any] = {
             "topic": record.topic, "timestamp": timestamp,
             "key": None if record.key is None else record.key.decode("utf-8", "backslashreplace"),

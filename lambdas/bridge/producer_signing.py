@@ -18,6 +18,7 @@ them all. `bridge sign` on the command line does the same for records in a file.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Sequence
 
 from bridge.config import BridgeSettings
@@ -27,21 +28,29 @@ Header = tuple[str, bytes | None]
 _DEFAULTS = BridgeSettings()  # the header names a config uses unless settings.*_header say otherwise
 DEFAULT_PRODUCER_HEADER = _DEFAULTS.producer_header
 DEFAULT_SIGNATURE_HEADER = _DEFAULTS.signature_header
+DEFAULT_MESSAGE_ID_HEADER = _DEFAULTS.message_id_header
 
 
 def signed_headers(secret: bytes, *, producer: str, topic: str, key: bytes | None, value: bytes | None,
                    headers: Sequence[Header] = (), timestamp_ms: int | None = None,
                    producer_header: str = DEFAULT_PRODUCER_HEADER,
-                   signature_header: str = DEFAULT_SIGNATURE_HEADER) -> tuple[list[Header], int]:
-    """`headers` plus the producer and signature headers, and the timestamp (ms) they were signed with.
+                   signature_header: str = DEFAULT_SIGNATURE_HEADER,
+                   message_id_header: str = DEFAULT_MESSAGE_ID_HEADER,
+                   message_id: str | None = None) -> tuple[list[Header], int]:
+    """`headers` plus the message id, producer and signature headers, and the timestamp (ms) they were
+    signed with.
 
     A producer header already in `headers` must name `producer`; a signature header already there
-    is replaced (it is never signed). `timestamp_ms` defaults to now.
+    is replaced (it is never signed). A message id header already there is kept; otherwise
+    `message_id` (default: a new random UUID) is added: every signed record needs a unique one.
+    `timestamp_ms` defaults to now.
     """
     timestamp = time.time_ns() // 1_000_000 if timestamp_ms is None else timestamp_ms
     if timestamp < 0:
         raise ValueError(f"timestamp_ms must be a non-negative Kafka timestamp in milliseconds; got {timestamp}")
     out = [(n, v) for n, v in headers if n != signature_header]
+    if all(n != message_id_header for n, _ in out):
+        out.append((message_id_header, (message_id or uuid.uuid4().hex).encode("ascii")))
     named = [v for n, v in out if n == producer_header]
     if not named:
         out.append((producer_header, producer.encode("utf-8")))

@@ -24,6 +24,7 @@ from typing import Any
 # "aws:SelfManagedKafka" is what Powertools' and several runtimes' sample events carry for self-managed
 # Kafka; Lambda itself sends "SelfManagedKafka". Both mean the same event shape.
 KAFKA_EVENT_SOURCES = ("aws:kafka", "SelfManagedKafka", "aws:SelfManagedKafka")
+SELF_MANAGED_EVENT_SOURCES = KAFKA_EVENT_SOURCES[1:]
 REDRIVE_KEY = "bridgeRedrive"
 # `{topic}-{partition}-{offset}`; -1 is what an undecodable record without a position gets.
 _RECORD_ID = re.compile(r".+-(?:-1|\d+)-(?:-1|\d+)")

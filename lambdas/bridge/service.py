@@ -30,7 +30,7 @@ from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES, 
 from bridge.delivery import HELD_BACK, BatchSender, Deliverer, DeliveryRun, Target
 from bridge.envelope import OutgoingMessage, billed_size, build_message, correlation_id_for
 from bridge.parking import ObjectStore, ObjectStoreError, Parking, ParkRequest
-from bridge.records import ForeignEventError, KafkaBatch, KafkaRecord, Redrive, decode_event
+from bridge.records import SELF_MANAGED_EVENT_SOURCES, ForeignEventError, KafkaBatch, KafkaRecord, Redrive, decode_event
 from bridge.routing import UNMATCHED_ROUTE, Router, RoutingDecision, restrict_to_redrive
 from bridge.settings import Settings
 from bridge.trust import SigningKeys, TrustPolicy
@@ -217,7 +217,7 @@ class Bridge:
                     "cluster (events/), or a redrive event")
             return
         servers = {s.strip() for s in (batch.bootstrap_servers or "").split(",") if s.strip()}
-        if batch.event_source != "SelfManagedKafka" or servers != set(src.bootstrap_servers):
+        if batch.event_source not in SELF_MANAGED_EVENT_SOURCES or servers != set(src.bootstrap_servers):
             raise ForeignEventError(
                 f"event from {batch.event_source} with bootstrapServers {batch.bootstrap_servers!r} refused: this "
                 f"bridge reads source.bootstrap_servers {','.join(src.bootstrap_servers)} only. Send an event "
