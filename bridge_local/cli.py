@@ -263,7 +263,8 @@ def _poll(config: BridgeConfig, config_path: str, state: StackState, args: argpa
     settings = PollerSettings.from_config(config, idle_seconds=args.idle_seconds, max_retries=args.max_retries,
                                           batch_size=args.batch_size)
     poller = Poller(config, state.bootstrap_servers, handler, settings, s3_on_failure(state, config),
-                    progress=_Progress(args.quiet), stop_after_records=stop_after)
+                    progress=_Progress(args.quiet), stop_after_records=stop_after,
+                    schema_base_dir=Path(config_path).resolve().parent)
     with _first_ctrl_c_stops(poller.stop):
         stats = poller.run()
     return stats, poller.stop_event.is_set()

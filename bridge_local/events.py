@@ -56,6 +56,8 @@ class KafkaRecord:
     value: bytes | None
     headers: tuple[tuple[str, bytes | None], ...] = ()
     timestamp_type: str = "CREATE_TIME"
+    # set when the local mapping decoded the value with a schema (bridge_local.schemas), as Lambda does
+    value_schema_metadata: tuple[tuple[str, str], ...] = ()
 
     @property
     def record_id(self) -> str:
@@ -104,6 +106,8 @@ def event_record(record: KafkaRecord) -> dict[str, Any]:
     # a null header value stays null (the handler's decoder and the signature spec keep it apart
     # from an empty value)
     out["headers"] = [{name: None if value is None else signed_bytes(value)} for name, value in record.headers]
+    if record.value_schema_metadata:
+        out["valueSchemaMetadata"] = dict(record.value_schema_metadata)
     return out
 
 

@@ -22,6 +22,7 @@ waiting out the whole batching window.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -41,6 +42,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from bridge_local.events import KafkaRecord, build_event
 from bridge_local.provision import LOCAL_CREDENTIALS, claim_check_bucket_name, local_client, parking_bucket_name
+from bridge_local.schemas import LocalSchemaDecoder
 from bridge_local.services import ACCOUNT_ID, REGION, StackState
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -254,7 +256,9 @@ class Poller:
                  on_failure: OnFailureDestination | None = None, cluster_arn: str | None = None,
                  progress: ProgressCallback | None = None, stop_event: threading.Event | None = None,
                  topics: tuple[str, ...] | None = None, stop_after_records: int | None = None,
-                 notice: Callable[[str], None] | None = None) -> None:
+                 notice: Callable[[str], None] | None = None, schema_base_dir: Path | None = None) -> None:
+        """`schema_base_dir`: where `source.schema_registry.local_schemas` paths are relative to (the
+        config file's folder; the working directory when not given)."""
         self.config = config
         self.bootstrap = bootstrap
         self.handler = handler
@@ -274,6 +278,11 @@ class Poller:
         self._assigned: dict[str, bool] = {}
         # the mappings' filter criteria (source.filter_pushdown), applied as Lambda applies them
         self.filters = {t: topic_filters(config, t) for t in self.topics}
+        # the mappings' schema registry decoding (source.schema_registry), with the config's local schemas
+        registry = config.source.schema_registry
+        self.schemas = (LocalSchemaDecoder(registry, schema_base_dir or Path.cwd())
+                        if registry is not None and "value" in registry.attributes and registry.local_schemas
+                        else None)
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand and return (safe from a signal handler)."""
@@ -380,7 +389,7 @@ class Poller:
         return batch
 
     def _process(self, topic: str, consumer: Any, messages: list[Any]) -> None:
-        records = [record_from_message(m) for m in messages]
+        records = [self._decoded(record_from_message(m)) for m in messages]
         # Lambda drops what the filter criteria exclude before invoking; an empty batch invokes nothing
         pending = pending_at_start = [r for r in records if admits(self.filters[topic], r.value)]
         attempts = 0
@@ -416,6 +425,14 @@ class Poller:
         self.stats.add(outcome)
         if self.progress:
             self.progress(outcome, self.stats)
+
+    def _decoded(self, record: KafkaRecord) -> KafkaRecord:
+        """The record as the mapping hands it over: a value framed for the schema registry becomes JSON."""
+        decoded = self.schemas.decode(record.value) if self.schemas is not None else None
+        if decoded is None:
+            return record
+        return dataclasses.replace(record, value=decoded.value,
+                                   value_schema_metadata=tuple(decoded.metadata.items()))
 
     def _commit(self, topic: str, consumer: Any, offsets: list[Any], records: int) -> None:
         """Commit a handled batch; when the group dropped this consumer, say so and carry on.

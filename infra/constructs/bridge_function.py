@@ -53,6 +53,11 @@ def log_group_key(scope: Construct, config: BridgeConfig) -> kms.Key:
     return key
 
 
+def glue_schemas_arn(registry_arn: str) -> str:
+    """Every schema of a Glue registry: `arn:...:registry/<name>` -> `arn:...:schema/<name>/*`."""
+    return registry_arn.replace(":registry/", ":schema/", 1) + "/*"
+
+
 def stage_function_package(source_dir: Path, document: Mapping[str, Any], out_dir: Path) -> Path:
     """Write the function package: `bridge/` (without caches) and `bridge_config.json` beside it."""
     if out_dir.exists():
@@ -106,6 +111,7 @@ class BridgeFunction(Construct):
             *self._checkpoint_statements(checkpoint_table, checkpoint_key),
             *self._claim_check_statements(claim_check_bucket),
             *self._kafka_statements(config),
+            *self._schema_registry_statements(config),
             *self._network_statements(),
             iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                                 resources=[self.log_group.log_group_arn]),
@@ -126,6 +132,7 @@ class BridgeFunction(Construct):
         self._acknowledge_prefix(parking_bucket)
         if claim_check_bucket is not None:
             self._acknowledge_claim_check_prefix(claim_check_bucket)
+        self._acknowledge_schemas(config)
 
         layer = lambda_.LayerVersion.from_layer_version_arn(
             self, "Powertools",
@@ -276,6 +283,19 @@ class BridgeFunction(Construct):
         ]
 
     @staticmethod
+    def _schema_registry_statements(config: BridgeConfig) -> list[iam.PolicyStatement]:
+        """What the event-source mapping needs to read the schemas it decodes records with."""
+        registry = config.source.schema_registry
+        if registry is None:
+            return []
+        if registry.kind == "confluent":
+            assert registry.secret_arn is not None
+            return [iam.PolicyStatement(sid="ReadSchemaRegistryCredentials", actions=["secretsmanager:GetSecretValue"],
+                                        resources=[registry.secret_arn])]
+        return [iam.PolicyStatement(sid="ReadSchemas", actions=["glue:GetRegistry", "glue:GetSchemaVersion"],
+                                    resources=[registry.uri, glue_schemas_arn(registry.uri)])]
+
+    @staticmethod
     def _network_statements() -> list[iam.PolicyStatement]:
         # The event-source mapping reaches the brokers through network interfaces it creates in the
         # cluster's subnets. Lambda checks the execution role for these six actions on "*" when it
@@ -290,6 +310,13 @@ class BridgeFunction(Construct):
                          "ec2:DescribeSecurityGroups"],
                 resources=["*"]),
         ]
+
+    def _acknowledge_schemas(self, config: BridgeConfig) -> None:
+        registry = config.source.schema_registry
+        if registry is not None and registry.kind == "glue":
+            acknowledge(self.role, f"AwsSolutions-IAM5[Resource::{glue_schemas_arn(registry.uri)}]",
+                        "The mapping reads whichever schema version a record names; the statement covers the "
+                        "schemas of the one configured registry, read-only (GetRegistry, GetSchemaVersion).")
 
     def _acknowledge_claim_check_prefix(self, bucket: s3.IBucket) -> None:
         bucket_id = Stack.of(self).resolve(bucket.bucket_arn)["Fn::GetAtt"][0]

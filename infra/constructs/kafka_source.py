@@ -37,8 +37,11 @@ class KafkaEventSources(Construct):
         secret = (secretsmanager.Secret.from_secret_complete_arn(self, "KafkaCredentials", src.secret_arn)
                   if src.kind == "self-managed" and src.secret_arn else None)
         self.mappings: dict[str, lambda_.EventSourceMapping] = {}
+        registry = _schema_registry(self, src)
         for topic in src.topics:
             common = _common_props(src, topic, failure_bucket)
+            if registry is not None:
+                common["schema_registry_config"] = registry
             pushdown = topic_filters(config, topic)
             if pushdown.patterns:
                 # records no route of this topic selects are dropped by Lambda (FilteredOutEventCount)
@@ -59,6 +62,33 @@ class KafkaEventSources(Construct):
             self.mappings[topic] = mapping
             if src.kind == "self-managed":
                 _set_access(mapping, src)
+
+
+def _schema_registry(scope: Construct, src: Source) -> lambda_.ISchemaRegistry | None:
+    """The mapping decodes schema-registry records into JSON, so the function routes on their fields."""
+    registry = src.schema_registry
+    if registry is None:
+        return None
+    attribute = {"key": lambda_.KafkaSchemaValidationAttribute.KEY,
+                 "value": lambda_.KafkaSchemaValidationAttribute.VALUE}
+    validation = [lambda_.KafkaSchemaValidationConfig(attribute=attribute[a]) for a in registry.attributes]
+    if registry.kind == "glue":
+        return sources.GlueSchemaRegistry(schema_registry_arn=registry.uri,
+                                          event_record_format=lambda_.EventRecordFormat.JSON,
+                                          schema_validation_configs=validation)
+    assert registry.secret_arn is not None
+    return sources.ConfluentSchemaRegistry(
+        schema_registry_uri=registry.uri, event_record_format=lambda_.EventRecordFormat.JSON,
+        authentication_type=_REGISTRY_AUTH[registry.auth or "basic"],
+        secret=secretsmanager.Secret.from_secret_complete_arn(scope, "SchemaRegistryCredentials",
+                                                              registry.secret_arn),
+        schema_validation_configs=validation)
+
+
+_REGISTRY_AUTH = {
+    "basic": lambda_.KafkaSchemaRegistryAccessConfigType.BASIC_AUTH,
+    "client_certificate": lambda_.KafkaSchemaRegistryAccessConfigType.CLIENT_CERTIFICATE_TLS_AUTH,
+}
 
 
 def _common_props(src: Source, topic: str, failure_bucket: s3.IBucket) -> dict[str, Any]:

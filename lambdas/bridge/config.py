@@ -171,6 +171,32 @@ class SourceRetry:
     bisect_on_error: bool = True
 
 
+SchemaRegistryKind = Literal["glue", "confluent"]
+SchemaRegistryAuth = Literal["basic", "client_certificate"]
+_GLUE_REGISTRY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:glue:[a-z0-9-]+:\d{12}:registry/[A-Za-z0-9_$#.-]{1,255}$")
+_SECRET_ARN_RE = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:\S+$")
+_SCHEMA_ID_RE = re.compile(r"^(\d{1,10}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaRegistry:
+    """The mapping decodes records serialized with a schema registry (Avro, Protobuf, JSON Schema)
+    and hands the function JSON, so body routes work unchanged. Provisioned mode only."""
+
+    kind: SchemaRegistryKind
+    uri: str  # glue: the registry ARN; confluent: https:// URL
+    auth: SchemaRegistryAuth | None = None  # confluent: how Lambda authenticates, with secret_arn
+    secret_arn: str | None = None
+    attributes: tuple[str, ...] = ("value",)  # what the mapping decodes and validates: value and/or key
+    # local runs only: schema id (Confluent) or schema version UUID (Glue) -> Avro schema file, which
+    # the local poller decodes with as the mapping would with the registry
+    local_schemas: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def registry_name(self) -> str:
+        return self.uri.rsplit("/", 1)[1] if self.kind == "glue" else ""
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     kind: SourceKind
@@ -191,6 +217,7 @@ class Source:
     # routes as the mappings' filter criteria: records no route selects never reach the function
     # (bridge.filter_pushdown); needs unmatched: skip
     filter_pushdown: bool = False
+    schema_registry: SchemaRegistry | None = None
 
     def group_id_for(self, topic: str) -> str:
         """Lambda requires a distinct consumer group per event-source mapping, so one per topic."""
@@ -641,7 +668,7 @@ def _parse_source(pb: _Problems, raw: Any) -> Source | None:
     _unknown(pb, path, raw, {"kind", "topics", "consumer_group_id", "batch_size", "batching_window_seconds",
                              "starting_position", "starting_position_timestamp", "cluster_arn",
                              "bootstrap_servers", "auth", "secret_arn", "kms_key_arn", "network",
-                             "provisioned_pollers", "retry", "filter_pushdown"})
+                             "provisioned_pollers", "retry", "filter_pushdown", "schema_registry"})
     kind = _choice(pb, f"{path}.kind", raw.get("kind"), ("msk", "self-managed"), "msk")
     topics = _str_list(pb, f"{path}.topics", raw.get("topics"), _TOPIC_RE,
                        "list the Kafka topics to consume (letters, digits, '.', '_' and '-')", required=True)
@@ -719,7 +746,53 @@ def _parse_source(pb: _Problems, raw: Any) -> Source | None:
                   cluster_arn if kind == "msk" else None, servers, auth,
                   secret_arn if kind == "self-managed" else None, network, pollers, retry,
                   kms_key_arn if kind == "self-managed" else None,
-                  _bool(pb, f"{path}.filter_pushdown", raw.get("filter_pushdown"), False))
+                  _bool(pb, f"{path}.filter_pushdown", raw.get("filter_pushdown"), False),
+                  _parse_schema_registry(pb, f"{path}.schema_registry", raw.get("schema_registry"), pollers))
+
+
+def _parse_schema_registry(pb: _Problems, path: str, raw: Any,
+                           pollers: ProvisionedPollers | None) -> SchemaRegistry | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        pb.add(path, "must be a mapping. Fix: {kind: glue, uri: arn:aws:glue:<region>:<account>:registry/<name>}")
+        return None
+    _unknown(pb, path, raw, {"kind", "uri", "auth", "secret_arn", "attributes", "local_schemas"})
+    if pollers is None:
+        pb.add(path, "needs provisioned mode: Lambda decodes schema-registry records only with provisioned "
+                     "pollers. Fix: add source.provisioned_pollers, or remove schema_registry")
+    kind = _choice(pb, f"{path}.kind", raw.get("kind"), ("glue", "confluent"), None)
+    if kind == "glue":
+        uri = _str(pb, f"{path}.uri", raw.get("uri"), pattern=_GLUE_REGISTRY_ARN_RE,
+                   hint="the Glue registry ARN, arn:aws:glue:<region>:<account>:registry/<name>")
+    else:
+        uri = _str(pb, f"{path}.uri", raw.get("uri"), pattern=re.compile(r"^https://[A-Za-z0-9.-]+(:\d+)?(/\S*)?$"),
+                   hint="the registry's https:// URL (plain http would send the credentials in clear)")
+    auth = _choice(pb, f"{path}.auth", raw.get("auth"), ("basic", "client_certificate"), "basic")
+    secret = _str(pb, f"{path}.secret_arn", raw.get("secret_arn"), required=kind == "confluent",
+                  pattern=_SECRET_ARN_RE, hint="the Secrets Manager ARN holding the registry credentials")
+    if kind == "glue" and (raw.get("auth") is not None or secret is not None):
+        pb.add(path, "auth and secret_arn apply to a Confluent registry; Lambda reads a Glue registry with the "
+                     "function's role. Fix: remove them")
+    attributes = _str_list(pb, f"{path}.attributes", raw.get("attributes", ["value"]), re.compile(r"^(key|value)$"),
+                           "key and/or value")
+    if not attributes:
+        pb.add(f"{path}.attributes", "is empty. Fix: [value], [key] or [key, value]")
+    local: list[tuple[str, str]] = []
+    raw_local = raw.get("local_schemas") or {}
+    if not isinstance(raw_local, Mapping):
+        pb.add(f"{path}.local_schemas", "must map schema ids to Avro schema files. Fix: {\"1\": schemas/order.avsc}")
+    else:
+        for sid, file in raw_local.items():
+            if not _SCHEMA_ID_RE.match(str(sid)) or not isinstance(file, str) or not file:
+                pb.add(f"{path}.local_schemas.{sid}", "needs a Confluent schema id (digits) or a Glue schema version "
+                       "UUID, mapped to an .avsc file. Fix: {\"1\": schemas/order.avsc}")
+            else:
+                local.append((str(sid), file))
+    if kind is None or uri is None:
+        return None
+    return SchemaRegistry(kind, uri, auth if kind == "confluent" else None, secret if kind == "confluent" else None,
+                          attributes, tuple(local))
 
 
 def _parse_network(pb: _Problems, path: str, raw: Any, kind: str) -> Network:

@@ -143,6 +143,7 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 
 EXISTING_QUEUE_KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1111aaaa-22bb-33cc-44dd-555555eeeeee"
 KAFKA_SECRET_KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/6666ffff-77aa-88bb-99cc-000000dddddd"
+GLUE_REGISTRY_ARN = "arn:aws:glue:us-east-1:123456789012:registry/orders"
 EXISTING_ALARM_TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:platform-oncall"
 ALARM_EMAIL = "kafka-oncall@example.com"
 
@@ -153,6 +154,7 @@ def _provisioned_edit(doc: dict[str, Any]) -> None:
         starting_position="AT_TIMESTAMP", starting_position_timestamp=1767225600,
         provisioned_pollers={"minimum": 2, "maximum": 10},
         retry={"max_attempts": 5, "max_record_age_seconds": 3600, "bisect_on_error": True},
+        schema_registry={"kind": "glue", "uri": GLUE_REGISTRY_ARN},
     )
     doc["destinations"] += [
         {"name": "legacy-orders", "type": "sqs", "arn": "arn:aws:sqs:us-east-1:123456789012:legacy-orders",
