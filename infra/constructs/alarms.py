@@ -87,6 +87,15 @@ class BridgeAlarms(Construct):
                   "Records could be neither delivered nor parked: the batch is retried and its partition waits.",
                   self._bridge_metric("ParkingFailed"), 1)
 
+        self._add("fifo-order-break", "WARN",
+                  "A FIFO destination accepted a later message of a group after an earlier one failed: the "
+                  "rest of that group was parked (delivery_failed) to keep its order.",
+                  self._bridge_metric("FifoOrderBreaks"), 1)
+        self._add("outage-retries", "WARN",
+                  "Batches were failed back to the event-source mapping because a destination or Secrets "
+                  "Manager was down (settings.outage_retry_seconds); their partitions wait.",
+                  self._bridge_metric("OutageRetries"), 1)
+
         # Destination, subscription and audit dead-letter queues.
         for d in config.destinations:
             if d.created and d.type == "sqs":

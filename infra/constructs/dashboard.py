@@ -80,7 +80,9 @@ class BridgeDashboard(Construct):
                         [function.metric_errors(period=PERIOD, statistic="Sum", label="errors"),
                          function.metric_throttles(period=PERIOD, statistic="Sum", label="throttles"),
                          self._metric("ParkingFailed", "parking failed"),
-                         self._metric("AuditPublishFailed", "audit not published")]),
+                         self._metric("AuditPublishFailed", "audit not published"),
+                         self._metric("FifoOrderBreaks", "FIFO order breaks"),
+                         self._metric("OutageRetries", "outage retries")]),
         ])
         rows.append([
             self._graph("Dead-letter queue depths (messages)",

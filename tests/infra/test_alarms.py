@@ -71,7 +71,8 @@ def expected_ids(synth: Synth) -> set[str]:
     config = synth.config
     ids = {"bridge-dlq-not-empty", "bridge-dlq-oldest-message", "parked-untrusted", "parking-failed",
            "audit-monitor-dlq", "audit-subscription-dlq", "audit-monitor-oldest-message", "audit-not-published",
-           "function-errors", "function-throttles", "function-duration-near-timeout"}
+           "function-errors", "function-throttles", "function-duration-near-timeout", "fifo-order-break",
+           "outage-retries"}
     ids |= {f"parked-{r.replace('_', '-')}" for r in PARK_REASONS if r not in TRUST_PARK_REASONS}
     ids |= {f"destination-dlq-{d.name}" for d in config.destinations if d.type == "sqs" and d.created}
     ids |= {f"subscription-dlq-{d.name}-to-{s.queue}" for d in config.destinations for s in d.subscriptions}
