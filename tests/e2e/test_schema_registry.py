@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bridge.config import load_config_file
+from bridge.config import BridgeConfig, load_config_file
 from confluent_kafka import Producer
 
 from bridge_local.poller import Poller, PollerSettings, load_real_handler
@@ -26,6 +26,10 @@ def _orders() -> list[dict[str, Any]]:
     regions = ["EU-west", "US-east", "EU-north", "AP-south"]
     return [{"order_id": f"o-{i}", "region": regions[i % 4], "total": float(250 * (i % 8)),
              "items": [f"sku-{i}"], "coupon": None if i % 3 else "WELCOME"} for i in range(40)]
+
+
+def queue(config: BridgeConfig, destination: str) -> str:
+    return config.destination(destination).physical_name(config.prefix)
 
 
 def _receive_all(stack: E2EStack, queue: str) -> list[dict[str, Any]]:
@@ -62,8 +66,8 @@ def test_avro_records_are_decoded_and_routed_on_body_fields(stack: E2EStack) -> 
         load_real_handler(stack.state, stack.config, str(stack.config_path), log_level="ERROR")
     # then: every record read; routed by total and region, which exist only inside the Avro body
     assert stats.records == len(orders)
-    big = {(doc := json.loads(m["Body"]))["order_id"]: doc for m in _receive_all(stack, "avro-bridge-big-orders")}
-    eu = {json.loads(m["Body"])["order_id"] for m in _receive_all(stack, "avro-bridge-eu-orders")}
+    big = {(doc := json.loads(m["Body"]))["order_id"]: doc for m in _receive_all(stack, queue(config, "big-orders"))}
+    eu = {json.loads(m["Body"])["order_id"] for m in _receive_all(stack, queue(config, "eu-orders"))}
     assert set(big) == {o["order_id"] for o in orders if o["total"] >= 1000}
     assert eu == {o["order_id"] for o in orders if o["region"].startswith("EU-")}
     # the function received (and sent on) the decoded JSON document, not the Avro bytes
