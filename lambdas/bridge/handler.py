@@ -108,6 +108,13 @@ def _observe(report: BatchReport) -> None:
     if summary["fifo_order_breaks"]:
         # a FIFO group's order broke at the destination; its rest was parked (bridge.delivery)
         metrics.add_metric(name="FifoOrderBreaks", unit=MetricUnit.Count, value=summary["fifo_order_breaks"])
+    checkpoint = summary.get("checkpoint") or {}
+    if checkpoint.get("skipped"):
+        # (record, destination) pairs an earlier attempt had delivered or parked: not sent again
+        metrics.add_metric(name="CheckpointSkipped", unit=MetricUnit.Count, value=checkpoint["skipped"])
+    if checkpoint.get("errors"):
+        # the checkpoint table could not be read or written: a later retry may send duplicates
+        metrics.add_metric(name="CheckpointErrors", unit=MetricUnit.Count, value=checkpoint["errors"])
     for p in report.parked:
         logger.warning("record parked", extra={
             "reason": p.reason, "detail": p.detail, "record_id": p.record.record_id,
