@@ -26,14 +26,14 @@ RECORDS = 10_000
 PAD = 500  # bytes of padding per value: the event ends up over Lambda's 6 MiB invoke limit
 
 
-def _all_park_event(tmp_path: Path, records: int = RECORDS) -> Path:
+def _all_park_event(tmp_path: Path, cluster_arn: str, records: int = RECORDS) -> Path:
+    """`records` unsigned payments from the stack's cluster (the bridge refuses events from any other)."""
     plain = [ev.PlainRecord("payments", f"acct-{i % 100}".encode(),
                             json.dumps({"payment_id": f"p-{i}", "amount": 5.0, "currency": "EUR",
                                         "pad": "x" * PAD}).encode(),
                             (("event-type", b"PaymentCaptured"), ("currency", b"EUR")), None, False)
              for i in range(records)]
-    event = ev.build_event(ev.to_kafka_records(plain), "arn:aws:kafka:us-east-1:123456789012:cluster/c/1",
-                           "b-1.local:9098", "aws:kafka")
+    event = ev.build_event(ev.to_kafka_records(plain), cluster_arn, "b-1.local:9098", "aws:kafka")
     path = tmp_path / "all-park.json"
     path.write_text(json.dumps(event), encoding="utf-8")
     return path
@@ -48,7 +48,7 @@ def test_invoke_parks_10000_records_counts_them_exactly_and_warns_over_the_invok
         clean: E2EStack, tmp_path: Path) -> None:
     # given: 10,000 unsigned records for the signed-only ledger, over 6 MiB as an event
     stack = clean
-    event = _all_park_event(tmp_path)
+    event = _all_park_event(tmp_path, stack.config.source.cluster_arn or '')
     dlq = stack.queue_url(stack.config.bridge_dlq_name)
     before = dlq_depth(stack.clients, dlq)
 
@@ -72,7 +72,7 @@ def test_invoke_parks_10000_records_counts_them_exactly_and_warns_over_the_invok
 def test_first_ctrl_c_stops_a_long_invoke_and_the_next_command_works(clean: E2EStack, tmp_path: Path) -> None:
     # given: a long invoke under way (long enough to be interrupted whatever the machine's load)
     stack = clean
-    event = _all_park_event(tmp_path, 5 * RECORDS)
+    event = _all_park_event(tmp_path, stack.config.source.cluster_arn or '', 5 * RECORDS)
     proc = subprocess.Popen(_invoke_argv(stack, event), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:

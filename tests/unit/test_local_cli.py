@@ -119,3 +119,16 @@ def test_an_event_file_with_event_source_aws_self_managed_kafka_is_accepted(tmp_
     path = tmp_path / "sample.json"
     path.write_text(json.dumps(event))
     assert ev.load_event_file(path)["eventSource"] == "aws:SelfManagedKafka"
+
+
+def test_signed_headers_add_a_unique_message_id_unless_given() -> None:
+    def ids(**kw: Any) -> list[bytes | None]:
+        headers, _ = signed_headers(SECRET, producer="payment-service", topic="payments", key=None, value=b"{}",
+                                    **kw)
+        return [v for n, v in headers if n == "x-bridge-message-id"]
+
+    first, second = ids(), ids()
+    assert len(first) == len(second) == 1
+    assert first != second  # a replayed copy is recognised by it, so it must never repeat
+    assert ids(message_id="order-42") == [b"order-42"]
+    assert ids(headers=[("x-bridge-message-id", b"mine")]) == [b"mine"]
