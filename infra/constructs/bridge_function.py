@@ -20,6 +20,7 @@ from aws_cdk import aws_sqs as sqs
 from bridge.config import BridgeConfig, config_to_json
 from constructs import Construct
 
+from infra.bytecode import compile_package
 from infra.constructs.claim_check import OBJECTS as CLAIM_CHECK_OBJECTS
 from infra.msk import MskArns
 from infra.nag import acknowledge, acknowledge_checkov
@@ -58,12 +59,16 @@ def glue_schemas_arn(registry_arn: str) -> str:
     return registry_arn.replace(":registry/", ":schema/", 1) + "/*"
 
 
-def stage_function_package(source_dir: Path, document: Mapping[str, Any], out_dir: Path) -> Path:
-    """Write the function package: `bridge/` (without caches) and `bridge_config.json` beside it."""
+def stage_function_package(source_dir: Path, document: Mapping[str, Any], out_dir: Path,
+                           compile_bytecode: bool = True) -> Path:
+    """Write the function package: `bridge/` (local caches left out), `bridge_config.json` beside it, and
+    bytecode compiled by the runtime's Python when this machine has one (infra/bytecode.py)."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     shutil.copytree(source_dir, out_dir / "bridge", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (out_dir / CONFIG_FILE_NAME).write_text(config_to_json(document), encoding="utf-8")
+    if compile_bytecode:
+        compile_package(out_dir)
     return out_dir
 
 
