@@ -96,6 +96,11 @@ class BridgeAlarms(Construct):
                   "Manager was down (settings.outage_retry_seconds); their partitions wait.",
                   self._bridge_metric("OutageRetries"), 1)
 
+        if config.settings.checkpoints:
+            self._add("checkpoint-errors", "WARN",
+                      "The checkpoint table could not be read or written: delivery went on, but a redelivered "
+                      "batch may send duplicates.", self._bridge_metric("CheckpointErrors"), 1)
+
         # Destination, subscription and audit dead-letter queues.
         for d in config.destinations:
             if d.created and d.type == "sqs":

@@ -82,7 +82,8 @@ class BridgeDashboard(Construct):
                          self._metric("ParkingFailed", "parking failed"),
                          self._metric("AuditPublishFailed", "audit not published"),
                          self._metric("FifoOrderBreaks", "FIFO order breaks"),
-                         self._metric("OutageRetries", "outage retries")]),
+                         self._metric("OutageRetries", "outage retries"),
+                         self._metric("CheckpointErrors", "checkpoint errors")]),
         ])
         rows.append([
             self._graph("Dead-letter queue depths (messages)",

@@ -77,6 +77,8 @@ def expected_ids(synth: Synth) -> set[str]:
     ids |= {f"destination-dlq-{d.name}" for d in config.destinations if d.type == "sqs" and d.created}
     ids |= {f"subscription-dlq-{d.name}-to-{s.queue}" for d in config.destinations for s in d.subscriptions}
     ids |= {f"offset-lag-{t}" for t in config.source.topics}
+    if config.settings.checkpoints:
+        ids.add("checkpoint-errors")
     return ids
 
 
