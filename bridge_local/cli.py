@@ -27,7 +27,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -46,12 +46,13 @@ from bridge_local.aws import AwsSetupError, aws_session, describe_aws_error
 from bridge_local.poller import (
     ON_FAILURE_PREFIX,
     BatchOutcome,
+    Handler,
     Poller,
     PollerSettings,
     PollStats,
+    S3OnFailure,
     context_factory,
     load_real_handler,
-    s3_on_failure,
     with_stdout_to,
 )
 from bridge_local.producer import (
@@ -62,7 +63,14 @@ from bridge_local.producer import (
     produce,
     records_for_producer,
 )
-from bridge_local.provision import LocalClients, parking_bucket_name, provision_all, signing_key
+from bridge_local.provision import (
+    LocalClients,
+    local_client,
+    parking_bucket_name,
+    provision_all,
+    provision_kafka,
+    signing_key,
+)
 from bridge_local.redrive import (
     FetchDocument,
     Invoke,
@@ -77,13 +85,16 @@ from bridge_local.redrive import (
 )
 from bridge_local.replay import S3OnFailureObjects, replay_on_failure
 from bridge_local.services import (
+    ACCOUNT_ID,
     DEFAULT_STATE_DIR,
+    REGION,
     LocalStack,
     StackError,
     StackState,
     read_state,
     require_running,
     start_stack,
+    state_path,
     stop_stack,
 )
 from bridge_local.testevents import resign_event, write_events
@@ -137,6 +148,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     config = _config(args)
     state_dir = Path(args.state_dir)
     state = start_stack(args.config, state_dir, args.kafka_port, args.aws_port)
+    if args.deploy:
+        try:
+            state = _deploy_into(state, config, args, state_dir)
+        except BaseException:
+            stop_stack(state, state_dir)
+            raise
+        _out(f"local stack up, deployed mode (state in {state_dir / 'local.json'}); bridge poll and bridge invoke "
+             "now invoke the deployed function")
+        return 0
     try:
         rep = provision_all(config, state.bootstrap_servers, state.endpoint_url, args.partitions)
     except BaseException:
@@ -151,6 +171,30 @@ def cmd_up(args: argparse.Namespace) -> int:
          f"subscriptions, {len(rep.secrets)} signing secrets, bucket {rep.bucket}, Kafka topics "
          + ", ".join(f"{t}({n} partitions)" for t, n in rep.kafka_topics.items()))
     return 0
+
+
+def _deploy_into(state: StackState, config: BridgeConfig, args: argparse.Namespace, state_dir: Path,
+                 write_state: bool = True) -> StackState:
+    """Kafka topics, then the CDK stack into MiniStack; the state records the deployment."""
+    from bridge_local.deploy import deploy, report_lines  # noqa: PLC0415 - deploy mode only
+
+    topics = provision_kafka(config, state.bootstrap_servers, args.partitions)
+    _out(f"Kafka topics: {', '.join(f'{t} ({n} partitions)' for t, n in topics.items())}; deploying the stack "
+         "(cdk synth, bootstrap, deploy; about a minute)")
+    rep = deploy(config, args.config, state, state_dir)
+    for line in report_lines(rep):
+        _out(line)
+    state = replace(state, deployment=rep.deployment())
+    if write_state:
+        state_path(state_dir).write_text(state.to_json(), encoding="utf-8")
+    return state
+
+
+def _parking_bucket(state: StackState, config: BridgeConfig) -> str:
+    """The parking bucket: the deployed stack's (CloudFormation names it), else the provisioned one."""
+    if state.deployment:
+        return str(json.loads(state.deployment["outputs"])["ParkingBucketName"])
+    return parking_bucket_name(config)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -258,11 +302,17 @@ def _first_ctrl_c_stops(stop: Callable[[], None]) -> Iterator[None]:
 def _poll(config: BridgeConfig, config_path: str, state: StackState, args: argparse.Namespace,
           stop_after: int | None = None) -> tuple[PollStats, bool]:
     """Run the local mapping; returns its totals and whether Ctrl-C stopped it."""
-    handler = with_stdout_to(load_real_handler(state, config, config_path, args.handler_log_level),
-                             Path(args.state_dir) / "handler-stdout.log")
+    if state.deployment:
+        invoke = deployed_transport(state, config)
+        handler: Handler = lambda event, context: invoke(event)  # noqa: E731 - the poller's handler shape
+    else:
+        handler = with_stdout_to(load_real_handler(state, config, config_path, args.handler_log_level),
+                                 Path(args.state_dir) / "handler-stdout.log")
     settings = PollerSettings.from_config(config, idle_seconds=args.idle_seconds, max_retries=args.max_retries,
                                           batch_size=args.batch_size)
-    poller = Poller(config, state.bootstrap_servers, handler, settings, s3_on_failure(state, config),
+    on_failure = S3OnFailure(local_client("s3", state.endpoint_url), _parking_bucket(state, config),
+                             f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{config.name}-bridge")
+    poller = Poller(config, state.bootstrap_servers, handler, settings, on_failure,
                     progress=_Progress(args.quiet), stop_after_records=stop_after,
                     schema_base_dir=Path(config_path).resolve().parent)
     with _first_ctrl_c_stops(poller.stop):
@@ -389,8 +439,32 @@ class _InProcessCall:
         return self.handler(event, self.context())
 
 
-def _invoker(state: StackState, config: BridgeConfig, args: argparse.Namespace) -> _InProcessCall:
-    return _InProcessCall(state, config, args)
+class _DeployedCall:
+    """The function deployed in MiniStack, through Lambda's Invoke API."""
+
+    def __init__(self, state: StackState, config: BridgeConfig) -> None:
+        assert state.deployment is not None
+        self.target = f"the deployed function {state.deployment['function_name']} (MiniStack)"
+        self.invoke = deployed_transport(state, config)
+
+    def __call__(self, event: dict[str, Any]) -> Any:
+        return self.invoke(event)
+
+
+def _invoker(state: StackState, config: BridgeConfig, args: argparse.Namespace) -> _InProcessCall | _DeployedCall:
+    return _DeployedCall(state, config) if state.deployment else _InProcessCall(state, config, args)
+
+
+def deployed_transport(state: StackState, config: BridgeConfig) -> Invoke:
+    """Lambda Invoke of the deployed alias: no retries (a retried invoke runs the batch twice), a read
+    timeout past the function's."""
+    from botocore.config import Config as BotoConfig  # noqa: PLC0415
+
+    assert state.deployment is not None
+    client = local_client("lambda", state.endpoint_url, BotoConfig(
+        read_timeout=config.settings.timeout_seconds + REDRIVE_VISIBILITY_MARGIN_SECONDS, connect_timeout=10,
+        retries={"total_max_attempts": 1}))
+    return lambda_transport(client, state.deployment["function"])
 
 
 def cmd_make_event(args: argparse.Namespace) -> int:
@@ -561,10 +635,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     rows = []
     for t in topics:
         subs = clients.sns.list_subscriptions_by_topic(TopicArn=t["TopicArn"])["Subscriptions"]
-        rows.append([t["TopicArn"].rsplit(":", 1)[1], ", ".join(s["Endpoint"].rsplit(":", 1)[1] for s in subs)])
+        rows.append([t["TopicArn"].rsplit(":", 1)[1], ", ".join(s["Endpoint"].rsplit(":", 1)[-1] for s in subs)])
     _out("")
     _out(report.table(["SNS topic", "subscribed queues"], rows))
-    snap = report.snapshot(config, clients)
+    snap = report.snapshot(config, clients, bucket=_parking_bucket(state, config))
     _out("")
     _out(f"parked by reason: {dict(snap.parked_by_reason) or 'none'}; audit events: {snap.audit_events} "
          f"({snap.audit_records} records); on-failure batches: {snap.on_failure_objects}")
@@ -579,11 +653,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _out(f"demo: {len(scenario)} records from {len({s.record.producer for s in scenario if s.record.producer})} "
          f"producers over {len({s.record.topic for s in scenario})} topics; "
          f"{sum(n for k, n in expected.items() if k != 'deliver')} of them must be parked")
-    with LocalStack(args.config, Path(args.state_dir)) as state:
+    with LocalStack(args.config, Path(args.state_dir)) as started:
+        state = started
         _out(f"[1/4] local stack: kafka {state.bootstrap_servers}, aws {state.endpoint_url}")
-        provision_all(config, state.bootstrap_servers, state.endpoint_url, args.partitions)
+        if args.deploy:
+            state = _deploy_into(started, config, args, Path(args.state_dir) / "demo", write_state=False)
+            _out("[2/4] deployed the stack; the poller invokes the deployed function")
+        else:
+            provision_all(config, state.bootstrap_servers, state.endpoint_url, args.partitions)
+            _out("[2/4] provisioned queues, topics, subscriptions, secrets, bucket and Kafka topics from the config")
         clients = LocalClients.for_endpoint(state.endpoint_url)
-        _out("[2/4] provisioned queues, topics, subscriptions, secrets, bucket and Kafka topics from the config")
         rep = produce(config, state.bootstrap_servers, [s.record for s in scenario], _key_lookup(config, clients))
         _out(f"[3/4] produced {rep.records} records: "
              + ", ".join(f"{p} {n}" for p, n in sorted((rep.by_producer or Counter()).items())))
@@ -592,10 +671,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if interrupted:
             raise KeyboardInterrupt  # the demo's stack is private: stop it, as for any interruption
         _print_poll(stats)
-        snap = report.snapshot(config, clients)
+        bucket = _parking_bucket(state, config)
+        snap = report.snapshot(config, clients, bucket=bucket)
         _out("")
         _out(report.render_summary(config, snap, stats.delivered,
-                                   {k: n for k, n in expected.items() if k != "deliver"}))
+                                   {k: n for k, n in expected.items() if k != "deliver"}, bucket=bucket))
         lost = len(scenario) - stats.records
         _out("")
         _out(f"records produced {len(scenario)}, handled {stats.records}, not handled {max(0, lost)}; "
@@ -786,6 +866,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--kafka-port", type=int, default=None)
     up.add_argument("--aws-port", type=int, default=None, help="MiniStack's port (default: a free one)")
     up.add_argument("--partitions", type=int, default=3, help="partitions per Kafka topic")
+    up.add_argument("--deploy", action="store_true", help="cdk deploy the stack into MiniStack and run the deployed "
+                    "function (instead of creating queues and topics from the config and the handler in-process)")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop the local stack").set_defaults(func=cmd_down)
     st = sub.add_parser("status", help="is the local stack running, where, with which config, in which mode")
@@ -888,6 +970,8 @@ def build_parser() -> argparse.ArgumentParser:
     de = sub.add_parser("demo", help="private stack, produce, poll, summary, stop")
     de.add_argument("--count", type=int, default=10)
     de.add_argument("--partitions", type=int, default=3)
+    de.add_argument("--deploy", action="store_true", help="cdk deploy the stack into MiniStack and run the demo "
+                    "through the deployed function (make deploy-local)")
     poll_options(de, 2.0)
     de.set_defaults(func=cmd_demo)
     # `bridge validate --config X` reads as naturally as `bridge --config X validate`: take both.

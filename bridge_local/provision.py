@@ -49,11 +49,11 @@ def claim_check_bucket_name(config: BridgeConfig) -> str:
     return f"{config.prefix}-claim-check-{ACCOUNT_ID}"
 
 
-def local_client(service: str, endpoint_url: str) -> Any:
+def local_client(service: str, endpoint_url: str, boto_config: BotoConfig | None = None) -> Any:
     """A boto3 client for the local AWS on loopback with dummy credentials; refuses any other host."""
     if not endpoint_url.startswith(f"http://{HOST}:"):
         raise ValueError(f"refusing endpoint {endpoint_url!r}: the local stack only talks to {HOST}")
-    boto_config = BotoConfig(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=50)
+    boto_config = boto_config or BotoConfig(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=50)
     return boto3.client(service, endpoint_url=endpoint_url, region_name=REGION,  # type: ignore[call-overload]
                         config=boto_config, **LOCAL_CREDENTIALS)
 

@@ -131,7 +131,8 @@ class StackSnapshot:
     on_failure_objects: int = 0
 
 
-def snapshot(config: BridgeConfig, clients: LocalClients, read_limit: int = 2000) -> StackSnapshot:
+def snapshot(config: BridgeConfig, clients: LocalClients, read_limit: int = 2000,
+             bucket: str | None = None) -> StackSnapshot:
     """Depths of every queue, parked records by reason, audit event totals, on-failure objects."""
     queues = queue_infos(config, clients)
     snap = StackSnapshot(queues)
@@ -149,7 +150,7 @@ def snapshot(config: BridgeConfig, clients: LocalClients, read_limit: int = 2000
         body = _json(m.get("Body"))
         snap.audit_events += 1
         snap.audit_records += int(body.get("records", 0) or 0)
-    resp = clients.s3.list_objects_v2(Bucket=parking_bucket_name(config), Prefix="on-failure/")
+    resp = clients.s3.list_objects_v2(Bucket=bucket or parking_bucket_name(config), Prefix="on-failure/")
     snap.on_failure_objects = int(resp.get("KeyCount", 0))
     return snap
 
@@ -181,7 +182,7 @@ def destination_rows(config: BridgeConfig, snap: StackSnapshot, delivered: Mappi
 
 
 def render_summary(config: BridgeConfig, snap: StackSnapshot, delivered: Mapping[str, int],
-                   expected_parked: Mapping[str, int] | None = None) -> str:
+                   expected_parked: Mapping[str, int] | None = None, bucket: str | None = None) -> str:
     """The demo's closing summary: destinations, parked records by reason, audit events."""
     parts = ["Destinations", table(["destination", "kind", "delivered", "in queue"],
                                    destination_rows(config, snap, delivered), right=(2, 3))]
@@ -201,5 +202,6 @@ def render_summary(config: BridgeConfig, snap: StackSnapshot, delivered: Mapping
     parts += ["", f"Audit queue ({config.audit_queue_name}): {snap.audit_events} batch events covering "
               f"{snap.audit_records} records"]
     parts.append("Destination DLQs: " + (", ".join(f"{q.name}={q.visible}" for q in dlqs) if dlqs else "all empty"))
-    parts.append(f"On-failure batches in s3://{parking_bucket_name(config)}/on-failure/: {snap.on_failure_objects}")
+    parts.append(f"On-failure batches in s3://{bucket or parking_bucket_name(config)}/on-failure/: "
+                 f"{snap.on_failure_objects}")
     return "\n".join(parts)

@@ -1,0 +1,199 @@
+"""`bridge up --deploy`: the synthesized stack created in MiniStack by the CDK CLI, then driven by the poller.
+
+One deploy for the module (about a minute). Two checks moto never allowed:
+- the demo scenario through the deployed function gives exactly the summary the in-process handler
+  gives (`bridge demo`);
+- every created resource read back through the service APIs matches the template: queue attributes
+  (FIFO, KMS key, redrive, retention, size), queue and topic policies, subscriptions with their
+  filter policies and DLQs, secrets and their keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge_local.provision import local_client
+from bridge_local.services import pid_alive, read_state
+from tests.e2e.conftest import CONFIG_PATH, ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def bridge(state_dir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bridge_local.cli", "--state-dir", str(state_dir), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@dataclass
+class Deployed:
+    state_dir: Path
+    up_output: str
+    endpoint: str
+    stack: str
+    template: dict[str, Any]
+    physical: dict[str, str]  # logical id -> physical id
+
+    def client(self, service: str) -> Any:
+        return local_client(service, self.endpoint)
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    state_dir = tmp_path_factory.mktemp("deployed")
+    up = bridge(state_dir, "--config", str(CONFIG_PATH), "up", "--deploy", "--partitions", "1")
+    try:
+        assert up.returncode == 0, (up.stdout + up.stderr)[-3000:]
+        state = read_state(state_dir)
+        assert state is not None
+        assert state.deployment is not None
+        stack = state.deployment["stack"]
+        template = json.loads((state_dir / "cdk.out.local" / f"{stack}.template.json").read_text())
+        cfn = local_client("cloudformation", state.endpoint_url)
+        physical = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                    for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack)
+                    for r in page["StackResourceSummaries"]}
+        yield Deployed(state_dir, up.stdout, state.endpoint_url, stack, template, physical)
+    finally:
+        down = bridge(state_dir, "down")
+        state = read_state(state_dir)
+        if state is not None:
+            for s in state.services:
+                if pid_alive(s.pid):
+                    os.kill(s.pid, signal.SIGKILL)
+        assert down.returncode == 0, down.stderr
+
+
+def test_up_deploy_says_what_was_created_and_what_was_skipped_and_why(deployed: Deployed) -> None:
+    out = deployed.up_output
+    m = re.search(r"(\d+) resources in the template, (\d+) created, (\d+) skipped", out)
+    assert m, out
+    in_template, created, skipped = map(int, m.groups())
+    assert created + skipped == in_template
+    assert "skipped the console test events" in out
+    assert "Powertools layer" in out
+    assert "mode: deployed" in bridge(deployed.state_dir, "status").stdout
+
+
+def test_demo_scenario_through_the_deployed_function_matches_the_in_process_handler(
+        deployed: Deployed, tmp_path: Path) -> None:
+    # given: the in-process demo's summary
+    in_process = bridge(tmp_path, "--config", str(CONFIG_PATH), "demo", "--quiet")
+    assert in_process.returncode == 0, in_process.stderr
+
+    # when: the same scenario through the deployed function
+    produced = bridge(deployed.state_dir, "produce")
+    assert produced.returncode == 0, produced.stderr
+    polled = bridge(deployed.state_dir, "poll", "--idle-seconds", "3", "--quiet")
+    assert polled.returncode == 0, polled.stderr
+    inspected = bridge(deployed.state_dir, "inspect")
+    assert inspected.returncode == 0, inspected.stderr
+
+    # then: the same outcome table (delivered per destination, parked per reason)
+    assert _outcome_table(polled.stdout) == _outcome_table(in_process.stdout)
+    assert _parked_table(inspected.stdout) == _parked_table(in_process.stdout)
+
+
+def _outcome_table(stdout: str) -> list[str]:
+    """The poll's 'outcome / messages' table: delivered per destination, parked per reason."""
+    lines = stdout[stdout.index("outcome "):].splitlines()[2:]
+    return [" ".join(line.split()) for line in lines[:next((i for i, x in enumerate(lines) if not x.strip()),
+                                                            len(lines))]]
+
+
+def _parked_table(stdout: str) -> dict[str, int]:
+    """Parked records by reason, as `inspect` or the demo summary count them in the bridge DLQ."""
+    m = re.search(r"parked by reason: (\{.*?\})", stdout)
+    if m:
+        return {k: int(v) for k, v in json.loads(m.group(1).replace("'", '"')).items()}
+    rows = stdout[stdout.index("Bridge DLQ"):].splitlines()[3:]
+    out = {}
+    for line in rows:
+        if not line.strip():
+            break
+        reason, parked = line.split()[:2]
+        out[reason] = int(parked)
+    return out
+
+
+def _queue_attrs(d: Deployed, logical: str) -> dict[str, str]:
+    sqs = d.client("sqs")
+    url = d.physical[logical]
+    return dict(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"])
+
+
+def _arn_of(d: Deployed, ref: Any) -> str:
+    """The physical id a template GetAtt/Ref points at (queue URL -> name, key id, topic ARN)."""
+    if isinstance(ref, str):
+        return ref  # a literal (an AWS managed key alias, an existing resource's ARN)
+    logical = ref["Fn::GetAtt"][0] if "Fn::GetAtt" in ref else ref["Ref"]
+    return d.physical[logical]
+
+
+def test_every_created_resource_reads_back_as_the_template_says(deployed: Deployed) -> None:
+    d = deployed
+    resources = d.template["Resources"]
+    checked = {"queues": 0, "queue_policies": 0, "topic_policies": 0, "subscriptions": 0, "secrets": 0}
+    for logical, r in resources.items():
+        props = r.get("Properties", {})
+        if r["Type"] == "AWS::SQS::Queue":
+            attrs = _queue_attrs(d, logical)
+            assert attrs["QueueArn"].endswith(":" + props["QueueName"])
+            assert (attrs.get("FifoQueue") == "true") == bool(props.get("FifoQueue")), logical
+            assert int(attrs["MaximumMessageSize"]) == props["MaximumMessageSize"], logical
+            if "MessageRetentionPeriod" in props:
+                assert int(attrs["MessageRetentionPeriod"]) == props["MessageRetentionPeriod"], logical
+            if "KmsMasterKeyId" in props:
+                assert _arn_of(d, props["KmsMasterKeyId"]).split("/")[-1] in attrs.get("KmsMasterKeyId", ""), logical
+            if "RedrivePolicy" in props:
+                redrive = json.loads(attrs["RedrivePolicy"])
+                dlq_url = _arn_of(d, props["RedrivePolicy"]["deadLetterTargetArn"])
+                assert redrive["deadLetterTargetArn"].endswith(":" + dlq_url.rsplit("/", 1)[1]), logical
+                assert int(redrive["maxReceiveCount"]) == props["RedrivePolicy"]["maxReceiveCount"], logical
+            checked["queues"] += 1
+        elif r["Type"] == "AWS::SQS::QueuePolicy":
+            for q in props["Queues"]:
+                policy = json.loads(_queue_attrs(d, q["Ref"])["Policy"])
+                assert len(policy["Statement"]) == len(props["PolicyDocument"]["Statement"]), logical
+                checked["queue_policies"] += 1
+        elif r["Type"] == "AWS::SNS::TopicPolicy":
+            for t in props["Topics"]:
+                attrs = d.client("sns").get_topic_attributes(TopicArn=_arn_of(d, t))["Attributes"]
+                policy = json.loads(attrs["Policy"])
+                assert len(policy["Statement"]) == len(props["PolicyDocument"]["Statement"]), logical
+                checked["topic_policies"] += 1
+        elif r["Type"] == "AWS::SNS::Subscription":
+            sns = d.client("sns")
+            endpoint = _arn_of(d, props["Endpoint"])  # a queue (URL as its physical id) or an email address
+            endpoint_name = endpoint.rsplit("/", 1)[-1]
+            subs = sns.list_subscriptions_by_topic(TopicArn=_arn_of(d, props["TopicArn"]))["Subscriptions"]
+            (sub,) = [x for x in subs if x["Endpoint"] == endpoint or x["Endpoint"].endswith(":" + endpoint_name)]
+            attrs = sns.get_subscription_attributes(SubscriptionArn=sub["SubscriptionArn"])["Attributes"]
+            assert (attrs.get("RawMessageDelivery") == "true") == bool(props.get("RawMessageDelivery")), logical
+            if "FilterPolicy" in props:
+                assert json.loads(attrs["FilterPolicy"]) == props["FilterPolicy"], logical
+            if "RedrivePolicy" in props:
+                dlq_url = _arn_of(d, props["RedrivePolicy"]["deadLetterTargetArn"])
+                assert json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"].endswith(
+                    ":" + dlq_url.rsplit("/", 1)[1]), logical
+            checked["subscriptions"] += 1
+        elif r["Type"] == "AWS::SecretsManager::Secret":
+            desc = d.client("secretsmanager").describe_secret(SecretId=d.physical[logical])
+            assert desc["Name"] == props["Name"], logical
+            if "KmsKeyId" in props:
+                assert _arn_of(d, props["KmsKeyId"]).split("/")[-1] in str(desc.get("KmsKeyId", "")), logical
+            value = d.client("secretsmanager").get_secret_value(SecretId=d.physical[logical])["SecretString"]
+            assert len(value) == props["GenerateSecretString"]["PasswordLength"], logical
+            checked["secrets"] += 1
+    print(f"\nfidelity: read back {checked}")
+    assert all(checked.values()), checked
