@@ -42,6 +42,9 @@ UNSUPPORTED_TYPES: Mapping[str, str] = {
     "AWS::CodeDeploy::DeploymentConfig": "part of the CodeDeploy rollout",
     "AWS::CodeDeploy::DeploymentGroup": "part of the CodeDeploy rollout",
     "AWS::Logs::QueryDefinition": "saved CloudWatch Logs Insights queries: nothing to run them on locally",
+    "AWS::SecretsManager::ResourcePolicy": "secret resource policies, which MiniStack would not evaluate anyway "
+                                           "(tests/security checks them)",
+    "AWS::SecretsManager::RotationSchedule": "signing-key rotation on a schedule; a local run keeps the first key",
     "AWS::EventSchemas::Registry": "console test events: run them with bridge invoke --event events/...",
     "AWS::EventSchemas::Schema": "console test events: run them with bridge invoke --event events/...",
 }
