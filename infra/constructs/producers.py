@@ -37,6 +37,19 @@ class ProducerAccess(Construct):
         if any(p.signing for p in config.producers):
             self.secret_key = kms.Key(self, "SigningKeyEncryption", enable_key_rotation=True,
                                       description="Encrypts the Kafka bridge producers' signing secrets")
+            # The key decrypts a signing secret only through Secrets Manager and only with that secret's
+            # ARN as encryption context: no one decrypts a copied ciphertext directly, whatever their
+            # identity policies say (the readers' policies then bind the context to their own secret).
+            self.secret_key.add_to_resource_policy(iam.PolicyStatement(
+                sid="OnlyThroughSecretsManagerForASecret", effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()], actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],  # in a key policy "*" means this key
+                conditions={"StringNotEquals": {"kms:ViaService": f"secretsmanager.{Stack.of(self).region}"
+                                                                  f".amazonaws.com"}}))
+            self.secret_key.add_to_resource_policy(iam.PolicyStatement(
+                sid="OnlyWithASecretAsContext", effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()], actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"], conditions={"Null": {"kms:EncryptionContext:SecretARN": "true"}}))
         for p in config.producers:
             if p.signing:
                 self.signing_secrets[p.name] = self._signing_secret(p)

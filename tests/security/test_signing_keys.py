@@ -66,9 +66,25 @@ def test_the_kms_key_decrypts_only_the_callers_own_secret(dev: Synth) -> None:
     own, other = secret_arn(w, dev, "refund-service"), secret_arn(w, dev, "payment-service")
     refund = role(w, dev, "refund-service")
 
-    assert w.decide(refund, "kms:Decrypt", w.arn(key), context={"kms:EncryptionContext:SecretARN": own})
-    assert not w.decide(refund, "kms:Decrypt", w.arn(key), context={"kms:EncryptionContext:SecretARN": other})
-    assert not w.decide(refund, "kms:Decrypt", w.arn(key))
+    via = {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}
+
+    assert w.decide(refund, "kms:Decrypt", w.arn(key), context={"kms:EncryptionContext:SecretARN": own, **via})
+    assert not w.decide(refund, "kms:Decrypt", w.arn(key),
+                        context={"kms:EncryptionContext:SecretARN": other, **via})
+    assert not w.decide(refund, "kms:Decrypt", w.arn(key), context=via)
+
+
+@pytest.mark.attack("insider with kms:* on * decrypts a copied signing-secret ciphertext directly",
+                    outcome="denied by policy", how="key policy evaluated (kms:ViaService, encryption context)")
+def test_the_signing_key_decrypts_only_through_secrets_manager(dev: Synth) -> None:
+    w = PolicyWorld(dev.data)
+    (key,) = [k for k in w.ids("AWS::KMS::Key") if "signing secrets" in
+              w.resources[k]["Properties"].get("Description", "")]
+    secret = {"kms:EncryptionContext:SecretARN": secret_arn(w, dev, "payment-service")}
+
+    for context in (secret, {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}):
+        decision = w.decide(insider(), "kms:Decrypt", w.arn(key), identity=ADMIN_LIKE, context=context)
+        assert decision.why.startswith("explicit deny"), context
 
 
 def test_every_signing_key_rotates_on_the_configured_schedule(dev: Synth) -> None:
