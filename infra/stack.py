@@ -13,7 +13,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config_document import ConfigDocument
-from infra.console_events import select_console_events
+from infra.console_events import StageSource, select_console_events
 from infra.constructs.alarms import BridgeAlarms
 from infra.constructs.audit import AuditFanout
 from infra.constructs.bridge_function import BridgeFunction, stage_function_package
@@ -130,8 +130,10 @@ class BridgeStack(Stack):
                                     extra_alarms=[rollout.errors_alarm, rollout.parked_alarm])
 
         events = load_test_events(options.events_dir) if options.test_events else {}
+        src = config.source
+        stage_source = StageSource(src.kind, src.cluster_arn, tuple(src.bootstrap_servers))
         self.console_events = select_console_events(events, load_manifest(options.events_dir),
-                                                    production=config.production)
+                                                    production=config.production, source=stage_source)
         if self.console_events.shipped:
             ConsoleTestEvents(self, "ConsoleTestEvents", function=bridge.function, selection=self.console_events,
                               create_registry=options.create_test_event_registry)

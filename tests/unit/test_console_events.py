@@ -7,10 +7,22 @@ import secrets
 from typing import Any
 
 import pytest
+from bridge.config import load_config_file
+from bridge.records import ForeignEventError
 from bridge.service import Bridge
 
-from infra.console_events import SCHEMA_CONTENT_MAX, schema_content, select_console_events
-from tests.helpers import ROOT, FakeKeys, FakeSender, FakeStore, dev_config, fixed_clock, make_settings, no_sleep
+from infra.console_events import SCHEMA_CONTENT_MAX, StageSource, schema_content, select_console_events
+from tests.helpers import (
+    ROOT,
+    FakeCheckpoints,
+    FakeKeys,
+    FakeSender,
+    FakeStore,
+    dev_config,
+    fixed_clock,
+    make_settings,
+    no_sleep,
+)
 
 EVENTS_DIR = ROOT / "events"
 
@@ -90,3 +102,41 @@ def test_left_out_signed_events_would_park_for_the_wrong_reason_in_the_deployed_
     summary = bridge.handle(_events()[name]).summary
     assert summary["parked"] == {instead: 1}
     assert summary["parked"] != _manifest()[f"{name}.json"]["parked"]
+
+
+def _prod_selection() -> Any:
+    prod = load_config_file(ROOT / "config" / "prod.yaml")
+    source = StageSource(prod.source.kind, prod.source.cluster_arn, tuple(prod.source.bootstrap_servers))
+    return prod, select_console_events(_events(), _manifest(), production=True, source=source)
+
+
+def test_prod_events_are_retargeted_to_the_prod_cluster() -> None:
+    prod, selection = _prod_selection()
+    assert selection.shipped
+    assert {e["eventSourceArn"] for e in selection.shipped.values()} == {prod.source.cluster_arn}
+    assert dev_config().source.cluster_arn != prod.source.cluster_arn  # events/ carries the dev cluster
+    # without the retargeting, the prod bridge refuses them
+    bridge = Bridge(prod, make_settings(checkpoint_table=prod.checkpoint_table_name), sqs=FakeSender(),
+                    sns=FakeSender(), parking_store=FakeStore(), signing_keys=FakeKeys(), checkpoints=FakeCheckpoints(),
+                    sleep=no_sleep)
+    with pytest.raises(ForeignEventError):
+        bridge.handle(_events()[next(iter(selection.shipped))])
+
+
+@pytest.mark.parametrize("name", sorted(_prod_selection()[1].shipped))
+def test_every_prod_console_event_gives_its_promised_outcome_in_the_prod_stack(name: str) -> None:
+    prod, selection = _prod_selection()
+    keys = FakeKeys({p.name: secrets.token_bytes(32) for p in prod.producers if p.signing})
+    bridge = Bridge(prod, make_settings(checkpoint_table=prod.checkpoint_table_name), sqs=FakeSender(),
+                    sns=FakeSender(), parking_store=FakeStore(), signing_keys=keys, checkpoints=FakeCheckpoints(),
+                    sleep=no_sleep, rand=lambda lo, hi: hi, clock=fixed_clock)
+    summary = bridge.handle(selection.shipped[name]).summary
+    expected = _manifest()[f"{name}.json"]
+    assert summary["delivered"] == expected["delivered"]
+    assert summary["parked"] == expected["parked"]
+
+
+def test_an_event_of_the_other_source_kind_is_left_out() -> None:
+    selection = select_console_events({"sm": {"eventSource": "SelfManagedKafka", "records": {}}}, {},
+                                      production=False, source=StageSource("msk", "arn:aws:kafka:x"))
+    assert selection.omitted == {"sm": "a SelfManagedKafka event; this stage's bridge reads the MSK cluster only"}
