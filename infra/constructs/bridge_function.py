@@ -153,6 +153,9 @@ class BridgeFunction(Construct):
             memory_size=config.settings.memory_mb,
             timeout=Duration.seconds(config.settings.timeout_seconds),
             tracing=lambda_.Tracing.ACTIVE,
+            # SnapStart applies to published versions only (python3.12+; no provisioned concurrency, EFS
+            # or ephemeral storage over 512 MB, none of which the bridge uses); docs/config.md.
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if config.settings.snapstart else None,
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             reserved_concurrent_executions=reserved_concurrency,
@@ -164,6 +167,9 @@ class BridgeFunction(Construct):
                 "POWERTOOLS_SERVICE_NAME": self.service_name,
                 "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
                 **({"BRIDGE_CHECKPOINT_TABLE": checkpoint_table.table_name} if checkpoint_table else {}),
+                # Lambda's active tracing stays on; the Powertools Tracer and its X-Ray SDK only on request
+                **({} if config.settings.tracing else {"POWERTOOLS_TRACE_DISABLED": "true"}),
+                **({"BRIDGE_SNAPSTART": "true"} if config.settings.snapstart else {}),
                 **({"BRIDGE_CLAIM_CHECK_BUCKET": claim_check_bucket.bucket_name} if claim_check_bucket else {}),
             },
         )

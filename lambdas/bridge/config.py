@@ -346,6 +346,12 @@ class BridgeSettings:
     signing_key_grace_seconds: int = 86_400
     # signing keys are rotated (a new random key) every this many days; 0: only when rotated by hand
     signing_key_rotation_days: int = 90
+    # The Powertools Tracer (X-Ray SDK, a subsegment per AWS call). Off: Lambda's own active tracing
+    # only; the SDK costs about a quarter of the cold start (benchmarks/RESULTS.md).
+    tracing: bool = False
+    # Lambda SnapStart on published versions (python3.12+): new environments resume from a snapshot
+    # taken after init; caveats in docs/config.md.
+    snapstart: bool = False
 
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -1107,6 +1113,8 @@ def _parse_settings(pb: _Problems, raw: Any, production: bool = False) -> Bridge
              d.signing_key_grace_seconds, 0, 30 * 86_400),
         _int(pb, "settings.signing_key_rotation_days", raw.get("signing_key_rotation_days"),
              d.signing_key_rotation_days, 0, 1000),
+        _on_off(pb, "settings.tracing", raw.get("tracing"), d.tracing),
+        _on_off(pb, "settings.snapstart", raw.get("snapstart"), d.snapstart),
     )
 
 

@@ -1,8 +1,11 @@
 """Lambda entry point `bridge.handler.lambda_handler`: parse, call the Bridge, log, count, return.
 
-Cold start: Powertools objects at import; settings, config and boto3 clients on the first
-invocation (once per instance), so a missing variable is reported by an invocation with a clear
-message rather than as an import error. Logs carry the batch id as correlation id and never a
+Cold start: Powertools objects at import (the Tracer and its X-Ray SDK only with `settings.tracing:
+on`); settings and config on the first invocation, each boto3 client on its first use, so a missing
+variable is reported by an invocation with a clear message rather than as an import error. Under
+SnapStart (`settings.snapstart: on`) the Bridge is built during init instead, so the snapshot holds
+it, and the random generator is reseeded after each restore (delivery jitter must differ between
+environments restored from one snapshot). Logs carry the batch id as correlation id and never a
 record payload.
 """
 
@@ -11,20 +14,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from bridge.audit import batch_id_for
 from bridge.parking import ParkingFailedError
 from bridge.records import InvalidEventError, decode_event, describe_invalid_event, is_kafka_event, parse_redrive
 from bridge.service import BatchReport, Bridge, OutageRetryError
-from bridge.settings import Settings, observability_names
+from bridge.settings import Settings, observability_names, snapstart_enabled, tracing_enabled
 
 SERVICE_NAME, METRICS_NAMESPACE = observability_names()
 logger = Logger(service=SERVICE_NAME)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
-# Only botocore is patched: patching every library costs cold-start time for nothing we trace.
-tracer = Tracer(service=SERVICE_NAME, patch_modules=("botocore",))
+
+if tracing_enabled():
+    from aws_lambda_powertools import Tracer  # the X-Ray SDK only when tracing is on
+
+    # Only botocore is patched: patching every library costs cold-start time for nothing we trace.
+    _trace = Tracer(service=SERVICE_NAME, patch_modules=("botocore",)).capture_lambda_handler(capture_response=False)
+else:
+    def _trace(handler: Any) -> Any:
+        return handler
 
 _bridge: Bridge | None = None
 
@@ -44,6 +54,26 @@ def new_execution_environment() -> None:
     process at several local stacks in turn; Lambda itself never needs it."""
     global _bridge  # noqa: PLW0603 - see get_bridge
     _bridge = None
+
+
+def _prepare_snapshot() -> None:
+    """SnapStart: build the Bridge inside the snapshot and reseed `random` after each restore."""
+    import random  # noqa: PLC0415
+
+    try:
+        from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]  # noqa: PLC0415
+    except ImportError:  # only the Lambda runtime has it
+        pass
+    else:
+        register_after_restore(random.seed)
+    try:
+        get_bridge()
+    except Exception:  # a missing variable or a bad config: the first invocation reports it in one line
+        new_execution_environment()
+
+
+if snapstart_enabled():
+    _prepare_snapshot()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +103,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
-@tracer.capture_lambda_handler(capture_response=False)
+@_trace
 def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     bridge = get_bridge()
     batch = decode_event(event)

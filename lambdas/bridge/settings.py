@@ -112,3 +112,17 @@ def observability_names(environ: Mapping[str, str] | None = None) -> tuple[str, 
         env.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE_NAME,
         env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE,
     )
+
+
+def tracing_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the handler runs the Powertools Tracer: not when POWERTOOLS_TRACE_DISABLED is true, which
+    the stack sets unless `settings.tracing` is on (read at import, like `observability_names`)."""
+    env = os.environ if environ is None else environ
+    return env.get("POWERTOOLS_TRACE_DISABLED", "").lower() not in ("true", "1")
+
+
+def snapstart_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the function runs under SnapStart (BRIDGE_SNAPSTART, set by the stack with
+    `settings.snapstart: on`): then the Bridge is built during init, inside the snapshot."""
+    env = os.environ if environ is None else environ
+    return env.get("BRIDGE_SNAPSTART", "").lower() == "true"

@@ -150,6 +150,7 @@ ALARM_EMAIL = "kafka-oncall@example.com"
 
 def _provisioned_edit(doc: dict[str, Any]) -> None:
     doc.setdefault("settings", {})["checkpoints"] = "on"
+    doc["settings"].update(tracing="on", snapstart="on")
     doc["source"].update(
         starting_position="AT_TIMESTAMP", starting_position_timestamp=1767225600,
         provisioned_pollers={"minimum": 2, "maximum": 10},
@@ -175,7 +176,8 @@ def _provisioned_edit(doc: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="session")
 def provisioned(variant_document: Any, tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    """Provisioned pollers + retries, an existing queue by ARN, a FIFO topic, a direct-send producer, checkpoints."""
+    """Provisioned pollers + retries, an existing queue by ARN, a FIFO topic, a direct-send producer, checkpoints,
+    the X-Ray Tracer and SnapStart."""
     return shared_synth("provisioned", lambda: synthesize(
         config_from_document(variant_document(_provisioned_edit), "provisioned"),
         tmp_path_factory.mktemp("provisioned"), events=SAMPLE_EVENTS, create_test_event_registry=True))

@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -17,7 +21,7 @@ from bridge.delivery import Deliverer, Target
 from bridge.envelope import OutgoingMessage
 from bridge.service import Bridge
 
-from tests.helpers import dev_config, make_settings
+from tests.helpers import DEV_CONFIG, dev_config, make_settings
 
 
 @pytest.fixture
@@ -99,3 +103,31 @@ def test_a_request_the_service_refuses_is_parked_at_once_without_botocore_valida
     assert (receipt.delivered, receipt.attempts, receipt.sender_fault) == (False, 1, True)
     assert receipt.code == "InvalidParameterValue"
     assert sleeps == []
+
+
+def _import_handler(extra_env: dict[str, str]) -> dict[str, Any]:
+    """Import bridge.handler in a fresh process (as a Lambda cold start does); report what it loaded."""
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "BRIDGE_", "AWS_"))}
+    env.update({"PYTHONPATH": str(root / "lambdas"), "AWS_LAMBDA_FUNCTION_NAME": "bridge",
+                "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR", **extra_env})
+    code = ("import json, sys, bridge.handler as h; "
+            "print(json.dumps({'xray': 'aws_xray_sdk' in sys.modules, 'built': h._bridge is not None}))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_the_xray_sdk_is_loaded_only_when_tracing_is_on() -> None:
+    assert _import_handler({"POWERTOOLS_TRACE_DISABLED": "true"})["xray"] is False
+    assert _import_handler({})["xray"] is True
+
+
+def test_under_snapstart_the_bridge_is_built_during_init() -> None:
+    env = {"POWERTOOLS_TRACE_DISABLED": "true", "BRIDGE_ACCOUNT_ID": "123456789012",
+           "BRIDGE_PARKING_BUCKET": "b", "BRIDGE_CONFIG_PATH": str(DEV_CONFIG)}
+    assert _import_handler(env)["built"] is False
+    assert _import_handler({**env, "BRIDGE_SNAPSTART": "true"})["built"] is True
+    # a missing variable does not fail the init: the first invocation reports it
+    assert _import_handler({"BRIDGE_SNAPSTART": "true", "POWERTOOLS_TRACE_DISABLED": "true"})["built"] is False
