@@ -34,13 +34,20 @@ class BatchTally:
     partitions: dict[str, list[int]] = field(default_factory=dict)
     correlation_ids: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
     redrive: bool = False  # the batch is a redrive invocation (`bridge redrive`)
+    # Correlation ids beyond this many are not kept, only noted (the audit event lists at most
+    # settings.audit_max_correlation_ids): a 10,000-record batch need not hold 10,000 of them.
+    max_correlation_ids: int | None = None
+    more_correlation_ids: bool = False
     # FIFO entries that failed after a later entry of their group was accepted (bridge.delivery)
     fifo_order_breaks: int = 0
 
     def see(self, record: KafkaRecord, correlation_id: str) -> None:
         """Count a record of the batch and widen its partition's offset range."""
         self.records += 1
-        self.correlation_ids[correlation_id] = None
+        if self.max_correlation_ids is None or len(self.correlation_ids) < self.max_correlation_ids:
+            self.correlation_ids[correlation_id] = None
+        elif correlation_id not in self.correlation_ids:
+            self.more_correlation_ids = True
         key = f"{record.topic}-{record.partition}"
         span = self.partitions.get(key)
         if span is None:
@@ -87,7 +94,7 @@ def audit_document(tally: BatchTally, *, batch_id: str, event_source_arn: str | 
     doc.update(started_at=started_at, finished_at=finished_at)
     while True:
         doc["correlation_ids"] = ids[:keep]
-        doc["correlation_ids_truncated"] = keep < len(ids)
+        doc["correlation_ids_truncated"] = keep < len(ids) or tally.more_correlation_ids
         body = json.dumps(doc, separators=(",", ":"))
         size = len(body.encode("utf-8"))
         if size <= max_bytes or keep == 0:

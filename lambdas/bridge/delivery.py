@@ -38,9 +38,11 @@ order, and their independent batches go out concurrently (a thread pool of `max_
 from __future__ import annotations
 
 import random
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -183,10 +185,12 @@ class Deliverer:
                     run.add(target, message)
             return run.finish()
 
-    def start(self, on_delivered: OnDelivered | None = None) -> DeliveryRun:
+    def start(self, on_delivered: OnDelivered | None = None, *, keep_delivered: bool = True) -> DeliveryRun:
         """A delivery that sends while messages are still being added (use it as a context manager);
-        `on_delivered` as for `deliver`."""
-        return DeliveryRun(self, on_delivered)
+        `on_delivered` as for `deliver`. With `keep_delivered=False`, `finish` returns only the failed
+        receipts and `DeliveryRun.delivered` counts the rest per target, so a delivered message is
+        garbage as soon as its request is done (a 10,000-record batch never holds them all)."""
+        return DeliveryRun(self, on_delivered, keep_delivered=keep_delivered)
 
     def _run_lane(self, target: Target, work: list[OutgoingMessage] | list[list[OutgoingMessage]],
                   on_delivered: OnDelivered | None = None) -> list[DeliveryReceipt]:
@@ -278,12 +282,18 @@ class DeliveryRun:
     event, a few parked records) is sent on the caller's thread.
     """
 
-    def __init__(self, deliverer: Deliverer, on_delivered: OnDelivered | None = None) -> None:
+    def __init__(self, deliverer: Deliverer, on_delivered: OnDelivered | None = None, *,
+                 keep_delivered: bool = True) -> None:
         self._deliverer = deliverer
         self._on_delivered = on_delivered
+        self._keep_delivered = keep_delivered
+        self.delivered: Counter[str] = Counter()  # target name -> delivered messages not returned by finish
+        self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._held: tuple[Target, list[OutgoingMessage]] | None = None  # the first batch, until a second
-        self._results: list[Future[list[DeliveryReceipt]]] = []
+        # Receipts as lanes finish (no Future per request: a 10,000-record batch makes 1,000 requests).
+        self._receipts: list[DeliveryReceipt] = []
+        self._errors: list[BaseException] = []
         self._open: dict[str, tuple[Target, list[OutgoingMessage], list[int]]] = {}  # name -> batch, bytes
         self._fifo: dict[str, tuple[Target, list[OutgoingMessage]]] = {}
 
@@ -326,20 +336,39 @@ class DeliveryRun:
             for lane in fifo_lanes(messages, self._deliverer.max_concurrency):
                 self._submit(target, lane)
         self._fifo.clear()
-        receipts: list[DeliveryReceipt] = []
         if self._held is not None:  # only one batch in all: no pool
-            receipts.extend(self._deliverer._run_lane(*self._held, self._on_delivered))
+            self._collect(*self._held)
             self._held = None
-        for result in self._results:
-            receipts.extend(result.result())
-        return receipts
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._errors:
+            raise self._errors[0]
+        return self._receipts
+
+    def _lane(self, target: Target,
+              work: list[OutgoingMessage] | list[list[OutgoingMessage]]) -> list[DeliveryReceipt]:
+        receipts = self._deliverer._run_lane(target, work, self._on_delivered)
+        if self._keep_delivered:
+            return receipts
+        failed = [r for r in receipts if not r.delivered]
+        with self._lock:
+            self.delivered[target.name] += len(receipts) - len(failed)
+        return failed
+
+    def _collect(self, target: Target, work: list[OutgoingMessage] | list[list[OutgoingMessage]]) -> None:
+        try:
+            receipts = self._lane(target, work)
+        except BaseException as exc:  # re-raised by finish, on the caller's thread
+            with self._lock:
+                self._errors.append(exc)
+            return
+        with self._lock:
+            self._receipts.extend(receipts)
 
     def _submit(self, target: Target, work: list[OutgoingMessage] | list[list[OutgoingMessage]]) -> None:
-        run = self._deliverer._run_lane
         if self._deliverer.max_concurrency == 1:
-            done: Future[list[DeliveryReceipt]] = Future()
-            done.set_result(run(target, work, self._on_delivered))
-            self._results.append(done)
+            self._collect(target, work)
             return
         if self._pool is None:
             if self._held is None:
@@ -347,5 +376,5 @@ class DeliveryRun:
                 return
             self._pool = ThreadPoolExecutor(max_workers=self._deliverer.max_concurrency)
             held, self._held = self._held, None
-            self._results.append(self._pool.submit(run, *held, self._on_delivered))
-        self._results.append(self._pool.submit(run, target, work, self._on_delivered))
+            self._pool.submit(self._collect, *held)
+        self._pool.submit(self._collect, target, work)

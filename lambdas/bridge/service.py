@@ -136,19 +136,24 @@ class Bridge:
         self._check_source(batch)
         started_at = self._clock()
         batch_id = batch_id_for(batch.records, redrive=batch.redrive is not None)
-        tally = BatchTally(redrive=batch.redrive is not None)
+        tally = BatchTally(redrive=batch.redrive is not None,
+                           max_correlation_ids=self.config.settings.audit_max_correlation_ids)
         parks: list[ParkRequest] = []
-        origins: dict[int, _Origin] = {}  # id(message) -> origin; messages live until the end of handle
+        # id(message) -> origin. A delivered message may be freed early and its id reused: the new
+        # message's entry then replaces the stale one, and a failed message stays alive in its receipt.
+        origins: dict[int, _Origin] = {}
         progress = BatchProgress(self._checkpoints, batch.records, redrive=batch.redrive is not None)
 
         def delivered(_target: Target, messages: Sequence[OutgoingMessage]) -> None:
             progress.record("delivered", [(origins[id(m)].record, m.destination) for m in messages])
 
         # Requests go out while later records are still planned; `finish` waits for every one of them.
-        with self._deliverer.start(delivered if progress.enabled else None) as run:
+        # Only failed receipts come back: a delivered message is freed once its request is done.
+        with self._deliverer.start(delivered if progress.enabled else None, keep_delivered=False) as run:
             for record in batch.records:
                 self._plan(record, tally, parks, run, origins, batch.redrive, progress)
             receipts = run.finish()
+        tally.delivered.update(run.delivered)
         failed: list[tuple[ParkRequest, bool]] = []  # (park, sender fault)
         for receipt in receipts:
             m = receipt.message

@@ -143,3 +143,17 @@ def test_parking_is_the_same_whether_requests_overlap_or_not(make_bridge: Callab
     assert sequential[2] == overlapped[2]
     assert sequential[3] == overlapped[3]
     assert len(sequential[2]) == 2 * len([i for i in range(300) if i % 7 == 0])
+
+
+def test_an_error_inside_a_lane_is_raised_by_finish_on_the_callers_thread() -> None:
+    class Broken:
+        def send_batch(self, target: Target, messages: Any) -> BatchOutcome:
+            raise RuntimeError("a bug in a sender")
+
+    deliverer = Deliverer({"sqs": Broken(), "sns": Broken()}, max_attempts=1, base_delay_ms=0, max_concurrency=4)
+
+    with deliverer.start() as run:
+        for i in range(30):
+            run.add(QUEUE, OutgoingMessage(f"orders-0-{i}", "out", "x", (), f"c{i}", 1))
+        with pytest.raises(RuntimeError, match="a bug in a sender"):
+            run.finish()

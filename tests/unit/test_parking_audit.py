@@ -151,3 +151,21 @@ def test_batch_id_is_the_same_for_the_same_records() -> None:
     b = [decode_record(kafka_record(offset=i)) for i in range(3)]
 
     assert batch_id_for(a) == batch_id_for(b) != batch_id_for(a[:2])
+
+
+def test_a_tally_keeps_only_the_correlation_ids_the_audit_event_can_list() -> None:
+    # given: 150 records, the audit event lists at most 100 ids, and the tally is told so
+    tally = BatchTally(max_correlation_ids=100)
+    for i in range(150):
+        tally.see(decode_record(kafka_record(offset=i)), f"cid-{i}")
+    tally.see(decode_record(kafka_record(offset=0)), "cid-0")  # a repeat is not "more"
+
+    doc = document(tally, cap=100)
+
+    assert len(tally.correlation_ids) == 100
+    assert doc["correlation_ids"] == [f"cid-{i}" for i in range(100)]
+    assert doc["correlation_ids_truncated"] is True
+    exactly = BatchTally(max_correlation_ids=3)
+    for i in range(3):
+        exactly.see(decode_record(kafka_record(offset=i)), f"cid-{i}")
+    assert document(exactly, cap=3)["correlation_ids_truncated"] is False
