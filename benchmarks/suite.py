@@ -373,8 +373,10 @@ def _lambda_env(endpoint_url: str, config_path: Path) -> dict[str, str]:
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512", "AWS_REGION": REGION, "AWS_ENDPOINT_URL": endpoint_url,
         "BRIDGE_ACCOUNT_ID": ACCOUNT, "BRIDGE_PARKING_BUCKET": "bench-parking",
         "BRIDGE_CONFIG_PATH": str(config_path),
-        # The stack turns active tracing on, so the Tracer is live as in Lambda; its UDP segments to the
-        # (absent) daemon on loopback go nowhere.
+        # As the stack sets it by default (settings.tracing: off): Lambda's active tracing, no Tracer SDK.
+        # The `bridge-tracing` variant drops this variable; its UDP segments to the (absent) daemon on
+        # loopback go nowhere.
+        "POWERTOOLS_TRACE_DISABLED": "true",
         "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
         "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000", "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR",
         "PYTHONPATH": str(ROOT / "lambdas"), "PYTHONDONTWRITEBYTECODE": "1",
@@ -385,18 +387,20 @@ def _lambda_env(endpoint_url: str, config_path: Path) -> dict[str, str]:
 def cold_start_round(res: Results, ep: Endpoint, rnd: int, config_path: Path) -> None:
     ep.control(0)
     env = _lambda_env(ep.url, config_path)
-    variants = ["bridge", "reference", "naive"]
+    traced = {k: v for k, v in env.items() if k != "POWERTOOLS_TRACE_DISABLED"}
+    variants = ["bridge", "reference", "naive", "bridge-tracing"]
     shift = rnd % len(variants)
     for name in variants[shift:] + variants[:shift]:
         w0 = time.perf_counter()
-        out = subprocess.run([sys.executable, str(HERE / "child.py"), "cold", name], env=env, check=True,
+        out = subprocess.run([sys.executable, str(HERE / "child.py"), "cold", name.removesuffix("-tracing")],
+                             env=traced if name == "bridge-tracing" else env, check=True,
                              capture_output=True, text=True).stdout
         total = time.perf_counter() - w0
         phases = json.loads(out.strip().splitlines()[-1])
         for phase, seconds in phases.items():
             res.value(f"cold|{name}|{phase}", seconds)
         res.value(f"cold|{name}|process", total)
-    out = subprocess.run([sys.executable, str(HERE / "child.py"), "cold", "imports"], env=env, check=True,
+    out = subprocess.run([sys.executable, str(HERE / "child.py"), "cold", "imports"], env=traced, check=True,
                          capture_output=True, text=True).stdout
     for what, seconds in json.loads(out.strip().splitlines()[-1]).items():
         res.value(f"cold|imports|{what}", seconds)
@@ -551,9 +555,11 @@ def report(res: Results, args: argparse.Namespace, started: datetime, load: tupl
     if any(k.startswith("cold|") for k in V):
         phases = ["import", "build", "first_invoke", "total", "process"]
         lines += ["## Cold start by phase (fresh processes, Lambda-like environment, ms)", "",
-                  "`process` is the whole child process, interpreter start included.", "",
+                  "`process` is the whole child process, interpreter start included. `bridge` runs with the "
+                  "environment the stack sets by default (`settings.tracing: off`), `bridge-tracing` with the "
+                  "Powertools Tracer on (X-Ray SDK, botocore patched).", "",
                   "| variant | " + " | ".join(phases) + " |", "|---" * (len(phases) + 1) + "|"]
-        for name in ("bridge", "reference", "naive"):
+        for name in ("bridge", "bridge-tracing", "reference", "naive"):
             lines.append(f"| {name} | " + " | ".join(fmt([x * 1000 for x in V.get(f'cold|{name}|{p}', [])], 0)
                                                        for p in phases) + " |")
         extra = [k for k in V if k.startswith("cold|imports|import_")]
