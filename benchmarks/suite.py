@@ -12,8 +12,9 @@ Sections:
               batches of 10, sequential), a bare batch loop (body only) sequential and on 8 threads.
   own_cpu     CPU per record with AWS stubbed (in-memory senders): the bridge, its decoding alone,
               Powertools' KafkaEvent iteration, and the decode floor (base64 key/value + headers).
-  cold_start  fresh processes, Lambda-like environment, by phase: import, build, first 1-record
-              invocation; against a process that imports boto3, creates one client and sends once.
+  cold_start  fresh processes, Lambda-like environment (the stack's default variables), by phase:
+              import, build, first 1-record invocation; against a process that imports boto3, creates
+              one client and sends once; `bridge-tracing` with the Powertools Tracer on.
   memory      peak Python allocations above baseline (tracemalloc) for large events, in fresh
               processes, as a multiple of the raw event: parsing alone, naive, the bridge.
 

@@ -347,7 +347,7 @@ class BridgeSettings:
     # signing keys are rotated (a new random key) every this many days; 0: only when rotated by hand
     signing_key_rotation_days: int = 90
     # The Powertools Tracer (X-Ray SDK, a subsegment per AWS call). Off: Lambda's own active tracing
-    # only; the SDK costs about a quarter of the cold start (benchmarks/RESULTS.md).
+    # only; the SDK adds 115-400 ms to a cold start (benchmarks/RESULTS.md).
     tracing: bool = False
     # Lambda SnapStart on published versions (python3.12+): new environments resume from a snapshot
     # taken after init; caveats in docs/config.md.
