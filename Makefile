@@ -18,7 +18,7 @@ export AWS_EC2_METADATA_DISABLED := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED := true
 
-.PHONY: install demo deploy-local test test-unit test-e2e lint actionlint synth synth-env assembly pipeline events bench clean soak-faults
+.PHONY: install demo deploy-local soak test test-unit test-e2e lint actionlint synth synth-env assembly pipeline events bench clean soak-faults
 
 # The venv and node_modules are prerequisites by file, so `make demo` on a fresh clone installs first.
 $(VENV)/.installed: pyproject.toml
@@ -47,6 +47,11 @@ install: $(VENV)/.installed $(AWSVENV)/.installed $(CKVVENV)/.installed node_mod
 
 demo: $(VENV)/.installed $(AWSVENV)/.installed
 	$(BRIDGE) demo
+
+# 100,000 records through broker, poller and the deployed function, the poller SIGKILLed at random;
+# prints lost / duplicated / out-of-order per destination type and records/s. Not part of make test.
+soak: install
+	$(PY) -m bridge_local.soak --records $${SOAK_RECORDS:-100000} --kills $${SOAK_KILLS:-5}
 
 # The stack as users deploy it (cdk synth + bootstrap + deploy into MiniStack), then the demo
 # through the deployed function; stops everything at the end. About a minute.
