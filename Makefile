@@ -82,6 +82,7 @@ test: lint install
 bench: $(VENV)/.installed
 	$(PY) benchmarks/suite.py $(ARGS)
 	$(PY) benchmarks/bench_delivery.py
+	$(PY) benchmarks/bench_checkpoints.py
 
 synth: install
 	npx cdk synth -c env=dev --quiet
