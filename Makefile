@@ -78,7 +78,7 @@ test: lint install
 	$(PYTEST) tests/unit tests/infra tests/security tests/integration tests/e2e tests/faults -q
 
 # The benchmark suite (about 5 min, not part of `make test`): writes benchmarks/RESULTS.md.
-# `make bench ARGS=--quick` for a one-round smoke run; then the byte-packing benchmark.
+# `make bench ARGS=--quick` for a one-round smoke run; then the byte-packing and checkpoint benchmarks.
 bench: $(VENV)/.installed
 	$(PY) benchmarks/suite.py $(ARGS)
 	$(PY) benchmarks/bench_delivery.py
