@@ -228,9 +228,11 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
         produce(stack.config, stack.bootstrap, records,
                 lambda p: signing_key(stack.config, p, stack.clients.secretsmanager))
         stack.proxy.configure(rate=scenario.fault_rate, down={queues[scenario.down]} if scenario.down else set())
-        if scenario.down:
-            threading.Timer(scenario.down_seconds, lambda: stack.proxy.configure(down=set())).start()
         poller = _start_poller(stack, config_path, scenario)
+        if scenario.down:
+            # the outage lasts down_seconds from the first send: a slow poller start must not eat it
+            threading.Thread(target=_end_outage_after, args=(stack.proxy, scenario.down_seconds),
+                             daemon=True).start()
         while kills_done < scenario.kills:
             # Kill while the poller is delivering (a kill while it waits to join its group costs nothing):
             # once new messages arrive, at a random moment within the next half second.
@@ -286,6 +288,15 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
         poller_errors=errors + list(drainer.errors)[:5])
     (stack.tmp / f"faults-{scenario.name}.json").write_text(json.dumps(result.to_json(), indent=2))
     return result
+
+
+def _end_outage_after(proxy: FaultProxy, seconds: float, first_send_timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + first_send_timeout
+    start = sends(proxy)
+    while sends(proxy) == start and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(seconds)
+    proxy.configure(down=set())
 
 
 def sends(proxy: FaultProxy) -> int:
