@@ -88,11 +88,13 @@ def count_outcomes(expected: Mapping[str, set[str]], received: Mapping[str, Sequ
     return out
 
 
-def workload(total: int) -> tuple[list[PlainRecord], dict[str, set[str]]]:
-    """The records (orders, payments, stock levels from their producers) and what each destination expects."""
+def workload(total: int, start: int = 0) -> tuple[list[PlainRecord], dict[str, set[str]]]:
+    """`total` records over the demo's three topics and producers (orders, payments, stock levels), and per
+    destination the record keys ("topic/seq") it must receive. `seq` numbers start at `start`, so several
+    runs against one stack stay distinct. The soak, the fault tier and the 10,000-record e2e run share it."""
     records: list[PlainRecord] = []
     expect: dict[str, set[str]] = defaultdict(set)
-    for i in range(total):
+    for i in range(start, start + total):
         topic = ("orders", "payments", "inventory")[i % 3]
         corr = ("correlation-id", f"c-{i}".encode())
         if topic == "orders":

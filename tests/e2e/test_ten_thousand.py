@@ -16,15 +16,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from bridge_local.events import PlainRecord
 from bridge_local.producer import produce
 from bridge_local.provision import signing_key
+from bridge_local.soak import workload
 from tests.e2e.conftest import ROOT, Drainer, E2EStack, record_id_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -32,36 +32,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 TOTAL = 10_000
 KILL_AFTER_MESSAGES = 6_000  # delivered messages seen before the poller is killed
 BATCH_SIZE = 500  # dev.yaml's source.batch_size: the poller batches as the deployed mapping would
-
-
-def _records() -> tuple[list[PlainRecord], dict[str, set[str]]]:
-    """The workload and, per destination, the record keys ("topic/seq") it must receive."""
-    records: list[PlainRecord] = []
-    expect: dict[str, set[str]] = defaultdict(set)
-    for i in range(TOTAL):
-        topic = ("orders", "payments", "inventory")[i % 3]
-        corr = ("correlation-id", f"c-{i}".encode())
-        if topic == "orders":
-            kind = "OrderPlaced" if (i // 3) % 2 == 0 else "OrderCancelled"
-            value = {"order_id": f"o-{i % 300}", "seq": i, "total": 10 + i % 50}
-            records.append(PlainRecord(topic, f"o-{i % 300}".encode(), json.dumps(value).encode(),
-                                       (("event-type", kind.encode()), corr), "order-service", True))
-            expect["fulfilment"].add(f"{topic}/{i}")
-            expect["analytics"].add(f"{topic}/{i}")
-            if kind == "OrderPlaced":
-                expect["billing"].add(f"{topic}/{i}")
-        elif topic == "payments":
-            value = {"payment_id": f"p-{i}", "seq": i, "amount": 5.0, "currency": "EUR"}
-            records.append(PlainRecord(topic, f"acct-{i % 100}".encode(), json.dumps(value).encode(),
-                                       (("event-type", b"PaymentCaptured"), ("currency", b"EUR"), corr),
-                                       "payment-service", True))
-            expect["payments-ledger"].add(f"{topic}/{i}")
-        else:
-            value = {"sku": f"SKU-{i % 500}", "seq": i, "quantity": i % 10}
-            records.append(PlainRecord(topic, f"SKU-{i % 500}".encode(), json.dumps(value).encode(),
-                                       (("event-type", b"StockLevel"), corr), "inventory-service", False))
-            expect["stock-alerts"].add(f"{topic}/{i}")
-    return records, expect
 
 
 _SEQ_CACHE: dict[str, str] = {}
@@ -87,7 +57,7 @@ def _start_poller(stack: E2EStack) -> subprocess.Popen[bytes]:
 def test_ten_thousand_records_survive_a_poller_kill_with_order_kept(
         clean: E2EStack, drainer_factory: Callable[..., Drainer]) -> None:
     stack = clean
-    records, expect = _records()
+    records, expect = workload(TOTAL)
     queues = {d: stack.config.destination(d).physical_name(stack.config.prefix) for d in expect}
     drainer = drainer_factory()
     started = time.monotonic()

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,11 @@ from typing import Any
 import yaml
 from bridge.config import BridgeConfig, load_config_file
 
-from bridge_local.events import PlainRecord
 from bridge_local.faults import FaultProxy
 from bridge_local.producer import produce
 from bridge_local.provision import LocalClients, signing_key
 from bridge_local.report import bridge_queues
+from bridge_local.soak import workload
 from tests.e2e.conftest import Drainer, Received, record_id_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,38 +52,6 @@ def config_variant(tmp: Path, *, checkpoints: bool, outage_retry_seconds: int = 
     path = tmp / f"dev-checkpoints-{'on' if checkpoints else 'off'}-{outage_retry_seconds}.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     return path
-
-
-def workload(total: int, start: int) -> tuple[list[PlainRecord], dict[str, set[str]]]:
-    """`total` records over the demo's three topics and producers, and per destination the record keys
-    ("topic/seq") it must receive. `seq` numbers are unique across runs (`start`)."""
-    records: list[PlainRecord] = []
-    expect: dict[str, set[str]] = defaultdict(set)
-    for n in range(total):
-        i = start + n
-        topic = ("orders", "payments", "inventory")[i % 3]
-        corr = ("correlation-id", f"c-{i}".encode())
-        if topic == "orders":
-            kind = "OrderPlaced" if (i // 3) % 2 == 0 else "OrderCancelled"
-            value = {"order_id": f"o-{i % 300}", "seq": i, "total": 10 + i % 50}
-            records.append(PlainRecord(topic, f"o-{i % 300}".encode(), json.dumps(value).encode(),
-                                       (("event-type", kind.encode()), corr), "order-service", True))
-            expect["fulfilment"].add(f"{topic}/{i}")
-            expect["analytics"].add(f"{topic}/{i}")
-            if kind == "OrderPlaced":
-                expect["billing"].add(f"{topic}/{i}")
-        elif topic == "payments":
-            value = {"payment_id": f"p-{i}", "seq": i, "amount": 5.0, "currency": "EUR"}
-            records.append(PlainRecord(topic, f"acct-{i % 100}".encode(), json.dumps(value).encode(),
-                                       (("event-type", b"PaymentCaptured"), ("currency", b"EUR"), corr),
-                                       "payment-service", True))
-            expect["payments-ledger"].add(f"{topic}/{i}")
-        else:
-            value = {"sku": f"SKU-{i % 500}", "seq": i, "quantity": i % 10}
-            records.append(PlainRecord(topic, f"SKU-{i % 500}".encode(), json.dumps(value).encode(),
-                                       (("event-type", b"StockLevel"), corr), "inventory-service", False))
-            expect["stock-alerts"].add(f"{topic}/{i}")
-    return records, expect
 
 
 def record_key(msg: Received) -> str:
