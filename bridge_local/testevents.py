@@ -7,7 +7,7 @@ an undecodable record (value that is not base64: only a hand-written event can c
 never does), and a self-managed Kafka event. `manifest.json` says what each event should do.
 
 Records aimed at an `accept_from` destination are signed with `PLACEHOLDER_KEY`, because the real
-keys are random secrets: `bridge invoke --resign` re-signs them with the local stack's key
+keys are random secrets: `bridge invoke` re-signs them (its default) with the local stack's key
 (a forged signature stays forged). In AWS they would park as `invalid_signature`, so the manifest
 marks every event whose outcome needs a valid signature `console: false` and the stack does not ship
 it as a console test event (infra/console_events.py).
@@ -50,7 +50,7 @@ class GeneratedEvent:
 
 def _needs_key(producer: str) -> str:
     return (f"needs a signature by {producer}'s key, a random secret the deploy creates, so it cannot be signed "
-            "before the deploy; run it with `bridge invoke --resign` on the local stack")
+            "before the deploy; run it with `bridge invoke` on the local stack, which re-signs shipped events")
 
 
 def _sample(c: Condition | None, default: Any) -> Any:
