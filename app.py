@@ -15,7 +15,7 @@ import aws_cdk as cdk
 from bridge.config import ConfigError
 
 from infra.config_document import ConfigDocument, load_config_document
-from infra.limits import LimitError, check_assembly
+from infra.limits import synth_checked
 from infra.nag import add_nag_checks
 from infra.stack import DEFAULT_POWERTOOLS_LAYER_VERSION, REPO_ROOT, BridgeStack, StackOptions, stack_name
 
@@ -81,20 +81,7 @@ def build_app(app: cdk.App) -> BridgeStack:
 
 def main(app: cdk.App | None = None) -> int:
     """Synthesize (`app` for tests; by default the context and output directory the CDK CLI passes)."""
-    app = app or cdk.App()
-    try:
-        build_app(app)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    assembly = app.synth()
-    try:
-        check_assembly(app, assembly)
-    except LimitError as exc:
-        for line in exc.problems:
-            print(f"error: {line}", file=sys.stderr)
-        return 1
-    return 0
+    return synth_checked(app or cdk.App(), build_app)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,9 @@ from __future__ import annotations
 import sys
 
 import aws_cdk as cdk
-from bridge.config import ConfigError
 
 from infra.deploy_access import DeployAccessSettings, DeployAccessStack
-from infra.limits import LimitError, check_assembly
+from infra.limits import synth_checked
 from infra.nag import add_nag_checks
 
 
@@ -30,19 +29,7 @@ def build(app: cdk.App) -> DeployAccessStack:
 
 
 def main(app: cdk.App | None = None) -> int:
-    app = app or cdk.App()
-    try:
-        build(app)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    try:
-        check_assembly(app, app.synth())
-    except LimitError as exc:
-        for line in exc.problems:
-            print(f"error: {line}", file=sys.stderr)
-        return 1
-    return 0
+    return synth_checked(app or cdk.App(), build)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -454,3 +455,22 @@ def check_assembly(app: Any, assembly: Any) -> None:
         problems += template_problems(artifact.template, paths)
     if problems:
         raise LimitError(problems)
+
+
+def synth_checked(app: Any, build: Callable[[Any], object]) -> int:
+    """The CDK entry points' main: build the app, synthesize it and check every template against the
+    limits. A config or limit problem prints one `error:` line each and returns 1 instead of a trace."""
+    from bridge.config import ConfigError  # noqa: PLC0415 - keeps the limit check importable on its own
+
+    try:
+        build(app)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        check_assembly(app, app.synth())
+    except LimitError as exc:
+        for line in exc.problems:
+            print(f"error: {line}", file=sys.stderr)
+        return 1
+    return 0
