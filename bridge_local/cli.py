@@ -788,14 +788,14 @@ def _aws_redrive_ports(args: argparse.Namespace, config: BridgeConfig) -> _Redri
 
 def _print_redrive(rep: RedriveReport, where: str) -> None:
     if rep.dry_run:
-        _out(f"dry run: would redrive {rep.records} record(s) from {len(rep.planned)} DLQ message(s) of "
-             f"{rep.queue} in {rep.events} event(s) to {where}; nothing was changed")
+        _out(f"dry run: would redrive {rep.records} record(s) from {len(rep.planned)} park(s) of {rep.queue}"
+             f"{_copies(rep)} in {rep.events} event(s) to {where}; nothing was changed")
         planned = [[r["record_id"], r["reason"], r["destination"] or "(whole record)", r["detail"][:80]]
                    for r in map(planned_row, rep.planned)]
         _out(report.table(["record id", "reason", "destination", "detail"], planned))
     else:
         _out(f"redrove {rep.redriven} of {rep.records} record(s) in {rep.events} event(s) to {where}; "
-             f"deleted {rep.deleted} DLQ message(s) from {rep.queue}")
+             f"deleted {rep.deleted} DLQ message(s) from {rep.queue}{_copies(rep)}")
         rows: list[list[Any]] = [[d, n] for d, n in sorted(rep.delivered.items())]
         rows += [[f"parked again: {r}", n] for r, n in sorted(rep.parked_again.items())]
         _out(report.table(["outcome", "messages"], rows, right=(1,)) if rows else "nothing delivered or parked")
@@ -808,6 +808,13 @@ def _print_redrive(rep: RedriveReport, where: str) -> None:
              "the visibility timeout and a later redrive replays them again")
     if rep.not_selected:
         _out(f"  {rep.not_selected} DLQ message(s) not selected (filters or --max); left in the DLQ")
+
+
+def _copies(rep: RedriveReport) -> str:
+    if not rep.copies:
+        return ""
+    return (f" ({rep.copies} of the messages were copies of a park, same park-id: a DLQ send retried after its "
+            "answer was lost; replayed once)")
 
 
 # --- smoke --------------------------------------------------------------------------------------

@@ -16,6 +16,9 @@ else (the tests' queue drainers) talks to the local AWS directly. Per request, w
   promises (an assumption about SQS, which documents no per-entry order rule for batches).
 
 `down` names queues or topics that answer 503 to every send until removed (a destination outage).
+`lose` names queues or topics whose next N send requests are forwarded and then answered with a reset
+connection (what a timed-out request looks like from the caller: the effect happened, the answer
+was lost): how DLQ sends leave copies of one park.
 Everything binds 127.0.0.1; the proxy forwards only to the upstream it was given, on loopback.
 """
 
@@ -48,6 +51,7 @@ class FaultPlan:
     kinds: tuple[str, ...] = FAULT_KINDS
     slow_seconds: float = 0.5
     down: set[str] = field(default_factory=set)  # queue or topic names that answer 503
+    lose: dict[str, int] = field(default_factory=dict)  # name -> how many more send answers to lose
     only_services: tuple[str, ...] = ()  # e.g. ("sqs", "sns"); empty = every service
 
 
@@ -164,10 +168,14 @@ class FaultProxy:
         with self._lock:
             self.requests[call.service] += 1
             plan = self.plan
-            if call.target_name and call.target_name in plan.down and call.operation in (
-                    "SendMessageBatch", "SendMessage", "PublishBatch", "Publish"):
+            send = call.operation in ("SendMessageBatch", "SendMessage", "PublishBatch", "Publish")
+            if send and call.target_name and call.target_name in plan.down:
                 self.injected["down"] += 1
                 return "down"
+            if send and call.target_name and plan.lose.get(call.target_name, 0) > 0:
+                plan.lose[call.target_name] -= 1
+                self.injected["answer lost"] += 1
+                return "lost"
             if plan.only_services and call.service not in plan.only_services:
                 return None
             if plan.rate <= 0 or self._rng.random() >= plan.rate:
@@ -191,9 +199,9 @@ class FaultProxy:
                 status = self._rng.choice((500, 503))
             return self._reply(req, *error_response(call, status,
                                                     "InternalError" if status == 500 else "ServiceUnavailable"))
-        if kind == "reset":
+        if kind in ("reset", "lost"):
             with self._lock:
-                after = self._rng.random() < 0.5
+                after = kind == "lost" or self._rng.random() < 0.5
             if after:
                 self._forward(req, body)
             return self._reset(req)

@@ -6,7 +6,9 @@
    parked in S3 (`record_s3_uri`). A document that cannot be fetched skips that message: reported,
    left in the DLQ.
 3. Merge the messages of one record (a record parked for two destinations is two messages) into one
-   entry, and build redrive events (docs/runtime-contract.md "Redrive"): Lambda's Kafka event shape,
+   entry, and the copies of one park (same `park_id`: a DLQ send retried after its answer was lost,
+   a batch parked again by the mapping's retry) into one planned park; build redrive events
+   (docs/runtime-contract.md "Redrive"): Lambda's Kafka event shape,
    records grouped by topic-partition in offset order, at most `source.batch_size` records and
    `MAX_EVENT_BYTES` per event, plus the `bridgeRedrive` map of record id -> destinations (null for
    a record parked with no destination: route it normally).
@@ -96,6 +98,13 @@ class ParkedMessage:
     @property
     def reason(self) -> str:
         return str(self.document.get("reason") or "")
+
+    @property
+    def park_id(self) -> str:
+        """The park this message is a copy of (bridge.parking.park_id); a message parked before park ids
+        existed is a park of its own."""
+        p = self.document.get("park_id")
+        return p if isinstance(p, str) and p else f"message:{self.message_id}"
 
     @property
     def destination(self) -> str | None:
@@ -233,6 +242,14 @@ def merge_parked(resolved: Iterable[tuple[ParkedMessage, Mapping[str, Any]]]) ->
     return list(entries.values())
 
 
+def unique_parks(messages: Iterable[ParkedMessage]) -> dict[str, ParkedMessage]:
+    """The first message of each park id, in first-seen order: copies of one park count once."""
+    parks: dict[str, ParkedMessage] = {}
+    for m in messages:
+        parks.setdefault(m.park_id, m)
+    return parks
+
+
 def record_key(message: ParkedMessage) -> str:
     """What identifies a parked message's record: its record id, or, when the id has no offset (-1 or
     unreadable), the DLQ message id, since several different records share such an id."""
@@ -335,7 +352,8 @@ class RedriveReport:
 
     queue: str
     dry_run: bool
-    planned: list[ParkedMessage] = field(default_factory=list)  # selected messages with a record
+    planned: list[ParkedMessage] = field(default_factory=list)  # selected parks with a record, one message each
+    copies: int = 0  # further DLQ messages of a planned park (same park id): replayed once, deleted with it
     records: int = 0  # records in the events
     events: int = 0
     redriven: int = 0  # records handed over successfully
@@ -352,7 +370,7 @@ class RedriveReport:
         return {
             "queue": self.queue, "dry_run": self.dry_run, "records": self.records, "events": self.events,
             "redriven": self.redriven, "delivered": dict(self.delivered), "parked_again": dict(self.parked_again),
-            "dlq_messages_deleted": self.deleted, "dlq_messages_not_deleted": self.not_deleted,
+            "copies": self.copies, "dlq_messages_deleted": self.deleted, "dlq_messages_not_deleted": self.not_deleted,
             "not_selected": self.not_selected,
             "planned": [planned_row(m) for m in self.planned],
             "skipped": [{"message_id": s.message_id, "record_id": s.record_id, "why": s.why} for s in self.skipped],
@@ -413,7 +431,8 @@ def redrive(queue: ParkedQueue, fetch: FetchDocument, invoke: Invoke, options: R
         report.not_selected = len(rest)
         resolved, unavailable = resolve_records(chosen, fetch)
         report.skipped += unavailable
-        report.planned = [m for m, _ in resolved]
+        report.planned = list(unique_parks(m for m, _ in resolved).values())
+        report.copies = len(resolved) - len(report.planned)
         entries = merge_parked(resolved)
         batches = build_events(entries, options.batch_size)
         report.records, report.events = len(entries), len(batches)

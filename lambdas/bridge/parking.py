@@ -40,6 +40,8 @@ PARK_REASONS = (
 TRUST_PARK_REASONS = ("unsigned", "invalid_signature", "untrusted_producer", "producer_not_allowed",
                       "missing_message_id", "stale")
 S3_KEY_DIGEST_CHARS = 12  # hex digits of the record digest in a parking-bucket key
+PARK_ID_CHARS = 32  # hex digits of a park id: 128 bits, no two different parks share one
+PARK_ID_ATTRIBUTE = "park-id"
 
 
 class ParkingFailedError(RuntimeError):
@@ -71,6 +73,26 @@ class ParkRequest:
     producer: str | None = None
 
 
+def _record_digest(request: ParkRequest) -> str:
+    """sha256 (hex) of the record's canonical JSON, exactly as Lambda delivered it."""
+    canonical = json.dumps(request.record.raw, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def park_id(request: ParkRequest) -> str:
+    """What names one park: the same record parked for the same destination with the same reason.
+
+    A DLQ send whose answer is lost after SQS stored it (a timeout, a reset connection) is sent again,
+    and a batch failed by `ParkingFailedError` is parked again by the mapping's retry: both leave
+    copies in the DLQ that carry this same id (attribute `park-id`, document field `park_id`), so
+    `bridge redrive` replays them as one park. Derived from the record's bytes, not only its id: two
+    undecodable records without a readable offset share a record id, never a park id.
+    """
+    key = "\0".join(("park/v1", request.record.record_id, _record_digest(request), request.destination or "",
+                      request.reason))
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:PARK_ID_CHARS]
+
+
 def s3_key(request: ParkRequest) -> str:
     """`parked/{topic}/{partition}/{offset}-{destination}-{reason}-{digest}.json`: one object per parked copy.
 
@@ -81,8 +103,7 @@ def s3_key(request: ParkRequest) -> str:
     again gets the same key.
     """
     r = request.record
-    canonical = json.dumps(r.raw, sort_keys=True, separators=(",", ":"), default=str)
-    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:S3_KEY_DIGEST_CHARS]
+    digest = _record_digest(request)[:S3_KEY_DIGEST_CHARS]
     return (f"parked/{r.topic}/{r.partition}/{r.offset}-{request.destination or 'none'}-{request.reason}"
             f"-{digest}.json")
 
@@ -97,6 +118,7 @@ def parked_document(request: ParkRequest, event_source_arn: str | None, parked_a
         "correlation_id": request.correlation_id,
         "producer": request.producer,
         "record_id": request.record.record_id,
+        "park_id": park_id(request),
         "event_source_arn": event_source_arn,
         "parked_at": parked_at,
         "record": dict(request.record.raw),
@@ -155,6 +177,7 @@ class Parking:
             ("reason", request.reason),
             ("correlation-id", request.correlation_id),
             ("record-id", request.record.record_id),
+            (PARK_ID_ATTRIBUTE, doc["park_id"]),
         )
         body = _dumps(doc)
         if billed_size(body, attributes) > self._dlq.max_bytes:

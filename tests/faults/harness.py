@@ -92,6 +92,7 @@ class Scenario:
     outage_retry_seconds: int = 0  # > 0: outages fail the batch back to the (local) mapping first
     max_retries: int = 2  # the local mapping's retries of a failed batch before the on-failure object
     seed: int = 11
+    lose_dlq_answers: int = 0  # the first N bridge-DLQ send requests are stored, their answers lost
 
 
 @dataclass
@@ -108,6 +109,7 @@ class RunResult:
     injected: dict[str, int]
     seconds: float
     poller_errors: list[str] = field(default_factory=list)
+    park_copies: int = 0  # DLQ messages the redrive recognised (park id) as copies of a park it replayed once
 
     def by_type(self, values: dict[str, int]) -> dict[str, int]:
         out: Counter[str] = Counter()
@@ -127,7 +129,8 @@ class RunResult:
                 "expected": sum(self.expected.values()), "delivered": self.by_type(self.received),
                 "duplicated": self.by_type(self.duplicates), "duplicate_share": round(self.duplicate_share, 4),
                 "lost": sum(self.lost.values()), "order_violations": self.order_violations, "parked": self.parked,
-                "on_failure_objects": self.on_failure_objects, "injected": self.injected,
+                "on_failure_objects": self.on_failure_objects, "park_copies": self.park_copies,
+                "injected": self.injected,
                 "seconds": round(self.seconds, 1)}
 
 
@@ -143,7 +146,8 @@ def table(results: list[RunResult]) -> str:
                      "/".join(str(d.get(t, 0)) for t in ("fifo", "sns", "sqs")),
                      "/".join(str(u.get(t, 0)) for t in ("fifo", "sns", "sqs")),
                      f"{100 * r.duplicate_share:.1f}", str(sum(r.lost.values())), str(r.order_violations),
-                     ", ".join(f"{k} {v}" for k, v in sorted(r.parked.items())) or "-", str(r.on_failure_objects),
+                     (", ".join(f"{k} {v}" for k, v in sorted(r.parked.items())) or "-")
+                     + (f" (+{r.park_copies} copies)" if r.park_copies else ""), str(r.on_failure_objects),
                      str(r.kills_done), ", ".join(f"{k} {v}" for k, v in sorted(r.injected.items())) or "-",
                      f"{r.seconds:.0f}"])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
@@ -195,7 +199,8 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
     try:
         produce(stack.config, stack.bootstrap, records,
                 lambda p: signing_key(stack.config, p, stack.clients.secretsmanager))
-        stack.proxy.configure(rate=scenario.fault_rate, down={queues[scenario.down]} if scenario.down else set())
+        stack.proxy.configure(rate=scenario.fault_rate, down={queues[scenario.down]} if scenario.down else set(),
+                              lose={stack.config.bridge_dlq_name: scenario.lose_dlq_answers})
         poller = _start_poller(stack, config_path, scenario)
         if scenario.down:
             # the outage lasts down_seconds from the first send: a slow poller start must not eat it
@@ -225,7 +230,7 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
         if poller.returncode != 0:
             errors.append(err.decode()[-1500:])
         # the cause is fixed: faults off, then replay what was parked or failed whole
-        stack.proxy.configure(rate=0.0, down=set())
+        stack.proxy.configure(rate=0.0, down=set(), lose={})
         dlq = _redrive(stack, config_path)
         on_failure = _redrive(stack, config_path, "--on-failure")
         parked = Counter(str(row.get("reason")) for row in dlq.get("planned") or [])
@@ -241,7 +246,7 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
         time.sleep(1.0)  # late copies of the last sends are duplicates too: let the drainers see them
     finally:
         drainer.stop()
-        stack.proxy.configure(rate=0.0, down=set())
+        stack.proxy.configure(rate=0.0, down=set(), lose={})
     seconds = time.monotonic() - started
     received = {d: len(drainer.messages[q]) for d, q in queues.items()}
     unique = {d: {record_key(m) for m in drainer.messages[q]} for d, q in queues.items()}
@@ -253,7 +258,7 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
                              if DESTINATION_TYPES[d] == "fifo"),
         parked=dict(parked), on_failure_objects=int(on_failure.get("objects") or 0), kills_done=kills_done,
         injected=dict(stack.proxy.injected), seconds=seconds,
-        poller_errors=errors + list(drainer.errors)[:5])
+        poller_errors=errors + list(drainer.errors)[:5], park_copies=int(dlq.get("copies") or 0))
     (stack.tmp / f"faults-{scenario.name}.json").write_text(json.dumps(result.to_json(), indent=2))
     return result
 

@@ -69,6 +69,18 @@ def test_one_destination_down_then_redriven(fault_stack: FaultStack) -> None:
     assert r.injected.get("down", 0) > 0
 
 
+def test_dlq_answers_lost_leave_copies_redriven_once(fault_stack: FaultStack) -> None:
+    # The first DLQ send requests are stored but their answers lost (a timeout after the effect): the
+    # retries store the same parks again. Checkpoints off: the park id alone makes the redrive replay
+    # each park once.
+    r = _checked(run(fault_stack, Scenario(f"stock-alerts down {DOWN_SECONDS:.0f} s, DLQ answers lost", RECORDS // 2,
+                                           checkpoints=False, down="stock-alerts", down_seconds=DOWN_SECONDS,
+                                           lose_dlq_answers=3, seed=35)))
+    assert r.injected.get("answer lost") == 3
+    assert r.park_copies > 0, r.to_json()
+    assert r.duplicates.get("stock-alerts") == 0, r.to_json()
+
+
 def test_poller_kills_checkpoints_off(fault_stack: FaultStack) -> None:
     _checked(run(fault_stack, Scenario(f"{KILLS} poller kills", KILL_RECORDS, checkpoints=False, kills=KILLS,
                                        seed=40)))

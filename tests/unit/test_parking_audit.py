@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 
 import pytest
 from bridge.audit import BatchTally, audit_document, batch_id_for
 from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES
-from bridge.delivery import Deliverer, Target
-from bridge.parking import ObjectStoreError, Parking, ParkingFailedError, ParkRequest
+from bridge.delivery import BatchOutcome, Deliverer, SendCallError, Target
+from bridge.envelope import OutgoingMessage
+from bridge.parking import ObjectStoreError, Parking, ParkingFailedError, ParkRequest, park_id
 from bridge.records import decode_record
 
 from tests.helpers import FakeSender, FakeStore, fixed_clock, kafka_record
@@ -39,11 +41,58 @@ def test_parked_message_has_the_contract_fields_and_attributes() -> None:
 
     (m,) = sender.sent["b-dlq"]
     doc = json.loads(m.body)
+    pid = park_id(request())
     assert doc == {"reason": "unroutable", "detail": "why", "route": "rt", "destination": "dest",
-                   "correlation_id": "cid-5", "producer": "prod", "record_id": "orders-0-5",
+                   "correlation_id": "cid-5", "producer": "prod", "record_id": "orders-0-5", "park_id": pid,
                    "event_source_arn": "arn:src", "parked_at": "2026-01-01T00:00:00+00:00",
                    "record": kafka_record(offset=5, value="v")}
-    assert dict(m.attributes) == {"reason": "unroutable", "correlation-id": "cid-5", "record-id": "orders-0-5"}
+    assert dict(m.attributes) == {"reason": "unroutable", "correlation-id": "cid-5", "record-id": "orders-0-5",
+                                  "park-id": pid}
+
+
+class AnswerLostSender(FakeSender):
+    """Stores every batch, then (for the first `lost` calls) fails the call as a timed-out request does:
+    SQS has the messages, the caller cannot know."""
+
+    def __init__(self, lost: int) -> None:
+        super().__init__()
+        self.lost = lost
+
+    def send_batch(self, target: Target, messages: Sequence[OutgoingMessage]) -> BatchOutcome:
+        outcome = super().send_batch(target, messages)
+        if self.lost:
+            self.lost -= 1
+            raise SendCallError("ReadTimeoutError", "no answer within the read timeout")
+        return outcome
+
+
+def test_copies_left_by_retried_dlq_sends_carry_one_park_id_per_park() -> None:
+    # given: a DLQ whose first answer is lost after it stored the batch (the retry stores it again)
+    sender = AnswerLostSender(lost=1)
+    requests = [request(), request(reason="too_large"), ParkRequest(request().record, "unroutable", "why", "cid-5",
+                                                                    "rt", "other-dest", "prod")]
+
+    # when: the records are parked (the retry succeeds)
+    parking(sender).park(requests, None)
+
+    # then: two copies of each park, recognisable as such; three different parks
+    sent = sender.sent["b-dlq"]
+    assert len(sent) == 6
+    ids = [dict(m.attributes)["park-id"] for m in sent]
+    assert ids[:3] == ids[3:]
+    assert len(set(ids)) == 3
+    assert [json.loads(m.body)["park_id"] for m in sent] == ids
+
+
+def test_park_id_names_the_record_its_destination_and_reason_not_the_call() -> None:
+    # the same park in a later invocation (the mapping's retry after ParkingFailedError) has the same id
+    assert park_id(request()) == park_id(request())
+    assert len(park_id(request())) == 32
+    # records without a readable offset share a record id, never a park id
+    a = ParkRequest(decode_record(kafka_record(offset=-1, value="a")), "undecodable", "x", "c")
+    b = ParkRequest(decode_record(kafka_record(offset=-1, value="b")), "undecodable", "x", "c")
+    assert a.record.record_id == b.record.record_id
+    assert park_id(a) != park_id(b)
 
 
 def test_document_over_the_sqs_limit_goes_to_s3_and_the_dlq_gets_a_pointer() -> None:

@@ -31,6 +31,7 @@ from bridge_local.redrive import (
 )
 from tests.helpers import (
     MSK_ARN,
+    FakeCheckpoints,
     FakeKeys,
     FakeSender,
     FakeStore,
@@ -295,6 +296,29 @@ def test_dry_run_invokes_nothing_deletes_nothing_and_releases_everything() -> No
     assert [(m.record_id, m.reason, m.destination) for m in report.planned] == [("orders-0-1", "too_large", "t")]
 
 
+def test_copies_of_one_park_are_planned_once_replayed_once_and_all_deleted() -> None:
+    # given: one park stored three times (DLQ sends retried after lost answers), and another park
+    rec, other = kafka_record(offset=1), kafka_record(offset=2)
+    copy = parked(rec, "delivery_failed", "t")
+    queue = FakeQueue([copy, dict(copy, parked_at="2026-01-01T00:00:01"), copy, parked(other, "unroutable")])
+    events: list[dict[str, Any]] = []
+
+    def invoke(event: dict[str, Any]) -> Mapping[str, Any]:
+        events.append(event)
+        return {"summary": {}}
+
+    # when
+    report = redrive(queue, no_fetch, invoke, options())
+
+    # then: one planned row per park; the record is in one event once; every copy is deleted
+    assert [(m.record_id, m.reason) for m in report.planned] == [("orders-0-1", "delivery_failed"),
+                                                                ("orders-0-2", "unroutable")]
+    assert report.copies == 2
+    assert [e[REDRIVE_KEY] for e in events] == [{"orders-0-1": ["t"], "orders-0-2": None}]
+    assert sorted(queue.deleted) == ["h0", "h1", "h2", "h3"]
+    assert report.to_json()["copies"] == 2
+
+
 def test_empty_dlq_and_nothing_selected_are_one_line_errors() -> None:
     with pytest.raises(RedriveError, match="is empty: nothing to redrive"):
         redrive(FakeQueue([]), no_fetch, lambda e: {}, options())
@@ -361,3 +385,29 @@ def test_parked_by_the_bridge_then_redriven_reaches_only_the_destination_it_miss
     assert (report.redriven, report.deleted, dict(report.delivered)) == (1, 1, {"topic": 1})
     assert [m.record_id for m in sns.sent["topic"]] == ["orders-0-3"]
     assert sqs.calls_to("queue") == []
+
+
+@pytest.mark.parametrize(("checkpoints", "deliveries"), [(True, 1), (False, 2)], ids=["checkpoints-on", "off"])
+def test_a_copy_left_for_a_later_run_delivers_nothing_again_with_checkpoints(checkpoints: bool,
+                                                                             deliveries: int) -> None:
+    # given: a record parked for a queue that was down, its park stored twice (the DLQ's first answer
+    # was lost), and a later redrive run that finds only the second copy (the first run took the first)
+    cfg = make_config(destinations=[{"name": "queue", "type": "sqs"}],
+                      routes=[{"name": "all", "match": {}, "to": ["queue"]}],
+                      settings={"checkpoints": "on" if checkpoints else "off"})
+    store = FakeCheckpoints() if checkpoints else None
+    down = FakeSender(reject=lambda target, m: ("ServiceUnavailable", False) if target.name != "test-bridge-dev-"
+                      "bridge-dlq" else None)
+    Bridge(cfg, make_settings(), sqs=down, sns=FakeSender(), parking_store=FakeStore(), signing_keys=FakeKeys(),
+           checkpoints=store, sleep=no_sleep, clock=fixed_clock).handle(kafka_event([kafka_record(offset=3)]))
+    (doc,) = parked_docs(down, "test-bridge-dev-bridge-dlq")
+    sqs = FakeSender()
+    fixed = Bridge(cfg, make_settings(), sqs=sqs, sns=FakeSender(), parking_store=FakeStore(),
+                   signing_keys=FakeKeys(), checkpoints=store, sleep=no_sleep, clock=fixed_clock)
+
+    # when: two runs, one copy each
+    for copy in (doc, dict(doc)):
+        redrive(FakeQueue([copy]), no_fetch, lambda event: fixed.handle(event).result(), options())
+
+    # then: with checkpoints the second copy reaches nothing again; without, the queue gets it twice
+    assert [m.record_id for m in sqs.sent["queue"]] == ["orders-0-3"] * deliveries
