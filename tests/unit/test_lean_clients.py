@@ -7,11 +7,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from bridge.adapters import clients, defaults
@@ -26,19 +27,18 @@ from tests.helpers import DEV_CONFIG, dev_config, make_settings
 
 @pytest.fixture
 def clients_created(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """The services whose clients were created, through boto3's default session."""
+    """The services whose clients were created, through the bridge's shared botocore session."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     created: list[str] = []
-    boto3.setup_default_session(region_name="us-east-1")
-    assert boto3.DEFAULT_SESSION is not None
 
     def seen(event_name: str, **_: Any) -> None:
         created.append(event_name.rsplit(".", 1)[1])
 
-    boto3.DEFAULT_SESSION.events.register("creating-client-class", seen)
+    events = clients.shared_session().get_component("event_emitter")
+    events.register("creating-client-class", seen, unique_id="test-clients-created")
     yield created
-    boto3.DEFAULT_SESSION = None
+    events.unregister("creating-client-class", unique_id="test-clients-created")
 
 
 def test_building_the_bridge_creates_no_client(clients_created: list[str]) -> None:
@@ -131,3 +131,45 @@ def test_under_snapstart_the_bridge_is_built_during_init() -> None:
     assert _import_handler({**env, "BRIDGE_SNAPSTART": "true"})["built"] is True
     # a missing variable does not fail the init: the first invocation reports it
     assert _import_handler({"BRIDGE_SNAPSTART": "true", "POWERTOOLS_TRACE_DISABLED": "true"})["built"] is False
+
+
+def test_clients_share_one_session_and_can_be_created_from_several_threads_at_once(
+    clients_created: list[str],
+) -> None:
+    # given: delivery's threads creating the SQS and SNS clients on their first sends, at the same moment
+    settings = make_settings()
+    start = threading.Barrier(4)
+
+    def create(build: Any) -> Any:
+        start.wait()
+        return build(settings)
+
+    # when
+    with ThreadPoolExecutor(4) as pool:
+        made = list(pool.map(create, [clients.sqs_client, clients.sns_client, clients.sqs_client,
+                                      clients.sns_client]))
+
+    # then: four working clients over one loader (service models and endpoint data read once), no boto3
+    assert sorted(clients_created) == ["sns", "sns", "sqs", "sqs"]
+    assert len({id(c._loader) for c in made}) == 1
+    assert [c.meta.service_model.service_name for c in made] == ["sqs", "sns", "sqs", "sns"]
+
+
+def test_a_cold_start_never_imports_boto3() -> None:
+    # given: a fresh process, as a Lambda cold start is
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "BRIDGE_", "AWS_"))}
+    env.update({"PYTHONPATH": str(root / "lambdas"), "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"})
+    code = ("import json, sys, bridge.handler\n"
+            "from pathlib import Path\n"
+            "from bridge.adapters import clients\n"
+            "from bridge.settings import Settings\n"
+            "s = Settings(Path('c.json'), '123456789012', 'us-east-1', 'b')\n"
+            "clients.sqs_client(s); clients.sns_client(s)\n"
+            "print(json.dumps('boto3' in sys.modules))")
+
+    # when: the handler is imported and the clients of a first invocation are created
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+
+    # then: boto3 (its resources, s3transfer) was never loaded, only botocore
+    assert json.loads(out.stdout.strip().splitlines()[-1]) is False

@@ -1,10 +1,17 @@
-"""boto3 clients, created once per cold start with the endpoint and retry settings the bridge needs."""
+"""AWS clients, created once per cold start with the endpoint and retry settings the bridge needs.
+
+Every client comes from one botocore session (`shared_session`), so the loader, the endpoint data and
+the credentials are read once however many services the bridge uses. The session is botocore's, not
+boto3's: `import boto3` adds about 10 ms of cold start (boto3's resources and s3transfer, which the
+bridge never uses) for clients that are the same botocore clients (docs/decisions.md, 2026-12-01).
+"""
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 
 from bridge.settings import Settings
@@ -39,9 +46,27 @@ _CHECKPOINT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3
                             read_timeout=5)
 
 
+_session: botocore.session.Session | None = None
+# botocore sessions are not thread-safe, and delivery's threads create the SQS and SNS clients on
+# their first sends, possibly at once; the clients themselves are thread-safe.
+_session_lock = threading.Lock()
+
+
+def shared_session() -> botocore.session.Session:
+    """The process's botocore session (created on first use): credentials and region from the
+    environment, as boto3's default session reads them."""
+    global _session  # noqa: PLW0603 - one session per process, like boto3's default session
+    with _session_lock:
+        if _session is None:
+            _session = botocore.session.get_session()
+        return _session
+
+
 def _client(service: str, settings: Settings, config: Config) -> Any:
-    return boto3.client(service, region_name=settings.region, endpoint_url=settings.endpoint_url,  # type: ignore[call-overload]
-                        config=config)
+    session = shared_session()
+    with _session_lock:
+        return session.create_client(service, region_name=settings.region, endpoint_url=settings.endpoint_url,
+                                     config=config)
 
 
 def sqs_client(settings: Settings) -> SQSClient:
