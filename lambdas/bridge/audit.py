@@ -41,23 +41,44 @@ class BatchTally:
     # FIFO entries that failed after a later entry of their group was accepted (bridge.delivery)
     fifo_order_breaks: int = 0
 
+    # (topic, partition) -> [lowest, highest offset]; `partitions` is built from it by `summary`
+    spans: dict[tuple[str, int], list[int]] = field(default_factory=dict)
+    # matched routes -> records that matched exactly them; added into `routes` by `summary` (counting a
+    # tuple per record is one dict update, not one per route)
+    route_sets: dict[tuple[str, ...], int] = field(default_factory=dict)
+
     def see(self, record: KafkaRecord, correlation_id: str) -> None:
         """Count a record of the batch and widen its partition's offset range."""
         self.records += 1
-        if self.max_correlation_ids is None or len(self.correlation_ids) < self.max_correlation_ids:
-            self.correlation_ids[correlation_id] = None
-        elif correlation_id not in self.correlation_ids:
+        ids = self.correlation_ids
+        if self.max_correlation_ids is None or len(ids) < self.max_correlation_ids:
+            ids[correlation_id] = None
+        elif not self.more_correlation_ids and correlation_id not in ids:
             self.more_correlation_ids = True
-        key = f"{record.topic}-{record.partition}"
-        span = self.partitions.get(key)
+        offset = record.offset
+        span = self.spans.get((record.topic, record.partition))
         if span is None:
-            self.partitions[key] = [record.offset, record.offset]
-        else:
-            span[0] = min(span[0], record.offset)
-            span[1] = max(span[1], record.offset)
+            self.spans[(record.topic, record.partition)] = [offset, offset]
+        elif offset > span[1]:
+            span[1] = offset
+        elif offset < span[0]:
+            span[0] = offset
+
+    def count_routes(self, routes: tuple[str, ...]) -> None:
+        """Count a record that matched these routes."""
+        if routes:
+            self.route_sets[routes] = self.route_sets.get(routes, 0) + 1
 
     def summary(self, batch_id: str, event_source_arn: str | None) -> dict[str, Any]:
         """The counts of the batch (the handler's `summary`, the audit event without correlation ids)."""
+        for routes, n in self.route_sets.items():
+            for name in routes:
+                self.routes[name] += n
+        self.route_sets.clear()
+        for (topic, partition), (low, high) in self.spans.items():
+            span = self.partitions.setdefault(f"{topic}-{partition}", [low, high])
+            span[0], span[1] = min(span[0], low), max(span[1], high)
+        self.spans.clear()
         return {
             "batch_id": batch_id,
             "event_source_arn": event_source_arn,

@@ -14,7 +14,7 @@ import json
 import re
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.config import (
@@ -44,9 +44,12 @@ _NONCHARACTERS = (b"\xef\xbf\xbe", b"\xef\xbf\xbf")
 _GROUP_ID_RE = re.compile(r"^[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,128}$")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutgoingMessage:
-    """One message for one destination, ready for SendMessageBatch / PublishBatch."""
+    """One message for one destination, ready for SendMessageBatch / PublishBatch.
+
+    Not frozen only because a frozen dataclass pays a setattr call per field when built, once per
+    record and destination; nothing changes a message after it is built."""
 
     record_id: str
     destination: str
@@ -56,12 +59,16 @@ class OutgoingMessage:
     size: int  # billed bytes: body + attribute names, types and values
     group_id: str | None = None
     dedup_id: str | None = None
+    # Whoever built the message keeps here what it needs if delivery fails (the service: the record,
+    # route and producer to park it with); delivery never reads it.
+    origin: Any = field(default=None, compare=False, repr=False)
 
 
 def sendable_text(text: str) -> bool:
     """True when SQS (and SNS raw delivery to SQS) accepts every character of the text."""
     if text.isascii():
-        return sendable_utf8(text.encode("ascii"))
+        # printable ASCII (0x20-0x7E) is the common case, checked without a copy; else tab/LF/CR decide
+        return text.isprintable() or sendable_utf8(text.encode("ascii"))
     return _SQS_FORBIDDEN.search(text) is None
 
 
@@ -159,29 +166,82 @@ def build_message(record: KafkaRecord, destination: Destination, *, producer: st
     `signature_header` (settings.signature_header) is the producer's signature: it never leaves the
     bridge, so an envelope does not carry it. `verified`: the producer's signature was checked (then
     `signed_id` is its signed message id); an unverified attribution never looks like a verified one.
+    The bridge builds through a `MessageFactory` per destination; this is the same, for one message.
     """
-    if destination.body == "envelope":
-        body, encoding = envelope_body(record, producer, correlation_id, omit_headers=(signature_header,),
-                                       verified=verified), None
-        body_bytes = len(body.encode("utf-8"))
-    else:
-        body, encoding = raw_body(record.value)
-        # a raw text body is the value's own UTF-8: its size is known without encoding it again
-        body_bytes = len(record.value) if encoding is None and record.value is not None else len(body)
-    message_id = message_id_for(record, producer, signed_id if verified else None)
-    attributes = message_attributes(record, destination, producer, correlation_id, encoding,
-                                    verified=verified, message_id=message_id)
-    return OutgoingMessage(
-        record_id=record.record_id,
-        destination=destination.name,
-        body=body,
-        attributes=attributes,
-        correlation_id=correlation_id,
-        size=body_bytes + billed_size("", attributes),
-        group_id=group_id_for(record, destination) if destination.fifo else None,
-        dedup_id=dedup_id_for(record, destination.name, message_id if verified and signed_id else None)
-        if destination.fifo else None,
-    )
+    return MessageFactory(destination, signature_header).build(
+        record, producer=producer, correlation_id=correlation_id, verified=verified, signed_id=signed_id)
+
+
+def _len_utf8(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+# Billed bytes of the reserved attributes' names and types (their values vary per message).
+_RESERVED_OVERHEAD = sum(len(n) + len(ATTRIBUTE_TYPE) for n in ("correlation-id", "record-id", "message-id"))
+
+
+class MessageFactory:
+    """`build_message` for one destination, with what depends only on the destination and the settings
+    (body kind, header attributes and the billed bytes of their names and types) worked out once: the
+    bridge builds one per destination at cold start and one message per record with it."""
+
+    __slots__ = ("_envelope", "_fifo", "_headers", "_name", "_omit", "destination")
+
+    def __init__(self, destination: Destination, signature_header: str) -> None:
+        self.destination = destination
+        self._name = destination.name
+        self._envelope = destination.body == "envelope"
+        self._fifo = destination.fifo
+        self._omit = (signature_header,)
+        # (header name, billed bytes of its attribute name and type)
+        self._headers = tuple((name, len(name.encode("utf-8")) + len(attribute_type(name)))
+                              for name in destination.header_attributes)
+
+    def build(self, record: KafkaRecord, *, producer: str | None, correlation_id: str, verified: bool = False,
+              signed_id: str | None = None) -> OutgoingMessage:
+        """The message for `record` (decoded: see KafkaRecord.decoded), as `build_message` says."""
+        encoding: str | None = None
+        if self._envelope:
+            body = envelope_body(record, producer, correlation_id, omit_headers=self._omit, verified=verified)
+            body_bytes = _len_utf8(body)
+        else:
+            value = record.value
+            if value:
+                try:
+                    body = value.decode("utf-8")
+                except UnicodeDecodeError:
+                    body = ""
+                if body and sendable_utf8(value):
+                    body_bytes = len(value)  # a raw text body is the value's own UTF-8
+                else:
+                    body, encoding = base64.b64encode(value).decode("ascii"), "base64"
+                    body_bytes = len(body)
+            else:  # SQS and SNS refuse an empty body: see raw_body
+                body, encoding, body_bytes = "null", "null" if value is None else "empty", 4
+        record_id = record.record_id
+        message_id = f"{producer}:{signed_id}" if verified and producer and signed_id else record_id
+        attrs = [("correlation-id", correlation_id), ("record-id", record_id), ("message-id", message_id)]
+        size = body_bytes + _RESERVED_OVERHEAD + _len_utf8(correlation_id) + _len_utf8(record_id)
+        size += _len_utf8(record_id) if message_id is record_id else _len_utf8(message_id)
+        if producer:
+            name = "producer" if verified else UNVERIFIED_PRODUCER_ATTRIBUTE
+            attrs.append((name, producer))
+            size += len(name) + len(ATTRIBUTE_TYPE) + _len_utf8(producer)
+        if encoding:
+            attrs.append(("content-encoding", encoding))
+            size += len("content-encoding") + len(ATTRIBUTE_TYPE) + len(encoding)
+        for name, overhead in self._headers:
+            if len(attrs) >= MAX_MESSAGE_ATTRIBUTES:
+                break
+            text = record.last_header_text(name)
+            if text and sendable_text(text):
+                attrs.append((name, text))
+                size += overhead + _len_utf8(text)
+        if not self._fifo:
+            return OutgoingMessage(record_id, self._name, body, tuple(attrs), correlation_id, size)
+        return OutgoingMessage(record_id, self._name, body, tuple(attrs), correlation_id, size,
+                               group_id_for(record, self.destination),
+                               dedup_id_for(record, self._name, message_id if verified and signed_id else None))
 
 
 def raw_body(value: bytes | None) -> tuple[str, str | None]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import binascii
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # "aws:SelfManagedKafka" is what Powertools' and several runtimes' sample events carry for self-managed
@@ -46,25 +46,114 @@ class InvalidRedriveError(InvalidEventError):
     """The event's `bridgeRedrive` key has the wrong shape; the message is one line naming the problem."""
 
 
-@dataclass(frozen=True, slots=True)
+_UNREAD: Any = object()  # a lazy record's field that is decoded from `raw` when read
+
+
 class KafkaRecord:
-    """One Kafka record as the bridge sees it. `raw` is the dict exactly as Lambda delivered it."""
+    """One Kafka record as the bridge sees it. `raw` is the dict exactly as Lambda delivered it.
+
+    A record from `decode_event` is lazy: it holds its position and `raw`, and `key`, `value` and
+    `headers` are decoded from `raw` each time they are read, never kept. The event holds every value
+    (base64) for the whole invocation already; keeping a decoded copy of each next to it would double
+    the memory of a large batch. Whoever reads them more than once takes `decoded()`: a record with
+    all three decoded once, to drop when done (the bridge plans each record on one and lets it go).
+    `undecodable` (why decoding failed, None for a good record) is known after the first decode.
+    A record built with its fields (tests, the local tools) is already decoded. Treat both as frozen.
+    """
+
+    __slots__ = (
+        "_headers",
+        "_key",
+        "_record_id",
+        "_undecodable",
+        "_value",
+        "offset",
+        "partition",
+        "raw",
+        "timestamp",
+        "timestamp_type",
+        "topic",
+    )
 
     topic: str
     partition: int
     offset: int
     timestamp: int
     timestamp_type: str
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
-    raw: Mapping[str, Any] = field(repr=False, compare=False)
-    undecodable: str | None = None  # why decoding failed; None for a good record
+    raw: Mapping[str, Any]
+
+    def __init__(self, topic: str, partition: int, offset: int, timestamp: int, timestamp_type: str,
+                 key: bytes | None, value: bytes | None, headers: tuple[tuple[str, bytes], ...],
+                 raw: Mapping[str, Any], undecodable: str | None = None) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.timestamp = timestamp
+        self.timestamp_type = timestamp_type
+        self.raw = raw
+        self._key = key
+        self._value = value
+        self._headers = headers
+        self._undecodable = undecodable
+        self._record_id: str | None = None
+
+    @property
+    def key(self) -> bytes | None:
+        return self._key if self._key is not _UNREAD else self.decoded()._key
+
+    @property
+    def value(self) -> bytes | None:
+        return self._value if self._value is not _UNREAD else self.decoded()._value
+
+    @property
+    def headers(self) -> tuple[tuple[str, bytes], ...]:
+        if self._headers is not _UNREAD:
+            return self._headers
+        return self.decoded()._headers
+
+    @property
+    def undecodable(self) -> str | None:
+        """Why the record could not be decoded; None for a good record."""
+        if self._undecodable is _UNREAD:
+            self.decoded()
+        return self._undecodable
+
+    @property
+    def is_lazy(self) -> bool:
+        """True when key, value and headers are decoded on each read, not held by the record."""
+        return self._value is _UNREAD
 
     @property
     def record_id(self) -> str:
         """`{topic}-{partition}-{offset}`: unique per record within a cluster."""
-        return f"{self.topic}-{self.partition}-{self.offset}"
+        return self._record_id or f"{self.topic}-{self.partition}-{self.offset}"
+
+    def decoded(self) -> KafkaRecord:
+        """This record with key, value and headers decoded (itself when it already is); a record that
+        cannot be decoded comes back with `undecodable` set and no key, value or headers."""
+        if self._value is not _UNREAD:
+            return self
+        raw = self.raw
+        a2b = binascii.a2b_base64
+        view = KafkaRecord.__new__(KafkaRecord)
+        view.topic, view.partition, view.offset = self.topic, self.partition, self.offset
+        view.timestamp, view.timestamp_type, view.raw = self.timestamp, self.timestamp_type, raw
+        view._record_id = f"{self.topic}-{self.partition}-{self.offset}"
+        try:
+            key = raw.get("key")
+            view._key = None if key is None else a2b(key, strict_mode=True) if type(key) is str else _b64(key, "key")
+            value = raw.get("value")
+            view._value = (None if value is None else a2b(value, strict_mode=True) if type(value) is str
+                           else _b64(value, "value"))
+            headers = raw.get("headers")
+            view._headers = () if headers is None else _headers(headers)
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            view._key = view._value = None
+            view._headers = ()
+            view._undecodable = self._undecodable = f"{type(exc).__name__}: {exc}"[:500]
+            return view
+        view._undecodable = self._undecodable = None
+        return view
 
     def header_values(self, name: str) -> list[bytes]:
         """Every value of a header, in record order (Kafka header names may repeat)."""
@@ -81,6 +170,21 @@ class KafkaRecord:
         """The last value of a header as text, or None when absent or not valid UTF-8."""
         value = self.last_header(name)
         return utf8_or_none(value) if value is not None else None
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.topic, self.partition, self.offset, self.timestamp, self.timestamp_type, self.key,
+                self.value, self.headers, self.undecodable)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KafkaRecord) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (f"KafkaRecord(topic={self.topic!r}, partition={self.partition}, offset={self.offset}, "
+                f"timestamp={self.timestamp}, timestamp_type={self.timestamp_type!r}, key={self.key!r}, "
+                f"value={self.value!r}, headers={self.headers!r}, undecodable={self.undecodable!r})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,20 +299,22 @@ def decode_record(raw: Any, partition_key: str = "") -> KafkaRecord:
 
 
 def _decode(raw: Any) -> KafkaRecord:
+    """A lazy record: its position checked now, its key, value and headers when first decoded."""
     # `type(...) is dict` first: the event is parsed JSON, and an ABC isinstance costs more than the rest
     if type(raw) is not dict and not isinstance(raw, Mapping):
         raise TypeError(f"record is a {type(raw).__name__}, not an object")
-    return KafkaRecord(
-        topic=_require_str(raw, "topic"),
-        partition=_require_int(raw, "partition"),
-        offset=_require_int(raw, "offset"),
-        timestamp=_int_or(raw, "timestamp", 0),
-        timestamp_type=str(raw.get("timestampType", "")),
-        key=_b64(raw.get("key"), "key"),
-        value=_b64(raw.get("value"), "value"),
-        headers=_headers(raw.get("headers")),
-        raw=raw,
-    )
+    record = KafkaRecord.__new__(KafkaRecord)
+    record.topic = _require_str(raw, "topic")
+    record.partition = _require_int(raw, "partition")
+    record.offset = _require_int(raw, "offset")
+    timestamp = raw.get("timestamp", 0)
+    record.timestamp = timestamp if type(timestamp) is int else _int_or(raw, "timestamp", 0)
+    timestamp_type = raw.get("timestampType", "")
+    record.timestamp_type = timestamp_type if type(timestamp_type) is str else str(timestamp_type)
+    record.raw = raw
+    record._key = record._value = record._headers = record._undecodable = _UNREAD
+    record._record_id = None
+    return record
 
 
 def _b64(data: Any, what: str) -> bytes | None:
@@ -235,8 +341,20 @@ def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
                 # JSON can carry a lone surrogate that no Kafka client could have produced; signing and
                 # attributes need the name's UTF-8 bytes, so the record is parked, not the batch failed
                 raise ValueError("a header name is not valid UTF-8")
-            # a header with a null value (Kafka allows it) decodes to b""
-            out.append((text, b"" if values is None else _header_bytes(text, values)))
+            if values is None:  # a header with a null value (Kafka allows it) decodes to b""
+                out.append((text, b""))
+                continue
+            try:
+                data = bytes(values)  # C speed for the common case: a list of ints in 0..255
+            except (TypeError, ValueError):
+                data = _header_bytes(text, values)  # negative (signed Java) bytes, or not bytes at all
+            else:
+                # bytes() takes True as 1 and any iterable of ints (a dict's keys, ...); we do not. Only
+                # a 0 or 1 byte can hide a bool, so the check of every value's type runs only then.
+                if type(values) is not list or ((b"\x00" in data or b"\x01" in data)
+                                                and set(map(type, values)) != _INT_ONLY):
+                    data = _header_bytes(text, values)
+            out.append((text, data))
     return tuple(out)
 
 
@@ -244,15 +362,7 @@ _INT_ONLY = {int}
 
 
 def _header_bytes(name: str, values: Any) -> bytes:
-    """A header's signed Java byte values as bytes: -1 is 0xFF."""
-    if type(values) is list:
-        try:
-            data = bytes(values)  # C speed for the common case: every value an int in 0..255
-        except (TypeError, ValueError):
-            pass
-        else:
-            if not values or set(map(type, values)) == _INT_ONLY:  # bytes() takes True as 1; we do not
-                return data
+    """A header's signed Java byte values as bytes (-1 is 0xFF); ValueError when they are not bytes."""
     if not isinstance(values, list) or not all(
         isinstance(b, int) and not isinstance(b, bool) and -128 <= b <= 255 for b in values
     ):
@@ -270,14 +380,14 @@ def _encodes_as_utf8(text: str) -> bool:
 
 def _require_str(raw: Mapping[str, Any], name: str) -> str:
     v = raw[name]
-    if not isinstance(v, str):
+    if type(v) is not str and not isinstance(v, str):
         raise TypeError(f"{name} is not a string")
     return v
 
 
 def _require_int(raw: Mapping[str, Any], name: str) -> int:
     v = raw[name]
-    if isinstance(v, bool) or not isinstance(v, int):
+    if type(v) is not int and (isinstance(v, bool) or not isinstance(v, int)):
         raise TypeError(f"{name} is not an integer")
     return v
 

@@ -51,6 +51,7 @@ class Router:
 
     def __init__(self, config: BridgeConfig, parse: BodyParser = json.loads) -> None:
         self._routes = tuple((route.name, route.to, compile_match(route.match)) for route in config.routes)
+        self._reads_body = any(route.match.body for route in config.routes)
         self._unmatched = config.unmatched
         self._parse = parse
         self._decisions: dict[tuple[str, ...], RoutingDecision] = {}
@@ -61,7 +62,7 @@ class Router:
 
     def route(self, record: KafkaRecord) -> RoutingDecision:
         """The routing decision for one decoded record (its value parsed at most once, by `parse`)."""
-        body = _LazyBody(record.value, self._parse)
+        body = _LazyBody(record.value, self._parse) if self._reads_body else _NO_BODY
         names = tuple([name for name, _, check in self._routes if check(record, body)])
         if not names:
             return self._no_match
@@ -169,6 +170,9 @@ class _LazyBody:
             except ValueError:  # JSONDecodeError and UnicodeDecodeError both subclass ValueError
                 self._parsed = _MISSING
         return self._parsed
+
+
+_NO_BODY = _LazyBody(None)  # for configs whose routes read no body field: never parsed
 
 
 def body_field(document: Any, path: str) -> Any:

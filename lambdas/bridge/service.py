@@ -26,9 +26,9 @@ from typing import Any
 from bridge.audit import BatchTally, audit_document, batch_id_for
 from bridge.checkpoints import BatchProgress, CheckpointStore
 from bridge.claim_check import ClaimCheck
-from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES, BridgeConfig
+from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES, BridgeConfig, Destination
 from bridge.delivery import HELD_BACK, BatchSender, Deliverer, DeliveryRun, Target
-from bridge.envelope import OutgoingMessage, billed_size, build_message, correlation_id_for
+from bridge.envelope import MessageFactory, OutgoingMessage, billed_size, correlation_id_for
 from bridge.parking import ObjectStore, ObjectStoreError, Parking, ParkRequest
 from bridge.records import SELF_MANAGED_EVENT_SOURCES, ForeignEventError, KafkaBatch, KafkaRecord, Redrive, decode_event
 from bridge.routing import UNMATCHED_ROUTE, Router, RoutingDecision, restrict_to_redrive
@@ -60,11 +60,23 @@ class BatchReport:
 
 @dataclass(slots=True)
 class _Origin:
-    """Where an outgoing message came from, to park it with its record if delivery fails."""
+    """Where an outgoing message came from (its `origin`), to park it with its record if delivery fails."""
 
     record: KafkaRecord
     route: str
     producer: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One destination of a routing decision, with what depends only on the config looked up once."""
+
+    name: str
+    route: str  # the first matched route that sends to it
+    destination: Destination
+    target: Target
+    factory: MessageFactory
+    limit: int  # bytes per message
 
 
 class Bridge:
@@ -123,7 +135,11 @@ class Bridge:
         self._parking = Parking(self._deliverer, self.dlq, parking_store, clock)
         self._route_to = {r.name: r.to for r in config.routes}
         self._destinations = {d.name: d for d in config.destinations}
-        self._route_for: dict[tuple[tuple[str, ...], str], str] = {}  # (matched routes, destination) -> route
+        self._factories = {d.name: MessageFactory(d, config.settings.signature_header) for d in config.destinations}
+        self._correlation_header = config.settings.correlation_header
+        # (matched routes, destinations) -> (the accept_from lists among them, their steps); config only
+        self._steps: dict[tuple[tuple[str, ...], tuple[str, ...]],
+                          tuple[tuple[frozenset[str], ...], tuple[_Step, ...]]] = {}
 
     def handle(self, event: object) -> BatchReport:
         """Process one Kafka event. Raises InvalidEventError (not Kafka, or a malformed `bridgeRedrive`)
@@ -139,19 +155,16 @@ class Bridge:
         tally = BatchTally(redrive=batch.redrive is not None,
                            max_correlation_ids=self.config.settings.audit_max_correlation_ids)
         parks: list[ParkRequest] = []
-        # id(message) -> origin. A delivered message may be freed early and its id reused: the new
-        # message's entry then replaces the stale one, and a failed message stays alive in its receipt.
-        origins: dict[int, _Origin] = {}
         progress = BatchProgress(self._checkpoints, batch.records, redrive=batch.redrive is not None)
 
         def delivered(_target: Target, messages: Sequence[OutgoingMessage]) -> None:
-            progress.record("delivered", [(origins[id(m)].record, m.destination) for m in messages])
+            progress.record("delivered", [(m.origin.record, m.destination) for m in messages])
 
         # Requests go out while later records are still planned; `finish` waits for every one of them.
         # Only failed receipts come back: a delivered message is freed once its request is done.
         with self._deliverer.start(delivered if progress.enabled else None, keep_delivered=False) as run:
             for record in batch.records:
-                self._plan(record, tally, parks, run, origins, batch.redrive, progress)
+                self._plan(record, tally, parks, run, batch.redrive, progress if progress.enabled else None)
             receipts = run.finish()
         tally.delivered.update(run.delivered)
         failed: list[tuple[ParkRequest, bool]] = []  # (park, sender fault)
@@ -160,7 +173,7 @@ class Bridge:
             if receipt.delivered:
                 tally.delivered[m.destination] += 1
                 continue
-            origin = origins[id(m)]
+            origin: _Origin = m.origin
             if receipt.code == HELD_BACK:
                 fault = "an earlier message of its FIFO group failed after later ones were accepted"
             elif receipt.order_break:
@@ -228,29 +241,32 @@ class Bridge:
                 f"bridge reads source.bootstrap_servers {','.join(src.bootstrap_servers)} only. Send an event "
                 "from those brokers (events/), or a redrive event")
 
-    def _plan(self, record: KafkaRecord, tally: BatchTally, parks: list[ParkRequest],
-              run: DeliveryRun, origins: dict[int, _Origin],
+    def _plan(self, record: KafkaRecord, tally: BatchTally, parks: list[ParkRequest], run: DeliveryRun,
               redrive: Redrive | None = None, progress: BatchProgress | None = None) -> None:
-        """Route one record: queue its messages per destination, or its park requests."""
-        correlation_id = correlation_id_for(record, self.config.settings.correlation_header)
+        """Route one record: queue its messages per destination, or its park requests.
+
+        The record is decoded once, here, into `view`, which routing, trust and the message read and
+        which is dropped when this returns; park requests and origins keep the lazy `record`."""
+        view = record.decoded()
+        correlation_id = correlation_id_for(view, self._correlation_header)
         tally.see(record, correlation_id)
-        if record.undecodable:
-            parks.append(ParkRequest(record, "undecodable", record.undecodable, correlation_id))
+        if view.undecodable:
+            parks.append(ParkRequest(record, "undecodable", view.undecodable, correlation_id))
             return
-        trust = self._trust.attribute(record)
+        trust = self._trust.attribute(view)
         if trust.rejection is not None:
             parks.append(ParkRequest(record, trust.rejection.reason, trust.rejection.detail, correlation_id,
                                      producer=trust.producer))
             return
-        decision = self._router.route(record)
-        tally.routes.update(decision.routes)
+        decision = self._router.route(view)
+        tally.count_routes(decision.routes)
         listed = redrive.get(record.record_id) if redrive else None
         if listed is not None:
             decision = self._redrive_only(record, decision, listed, parks, correlation_id, trust.producer)
+        accept_lists, steps = self._steps_for(decision)
         # Verified once, up front, when a destination that may take this producer asks for a signature:
         # every message of the record then says the same about its producer.
-        if any(d.accept_from and (trust.producer is None or trust.producer in d.accept_from)
-               for d in map(self._destinations.__getitem__, decision.destinations)):
+        if accept_lists and any(trust.producer is None or trust.producer in a for a in accept_lists):
             trust.verify()
         if trust.producer:
             (tally.producers if trust.verified else tally.producers_unverified)[trust.producer] += 1
@@ -261,24 +277,20 @@ class Bridge:
             parks.append(ParkRequest(record, "unroutable", "no route matches and unmatched.action is park",
                                      correlation_id, producer=trust.producer))
             return
-        for name in decision.destinations:
-            route = self._route_for.get((decision.routes, name))
-            if route is None:
-                route = next((r for r in decision.routes if name in self._route_to.get(r, ())), UNMATCHED_ROUTE)
-                self._route_for[(decision.routes, name)] = route
-            destination = self._destinations[name]
-            rejection = trust.admit(destination)
-            if rejection is not None:
-                parks.append(ParkRequest(record, rejection.reason, rejection.detail, correlation_id, route, name,
-                                         trust.producer))
-                continue
-            message = build_message(record, destination, producer=trust.producer, correlation_id=correlation_id,
-                                    signature_header=self.config.settings.signature_header,
-                                    verified=trust.verified, signed_id=trust.message_id)
-            limit = self.targets[name].max_bytes
+        for step in steps:
+            name, route, destination = step.name, step.route, step.destination
+            if accept_lists:
+                rejection = trust.admit(destination)
+                if rejection is not None:
+                    parks.append(ParkRequest(record, rejection.reason, rejection.detail, correlation_id, route,
+                                             name, trust.producer))
+                    continue
+            message = step.factory.build(view, producer=trust.producer, correlation_id=correlation_id,
+                                         verified=trust.verified, signed_id=trust.message_id)
+            limit = step.limit
             if message.size > limit and destination.oversize == "claim-check" and self._claim_check is not None:
                 try:
-                    message = self._claim_check.offload(message, record)
+                    message = self._claim_check.offload(message, view)
                 except ObjectStoreError as exc:
                     # parked, not failed: a redrive retries the claim check once S3 takes the object
                     parks.append(ParkRequest(record, "delivery_failed", f"claim check: {exc}", correlation_id,
@@ -291,8 +303,23 @@ class Bridge:
                 continue
             if progress is not None and progress.delivered(record, name):
                 continue  # a previous attempt at this batch (or a redrive) delivered it already
-            origins[id(message)] = _Origin(record, route, trust.producer)
-            run.add(self.targets[name], message)
+            message.origin = _Origin(record, route, trust.producer)
+            run.add(step.target, message)
+
+    def _steps_for(self, decision: RoutingDecision) -> tuple[tuple[frozenset[str], ...], tuple[_Step, ...]]:
+        """The accept_from lists and the steps of a decision's destinations, worked out once per decision."""
+        key = (decision.routes, decision.destinations)
+        found = self._steps.get(key)
+        if found is None:
+            steps = []
+            for name in decision.destinations:
+                route = next((r for r in decision.routes if name in self._route_to.get(r, ())), UNMATCHED_ROUTE)
+                target = self.targets[name]
+                steps.append(_Step(name, route, self._destinations[name], target, self._factories[name],
+                                   target.max_bytes))
+            accept_lists = tuple(frozenset(s.destination.accept_from) for s in steps if s.destination.accept_from)
+            found = self._steps[key] = (accept_lists, tuple(steps))
+        return found
 
     @staticmethod
     def _redrive_only(record: KafkaRecord, decision: RoutingDecision, listed: tuple[str, ...],

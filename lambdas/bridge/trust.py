@@ -173,6 +173,21 @@ class _Headers:
 class RecordTrust:
     """The attribution of one record, with its signature verified at most once, on demand."""
 
+    __slots__ = (
+        "_checked",
+        "_keys",
+        "_max_age_seconds",
+        "_message_id_header",
+        "_now_ms",
+        "_signature_header",
+        "_signature_problem",
+        "claimed",
+        "message_id",
+        "producer",
+        "record",
+        "rejection",
+    )
+
     def __init__(self, record: KafkaRecord, producer: str | None, claimed: bool, rejection: Rejection | None,
                  headers: _Headers, keys: SigningKeyCache, max_age_seconds: int | None = None,
                  now_ms: WallClockMs = _now_ms) -> None:
