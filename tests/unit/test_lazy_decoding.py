@@ -42,12 +42,14 @@ def test_a_decoded_batch_holds_positions_only_until_something_reads_a_value() ->
     assert first.value == b'{"n": 0}'  # decoded on read ...
     assert first.is_lazy  # ... and not kept
     view = first.decoded()
-    assert not view.is_lazy and view.value == b'{"n": 0}' and view.key == b"k0"
+    assert not view.is_lazy
+    assert view.value == b'{"n": 0}'
+    assert view.key == b"k0"
     assert view.headers == (("tenant", b"acme"), ("correlation-id", b"cid-0"))
 
 
 def test_after_a_batch_no_record_keeps_its_decoded_key_value_or_headers() -> None:
-    bridge, sqs = two_destinations_bridge()
+    bridge, _ = two_destinations_bridge()
     batch = decode_event(kafka_event(records(40)))
 
     report = bridge.process(batch)
@@ -85,6 +87,7 @@ def test_a_record_whose_value_is_not_base64_is_parked_undecodable_with_the_bytes
 
     assert report.summary["parked"] == {"undecodable": 1}
     (park,) = report.parked
-    assert park.record.record_id == "orders-0-7" and park.record.raw["value"] == "not base64!"
-    assert park.record.undecodable and "Error" in park.record.undecodable
+    assert park.record.record_id == "orders-0-7"
+    assert park.record.raw["value"] == "not base64!"
+    assert "Error" in (park.record.undecodable or "")
     assert len(sqs.sent["raw"]) == 3
