@@ -15,10 +15,11 @@ Delivery guarantee: AT LEAST ONCE, implemented here and in `bridge.service`.
 
 Ordering: on a FIFO destination, messages of one message group are accepted in the order they were
 given (Kafka order), retries included, as long as each is delivered. A FIFO destination's messages
-are split into lanes by message group (`fifo_lanes`, one per 100 messages up to `max_concurrency`):
+are split into lanes by message group (`assign_lanes`, one per 100 messages up to `max_concurrency`):
 a group's messages all go to one lane, in order, and each lane sends its batches one after another,
 each finished (retries included) before the next; different lanes run concurrently, so two batches
-of one group are never in flight at once.
+of one group are never in flight at once. Lanes start sending while later records are still planned
+(`DeliveryRun`), once enough messages have come to balance them.
 A batch holds consecutive messages of its lane, several of one group included, so a hot group
 (`group_id: static:...`, one big customer) still goes ten messages per request.
 SQS/SNS accept the other entries of a request in which one entry failed. Retrying the failed entries
@@ -40,10 +41,11 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from bridge.config import MAX_BATCH_ENTRIES, DestinationType
@@ -53,7 +55,7 @@ from bridge.packing import MessageTooLargeError
 MAX_BACKOFF_MS = 20_000  # one wait never exceeds this, whatever the attempt; keeps a batch inside the timeout
 # The code of a FIFO message not sent because an earlier message of its group broke the order.
 HELD_BACK = "FifoGroupHeldBack"
-MESSAGES_PER_FIFO_LANE = 10 * MAX_BATCH_ENTRIES  # see fifo_lanes
+MESSAGES_PER_FIFO_LANE = 10 * MAX_BATCH_ENTRIES  # see assign_lanes
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +126,9 @@ def backoff_delay(attempt: int, base_delay_ms: int, rand: Callable[[float, float
     return rand(0.0, float(ceiling_ms)) / 1000.0
 
 
-def fifo_lanes(messages: Sequence[OutgoingMessage], lanes: int) -> list[list[OutgoingMessage]]:
-    """Split a FIFO destination's messages into at most `lanes` lists, each group's messages in one list,
-    in their order, the lists about even (largest groups first, each to the least loaded list).
+def assign_lanes(messages: Sequence[OutgoingMessage], lanes: int) -> tuple[int, dict[str | None, int]]:
+    """Spread a FIFO destination's groups over at most `lanes` lanes: (how many lanes, group -> lane),
+    each group in one lane, the lanes about even (largest groups first, each to the least loaded lane).
 
     A lane is opened per `MESSAGES_PER_FIFO_LANE` messages only: every lane may end in one part-full
     request, so fewer lanes keep the request count (the bill) within 10% of the minimum.
@@ -135,18 +137,13 @@ def fifo_lanes(messages: Sequence[OutgoingMessage], lanes: int) -> list[list[Out
     for m in messages:
         counts[m.group_id] = counts.get(m.group_id, 0) + 1
     n = max(1, min(lanes, len(counts), len(messages) // MESSAGES_PER_FIFO_LANE))
-    if n == 1:
-        return [list(messages)] if messages else []
     loads = [0] * n
     lane_of: dict[str | None, int] = {}
     for group, count in sorted(counts.items(), key=lambda kv: -kv[1]):
         lane = loads.index(min(loads))
         lane_of[group] = lane
         loads[lane] += count
-    out: list[list[OutgoingMessage]] = [[] for _ in range(n)]
-    for m in messages:
-        out[lane_of[m.group_id]].append(m)
-    return out
+    return n, lane_of
 
 
 class Deliverer:
@@ -192,37 +189,25 @@ class Deliverer:
         garbage as soon as its request is done (a 10,000-record batch never holds them all)."""
         return DeliveryRun(self, on_delivered, keep_delivered=keep_delivered)
 
-    def _run_lane(self, target: Target, work: list[OutgoingMessage] | list[list[OutgoingMessage]],
+    def _run_lane(self, target: Target, batches: list[list[OutgoingMessage]],
                   on_delivered: OnDelivered | None = None) -> list[DeliveryReceipt]:
-        if target.fifo:
-            return self._run_fifo_lane(target, work, on_delivered)  # type: ignore[arg-type]
+        """Send a standard target's batches one after another."""
         receipts: list[DeliveryReceipt] = []
-        for batch in work:
-            receipts.extend(self._send_with_retries(target, batch, on_delivered=on_delivered))  # type: ignore[arg-type]
+        for batch in batches:
+            receipts.extend(self._send_with_retries(target, batch, on_delivered=on_delivered))
         return receipts
 
-    def _run_fifo_lane(self, target: Target, messages: list[OutgoingMessage],
-                       on_delivered: OnDelivered | None = None) -> list[DeliveryReceipt]:
-        """Send a lane's messages in order, batches packed greedily as they go (10 entries, the byte
-        limit); a group whose order broke is held back for the rest of the lane."""
-        receipts: list[DeliveryReceipt] = []
-        halted: set[str | None] = set()
-        batch: list[OutgoingMessage] = []
-        size = 0
-        for m in messages:
-            if m.size > target.max_bytes:
-                raise MessageTooLargeError(f"a message of {m.size} bytes exceeds the {target.max_bytes}-byte limit")
-            if batch and (len(batch) >= MAX_BATCH_ENTRIES or size + m.size > target.max_bytes):
-                receipts.extend(self._send_with_retries(target, batch, halted, on_delivered))
-                batch, size = [], 0
-            if m.group_id in halted:
-                receipts.append(DeliveryReceipt(m, False, 0, HELD_BACK))
-                continue
-            batch.append(m)
-            size += m.size
-        if batch:
-            receipts.extend(self._send_with_retries(target, batch, halted, on_delivered))
-        return receipts
+    def _send_fifo_batch(self, target: Target, batch: list[OutgoingMessage], halted: set[str | None],
+                         on_delivered: OnDelivered | None = None) -> list[DeliveryReceipt]:
+        """Send one batch of a FIFO lane; a message of a group whose order broke earlier in the lane
+        (`halted`) is held back instead of sent."""
+        if halted:
+            receipts = [DeliveryReceipt(m, False, 0, HELD_BACK) for m in batch if m.group_id in halted]
+            batch = [m for m in batch if m.group_id not in halted]
+            if batch:
+                receipts += self._send_with_retries(target, batch, halted, on_delivered)
+            return receipts
+        return self._send_with_retries(target, batch, halted, on_delivered)
 
     def _send_with_retries(self, target: Target, batch: list[OutgoingMessage],
                            halted: set[str | None] | None = None,
@@ -270,16 +255,48 @@ class Deliverer:
             pending = retry
 
 
+class _FifoLane:
+    """One lane of a FIFO destination: its groups' messages packed in order into `ready` batches, sent by
+    one drain at a time (`busy`), so a group never has two requests in flight."""
+
+    __slots__ = ("batch", "busy", "halted", "load", "ready", "size", "target")
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.batch: list[OutgoingMessage] = []  # the open batch
+        self.size = 0  # its bytes
+        self.ready: deque[list[OutgoingMessage]] = deque()  # closed batches, in order, not yet sent
+        self.busy = False  # a drain is sending this lane's batches
+        self.halted: set[str | None] = set()  # groups whose order broke: the rest is held back
+        self.load = 0  # messages given to the lane
+
+
+class _FifoFeed:
+    """A FIFO destination's messages in one run: buffered until there are enough to balance the lanes
+    (`assign_lanes` needs group sizes), then each message goes to its group's lane as it comes; a group
+    first seen after that goes to the least loaded lane."""
+
+    __slots__ = ("buffer", "lane_of", "lanes", "target")
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.buffer: list[OutgoingMessage] | None = []  # None once the lanes are open
+        self.lanes: list[_FifoLane] = []
+        self.lane_of: dict[str | None, _FifoLane] = {}
+
+
 class DeliveryRun:
     """One invocation's deliveries, under way while its messages are still being planned.
 
     `add` packs a standard target's messages greedily as they come (the same cut as `pack`: a batch
     closes when the next message would break 10 entries or the byte limit) and hands each closed
     batch to the thread pool at once, so requests are in flight while later records are planned.
-    FIFO messages wait for `finish`, which splits them into lanes (`fifo_lanes` balances whole
-    groups, so it needs them all), sends every open batch, and returns when every request has
-    finished, retries included. The pool starts with the second batch: a lone batch (the audit
-    event, a few parked records) is sent on the caller's thread.
+    A FIFO target's messages are buffered until `MESSAGES_PER_FIFO_LANE` per possible lane have come
+    (or `finish`), so `assign_lanes` can balance whole groups; from then on each message is packed into
+    its group's lane as it comes, and a lane's closed batches are sent in order by one drain at a time.
+    `finish` sends every open batch and returns when every request has finished, retries included.
+    The pool starts with the second piece of work: a lone batch (the audit event, a few parked
+    records) is sent on the caller's thread.
     """
 
     def __init__(self, deliverer: Deliverer, on_delivered: OnDelivered | None = None, *,
@@ -290,12 +307,13 @@ class DeliveryRun:
         self.delivered: Counter[str] = Counter()  # target name -> delivered messages not returned by finish
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
-        self._held: tuple[Target, list[OutgoingMessage]] | None = None  # the first batch, until a second
-        # Receipts as lanes finish (no Future per request: a 10,000-record batch makes 1,000 requests).
+        self._held: Callable[[], None] | None = None  # the first piece of work, until a second
+        self._finishing = False
+        # Receipts as requests finish (no Future per request: a 10,000-record batch makes 1,000 requests).
         self._receipts: list[DeliveryReceipt] = []
         self._errors: list[BaseException] = []
         self._open: dict[str, tuple[Target, list[OutgoingMessage], list[int]]] = {}  # name -> batch, bytes
-        self._fifo: dict[str, tuple[Target, list[OutgoingMessage]]] = {}
+        self._fifo: dict[str, _FifoFeed] = {}
 
     def __enter__(self) -> DeliveryRun:
         return self
@@ -305,22 +323,28 @@ class DeliveryRun:
             self._pool.shutdown(wait=True)  # never leave a request running behind the caller's back
 
     def add(self, target: Target, message: OutgoingMessage) -> None:
-        """Queue one message; a standard target's batch goes out as soon as it is full."""
+        """Queue one message; a batch goes out as soon as it is full (FIFO: once its lanes are open)."""
         if message.size > target.max_bytes:
             raise MessageTooLargeError(f"a message of {message.size} bytes exceeds the {target.max_bytes}-byte "
                                        "limit")
         if target.fifo:
-            fifo = self._fifo.get(target.name)
-            if fifo is None:
-                fifo = self._fifo[target.name] = (target, [])
-            fifo[1].append(message)
+            feed = self._fifo.get(target.name)
+            if feed is None:
+                feed = self._fifo[target.name] = _FifoFeed(target)
+            if feed.buffer is None:
+                self._to_lane(feed, message)
+                return
+            feed.buffer.append(message)
+            lanes = self._deliverer.max_concurrency
+            if lanes > 1 and len(feed.buffer) >= MESSAGES_PER_FIFO_LANE * lanes:
+                self._open_lanes(feed)
             return
         batch = self._open.get(target.name)
         if batch is None:
             batch = self._open[target.name] = (target, [], [0])
         messages, size = batch[1], batch[2]
         if messages and (len(messages) >= MAX_BATCH_ENTRIES or size[0] + message.size > target.max_bytes):
-            self._submit(target, [list(messages)])
+            self._submit(partial(self._collect, target, [list(messages)]))
             messages.clear()
             size[0] = 0
         messages.append(message)
@@ -328,17 +352,21 @@ class DeliveryRun:
 
     def finish(self) -> list[DeliveryReceipt]:
         """Send what is still open and wait for everything; one receipt per message added."""
+        self._finishing = True
         for target, messages, _ in self._open.values():
             if messages:
-                self._submit(target, [list(messages)])
+                self._submit(partial(self._collect, target, [list(messages)]))
         self._open.clear()
-        for target, messages in self._fifo.values():
-            for lane in fifo_lanes(messages, self._deliverer.max_concurrency):
-                self._submit(target, lane)
+        for feed in self._fifo.values():
+            if feed.buffer is not None:
+                self._open_lanes(feed)
+            for lane in feed.lanes:
+                if lane.batch:
+                    self._close(lane)
         self._fifo.clear()
-        if self._held is not None:  # only one batch in all: no pool
-            self._collect(*self._held)
-            self._held = None
+        if self._held is not None:  # only one piece of work in all: no pool
+            held, self._held = self._held, None
+            held()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -346,35 +374,83 @@ class DeliveryRun:
             raise self._errors[0]
         return self._receipts
 
-    def _lane(self, target: Target,
-              work: list[OutgoingMessage] | list[list[OutgoingMessage]]) -> list[DeliveryReceipt]:
-        receipts = self._deliverer._run_lane(target, work, self._on_delivered)
-        if self._keep_delivered:
-            return receipts
-        failed = [r for r in receipts if not r.delivered]
-        with self._lock:
-            self.delivered[target.name] += len(receipts) - len(failed)
-        return failed
+    def _open_lanes(self, feed: _FifoFeed) -> None:
+        """Assign the buffered groups to lanes and feed the buffer to them, in order."""
+        buffer, feed.buffer = feed.buffer or [], None
+        n, lane_of = assign_lanes(buffer, self._deliverer.max_concurrency)
+        feed.lanes = [_FifoLane(feed.target) for _ in range(n)]
+        feed.lane_of = {group: feed.lanes[i] for group, i in lane_of.items()}
+        for m in buffer:
+            self._to_lane(feed, m)
 
-    def _collect(self, target: Target, work: list[OutgoingMessage] | list[list[OutgoingMessage]]) -> None:
+    def _to_lane(self, feed: _FifoFeed, message: OutgoingMessage) -> None:
+        lane = feed.lane_of.get(message.group_id)
+        if lane is None:
+            lane = feed.lane_of[message.group_id] = min(feed.lanes, key=lambda la: la.load)
+        lane.load += 1
+        if lane.batch and (len(lane.batch) >= MAX_BATCH_ENTRIES
+                           or lane.size + message.size > feed.target.max_bytes):
+            self._close(lane)
+        lane.batch.append(message)
+        lane.size += message.size
+        if len(lane.batch) >= MAX_BATCH_ENTRIES and not self._finishing:
+            self._close(lane)  # full: it can go now
+
+    def _close(self, lane: _FifoLane) -> None:
+        """Queue the lane's open batch for sending; start a drain unless one is running."""
+        with self._lock:
+            lane.ready.append(lane.batch)
+            start = not lane.busy
+            lane.busy = True
+        lane.batch, lane.size = [], 0
+        if start:
+            self._submit(partial(self._drain, lane))
+
+    def _drain(self, lane: _FifoLane) -> None:
+        """Send the lane's ready batches in order until none is left (one drain per lane at a time)."""
         try:
-            receipts = self._lane(target, work)
+            while True:
+                with self._lock:
+                    if not lane.ready:
+                        lane.busy = False
+                        return
+                    batch = lane.ready.popleft()
+                self._keep(lane.target, self._deliverer._send_fifo_batch(lane.target, batch, lane.halted,
+                                                                          self._on_delivered))
+        except BaseException as exc:  # re-raised by finish, on the caller's thread
+            with self._lock:
+                self._errors.append(exc)
+
+    def _keep(self, target: Target, receipts: list[DeliveryReceipt]) -> None:
+        with self._lock:
+            if self._keep_delivered:
+                self._receipts.extend(receipts)
+                return
+            failed = [r for r in receipts if not r.delivered]
+            self.delivered[target.name] += len(receipts) - len(failed)
+            self._receipts.extend(failed)
+
+    def _collect(self, target: Target, batches: list[list[OutgoingMessage]]) -> None:
+        try:
+            receipts = self._deliverer._run_lane(target, batches, self._on_delivered)
         except BaseException as exc:  # re-raised by finish, on the caller's thread
             with self._lock:
                 self._errors.append(exc)
             return
-        with self._lock:
-            self._receipts.extend(receipts)
+        self._keep(target, receipts)
 
-    def _submit(self, target: Target, work: list[OutgoingMessage] | list[list[OutgoingMessage]]) -> None:
+    def _submit(self, work: Callable[[], None]) -> None:
         if self._deliverer.max_concurrency == 1:
-            self._collect(target, work)
+            work()
             return
         if self._pool is None:
-            if self._held is None:
-                self._held = (target, work)  # type: ignore[assignment]
+            # Hold the first piece of work, in case it is the only one; not a FIFO drain while records
+            # are still planned, which would then wait for `finish` instead of overlapping.
+            if self._held is None and (self._finishing or not self._fifo):
+                self._held = work
                 return
             self._pool = ThreadPoolExecutor(max_workers=self._deliverer.max_concurrency)
-            held, self._held = self._held, None
-            self._pool.submit(self._collect, *held)
-        self._pool.submit(self._collect, target, work)
+            if self._held is not None:
+                held, self._held = self._held, None
+                self._pool.submit(held)
+        self._pool.submit(work)

@@ -247,3 +247,79 @@ def test_order_break_parks_the_rest_of_the_group_in_order_and_is_counted(
     assert report.summary["parked"] == {"delivery_failed": 16}
     (audit,) = audit_events(sns, "test-bridge-dev-audit")
     assert audit["fifo_order_breaks"] == 1
+
+
+# --- FIFO lanes fed during planning: requests go out before the last message is added -------------------
+
+
+class Watched(FifoQueue):
+    """A FifoQueue that says when its first request arrived."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.first_call = threading.Event()
+
+    def send_batch(self, target: Target, messages: Any) -> BatchOutcome:
+        self.first_call.set()
+        return super().send_batch(target, messages)
+
+
+@pytest.mark.parametrize("groups", [1, 12], ids=["hot-group", "many-groups"])
+def test_fifo_lanes_send_while_messages_are_still_added_in_order_one_request_per_group_at_a_time(
+        groups: int) -> None:
+    # given: four lanes, so lanes open once 4 x 100 messages have come
+    queue = Watched()
+    messages = [msg(i, f"g{i % groups}") for i in range(1000)]
+
+    with deliverer(queue, concurrency=4).start() as run:
+        for m in messages[:600]:
+            run.add(FIFO, m)
+        # then: requests are out before the rest is added (and before `finish`)
+        assert queue.first_call.wait(timeout=10)
+        for m in messages[600:]:
+            run.add(FIFO, m)
+        receipts = run.finish()
+
+    assert queue.overlaps == []
+    assert_nothing_lost_or_doubled(messages, receipts, queue.stored)
+    assert all(r.delivered for r in receipts)
+    assert_kafka_order(queue)
+    lanes = min(groups, 4)
+    assert len(queue.requests) <= 100 + lanes - 1, "full requests but for one part-full request per lane"
+
+
+def test_a_group_first_seen_after_the_lanes_opened_keeps_its_order_and_one_request_in_flight() -> None:
+    queue = FifoQueue()
+    early = [msg(i, f"g{i % 3}") for i in range(400)]
+    late = [msg(i, f"late{i % 5}") for i in range(400, 700)]
+
+    receipts = deliverer(queue, concurrency=4).deliver([(FIFO, early + late)])
+
+    assert queue.overlaps == []
+    assert all(r.delivered for r in receipts)
+    assert_kafka_order(queue)
+    assert set(queue.order_by_group()) == {"g0", "g1", "g2", *(f"late{i}" for i in range(5))}
+
+
+@pytest.mark.parametrize("position", [0, 5, 9])
+def test_an_order_break_while_lanes_are_fed_holds_back_the_rest_of_the_group_in_order(position: int) -> None:
+    # given: one hot group of 1,200 messages on 8 possible lanes (streamed from the 800th); the entry at
+    # `position` of the 3rd request fails by the sender's fault while the later entries pass
+    messages = [msg(i, "hot") for i in range(1200)]
+    queue = FifoQueue(fail=lambda call, pos, m: ("InvalidParameterValue", True) if (call, pos) == (2, position)
+                      else None)
+
+    receipts = deliverer(queue, concurrency=8).deliver([(FIFO, messages)])
+
+    assert_nothing_lost_or_doubled(messages, receipts, queue.stored)
+    assert_kafka_order(queue)
+    by_id = {r.message.record_id: r for r in receipts}
+    failed = 20 + position
+    stored = [int(m.record_id.rsplit("-", 1)[1]) for m in queue.stored]
+    if position < 9:  # a later entry of the request was accepted: an order break, the rest held back
+        assert by_id[f"orders-0-{failed}"].order_break
+        assert stored == [i for i in range(30) if i != failed]
+        assert {by_id[f"orders-0-{i}"].code for i in range(30, 1200)} == {HELD_BACK}
+    else:  # the last of the request: parked, its group goes on
+        assert not by_id[f"orders-0-{failed}"].order_break
+        assert stored == [i for i in range(1200) if i != failed]
