@@ -112,8 +112,14 @@ def _import_handler(extra_env: dict[str, str]) -> dict[str, Any]:
     env.update({"PYTHONPATH": str(root / "lambdas"), "AWS_LAMBDA_FUNCTION_NAME": "bridge",
                 "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
                 "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR", **extra_env})
-    code = ("import json, sys, bridge.handler as h; "
-            "print(json.dumps({'xray': 'aws_xray_sdk' in sys.modules, 'built': h._bridge is not None}))")
+    code = ("import json, sys\n"
+            "from bridge.adapters import clients\n"
+            "created = []\n"
+            "clients.shared_session().get_component('event_emitter').register('creating-client-class', "
+            "lambda event_name, **_: created.append(event_name.rsplit('.', 1)[1]))\n"
+            "import bridge.handler as h\n"
+            "print(json.dumps({'xray': 'aws_xray_sdk' in sys.modules, 'built': h._bridge is not None, "
+            "'clients': sorted(created)}))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -124,11 +130,16 @@ def test_the_xray_sdk_is_loaded_only_when_tracing_is_on() -> None:
     assert _import_handler({})["xray"] is True
 
 
-def test_under_snapstart_the_bridge_is_built_during_init() -> None:
+def test_under_snapstart_the_bridge_and_its_sqs_and_sns_clients_are_built_during_init() -> None:
     env = {"POWERTOOLS_TRACE_DISABLED": "true", "BRIDGE_ACCOUNT_ID": "123456789012",
            "BRIDGE_PARKING_BUCKET": "b", "BRIDGE_CONFIG_PATH": str(DEV_CONFIG)}
     assert _import_handler(env)["built"] is False
-    assert _import_handler({**env, "BRIDGE_SNAPSTART": "true"})["built"] is True
+    assert _import_handler(env)["clients"] == []
+    snapshot = _import_handler({**env, "BRIDGE_SNAPSTART": "true"})
+    assert snapshot["built"] is True
+    # with the clients of every invocation (destinations and the audit topic): their service models
+    # and endpoint rules are loaded inside the snapshot, not after each restore
+    assert snapshot["clients"] == ["sns", "sqs"]
     # a missing variable does not fail the init: the first invocation reports it
     assert _import_handler({"BRIDGE_SNAPSTART": "true", "POWERTOOLS_TRACE_DISABLED": "true"})["built"] is False
 

@@ -61,14 +61,20 @@ class _LazyKeys(_OnFirstUse[SigningKeys]):
         return self.port().keys_for(producer)
 
 
-def sqs_sender(settings: Settings) -> BatchSender:
-    """SendMessageBatch over an SQS client created on the first send."""
-    return _LazySender(lambda: SqsBatchSender(clients.sqs_client(settings)))
+def sqs_sender(settings: Settings, *, create_now: bool = False) -> BatchSender:
+    """SendMessageBatch over an SQS client created on the first send, or now with `create_now`."""
+    sender = _LazySender(lambda: SqsBatchSender(clients.sqs_client(settings)))
+    if create_now:
+        sender.port()
+    return sender
 
 
-def sns_sender(settings: Settings) -> BatchSender:
-    """PublishBatch over an SNS client created on the first publish."""
-    return _LazySender(lambda: SnsBatchSender(clients.sns_client(settings)))
+def sns_sender(settings: Settings, *, create_now: bool = False) -> BatchSender:
+    """PublishBatch over an SNS client created on the first publish, or now with `create_now`."""
+    sender = _LazySender(lambda: SnsBatchSender(clients.sns_client(settings)))
+    if create_now:
+        sender.port()
+    return sender
 
 
 def parking_store(settings: Settings) -> ObjectStore:
