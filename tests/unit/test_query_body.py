@@ -10,9 +10,18 @@ from urllib.parse import quote_plus as urllib_quote_plus
 
 import botocore.session
 import pytest
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSRequest, AWSResponse
+from botocore.config import Config
+from botocore.serialize import QuerySerializer
 from bridge.adapters import clients
-from bridge.adapters.query_body import encode_form_body, form_body, quote_plus
+from bridge.adapters.query_body import (
+    PublishBatchSerializer,
+    encode_form_body,
+    form_body,
+    install,
+    publish_batch_form,
+    quote_plus,
+)
 
 from tests.helpers import make_settings
 
@@ -61,8 +70,8 @@ def clients_pair(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     ours = clients.sns_client(make_settings())
-    stock = botocore.session.get_session().create_client("sns", region_name="us-east-1",
-                                                          config=ours.meta.config)
+    stock = botocore.session.get_session().create_client("sns", region_name="us-east-1", config=Config(
+        parameter_validation=False, retries={"mode": "standard", "total_max_attempts": 1}))
     return ours, stock
 
 
@@ -161,3 +170,93 @@ def test_quote_plus_matches_urllib_on_every_code_point_class() -> None:
     for s in samples:
         assert quote_plus(s) == urllib_quote_plus(s.encode("utf-8"), safe="")
     assert form_body({"a b": "c&d", "e": ""}) == "a+b=c%26d&e="
+
+
+def test_the_bridge_client_signs_and_sends_the_string_it_encoded_once(clients_pair: tuple[Any, Any]) -> None:
+    # given: what each client holds as the request body when it signs (the first of botocore's two encodings)
+    ours, stock = clients_pair
+    signed: dict[str, type] = {}
+    for name, client in (("ours", ours), ("stock", stock)):
+        _capturing(client)
+        client.meta.events.register("before-sign.sns", lambda request, name=name, **_: signed.__setitem__(
+            name, type(request.data)))
+
+    # when
+    for client in (ours, stock):
+        client.publish_batch(TopicArn=TOPIC, PublishBatchRequestEntries=[{"Id": "0", "Message": "m"}])
+
+    # then: botocore still holds a dict it will encode twice; the bridge's client an encoded string
+    assert signed == {"ours": str, "stock": dict}
+
+
+def _stock_body(client: Any, parameters: dict[str, Any]) -> str:
+    """What botocore's own serializer and AWSRequest make of PublishBatch `parameters`."""
+    model = client.meta.service_model.operation_model("PublishBatch")
+    request = QuerySerializer().serialize_to_request(parameters, model)
+    body: str = AWSRequest(method="POST", url="https://sns.us-east-1.amazonaws.com/",
+                           data=request["body"]).body.decode()
+    return body
+
+
+def test_publish_batch_form_is_botocores_body_for_every_generated_batch(clients_pair: tuple[Any, Any]) -> None:
+    _, stock = clients_pair
+    rng = random.Random(12)
+    for n in range(300):
+        fifo = n % 2 == 0
+        parameters = {"TopicArn": FIFO_TOPIC if fifo else TOPIC,
+                      "PublishBatchRequestEntries": [_entry(rng, i, fifo) for i in range(rng.randint(1, 10))]}
+        mine = publish_batch_form(parameters, "2010-03-31")
+        assert mine is not None  # every generated shape is one the fast path writes
+        assert mine == _stock_body(stock, parameters)
+
+
+@pytest.mark.parametrize("parameters", [
+    {"PublishBatchRequestEntries": [{"Id": "0", "Message": "m"}], "TopicArn": TOPIC},  # another order
+    {"TopicArn": TOPIC, "PublishBatchRequestEntries": []},  # botocore writes an empty list as ''
+    {"TopicArn": TOPIC, "PublishBatchRequestEntries": [{"Id": "0", "Message": "m", "NewMember": "x"}]},
+    {"TopicArn": TOPIC, "PublishBatchRequestEntries": [{"Id": 0, "Message": "m"}]},
+    {"TopicArn": TOPIC, "PublishBatchRequestEntries": [
+        {"Id": "0", "Message": "m", "MessageAttributes": {"a": {"DataType": "Binary", "BinaryValue": "str"}}}]},
+    {"TopicArn": TOPIC, "PublishBatchRequestEntries": [
+        {"Id": "0", "Message": "m", "MessageAttributes": {"a": {"DataType": "String", "StringListValues": []}}}]},
+])
+def test_any_other_shape_is_left_to_botocores_serializer(clients_pair: tuple[Any, Any],
+                                                         parameters: dict[str, Any]) -> None:
+    # given
+    ours, stock = clients_pair
+    assert publish_batch_form(parameters, "2010-03-31") is None
+    our_bodies, stock_bodies = _capturing(ours), _capturing(stock)
+
+    # when: sent anyway (no parameter validation on these clients)
+    outcomes = []
+    for client in (ours, stock):
+        try:
+            client.publish_batch(**parameters)
+            outcomes.append(None)
+        except Exception as exc:  # whatever botocore does, both clients must do it
+            outcomes.append(type(exc))
+
+    # then: the same bytes (botocore's), or the same error from botocore's serializer
+    assert outcomes[0] == outcomes[1]
+    assert our_bodies == stock_bodies
+
+
+def test_the_serializer_is_installed_only_on_the_model_it_was_written_for(clients_pair: tuple[Any, Any]) -> None:
+    ours, _ = clients_pair
+    assert isinstance(ours._serializer, PublishBatchSerializer)  # the bridge's client: installed
+
+    # a model whose entry gained a member the fast path does not write: botocore's serializer stays
+    session = botocore.session.get_session()
+    model = session.get_service_data("sns")
+    model["shapes"]["PublishBatchRequestEntry"]["members"]["Priority"] = {"shape": "String"}
+    loader = session.get_component("data_loader")
+    original = loader.load_service_model
+    loader.load_service_model = lambda name, type_name, api_version=None: (
+        model if (name, type_name) == ("sns", "service-2") else original(name, type_name, api_version))
+    changed = session.create_client("sns", region_name="us-east-1", aws_access_key_id="a",
+                                    aws_secret_access_key="b")
+
+    assert install(changed) is False
+    assert not isinstance(changed._serializer, PublishBatchSerializer)
+    assert install(session.create_client("sqs", region_name="us-east-1", aws_access_key_id="a",
+                                         aws_secret_access_key="b")) is False

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import botocore.session
 from botocore.config import Config
 
-from bridge.adapters.query_body import encode_form_body
+from bridge.adapters import query_body
 from bridge.settings import Settings
 
 if TYPE_CHECKING:
@@ -77,10 +77,10 @@ def sqs_client(settings: Settings) -> SQSClient:
 
 
 def sns_client(settings: Settings) -> SNSClient:
-    """SNS client for destinations and the audit topic; its form bodies are url-encoded once, before
-    signing (bridge.adapters.query_body), instead of twice by botocore."""
+    """SNS client for destinations and the audit topic; PublishBatch is serialised straight to its form
+    body and any other body url-encoded once, before signing (bridge.adapters.query_body)."""
     client: SNSClient = _client("sns", settings, _SEND_CONFIG)
-    client.meta.events.register("before-call.sns", encode_form_body, unique_id="bridge-encode-form-body")
+    query_body.install(client)
     return client
 
 
