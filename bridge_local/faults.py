@@ -104,6 +104,22 @@ THROTTLE_CODES = {"sqs": "ThrottlingException", "sns": "Throttling", "dynamodb":
                   "secretsmanager": "ThrottlingException", "s3": "SlowDown"}
 
 
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One forwarded request as the proxy saw it (the journal, for attributing duplicates to causes):
+    when it arrived, when the local AWS answered it (it took effect by then), when the answer was
+    written back to the caller (a caller killed before that never saw it), on `time.monotonic()`."""
+
+    service: str
+    operation: str
+    target_name: str | None
+    body: bytes
+    arrived: float
+    answered: float
+    replied: float | None  # None: the connection was reset instead
+    status: int
+
+
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that died mid-request (a SIGKILLed poller) is part of the test, not an error to print."""
@@ -118,12 +134,19 @@ class FaultProxy:
         self.plan = plan or FaultPlan()
         self.injected: Counter[str] = Counter()
         self.requests: Counter[str] = Counter()
+        # Forwarded requests, when `journal_on` (sends and checkpoint writes: what a duplicate needs).
+        self.journal: list[Exchange] = []
+        self.journal_on = False
         self._rng = random.Random(seed)  # noqa: S311 - fault timing, reproducible by seed; not security
         self._lock = threading.Lock()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # The answer goes out as two writes (headers, then body): with Nagle's algorithm the body waits
+            # for the client's delayed ACK, about 40 ms per response that AWS does not add. It stretched
+            # every send's "stored but not yet known" window tenfold (tests/faults/attribution.py).
+            disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
                 proxy._handle(self)
@@ -185,6 +208,7 @@ class FaultProxy:
             return kind
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        arrived = time.monotonic()
         length = int(req.headers.get("Content-Length") or 0)
         body = req.rfile.read(length) if length else b""
         call = classify(req.command, req.path, req.headers, body)
@@ -203,15 +227,33 @@ class FaultProxy:
             with self._lock:
                 after = kind == "lost" or self._rng.random() < 0.5
             if after:
-                self._forward(req, body)
+                status, _, _ = self._forward(req, body)
+                self._log(call, body, arrived, status, replied=False)
             return self._reset(req)
         if kind == "slow":
             time.sleep(self.plan.slow_seconds)
         if kind == "partial":
             return self._partial(req, call, body)
         status, headers, answer = self._forward(req, body)
-        return self._reply(req, status, headers.get("Content-Type", "application/octet-stream"), answer,
-                           headers)
+        answered = time.monotonic()
+        try:
+            self._reply(req, status, headers.get("Content-Type", "application/octet-stream"), answer, headers)
+        except OSError:  # the caller died (a SIGKILLed poller) before its answer
+            self._log(call, body, arrived, status, answered=answered, replied=False)
+            raise
+        self._log(call, body, arrived, status, answered=answered)
+        return None
+
+    _JOURNALED = frozenset({"SendMessageBatch", "SendMessage", "PublishBatch", "Publish", "BatchWriteItem"})
+
+    def _log(self, call: _Call, body: bytes, arrived: float, status: int, *, answered: float | None = None,
+             replied: bool = True) -> None:
+        if not self.journal_on or call.operation not in self._JOURNALED:
+            return
+        now = time.monotonic()
+        with self._lock:
+            self.journal.append(Exchange(call.service, call.operation, call.target_name, body, arrived,
+                                         answered or now, now if replied else None, status))
 
     def _forward(self, req: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=UPSTREAM_TIMEOUT_SECONDS)

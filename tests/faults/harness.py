@@ -34,6 +34,7 @@ from bridge_local.provision import LocalClients, signing_key
 from bridge_local.report import bridge_queues
 from bridge_local.soak import workload
 from tests.e2e.conftest import Drainer, Received, record_id_of
+from tests.faults.attribution import Attribution, attribute
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV_CONFIG = ROOT / "config" / "dev.yaml"
@@ -110,6 +111,7 @@ class RunResult:
     seconds: float
     poller_errors: list[str] = field(default_factory=list)
     park_copies: int = 0  # DLQ messages the redrive recognised (park id) as copies of a park it replayed once
+    attribution: Attribution = field(default_factory=Attribution)
 
     def by_type(self, values: dict[str, int]) -> dict[str, int]:
         out: Counter[str] = Counter()
@@ -131,13 +133,19 @@ class RunResult:
                 "lost": sum(self.lost.values()), "order_violations": self.order_violations, "parked": self.parked,
                 "on_failure_objects": self.on_failure_objects, "park_copies": self.park_copies,
                 "injected": self.injected,
-                "seconds": round(self.seconds, 1)}
+                "seconds": round(self.seconds, 1), **self.attribution.to_json()}
+
+
+def window(r: RunResult) -> str:
+    """The widest checkpoint window of a run (messages stored, not yet recorded, at one standard
+    destination at one instant); "-" without checkpoints, where nothing is ever recorded."""
+    return str(max(r.attribution.exposure.values(), default=0)) if r.scenario.checkpoints else "-"
 
 
 def table(results: list[RunResult]) -> str:
     """The fault tier's report, one row per run."""
     head = ["scenario", "ckpt", "in", "expected", "delivered fifo/sns/sqs", "dup fifo/sns/sqs", "dup %", "lost",
-            "order viol.", "parked by reason", "on-failure", "kills", "injected", "s"]
+            "order viol.", "parked by reason", "on-failure", "kills", "window", "injected", "s"]
     rows = [head]
     for r in results:
         d, u = r.by_type(r.received), r.by_type(r.duplicates)
@@ -148,7 +156,8 @@ def table(results: list[RunResult]) -> str:
                      f"{100 * r.duplicate_share:.1f}", str(sum(r.lost.values())), str(r.order_violations),
                      (", ".join(f"{k} {v}" for k, v in sorted(r.parked.items())) or "-")
                      + (f" (+{r.park_copies} copies)" if r.park_copies else ""), str(r.on_failure_objects),
-                     str(r.kills_done), ", ".join(f"{k} {v}" for k, v in sorted(r.injected.items())) or "-",
+                     str(r.kills_done), window(r),
+                     ", ".join(f"{k} {v}" for k, v in sorted(r.injected.items())) or "-",
                      f"{r.seconds:.0f}"])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
@@ -193,9 +202,12 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
     drained = [n for n, _ in bridge_queues(stack.config) if n != stack.config.bridge_dlq_name]
     drainer = Drainer(stack.clients, {n: stack.queue_url(n) for n in drained}, threads_per_queue=2).start()
     stack.proxy.injected.clear()
+    stack.proxy.journal.clear()
+    stack.proxy.journal_on = True
     started = time.monotonic()
     errors: list[str] = []
     kills_done = 0
+    kill_times: list[float] = []
     try:
         produce(stack.config, stack.bootstrap, records,
                 lambda p: signing_key(stack.config, p, stack.clients.secretsmanager))
@@ -217,6 +229,7 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
             time.sleep(rng.uniform(0.0, 0.3))
             if poller.poll() is not None:
                 break
+            kill_times.append(time.monotonic())
             poller.send_signal(signal.SIGKILL)
             poller.wait(timeout=10)
             kills_done += 1
@@ -247,6 +260,7 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
     finally:
         drainer.stop()
         stack.proxy.configure(rate=0.0, down=set(), lose={})
+        stack.proxy.journal_on = False
     seconds = time.monotonic() - started
     received = {d: len(drainer.messages[q]) for d, q in queues.items()}
     unique = {d: {record_key(m) for m in drainer.messages[q]} for d, q in queues.items()}
@@ -258,9 +272,26 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
                              if DESTINATION_TYPES[d] == "fifo"),
         parked=dict(parked), on_failure_objects=int(on_failure.get("objects") or 0), kills_done=kills_done,
         injected=dict(stack.proxy.injected), seconds=seconds,
-        poller_errors=errors + list(drainer.errors)[:5], park_copies=int(dlq.get("copies") or 0))
+        poller_errors=errors + list(drainer.errors)[:5], park_copies=int(dlq.get("copies") or 0),
+        attribution=attribute(stack.proxy.journal, kill_times,
+                              {queues[d]: [record_id_of(m) for m in drainer.messages[queues[d]]] for d in queues},
+                              {queues[d]: sent_to(stack.config, d) for d in queues}))
+    if os.environ.get("FAULTS_JOURNAL_DIR"):  # for a closer look at one run's requests
+        import pickle  # noqa: PLC0415
+        Path(os.environ["FAULTS_JOURNAL_DIR"], f"{scenario.name}-{scenario.checkpoints}.pkl").write_bytes(
+            pickle.dumps((list(stack.proxy.journal), kill_times)))
+    stack.proxy.journal.clear()
     (stack.tmp / f"faults-{scenario.name}.json").write_text(json.dumps(result.to_json(), indent=2))
     return result
+
+
+def sent_to(config: BridgeConfig, queue: str) -> tuple[str, str]:
+    """(bridge destination, physical send target) behind a destination queue: the queue itself, or the
+    topic it is subscribed to."""
+    for d in config.destinations:
+        if d.type == "sns" and any(s.queue == queue for s in d.subscriptions):
+            return d.name, d.physical_name(config.prefix)
+    return queue, config.destination(queue).physical_name(config.prefix)
 
 
 def _end_outage_after(proxy: FaultProxy, seconds: float, first_send_timeout: float = 120.0) -> None:
