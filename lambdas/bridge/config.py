@@ -334,6 +334,10 @@ class BridgeSettings:
     # Record per batch what reached which destination so a redelivered batch skips it
     # (bridge.checkpoints). None in a document means "the stage's default": on in production.
     checkpoints: bool = False
+    # With checkpoints on: send requests to standard queues and topics (all together) under way at once,
+    # each until its checkpoint is written, so a crash re-sends at most this many requests of 10 messages.
+    # FIFO destinations are not capped (SQS drops their re-sends by deduplication id).
+    checkpoint_in_flight: int = 1
     # Fail a batch back to the event-source mapping, for its own retries, for up to this many
     # seconds before parking what a destination or Secrets Manager outage kept back (0 = park now).
     outage_retry_seconds: int = 0
@@ -1102,6 +1106,7 @@ def _parse_settings(pb: _Problems, raw: Any, production: bool = False) -> Bridge
         _int(pb, "settings.audit_max_correlation_ids", raw.get("audit_max_correlation_ids"),
              d.audit_max_correlation_ids, 0, 1000),
         _on_off(pb, "settings.checkpoints", raw.get("checkpoints"), production),
+        _int(pb, "settings.checkpoint_in_flight", raw.get("checkpoint_in_flight"), d.checkpoint_in_flight, 1, 64),
         _int(pb, "settings.outage_retry_seconds", raw.get("outage_retry_seconds"), d.outage_retry_seconds, 0,
              OUTAGE_RETRY_MAX_SECONDS),
         _int(pb, "settings.claim_check_retention_days", raw.get("claim_check_retention_days"),

@@ -182,12 +182,15 @@ class Deliverer:
                     run.add(target, message)
             return run.finish()
 
-    def start(self, on_delivered: OnDelivered | None = None, *, keep_delivered: bool = True) -> DeliveryRun:
+    def start(self, on_delivered: OnDelivered | None = None, *, keep_delivered: bool = True,
+              standard_in_flight: int | None = None) -> DeliveryRun:
         """A delivery that sends while messages are still being added (use it as a context manager);
         `on_delivered` as for `deliver`. With `keep_delivered=False`, `finish` returns only the failed
         receipts and `DeliveryRun.delivered` counts the rest per target, so a delivered message is
-        garbage as soon as its request is done (a 10,000-record batch never holds them all)."""
-        return DeliveryRun(self, on_delivered, keep_delivered=keep_delivered)
+        garbage as soon as its request is done (a 10,000-record batch never holds them all).
+        `standard_in_flight` caps the requests to standard (non-FIFO) targets, all together, that are
+        under way at once, each until `on_delivered` returned for it (see `DeliveryRun`)."""
+        return DeliveryRun(self, on_delivered, keep_delivered=keep_delivered, standard_in_flight=standard_in_flight)
 
     def _run_lane(self, target: Target, batches: list[list[OutgoingMessage]],
                   on_delivered: OnDelivered | None = None) -> list[DeliveryReceipt]:
@@ -297,10 +300,16 @@ class DeliveryRun:
     `finish` sends every open batch and returns when every request has finished, retries included.
     The pool starts with the second piece of work: a lone batch (the audit event, a few parked
     records) is sent on the caller's thread.
+
+    With `standard_in_flight=N` (checkpoints on: bridge.service), standard targets' batches wait in one
+    queue that at most N drains empty, each request after the previous one's `on_delivered` (its
+    checkpoint write) returned: at any instant at most N requests to standard targets, all together,
+    have taken effect without being recorded, which bounds what a crash makes the redelivered batch
+    send again. FIFO targets are not capped: SQS drops their re-sends by deduplication id.
     """
 
     def __init__(self, deliverer: Deliverer, on_delivered: OnDelivered | None = None, *,
-                 keep_delivered: bool = True) -> None:
+                 keep_delivered: bool = True, standard_in_flight: int | None = None) -> None:
         self._deliverer = deliverer
         self._on_delivered = on_delivered
         self._keep_delivered = keep_delivered
@@ -314,6 +323,9 @@ class DeliveryRun:
         self._errors: list[BaseException] = []
         self._open: dict[str, tuple[Target, list[OutgoingMessage], list[int]]] = {}  # name -> batch, bytes
         self._fifo: dict[str, _FifoFeed] = {}
+        self._standard_in_flight = standard_in_flight
+        self._waiting: deque[tuple[Target, list[OutgoingMessage]]] = deque()  # capped: batches not yet sent
+        self._draining = 0  # capped: drains emptying `_waiting`
 
     def __enter__(self) -> DeliveryRun:
         return self
@@ -344,7 +356,7 @@ class DeliveryRun:
             batch = self._open[target.name] = (target, [], [0])
         messages, size = batch[1], batch[2]
         if messages and (len(messages) >= MAX_BATCH_ENTRIES or size[0] + message.size > target.max_bytes):
-            self._submit(partial(self._collect, target, [list(messages)]))
+            self._send_standard(target, list(messages))
             messages.clear()
             size[0] = 0
         messages.append(message)
@@ -355,7 +367,7 @@ class DeliveryRun:
         self._finishing = True
         for target, messages, _ in self._open.values():
             if messages:
-                self._submit(partial(self._collect, target, [list(messages)]))
+                self._send_standard(target, list(messages))
         self._open.clear()
         for feed in self._fifo.values():
             if feed.buffer is not None:
@@ -373,6 +385,34 @@ class DeliveryRun:
         if self._errors:
             raise self._errors[0]
         return self._receipts
+
+    def _send_standard(self, target: Target, batch: list[OutgoingMessage]) -> None:
+        """Send one closed batch of a standard target: at once, or through the capped queue."""
+        if self._standard_in_flight is None:
+            self._submit(partial(self._collect, target, [batch]))
+            return
+        with self._lock:
+            self._waiting.append((target, batch))
+            queued = self._draining >= self._standard_in_flight  # a running drain takes it
+            if not queued:
+                self._draining += 1
+        if not queued:
+            self._submit(self._drain_standard)
+        elif self._pool is None and self._held is not None:
+            # the held drain is the one this batch waits for: start it now, not at finish
+            self._pool = ThreadPoolExecutor(max_workers=self._deliverer.max_concurrency)
+            held, self._held = self._held, None
+            self._pool.submit(held)
+
+    def _drain_standard(self) -> None:
+        """Send the capped queue's batches one after another until it is empty."""
+        while True:
+            with self._lock:
+                if not self._waiting:
+                    self._draining -= 1
+                    return
+                target, batch = self._waiting.popleft()
+            self._collect(target, [batch])
 
     def _open_lanes(self, feed: _FifoFeed) -> None:
         """Assign the buffered groups to lanes and feed the buffer to them, in order."""

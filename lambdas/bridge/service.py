@@ -161,8 +161,12 @@ class Bridge:
             progress.record("delivered", [(m.origin.record, m.destination) for m in messages])
 
         # Requests go out while later records are still planned; `finish` waits for every one of them.
-        # Only failed receipts come back: a delivered message is freed once its request is done.
-        with self._deliverer.start(delivered if progress.enabled else None, keep_delivered=False) as run:
+        # Only failed receipts come back: a delivered message is freed once its request is done. With
+        # checkpoints on, at most settings.checkpoint_in_flight requests to standard destinations are under
+        # way until their checkpoint is written: that bounds what a crash makes the redelivered batch re-send.
+        with self._deliverer.start(delivered if progress.enabled else None, keep_delivered=False,
+                                   standard_in_flight=self.config.settings.checkpoint_in_flight
+                                   if progress.enabled else None) as run:
             for record in batch.records:
                 self._plan(record, tally, parks, run, batch.redrive, progress if progress.enabled else None)
             receipts = run.finish()

@@ -14,8 +14,9 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from bridge.config import MAX_BATCH_ENTRIES
+from bridge.config import MAX_BATCH_ENTRIES, BridgeConfig
 
+from tests.faults.attribution import ALL_STANDARD
 from tests.faults.conftest import full_size
 from tests.faults.harness import FaultStack, RunResult, Scenario, run, table
 
@@ -89,7 +90,21 @@ def test_poller_kills_checkpoints_off(fault_stack: FaultStack) -> None:
 def test_poller_kills_checkpoints_on(fault_stack: FaultStack) -> None:
     r = _checked(run(fault_stack, Scenario(f"{KILLS} poller kills", KILL_RECORDS, checkpoints=True, kills=KILLS,
                                            seed=40)))
-    # What checkpoints cannot close: per kill, the send requests in flight (acknowledged or not) whose
-    # progress was not written yet, at most one per lane (max_concurrency) of 10 messages.
-    bound = r.kills_done * fault_stack.config.settings.max_concurrency * MAX_BATCH_ENTRIES
-    assert sum(r.duplicates.values()) <= bound, r.to_json()
+    # What checkpoints cannot close is the window between a request taking effect and its checkpoint
+    # being written. Deterministic, from the proxy's journal: standard queues and topics, all together,
+    # never had more than settings.checkpoint_in_flight requests (10 messages each) in that window at
+    # once (FIFO queues drop re-sends by deduplication id). How many duplicates the kills cause depends
+    # on where they land: the full-size figures are in docs/decisions.md.
+    window = checkpoint_window(fault_stack.config)
+    assert max(r.attribution.exposure.values(), default=0) > 0, "no standard destination was sent to"
+    assert r.attribution.exposure[ALL_STANDARD] <= window, r.attribution.exposure
+    # so a kill duplicates at most that window, copied to each queue a topic feeds, and nothing else
+    fan_out = max(len(d.subscriptions) or 1 for d in fault_stack.config.destinations if not d.fifo)
+    assert sum(r.duplicates.values()) <= r.kills_done * window * fan_out, r.to_json()
+    assert set(r.attribution.causes) <= {"in flight", "acked, checkpoint write in flight",
+                                         "acked, checkpoint not started"}, r.attribution.causes
+
+
+def checkpoint_window(config: BridgeConfig) -> int:
+    """Messages that may have taken effect unrecorded at once (settings.checkpoint_in_flight requests)."""
+    return config.settings.checkpoint_in_flight * MAX_BATCH_ENTRIES

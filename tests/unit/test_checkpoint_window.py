@@ -1,0 +1,150 @@
+"""The window checkpoints leave open: requests that took effect before their checkpoint was written.
+
+With checkpoints on, `settings.checkpoint_in_flight` (N) caps the requests to standard destinations,
+all together, that are under way at once, each until its checkpoint is written, so a crash re-sends at
+most N requests of 10 messages (each copied to a topic's subscribers). FIFO destinations are not
+capped: SQS drops their re-sends by deduplication id.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from bridge.checkpoints import ProgressEntry
+from bridge.config import MAX_BATCH_ENTRIES, BridgeConfig, ConfigError
+from bridge.delivery import BatchOutcome, SendCallError, Target
+from bridge.envelope import OutgoingMessage
+from bridge.parking import ParkingFailedError
+from bridge.service import Bridge
+
+from tests.helpers import FakeCheckpoints, FakeKeys, FakeStore, kafka_event, kafka_record, make_config, make_settings
+
+STANDARD = ("alerts", "events")
+
+
+def config(**settings: Any) -> BridgeConfig:
+    return make_config(
+        destinations=[{"name": "alerts", "type": "sqs"}, {"name": "events", "type": "sns"},
+                      {"name": "ledger", "type": "sqs", "fifo": True, "group_id": "key"}],
+        routes=[{"name": "all", "match": {}, "to": ["alerts", "events", "ledger"]}],
+        settings={"checkpoints": "on", "max_concurrency": 8, **settings},
+    )
+
+
+def event(n: int) -> dict[str, Any]:
+    return kafka_event([kafka_record("orders", 0, i, key=f"k{i % 50}", value=json.dumps({"n": i}))
+                        for i in range(n)])
+
+
+class World:
+    """What outlives the process: the messages destinations stored and the checkpoints written. It
+    counts messages stored whose checkpoint is not written yet (the window: per target, and for all
+    standard targets together), and can crash
+    the process the moment a given request is stored: nothing the dead process does afterwards
+    reaches the destinations or the table (it keeps running in the test, harmlessly)."""
+
+    def __init__(self, answer_seconds: float = 0.002) -> None:
+        self.answer_seconds = answer_seconds  # the answer's way back: the request took effect already
+        self.stored: Counter[tuple[str, str]] = Counter()
+        self.unrecorded: dict[str, set[str]] = {}
+        self.widest: Counter[str] = Counter()  # target or "standard" -> most stored and unrecorded at once
+        self.crash_at: int | None = None  # crash right after this many requests were stored
+        self.crashed = False
+        self.requests = 0
+        self.table = FakeCheckpoints()
+        self.lock = threading.Lock()
+
+    def send_batch(self, target: Target, messages: Sequence[OutgoingMessage]) -> BatchOutcome:
+        with self.lock:
+            if self.crashed:
+                raise SendCallError("ProcessDead", retryable=False)
+            window = self.unrecorded.setdefault(target.name, set())
+            for m in messages:
+                self.stored[(target.name, m.record_id)] += 1
+                window.add(m.record_id)
+            self.widest[target.name] = max(self.widest[target.name], len(window))
+            standard = sum(len(self.unrecorded.get(name, ())) for name in STANDARD)
+            self.widest["standard"] = max(self.widest["standard"], standard)
+            self.requests += 1
+            if self.requests == self.crash_at:
+                self.crashed = True
+        time.sleep(self.answer_seconds)
+        return BatchOutcome(())
+
+    def read(self, shards: Sequence[str]) -> list[ProgressEntry]:
+        return self.table.read(shards)
+
+    def write(self, entries: Sequence[ProgressEntry]) -> None:
+        with self.lock:
+            if self.crashed:
+                return
+            for e in entries:
+                topic_partition = e.shard.split("/", 1)[0]
+                self.unrecorded.get(e.destination, set()).difference_update(
+                    f"{topic_partition}-{t.split('.', 1)[0]}" for t in e.tokens)
+        self.table.write(entries)
+
+    def duplicates(self, target: str) -> int:
+        return sum(n - 1 for (t, _), n in self.stored.items() if t == target)
+
+    def bridge(self, cfg: BridgeConfig) -> Bridge:
+        return Bridge(cfg, make_settings(), sqs=self, sns=self, parking_store=FakeStore(), signing_keys=FakeKeys(),
+                      checkpoints=self)
+
+
+def test_standard_destinations_never_have_more_than_n_requests_stored_and_unrecorded() -> None:
+    for n in (1, 2):
+        world = World()
+        world.bridge(config(checkpoint_in_flight=n)).handle(event(300))
+        assert 0 < world.widest["standard"] <= n * MAX_BATCH_ENTRIES, (n, dict(world.widest))
+
+
+def test_without_the_cap_requests_to_one_destination_overlap_and_fifo_lanes_are_never_capped() -> None:
+    # given: the same batch with up to 8 requests under way (the cap at max_concurrency), and with 1
+    wide, narrow = World(), World()
+    wide.bridge(config(checkpoint_in_flight=8)).handle(event(300))
+    narrow.bridge(config(checkpoint_in_flight=1)).handle(event(300))
+    # then: standard requests overlap without the cap; FIFO lanes overlap either way
+    assert wide.widest["standard"] > MAX_BATCH_ENTRIES
+    assert narrow.widest["ledger"] > MAX_BATCH_ENTRIES
+
+
+@pytest.mark.parametrize("crash_at", [1, 7, 20, 33])
+def test_a_crash_re_sends_at_most_n_requests_to_standard_destinations(crash_at: int) -> None:
+    # given: the process dies right after its crash_at-th request took effect
+    world = World()
+    world.crash_at = crash_at
+    batch = event(300)
+    with pytest.raises(ParkingFailedError):  # the dead process's later sends and parks go nowhere
+        world.bridge(config(checkpoint_in_flight=1)).handle(batch)
+
+    # when: the mapping delivers the batch again to a new process
+    world.crashed, world.crash_at = False, None
+    world.bridge(config(checkpoint_in_flight=1)).handle(batch)
+
+    # then: every record reached every destination, and standard ones got at most one request again
+    for name in (*STANDARD, "ledger"):
+        assert len({rid for (t, rid) in world.stored if t == name}) == 300
+    assert sum(world.duplicates(name) for name in STANDARD) <= MAX_BATCH_ENTRIES
+
+
+def test_checkpoints_off_keeps_requests_uncapped() -> None:
+    world = World()
+    world.bridge(config(checkpoints="off", checkpoint_in_flight=1)).handle(event(300))
+    assert world.widest["standard"] > MAX_BATCH_ENTRIES
+
+
+@pytest.mark.parametrize("value", [0, 65, "two", 1.5])
+def test_checkpoint_in_flight_outside_1_to_64_is_refused_naming_the_field(value: Any) -> None:
+    with pytest.raises(ConfigError, match=r"settings\.checkpoint_in_flight"):
+        config(checkpoint_in_flight=value)
+
+
+def test_checkpoint_in_flight_defaults_to_one() -> None:
+    assert config().settings.checkpoint_in_flight == 1
