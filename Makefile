@@ -78,11 +78,12 @@ test: lint install
 	$(PYTEST) tests/unit tests/infra tests/security tests/integration tests/e2e tests/faults -q
 
 # The benchmark suite (about 5 min, not part of `make test`): writes benchmarks/RESULTS.md.
-# `make bench ARGS=--quick` for a one-round smoke run; then the byte-packing and checkpoint benchmarks.
+# `make bench ARGS=--quick` for a one-round smoke run; then the byte-packing and checkpoint benchmarks
+# (checkpoints off against on at each settings.checkpoint_in_flight of 1, 2, 4 and 8).
 bench: $(VENV)/.installed
 	$(PY) benchmarks/suite.py $(ARGS)
 	$(PY) benchmarks/bench_delivery.py
-	$(PY) benchmarks/bench_checkpoints.py
+	$(PY) benchmarks/bench_checkpoints.py --in-flight 1 2 4 8
 
 synth: install
 	npx cdk synth -c env=dev --quiet
