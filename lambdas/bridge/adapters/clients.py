@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import botocore.session
 from botocore.config import Config
 
-from bridge.adapters import query_body
+from bridge.adapters import query_body, sqs_body
 from bridge.settings import Settings
 
 if TYPE_CHECKING:
@@ -71,8 +71,10 @@ def _client(service: str, settings: Settings, config: Config) -> Any:
 
 
 def sqs_client(settings: Settings) -> SQSClient:
-    """SQS client for destinations and the bridge DLQ."""
+    """SQS client for destinations and the bridge DLQ; a plain SendMessageBatch is written by `json.dumps`
+    of the request instead of botocore's copy of it (bridge.adapters.sqs_body)."""
     client: SQSClient = _client("sqs", settings, _SEND_CONFIG)
+    sqs_body.install(client)
     return client
 
 
