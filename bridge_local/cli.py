@@ -1,6 +1,7 @@
 """`bridge`: run the bridge end to end on this machine, with no AWS account.
 
     bridge up | down | status            the local stack (Tansu broker + MiniStack on 127.0.0.1)
+    bridge restart-aws                   restart the local AWS alone, keeping what it holds
     bridge produce --scenario demo       sample records from the configured producers
     bridge poll                          the local event-source mapping, until drained
     bridge invoke --event FILE [--json]  the handler once on a Lambda test event
@@ -91,8 +92,10 @@ from bridge_local.services import (
     LocalStack,
     StackError,
     StackState,
+    pid_alive,
     read_state,
     require_running,
+    restart_aws,
     start_stack,
     state_path,
     stop_stack,
@@ -204,6 +207,28 @@ def cmd_down(args: argparse.Namespace) -> int:
         return 0
     stopped = stop_stack(state, Path(args.state_dir))
     _out(f"stopped: {', '.join(stopped) if stopped else 'nothing was still running'}")
+    return 0
+
+
+def cmd_restart_aws(args: argparse.Namespace) -> int:
+    """Restart MiniStack on its port with what it saved (a clean stop saves; a killed one saved nothing)."""
+    state_dir = Path(args.state_dir)
+    state = read_state(state_dir)
+    if state is None:
+        raise CliError(f"the local stack is not running (no {state_path(state_dir)}). Fix: bridge up")
+    if not pid_alive(state.kafka.pid):
+        raise CliError(f"the broker (tansu pid {state.kafka.pid}) is gone too, and its records with it. "
+                       "Fix: bridge down, then bridge up")
+    done = restart_aws(state_dir)
+    _out(done.describe())
+    if not done.found.saved:
+        if state.deployment:
+            raise CliError("the deployed stack went with it. Fix: bridge down, then bridge up --deploy")
+        config = load_config_file(state.config_path)
+        provision_all(config, state.bootstrap_servers, done.state.endpoint_url)
+        _out("provisioned the config's queues, topics, table, bucket and secrets again, empty: the messages they "
+             "held are gone, and the signing secrets have new keys, so records signed before park as "
+             "invalid_signature")
     return 0
 
 
@@ -877,6 +902,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "function (instead of creating queues and topics from the config and the handler in-process)")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop the local stack").set_defaults(func=cmd_down)
+    sub.add_parser("restart-aws", help="restart the local AWS (MiniStack) alone; a clean stop keeps what it holds"
+                   ).set_defaults(func=cmd_restart_aws)
     st = sub.add_parser("status", help="is the local stack running, where, with which config, in which mode")
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.set_defaults(func=cmd_status)

@@ -262,6 +262,11 @@ class FaultProxy:
             conn.request(req.command, req.path, body=body, headers=headers)
             resp = conn.getresponse()
             return resp.status, {k: v for k, v in resp.getheaders() if k.lower() not in _HOP_HEADERS}, resp.read()
+        except OSError:
+            # the local AWS itself is down (restarting): the caller's connection is dropped, unanswered
+            with self._lock:
+                self.injected["aws unreachable"] += 1
+            raise
         finally:
             conn.close()
 

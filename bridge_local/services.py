@@ -5,6 +5,15 @@ writes a state file (`.bridge/local.json`) so that separate `bridge` commands fi
 stack. `stop_stack()` stops both (SIGTERM, then SIGKILL after a grace period) and removes the
 state file. `LocalStack` is the context-manager form the tests use.
 
+MiniStack keeps its state (queues and their messages, the checkpoint table, keys, secrets, the
+deployed stack) in memory and writes it to `<state dir>/ministack-<port>.state/` when it stops
+cleanly (SIGTERM: its shutdown hook), S3 objects as they are written. `restart_aws()` stops it
+cleanly and starts it again on the same port with that state, as a restart of the local AWS; a
+MiniStack killed with SIGKILL saves nothing but the S3 objects, and the next command says so
+(`aws_saved_state()`). A fresh `bridge up` starts from an empty local AWS, and `bridge down` removes
+the saved state: the broker keeps its data in memory, so an AWS half left from an earlier stack
+would no longer match it.
+
 MiniStack pins its own botocore, so it lives in a virtual environment of its own
 (`.venv-ministack`, made by `make install`); it runs a deployed Python function as a child process
 of its own interpreter, which is why that venv also holds Powertools (docs/decisions.md).
@@ -18,6 +27,7 @@ is passed on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import os
@@ -42,6 +52,9 @@ DEFAULT_STATE_DIR = Path(".bridge")
 STATE_FILE_NAME = "local.json"
 READY_TIMEOUT_SECONDS = 30.0
 STOP_GRACE_SECONDS = 5.0
+# A clean stop of MiniStack writes every service's state as JSON first: give it longer than a plain stop.
+SAVE_GRACE_SECONDS = 60.0
+AWS_STARTED_MARKER = "started"  # written into the saved-state dir at each start; MiniStack's files after it
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MINISTACK_VENV = ".venv-ministack"
 MINISTACK_BIN_ENV = "BRIDGE_MINISTACK"  # an explicit path to the `ministack` script wins
@@ -168,8 +181,11 @@ def free_port() -> int:
 
 
 def check_port_free(port: int, service: str) -> None:
-    """Raise PortBusyError when `port` on 127.0.0.1 cannot be bound."""
+    """Raise PortBusyError when `port` on 127.0.0.1 cannot be bound as our servers bind it: with
+    SO_REUSEADDR, as Tansu and MiniStack do, so the TIME_WAIT connections of a service that just
+    stopped on it (a restart) do not count; a listener still does."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
         except OSError:
@@ -290,10 +306,44 @@ def start_kafka(state_dir: Path, port: int | None = None, timeout: float = READY
     return _start_service("tansu", "the Kafka broker (tansu)", argv, _kafka_answers, state_dir, port, timeout)
 
 
+def aws_state_dir(state_dir: Path, port: int) -> Path:
+    """Where MiniStack on `port` saves its state when it stops cleanly (and S3 objects as they come)."""
+    return (state_dir / f"ministack-{port}.state").resolve()
+
+
+@dataclass(frozen=True, slots=True)
+class SavedState:
+    """What a stopped MiniStack left on disk: the services it saved at its last clean stop."""
+
+    saved: bool  # it saved at its last stop (a clean one), after its last start
+    services: tuple[str, ...]  # the services whose state files exist
+    saved_at: float | None  # when the newest state file was written
+
+    def describe(self) -> str:
+        if self.saved:
+            when = time.strftime("%H:%M:%S", time.localtime(self.saved_at or 0))
+            return f"it stopped cleanly and saved its state at {when} ({len(self.services)} services)"
+        return ("it did not save its state (killed, not stopped: MiniStack writes its state only on a clean "
+                "shutdown), so its queues and their messages, the checkpoint table, keys, secrets and any deployed "
+                "stack are gone; only S3 objects are on disk")
+
+
+def aws_saved_state(state_dir: Path, port: int) -> SavedState:
+    """Whether MiniStack on `port` saved its state after its last start (see the module docstring)."""
+    root = aws_state_dir(state_dir, port)
+    marker = root / AWS_STARTED_MARKER
+    files = sorted(root.glob("*.json"))
+    started = marker.stat().st_mtime if marker.is_file() else 0.0
+    newest = max((f.stat().st_mtime for f in files), default=None)
+    return SavedState(newest is not None and newest >= started, tuple(f.stem for f in files), newest)
+
+
 def ministack_environment(port: int, state_dir: Path) -> dict[str, str]:
-    """What MiniStack reads from its environment: loopback only, our account and region, no extras."""
+    """What MiniStack reads from its environment: loopback only, our account and region, its state in
+    the state dir, no extras."""
     tmp = (state_dir / f"ministack-{port}.tmp").resolve()
     tmp.mkdir(parents=True, exist_ok=True)
+    saved = aws_state_dir(state_dir, port)
     return {
         "BIND_HOST": HOST,
         "GATEWAY_PORT": str(port),
@@ -301,7 +351,10 @@ def ministack_environment(port: int, state_dir: Path) -> dict[str, str]:
         "MINISTACK_REGION": REGION,
         "IOT_MTLS_ENABLED": "0",  # an MQTT listener on 0.0.0.0:8883 otherwise
         "SFTP_ENABLED": "0",
-        "PERSIST_STATE": "0",
+        "PERSIST_STATE": "1",  # saved on a clean stop, loaded at start (restart_aws)
+        "STATE_DIR": str(saved),
+        "S3_PERSIST": "1",  # S3 objects go to disk as they are written, so they survive even SIGKILL
+        "S3_DATA_DIR": str(saved / "s3"),
         "LOG_LEVEL": "WARNING",
         "LAMBDA_EXECUTOR": "local",  # no Docker: a Python function runs as a child of MiniStack's interpreter
         "AWS_ACCESS_KEY_ID": "testing",
@@ -311,11 +364,63 @@ def ministack_environment(port: int, state_dir: Path) -> dict[str, str]:
     }
 
 
-def start_ministack(state_dir: Path, port: int | None = None, timeout: float = READY_TIMEOUT_SECONDS) -> ServiceState:
-    """Start MiniStack on 127.0.0.1 and wait until the port answers and /_ministack/ready says 200."""
+def start_ministack(state_dir: Path, port: int | None = None, timeout: float = READY_TIMEOUT_SECONDS, *,
+                    resume: bool = False) -> ServiceState:
+    """Start MiniStack on 127.0.0.1 and wait until the port answers and /_ministack/ready says 200.
+
+    `resume`: load what it saved in the state dir at its last clean stop; otherwise start empty (and
+    remove what an earlier MiniStack on this port left there)."""
     binary = ministack_binary()
+
+    def env(p: int) -> dict[str, str]:
+        saved = aws_state_dir(state_dir, p)
+        if not resume:
+            shutil.rmtree(saved, ignore_errors=True)
+        saved.mkdir(parents=True, exist_ok=True)
+        (saved / AWS_STARTED_MARKER).write_text(f"{time.time():.3f}\n", encoding="ascii")
+        return ministack_environment(p, state_dir)
+
     return _start_service("ministack", "MiniStack (local AWS)", lambda p: [str(binary)], _ministack_answers,
-                          state_dir, port, timeout, env=lambda p: ministack_environment(p, state_dir))
+                          state_dir, port, timeout, env=env)
+
+
+@dataclass(frozen=True, slots=True)
+class AwsRestart:
+    """What `restart_aws()` did: the new state, how the old MiniStack ended, what the new one loaded."""
+
+    state: StackState
+    how: str  # "stopped" (SIGTERM, it saved) | "killed" (SIGKILL) | "was gone"
+    found: SavedState
+    seconds: float
+
+    def describe(self) -> str:
+        resumed = "resumed with that state" if self.found.saved else "started empty"
+        return (f"local AWS on port {self.state.aws.port} {self.how}: {self.found.describe()}; {resumed} as pid "
+                f"{self.state.aws.pid} in {self.seconds:.1f} s")
+
+
+def restart_aws(state_dir: Path = DEFAULT_STATE_DIR, *, kill: bool = False) -> AwsRestart:
+    """Stop MiniStack (cleanly, or SIGKILL with `kill`) and start it again on the same port with what it
+    saved; the broker is left running. The state file names the new process."""
+    state = read_state(state_dir)
+    if state is None:
+        raise StackNotRunningError(f"the local stack is not running (no {state_path(state_dir)}). Fix: bridge up")
+    began = time.monotonic()
+    how = "was gone"
+    if not pid_alive(state.aws.pid):
+        stop_process(state.aws.pid)  # what the killed process spawned may still hold its port
+    elif kill:
+        _signal_group(state.aws.pid, signal.SIGKILL)
+        stop_process(state.aws.pid)  # reaps it (and any worker left)
+        how = "killed"
+    else:
+        stop_process(state.aws.pid, SAVE_GRACE_SECONDS)
+        how = "stopped"
+    found = aws_saved_state(state_dir, state.aws.port)
+    aws = start_ministack(state_dir, state.aws.port, resume=found.saved)
+    new = dataclasses.replace(state, aws=aws)
+    state_path(state_dir).write_text(new.to_json(), encoding="utf-8")
+    return AwsRestart(new, how, found, time.monotonic() - began)
 
 
 def _start_service(name: str, label: str, argv: Callable[[int], list[str]], answers: Callable[[int], bool],
@@ -414,10 +519,14 @@ def read_state(state_dir: Path = DEFAULT_STATE_DIR) -> StackState | None:
         raise StackError(f"{p} is not a valid state file ({exc}). Fix: bridge down, then bridge up") from None
 
 
-def service_problem(service: ServiceState) -> str | None:
-    """Why a recorded service is not usable (exited, a zombie, or its port silent), or None when it is."""
+def service_problem(service: ServiceState, state_dir: Path | None = None) -> str | None:
+    """Why a recorded service is not usable (exited, a zombie, or its port silent), or None when it is;
+    for a MiniStack that is gone, whether it saved its state (given the state dir)."""
     if not pid_alive(service.pid):
-        return f"{service.name} (pid {service.pid}, port {service.port}) is gone; see {service.log}"
+        found = ""
+        if service.name == "ministack" and state_dir is not None:
+            found = f" ({aws_saved_state(state_dir, service.port).describe()})"
+        return f"{service.name} (pid {service.pid}, port {service.port}) is gone{found}; see {service.log}"
     if not _port_answers(service.port):
         return f"{service.name} (pid {service.pid}) does not answer on {HOST}:{service.port}; see {service.log}"
     return None
@@ -428,13 +537,16 @@ def require_running(state_dir: Path = DEFAULT_STATE_DIR) -> StackState:
     state = read_state(state_dir)
     if state is None:
         raise StackNotRunningError(f"the local stack is not running (no {state_path(state_dir)}). Fix: bridge up")
-    problems = [p for p in map(service_problem, state.services) if p]
+    problems = [p for s in state.services if (p := service_problem(s, state_dir))]
     if problems:
         alive = [f"{s.name} pid {s.pid}" for s in state.services if pid_alive(s.pid)]
+        resumable = (pid_alive(state.kafka.pid) and not pid_alive(state.aws.pid)
+                     and aws_saved_state(state_dir, state.aws.port).saved)
         raise StackNotRunningError(
             "the local stack is broken: " + "; ".join(problems)
             + (f" (still running: {', '.join(alive)})" if alive else "")
-            + ". Fix: bridge down (stops what is left), then bridge up")
+            + (". Fix: bridge restart-aws (resumes it with its saved state), or bridge down, then bridge up"
+               if resumable else ". Fix: bridge down (stops what is left), then bridge up"))
     return state
 
 
@@ -476,6 +588,9 @@ def start_stack(config_path: str, state_dir: Path = DEFAULT_STATE_DIR, kafka_por
 def stop_stack(state: StackState, state_dir: Path | None = DEFAULT_STATE_DIR) -> list[str]:
     """Stop both services; remove the state file. Returns the names of the processes that were running."""
     stopped = [s.name for s in (state.aws, state.kafka) if stop_process(s.pid)]
+    # The broker's data went with it: an AWS half resumed later would no longer match a new broker.
+    # (The service logs are in the state dir the stack was started with.)
+    shutil.rmtree(aws_state_dir(Path(state.aws.log).parent, state.aws.port), ignore_errors=True)
     if state_dir is not None:
         with contextlib.suppress(FileNotFoundError):
             current = read_state(state_dir)
@@ -506,6 +621,11 @@ class LocalStack:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if self._state is not None:
+            if self.write_state:  # restart_aws() may have replaced the local AWS process since
+                with contextlib.suppress(StackError):
+                    current = read_state(self.state_dir)
+                    if current is not None and current.kafka.pid == self._state.kafka.pid:
+                        self._state = current
             stop_stack(self._state, self.state_dir if self.write_state else None)
             self._state = None
 

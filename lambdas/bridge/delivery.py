@@ -32,7 +32,10 @@ and the group's remaining messages of this invocation are held back and parked t
 and audit event. The failures that would cause it are prevented before sending: a message too large,
 with attributes SQS refuses or text it cannot take is parked before packing (bridge.service).
 A message that finally fails when none of its successors was accepted is parked and its group goes on
-without it: a later redrive delivers it after its successors. Standard queues and topics promise no
+without it: a later redrive delivers it after its successors. When outages fail the batch back to
+the mapping instead (`settings.outage_retry_seconds`, `hold_failed_groups`), a message that finally
+fails for AWS's reasons holds back the rest of its group (`HELD_BACK`) instead: the retried batch
+then sends it before them, where going on would have delivered them first. Standard queues and topics promise no
 order, and their independent batches go out concurrently (a thread pool of `max_concurrency`).
 """
 
@@ -158,8 +161,10 @@ class Deliverer:
         max_concurrency: int = 1,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[float, float], float] = random.uniform,
+        hold_failed_groups: bool = False,
     ) -> None:
         self._senders = senders
+        self._hold_failed_groups = hold_failed_groups
         self._max_attempts = max(1, max_attempts)
         self._base_delay_ms = base_delay_ms
         self._max_concurrency = max(1, max_concurrency)
@@ -246,6 +251,8 @@ class Deliverer:
                 elif halted is not None and message.group_id in halted:
                     receipts.append(DeliveryReceipt(message, False, attempt, HELD_BACK))
                 elif failure.sender_fault or attempt >= self._max_attempts:
+                    if halted is not None and self._hold_failed_groups and not failure.sender_fault:
+                        halted.add(message.group_id)  # the batch comes back: its successors must wait for it
                     receipts.append(DeliveryReceipt(message, False, attempt, failure.code, failure.sender_fault))
                 else:
                     retry.append(message)

@@ -120,7 +120,7 @@ class Bridge:
         s = config.settings
         self._deliverer = Deliverer({"sqs": sqs, "sns": sns}, max_attempts=s.max_delivery_attempts,
                                     base_delay_ms=s.retry_base_delay_ms, max_concurrency=s.max_concurrency,
-                                    sleep=sleep, rand=rand)
+                                    sleep=sleep, rand=rand, hold_failed_groups=s.outage_retry_seconds > 0)
         self._router = Router(config)
         self._trust = TrustPolicy(config, signing_keys, now_ms=lambda: int(clock().timestamp() * 1000))
         self._clock = clock

@@ -76,6 +76,46 @@ def test_kill_9_of_the_local_aws_is_reported_by_status_and_up_refuses_to_start_o
     assert bridge(state_dir, "up", "--partitions", "1").returncode == 0
 
 
+def test_restart_aws_keeps_what_the_local_aws_holds_and_after_a_kill_9_says_it_is_gone(state_dir: Path) -> None:
+    # given: a running stack with a record parked in the bridge DLQ
+    assert bridge(state_dir, "up", "--partitions", "1").returncode == 0
+    state = read_state(state_dir)
+    assert state is not None
+    invoke = bridge(state_dir, "invoke", "--event", str(ROOT / "events" / "fail-unroutable.json"), "--json")
+    assert invoke.returncode == 0, invoke.stderr
+
+    # when: the local AWS is restarted
+    restart = bridge(state_dir, "restart-aws")
+
+    # then: same port, new process, the parked record still there
+    assert restart.returncode == 0, restart.stderr
+    assert f"local AWS on port {state.aws.port} stopped: it stopped cleanly and saved its state" in restart.stdout
+    assert "resumed with that state" in restart.stdout
+    restarted = read_state(state_dir)
+    assert restarted is not None
+    assert (restarted.aws.port, restarted.kafka.pid) == (state.aws.port, state.kafka.pid)
+    assert restarted.aws.pid != state.aws.pid
+    dry = bridge(state_dir, "redrive", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would redrive 1 record(s) from 1 park(s)" in dry.stdout
+
+    # when: it is killed with SIGKILL instead
+    os.kill(restarted.aws.pid, signal.SIGKILL)
+
+    # then: the next command says it is gone and what was lost; restart-aws starts it empty and provisions again
+    status = bridge(state_dir, "status")
+    assert status.returncode == 1
+    assert "did not save its state (killed, not stopped" in status.stderr
+    again = bridge(state_dir, "restart-aws")
+    assert again.returncode == 0, again.stderr
+    assert "started empty" in again.stdout
+    assert "provisioned the config's queues" in again.stdout
+    assert bridge(state_dir, "status").returncode == 0
+    empty = bridge(state_dir, "redrive", "--dry-run")
+    assert empty.returncode == 1
+    assert "is empty: nothing to redrive" in empty.stderr
+
+
 def _other_bridge(tmp_path: Path) -> Path:
     """dev.yaml under another bridge name: other queues, topics, secrets and consumer groups."""
     doc = yaml.safe_load(CONFIG_PATH.read_text(encoding="utf-8"))

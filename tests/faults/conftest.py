@@ -38,7 +38,7 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
                                                                         str(tmp / "proxy.log")))
                 state_path(proxied).write_text(via_proxy.to_json(), encoding="utf-8")
                 yield FaultStack(config, state.bootstrap_servers, LocalClients.for_endpoint(state.endpoint_url),
-                                 proxy, proxied, tmp)
+                                 proxy, proxied, tmp, direct_state_dir=tmp / "direct")
             finally:
                 proxy.stop()
     finally:

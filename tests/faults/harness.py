@@ -32,6 +32,7 @@ from bridge_local.faults import FaultProxy
 from bridge_local.producer import produce
 from bridge_local.provision import LocalClients, signing_key
 from bridge_local.report import bridge_queues
+from bridge_local.services import restart_aws
 from bridge_local.soak import workload
 from tests.e2e.conftest import Drainer, Received, record_id_of
 from tests.faults.attribution import Attribution, attribute
@@ -74,6 +75,7 @@ class FaultStack:
     proxied_state_dir: Path  # its state file names the proxy as the local AWS
     tmp: Path
     next_seq: int = 0
+    direct_state_dir: Path | None = None  # the state file of the stack itself (restart_aws restarts its AWS)
 
     def queue_url(self, name: str) -> str:
         url: str = self.clients.sqs.get_queue_url(QueueName=name)["QueueUrl"]
@@ -94,6 +96,7 @@ class Scenario:
     max_retries: int = 2  # the local mapping's retries of a failed batch before the on-failure object
     seed: int = 11
     lose_dlq_answers: int = 0  # the first N bridge-DLQ send requests are stored, their answers lost
+    restart_aws: bool = False  # restart the local AWS (clean stop, same port, its saved state) mid-run
 
 
 @dataclass
@@ -110,6 +113,7 @@ class RunResult:
     injected: dict[str, int]
     seconds: float
     poller_errors: list[str] = field(default_factory=list)
+    aws_restart: str = ""  # what restart_aws() said
     park_copies: int = 0  # DLQ messages the redrive recognised (park id) as copies of a park it replayed once
     attribution: Attribution = field(default_factory=Attribution)
 
@@ -132,6 +136,7 @@ class RunResult:
                 "duplicated": self.by_type(self.duplicates), "duplicate_share": round(self.duplicate_share, 4),
                 "lost": sum(self.lost.values()), "order_violations": self.order_violations, "parked": self.parked,
                 "on_failure_objects": self.on_failure_objects, "park_copies": self.park_copies,
+                **({"aws_restart": self.aws_restart} if self.aws_restart else {}),
                 "injected": self.injected,
                 "seconds": round(self.seconds, 1), **self.attribution.to_json()}
 
@@ -208,6 +213,7 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
     errors: list[str] = []
     kills_done = 0
     kill_times: list[float] = []
+    restarted = ""
     try:
         produce(stack.config, stack.bootstrap, records,
                 lambda p: signing_key(stack.config, p, stack.clients.secretsmanager))
@@ -218,6 +224,8 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
             # the outage lasts down_seconds from the first send: a slow poller start must not eat it
             threading.Thread(target=_end_outage_after, args=(stack.proxy, scenario.down_seconds),
                              daemon=True).start()
+        if scenario.restart_aws:
+            restarted = _restart_aws_while_sending(stack, poller, rng)
         while kills_done < scenario.kills:
             # Kill while the poller is delivering (a kill while it waits to join its group costs nothing):
             # once new messages arrive, at a random moment within the next half second.
@@ -272,7 +280,8 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
                              if DESTINATION_TYPES[d] == "fifo"),
         parked=dict(parked), on_failure_objects=int(on_failure.get("objects") or 0), kills_done=kills_done,
         injected=dict(stack.proxy.injected), seconds=seconds,
-        poller_errors=errors + list(drainer.errors)[:5], park_copies=int(dlq.get("copies") or 0),
+        poller_errors=errors + [e for e in drainer.errors if not (restarted and _connection_error(e))][:5],
+        park_copies=int(dlq.get("copies") or 0), aws_restart=restarted,
         attribution=attribute(stack.proxy.journal, kill_times,
                               {queues[d]: [record_id_of(m) for m in drainer.messages[queues[d]]] for d in queues},
                               {queues[d]: sent_to(stack.config, d) for d in queues}))
@@ -292,6 +301,23 @@ def sent_to(config: BridgeConfig, queue: str) -> tuple[str, str]:
         if d.type == "sns" and any(s.queue == queue for s in d.subscriptions):
             return d.name, d.physical_name(config.prefix)
     return queue, config.destination(queue).physical_name(config.prefix)
+
+
+def _restart_aws_while_sending(stack: FaultStack, poller: subprocess.Popen[bytes], rng: random.Random) -> str:
+    """Once the poller sends, restart the local AWS (restart_aws: SIGTERM, it saves, started again on its
+    port with that state); the bridge meets refused connections meanwhile, through the proxy."""
+    assert stack.direct_state_dir is not None
+    seen = sends(stack.proxy)
+    while sends(stack.proxy) < seen + 20 and poller.poll() is None:
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0.0, 0.3))
+    return restart_aws(stack.direct_state_dir).describe()
+
+
+def _connection_error(error: str) -> bool:
+    """A drainer's failed call while the local AWS restarts (it talks to it directly, not via the proxy)."""
+    return any(s in error for s in ("Could not connect to the endpoint URL", "Connection was closed",
+                                    "Connection reset", "Remote end closed connection"))
 
 
 def _end_outage_after(proxy: FaultProxy, seconds: float, first_send_timeout: float = 120.0) -> None:

@@ -82,6 +82,17 @@ def test_dlq_answers_lost_leave_copies_redriven_once(fault_stack: FaultStack) ->
     assert r.duplicates.get("stock-alerts") == 0, r.to_json()
 
 
+def test_local_aws_restarted_mid_run(fault_stack: FaultStack) -> None:
+    # The local AWS stops cleanly (it saves queues, messages, the checkpoint table, keys, secrets) and
+    # starts again on its port while the poller sends: the bridge meets refused connections for the
+    # restart's length, fails the batch back to the mapping (outage_retry_seconds), and resumes.
+    r = _checked(run(fault_stack, Scenario("local AWS restarted", RECORDS, restart_aws=True, outage_retry_seconds=120,
+                                           max_retries=6, seed=50)))
+    assert "stopped cleanly and saved its state" in r.aws_restart, r.aws_restart
+    assert "resumed with that state" in r.aws_restart, r.aws_restart
+    assert r.injected.get("aws unreachable", 0) > 0, r.to_json()  # the bridge did meet the restart
+
+
 def test_poller_kills_checkpoints_off(fault_stack: FaultStack) -> None:
     _checked(run(fault_stack, Scenario(f"{KILLS} poller kills", KILL_RECORDS, checkpoints=False, kills=KILLS,
                                        seed=40)))

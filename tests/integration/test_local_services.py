@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 
-from bridge_local.services import HOST, pid_alive, start_ministack, stop_process
+from bridge_local.services import (
+    HOST,
+    SAVE_GRACE_SECONDS,
+    LocalStack,
+    StackNotRunningError,
+    aws_state_dir,
+    pid_alive,
+    require_running,
+    restart_aws,
+    start_ministack,
+    stop_process,
+)
+
+DEV_CONFIG = Path(__file__).resolve().parents[2] / "config" / "dev.yaml"
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +82,85 @@ def test_ministack_listens_on_127_0_0_1_only_serves_what_the_bridge_needs_and_st
     assert not pid_alive(service.pid)
     with socket.socket() as s:
         assert s.connect_ex((HOST, service.port)) != 0
+
+
+def _aws(endpoint: str, service: str) -> Any:
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                        aws_secret_access_key="testing")
+
+
+def test_a_clean_restart_of_the_local_aws_keeps_queues_messages_items_secrets_and_objects(tmp_path: Path) -> None:
+    # given: a stack whose local AWS holds what the bridge uses: messages, a FIFO dedup id, table items,
+    # a secret, a parked object
+    with LocalStack(str(DEV_CONFIG), tmp_path, write_state=True) as state:
+        sqs, ddb, sm, s3 = (_aws(state.endpoint_url, s) for s in ("sqs", "dynamodb", "secretsmanager", "s3"))
+        url = sqs.create_queue(QueueName="kept")["QueueUrl"]
+        for i in range(3):
+            sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+        fifo = sqs.create_queue(QueueName="kept.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+        sqs.send_message(QueueUrl=fifo, MessageBody="x", MessageGroupId="g", MessageDeduplicationId="d-1")
+        ddb.create_table(TableName="kept-table", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        ddb.put_item(TableName="kept-table", Item={"pk": {"S": "a"}})
+        sm.create_secret(Name="kept-secret", SecretString="key")
+        s3.create_bucket(Bucket="kept-bucket")
+        s3.put_object(Bucket="kept-bucket", Key="parked/x.json", Body=b"{}")
+
+        # when: it is restarted (SIGTERM, then started again on its port)
+        done = restart_aws(tmp_path)
+
+        # then: a new process on the same port, and everything is still there
+        assert done.how == "stopped"
+        assert done.found.saved, done.describe()
+        assert done.state.aws.port == state.aws.port
+        assert done.state.aws.pid != state.aws.pid
+        assert require_running(tmp_path).aws.pid == done.state.aws.pid
+        assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"]["ApproximateNumberOfMessages"] == "3"
+        sqs.send_message(QueueUrl=fifo, MessageBody="x", MessageGroupId="g", MessageDeduplicationId="d-1")
+        assert sqs.get_queue_attributes(QueueUrl=fifo, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"]["ApproximateNumberOfMessages"] == "1"  # the dedup id survived too
+        assert ddb.get_item(TableName="kept-table", Key={"pk": {"S": "a"}})["Item"] == {"pk": {"S": "a"}}
+        assert sm.get_secret_value(SecretId="kept-secret")["SecretString"] == "key"
+        assert s3.get_object(Bucket="kept-bucket", Key="parked/x.json")["Body"].read() == b"{}"
+    # and: the stack's exit stopped the new process, and `down` left no saved state behind
+    assert not pid_alive(done.state.aws.pid)
+    assert not aws_state_dir(tmp_path, state.aws.port).exists()
+
+
+def test_a_killed_local_aws_is_reported_as_having_lost_its_state_by_the_next_command(tmp_path: Path) -> None:
+    # given: a stack whose local AWS was restarted cleanly once (so an older saved state is on disk)
+    with LocalStack(str(DEV_CONFIG), tmp_path, write_state=True) as state:
+        _aws(state.endpoint_url, "sqs").create_queue(QueueName="gone")
+        pid = restart_aws(tmp_path).state.aws.pid
+
+        # when: it is killed
+        os.kill(pid, signal.SIGKILL)
+        while pid_alive(pid):
+            time.sleep(0.05)  # until the kernel has it gone (bounded: SIGKILL cannot be ignored)
+
+        # then: the next command says it is gone and did not save (the older saved state is not taken for it)
+        with pytest.raises(StackNotRunningError) as err:
+            require_running(tmp_path)
+        assert "ministack" in str(err.value)
+        assert "did not save its state (killed, not stopped" in str(err.value)
+        assert "Fix: bridge down" in str(err.value)
+        # and: restarting it starts empty and says so
+        done = restart_aws(tmp_path)
+        assert done.how == "was gone"
+        assert "started empty" in done.describe()
+        assert "gone" not in str(_aws(done.state.endpoint_url, "sqs").list_queues().get("QueueUrls", []))
+
+
+def test_a_cleanly_stopped_local_aws_can_be_resumed_and_the_next_command_says_how(tmp_path: Path) -> None:
+    with LocalStack(str(DEV_CONFIG), tmp_path, write_state=True) as state:
+        _aws(state.endpoint_url, "sqs").create_queue(QueueName="resumed")
+        stop_process(state.aws.pid, SAVE_GRACE_SECONDS)
+
+        with pytest.raises(StackNotRunningError, match=r"stopped cleanly and saved its state .* Fix: bridge "
+                                                       r"restart-aws \(resumes it"):
+            require_running(tmp_path)
+        done = restart_aws(tmp_path)
+        assert done.found.saved
+        assert any(u.endswith("/resumed") for u in _aws(done.state.endpoint_url, "sqs").list_queues()["QueueUrls"])

@@ -143,6 +143,41 @@ def test_an_entry_failing_at_any_position_keeps_every_group_in_order(position: i
         assert all(r.delivered for r in receipts), "retried in place, order intact"
 
 
+@pytest.mark.parametrize("hold", [True, False], ids=["outage-fail-back", "parking"])
+def test_a_group_whose_request_fails_every_attempt_waits_for_it_when_the_batch_comes_back(hold: bool) -> None:
+    # given: groups a and b in every request, c not in the second; every attempt at the second request
+    # fails whole (an outage that outlasts its retries)
+    groups = ["c" if (i < 10 or i >= 20) and i % 3 == 0 else "a" if i % 2 else "b" for i in range(30)]
+    messages = [msg(i, g) for i, g in enumerate(groups)]
+
+    class Outage(FifoQueue):
+        def send_batch(self, target: Target, batch: Any) -> BatchOutcome:
+            if "orders-0-10" in [m.record_id for m in batch]:
+                self.requests.append([m.record_id for m in batch])
+                raise SendCallError("ServiceUnavailable", "the local AWS restarts")
+            return super().send_batch(target, batch)
+
+    queue = Outage()
+
+    # when: outages fail the batch back to the mapping (hold) or park what failed (not hold)
+    receipts = Deliverer({"sqs": queue, "sns": queue}, max_attempts=4, base_delay_ms=0, sleep=lambda s: None,
+                         hold_failed_groups=hold).deliver([(FIFO, messages)])
+
+    # then: with the fail-back, nothing of a or b after the failed request is stored before it (held back:
+    # the retried batch sends the failed ones first); c goes on either way
+    by_id = {r.message.record_id: r for r in receipts}
+    stored = queue.order_by_group()
+    assert stored["c"] == [0, 3, 6, 9, 21, 24, 27]
+    assert not any(by_id[f"orders-0-{i}"].delivered for i in range(10, 20))
+    later_ab = [i for i in range(20, 30) if groups[i] != "c"]
+    if hold:
+        assert [i for g in "ab" for i in stored[g] if i >= 10] == []
+        assert [by_id[f"orders-0-{i}"].code for i in later_ab] == [HELD_BACK] * len(later_ab)
+    else:
+        assert sorted(i for g in "ab" for i in stored[g] if i >= 10) == later_ab, \
+            "parking mode: the groups go on, a redrive brings the failed ones later"
+
+
 def test_failed_tail_of_a_group_is_retried_in_order() -> None:
     # entries 6..9 of the hot group fail once, nothing after them in the request was accepted
     queue = FifoQueue(fail=lambda call, pos, m: ("ThrottlingException", False) if call == 0 and pos >= 6 else None)
