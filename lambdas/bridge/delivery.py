@@ -34,8 +34,8 @@ with attributes SQS refuses or text it cannot take is parked before packing (bri
 A message that finally fails when none of its successors was accepted is parked and its group goes on
 without it: a later redrive delivers it after its successors. When outages fail the batch back to
 the mapping instead (`settings.outage_retry_seconds`, `hold_failed_groups`), a message that finally
-fails for AWS's reasons holds back the rest of its group (`HELD_BACK`) instead: the retried batch
-then sends it before them, where going on would have delivered them first. Standard queues and topics promise no
+fails for AWS's reasons holds back the rest of its group (`HELD_BACK`): the retried batch then sends
+it before them, where going on would have delivered them first. Standard queues and topics promise no
 order, and their independent batches go out concurrently (a thread pool of `max_concurrency`).
 """
 

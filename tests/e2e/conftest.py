@@ -104,6 +104,7 @@ class Drainer:
     errors: list[str] = field(default_factory=list)
 
     threads_per_queue: int = 1
+    visibility_timeout: int = 60  # how long a received message stays hidden (a lost delete shows again after it)
 
     def start(self) -> Drainer:
         # Several receivers per queue keep pace with bursts; FIFO order per group is still observable
@@ -122,7 +123,8 @@ class Drainer:
         while not self._stop.is_set():
             try:
                 resp = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                           VisibilityTimeout=60, MessageAttributeNames=["All"],
+                                           VisibilityTimeout=self.visibility_timeout,
+                                           MessageAttributeNames=["All"],
                                            AttributeNames=["All"])
                 msgs = resp.get("Messages", [])
                 if not msgs:

@@ -4,9 +4,11 @@ then `bridge redrive` (DLQ and S3 on-failure objects) with the faults off, then 
 Only the bridge's own processes talk through the proxy (their state file names the proxy as the
 local AWS); the queue drainers read the local AWS directly.
 
-What is counted, per destination queue: messages received, unique records among them, duplicates
-(received - unique), lost (expected records never received, after the redrive), and FIFO order
-violations (a record received after a later record of its message group; re-sent copies ignored).
+What is counted, per destination queue: messages received (distinct SQS message ids: a message
+received again because its delete was lost is the queue redelivering it, not the bridge sending it
+twice), unique records among them, duplicates (received - unique), lost (expected records never
+received, after the redrive), and FIFO order violations (a record received after a later record of
+its message group; re-sent copies ignored).
 Parked by reason comes from the redrive's plan (what was in the bridge DLQ after the run).
 """
 
@@ -114,6 +116,7 @@ class RunResult:
     seconds: float
     poller_errors: list[str] = field(default_factory=list)
     aws_restart: str = ""  # what restart_aws() said
+    redelivered: int = 0  # messages a drainer received again (same message id): not counted as deliveries
     park_copies: int = 0  # DLQ messages the redrive recognised (park id) as copies of a park it replayed once
     attribution: Attribution = field(default_factory=Attribution)
 
@@ -137,6 +140,7 @@ class RunResult:
                 "lost": sum(self.lost.values()), "order_violations": self.order_violations, "parked": self.parked,
                 "on_failure_objects": self.on_failure_objects, "park_copies": self.park_copies,
                 **({"aws_restart": self.aws_restart} if self.aws_restart else {}),
+                **({"redelivered_to_consumer": self.redelivered} if self.redelivered else {}),
                 "injected": self.injected,
                 "seconds": round(self.seconds, 1), **self.attribution.to_json()}
 
@@ -205,7 +209,10 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
     queues = {d: stack.config.destination(d).physical_name(stack.config.prefix) for d in expect}
     # everything but the bridge DLQ (read by the redrive at the end) is drained while records flow
     drained = [n for n, _ in bridge_queues(stack.config) if n != stack.config.bridge_dlq_name]
-    drainer = Drainer(stack.clients, {n: stack.queue_url(n) for n in drained}, threads_per_queue=2).start()
+    # A restart of the local AWS loses the drainers' calls under way: a receive whose answer was lost
+    # hides its messages for the visibility timeout, so keep it short there.
+    drainer = Drainer(stack.clients, {n: stack.queue_url(n) for n in drained}, threads_per_queue=2,
+                      visibility_timeout=10 if scenario.restart_aws else 60).start()
     stack.proxy.injected.clear()
     stack.proxy.journal.clear()
     stack.proxy.journal_on = True
@@ -270,7 +277,11 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
         stack.proxy.configure(rate=0.0, down=set(), lose={})
         stack.proxy.journal_on = False
     seconds = time.monotonic() - started
-    received = {d: len(drainer.messages[q]) for d, q in queues.items()}
+    # A message received twice (same SQS message id: its delete was lost) is the queue redelivering to
+    # the consumer, not the bridge sending twice; only distinct messages count as deliveries.
+    distinct = {q: list({m.message_id: m for m in drainer.messages[q]}.values()) for q in queues.values()}
+    received = {d: len(distinct[q]) for d, q in queues.items()}
+    redelivered = sum(len(drainer.messages[q]) for q in queues.values()) - sum(received.values())
     unique = {d: {record_key(m) for m in drainer.messages[q]} for d, q in queues.items()}
     result = RunResult(
         scenario=scenario, expected={d: len(v) for d, v in expect.items()}, received=received,
@@ -281,9 +292,9 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
         parked=dict(parked), on_failure_objects=int(on_failure.get("objects") or 0), kills_done=kills_done,
         injected=dict(stack.proxy.injected), seconds=seconds,
         poller_errors=errors + [e for e in drainer.errors if not (restarted and _connection_error(e))][:5],
-        park_copies=int(dlq.get("copies") or 0), aws_restart=restarted,
+        park_copies=int(dlq.get("copies") or 0), aws_restart=restarted, redelivered=redelivered,
         attribution=attribute(stack.proxy.journal, kill_times,
-                              {queues[d]: [record_id_of(m) for m in drainer.messages[queues[d]]] for d in queues},
+                              {queues[d]: [record_id_of(m) for m in distinct[queues[d]]] for d in queues},
                               {queues[d]: sent_to(stack.config, d) for d in queues}))
     if os.environ.get("FAULTS_JOURNAL_DIR"):  # for a closer look at one run's requests
         import pickle  # noqa: PLC0415

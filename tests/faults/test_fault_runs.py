@@ -74,8 +74,8 @@ def test_dlq_answers_lost_leave_copies_redriven_once(fault_stack: FaultStack) ->
     # The first DLQ send requests are stored but their answers lost (a timeout after the effect): the
     # retries store the same parks again. Checkpoints off: the park id alone makes the redrive replay
     # each park once.
-    r = _checked(run(fault_stack, Scenario(f"stock-alerts down {DOWN_SECONDS:.0f} s, DLQ answers lost", RECORDS // 2,
-                                           checkpoints=False, down="stock-alerts", down_seconds=DOWN_SECONDS,
+    r = _checked(run(fault_stack, Scenario("stock-alerts down 3 s, DLQ answers lost", RECORDS // 2,
+                                           checkpoints=False, down="stock-alerts", down_seconds=3.0,
                                            lose_dlq_answers=3, seed=35)))
     assert r.injected.get("answer lost") == 3
     assert r.park_copies > 0, r.to_json()
