@@ -54,6 +54,7 @@ READY_TIMEOUT_SECONDS = 30.0
 STOP_GRACE_SECONDS = 5.0
 # A clean stop of MiniStack writes every service's state as JSON first: give it longer than a plain stop.
 SAVE_GRACE_SECONDS = 60.0
+PORT_FREE_SECONDS = 15.0  # how long a restart waits for its port to be free again
 AWS_STARTED_MARKER = "started"  # written into the saved-state dir at each start; MiniStack's files after it
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MINISTACK_VENV = ".venv-ministack"
@@ -194,6 +195,20 @@ def check_port_free(port: int, service: str) -> None:
                                 f"(ss -ltnp 'sport = :{port}')") from None
 
 
+def _wait_port_free(port: int, timeout: float = PORT_FREE_SECONDS) -> None:
+    """Until `port` can be bound again. A restart must reuse its port (queue URLs name it), and on a
+    busy machine a client connection may hold it as its ephemeral port for a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check_port_free(port, "MiniStack (local AWS)")
+            return
+        except PortBusyError:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(0.1)  # bounded by the deadline
+
+
 def _port_answers(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
@@ -256,8 +271,16 @@ def _proc_state(pid: int) -> str | None:
 # --- starting and stopping ----------------------------------------------------------------------
 
 
+# Prefixes of what the bridge function reads (its config path, table, bucket; Powertools' switches). A
+# function deployed into MiniStack runs in a child of MiniStack's process and inherits its environment
+# under the stack's: a BRIDGE_CONFIG_PATH exported in the shell (or set by an in-process handler in
+# the same process) would make it read that file instead of the config packaged with it.
+_SCRUBBED_PREFIXES = ("BRIDGE_", "POWERTOOLS_")
+
+
 def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    env = {k: v for k, v in os.environ.items()
+           if k not in _SCRUBBED_ENV and not k.startswith(_SCRUBBED_PREFIXES)}
     env.setdefault("RUST_LOG", "warn")
     return env
 
@@ -417,6 +440,7 @@ def restart_aws(state_dir: Path = DEFAULT_STATE_DIR, *, kill: bool = False) -> A
         stop_process(state.aws.pid, SAVE_GRACE_SECONDS)
         how = "stopped"
     found = aws_saved_state(state_dir, state.aws.port)
+    _wait_port_free(state.aws.port)
     aws = start_ministack(state_dir, state.aws.port, resume=found.saved)
     new = dataclasses.replace(state, aws=aws)
     state_path(state_dir).write_text(new.to_json(), encoding="utf-8")

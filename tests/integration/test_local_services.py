@@ -164,3 +164,22 @@ def test_a_cleanly_stopped_local_aws_can_be_resumed_and_the_next_command_says_ho
         done = restart_aws(tmp_path)
         assert done.found.saved
         assert any(u.endswith("/resumed") for u in _aws(done.state.endpoint_url, "sqs").list_queues()["QueueUrls"])
+
+
+def test_the_local_aws_and_functions_deployed_into_it_do_not_inherit_the_bridge_s_variables(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given: a shell (or a process that ran the handler in-process) with the function's variables set
+    monkeypatch.setenv("BRIDGE_CONFIG_PATH", str(tmp_path / "some-other-config.yaml"))
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+
+    # when: MiniStack is started (a deployed function runs as its child, under its environment)
+    service = start_ministack(tmp_path)
+    try:
+        environ = Path(f"/proc/{service.pid}/environ").read_bytes().split(b"\0")
+    finally:
+        stop_process(service.pid)
+
+    # then: neither reaches it, so a deployed function reads the config packaged with it
+    names = {e.split(b"=", 1)[0].decode() for e in environ if e}
+    assert not {n for n in names if n.startswith(("BRIDGE_", "POWERTOOLS_"))}
+    assert "PERSIST_STATE" in names
