@@ -59,6 +59,10 @@ MAX_BACKOFF_MS = 20_000  # one wait never exceeds this, whatever the attempt; ke
 # The code of a FIFO message not sent because an earlier message of its group broke the order.
 HELD_BACK = "FifoGroupHeldBack"
 MESSAGES_PER_FIFO_LANE = 10 * MAX_BATCH_ENTRIES  # see assign_lanes
+# Batches planned but not yet sent, per sending thread, before planning waits (see DeliveryRun.add):
+# planning is ~10x faster than a request's client-side work, so without a bound every message of a
+# 10,000-record batch would wait in memory for its turn.
+PENDING_BATCHES_PER_THREAD = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +326,9 @@ class DeliveryRun:
         self._keep_delivered = keep_delivered
         self.delivered: Counter[str] = Counter()  # target name -> delivered messages not returned by finish
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # notified when a batch is sent (or a lane fails)
+        self._pending = 0  # batches handed to the pool or to a lane and not yet sent
+        self._max_pending = PENDING_BATCHES_PER_THREAD * deliverer.max_concurrency
         self._pool: ThreadPoolExecutor | None = None
         self._held: Callable[[], None] | None = None  # the first piece of work, until a second
         self._finishing = False
@@ -342,7 +349,13 @@ class DeliveryRun:
             self._pool.shutdown(wait=True)  # never leave a request running behind the caller's back
 
     def add(self, target: Target, message: OutgoingMessage) -> None:
-        """Queue one message; a batch goes out as soon as it is full (FIFO: once its lanes are open)."""
+        """Queue one message; a batch goes out as soon as it is full (FIFO: once its lanes are open).
+        Waits while `PENDING_BATCHES_PER_THREAD` batches per thread are already waiting to be sent, so
+        the messages alive at once stay bounded however large the batch."""
+        if self._pending >= self._max_pending and self._pool is not None:
+            with self._room:
+                while self._pending >= self._max_pending and not self._errors:
+                    self._room.wait()
         if message.size > target.max_bytes:
             raise MessageTooLargeError(f"a message of {message.size} bytes exceeds the {target.max_bytes}-byte "
                                        "limit")
@@ -395,6 +408,8 @@ class DeliveryRun:
 
     def _send_standard(self, target: Target, batch: list[OutgoingMessage]) -> None:
         """Send one closed batch of a standard target: at once, or through the capped queue."""
+        with self._lock:
+            self._pending += 1
         if self._standard_in_flight is None:
             self._submit(partial(self._collect, target, [batch]))
             return
@@ -446,6 +461,7 @@ class DeliveryRun:
     def _close(self, lane: _FifoLane) -> None:
         """Queue the lane's open batch for sending; start a drain unless one is running."""
         with self._lock:
+            self._pending += 1
             lane.ready.append(lane.batch)
             start = not lane.busy
             lane.busy = True
@@ -462,11 +478,20 @@ class DeliveryRun:
                         lane.busy = False
                         return
                     batch = lane.ready.popleft()
-                self._keep(lane.target, self._deliverer._send_fifo_batch(lane.target, batch, lane.halted,
-                                                                          self._on_delivered))
+                try:
+                    receipts = self._deliverer._send_fifo_batch(lane.target, batch, lane.halted, self._on_delivered)
+                finally:
+                    self._sent()
+                self._keep(lane.target, receipts)
         except BaseException as exc:  # re-raised by finish, on the caller's thread
             with self._lock:
                 self._errors.append(exc)
+                self._room.notify_all()  # the lane's other batches will not be sent: nobody waits for them
+
+    def _sent(self) -> None:
+        with self._lock:
+            self._pending -= 1
+            self._room.notify()
 
     def _keep(self, target: Target, receipts: list[DeliveryReceipt]) -> None:
         with self._lock:
@@ -483,7 +508,10 @@ class DeliveryRun:
         except BaseException as exc:  # re-raised by finish, on the caller's thread
             with self._lock:
                 self._errors.append(exc)
+                self._room.notify_all()
             return
+        finally:
+            self._sent()
         self._keep(target, receipts)
 
     def _submit(self, work: Callable[[], None]) -> None:

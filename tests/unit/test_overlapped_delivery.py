@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from bridge.config import SQS_MAX_MESSAGE_BYTES
-from bridge.delivery import BatchOutcome, Deliverer, EntryFailure, SendCallError, Target
+from bridge.config import MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES
+from bridge.delivery import PENDING_BATCHES_PER_THREAD, BatchOutcome, Deliverer, EntryFailure, SendCallError, Target
 from bridge.envelope import OutgoingMessage
 from bridge.service import Bridge
 
@@ -157,3 +157,42 @@ def test_an_error_inside_a_lane_is_raised_by_finish_on_the_callers_thread() -> N
             run.add(QUEUE, OutgoingMessage(f"orders-0-{i}", "out", "x", (), f"c{i}", 1))
         with pytest.raises(RuntimeError, match="a bug in a sender"):
             run.finish()
+
+
+def test_planning_waits_while_enough_batches_wait_to_be_sent_so_a_large_batch_is_not_held_in_memory() -> None:
+    # given: a sender that holds every request until released, two threads
+    release = threading.Event()
+
+    class Gate:
+        def send_batch(self, target: Target, messages: Any) -> BatchOutcome:
+            assert release.wait(timeout=30)
+            return BatchOutcome()
+
+    deliverer = Deliverer({"sqs": Gate(), "sns": Gate()}, max_attempts=1, base_delay_ms=0, max_concurrency=2)
+    added: list[int] = []
+    receipts: list[Any] = []
+
+    def plan() -> None:
+        with deliverer.start() as run:
+            for i in range(500):
+                run.add(QUEUE, OutgoingMessage(f"orders-0-{i}", "out", "x", (), f"c{i}", 1))
+                added.append(i)
+            receipts.extend(run.finish())
+
+    planner = threading.Thread(target=plan, daemon=True)
+    planner.start()
+    bound = PENDING_BATCHES_PER_THREAD * 2 * MAX_BATCH_ENTRIES  # batches handed over, 10 messages each
+    try:
+        for _ in range(300):  # until the planner has handed over what it may
+            if len(added) >= bound:
+                break
+            planner.join(timeout=0.01)
+        planner.join(timeout=0.3)
+        # then: it stops with the bound reached (plus the open batch), and goes on once requests finish
+        assert bound <= len(added) <= bound + MAX_BATCH_ENTRIES
+    finally:
+        release.set()
+    planner.join(timeout=30)
+    assert len(added) == 500
+    assert len(receipts) == 500
+    assert all(r.delivered for r in receipts)
