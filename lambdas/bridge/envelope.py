@@ -221,8 +221,11 @@ class MessageFactory:
         record_id = record.record_id
         message_id = f"{producer}:{signed_id}" if verified and producer and signed_id else record_id
         attrs = [("correlation-id", correlation_id), ("record-id", record_id), ("message-id", message_id)]
-        size = body_bytes + _RESERVED_OVERHEAD + _len_utf8(correlation_id) + _len_utf8(record_id)
-        size += _len_utf8(record_id) if message_id is record_id else _len_utf8(message_id)
+        size = (body_bytes + _RESERVED_OVERHEAD
+                + (len(correlation_id) if correlation_id.isascii() else len(correlation_id.encode("utf-8")))
+                + (len(record_id) if record_id.isascii() else len(record_id.encode("utf-8"))) * 2)
+        if message_id is not record_id:  # `message-id` is a verified producer's id, not the record id
+            size += _len_utf8(message_id) - _len_utf8(record_id)
         if producer:
             name = "producer" if verified else UNVERIFIED_PRODUCER_ATTRIBUTE
             attrs.append((name, producer))
@@ -230,13 +233,15 @@ class MessageFactory:
         if encoding:
             attrs.append(("content-encoding", encoding))
             size += len("content-encoding") + len(ATTRIBUTE_TYPE) + len(encoding)
-        for name, overhead in self._headers:
-            if len(attrs) >= MAX_MESSAGE_ATTRIBUTES:
-                break
-            text = record.last_header_text(name)
-            if text and sendable_text(text):
-                attrs.append((name, text))
-                size += overhead + _len_utf8(text)
+        if self._headers:
+            last = dict(record.headers)  # name -> last value, the one Kafka clients treat as current
+            for name, overhead in self._headers:
+                if len(attrs) >= MAX_MESSAGE_ATTRIBUTES:
+                    break
+                raw = last.get(name)
+                if raw and (text := utf8_or_none(raw)) and sendable_text(text):
+                    attrs.append((name, text))
+                    size += overhead + len(raw)  # the text's UTF-8
         if not self._fifo:
             return OutgoingMessage(record_id, self._name, body, tuple(attrs), correlation_id, size)
         return OutgoingMessage(record_id, self._name, body, tuple(attrs), correlation_id, size,
