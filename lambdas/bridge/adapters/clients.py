@@ -2,8 +2,9 @@
 
 Every client comes from one botocore session (`shared_session`), so the loader, the endpoint data and
 the credentials are read once however many services the bridge uses. The session is botocore's, not
-boto3's: `import boto3` adds about 10 ms of cold start (boto3's resources and s3transfer, which the
-bridge never uses) for clients that are the same botocore clients (docs/decisions.md, 2026-12-01).
+boto3's: importing boto3 (its resources and s3transfer, which the bridge never uses) and setting up
+its default session cost about 30 ms of a cold start here, for clients that are the same botocore
+clients (docs/decisions.md, 2026-12-01).
 """
 
 from __future__ import annotations
