@@ -400,6 +400,7 @@ def start_ministack(state_dir: Path, port: int | None = None, timeout: float = R
         if not resume:
             shutil.rmtree(saved, ignore_errors=True)
         saved.mkdir(parents=True, exist_ok=True)
+        saved.chmod(0o700)  # what it saves includes the local signing keys (Secrets Manager's state)
         (saved / AWS_STARTED_MARKER).write_text(f"{time.time():.3f}\n", encoding="ascii")
         return ministack_environment(p, state_dir)
 
@@ -595,7 +596,10 @@ def start_stack(config_path: str, state_dir: Path = DEFAULT_STATE_DIR, kafka_por
                     "found a broken local stack in " + str(state_path(state_dir)) + ": "
                     + ", ".join(f"{s.name} pid {s.pid} port {s.port} still running" for s in alive) + "; "
                     + ", ".join(f"{s.name} pid {s.pid} gone" for s in gone)
-                    + ". Fix: bridge down (stops the orphan), then bridge up")
+                    + (f" ({aws_saved_state(state_dir, existing.aws.port).describe()}). Fix: bridge restart-aws "
+                       "resumes it with that state, or bridge down (stops the orphan), then bridge up"
+                       if existing.aws in gone and aws_saved_state(state_dir, existing.aws.port).saved
+                       else ". Fix: bridge down (stops the orphan), then bridge up"))
     kafka = start_kafka(state_dir, kafka_port)
     try:
         aws = start_ministack(state_dir, aws_port)

@@ -16,12 +16,14 @@ from bridge_local.services import (
     HOST,
     SAVE_GRACE_SECONDS,
     LocalStack,
+    StackError,
     StackNotRunningError,
     aws_state_dir,
     pid_alive,
     require_running,
     restart_aws,
     start_ministack,
+    start_stack,
     stop_process,
 )
 
@@ -110,7 +112,8 @@ def test_a_clean_restart_of_the_local_aws_keeps_queues_messages_items_secrets_an
         # when: it is restarted (SIGTERM, then started again on its port)
         done = restart_aws(tmp_path)
 
-        # then: a new process on the same port, and everything is still there
+        # then: a new process on the same port, and everything is still there (only we can read it on disk)
+        assert aws_state_dir(tmp_path, state.aws.port).stat().st_mode & 0o777 == 0o700
         assert done.how == "stopped"
         assert done.found.saved, done.describe()
         assert done.state.aws.port == state.aws.port
@@ -161,6 +164,8 @@ def test_a_cleanly_stopped_local_aws_can_be_resumed_and_the_next_command_says_ho
         with pytest.raises(StackNotRunningError, match=r"stopped cleanly and saved its state .* Fix: bridge "
                                                        r"restart-aws \(resumes it"):
             require_running(tmp_path)
+        with pytest.raises(StackError, match=r"found a broken local stack .* Fix: bridge restart-aws resumes it"):
+            start_stack(str(DEV_CONFIG), tmp_path)
         done = restart_aws(tmp_path)
         assert done.found.saved
         assert any(u.endswith("/resumed") for u in _aws(done.state.endpoint_url, "sqs").list_queues()["QueueUrls"])
