@@ -35,7 +35,6 @@ from bridge_local.faults import Exchange
 RECORD_ID = "record-id"
 CAUSES = ("in flight", "acked, checkpoint write in flight", "acked, checkpoint not started",
           "checkpointed, sent again", "no kill between", "not in the journal")
-KILLED_WRITER_SECONDS = 0.1
 ALL_STANDARD = "all standard"  # the exposure of every standard target together
 _SNS_ATTRIBUTE = re.compile(
     r"^PublishBatchRequestEntries\.member\.(\d+)\.MessageAttributes\.entry\.(\d+)\.(Name|Value\.StringValue)$")
@@ -88,9 +87,12 @@ def checkpointed(x: Exchange) -> list[tuple[str, str]]:
 
 
 def attribute(journal: Sequence[Exchange], kills: Sequence[float], received: Mapping[str, Iterable[str]],
-              destination_of: Mapping[str, tuple[str, str]]) -> Attribution:
+              destination_of: Mapping[str, tuple[str, str]], restarts: Sequence[float] = ()) -> Attribution:
     """`received`: drained queue -> record ids of every message it got, copies included;
-    `destination_of`: drained queue -> (bridge destination, physical send target)."""
+    `destination_of`: drained queue -> (bridge destination, physical send target); `restarts`: when
+    the process after each kill was started (a request arriving before it came from the killed
+    process, even after the kill: the proxy may begin reading it late); the kills if not given."""
+    killer = _Killer(kills, restarts or kills)
     sends: dict[tuple[str, str], list[Exchange]] = {}  # (target, record id) -> requests that stored it
     writes: dict[tuple[str, str], list[Exchange]] = {}  # (destination, record id) -> checkpoint writes
     for x in sorted(journal, key=lambda e: e.arrived):
@@ -106,25 +108,35 @@ def attribute(journal: Sequence[Exchange], kills: Sequence[float], received: Map
     for (target, _), xs in sends.items():
         if len(xs) > 1:
             out.resent[target] += len(xs) - 1
-    kills = sorted(kills)
     for queue, rids in received.items():
         destination, target = destination_of[queue]
         for rid, n in Counter(rids).items():
             if n > 1:
-                out.causes[_cause(sends.get((target, rid), []), writes.get((destination, rid), []), kills)] += n - 1
-    out.exposure, out.exposure_at_kills = _exposure(sends, writes, destination_of, kills)
+                out.causes[_cause(sends.get((target, rid), []), writes.get((destination, rid), []), killer)] += n - 1
+    out.exposure, out.exposure_at_kills = _exposure(sends, writes, destination_of, killer)
     return out
 
 
-def _cause(xs: list[Exchange], ws: list[Exchange], kills: list[float]) -> str:
+class _Killer:
+    """Which kill ended the process that sent a request: the processes are told apart by their start."""
+
+    def __init__(self, kills: Sequence[float], restarts: Sequence[float]) -> None:
+        self.kills = sorted(kills)
+        self.restarts = sorted(restarts)
+
+    def of(self, arrived: float) -> float | None:
+        """The kill of the process a request arriving at `arrived` came from; None if it was not killed."""
+        i = bisect.bisect_right(self.restarts, arrived)
+        return self.kills[i] if i < len(self.kills) else None
+
+
+def _cause(xs: list[Exchange], ws: list[Exchange], killer: _Killer) -> str:
     if len(xs) < 2:
         return "not in the journal"
     first, again = xs[0], xs[1]
-    # a request the proxy began reading just after a kill was written by the process it killed
-    i = bisect.bisect_left(kills, first.arrived - KILLED_WRITER_SECONDS)
-    if i == len(kills) or kills[i] > again.arrived:
+    kill = killer.of(first.arrived)
+    if kill is None or killer.of(again.arrived) == kill:
         return "no kill between"
-    kill = kills[i]
     if ws and ws[0].answered <= kill:
         return "checkpointed, sent again"
     if first.replied is None or first.replied > kill:
@@ -135,14 +147,12 @@ def _cause(xs: list[Exchange], ws: list[Exchange], kills: list[float]) -> str:
 
 
 def _exposure(sends: Mapping[tuple[str, str], list[Exchange]], writes: Mapping[tuple[str, str], list[Exchange]],
-              destination_of: Mapping[str, tuple[str, str]],
-              kills: Sequence[float]) -> tuple[dict[str, int], list[int]]:
+              destination_of: Mapping[str, tuple[str, str]], killer: _Killer) -> tuple[dict[str, int], list[int]]:
     """Per standard send target (and for all of them together, `ALL_STANDARD`), the most messages stored
     but not yet checkpointed at one instant (a
     kill closes the windows of the process it killed); and per kill, the messages of standard targets
     whose request had arrived and whose checkpoint was not written (at risk). FIFO targets are left
     out: the queue drops their re-sends by deduplication id."""
-    kills = sorted(kills)
     destination_for = {target: destination for destination, target in destination_of.values()}
     events: dict[str, list[tuple[float, int]]] = {}
     windows: list[tuple[float, float]] = []
@@ -152,9 +162,8 @@ def _exposure(sends: Mapping[tuple[str, str], list[Exchange]], writes: Mapping[t
             continue
         ws = writes.get((destination, rid))
         recorded = ws[0].answered if ws else float("inf")
-        # a kill ends the window of the process it killed (whose last request may reach the proxy just after)
-        i = bisect.bisect_left(kills, xs[0].arrived - KILLED_WRITER_SECONDS)
-        closed = min(recorded, kills[i]) if i < len(kills) else recorded
+        kill = killer.of(xs[0].arrived)  # a kill ends the windows of the process it killed
+        closed = recorded if kill is None else min(recorded, kill)
         if xs[0].answered < closed:
             events.setdefault(target, []).extend([(xs[0].answered, 1), (closed, -1)])
         windows.append((xs[0].arrived, recorded))
@@ -166,4 +175,4 @@ def _exposure(sends: Mapping[tuple[str, str], list[Exchange]], writes: Mapping[t
             level += step
             peak = max(peak, level)
         peaks[target] = peak
-    return peaks, [sum(1 for a, b in windows if a <= k < b) for k in kills]
+    return peaks, [sum(1 for a, b in windows if a <= k < b) for k in killer.kills]

@@ -221,6 +221,7 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
     kills_done = 0
     kill_times: list[float] = []
     restarted = ""
+    restart_times: list[float] = []  # each before its poller exists: earlier requests are the killed one's
     try:
         produce(stack.config, stack.bootstrap, records,
                 lambda p: signing_key(stack.config, p, stack.clients.secretsmanager))
@@ -248,6 +249,7 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
             poller.send_signal(signal.SIGKILL)
             poller.wait(timeout=10)
             kills_done += 1
+            restart_times.append(time.monotonic())
             poller = _start_poller(stack, config_path, scenario)
         try:
             _, err = poller.communicate(timeout=POLLER_EXIT_SECONDS)
@@ -295,11 +297,11 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
         park_copies=int(dlq.get("copies") or 0), aws_restart=restarted, redelivered=redelivered,
         attribution=attribute(stack.proxy.journal, kill_times,
                               {queues[d]: [record_id_of(m) for m in distinct[queues[d]]] for d in queues},
-                              {queues[d]: sent_to(stack.config, d) for d in queues}))
+                              {queues[d]: sent_to(stack.config, d) for d in queues}, restart_times))
     if os.environ.get("FAULTS_JOURNAL_DIR"):  # for a closer look at one run's requests
         import pickle  # noqa: PLC0415
         Path(os.environ["FAULTS_JOURNAL_DIR"], f"{scenario.name}-{scenario.checkpoints}.pkl").write_bytes(
-            pickle.dumps((list(stack.proxy.journal), kill_times)))
+            pickle.dumps((list(stack.proxy.journal), kill_times, restart_times)))
     stack.proxy.journal.clear()
     (stack.tmp / f"faults-{scenario.name}.json").write_text(json.dumps(result.to_json(), indent=2))
     return result
