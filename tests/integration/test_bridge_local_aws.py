@@ -93,6 +93,21 @@ def test_must_show_c_fifo_batch_handled_twice_is_in_the_queue_once_in_key_order(
     print(f"\nmust-show (c, local AWS): 2 x 25 sends -> {len(messages)} messages in the FIFO queue")
 
 
+def test_fifo_re_sends_are_dropped_even_after_the_first_copies_were_consumed(deploy: Deploy) -> None:
+    # Why checkpoint_in_flight leaves FIFO lanes alone: a crash's re-sends reach a FIFO queue whose
+    # consumer may already have received and deleted the first copies. SQS drops a message whose
+    # deduplication id it saw within 5 minutes, deleted or not; MiniStack (the fault tier's AWS) too.
+    env = deploy(name="it-f")
+    records = [kafka_record(topic="ledger", partition=0, offset=i, key=f"acct-{i % 3}",
+                            value=json.dumps({"seq": i})) for i in range(25)]
+    Bridge(env.config, env.settings).handle(kafka_event(records))
+    assert len(env.drain("it-f-dev-ordered.fifo")) == 25  # received and deleted
+
+    Bridge(env.config, env.settings).handle(kafka_event(records))  # the batch again, after a crash
+
+    assert env.drain("it-f-dev-ordered.fifo") == []
+
+
 def test_lambda_handler_in_process_with_the_dev_config_and_no_payload_in_logs(deploy: Deploy, tmp_path: Any) -> None:
     # given: the function's environment pointed at the local AWS, as the local poller runs it
     env = deploy(DEV_CONFIG, name="it-dev")
