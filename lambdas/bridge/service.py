@@ -268,12 +268,14 @@ class Bridge:
         if listed is not None:
             decision = self._redrive_only(record, decision, listed, parks, correlation_id, trust.producer)
         accept_lists, steps = self._steps_for(decision)
+        producer = trust.producer
         # Verified once, up front, when a destination that may take this producer asks for a signature:
         # every message of the record then says the same about its producer.
-        if accept_lists and any(trust.producer is None or trust.producer in a for a in accept_lists):
+        if accept_lists and any(producer is None or producer in a for a in accept_lists):
             trust.verify()
-        if trust.producer:
-            (tally.producers if trust.verified else tally.producers_unverified)[trust.producer] += 1
+        verified = trust.verified
+        if producer:
+            (tally.producers if verified else tally.producers_unverified)[producer] += 1
         if decision.action == "skip":
             tally.skipped += 1
             return
@@ -289,8 +291,8 @@ class Bridge:
                     parks.append(ParkRequest(record, rejection.reason, rejection.detail, correlation_id, route,
                                              name, trust.producer))
                     continue
-            message = step.factory.build(view, producer=trust.producer, correlation_id=correlation_id,
-                                         verified=trust.verified, signed_id=trust.message_id)
+            message = step.factory.build(view, producer=producer, correlation_id=correlation_id,
+                                         verified=verified, signed_id=trust.message_id)
             limit = step.limit
             if message.size > limit and destination.oversize == "claim-check" and self._claim_check is not None:
                 try:
@@ -307,7 +309,7 @@ class Bridge:
                 continue
             if progress is not None and progress.delivered(record, name):
                 continue  # a previous attempt at this batch (or a redrive) delivered it already
-            message.origin = _Origin(record, route, trust.producer)
+            message.origin = _Origin(record, route, producer)
             run.add(step.target, message)
 
     def _steps_for(self, decision: RoutingDecision) -> tuple[tuple[frozenset[str], ...], tuple[_Step, ...]]:
