@@ -59,7 +59,7 @@ def test_after_a_batch_no_record_keeps_its_decoded_key_value_or_headers() -> Non
     assert all(p.record.is_lazy for p in report.parked)
 
 
-def test_each_value_key_and_header_list_is_decoded_once_for_two_destinations(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_value_and_key_is_base64_decoded_once_for_two_destinations(monkeypatch: pytest.MonkeyPatch) -> None:
     bridge, sqs = two_destinations_bridge()
     event = kafka_event(records(30))
     decoded: Counter[str] = Counter()
