@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.loaders import Loader
 from bridge.adapters import clients, defaults
 from bridge.adapters.sqs import SqsBatchSender
 from bridge.config import SQS_MAX_MESSAGE_BYTES
@@ -184,3 +185,36 @@ def test_a_cold_start_never_imports_boto3() -> None:
 
     # then: boto3 (its resources, s3transfer) was never loaded, only botocore
     assert json.loads(out.stdout.strip().splitlines()[-1]) is False
+
+
+def test_the_loader_lists_the_bridges_services_and_every_client_the_bridge_uses_can_be_created(
+    clients_created: list[str],
+) -> None:
+    # given: the shared session's loader, which lists only the bridge's services (botocore lists ~400
+    # directories for each model type on a client's creation, to check the name)
+    loader = clients.shared_session().get_component("data_loader")
+    assert isinstance(loader, clients.BridgeServicesLoader)
+    for type_name in ("service-2", "endpoint-rule-set-1"):
+        assert loader.list_available_services(type_name) == sorted(clients.BRIDGE_SERVICES)
+
+    # when: every client the bridge creates
+    settings = make_settings(checkpoint_table="t")
+    made = [clients.sqs_client(settings), clients.sns_client(settings), clients.s3_client(settings),
+            clients.secrets_client(settings), clients.dynamodb_client(settings)]
+
+    # then
+    assert sorted(clients_created) == ["dynamodb", "s3", "secrets-manager", "sns", "sqs"]
+    assert [c.meta.service_model.service_name for c in made] == ["sqs", "sns", "s3", "secretsmanager", "dynamodb"]
+
+
+def test_the_loader_keeps_botocores_search_paths_aws_data_path_included(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    # given: a model directory named by AWS_DATA_PATH, as botocore reads it
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
+
+    # when
+    loader = clients.new_session().get_component("data_loader")
+
+    # then: searched first, then botocore's own data, as botocore.loaders.create_loader does
+    assert loader.search_paths[0] == str(tmp_path)
+    assert loader.search_paths[1:] == Loader().search_paths
