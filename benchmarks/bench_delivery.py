@@ -32,22 +32,13 @@ from bridge.delivery import BatchOutcome, Target
 from bridge.envelope import OutgoingMessage
 from bridge.service import Bridge
 from bridge.settings import Settings
+from endpoint import RawBody  # benchmarks/, the script's own folder
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/bench-bridge-out"
 CHUNK = 65_536  # SQS bills each 64 KiB of a request as one request
 PRICE_PER_MILLION_REQUESTS = 0.40  # standard queue, us-east-1
 
-
-class _Body:
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **_: Any) -> Any:
-        yield self._data
-
-    def read(self, *_: Any) -> bytes:
-        return self._data
 
 
 @dataclass
@@ -70,14 +61,14 @@ class FakeSqsEndpoint:
             err = {"__type": "com.amazonaws.sqs#BatchRequestTooLong", "message": "Batch requests cannot be longer "
                    f"than {SQS_MAX_MESSAGE_BYTES} bytes"}
             return AWSResponse(request.url, 400, {"x-amzn-query-error": "AWS.SimpleQueueService.BatchRequestTooLong;"
-                                                  "Sender"}, _Body(json.dumps(err).encode()))
+                                                  "Sender"}, RawBody(json.dumps(err).encode()))
         self.delivered += len(entries)
         if "Entries" in body:
             out: dict[str, Any] = {"Successful": [{"Id": e["Id"], "MessageId": e["Id"], "MD5OfMessageBody": "-"}
                                                   for e in entries], "Failed": []}
         else:
             out = {"MessageId": "m", "MD5OfMessageBody": "-"}
-        return AWSResponse(request.url, 200, {}, _Body(json.dumps(out).encode()))
+        return AWSResponse(request.url, 200, {}, RawBody(json.dumps(out).encode()))
 
 
 def _size(entry: dict[str, Any]) -> int:

@@ -77,24 +77,14 @@ def memory(variant: str, path: str) -> dict[str, float]:
     if variant != "parse":
         import boto3  # noqa: PLC0415
         from botocore.awsrequest import AWSResponse  # noqa: PLC0415
-        from endpoint import respond  # noqa: PLC0415
-
-        class _Body:
-            def __init__(self, data: bytes) -> None:
-                self.data = data
-
-            def stream(self, **_: Any) -> Any:
-                yield self.data
-
-            def read(self, *_: Any) -> bytes:
-                return self.data
+        from endpoint import RawBody, respond  # noqa: PLC0415
 
         def answer(request: Any, **_: Any) -> AWSResponse:
             body = request.body if isinstance(request.body, bytes) else request.body.encode()
             _, _, out, ctype = respond(request.headers.get("X-Amz-Target", b"").decode()
                                        if isinstance(request.headers.get("X-Amz-Target"), bytes)
                                        else request.headers.get("X-Amz-Target", ""), body)
-            return AWSResponse(request.url, 200, {"Content-Type": ctype}, _Body(out))
+            return AWSResponse(request.url, 200, {"Content-Type": ctype}, RawBody(out))
 
         def stubbed(service: str) -> Any:
             client = boto3.client(service, endpoint_url="http://127.0.0.1:9")

@@ -26,6 +26,20 @@ from urllib.parse import parse_qs
 _MD5 = "0" * 32  # botocore does not check it; computing it would only add server CPU
 
 
+class RawBody:
+    """A canned HTTP response body as botocore reads it (`stream()`, `read()`), for the variants that
+    answer their client in-process from a `before-send` handler with `respond()`'s output."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_: Any) -> Any:
+        yield self.data
+
+    def read(self, *_: Any) -> bytes:
+        return self.data
+
+
 def respond(target: str, body: bytes) -> tuple[str, int, bytes, str]:
     """(action, entries, response body, content type) for one request; `target` is X-Amz-Target or ""."""
     if target:  # SQS JSON protocol: "AmazonSQS.SendMessageBatch"

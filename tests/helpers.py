@@ -99,6 +99,21 @@ def kafka_event(records: Sequence[dict[str, Any]], source: str = "aws:kafka") ->
 Reject = Callable[[Target, OutgoingMessage], "tuple[str, bool] | None"]
 
 
+class RawBody:
+    """A canned HTTP response body as botocore reads it (`stream()`, `read()`): tests answer a real
+    botocore client in-process from a `before-send` handler with `AWSResponse(url, status, headers,
+    RawBody(data))`, so nothing leaves the process."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_: Any) -> Any:
+        yield self.data
+
+    def read(self, *_: Any) -> bytes:
+        return self.data
+
+
 class FakeSender:
     """In-memory `BatchSender`: records calls, enforces API limits, rejects entries on request.
 

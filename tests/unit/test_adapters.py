@@ -25,7 +25,16 @@ from bridge.envelope import OutgoingMessage
 from bridge.parking import ObjectStoreError
 from bridge.service import Bridge
 
-from tests.helpers import FakeKeys, FakeSender, FakeStore, kafka_event, kafka_record, make_config, make_settings
+from tests.helpers import (
+    FakeKeys,
+    FakeSender,
+    FakeStore,
+    RawBody,
+    kafka_event,
+    kafka_record,
+    make_config,
+    make_settings,
+)
 
 URL = "https://sqs.us-east-1.amazonaws.com/123456789012/t-ordered.fifo"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:t-feed"
@@ -173,7 +182,7 @@ def test_must_show_b_counted_on_the_real_sqs_client_1000_small_records_make_100_
         calls.append(len(entries))
         body = {"Successful": [{"Id": e["Id"], "MessageId": e["Id"], "MD5OfMessageBody": "x"} for e in entries],
                 "Failed": []}
-        return AWSResponse(request.url, 200, {}, _Raw(json.dumps(body).encode()))
+        return AWSResponse(request.url, 200, {}, RawBody(json.dumps(body).encode()))
 
     sqs.meta.events.register("before-send.sqs.SendMessageBatch", answer)
     config = make_config(destinations=[{"name": "out", "type": "sqs"}], routes=[{"name": "all", "match": {},
@@ -188,15 +197,3 @@ def test_must_show_b_counted_on_the_real_sqs_client_1000_small_records_make_100_
     assert set(calls) == {10}
     print(f"\nmust-show (b, real client): 1000 records -> {len(calls)} SendMessageBatch requests")
 
-
-class _Raw:
-    """The raw HTTP body botocore reads a response from."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **kw: Any) -> Any:
-        yield self._data
-
-    def read(self, *a: Any) -> bytes:
-        return self._data

@@ -23,7 +23,7 @@ from bridge.delivery import Deliverer, Target
 from bridge.envelope import OutgoingMessage
 from bridge.service import Bridge
 
-from tests.helpers import DEV_CONFIG, dev_config, make_settings
+from tests.helpers import DEV_CONFIG, RawBody, dev_config, make_settings
 
 
 @pytest.fixture
@@ -61,16 +61,6 @@ def test_each_port_creates_its_client_once_on_first_use(clients_created: list[st
     assert clients_created == ["sqs", "s3"]
 
 
-class _Body:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def stream(self, **_: Any) -> Any:
-        yield self.data
-
-    def read(self, *_: Any) -> bytes:
-        return self.data
-
 
 def test_a_request_the_service_refuses_is_parked_at_once_without_botocore_validation(
     clients_created: list[str],
@@ -87,7 +77,7 @@ def test_a_request_the_service_refuses_is_parked_at_once_without_botocore_valida
         assert not isinstance(value, str), "botocore did not check the type: the service does"
         error = {"__type": "com.amazonaws.sqs#InvalidParameterValue", "message": "StringValue must be a string"}
         return AWSResponse(request.url, 400, {"x-amzn-query-error": "InvalidParameterValue;Sender"},
-                           _Body(json.dumps(error).encode()))
+                           RawBody(json.dumps(error).encode()))
 
     sqs.meta.events.register("before-send.sqs.SendMessageBatch", answer)
     bad = OutgoingMessage("orders-0-0", "q", "body", (("n", 5),), "c0", 10)  # type: ignore[arg-type]

@@ -23,23 +23,13 @@ from bridge.adapters.query_body import (
     quote_plus,
 )
 
-from tests.helpers import make_settings
+from tests.helpers import RawBody, make_settings
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:orders"
 FIFO_TOPIC = "arn:aws:sns:us-east-1:123456789012:orders.fifo"
 # Characters that stress the encoding: every ASCII byte, latin-1, CJK, astral (emoji), the BOM.
 ALPHABET = string.printable + "\x00\x01\x7f" + "éüß" + "日本語" + "😀🚀" + "\ufeff\u2028" + "+&=%;/?#"
 
-
-class _Body:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def stream(self, **_: Any) -> Any:
-        yield self.data
-
-    def read(self, *_: Any) -> bytes:
-        return self.data
 
 
 _OK = {b"PublishBatch": b'<PublishBatchResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishBatchResult>'
@@ -58,7 +48,7 @@ def _capturing(client: Any) -> list[str | bytes]:
         bodies.append(request.body)
         body = request.body if isinstance(request.body, bytes) else request.body.encode()
         action = body.split(b"&", 1)[0].removeprefix(b"Action=")
-        return AWSResponse(request.url, 200, {}, _Body(_OK[action]))
+        return AWSResponse(request.url, 200, {}, RawBody(_OK[action]))
 
     client.meta.events.register("before-send.sns", answer)
     return bodies

@@ -15,21 +15,11 @@ from botocore.config import Config
 from bridge.adapters import clients
 from bridge.adapters.sqs_body import SendMessageBatchSerializer, install, plain_send_message_batch
 
-from tests.helpers import make_settings
+from tests.helpers import RawBody, make_settings
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
 ALPHABET = string.printable + "\x00\x01\x7f" + "éüß" + "日本語" + "😀🚀" + "\ufeff\u2028" + '"\\/'
 
-
-class _Body:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def stream(self, **_: Any) -> Any:
-        yield self.data
-
-    def read(self, *_: Any) -> bytes:
-        return self.data
 
 
 def _capturing(client: Any) -> list[tuple[bytes, dict[str, Any]]]:
@@ -41,7 +31,7 @@ def _capturing(client: Any) -> list[tuple[bytes, dict[str, Any]]]:
                    if k.lower() not in ("x-amz-date", "authorization", "amz-sdk-invocation-id", "user-agent")}
         sent.append((request.body, headers))
         return AWSResponse(request.url, 200, {"Content-Type": "application/x-amz-json-1.0"},
-                           _Body(b'{"Successful": [], "Failed": []}'))
+                           RawBody(b'{"Successful": [], "Failed": []}'))
 
     client.meta.events.register("before-send.sqs", answer)
     return sent
