@@ -24,6 +24,7 @@ SNS_DEFAULT_MAX_MESSAGE_BYTES = 262_144  # SNS message and PublishBatch payload 
 SQS_EXISTING_QUEUE_DEFAULT_BYTES = 262_144  # assumed for an existing queue that does not state its limit
 SNS_MAX_MESSAGE_BYTES = 1_048_576  # the ceiling a topic's MaximumMessageSize may be raised to
 MAX_BATCH_ENTRIES = 10  # SendMessageBatch and PublishBatch
+MAX_CONCURRENCY = 64  # settings.max_concurrency: send threads (and pooled connections) per invocation
 MAX_MESSAGE_ATTRIBUTES = 10  # SQS; SNS raw delivery to SQS drops messages with more
 SQS_QUEUE_NAME_MAX = 80
 SQS_MIN_RETENTION_SECONDS = 60  # MessageRetentionPeriod
@@ -1100,7 +1101,7 @@ def _parse_settings(pb: _Problems, raw: Any, production: bool = False) -> Bridge
              hint="a Kafka header name") or d.message_id_header,
         _int(pb, "settings.max_delivery_attempts", raw.get("max_delivery_attempts"), d.max_delivery_attempts, 1, 10),
         _int(pb, "settings.retry_base_delay_ms", raw.get("retry_base_delay_ms"), d.retry_base_delay_ms, 0, 10_000),
-        _int(pb, "settings.max_concurrency", raw.get("max_concurrency"), d.max_concurrency, 1, 64),
+        _int(pb, "settings.max_concurrency", raw.get("max_concurrency"), d.max_concurrency, 1, MAX_CONCURRENCY),
         _int(pb, "settings.memory_mb", raw.get("memory_mb"), d.memory_mb, 128, 10_240),
         _int(pb, "settings.timeout_seconds", raw.get("timeout_seconds"), d.timeout_seconds, 10, 900),
         _int(pb, "settings.audit_max_correlation_ids", raw.get("audit_max_correlation_ids"),

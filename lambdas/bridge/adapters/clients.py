@@ -18,6 +18,7 @@ from botocore.config import Config
 from botocore.loaders import Loader
 
 from bridge.adapters import query_body, sqs_body
+from bridge.config import MAX_CONCURRENCY
 from bridge.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,9 +36,14 @@ if TYPE_CHECKING:
 # entries are built by bridge.adapters.batching from typed messages (strings only, sizes and
 # characters checked before packing), and a request the service still refuses comes back as a
 # sender-fault error that is parked without retrying, as a ParamValidationError would be.
+# Delivery sends from up to `max_concurrency` threads through one client: botocore keeps only
+# `max_pool_connections` (default 10) connections, and a thread beyond them opens a new connection
+# per request and throws it away afterwards (a TCP and TLS handshake each time). The pool holds
+# connections as threads open them, so sizing it for the largest allowed concurrency costs nothing.
 SEND_TOTAL_ATTEMPTS = 1
 _SEND_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": SEND_TOTAL_ATTEMPTS},
-                      connect_timeout=5, read_timeout=20, parameter_validation=False)
+                      connect_timeout=5, read_timeout=20, parameter_validation=False,
+                      max_pool_connections=MAX_CONCURRENCY)
 _OTHER_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=20)
 # Signing keys are read while a batch waits; a Secrets Manager outage must fail fast (the record is
 # parked signing_key_unavailable and the failure remembered), not eat the function's timeout.
