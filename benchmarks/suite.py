@@ -9,8 +9,8 @@ Sections:
               process) answering after 0 ms or 10 ms; standard SQS, SNS, FIFO with many keys, FIFO
               with one hot key. Variants: the bridge (`Bridge.handle`), a naive handler (one
               SendMessage/Publish per record), a same-shape batch loop (same body and attributes,
-              batches of 10, sequential; for SNS at 10 ms also on 8 threads), a bare batch loop (body
-              only) sequential and on 8 threads. The baselines use stock boto3 clients.
+              batches of 10, sequential; for SNS at 10 ms also on 16 threads), a bare batch loop (body
+              only) sequential and on 16 threads. The baselines use stock boto3 clients.
   own_cpu     CPU per record with AWS stubbed (in-memory senders): the bridge, its decoding alone,
               Powertools' KafkaEvent iteration, and the decode floor (base64 key/value + headers).
   cold_start  fresh processes, Lambda-like environment (the stack's default variables, the package
@@ -50,7 +50,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 ACCOUNT, REGION = "123456789012", "us-east-1"
-THREADS = 8  # the bridge's default max_concurrency; the concurrent baseline uses as many
+THREADS = 16  # the bridge's default max_concurrency; the concurrent baseline uses as many
 VALUE_BYTES = 1024
 
 # Dummy credentials and no metadata probing: nothing here may reach AWS.
@@ -292,12 +292,12 @@ def delivery_round(res: Results, ep: Endpoint, rnd: int, scale: float, kinds: Se
             variants: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], Any]]] = [
                 ("bridge", event, bridge.handle),
                 ("naive", small, partial(naive, client=client, dest=dest)),
-                ("bare-8-threads", event, partial(batch_loop, client=client, dest=dest, shaped=False,
-                                                  threads=THREADS)),
+                (f"bare-{THREADS}-threads", event, partial(batch_loop, client=client, dest=dest, shaped=False,
+                                                           threads=THREADS)),
             ]
             if delay > 0 and kind == "sns":  # the bridge's message shape on as many threads: the fair reference
-                variants.append(("same-shape-8-threads", event, partial(batch_loop, client=client, dest=dest,
-                                                                        threads=THREADS)))
+                variants.append((f"same-shape-{THREADS}-threads", event,
+                                 partial(batch_loop, client=client, dest=dest, threads=THREADS)))
             if delay == 0 or kind == "fifo-hot":  # sequential loops at 10 ms only where they are the reference
                 variants += [("same-shape-loop", event, partial(batch_loop, client=client, dest=dest)),
                              ("bare-loop", event, partial(batch_loop, client=client, dest=dest, shaped=False))]
@@ -493,14 +493,14 @@ def report(res: Results, args: argparse.Namespace, started: datetime, load: tupl
              fmt([r.cpu_us for r in s], 1) + " µs", rs, "≤ 1.1×", med(rs) <= 1.1)
     for kind in ("sqs", "sns"):
         if f"delivery|{kind}|10|bridge" in R:
-            b, c = R[f"delivery|{kind}|10|bridge"], R[f"delivery|{kind}|10|bare-8-threads"]
+            b, c = R[f"delivery|{kind}|10|bridge"], R[f"delivery|{kind}|10|bare-{THREADS}-threads"]
             rs = ratios(b, c, lambda r: r.rate)
-            goal(f"throughput at 10 ms, {kind.upper()} standard, vs bare 8-thread loop",
+            goal(f"throughput at 10 ms, {kind.upper()} standard, vs bare {THREADS}-thread loop",
                  fmt([r.rate for r in b], 0) + " msg/s", fmt([r.rate for r in c], 0) + " msg/s", rs, "≥ 0.9×",
                  med(rs) >= 0.9)
-    if "delivery|sns|10|same-shape-8-threads" in R:  # the fair comparison; the goal stays the bare loop
-        b, c = R["delivery|sns|10|bridge"], R["delivery|sns|10|same-shape-8-threads"]
-        goal("throughput at 10 ms, SNS standard, vs same-shape 8-thread loop (same attributes)",
+    if f"delivery|sns|10|same-shape-{THREADS}-threads" in R:  # the fair comparison; the goal stays the bare loop
+        b, c = R["delivery|sns|10|bridge"], R[f"delivery|sns|10|same-shape-{THREADS}-threads"]
+        goal(f"throughput at 10 ms, SNS standard, vs same-shape {THREADS}-thread loop (same attributes)",
              fmt([r.rate for r in b], 0) + " msg/s", fmt([r.rate for r in c], 0) + " msg/s",
              ratios(b, c, lambda r: r.rate), "(reference)", None)
     if "delivery|fifo|10|bridge" in R and "delivery|fifo|0|bridge" in R:

@@ -196,3 +196,45 @@ def test_planning_waits_while_enough_batches_wait_to_be_sent_so_a_large_batch_is
     assert len(added) == 500
     assert len(receipts) == 500
     assert all(r.delivered for r in receipts)
+
+
+class PeakSender:
+    """Fake SQS whose requests wait until `wanted` requests are in flight at once (if the bridge never
+    gets there, the first to give up after 10 s lets every request through); records the peak."""
+
+    def __init__(self, wanted: int) -> None:
+        self.wanted = wanted
+        self.in_flight = 0
+        self.peak = 0
+        self.reached = threading.Event()
+        self._lock = threading.Lock()
+
+    def send_batch(self, target: Target, messages: Any) -> BatchOutcome:
+        with self._lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            if self.in_flight >= self.wanted:
+                self.reached.set()
+        if target.name == "ledger" and not self.reached.wait(timeout=10):
+            self.reached.set()  # never got there: the rest need not wait too
+        with self._lock:
+            self.in_flight -= 1
+        return BatchOutcome()
+
+
+def test_a_fifo_destination_with_many_groups_has_sixteen_requests_in_flight_by_default(
+    make_bridge: Callable[..., Bridge],
+) -> None:
+    # given: the default settings and 2,000 records of 97 keys to a FIFO queue grouped by key (at 10 ms per
+    # request, 8 requests in flight capped it at about half its zero-latency throughput)
+    config = make_config(destinations=[{"name": "ledger", "type": "sqs", "fifo": True, "group_id": "key"}],
+                         routes=[{"name": "all", "match": {}, "to": ["ledger"]}])
+    sender = PeakSender(16)
+    event = kafka_event([kafka_record(partition=i % 3, offset=i, key=f"k{i % 97}") for i in range(2000)])
+
+    # when
+    report = make_bridge(config, sqs=sender, sns=sender).handle(event)
+
+    # then: 16 lanes sent at once, and everything was delivered
+    assert sender.peak == 16
+    assert report.summary["delivered"] == {"ledger": 2000}
