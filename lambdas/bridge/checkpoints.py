@@ -139,7 +139,8 @@ class BatchProgress:
 
     def outage_since(self, batch_id: str, now: float) -> float | None:
         """When this batch first failed back for an outage (epoch seconds), recording `now` if it never
-        did; None when the store cannot tell (the caller parks: failing back blind could loop)."""
+        did; None when the store cannot tell (the caller then goes by its own note of the batch's first
+        failure: failing back with no bound at all could loop)."""
         if self._store is None:
             return None
         shard = f"outage/{batch_id}"

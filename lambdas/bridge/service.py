@@ -36,6 +36,9 @@ from bridge.settings import Settings
 from bridge.trust import SigningKeys, TrustPolicy
 
 OUTAGE_REASONS = frozenset({"signing_key_unavailable"})  # parks an outage causes, besides failed deliveries
+# Batches whose first failed-back invocation a process remembers itself, for when the checkpoint table
+# cannot say (`Bridge._outage_retry_open`); the oldest are forgotten first.
+OUTAGE_NOTES_KEPT = 1000
 
 
 class OutageRetryError(RuntimeError):
@@ -124,6 +127,7 @@ class Bridge:
         self._router = Router(config)
         self._trust = TrustPolicy(config, signing_keys, now_ms=lambda: int(clock().timestamp() * 1000))
         self._clock = clock
+        self._outage_noted: dict[str, float] = {}  # batch id -> when this process first failed it back
         self.targets = {
             d.name: Target(d.name, d.type, settings.destination_address(d, config.prefix), d.message_limit, d.fifo)
             for d in config.destinations
@@ -150,6 +154,10 @@ class Bridge:
         """Process one decoded batch (the handler decodes first to log with the batch id). Raises
         ForeignEventError for an event from another source (unless it is a redrive)."""
         self._check_source(batch)
+        if self.config.settings.outage_retry_seconds:
+            # This may be the mapping's retry of a batch failed back for a Secrets Manager outage: read the
+            # key again rather than repeat a failure remembered from the failed invocation.
+            self._trust.retry_failed_reads()
         started_at = self._clock()
         batch_id = batch_id_for(batch.records, redrive=batch.redrive is not None)
         tally = BatchTally(redrive=batch.redrive is not None,
@@ -221,7 +229,15 @@ class Bridge:
             return False
         now = self._clock().timestamp()
         since = progress.outage_since(batch_id, now)
-        return since is not None and now - since < window
+        if since is None:
+            # The table cannot say (it is often down in the same outage: a restart of the local AWS takes
+            # DynamoDB, SQS and Secrets Manager together). Parking now would let a redrive deliver FIFO
+            # messages after their successors; this process's own note of the batch's first failure
+            # bounds the retries instead (the mapping retries a batch in the same warm environment).
+            since = self._outage_noted.setdefault(batch_id, now)
+            while len(self._outage_noted) > OUTAGE_NOTES_KEPT:
+                del self._outage_noted[next(iter(self._outage_noted))]
+        return now - since < window
 
     def _check_source(self, batch: KafkaBatch) -> None:
         """Refuse an event that names another cluster (or other brokers) than the config's: only this

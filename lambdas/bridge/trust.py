@@ -24,9 +24,12 @@ cold start; a signature that verifies with neither cached key refetches them at 
 `KEY_REFRESH_SECONDS`, so a flood of forged records costs one read per few seconds), for producers
 that switch to a new key before the cache expires. A failed read is remembered for
 `KEY_RETRY_SECONDS`: while Secrets Manager is down, no call is made per record (which would outlast
-the function timeout and block the partition). Keys read before the outage keep verifying for up to
-`KEY_STALE_SECONDS`; a producer with no usable keys has its records parked
-`signing_key_unavailable`, to be redriven.
+the function timeout and block the partition). With `settings.outage_retry_seconds`, each invocation
+may read a failed key once more (`retry_failed_reads`): the batch is failed back to be retried, and a
+retry that only repeats the remembered failure would spend the mapping's retries in seconds, after
+which the batch goes to the on-failure destination and its FIFO messages arrive after their
+successors. Keys read before the outage keep verifying for up to `KEY_STALE_SECONDS`; a producer
+with no usable keys has its records parked `signing_key_unavailable`, to be redriven.
 """
 
 from __future__ import annotations
@@ -113,6 +116,14 @@ class SigningKeyCache:
                 if entry.keys and now - entry.fetched_at < self._stale_for:
                     return entry.keys
                 raise
+
+    def retry_failed_reads(self) -> None:
+        """Let the next `keys_for` of each producer whose last read failed read again (once: a failure then
+        is remembered `retry_after` seconds as before)."""
+        with self._lock:
+            for entry in self._entries.values():
+                if entry.failure is not None:
+                    entry.attempted_at = float("-inf")
 
     def refreshed(self, producer: str) -> tuple[bytes, ...] | None:
         """Newly read keys after a signature no cached key verified; None when such a read happened
@@ -288,6 +299,10 @@ class TrustPolicy:
         self._headers = _Headers(config.settings.signature_header, config.settings.message_id_header)
         self._producers_for_topic: dict[str, tuple[str, ...]] = {}  # config-only: computed once per topic
         self._max_age = {p.name: p.max_age_seconds for p in config.producers}
+
+    def retry_failed_reads(self) -> None:
+        """A new invocation: a producer whose key read failed is read once more (see `SigningKeyCache`)."""
+        self._keys.retry_failed_reads()
 
     def attribute(self, record: KafkaRecord) -> RecordTrust:
         """Who wrote the record (claimed or inferred) and whether the claim is allowed."""

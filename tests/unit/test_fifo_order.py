@@ -12,15 +12,29 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from bridge.config import SQS_MAX_MESSAGE_BYTES
 from bridge.delivery import HELD_BACK, BatchOutcome, Deliverer, DeliveryReceipt, EntryFailure, SendCallError, Target
 from bridge.envelope import OutgoingMessage
-from bridge.service import Bridge
+from bridge.service import Bridge, OutageRetryError
 
-from tests.helpers import FakeSender, audit_events, kafka_event, kafka_record, make_config, parked_docs
+from tests.helpers import (
+    FakeCheckpoints,
+    FakeKeys,
+    FakeSender,
+    FakeStore,
+    audit_events,
+    kafka_event,
+    kafka_record,
+    make_config,
+    make_settings,
+    no_sleep,
+    parked_docs,
+    signed_record,
+)
 
 FIFO = Target("ordered", "sqs", "https://sqs.us-east-1.amazonaws.com/123456789012/t.fifo", SQS_MAX_MESSAGE_BYTES,
               fifo=True)
@@ -358,3 +372,92 @@ def test_an_order_break_while_lanes_are_fed_holds_back_the_rest_of_the_group_in_
     else:  # the last of the request: parked, its group goes on
         assert not by_id[f"orders-0-{failed}"].order_break
         assert stored == [i for i in range(1200) if i != failed]
+
+
+def test_a_secrets_manager_blip_is_over_for_the_mappings_retry_of_a_fifo_batch() -> None:
+    # A signing key read failed during a short outage (the fault tier's local AWS restart): the batch is
+    # failed back (outage_retry_seconds) and the mapping retries it at once, Secrets Manager back by then.
+    # The retry must read the key again: answering from the failure remembered by the failed invocation
+    # spent every retry of the mapping in seconds, the batch went to the on-failure destination, the
+    # partition went on, and the redrive delivered the batch's messages after their successors.
+    key = b"k" * 32
+    config = make_config(
+        producers=[{"name": "payer", "topics": ["payments"], "signing": True,
+                    "aws_principal": "arn:aws:iam::123456789012:role/payer"}],
+        destinations=[{"name": "ledger", "type": "sqs", "fifo": True, "accept_from": ["payer"]}],
+        routes=[{"name": "all", "match": {}, "to": ["ledger"]}],
+        settings={"checkpoints": "on", "outage_retry_seconds": 60})
+    keys = FakeKeys({"payer": key})
+    keys.fail = True
+    sqs = FakeSender()
+    bridge = Bridge(config, make_settings(), sqs=sqs, sns=FakeSender(), parking_store=FakeStore(),
+                    signing_keys=keys, checkpoints=FakeCheckpoints(), sleep=no_sleep)
+    event = kafka_event([signed_record(key, "payer", "payments", offset=i, key=f"acct-{i % 3}") for i in range(9)])
+    with pytest.raises(OutageRetryError):
+        bridge.handle(event)
+
+    keys.fail = False  # well inside trust.KEY_RETRY_SECONDS of the failed read
+    report = bridge.handle(event)
+
+    assert report.summary["parked"] == {}
+    assert [m.origin.record.offset for m in sqs.sent["ledger"]] == list(range(9))
+    assert keys.fetched == ["payer", "payer"]  # the failed read, then one read for the retry
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_an_outage_that_takes_the_checkpoint_table_too_fails_the_fifo_batch_back_within_the_window() -> None:
+    # The local AWS restart took DynamoDB with Secrets Manager: the checkpoint table could not say when the
+    # batch first failed back, so the bridge parked the batch's FIFO messages, and the redrive delivered
+    # them after their successors. Now the process's own note bounds the retries, as the table would.
+    key = b"k" * 32
+    config = make_config(
+        producers=[{"name": "payer", "topics": ["payments"], "signing": True,
+                    "aws_principal": "arn:aws:iam::123456789012:role/payer"}],
+        destinations=[{"name": "ledger", "type": "sqs", "fifo": True, "accept_from": ["payer"]}],
+        routes=[{"name": "all", "match": {}, "to": ["ledger"]}],
+        settings={"checkpoints": "on", "outage_retry_seconds": 60})
+    keys, table, sqs, clock = FakeKeys({"payer": key}), FakeCheckpoints(), FakeSender(), _Clock()
+    keys.fail = table.fail = True
+    bridge = Bridge(config, make_settings(), sqs=sqs, sns=FakeSender(), parking_store=FakeStore(),
+                    signing_keys=keys, checkpoints=table, sleep=no_sleep, clock=clock)
+    event = kafka_event([signed_record(key, "payer", "payments", offset=i, key=f"acct-{i % 3}") for i in range(9)])
+    with pytest.raises(OutageRetryError):
+        bridge.handle(event)
+    assert sqs.sent["test-bridge-dev-bridge-dlq"] == []
+
+    keys.fail = table.fail = False
+    clock.now += timedelta(seconds=1)
+    report = bridge.handle(event)
+    assert report.summary["parked"] == {}
+    assert [m.origin.record.offset for m in sqs.sent["ledger"]] == list(range(9))
+
+
+def test_an_outage_the_checkpoint_table_cannot_time_still_parks_once_the_window_is_over() -> None:
+    # no endless failing back while the table stays down: the note made at the first failure bounds it
+    key = b"k" * 32
+    config = make_config(
+        producers=[{"name": "payer", "topics": ["payments"], "signing": True,
+                    "aws_principal": "arn:aws:iam::123456789012:role/payer"}],
+        destinations=[{"name": "ledger", "type": "sqs", "fifo": True, "accept_from": ["payer"]}],
+        routes=[{"name": "all", "match": {}, "to": ["ledger"]}],
+        settings={"checkpoints": "on", "outage_retry_seconds": 60})
+    keys, table, sqs, clock = FakeKeys({"payer": key}), FakeCheckpoints(), FakeSender(), _Clock()
+    keys.fail = table.fail = True
+    bridge = Bridge(config, make_settings(), sqs=sqs, sns=FakeSender(), parking_store=FakeStore(),
+                    signing_keys=keys, checkpoints=table, sleep=no_sleep, clock=clock)
+    event = kafka_event([signed_record(key, "payer", "payments", offset=i) for i in range(3)])
+    with pytest.raises(OutageRetryError):
+        bridge.handle(event)
+    clock.now += timedelta(seconds=59)
+    with pytest.raises(OutageRetryError):
+        bridge.handle(event)
+    clock.now += timedelta(seconds=1)
+    report = bridge.handle(event)
+    assert report.summary["parked"] == {"signing_key_unavailable": 3}
