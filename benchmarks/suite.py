@@ -20,7 +20,8 @@ Sections:
   memory      peak Python allocations above baseline (tracemalloc) for large events, in fresh
               processes, as a multiple of the raw event: parsing alone, naive, the bridge.
 
-Run: `make bench` (3 rounds, writes benchmarks/RESULTS.md), `make bench ARGS=--quick` for a smoke run.
+Run: `make bench` (3 rounds, writes benchmarks/RESULTS.md), `make bench ARGS=--quick` for a smoke run (a quick or
+partial run writes only where `--out` says).
 """
 
 from __future__ import annotations
@@ -615,11 +616,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one round, a tenth of the records")
     parser.add_argument("--only", nargs="*", default=["own_cpu", "delivery", "cold_start", "memory"])
-    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the report (default: benchmarks/RESULTS.md for a full run of every "
+                             "section and scenario; a partial run writes only where --out says)")
     parser.add_argument("--kinds", nargs="*", choices=KINDS, default=list(KINDS),
                         help="delivery scenarios to run (default: all), e.g. --kinds sns --delays 10")
     parser.add_argument("--delays", nargs="*", type=int, choices=(0, 10), default=[0, 10])
     args = parser.parse_args(argv)
+    full = (set(args.only) >= {"own_cpu", "delivery", "cold_start", "memory"} and set(args.kinds) == set(KINDS)
+            and set(args.delays) == {0, 10} and not args.quick)
+    if args.out is None and full:
+        args.out = HERE / "RESULTS.md"  # the committed results are those of a full run only
     args.command = "make bench" + (" ARGS='" + " ".join(argv or sys.argv[1:]) + "'" if (argv or sys.argv[1:]) else "")
     if args.quick:
         args.rounds = 1
@@ -650,6 +657,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             ep.close()
     text = report(res, args, started, (load0, " / ".join(f"{x:.1f}" for x in os.getloadavg())))
     print("\n" + text)
+    if args.out is None:
+        print("a partial or quick run: not written to benchmarks/RESULTS.md (pass --out FILE to keep it)")
+        return
     args.out.write_text(text + "\n")
     print(f"written to {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
 

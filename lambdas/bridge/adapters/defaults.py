@@ -1,4 +1,4 @@
-"""Production ports over boto3 clients, for whichever ports a `Bridge` was not given.
+"""Production ports over botocore clients, for whichever ports a `Bridge` was not given.
 
 Each client is created when its port is first used, not when the Bridge is built: a batch that only
 delivers to SQS never pays for the SNS, S3 or Secrets Manager clients (S3's alone is about 30 ms of
