@@ -34,6 +34,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -139,6 +140,9 @@ class FaultProxy:
         self.journal_on = False
         self._rng = random.Random(seed)  # noqa: S311 - fault timing, reproducible by seed; not security
         self._lock = threading.Lock()
+        # Called with each request's service before it is forwarded, on the request's own thread: a test
+        # can hold one request (e.g. the first signing-key read) while it breaks the upstream.
+        self.on_call: Callable[[str], None] | None = None
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -212,6 +216,8 @@ class FaultProxy:
         length = int(req.headers.get("Content-Length") or 0)
         body = req.rfile.read(length) if length else b""
         call = classify(req.command, req.path, req.headers, body)
+        if self.on_call is not None:
+            self.on_call(call.service)
         kind = self._choose(call)
         if kind == "down":
             return self._reply(req, *error_response(call, 503, "ServiceUnavailable"))

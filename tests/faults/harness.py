@@ -99,6 +99,9 @@ class Scenario:
     seed: int = 11
     lose_dlq_answers: int = 0  # the first N bridge-DLQ send requests are stored, their answers lost
     restart_aws: bool = False  # restart the local AWS (clean stop, same port, its saved state) mid-run
+    # when: "sends" (once the poller sends) or "first_key_read" (the bridge's first Secrets Manager request
+    # is held while the restart begins, so the signing-key read meets the outage: the FIFO-order case)
+    restart_aws_at: str = "sends"
 
 
 @dataclass
@@ -233,7 +236,8 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
             threading.Thread(target=_end_outage_after, args=(stack.proxy, scenario.down_seconds),
                              daemon=True).start()
         if scenario.restart_aws:
-            restarted = _restart_aws_while_sending(stack, poller, rng)
+            restarted = (_restart_aws_at_first_key_read(stack, poller) if scenario.restart_aws_at == "first_key_read"
+                         else _restart_aws_while_sending(stack, poller, rng))
         while kills_done < scenario.kills:
             # Kill while the poller is delivering (a kill while it waits to join its group costs nothing):
             # once new messages arrive, at a random moment within the next half second.
@@ -325,6 +329,35 @@ def _restart_aws_while_sending(stack: FaultStack, poller: subprocess.Popen[bytes
         time.sleep(0.01)
     time.sleep(rng.uniform(0.0, 0.3))
     return restart_aws(stack.direct_state_dir).describe()
+
+
+def _restart_aws_at_first_key_read(stack: FaultStack, poller: subprocess.Popen[bytes]) -> str:
+    """Restart the local AWS as the bridge reads its first signing key: that request is held 0.3 s while the
+    restart begins, so it meets the outage (a key read failing while the batch is retried is what once sent
+    FIFO records to the DLQ, to be redriven after their successors)."""
+    assert stack.direct_state_dir is not None
+    state_dir = stack.direct_state_dir
+    said: list[str] = []
+    restart = threading.Thread(target=lambda: said.append(restart_aws(state_dir).describe()), daemon=True)
+    first = threading.Lock()
+
+    def hold_first_key_read(service: str) -> None:
+        if service == "secretsmanager" and first.acquire(blocking=False):  # only the first one, once
+            stack.proxy.on_call = None
+            restart.start()
+            time.sleep(0.3)
+
+    stack.proxy.on_call = hold_first_key_read
+    deadline = time.monotonic() + 120
+    try:
+        while not restart.is_alive() and not said and poller.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stack.proxy.on_call = None
+    if first.locked():
+        restart.join(timeout=120)
+    assert said, "the bridge never read a signing key within 120 s: nothing met the restart"
+    return said[0]
 
 
 def _connection_error(error: str) -> bool:

@@ -93,6 +93,18 @@ def test_local_aws_restarted_mid_run(fault_stack: FaultStack) -> None:
     assert r.injected.get("aws unreachable", 0) > 0, r.to_json()  # the bridge did meet the restart
 
 
+def test_local_aws_restarted_as_the_first_signing_key_is_read(fault_stack: FaultStack) -> None:
+    # The restart meets the bridge's first signing-key read (held in the proxy while the restart begins):
+    # the batch is failed back to the mapping, and its retry must read the key again rather than park the
+    # signed FIFO records for 30 s (they would be redriven after their successors: order broken).
+    r = _checked(run(fault_stack, Scenario("restart at first key read", RECORDS, restart_aws=True,
+                                           restart_aws_at="first_key_read", outage_retry_seconds=120,
+                                           max_retries=6, seed=50)))
+    assert "resumed with that state" in r.aws_restart, r.aws_restart
+    # nothing parked and no batch given up to the on-failure destination: a retry read the key again
+    assert not r.parked and r.on_failure_objects == 0, r.to_json()
+
+
 def test_poller_kills_checkpoints_off(fault_stack: FaultStack) -> None:
     _checked(run(fault_stack, Scenario(f"{KILLS} poller kills", KILL_RECORDS, checkpoints=False, kills=KILLS,
                                        seed=40)))
