@@ -148,7 +148,7 @@ def test_a_killed_local_aws_is_reported_as_having_lost_its_state_by_the_next_com
             require_running(tmp_path)
         assert "ministack" in str(err.value)
         assert "did not save its state (killed, not stopped" in str(err.value)
-        assert "Fix: bridge down" in str(err.value)
+        assert "Fix: bridge restart-aws (starts it empty and provisions the config again" in str(err.value)
         # and: restarting it starts empty and says so
         done = restart_aws(tmp_path)
         assert done.how == "was gone"
