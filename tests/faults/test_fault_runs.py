@@ -102,7 +102,8 @@ def test_local_aws_restarted_as_the_first_signing_key_is_read(fault_stack: Fault
                                            max_retries=6, seed=50)))
     assert "resumed with that state" in r.aws_restart, r.aws_restart
     # nothing parked and no batch given up to the on-failure destination: a retry read the key again
-    assert not r.parked and r.on_failure_objects == 0, r.to_json()
+    assert not r.parked, r.to_json()
+    assert r.on_failure_objects == 0, r.to_json()
 
 
 def test_poller_kills_checkpoints_off(fault_stack: FaultStack) -> None:
