@@ -114,6 +114,24 @@ class RawBody:
         return self.data
 
 
+class MemoryOnFailureObjects:
+    """The mapping's S3 on-failure objects in memory, for `bridge_local.replay.replay_on_failure`."""
+
+    where = "memory://on-failure/"
+
+    def __init__(self, docs: dict[str, Any]) -> None:
+        self.docs = {k: json.dumps(v).encode() for k, v in docs.items()}
+
+    def list_keys(self) -> list[str]:
+        return sorted(self.docs)
+
+    def read(self, key: str) -> bytes:
+        return self.docs[key]
+
+    def delete(self, key: str) -> None:
+        del self.docs[key]
+
+
 class FakeSender:
     """In-memory `BatchSender`: records calls, enforces API limits, rejects entries on request.
 

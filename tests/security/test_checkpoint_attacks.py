@@ -8,32 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from bridge.service import Bridge
 
 from bridge_local.replay import replay_on_failure
-from tests.helpers import FakeKeys, FakeSender, kafka_event
+from tests.helpers import FakeKeys, FakeSender, MemoryOnFailureObjects, kafka_event
 from tests.infra.conftest import Synth
 from tests.infra.helpers import as_list, iam_statements
 from tests.security.test_runtime_attacks import KEYS, LEDGER, genuine, trust_config
-
-
-class Objects:
-    where = "memory://on-failure/"
-
-    def __init__(self, docs: dict[str, Any]) -> None:
-        self.docs = {k: json.dumps(v).encode() for k, v in docs.items()}
-
-    def list_keys(self) -> list[str]:
-        return sorted(self.docs)
-
-    def read(self, key: str) -> bytes:
-        return self.docs[key]
-
-    def delete(self, key: str) -> None:
-        del self.docs[key]
 
 
 @pytest.mark.attack("forged record planted as an S3 on-failure object and replayed",
@@ -45,7 +28,7 @@ def test_planted_on_failure_object_is_verified_like_any_batch(make_bridge: Calla
     bridge = make_bridge(trust_config())
     # given an object in the parking bucket that claims to be a failed batch of the payer's records
     forged = genuine(secret=b"guessed-key")
-    objects = Objects({"aws/lambda/x.json": {"requestContext": {"condition": "RetryAttemptsExhausted"},
+    objects = MemoryOnFailureObjects({"aws/lambda/x.json": {"requestContext": {"condition": "RetryAttemptsExhausted"},
                                              "payload": kafka_event([forged])}})
 
     # when the operator replays the on-failure objects

@@ -412,10 +412,10 @@ class _Clock:
         return self.now
 
 
-def test_an_outage_that_takes_the_checkpoint_table_too_fails_the_fifo_batch_back_within_the_window() -> None:
-    # The local AWS restart took DynamoDB with Secrets Manager: the checkpoint table could not say when the
-    # batch first failed back, so the bridge parked the batch's FIFO messages, and the redrive delivered
-    # them after their successors. Now the process's own note bounds the retries, as the table would.
+def _signed_fifo_bridge_with_keys_and_table_down() -> tuple[bytes, FakeKeys, FakeCheckpoints, FakeSender, _Clock,
+                                                            Bridge]:
+    """A signed producer to a FIFO queue, checkpoints on, outage_retry_seconds 60; Secrets Manager and the
+    checkpoint table both failing (a local AWS restart)."""
     key = b"k" * 32
     config = make_config(
         producers=[{"name": "payer", "topics": ["payments"], "signing": True,
@@ -427,6 +427,14 @@ def test_an_outage_that_takes_the_checkpoint_table_too_fails_the_fifo_batch_back
     keys.fail = table.fail = True
     bridge = Bridge(config, make_settings(), sqs=sqs, sns=FakeSender(), parking_store=FakeStore(),
                     signing_keys=keys, checkpoints=table, sleep=no_sleep, clock=clock)
+    return key, keys, table, sqs, clock, bridge
+
+
+def test_an_outage_that_takes_the_checkpoint_table_too_fails_the_fifo_batch_back_within_the_window() -> None:
+    # The local AWS restart took DynamoDB with Secrets Manager: the checkpoint table could not say when the
+    # batch first failed back, so the bridge parked the batch's FIFO messages, and the redrive delivered
+    # them after their successors. Now the process's own note bounds the retries, as the table would.
+    key, keys, table, sqs, clock, bridge = _signed_fifo_bridge_with_keys_and_table_down()
     event = kafka_event([signed_record(key, "payer", "payments", offset=i, key=f"acct-{i % 3}") for i in range(9)])
     with pytest.raises(OutageRetryError):
         bridge.handle(event)
@@ -441,17 +449,7 @@ def test_an_outage_that_takes_the_checkpoint_table_too_fails_the_fifo_batch_back
 
 def test_an_outage_the_checkpoint_table_cannot_time_still_parks_once_the_window_is_over() -> None:
     # no endless failing back while the table stays down: the note made at the first failure bounds it
-    key = b"k" * 32
-    config = make_config(
-        producers=[{"name": "payer", "topics": ["payments"], "signing": True,
-                    "aws_principal": "arn:aws:iam::123456789012:role/payer"}],
-        destinations=[{"name": "ledger", "type": "sqs", "fifo": True, "accept_from": ["payer"]}],
-        routes=[{"name": "all", "match": {}, "to": ["ledger"]}],
-        settings={"checkpoints": "on", "outage_retry_seconds": 60})
-    keys, table, sqs, clock = FakeKeys({"payer": key}), FakeCheckpoints(), FakeSender(), _Clock()
-    keys.fail = table.fail = True
-    bridge = Bridge(config, make_settings(), sqs=sqs, sns=FakeSender(), parking_store=FakeStore(),
-                    signing_keys=keys, checkpoints=table, sleep=no_sleep, clock=clock)
+    key, _keys, _table, _sqs, clock, bridge = _signed_fifo_bridge_with_keys_and_table_down()
     event = kafka_event([signed_record(key, "payer", "payments", offset=i) for i in range(3)])
     with pytest.raises(OutageRetryError):
         bridge.handle(event)

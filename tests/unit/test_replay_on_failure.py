@@ -10,24 +10,8 @@ import pytest
 from bridge.parking import ParkingFailedError
 
 from bridge_local.replay import event_of, replay_on_failure
-from tests.helpers import FakeCheckpoints, FakeSender, kafka_event, kafka_record
+from tests.helpers import FakeCheckpoints, FakeSender, MemoryOnFailureObjects, kafka_event, kafka_record
 from tests.unit.test_checkpoints import DLQ, Switch, bridge_with, two_queue_config
-
-
-class MemoryObjects:
-    where = "memory://on-failure/"
-
-    def __init__(self, docs: dict[str, Any]) -> None:
-        self.docs = {k: json.dumps(v).encode() for k, v in docs.items()}
-
-    def list_keys(self) -> list[str]:
-        return sorted(self.docs)
-
-    def read(self, key: str) -> bytes:
-        return self.docs[key]
-
-    def delete(self, key: str) -> None:
-        del self.docs[key]
 
 
 def on_failure_document(event: dict[str, Any], *, as_string: bool = False) -> dict[str, Any]:
@@ -46,7 +30,7 @@ def test_replay_sends_only_what_the_failed_batch_did_not_deliver() -> None:
     for _ in range(3):  # the mapping's attempts
         with pytest.raises(ParkingFailedError):
             bridge.handle(event)
-    objects = MemoryObjects({"on-failure/orders-0/1.json": on_failure_document(event, as_string=True)})
+    objects = MemoryOnFailureObjects({"on-failure/orders-0/1.json": on_failure_document(event, as_string=True)})
 
     # when: the DLQ is back and the on-failure object is replayed; "flaky" has recovered too
     dlq_down.on = False
@@ -62,14 +46,14 @@ def test_replay_sends_only_what_the_failed_batch_did_not_deliver() -> None:
 
 
 def test_objects_without_a_kafka_event_are_skipped_and_kept() -> None:
-    objects = MemoryObjects({"a.json": {"payload": {"hello": "world"}}, "b.json": ["not", "an", "object"]})
+    objects = MemoryOnFailureObjects({"a.json": {"payload": {"hello": "world"}}, "b.json": ["not", "an", "object"]})
     report = replay_on_failure(objects, lambda e: {"summary": {}})
     assert [k for k, _ in report.skipped] == ["a.json", "b.json"]
     assert sorted(objects.docs) == ["a.json", "b.json"]
 
 
 def test_a_failed_replay_keeps_the_object() -> None:
-    objects = MemoryObjects({"a.json": on_failure_document(kafka_event([kafka_record()]))})
+    objects = MemoryOnFailureObjects({"a.json": on_failure_document(kafka_event([kafka_record()]))})
 
     def fail(_event: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("still down")
