@@ -836,6 +836,11 @@ def _print_redrive(rep: RedriveReport, where: str) -> None:
         _out(f"  failed: an event of {f.records} record(s) ({f.error}); its {f.messages} DLQ message(s) stay")
     for sk in rep.skipped:
         _out(f"  skipped {sk.record_id} (message {sk.message_id}): {sk.why}; left in the DLQ")
+    for mm in rep.mismatched:
+        _out(f"  warning: {mm.record_id} (message {mm.message_id}): {mm.why}")
+    for rid in rep.conflicts:
+        _out(f"  warning: {rid} is parked with different record bytes (a topic re-created under the same name, "
+             "or a planted message): each version replayed on its own, none merged; check them")
     if rep.not_deleted:
         _out(f"  {rep.not_deleted} DLQ message(s) of redriven records could not be deleted; they reappear after "
              "the visibility timeout and a later redrive replays them again")

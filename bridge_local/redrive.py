@@ -7,7 +7,11 @@
    left in the DLQ.
 3. Merge the messages of one record (a record parked for two destinations is two messages) into one
    entry, and the copies of one park (same `park_id`: a DLQ send retried after its answer was lost,
-   a batch parked again by the mapping's retry) into one planned park; build redrive events
+   a batch parked again by the mapping's retry) into one planned park. Nothing a message claims is
+   taken on trust: its `park_id` counts only when it equals the id recomputed from the document
+   (record id, record bytes, destination, reason; a mismatch is a park of its own, reported and never
+   merged), only messages carrying the same record bytes merge, and a document whose `record_id`
+   does not name the record it carries is skipped. Build redrive events
    (docs/runtime-contract.md "Redrive"): Lambda's Kafka event shape,
    records grouped by topic-partition in offset order, at most `source.batch_size` records and
    `MAX_EVENT_BYTES` per event, plus the `bridgeRedrive` map of record id -> destinations (null for
@@ -30,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bridge.parking import document_digest
+from bridge.parking import document_digest, park_id_of, record_digest
 from bridge.records import REDRIVE_KEY
 
 MAX_RECEIVE_MESSAGES = 10  # SQS ReceiveMessage and DeleteMessageBatch take at most 10
@@ -100,11 +104,10 @@ class ParkedMessage:
         return str(self.document.get("reason") or "")
 
     @property
-    def park_id(self) -> str:
-        """The park this message is a copy of (bridge.parking.park_id); a message parked before park ids
-        existed is a park of its own."""
+    def claimed_park_id(self) -> str | None:
+        """The `park_id` the document claims: trusted only once `verified_park_id` recomputed it."""
         p = self.document.get("park_id")
-        return p if isinstance(p, str) and p else f"message:{self.message_id}"
+        return p if isinstance(p, str) and p else None
 
     @property
     def destination(self) -> str | None:
@@ -212,8 +215,45 @@ def resolve_records(messages: Iterable[ParkedMessage], fetch: FetchDocument,
             if not isinstance(record, Mapping):
                 skipped.append(SkippedMessage(m.message_id, m.record_id, f"{uri} holds no record"))
                 continue
+        named = _named_record_id(record)
+        if named is not None and named != m.record_id:
+            # the redrive event would list one record and carry another, which then goes everywhere
+            skipped.append(SkippedMessage(m.message_id, m.record_id, f"record_id does not name the record the "
+                                          f"document carries ({named}): forged or corrupted; not redriven"))
+            continue
         resolved.append((m, record))
     return resolved, skipped
+
+
+def _named_record_id(record: Mapping[str, Any]) -> str | None:
+    """`topic-partition-offset` of a record that has all three (bridge.records.KafkaRecord.record_id)."""
+    topic, partition, offset = record.get("topic"), record.get("partition"), record.get("offset")
+    if isinstance(topic, str) and topic and _is_int(partition) and _is_int(offset):
+        return f"{topic}-{partition}-{offset}"
+    return None
+
+
+def verified_park_id(message: ParkedMessage, record: Mapping[str, Any]) -> str | None:
+    """The message's `park_id` when it equals the one recomputed from the document (bridge.parking.park_id_of);
+    None when it claims none (parked before park ids existed) or another one (forged or corrupted)."""
+    claimed = message.claimed_park_id
+    if claimed is None or claimed != park_id_of(message.record_id, record, message.destination, message.reason):
+        return None
+    return claimed
+
+
+def park_mismatch(message: ParkedMessage, record: Mapping[str, Any]) -> SkippedMessage | None:
+    """A message whose claimed `park_id` is not its document's: replayed as a park of its own, and reported."""
+    if message.claimed_park_id is None or verified_park_id(message, record) is not None:
+        return None
+    return SkippedMessage(message.message_id, message.record_id,
+                          "park_id does not match the document (forged or corrupted): not merged with any "
+                          "other message, replayed on its own")
+
+
+def park_key(message: ParkedMessage, record: Mapping[str, Any]) -> str:
+    """What one park is: its verified park id, else the DLQ message alone."""
+    return verified_park_id(message, record) or f"message:{message.message_id}"
 
 
 def merge_parked(resolved: Iterable[tuple[ParkedMessage, Mapping[str, Any]]]) -> list[RedriveEntry]:
@@ -222,11 +262,14 @@ def merge_parked(resolved: Iterable[tuple[ParkedMessage, Mapping[str, Any]]]) ->
     A message parked with no destination (undecodable, unroutable, a trust rejection) makes the entry
     route normally (None): nothing reached any destination when it was parked. A record without a
     known offset (an undecodable one: `<topic>-<partition>--1`) is not identified by its record id,
-    which different records share, so each of its DLQ messages is an entry of its own.
+    which different records share, so each of its DLQ messages is an entry of its own. Messages merge
+    only when they carry the same record bytes (a record id names a position, which a re-created topic
+    or a planted message can reuse), and a message whose park id does not verify never merges.
     """
     entries: dict[str, RedriveEntry] = {}
     for message, record in resolved:
-        key = record_key(message)
+        key = (f"message:{message.message_id}" if park_mismatch(message, record) is not None
+               else f"{record_key(message)}#{record_digest(record)}")
         entry = entries.get(key)
         if entry is None:
             tp, offset = _position(message.record_id, record)
@@ -242,11 +285,18 @@ def merge_parked(resolved: Iterable[tuple[ParkedMessage, Mapping[str, Any]]]) ->
     return list(entries.values())
 
 
-def unique_parks(messages: Iterable[ParkedMessage]) -> dict[str, ParkedMessage]:
-    """The first message of each park id, in first-seen order: copies of one park count once."""
+def conflicting_record_ids(entries: Iterable[RedriveEntry]) -> list[str]:
+    """Record ids (with an offset) that more than one entry carries: parked with different bytes (a topic
+    re-created under the same name, or a planted message); each is replayed on its own, never merged."""
+    seen = Counter(e.record_id for e in entries if e.offset >= 0)
+    return sorted(r for r, n in seen.items() if n > 1)
+
+
+def unique_parks(resolved: Iterable[tuple[ParkedMessage, Mapping[str, Any]]]) -> dict[str, ParkedMessage]:
+    """The first message of each park (`park_key`), in first-seen order: copies of one park count once."""
     parks: dict[str, ParkedMessage] = {}
-    for m in messages:
-        parks.setdefault(m.park_id, m)
+    for m, record in resolved:
+        parks.setdefault(park_key(m, record), m)
     return parks
 
 
@@ -362,6 +412,8 @@ class RedriveReport:
     deleted: int = 0
     not_deleted: int = 0  # DLQ messages of accepted events that DeleteMessageBatch refused
     skipped: list[SkippedMessage] = field(default_factory=list)
+    mismatched: list[SkippedMessage] = field(default_factory=list)  # park id not the document's: own park
+    conflicts: list[str] = field(default_factory=list)  # record ids parked with different bytes: each replayed
     failed: list[FailedEvent] = field(default_factory=list)
     not_selected: int = 0  # received, not selected by the filters or --max; left in the DLQ
 
@@ -374,6 +426,9 @@ class RedriveReport:
             "not_selected": self.not_selected,
             "planned": [planned_row(m) for m in self.planned],
             "skipped": [{"message_id": s.message_id, "record_id": s.record_id, "why": s.why} for s in self.skipped],
+            "mismatched": [{"message_id": s.message_id, "record_id": s.record_id, "why": s.why}
+                           for s in self.mismatched],
+            "conflicts": self.conflicts,
             "failed": [{"records": f.records, "messages": f.messages, "error": f.error} for f in self.failed],
         }
 
@@ -431,9 +486,11 @@ def redrive(queue: ParkedQueue, fetch: FetchDocument, invoke: Invoke, options: R
         report.not_selected = len(rest)
         resolved, unavailable = resolve_records(chosen, fetch)
         report.skipped += unavailable
-        report.planned = list(unique_parks(m for m, _ in resolved).values())
+        report.mismatched = [s for m, record in resolved if (s := park_mismatch(m, record)) is not None]
+        report.planned = list(unique_parks(resolved).values())
         report.copies = len(resolved) - len(report.planned)
         entries = merge_parked(resolved)
+        report.conflicts = conflicting_record_ids(entries)
         batches = build_events(entries, options.batch_size)
         report.records, report.events = len(entries), len(batches)
         if not entries:

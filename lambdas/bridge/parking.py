@@ -74,8 +74,12 @@ class ParkRequest:
 
 
 def _record_digest(request: ParkRequest) -> str:
-    """sha256 (hex) of the record's canonical JSON, exactly as Lambda delivered it."""
-    canonical = json.dumps(request.record.raw, sort_keys=True, separators=(",", ":"), default=str)
+    return record_digest(request.record.raw)
+
+
+def record_digest(raw: Mapping[str, Any]) -> str:
+    """sha256 (hex) of a record's canonical JSON, exactly as Lambda delivered it."""
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -88,8 +92,13 @@ def park_id(request: ParkRequest) -> str:
     `bridge redrive` replays them as one park. Derived from the record's bytes, not only its id: two
     undecodable records without a readable offset share a record id, never a park id.
     """
-    key = "\0".join(("park/v1", request.record.record_id, _record_digest(request), request.destination or "",
-                      request.reason))
+    return park_id_of(request.record.record_id, request.record.raw, request.destination, request.reason)
+
+
+def park_id_of(record_id: str, raw: Mapping[str, Any], destination: str | None, reason: str) -> str:
+    """`park_id` from a parked document's own fields: `bridge redrive` recomputes it and trusts a
+    message's claimed `park_id` only when the two agree (a forged one must not merge with a genuine park)."""
+    key = "\0".join(("park/v1", record_id, record_digest(raw), destination or "", reason))
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:PARK_ID_CHARS]
 
 

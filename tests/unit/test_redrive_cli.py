@@ -23,11 +23,13 @@ from bridge_local.redrive import (
     build_events,
     lambda_transport,
     merge_parked,
+    park_mismatch,
     parse_parked,
     redrive,
     resolve_records,
     s3_fetcher,
     select,
+    verified_park_id,
 )
 from tests.helpers import (
     MSK_ARN,
@@ -317,6 +319,51 @@ def test_copies_of_one_park_are_planned_once_replayed_once_and_all_deleted() -> 
     assert [e[REDRIVE_KEY] for e in events] == [{"orders-0-1": ["t"], "orders-0-2": None}]
     assert sorted(queue.deleted) == ["h0", "h1", "h2", "h3"]
     assert report.to_json()["copies"] == 2
+
+
+def test_two_parks_of_one_record_id_with_different_bytes_are_never_merged() -> None:
+    # given: orders-0-1 parked twice with different bytes (a topic re-created under the same name)
+    old, new = kafka_record(offset=1, value='{"v": 1}'), kafka_record(offset=1, value='{"v": 2}')
+    queue = FakeQueue([parked(old, "delivery_failed", "t"), parked(new, "delivery_failed", "t")])
+    events: list[dict[str, Any]] = []
+
+    def invoke(event: dict[str, Any]) -> Mapping[str, Any]:
+        events.append(event)
+        return {"summary": {}}
+
+    # when
+    report = redrive(queue, no_fetch, invoke, options())
+
+    # then: two parks, each record in an event of its own, and the conflict reported
+    assert (len(report.planned), report.copies, report.conflicts) == (2, 0, ["orders-0-1"])
+    assert [e["records"]["orders-0"] for e in events] == [[old], [new]]
+    assert report.to_json()["conflicts"] == ["orders-0-1"]
+
+
+def test_a_park_id_is_trusted_only_when_it_is_the_documents_own() -> None:
+    # given: a genuine park whose document went to the parking bucket, and a copy whose park_id was altered
+    rec = kafka_record(offset=1)
+    full = parked(rec, "too_large", "t")
+    pointer = parked(rec, "too_large", "t", s3_uri="s3://bucket/a.json")
+    ms = messages(pointer, dict(pointer), dict(pointer, park_id="0" * 32))
+
+    resolved, skipped = resolve_records(ms, lambda uri: full)
+
+    # then: the two genuine copies verify (recomputed from the fetched record) and merge; the altered one
+    # is a park of its own
+    assert skipped == []
+    assert [verified_park_id(m, r) for m, r in resolved] == [full["park_id"], full["park_id"], None]
+    assert [park_mismatch(m, r) is None for m, r in resolved] == [True, True, False]
+    assert [[m.message_id for m in e.messages] for e in merge_parked(resolved)] == [["m0", "m1"], ["m2"]]
+
+
+def test_a_document_whose_record_id_names_another_record_is_skipped() -> None:
+    (m,) = messages(dict(parked(kafka_record(offset=2), "unroutable"), record_id="orders-0-1"))
+
+    resolved, skipped = resolve_records([m], no_fetch)
+
+    assert resolved == []
+    assert skipped[0].why.startswith("record_id does not name the record the document carries (orders-0-2)")
 
 
 def test_empty_dlq_and_nothing_selected_are_one_line_errors() -> None:

@@ -1,0 +1,105 @@
+"""Attacks on `bridge redrive` through the bridge DLQ: a message planted next to a genuine park.
+
+The DLQ's policy lets only the bridge role send (tests/security/test_dead_letter_queues.py); these
+tests are about what redrive does if a message gets there anyway (a leaked bridge credential, an
+administrator, a bug): it must never make a genuine park vanish or be replaced.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pytest
+from bridge.parking import park_id_of
+from bridge.service import Bridge
+
+from bridge_local import redrive as redrive_tool
+from tests.helpers import FakeSender, kafka_event, kafka_record, make_config, parked_docs
+
+GENUINE = b'{"order": 7, "amount": 10}'
+PLANTED = b'{"order": 7, "amount": 99999}'
+
+
+class Dlq:
+    """The bridge DLQ in memory, in the order SQS happens to return its messages."""
+
+    name = "test-bridge-dev-bridge-dlq"
+
+    def __init__(self, bodies: Sequence[Mapping[str, Any]]) -> None:
+        self.pending = [{"MessageId": f"m{i}", "ReceiptHandle": f"r{i}", "Body": json.dumps(b)}
+                        for i, b in enumerate(bodies)]
+        self.deleted: list[str] = []
+
+    def receive(self, visibility_seconds: int) -> list[dict[str, Any]]:
+        out, self.pending = self.pending[:10], self.pending[10:]
+        return out
+
+    def hold(self, receipt_handles: Any, visibility_seconds: int) -> None:
+        return None
+
+    def delete(self, receipt_handles: Sequence[str]) -> int:
+        self.deleted += receipt_handles
+        return len(receipt_handles)
+
+
+def _copied_park_id(genuine: dict[str, Any], planted: dict[str, Any]) -> None:
+    planted["park_id"] = genuine["park_id"]
+
+
+def _recomputed_park_id(genuine: dict[str, Any], planted: dict[str, Any]) -> None:
+    planted["park_id"] = park_id_of(planted["record_id"], planted["record"], planted["destination"],
+                                    planted["reason"])
+
+
+def _record_id_of_another_record(genuine: dict[str, Any], planted: dict[str, Any]) -> None:
+    planted["record"]["offset"] = 8  # the document still claims orders-0-7
+    _recomputed_park_id(genuine, planted)
+
+
+# how redrive reports the planted message m0: a park id not its document's; a record id parked with two
+# contents; a record id that names another record
+MISMATCHED = {"mismatched": ["m0"], "skipped": [], "conflicts": ["orders-0-7"]}
+CONFLICT = {"mismatched": [], "skipped": [], "conflicts": ["orders-0-7"]}
+SKIPPED = {"mismatched": [], "skipped": ["m0"], "conflicts": []}
+
+
+@pytest.mark.attack("DLQ message planted with a genuine park's record id (and its park id, copied or recomputed)",
+                    outcome="refused at runtime: never merged with the genuine park, which is replayed",
+                    how="runtime: Bridge parks -> planted message first in the DLQ -> bridge redrive")
+@pytest.mark.parametrize(("forge", "expected"), [(_copied_park_id, MISMATCHED), (_recomputed_park_id, CONFLICT),
+                                                 (_record_id_of_another_record, SKIPPED)],
+                         ids=["park-id-copied", "park-id-recomputed", "record-id-of-another-record"])
+def test_a_planted_park_neither_replaces_nor_deletes_the_genuine_one(
+        make_bridge: Callable[..., Bridge], sqs: FakeSender,
+        forge: Callable[[dict[str, Any], dict[str, Any]], None], expected: dict[str, list[str]]) -> None:
+    cfg = make_config(destinations=[{"name": "ledger", "type": "sqs"}],
+                      routes=[{"name": "all", "match": {}, "to": ["ledger"]}])
+    # given: a genuine record parked because its queue was down
+    sqs.reject = lambda target, m: ("ServiceUnavailable", False) if target.name == "ledger" else None
+    bridge = make_bridge(cfg)
+    bridge.handle(kafka_event([kafka_record(offset=7, value=GENUINE.decode())]))
+    (genuine,) = parked_docs(sqs, bridge.dlq.name)
+    # and a message planted in front of it: same record id, destination and reason, other bytes
+    planted = json.loads(json.dumps(genuine))
+    planted["record"]["value"] = base64.b64encode(PLANTED).decode()
+    forge(genuine, planted)
+    sqs.sent.clear()
+    sqs.reject = None
+    dlq = Dlq([planted, genuine])
+
+    # when the queue is back and the operator redrives
+    report = redrive_tool.redrive(dlq, lambda uri: {}, lambda event: bridge.handle(event).result(),
+                                  redrive_tool.RedriveOptions(batch_size=10, visibility_seconds=60))
+
+    # then the genuine record reaches the queue, and its DLQ message is deleted only because it was replayed
+    values = [json.loads(m.body) for m in sqs.sent.get("ledger", [])]
+    assert json.loads(GENUINE) in values
+    assert "r1" in dlq.deleted
+    # and the planted message is reported, never taken for a copy of the genuine park
+    reported = {"mismatched": [s.message_id for s in report.mismatched],
+                "skipped": [s.message_id for s in report.skipped], "conflicts": report.conflicts}
+    assert reported == expected
+    assert report.copies == 0
