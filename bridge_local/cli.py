@@ -73,6 +73,7 @@ from bridge_local.provision import (
     signing_key,
 )
 from bridge_local.redrive import (
+    DynamoDbRedriveLedger,
     FetchDocument,
     Invoke,
     RedriveOptions,
@@ -740,7 +741,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
         queue, fetch, invoke, where = _aws_redrive_ports(args, config)
     else:
         queue, fetch, invoke, where = _local_redrive_ports(args, config)
-    rep = redrive(queue, fetch, invoke, options)
+    rep = redrive(queue, fetch, invoke, options, _redrive_ledger(args, config))
     if args.json:
         _out(json.dumps({"target": where, **rep.to_json()}, indent=2))
     else:
@@ -807,6 +808,18 @@ def _local_redrive_ports(args: argparse.Namespace, config: BridgeConfig) -> _Red
             "the handler in-process (local stack)")
 
 
+def _redrive_ledger(args: argparse.Namespace, config: BridgeConfig) -> DynamoDbRedriveLedger | None:
+    """The ledger of replayed DLQ messages, in the checkpoint table: only with checkpoints on (the table
+    exists on AWS only then); without it, a copy a later run receives is replayed again."""
+    if not config.settings.checkpoints:
+        return None
+    if args.queue_url:
+        client = aws_session(args.region, args.queue_url).client("dynamodb")
+    else:
+        client = local_client("dynamodb", require_running(Path(args.state_dir)).endpoint_url)
+    return DynamoDbRedriveLedger(client, config.checkpoint_table_name)
+
+
 def _aws_redrive_ports(args: argparse.Namespace, config: BridgeConfig) -> _RedrivePorts:
     from botocore.config import Config as BotoConfig  # noqa: PLC0415 - AWS mode only
 
@@ -846,6 +859,14 @@ def _print_redrive(rep: RedriveReport, where: str) -> None:
              "the visibility timeout and a later redrive replays them again")
     if rep.not_selected:
         _out(f"  {rep.not_selected} DLQ message(s) not selected (filters or --max); left in the DLQ")
+    if rep.replayed_before:
+        verb = "would be deleted" if rep.dry_run else "deleted"
+        _out(f"  {len(rep.replayed_before)} DLQ message(s) were exact copies of messages an earlier redrive already "
+             f"replayed (ledger in the checkpoint {rep.ledger}): {verb}, not replayed again")
+    if rep.ledger_error:
+        _out(f"  warning: the redrive ledger could not be used ({rep.ledger_error}): copies of messages an earlier "
+             "run replayed are replayed again, and the function's checkpoints skip what they delivered. "
+             "In AWS mode your role needs dynamodb:BatchGetItem and BatchWriteItem on that table")
 
 
 def _copies(rep: RedriveReport) -> str:

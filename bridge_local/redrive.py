@@ -16,24 +16,32 @@
    records grouped by topic-partition in offset order, at most `source.batch_size` records and
    `MAX_EVENT_BYTES` per event, plus the `bridgeRedrive` map of record id -> destinations (null for
    a record parked with no destination: route it normally).
+   With a `RedriveLedger` (the checkpoint table, `settings.checkpoints: on`), a message that is an
+   exact copy of one an earlier run handed over (same document digest: a DLQ send retried after its
+   answer was lost stores byte-identical copies) is deleted, not replayed again, even in a later run
+   or past one run's 10,000 messages.
 4. Hand each event to the bridge through an injected `Invoke` (the real handler in-process for the
    local stack, `lambda.invoke` on the deployed function in AWS mode) and delete exactly the DLQ
-   messages of the events it accepted (it returned). What the bridge still cannot deliver it parks
+   messages of the events it accepted (it returned), after writing their digests to the ledger.
+   What the bridge still cannot deliver it parks
    again as new DLQ messages, so deleting the old ones loses nothing. An event that fails leaves
    its messages in the DLQ, visible again.
 
-Everything but the three ports (`ParkedQueue`, `FetchDocument`, `Invoke`) is pure and unit-tested.
+Everything but the ports (`ParkedQueue`, `FetchDocument`, `Invoke`, `RedriveLedger`) is pure and unit-tested.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bridge.adapters.dynamodb import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
+from bridge.config import SQS_MAX_RETENTION_SECONDS
 from bridge.parking import document_digest, park_id_of, record_digest
 from bridge.records import REDRIVE_KEY
 
@@ -46,6 +54,9 @@ MSK_EVENT_SOURCE = "aws:kafka"
 # `{topic}-{partition}-{offset}`, partition and offset -1 when unknown (bridge.records.KafkaRecord.record_id)
 _RECORD_ID = re.compile(r"(.+)-(-1|\d+)-(-1|\d+)")
 SELF_MANAGED_EVENT_SOURCE = "SelfManagedKafka"
+# A ledger entry outlives every copy it stands for: copies of one park are sent within one parking call
+# and the bridge DLQ keeps a message at most SQS's maximum retention; one day of margin.
+LEDGER_TTL_SECONDS = SQS_MAX_RETENTION_SECONDS + 86_400
 
 Invoke = Callable[[dict[str, Any]], Mapping[str, Any]]
 """Hands one event to the bridge and returns its result; raises when the invocation failed."""
@@ -64,6 +75,25 @@ class InvokeError(RuntimeError):
 
 class DocumentUnavailableError(RuntimeError):
     """A parked document in the parking bucket could not be read."""
+
+
+class LedgerUnavailable(RuntimeError):
+    """The redrive ledger could not be read or written (raised by the adapter); redrive carries on without it."""
+
+
+class RedriveLedger(Protocol):
+    """Port: which DLQ messages earlier runs handed to the bridge, by the digest of their document
+    (`bridge.parking.document_digest`; adapter: `DynamoDbRedriveLedger`, in the checkpoint table)."""
+
+    where: str
+
+    def replayed(self, digests: Sequence[str]) -> set[str]:
+        """The digests among these that a run recorded as handed over; raise LedgerUnavailable."""
+        ...
+
+    def record(self, digests: Sequence[str]) -> None:
+        """Record these digests as handed over; raise LedgerUnavailable."""
+        ...
 
 
 class ParkedQueue(Protocol):
@@ -413,6 +443,9 @@ class RedriveReport:
     not_deleted: int = 0  # DLQ messages of accepted events that DeleteMessageBatch refused
     skipped: list[SkippedMessage] = field(default_factory=list)
     mismatched: list[SkippedMessage] = field(default_factory=list)  # park id not the document's: own park
+    replayed_before: list[ParkedMessage] = field(default_factory=list)  # copies an earlier run handed over
+    ledger: str | None = None  # where the ledger is, when there is one
+    ledger_error: str | None = None  # the ledger could not be used: copies of earlier runs are replayed again
     conflicts: list[str] = field(default_factory=list)  # record ids parked with different bytes: each replayed
     failed: list[FailedEvent] = field(default_factory=list)
     not_selected: int = 0  # received, not selected by the filters or --max; left in the DLQ
@@ -429,6 +462,7 @@ class RedriveReport:
             "mismatched": [{"message_id": s.message_id, "record_id": s.record_id, "why": s.why}
                            for s in self.mismatched],
             "conflicts": self.conflicts,
+            "already_replayed": len(self.replayed_before), "ledger": self.ledger, "ledger_error": self.ledger_error,
             "failed": [{"records": f.records, "messages": f.messages, "error": f.error} for f in self.failed],
         }
 
@@ -459,10 +493,11 @@ def receive_all(queue: ParkedQueue, visibility_seconds: int, max_messages: int,
     return list(seen.values())
 
 
-def redrive(queue: ParkedQueue, fetch: FetchDocument, invoke: Invoke, options: RedriveOptions) -> RedriveReport:
+def redrive(queue: ParkedQueue, fetch: FetchDocument, invoke: Invoke, options: RedriveOptions,
+            ledger: RedriveLedger | None = None) -> RedriveReport:
     """Redrive the selected parked records (see the module docstring); raise RedriveError when there is
     nothing to redrive. Every message not deleted is made visible again before returning."""
-    report = RedriveReport(queue.name, options.dry_run)
+    report = RedriveReport(queue.name, options.dry_run, ledger=ledger.where if ledger else None)
     parsed: list[ParkedMessage | SkippedMessage] = []
     record_ids: set[str] = set()
 
@@ -484,6 +519,7 @@ def redrive(queue: ParkedQueue, fetch: FetchDocument, invoke: Invoke, options: R
         chosen, rest = select([p for p in parsed if isinstance(p, ParkedMessage)], options.reasons,
                               options.destination, options.max_records)
         report.not_selected = len(rest)
+        chosen = _without_replayed(chosen, ledger, report)
         resolved, unavailable = resolve_records(chosen, fetch)
         report.skipped += unavailable
         report.mismatched = [s for m, record in resolved if (s := park_mismatch(m, record)) is not None]
@@ -493,21 +529,38 @@ def redrive(queue: ParkedQueue, fetch: FetchDocument, invoke: Invoke, options: R
         report.conflicts = conflicting_record_ids(entries)
         batches = build_events(entries, options.batch_size)
         report.records, report.events = len(entries), len(batches)
-        if not entries:
+        if not entries and not report.replayed_before:
             raise RedriveError(f"no parked record in {queue.name} can be redriven{_describe_filters(options)}: "
                                f"{len(received)} message(s) received, {len(rest)} not selected, "
                                f"{len(report.skipped)} skipped; all left in the DLQ")
         if not options.dry_run:
+            copies = [m.receipt_handle for m in report.replayed_before]
+            report.deleted += queue.delete(copies) if copies else 0
+            handled.update(copies)
             for batch in batches:
-                _redrive_batch(queue, invoke, options, batch, report, handled)
+                _redrive_batch(queue, invoke, options, batch, report, handled, ledger)
     finally:
         # Visible again now, not at the end of the visibility timeout: a later run sees them.
         queue.hold([h for m in received if (h := str(m.get("ReceiptHandle"))) not in handled], 0)
     return report
 
 
+def _without_replayed(chosen: list[ParkedMessage], ledger: RedriveLedger | None,
+                      report: RedriveReport) -> list[ParkedMessage]:
+    """`chosen` less the exact copies of messages an earlier run handed over (into `report.replayed_before`)."""
+    if ledger is None or not chosen:
+        return chosen
+    try:
+        done = ledger.replayed(sorted({document_digest(m.document) for m in chosen}))
+    except LedgerUnavailable as exc:
+        report.ledger_error = str(exc)
+        return chosen
+    report.replayed_before = [m for m in chosen if document_digest(m.document) in done]
+    return [m for m in chosen if document_digest(m.document) not in done]
+
+
 def _redrive_batch(queue: ParkedQueue, invoke: Invoke, options: RedriveOptions, batch: RedriveBatch,
-                   report: RedriveReport, handled: set[str]) -> None:
+                   report: RedriveReport, handled: set[str], ledger: RedriveLedger | None = None) -> None:
     handles = batch.receipt_handles
     queue.hold(handles, options.visibility_seconds)  # invisible for the whole invocation
     try:
@@ -520,8 +573,14 @@ def _redrive_batch(queue: ParkedQueue, invoke: Invoke, options: RedriveOptions, 
         report.delivered.update({str(k): int(v) for k, v in (summary.get("delivered") or {}).items()})
         report.parked_again.update({str(k): int(v) for k, v in (summary.get("parked") or {}).items()})
     report.redriven += len(batch.entries)
-    handled.update(handles)
+    if ledger is not None:
+        # before the delete: a run killed between the two leaves copies the next run knows were replayed
+        try:
+            ledger.record(sorted({document_digest(m.document) for e in batch.entries for m in e.messages}))
+        except LedgerUnavailable as exc:
+            report.ledger_error = report.ledger_error or str(exc)
     deleted = queue.delete(handles)
+    handled.update(handles)  # after the delete: a run interrupted in it releases them (the ledger knows them)
     report.deleted += deleted
     report.not_deleted += len(handles) - deleted  # visible again after the timeout: redriven twice at worst
 
@@ -567,8 +626,77 @@ class SqsParkedQueue:
         return deleted
 
 
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    return (items[i:i + MAX_RECEIVE_MESSAGES] for i in range(0, len(items), MAX_RECEIVE_MESSAGES))
+def _chunks(items: Sequence[str], size: int = MAX_RECEIVE_MESSAGES) -> Iterable[Sequence[str]]:
+    return (items[i:i + size] for i in range(0, len(items), size))
+
+
+LEDGER_SHARD_PREFIX = "redriven/"  # apart from the function's shards (`topic-partition/n`, `outage/...`)
+LEDGER_ENTRY = "r"
+MAX_BATCH_GET_KEYS = 100  # DynamoDB BatchGetItem
+MAX_BATCH_WRITE_ITEMS = 25  # DynamoDB BatchWriteItem
+UNPROCESSED_RETRIES = 3
+
+
+class DynamoDbRedriveLedger:
+    """`RedriveLedger` in the checkpoint table: one item per digest, `shard` = `redriven/<digest>`, expiring
+    after LEDGER_TTL_SECONDS (the table's TTL attribute; an item past it and not yet removed is ignored)."""
+
+    def __init__(self, client: Any, table: str, *, ttl_seconds: int = LEDGER_TTL_SECONDS,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._client = client
+        self._table = table
+        self._ttl_seconds = ttl_seconds
+        self._clock = clock
+        self._sleep = sleep
+        self.where = f"table {table}"
+
+    def replayed(self, digests: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        now = int(self._clock())
+        for chunk in _chunks(digests, MAX_BATCH_GET_KEYS):
+            pending: Any = {self._table: {
+                "Keys": [{PARTITION_KEY: {"S": LEDGER_SHARD_PREFIX + d}, SORT_KEY: {"S": LEDGER_ENTRY}} for d in chunk],
+                "ConsistentRead": True, "ProjectionExpression": "#s, #t",
+                "ExpressionAttributeNames": {"#s": PARTITION_KEY, "#t": TTL_ATTRIBUTE}}}
+            for attempt in range(UNPROCESSED_RETRIES + 1):
+                if attempt:
+                    self._sleep(0.05 * 2 ** (attempt - 1))
+                resp = self._call("batch_get_item", RequestItems=pending)
+                for item in resp.get("Responses", {}).get(self._table, []):
+                    if int(item.get(TTL_ATTRIBUTE, {}).get("N", "0")) > now:
+                        found.add(item[PARTITION_KEY]["S"].removeprefix(LEDGER_SHARD_PREFIX))
+                pending = resp.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+            if pending:
+                raise LedgerUnavailable(f"{self._table}: keys still unprocessed after {UNPROCESSED_RETRIES} retries")
+        return found
+
+    def record(self, digests: Sequence[str]) -> None:
+        expires_at = str(int(self._clock()) + self._ttl_seconds)
+        for chunk in _chunks(digests, MAX_BATCH_WRITE_ITEMS):
+            pending: Any = {self._table: [{"PutRequest": {"Item": {
+                PARTITION_KEY: {"S": LEDGER_SHARD_PREFIX + d}, SORT_KEY: {"S": LEDGER_ENTRY},
+                TTL_ATTRIBUTE: {"N": expires_at}}}} for d in chunk]}
+            for attempt in range(UNPROCESSED_RETRIES + 1):
+                if attempt:
+                    self._sleep(0.05 * 2 ** (attempt - 1))
+                pending = self._call("batch_write_item", RequestItems=pending).get("UnprocessedItems") or {}
+                if not pending:
+                    break
+            if pending:
+                raise LedgerUnavailable(f"{self._table}: items still unprocessed after {UNPROCESSED_RETRIES} retries")
+
+    def _call(self, operation: str, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - adapters only
+
+        try:
+            return getattr(self._client, operation)(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "error")
+            raise LedgerUnavailable(f"{self._table}: {operation} refused ({code})") from None
+        except BotoCoreError as exc:
+            raise LedgerUnavailable(f"{self._table}: {operation} failed ({exc})") from None
 
 
 def s3_fetcher(s3: Any) -> FetchDocument:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -117,8 +118,13 @@ def s3_key(request: ParkRequest) -> str:
             f"-{digest}.json")
 
 
-def parked_document(request: ParkRequest, event_source_arn: str | None, parked_at: str) -> dict[str, Any]:
-    """The DLQ body for a parked record; `record` is the record dict exactly as Lambda delivered it."""
+def parked_document(request: ParkRequest, event_source_arn: str | None, parked_at: str,
+                    parking_call: str = "") -> dict[str, Any]:
+    """The DLQ body for a parked record; `record` is the record dict exactly as Lambda delivered it.
+
+    `parking_call` is random per `Parking.park` call: the copies one call's retried DLQ sends store are
+    byte-identical, and a record parked again (by a redrive, a mapping retry) never is, whatever the
+    clock says; `bridge redrive`'s ledger relies on both."""
     return {
         "reason": request.reason,
         "detail": request.detail,
@@ -130,6 +136,7 @@ def parked_document(request: ParkRequest, event_source_arn: str | None, parked_a
         "park_id": park_id(request),
         "event_source_arn": event_source_arn,
         "parked_at": parked_at,
+        "parking_call": parking_call,
         "record": dict(request.record.raw),
     }
 
@@ -151,11 +158,13 @@ class Parking:
     """Writes parked records to the bridge DLQ (and to S3 when too large)."""
 
     def __init__(self, deliverer: Deliverer, dlq: Target, store: ObjectStore,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 new_call_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
         self._deliverer = deliverer
         self._dlq = dlq
         self._store = store
         self._clock = clock
+        self._new_call_id = new_call_id
 
     def park(self, requests: Sequence[ParkRequest], event_source_arn: str | None,
              on_parked: Callable[[Sequence[ParkRequest]], None] | None = None) -> None:
@@ -164,8 +173,8 @@ class Parking:
         `on_parked(requests)` is called after each DLQ send request with the requests it stored."""
         if not requests:
             return
-        parked_at = self._clock().isoformat()
-        messages = [self._message(r, event_source_arn, parked_at) for r in requests]
+        parked_at, call = self._clock().isoformat(), self._new_call_id()
+        messages = [self._message(r, event_source_arn, parked_at, call) for r in requests]
         request_of = {id(m): r for m, r in zip(messages, requests, strict=True)}
 
         def stored(_target: Target, done: Sequence[OutgoingMessage]) -> None:
@@ -180,8 +189,9 @@ class Parking:
                 "failing the invocation so the event-source mapping retries the batch"
             )
 
-    def _message(self, request: ParkRequest, event_source_arn: str | None, parked_at: str) -> OutgoingMessage:
-        doc = parked_document(request, event_source_arn, parked_at)
+    def _message(self, request: ParkRequest, event_source_arn: str | None, parked_at: str,
+                 call: str) -> OutgoingMessage:
+        doc = parked_document(request, event_source_arn, parked_at, call)
         attributes = (
             ("reason", request.reason),
             ("correlation-id", request.correlation_id),

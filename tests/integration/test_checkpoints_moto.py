@@ -18,6 +18,7 @@ from bridge.parking import ParkingFailedError
 from bridge.service import Bridge
 
 from bridge_local.checkpoint_table import ensure_checkpoint_table
+from bridge_local.redrive import LEDGER_TTL_SECONDS, MAX_BATCH_GET_KEYS, DynamoDbRedriveLedger
 from tests.helpers import kafka_event, kafka_record
 from tests.integration.conftest import HERE, Deployed
 
@@ -71,3 +72,22 @@ def test_retry_after_parking_failed_sends_only_what_was_not_delivered(deploy: De
     assert len(env.drain("it-cp-retry-dev-work")) == 10
     assert len(env.drain(env.config.bridge_dlq_name)) == 1
     assert report.summary["checkpoint"] == {"on": True, "skipped": 10, "errors": 0}
+
+
+def test_redrive_ledger_round_trips_in_the_checkpoint_table_apart_from_the_progress(deploy: Deploy,
+                                                                                      tmp_path: Path) -> None:
+    # given: the checkpoint table, and a ledger whose clock the test moves
+    env, dynamodb = checkpointed(deploy, tmp_path, "it-cp-ledger")
+    table = env.config.checkpoint_table_name
+    now = [1_767_225_600.0]
+    ledger = DynamoDbRedriveLedger(dynamodb, table, clock=lambda: now[0])
+    digests = [f"{i:064x}" for i in range(MAX_BATCH_GET_KEYS + 30)]  # more than one BatchGetItem
+
+    # when: a run records what it handed over
+    ledger.record(digests)
+
+    # then: a later run finds exactly those, until they expire
+    assert ledger.replayed([*digests, "f" * 64]) == set(digests)
+    assert DynamoDbCheckpointStore(dynamodb, table, 3600).read(["orders-0/0"]) == []  # not the function's shards
+    now[0] += LEDGER_TTL_SECONDS + 1
+    assert ledger.replayed(digests[:3]) == set()

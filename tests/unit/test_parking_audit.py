@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 
 import pytest
@@ -42,6 +43,7 @@ def test_parked_message_has_the_contract_fields_and_attributes() -> None:
     (m,) = sender.sent["b-dlq"]
     doc = json.loads(m.body)
     pid = park_id(request())
+    assert re.fullmatch(r"[0-9a-f]{32}", doc.pop("parking_call"))
     assert doc == {"reason": "unroutable", "detail": "why", "route": "rt", "destination": "dest",
                    "correlation_id": "cid-5", "producer": "prod", "record_id": "orders-0-5", "park_id": pid,
                    "event_source_arn": "arn:src", "parked_at": "2026-01-01T00:00:00+00:00",

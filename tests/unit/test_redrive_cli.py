@@ -17,6 +17,7 @@ from bridge.service import Bridge
 from bridge_local.redrive import (
     DocumentUnavailableError,
     InvokeError,
+    LedgerUnavailable,
     ParkedMessage,
     RedriveError,
     RedriveOptions,
@@ -458,3 +459,132 @@ def test_a_copy_left_for_a_later_run_delivers_nothing_again_with_checkpoints(che
 
     # then: with checkpoints the second copy reaches nothing again; without, the queue gets it twice
     assert [m.record_id for m in sqs.sent["queue"]] == ["orders-0-3"] * deliveries
+
+
+# --- the ledger: copies an earlier run replayed ---------------------------------------------------
+
+
+class MemoryLedger:
+    """In-memory `RedriveLedger`; `fail` makes every call raise LedgerUnavailable."""
+
+    where = "table memory"
+
+    def __init__(self) -> None:
+        self.digests: set[str] = set()
+        self.fail = False
+
+    def replayed(self, digests: Sequence[str]) -> set[str]:
+        if self.fail:
+            raise LedgerUnavailable("memory: replayed refused (ProvisionedThroughputExceededException)")
+        return self.digests & set(digests)
+
+    def record(self, digests: Sequence[str]) -> None:
+        if self.fail:
+            raise LedgerUnavailable("memory: record refused (ProvisionedThroughputExceededException)")
+        self.digests.update(digests)
+
+
+def parked_while_down(store: FakeCheckpoints) -> tuple[Any, dict[str, Any]]:
+    """A config with one queue, and the DLQ document of a record parked while that queue was down."""
+    cfg = make_config(destinations=[{"name": "queue", "type": "sqs"}],
+                      routes=[{"name": "all", "match": {}, "to": ["queue"]}], settings={"checkpoints": "on"})
+    down = FakeSender(reject=lambda target, m: ("ServiceUnavailable", False) if target.name == "queue" else None)
+    Bridge(cfg, make_settings(), sqs=down, sns=FakeSender(), parking_store=FakeStore(), signing_keys=FakeKeys(),
+           checkpoints=store, sleep=no_sleep, clock=fixed_clock).handle(kafka_event([kafka_record(offset=3)]))
+    (doc,) = parked_docs(down, "test-bridge-dev-bridge-dlq")
+    return cfg, doc
+
+
+@pytest.mark.parametrize(("ledger", "deliveries"), [(True, 1), (False, 2)], ids=["ledger", "without-ledger"])
+def test_a_copy_a_later_run_receives_after_the_checkpoints_expired_is_not_delivered_again(ledger: bool,
+                                                                                         deliveries: int) -> None:
+    # given: a park stored twice (the DLQ's first answer was lost); the first run replays one copy
+    store = FakeCheckpoints()
+    cfg, doc = parked_while_down(store)
+    sqs = FakeSender()
+    fixed = Bridge(cfg, make_settings(), sqs=sqs, sns=FakeSender(), parking_store=FakeStore(),
+                   signing_keys=FakeKeys(), checkpoints=store, sleep=no_sleep, clock=fixed_clock)
+    book = MemoryLedger() if ledger else None
+    redrive(FakeQueue([doc]), no_fetch, lambda event: fixed.handle(event).result(), options(), book)
+    # when: the second copy is redriven after the checkpoint items expired (their TTL is the mapping's
+    # maximum record age plus a day; the DLQ keeps a message 14 days)
+    store.entries.clear()
+    queue = FakeQueue([dict(doc)])
+    report = redrive(queue, no_fetch, lambda event: fixed.handle(event).result(), options(), book)
+
+    # then: with the ledger the copy is deleted without a replay; without it the queue gets the record twice
+    assert [m.record_id for m in sqs.sent["queue"]] == ["orders-0-3"] * deliveries
+    assert queue.deleted == ["h0"]
+    assert (len(report.replayed_before), report.events) == ((1, 0) if ledger else (0, 1))
+
+
+def test_a_record_parked_again_by_its_replay_is_not_taken_for_a_copy() -> None:
+    # given: a park replayed while its queue is still down, so the replay parks the record again
+    store = FakeCheckpoints()
+    cfg, doc = parked_while_down(store)
+    clock = fixed_clock  # the same parked_at for the park and its re-park: only parking_call tells them apart
+    book = MemoryLedger()
+    down = FakeSender(reject=lambda target, m: ("ServiceUnavailable", False) if target.name == "queue" else None)
+    still_down = Bridge(cfg, make_settings(), sqs=down, sns=FakeSender(), parking_store=FakeStore(),
+                        signing_keys=FakeKeys(), checkpoints=store, sleep=no_sleep, clock=clock)
+    redrive(FakeQueue([doc]), no_fetch, lambda event: still_down.handle(event).result(), options(), book)
+    (again,) = parked_docs(down, "test-bridge-dev-bridge-dlq")
+    assert again["park_id"] == doc["park_id"]
+    # when: the queue is back and the new park is redriven
+    sqs = FakeSender()
+    fixed = Bridge(cfg, make_settings(), sqs=sqs, sns=FakeSender(), parking_store=FakeStore(),
+                   signing_keys=FakeKeys(), checkpoints=store, sleep=no_sleep, clock=clock)
+    report = redrive(FakeQueue([again]), no_fetch, lambda event: fixed.handle(event).result(), options(), book)
+
+    # then: it is replayed and delivered (same park id, but a parking of its own)
+    assert [m.record_id for m in sqs.sent["queue"]] == ["orders-0-3"]
+    assert report.replayed_before == []
+
+
+def test_a_run_killed_between_the_replay_and_the_delete_leaves_copies_the_next_run_deletes() -> None:
+    # given: a run whose process dies right after the bridge took the event (before the DLQ delete)
+    doc = parked(kafka_record(offset=1), "delivery_failed", "t")
+    book = MemoryLedger()
+    invoked: list[dict[str, Any]] = []
+
+    class DiesOnDelete(FakeQueue):
+        def delete(self, receipt_handles: Sequence[str]) -> int:
+            raise KeyboardInterrupt
+
+    queue = DiesOnDelete([doc, dict(doc)])
+    with pytest.raises(KeyboardInterrupt):
+        redrive(queue, no_fetch, lambda event: invoked.append(event) or {"summary": {}}, options(), book)
+    assert sorted(queue.visible) == ["h0", "h1"]  # released at once, not at the end of the visibility timeout
+
+    # when: the next run receives them
+    nxt = FakeQueue([doc, dict(doc)])
+    report = redrive(nxt, no_fetch, lambda event: invoked.append(event) or {"summary": {}}, options(), book)
+
+    # then: deleted without a second replay, and said so
+    assert len(invoked) == 1
+    assert sorted(nxt.deleted) == ["h0", "h1"]
+    assert report.to_json()["already_replayed"] == 2
+
+
+def test_an_unusable_ledger_is_reported_and_the_run_replays_as_without_one() -> None:
+    book = MemoryLedger()
+    book.fail = True
+    queue = FakeQueue([parked(kafka_record(offset=1), "delivery_failed", "t")])
+
+    report = redrive(queue, no_fetch, lambda event: {"summary": {}}, options(), book)
+
+    assert (report.redriven, queue.deleted) == (1, ["h0"])
+    assert report.ledger_error == "memory: replayed refused (ProvisionedThroughputExceededException)"
+
+
+def test_a_dry_run_says_which_copies_were_replayed_before_and_deletes_nothing() -> None:
+    doc = parked(kafka_record(offset=1), "delivery_failed", "t")
+    book = MemoryLedger()
+    book.digests.add(document_digest(doc))
+    queue = FakeQueue([doc, parked(kafka_record(offset=2), "delivery_failed", "t")])
+
+    report = redrive(queue, no_fetch, lambda event: {"summary": {}}, options(dry_run=True), book)
+
+    assert [m.record_id for m in report.replayed_before] == ["orders-0-1"]
+    assert [m.record_id for m in report.planned] == ["orders-0-2"]
+    assert queue.deleted == []
