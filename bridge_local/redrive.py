@@ -617,6 +617,13 @@ class SqsParkedQueue:
                 {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": visibility_seconds}
                 for i, h in enumerate(chunk)])
 
+    def in_flight(self) -> int:
+        """About how many messages are invisible now: received by a run still going, or by one that was
+        killed (they reappear when their visibility timeout ends)."""
+        name = "ApproximateNumberOfMessagesNotVisible"
+        attrs = self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=[name])
+        return int(attrs.get("Attributes", {}).get(name, 0))
+
     def delete(self, receipt_handles: Sequence[str]) -> int:
         deleted = 0
         for chunk in _chunks(receipt_handles):
@@ -631,7 +638,7 @@ def _chunks(items: Sequence[str], size: int = MAX_RECEIVE_MESSAGES) -> Iterable[
 
 
 LEDGER_SHARD_PREFIX = "redriven/"  # apart from the function's shards (`topic-partition/n`, `outage/...`)
-LEDGER_ENTRY = "r"
+LEDGER_ENTRY = "r##"  # the table's sort-key shape `<kind>#<destination>#<suffix>` (bridge.adapters.dynamodb)
 MAX_BATCH_GET_KEYS = 100  # DynamoDB BatchGetItem
 MAX_BATCH_WRITE_ITEMS = 25  # DynamoDB BatchWriteItem
 UNPROCESSED_RETRIES = 3
