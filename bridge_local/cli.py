@@ -76,6 +76,7 @@ from bridge_local.redrive import (
     DynamoDbRedriveLedger,
     FetchDocument,
     Invoke,
+    RedriveError,
     RedriveOptions,
     RedriveReport,
     SqsParkedQueue,
@@ -88,6 +89,7 @@ from bridge_local.redrive import (
 from bridge_local.replay import S3OnFailureObjects, replay_on_failure
 from bridge_local.services import (
     ACCOUNT_ID,
+    AWS_PROVISIONING_MARKER,
     DEFAULT_STATE_DIR,
     REGION,
     LocalStack,
@@ -224,18 +226,43 @@ def cmd_restart_aws(args: argparse.Namespace) -> int:
     if not pid_alive(state.kafka.pid):
         raise CliError(f"the broker (tansu pid {state.kafka.pid}) is gone too, and its records with it. "
                        "Fix: bridge down, then bridge up")
-    done = restart_aws(state_dir)
+    provisioning = state_dir / AWS_PROVISIONING_MARKER
+    unfinished = provisioning.exists()
+    try:
+        done = restart_aws(state_dir)
+    except KeyboardInterrupt:
+        _err(f"interrupted: {_aws_after_interrupt(state_dir)}")
+        return EXIT_INTERRUPTED
     _out(done.describe())
-    if not done.found.saved:
+    if not done.found.saved or unfinished:
         if state.deployment:
             raise CliError("the deployed stack went with it. Fix: bridge down, then bridge up --deploy")
+        if unfinished:
+            _out("the last restart-aws was interrupted while provisioning the emptied local AWS: provisioning again")
         config = load_config_file(state.config_path)
-        provision_all(config, state.bootstrap_servers, done.state.endpoint_url)
+        # Written before provisioning and removed after: interrupted in between, the next command says so.
+        provisioning.write_text(f"{time.time():.3f}\n", encoding="ascii")
+        try:
+            provision_all(config, state.bootstrap_servers, done.state.endpoint_url)
+        except KeyboardInterrupt:
+            _err("interrupted while provisioning the emptied local AWS again: some queues, topics or secrets may be "
+                 "missing. Fix: bridge restart-aws (provisions them again)")
+            return EXIT_INTERRUPTED
+        provisioning.unlink()
         table = ", checkpoint table" if config.settings.checkpoints else ""
         _out(f"provisioned the config's queues, topics{table}, bucket and secrets again, empty: the messages they "
              "held are gone, and the signing secrets have new keys, so records signed before park as "
              "invalid_signature")
     return 0
+
+
+def _aws_after_interrupt(state_dir: Path) -> str:
+    """What an interrupted restart-aws left: the local AWS the state file names, and whether it answers."""
+    try:
+        state = require_running(state_dir)
+    except StackError as exc:
+        return str(exc)
+    return f"the local AWS runs as pid {state.aws.pid} on {state.endpoint_url} (the state file names it)"
 
 
 def _mode_line(state: StackState) -> str:
@@ -741,12 +768,31 @@ def cmd_redrive(args: argparse.Namespace) -> int:
         queue, fetch, invoke, where = _aws_redrive_ports(args, config)
     else:
         queue, fetch, invoke, where = _local_redrive_ports(args, config)
-    rep = redrive(queue, fetch, invoke, options, _redrive_ledger(args, config))
+    try:
+        rep = redrive(queue, fetch, invoke, options, _redrive_ledger(args, config))
+    except RedriveError as exc:
+        raise RedriveError(f"{exc}{_in_flight(queue, options)}") from None
     if args.json:
         _out(json.dumps({"target": where, **rep.to_json()}, indent=2))
     else:
         _print_redrive(rep, where)
+        if held := _in_flight(queue, options):
+            _out(f"  note{held}")
     return EXIT_ERROR if rep.failed else 0
+
+
+def _in_flight(queue: SqsParkedQueue, options: RedriveOptions) -> str:
+    """` (about N DLQ messages are in flight ...)` when other receivers hold some (this run released what it
+    did not delete), else ''. A redrive killed with kill -9 holds its messages until their visibility ends."""
+    try:
+        held = queue.in_flight()
+    except Exception:  # a count that cannot be had changes nothing the run did
+        return ""
+    if not held:
+        return ""
+    return (f" (about {held} DLQ message(s) are in flight, invisible: received by a redrive still running or one "
+            f"that was interrupted or killed; they reappear within {options.visibility_seconds} s of being received, "
+            "and a later run takes them, deleting without a replay those an earlier run already handed over)")
 
 
 # Where the event-source mapping writes failed batches in an S3 on-failure destination

@@ -35,6 +35,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -56,6 +57,9 @@ STOP_GRACE_SECONDS = 5.0
 SAVE_GRACE_SECONDS = 60.0
 PORT_FREE_SECONDS = 15.0  # how long a restart waits for its port to be free again
 AWS_STARTED_MARKER = "started"  # written into the saved-state dir at each start; MiniStack's files after it
+# In the state dir while `bridge restart-aws` provisions an emptied local AWS again: one left behind
+# says that provisioning was interrupted, and the next restart-aws provisions again.
+AWS_PROVISIONING_MARKER = "aws-provisioning"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MINISTACK_VENV = ".venv-ministack"
 MINISTACK_BIN_ENV = "BRIDGE_MINISTACK"  # an explicit path to the `ministack` script wins
@@ -361,10 +365,15 @@ def aws_saved_state(state_dir: Path, port: int) -> SavedState:
     return SavedState(newest is not None and newest >= started, tuple(f.stem for f in files), newest)
 
 
+def aws_tmp_dir(state_dir: Path, port: int) -> Path:
+    """MiniStack's TMPDIR (its pid file, unpacked function code): removed by `bridge down`."""
+    return (state_dir / f"ministack-{port}.tmp").resolve()
+
+
 def ministack_environment(port: int, state_dir: Path) -> dict[str, str]:
     """What MiniStack reads from its environment: loopback only, our account and region, its state in
     the state dir, no extras."""
-    tmp = (state_dir / f"ministack-{port}.tmp").resolve()
+    tmp = aws_tmp_dir(state_dir, port)
     tmp.mkdir(parents=True, exist_ok=True)
     saved = aws_state_dir(state_dir, port)
     return {
@@ -388,7 +397,7 @@ def ministack_environment(port: int, state_dir: Path) -> dict[str, str]:
 
 
 def start_ministack(state_dir: Path, port: int | None = None, timeout: float = READY_TIMEOUT_SECONDS, *,
-                    resume: bool = False) -> ServiceState:
+                    resume: bool = False, on_spawn: Callable[[ServiceState], None] | None = None) -> ServiceState:
     """Start MiniStack on 127.0.0.1 and wait until the port answers and /_ministack/ready says 200.
 
     `resume`: load what it saved in the state dir at its last clean stop; otherwise start empty (and
@@ -401,11 +410,19 @@ def start_ministack(state_dir: Path, port: int | None = None, timeout: float = R
             shutil.rmtree(saved, ignore_errors=True)
         saved.mkdir(parents=True, exist_ok=True)
         saved.chmod(0o700)  # what it saves includes the local signing keys (Secrets Manager's state)
-        (saved / AWS_STARTED_MARKER).write_text(f"{time.time():.3f}\n", encoding="ascii")
         return ministack_environment(p, state_dir)
 
+    def spawned(svc: ServiceState) -> None:
+        if on_spawn is not None:
+            on_spawn(svc)
+        # Only once the process exists: written earlier, an interrupted start would make the state saved
+        # at the last clean stop look older than a start that never happened, and the next restart
+        # would start empty instead of resuming.
+        (aws_state_dir(state_dir, svc.port) / AWS_STARTED_MARKER).write_text(f"{time.time():.3f}\n",
+                                                                             encoding="ascii")
+
     return _start_service("ministack", "MiniStack (local AWS)", lambda p: [str(binary)], _ministack_answers,
-                          state_dir, port, timeout, env=env)
+                          state_dir, port, timeout, env=env, on_spawn=spawned, recorded=on_spawn is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,29 +459,68 @@ def restart_aws(state_dir: Path = DEFAULT_STATE_DIR, *, kill: bool = False) -> A
         how = "stopped"
     found = aws_saved_state(state_dir, state.aws.port)
     _wait_port_free(state.aws.port)
-    aws = start_ministack(state_dir, state.aws.port, resume=found.saved)
-    new = dataclasses.replace(state, aws=aws)
-    state_path(state_dir).write_text(new.to_json(), encoding="utf-8")
-    return AwsRestart(new, how, found, time.monotonic() - began)
+
+    def record(aws: ServiceState) -> None:
+        # The state file names the new process as soon as it exists: a restart interrupted from here on
+        # (Ctrl-C, kill -9) leaves a stack the next command finds, never an orphan holding the port.
+        state_path(state_dir).write_text(dataclasses.replace(state, aws=aws).to_json(), encoding="utf-8")
+
+    aws = start_ministack(state_dir, state.aws.port, resume=found.saved, on_spawn=record)
+    return AwsRestart(dataclasses.replace(state, aws=aws), how, found, time.monotonic() - began)
 
 
 def _start_service(name: str, label: str, argv: Callable[[int], list[str]], answers: Callable[[int], bool],
                    state_dir: Path, port: int | None, timeout: float, log_prefix: str | None = None,
-                   env: Callable[[int], dict[str, str]] | None = None) -> ServiceState:
-    """Spawn a service on a free (or the given, checked) loopback port; stop it again if it never answers."""
+                   env: Callable[[int], dict[str, str]] | None = None,
+                   on_spawn: Callable[[ServiceState], None] | None = None, recorded: bool = False) -> ServiceState:
+    """Spawn a service on a free (or the given, checked) loopback port; stop it again if it never answers.
+
+    `on_spawn` runs right after the spawn, with Ctrl-C and SIGTERM held until it returned. Interrupted
+    while the service starts, it is stopped, unless `recorded` (on_spawn wrote it to the state file):
+    then it is left to finish starting (stopping MiniStack half-started could save a half-loaded state
+    over the one it resumes), and the state file says where it is."""
     if port is None:
         port = free_port()
     else:
         check_port_free(port, label)
     log = state_dir / f"{log_prefix or name}-{port}.log"
-    pid = _spawn(name, argv(port), log, env(port) if env else None)
-    svc = ServiceState(name, pid, port, str(log))
+    environment = env(port) if env else None
+    with _interrupts_held():
+        pid = _spawn(name, argv(port), log, environment)
+        svc = ServiceState(name, pid, port, str(log))
+        if on_spawn is not None:
+            on_spawn(svc)
     try:
         _wait_ready(svc, answers, timeout)
     except StackError:
         stop_process(pid)
         raise
+    except BaseException:
+        if not recorded:
+            stop_process(pid)
+        raise
     return svc
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block is done (main thread only), then act as they would have:
+    a process spawned inside is recorded before an interruption can leave it behind unrecorded."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in held}
+    for sig in held:
+        signal.signal(sig, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -553,8 +609,24 @@ def service_problem(service: ServiceState, state_dir: Path | None = None) -> str
             found = f" ({aws_saved_state(state_dir, service.port).describe()})"
         return f"{service.name} (pid {service.pid}, port {service.port}) is gone{found}; see {service.log}"
     if not _port_answers(service.port):
+        starting = _starting_for(service, state_dir)
+        if starting is not None:
+            return (f"{service.name} (pid {service.pid}) does not answer on {HOST}:{service.port} yet: it started "
+                    f"{starting:.0f} s ago (a restart-aws still under way, or one interrupted after it started it)")
         return f"{service.name} (pid {service.pid}) does not answer on {HOST}:{service.port}; see {service.log}"
     return None
+
+
+def _starting_for(service: ServiceState, state_dir: Path | None) -> float | None:
+    """Seconds since MiniStack was started (its saved-state marker) while that is within the time it is
+    given to answer; None otherwise."""
+    if service.name != "ministack" or state_dir is None:
+        return None
+    try:
+        age = time.time() - (aws_state_dir(state_dir, service.port) / AWS_STARTED_MARKER).stat().st_mtime
+    except OSError:
+        return None
+    return age if 0 <= age < READY_TIMEOUT_SECONDS else None
 
 
 def require_running(state_dir: Path = DEFAULT_STATE_DIR) -> StackState:
@@ -563,6 +635,13 @@ def require_running(state_dir: Path = DEFAULT_STATE_DIR) -> StackState:
     if state is None:
         raise StackNotRunningError(f"the local stack is not running (no {state_path(state_dir)}). Fix: bridge up")
     problems = [p for s in state.services if (p := service_problem(s, state_dir))]
+    if not problems and (state_dir / AWS_PROVISIONING_MARKER).exists():
+        raise StackNotRunningError("the local AWS was restarted empty and provisioning it again was interrupted, so "
+                                   "queues, topics or secrets of the config may be missing. Fix: bridge restart-aws "
+                                   "(provisions them again)")
+    if problems and all(" yet: it started" in p for p in problems):
+        raise StackNotRunningError(f"the local stack is starting: {problems[0]}. Fix: none needed, try again in "
+                                   f"a few seconds (it has {READY_TIMEOUT_SECONDS:.0f} s to answer)")
     if problems:
         alive = [f"{s.name} pid {s.pid}" for s in state.services if pid_alive(s.pid)]
         resumable = (pid_alive(state.kafka.pid) and not pid_alive(state.aws.pid)
@@ -623,6 +702,8 @@ def stop_stack(state: StackState, state_dir: Path | None = DEFAULT_STATE_DIR) ->
     # The broker's data went with it: an AWS half resumed later would no longer match a new broker.
     # (The service logs are in the state dir the stack was started with.)
     shutil.rmtree(aws_state_dir(Path(state.aws.log).parent, state.aws.port), ignore_errors=True)
+    shutil.rmtree(aws_tmp_dir(Path(state.aws.log).parent, state.aws.port), ignore_errors=True)
+    (Path(state.aws.log).parent / AWS_PROVISIONING_MARKER).unlink(missing_ok=True)
     if state_dir is not None:
         with contextlib.suppress(FileNotFoundError):
             current = read_state(state_dir)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,15 +15,21 @@ import boto3
 import pytest
 
 from bridge_local.services import (
+    AWS_PROVISIONING_MARKER,
+    AWS_STARTED_MARKER,
     HOST,
+    READY_TIMEOUT_SECONDS,
     SAVE_GRACE_SECONDS,
     LocalStack,
     StackError,
     StackNotRunningError,
     aws_state_dir,
+    check_port_free,
     pid_alive,
+    read_state,
     require_running,
     restart_aws,
+    service_problem,
     start_ministack,
     start_stack,
     stop_process,
@@ -188,3 +196,67 @@ def test_the_local_aws_and_functions_deployed_into_it_do_not_inherit_the_bridge_
     names = {e.split(b"=", 1)[0].decode() for e in environ if e}
     assert not {n for n in names if n.startswith(("BRIDGE_", "POWERTOOLS_"))}
     assert "PERSIST_STATE" in names
+
+
+def _bridge_cli(state_dir: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "bridge_local.cli", "--state-dir", str(state_dir), *args],
+                            cwd=DEV_CONFIG.parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+def test_restart_aws_interrupted_while_the_new_local_aws_starts_leaves_nothing_wedged(
+        tmp_path: Path, sig: signal.Signals) -> None:
+    # given: a stack whose local AWS holds a message, and `bridge restart-aws` under way
+    with LocalStack(str(DEV_CONFIG), tmp_path, write_state=True) as state:
+        sqs = _aws(state.endpoint_url, "sqs")
+        url = sqs.create_queue(QueueName="kept")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="m")
+        marker = aws_state_dir(tmp_path, state.aws.port) / AWS_STARTED_MARKER
+        first_start = marker.stat().st_mtime_ns
+        cli = _bridge_cli(tmp_path, "restart-aws")
+        # when: it is interrupted as soon as the new local AWS is being started (the old one has saved)
+        while marker.stat().st_mtime_ns == first_start and cli.poll() is None:
+            time.sleep(0.01)  # until the restart writes the new start marker; bounded by the command's own run
+        cli.send_signal(sig)
+        _, err = cli.communicate(timeout=60)
+
+        # then: Ctrl-C says what it left; either way the state file names the new local AWS, which becomes
+        # usable with what the old one saved, and no second MiniStack holds the port
+        assert cli.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), err
+        if sig == signal.SIGINT:
+            assert "interrupted: the local " in err, err
+        recorded = read_state(tmp_path)
+        assert recorded is not None
+        assert recorded.aws.pid != state.aws.pid
+        assert pid_alive(recorded.aws.pid)
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while (problem := service_problem(recorded.aws, tmp_path)) is not None and time.monotonic() < deadline:
+            assert "yet: it started" in problem  # a starting local AWS is said to be starting, not broken
+            with pytest.raises(StackNotRunningError, match=r"the local stack is starting: .* Fix: none needed"):
+                require_running(tmp_path)
+            time.sleep(0.2)  # until the new local AWS answers; bounded by its start timeout
+        assert require_running(tmp_path).aws.pid == recorded.aws.pid
+        assert sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"] == "m"
+    # and: the stack's exit (bridge down) stopped it and left neither a process on the port nor its folders
+    assert not pid_alive(recorded.aws.pid)
+    check_port_free(state.aws.port, "the test")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ministack-") and p.is_dir()) == []
+
+
+def test_an_interrupted_reprovisioning_is_reported_and_the_next_restart_provisions_again(tmp_path: Path) -> None:
+    # given: a stack whose last restart-aws emptied the local AWS and was interrupted while provisioning
+    with LocalStack(str(DEV_CONFIG), tmp_path, write_state=True):
+        (tmp_path / AWS_PROVISIONING_MARKER).write_text("0\n", encoding="ascii")
+
+        # then: the next command says so, with the fix
+        with pytest.raises(StackNotRunningError, match=r"provisioning it again was interrupted.*Fix: bridge "
+                                                       r"restart-aws"):
+            require_running(tmp_path)
+        # and: restart-aws provisions again although the local AWS resumed its saved state
+        cli = _bridge_cli(tmp_path, "restart-aws")
+        out, err = cli.communicate(timeout=120)
+        assert cli.returncode == 0, err
+        assert "interrupted while provisioning the emptied local AWS: provisioning again" in out
+        assert "provisioned the config's queues" in out
+        assert not (tmp_path / AWS_PROVISIONING_MARKER).exists()
+        assert require_running(tmp_path) is not None
