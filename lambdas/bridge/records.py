@@ -146,7 +146,7 @@ class KafkaRecord:
             view._value = (None if value is None else a2b(value, strict_mode=True) if type(value) is str
                            else _b64(value, "value"))
             headers = raw.get("headers")
-            view._headers = () if headers is None else _headers(headers)
+            view._headers = () if headers is None else decode_headers(headers)
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             view._key = view._value = None
             view._headers = ()
@@ -326,7 +326,9 @@ def _b64(data: Any, what: str) -> bytes | None:
     return binascii.a2b_base64(data, strict_mode=True)
 
 
-def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
+def decode_headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
+    """A record's `headers` list as (name, value) pairs in record order (None: no headers); TypeError or
+    ValueError when it is not a list of {name: [byte values] | null} objects."""
     if raw is None:
         return ()
     if not isinstance(raw, list):

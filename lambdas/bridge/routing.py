@@ -55,6 +55,9 @@ class Router:
         self._unmatched = config.unmatched
         self._parse = parse
         self._decisions: dict[tuple[str, ...], RoutingDecision] = {}
+        # every route reads the topic only: a topic's records all get the same decision (`topic_decision`)
+        self._topic_only = all(r.match.key is None and not r.match.headers and not r.match.body
+                               for r in config.routes)
         if config.unmatched.action == "route":
             self._no_match = RoutingDecision("deliver", (UNMATCHED_ROUTE,), config.unmatched.to)
         else:
@@ -71,6 +74,13 @@ class Router:
             destinations = dict.fromkeys(d for name, to, _ in self._routes if name in names for d in to)
             decision = self._decisions[names] = RoutingDecision("deliver", names, tuple(destinations))
         return decision
+
+    def topic_decision(self, topic: str) -> RoutingDecision | None:
+        """The decision for every record of `topic` when the routes read nothing but the topic (the
+        planning fast path's premise: bridge.fast_path), else None."""
+        if not self._topic_only:
+            return None
+        return self.route(KafkaRecord(topic, 0, 0, 0, "", None, None, (), {}))
 
 
 RecordCheck = Callable[[KafkaRecord, "_LazyBody"], bool]

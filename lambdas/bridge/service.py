@@ -29,6 +29,7 @@ from bridge.claim_check import ClaimCheck
 from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES, BridgeConfig, Destination
 from bridge.delivery import HELD_BACK, BatchSender, Deliverer, DeliveryRun, Target
 from bridge.envelope import MessageFactory, OutgoingMessage, billed_size, correlation_id_for
+from bridge.fast_path import PlainTopic, plan_plain
 from bridge.parking import ObjectStore, ObjectStoreError, Parking, ParkRequest
 from bridge.records import SELF_MANAGED_EVENT_SOURCES, ForeignEventError, KafkaBatch, KafkaRecord, Redrive, decode_event
 from bridge.routing import UNMATCHED_ROUTE, Router, RoutingDecision, restrict_to_redrive
@@ -99,7 +100,10 @@ class Bridge:
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[float, float], float] = random.uniform,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        fast_path: bool = True,
     ) -> None:
+        """`fast_path=False` plans every record the general way (`_plan`), never through bridge.fast_path:
+        the tests compare the two."""
         if sqs is None or sns is None or parking_store is None or signing_keys is None:
             # Production defaults, imported only when needed: the domain itself never imports botocore.
             from bridge.adapters import defaults  # noqa: PLC0415
@@ -144,6 +148,8 @@ class Bridge:
         # (matched routes, destinations) -> (the accept_from lists among them, their steps); config only
         self._steps: dict[tuple[tuple[str, ...], tuple[str, ...]],
                           tuple[tuple[frozenset[str], ...], tuple[_Step, ...]]] = {}
+        self._fast_path = fast_path
+        self._plain: dict[str, PlainTopic | None] = {}  # topic -> what its plain records share; config only
 
     def handle(self, event: object) -> BatchReport:
         """Process one Kafka event. Raises InvalidEventError (not Kafka, or a malformed `bridgeRedrive`)
@@ -175,8 +181,13 @@ class Bridge:
         with self._deliverer.start(delivered if progress.enabled else None, keep_delivered=False,
                                    standard_in_flight=self.config.settings.checkpoint_in_flight
                                    if progress.enabled else None) as run:
-            for record in batch.records:
-                self._plan(record, tally, parks, run, batch.redrive, progress if progress.enabled else None)
+            if self._fast_path and batch.redrive is None and not progress.enabled:
+                plan_plain(batch.records, self._plain_topic, tally, run,
+                           lambda record: self._plan(record, tally, parks, run), _Origin,
+                           correlation_header=self._correlation_header, producer_header=self._trust.producer_header)
+            else:
+                for record in batch.records:
+                    self._plan(record, tally, parks, run, batch.redrive, progress if progress.enabled else None)
             receipts = run.finish()
         tally.delivered.update(run.delivered)
         failed: list[tuple[ParkRequest, bool]] = []  # (park, sender fault)
@@ -327,6 +338,19 @@ class Bridge:
                 continue  # a previous attempt at this batch (or a redrive) delivered it already
             message.origin = _Origin(record, route, producer)
             run.add(step.target, message)
+
+    def _plain_topic(self, topic: str) -> PlainTopic | None:
+        """What the plain records of `topic` share, or None when the topic is not plain (bridge.fast_path)."""
+        if topic in self._plain:
+            return self._plain[topic]
+        plain = None
+        decision = self._router.topic_decision(topic)
+        if decision is not None and decision.action == "deliver":
+            accept_lists, steps = self._steps_for(decision)
+            if not accept_lists and all(s.factory.plain for s in steps):
+                plain = PlainTopic(decision.routes, steps, self._trust.inferred_producer(topic))
+        self._plain[topic] = plain
+        return plain
 
     def _steps_for(self, decision: RoutingDecision) -> tuple[tuple[frozenset[str], ...], tuple[_Step, ...]]:
         """The accept_from lists and the steps of a decision's destinations, worked out once per decision."""

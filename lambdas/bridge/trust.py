@@ -321,12 +321,21 @@ class TrustPolicy:
                     "producer_not_allowed", f"{self._producer_header} names configured producer "
                                             f"{producer.name!r}, which may not write {record.topic!r}"))
             return self._trust(record, producer.name, True, None)
-        candidates = self._producers_for_topic.get(record.topic)
+        return self._trust(record, self.inferred_producer(record.topic), False, None)
+
+    @property
+    def producer_header(self) -> str:
+        """The header a record's producer claim is in (settings.producer_header)."""
+        return self._producer_header
+
+    def inferred_producer(self, topic: str) -> str | None:
+        """The producer a record of `topic` without a claim is attributed to (unverified): the topic's
+        only configured producer, else None."""
+        candidates = self._producers_for_topic.get(topic)
         if candidates is None:
-            candidates = tuple(p.name for p in self._config.producers_for_topic(record.topic))
-            self._producers_for_topic[record.topic] = candidates
-        inferred = candidates[0] if len(candidates) == 1 else None
-        return self._trust(record, inferred, False, None)
+            candidates = tuple(p.name for p in self._config.producers_for_topic(topic))
+            self._producers_for_topic[topic] = candidates
+        return candidates[0] if len(candidates) == 1 else None
 
     def _trust(self, record: KafkaRecord, producer: str | None, claimed: bool,
                rejection: Rejection | None) -> RecordTrust:

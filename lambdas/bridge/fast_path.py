@@ -1,0 +1,164 @@
+"""Planning's fast path: records whose handling depends on nothing but their topic, in one tight loop.
+
+The general path (`Bridge._plan`) decodes each record into a view, then reads its correlation id,
+attributes it, routes it, looks up its steps, asks trust per destination and builds each message, through
+objects that serve every config. In the common case most of that is the same for every record of a
+topic, so `PlainTopic` holds it, worked out once per topic, and `plan_plain` does per record only what
+varies: decode, correlation id, record id, each destination's raw-body message, the audit counts.
+
+A topic is plain (`plain_topic`) when:
+- every route reads the topic only (`Router.topic_decision`) and the decision delivers;
+- none of its destinations takes signed records only (accept_from: nothing to verify), and each sends
+  the raw body to a standard queue or topic (`MessageFactory.plain`; FIFO and the envelope go general).
+Even then a record goes to the general path, unchanged, whenever it is not plain itself:
+- it cannot be decoded (parked `undecodable` there), or it is not a lazy record from `decode_event`;
+- it carries a producer claim (settings.producer_header: checked, maybe parked `producer_not_allowed`);
+- one of its messages exceeds its destination's limit (claim check, or parked `too_large`).
+The service takes the general path for a whole batch that is a redrive or has checkpoints on.
+tests/unit/test_fast_path.py runs both paths over generated records and compares every message, park
+and audit count.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bridge.audit import BatchTally
+from bridge.envelope import MessageFactory, OutgoingMessage, correlation_id_from
+from bridge.records import KafkaRecord, decode_headers
+
+
+class PlainStep(Protocol):
+    """One destination of a plain topic (the service's `_Step`)."""
+
+    @property
+    def route(self) -> str: ...
+    @property
+    def target(self) -> Any: ...
+    @property
+    def factory(self) -> MessageFactory: ...
+    @property
+    def limit(self) -> int: ...
+
+
+class MessageSink(Protocol):
+    """Where planned messages go (`DeliveryRun.add`)."""
+
+    def add(self, target: Any, message: OutgoingMessage) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlainTopic:
+    """What every plain record of one topic shares: its routes, steps and inferred producer."""
+
+    routes: tuple[str, ...]
+    steps: tuple[PlainStep, ...]
+    producer: str | None  # the topic's only producer (unverified), for records without a claim
+
+
+Origin = Callable[[KafkaRecord, str, str | None], Any]  # (record, route, producer) -> a message's origin
+
+
+def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainTopic | None], tally: BatchTally,
+               run: MessageSink, general: Callable[[KafkaRecord], None], origin: Origin, *,
+               correlation_header: str, producer_header: str) -> None:
+    """Plan every record: the plain ones here, the others through `general` (the service's `_plan`), in
+    record order, with the same messages, parks and audit counts as `general` alone would give."""
+    a2b = binascii.a2b_base64
+    ids = tally.correlation_ids
+    cap = tally.max_correlation_ids
+    topic: str | None = None
+    plain: PlainTopic | None = None
+    counted: dict[tuple[str, ...], int] = {}  # route set -> plain records (added to the tally at the end)
+    producers: dict[str, int] = {}
+    spans = tally.spans
+    span: list[int] | None = None  # the tally's [low, high] offsets of (topic, span_partition)
+    span_partition = 0
+    plain_records = 0
+    for record in records:
+        if record.topic != topic:
+            topic = record.topic
+            plain = plain_for(topic)
+            span = None
+        if plain is None or not record.is_lazy:
+            general(record)
+            continue
+        raw = record.raw
+        try:
+            # KafkaRecord.decoded()'s checks, without the view: anything it would refuse goes general
+            key = raw.get("key")
+            if key is not None:
+                if type(key) is not str:
+                    raise TypeError
+                a2b(key, strict_mode=True)
+            value = raw.get("value")
+            if value is not None:
+                if type(value) is not str:
+                    raise TypeError
+                value = a2b(value, strict_mode=True)
+            last = dict(decode_headers(raw.get("headers")))  # name -> last value
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            general(record)
+            continue
+        if producer_header in last:
+            general(record)
+            continue
+        record_id = f"{topic}-{record.partition}-{record.offset}"
+        correlation_id = correlation_id_from(last.get(correlation_header), record_id)
+        steps = plain.steps
+        producer = plain.producer
+        if len(steps) == 1:
+            step = steps[0]
+            message = step.factory.plain_message(value, record_id, correlation_id, last, producer)
+            if message.size > step.limit:
+                general(record)
+                continue
+            messages: tuple[tuple[PlainStep, OutgoingMessage], ...] = ((step, message),)
+        else:
+            messages = tuple((s, s.factory.plain_message(value, record_id, correlation_id, last, producer))
+                             for s in steps)
+            if any(m.size > s.limit for s, m in messages):
+                general(record)
+                continue
+        # BatchTally.see, inline: correlation ids in record order up to the cap, offset span per partition
+        plain_records += 1
+        if cap is None or len(ids) < cap:
+            ids[correlation_id] = None
+        elif not tally.more_correlation_ids and correlation_id not in ids:
+            tally.more_correlation_ids = True
+        offset = record.offset
+        if span is None or span_partition != record.partition:
+            span_partition = record.partition
+            span = spans.get((topic, span_partition))
+            if span is None:
+                span = spans[(topic, span_partition)] = [offset, offset]
+        if offset > span[1]:
+            span[1] = offset
+        elif offset < span[0]:
+            span[0] = offset
+        # count_routes and the producer count; the first count of each goes in now, so the summary's
+        # order is the general path's
+        routes = plain.routes
+        if routes:
+            if routes in counted:
+                counted[routes] += 1
+            else:
+                counted[routes] = 1
+                tally.route_sets.setdefault(routes, 0)
+        if producer:
+            if producer in producers:
+                producers[producer] += 1
+            else:
+                producers[producer] = 1
+                tally.producers_unverified[producer] += 0
+        for step, message in messages:
+            message.origin = origin(record, step.route, producer)
+            run.add(step.target, message)
+    tally.records += plain_records
+    for routes, n in counted.items():
+        tally.route_sets[routes] += n
+    for producer_name, n in producers.items():
+        tally.producers_unverified[producer_name] += n

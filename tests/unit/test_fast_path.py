@@ -1,0 +1,268 @@
+"""The planning fast path (bridge.fast_path) against the general path: the same messages, byte for byte.
+
+Each case runs one event through two bridges over the same config, one with the fast path and one
+without (`Bridge(fast_path=False)`), and compares everything they produce: every message sent (body,
+attributes, ids, sizes, FIFO group and deduplication ids), every park (record, reason, detail,
+destination, route, producer), the summary and the audit event. The records are generated to hit what
+sends a record of a plain topic back to the general path: bytes that are not UTF-8 or not sendable,
+empty and null values, oversize values, correlation ids that cannot be used, repeated headers, producer
+claims, null, signed-Java and malformed header values, broken base64, records that are not objects.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+from bridge.config import BridgeConfig
+from bridge.envelope import OutgoingMessage
+from bridge.records import KafkaRecord
+from bridge.service import Bridge, BatchReport
+
+from tests.helpers import (
+    PRODUCER_HEADER,
+    FakeKeys,
+    FakeSender,
+    FakeStore,
+    fixed_clock,
+    kafka_event,
+    kafka_record,
+    make_config,
+    make_settings,
+    no_sleep,
+)
+
+PRINCIPAL = "arn:aws:iam::123456789012:role/p"
+PRODUCERS = [  # orders has one producer (records without a claim are attributed to it), payments two
+    {"name": "billing", "topics": ["orders", "payments"], "aws_principal": PRINCIPAL},
+    {"name": "refunds", "topics": ["payments"], "aws_principal": PRINCIPAL},
+]
+
+
+def plain_config() -> BridgeConfig:
+    """Topic-only routes: orders and payments are plain, inventory (envelope, FIFO) is not."""
+    return make_config(
+        producers=PRODUCERS,
+        destinations=[
+            {"name": "out", "type": "sqs", "header_attributes": ["tenant", "other", "absent"]},
+            {"name": "feed", "type": "sns", "header_attributes": ["tenant"]},
+            {"name": "small", "type": "sqs", "max_message_bytes": 1024},
+            {"name": "env", "type": "sqs", "body": "envelope"},
+            {"name": "ordered", "type": "sqs", "fifo": True, "group_id": "key"},
+        ],
+        routes=[
+            {"name": "orders", "match": {"topic": "orders"}, "to": ["out", "feed"]},
+            {"name": "payments", "match": {"topic": {"prefix": "pay"}}, "to": ["small"]},
+            {"name": "all-orders", "match": {"topic": {"any_of": ["orders", "inventory"]}}, "to": ["small", "out"]},
+            {"name": "inventory", "match": {"topic": "inventory"}, "to": ["env", "ordered"]},
+        ],
+        unmatched={"action": "route", "to": ["out"]},
+        settings={"audit_max_correlation_ids": 5},  # the cap is reached early: the fast path notes the rest
+    )
+
+
+def claim_check_config() -> BridgeConfig:
+    """An oversize message goes to the claim check: the fast path must hand such a record over."""
+    return make_config(
+        producers=PRODUCERS,
+        destinations=[{"name": "big", "type": "sqs", "max_message_bytes": 1024, "oversize": "claim-check",
+                       "header_attributes": ["tenant"]}],
+        routes=[{"name": "all", "match": {}, "to": ["big"]}],
+        unmatched={"action": "park"},
+    )
+
+
+def general_config() -> BridgeConfig:
+    """A route on the key: no topic is plain, both bridges take the general path for every record."""
+    return make_config(
+        destinations=[{"name": "out", "type": "sqs", "header_attributes": ["tenant"]}],
+        routes=[{"name": "keyed", "match": {"key": {"prefix": "cust"}}, "to": ["out"]}],
+        unmatched={"action": "skip"},
+    )
+
+
+CONFIGS = {"plain": plain_config, "claim-check": claim_check_config, "general": general_config}
+
+VALUES: list[str | bytes | None] = [
+    None, "", '{"n": 1}', "plain text", "tab\tand\nnewline\r", "control \x01 char", "nonchar \ufffe",
+    b"\xff\x00binary", "unicode é ✓ 𝄞", "x" * 1500, b"\x80" * 1200, "   ",
+]
+CORRELATION_IDS: list[str | bytes] = ["cid-1", "", "y" * 300, "bad\x01", b"\xff\xfe", "ünï", "tab\t"]
+
+
+def random_record(rng: random.Random, offset: int, claims: list[str | bytes]) -> dict[str, Any]:
+    topic = rng.choice(["orders", "orders", "payments", "inventory", "unrouted"])
+    headers: list[tuple[str, str | bytes]] = []
+    for _ in range(rng.randrange(4)):
+        name = rng.choice(["correlation-id", "tenant", "tenant", "other", PRODUCER_HEADER])
+        if name == "correlation-id":
+            value: str | bytes = rng.choice(CORRELATION_IDS)
+        elif name == PRODUCER_HEADER:
+            value = rng.choice(claims)
+        else:
+            value = rng.choice(["acme", "", "x\x02y", b"\xc3\x28", "ok ✓"])
+        headers.append((name, value))
+    record = kafka_record(topic, rng.randrange(3), offset, key=rng.choice([None, "k", "cust-1", b"\xff", ""]),
+                          value=rng.choice(VALUES), headers=headers)
+    roll = rng.random()
+    if roll < 0.03:
+        record["key"] = "!not base64!"
+    elif roll < 0.06:
+        record["value"] = 12
+    elif roll < 0.08:
+        record["headers"].append({"nulled": None})  # a header with a null value decodes to b""
+    elif roll < 0.10:
+        record["headers"].append({"flag": [True, 0]})  # bools are not bytes: undecodable
+    elif roll < 0.12:
+        record["headers"] = "not a list"
+    elif roll < 0.13:
+        record["headers"].append({"big": [300]})
+    elif roll < 0.14:
+        record["key"] = ["not", "text"]
+    elif roll < 0.15:
+        del record["offset"]  # no position: flagged undecodable by decode_event, never lazy
+    return record
+
+
+def run(config: BridgeConfig, event: dict[str, Any], *, fast_path: bool) -> tuple[BatchReport, FakeSender,
+                                                                                  FakeSender, FakeStore, int]:
+    sqs, sns, claims = FakeSender(), FakeSender(), FakeStore()
+    general_calls = 0
+
+    class Counting(Bridge):
+        def _plan(self, record: KafkaRecord, *args: Any, **kwargs: Any) -> None:
+            nonlocal general_calls
+            general_calls += 1
+            super()._plan(record, *args, **kwargs)
+
+    bridge = Counting(config, make_settings(), sqs=sqs, sns=sns, parking_store=FakeStore(), signing_keys=FakeKeys(),
+                      claim_check_store=claims, sleep=no_sleep, clock=fixed_clock, fast_path=fast_path)
+    return bridge.handle(event), sqs, sns, claims, general_calls
+
+
+def fields(m: OutgoingMessage) -> tuple[Any, ...]:
+    return (m.destination, m.record_id, m.body, m.attributes, m.correlation_id, m.size, m.group_id, m.dedup_id,
+            m.origin.route if m.origin is not None else None, m.origin.producer if m.origin is not None else None)
+
+
+def sent(sender: FakeSender) -> dict[str, list[tuple[Any, ...]]]:
+    """Every message per destination, by record id (send threads may finish batches in any order)."""
+    return {name: sorted(fields(m) for m in messages) for name, messages in sorted(sender.sent.items())}
+
+
+def parked(report: BatchReport) -> list[tuple[Any, ...]]:
+    return [(p.record.record_id, p.record.raw, p.reason, p.detail, p.correlation_id, p.route, p.destination,
+             p.producer) for p in report.parked]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("config_name", sorted(CONFIGS))
+def test_the_fast_path_produces_what_the_general_path_produces(config_name: str, seed: int) -> None:
+    # given generated records, some plain and some that are not
+    rng = random.Random(f"{config_name}-{seed}")
+    # with no claim of billing, the only count of it is the fast path's (its place in the summary shows)
+    claims: list[str | bytes] = ["billing", "refunds", "nobody", b"\xff"] if seed % 2 else ["refunds", "nobody"]
+    event = kafka_event([random_record(rng, offset, claims) for offset in range(300)])
+    if seed % 3 == 0:  # offsets out of order within a partition: the audit's offset spans still hold
+        for records in event["records"].values():
+            rng.shuffle(records)
+    config = CONFIGS[config_name]()
+
+    # when one bridge plans them with the fast path and one without
+    fast, fast_sqs, fast_sns, fast_claims, fast_general = run(config, json.loads(json.dumps(event)), fast_path=True)
+    slow, slow_sqs, slow_sns, slow_claims, slow_general = run(config, json.loads(json.dumps(event)), fast_path=False)
+
+    # then everything they produced is the same, byte for byte and in the same order where order is kept
+    assert sent(fast_sqs) == sent(slow_sqs)
+    assert sent(fast_sns) == sent(slow_sns)  # the audit event too: same body, same correlation ids, same order
+    assert fast_claims.objects == slow_claims.objects
+    assert parked(fast) == parked(slow)
+    assert json.dumps(fast.summary) == json.dumps(slow.summary)  # key order included
+    assert fast.batch_id == slow.batch_id
+    # and the fast path did plan records itself (the comparison would prove nothing otherwise)
+    assert slow_general == 300
+    if config_name == "general":
+        assert fast_general == 300
+    else:
+        assert fast_general < 200
+
+
+def test_a_plain_record_sent_by_the_fast_path_is_parked_with_its_route_and_producer_when_delivery_fails() -> None:
+    # given a plain topic whose destination refuses every entry
+    config = make_config(producers=PRODUCERS[:1], destinations=[{"name": "out", "type": "sqs"}],
+                         routes=[{"name": "orders", "match": {"topic": "orders"}, "to": ["out"]}])
+    event = kafka_event([kafka_record(offset=i, headers=[("correlation-id", f"c{i}")]) for i in range(3)])
+    reports = []
+    for fast_path in (True, False):
+        sqs = FakeSender(reject=lambda t, _m: ("InvalidParameterValue", True) if t.name == "out" else None)
+        bridge = Bridge(config, make_settings(), sqs=sqs, sns=FakeSender(), parking_store=FakeStore(),
+                        signing_keys=FakeKeys(), sleep=no_sleep, clock=fixed_clock, fast_path=fast_path)
+        reports.append(bridge.handle(event))
+
+    # then both park each record for that destination the same way
+    fast, slow = reports
+    assert parked(fast) == parked(slow)
+    assert [(p.reason, p.route, p.destination, p.producer, p.correlation_id) for p in fast.parked] == [
+        ("delivery_failed", "orders", "out", "billing", f"c{i}") for i in range(3)]
+
+
+@pytest.mark.parametrize("spare", [0, 1, -1])
+def test_a_message_at_its_destination_limit_is_sent_and_one_byte_over_goes_the_general_way(spare: int) -> None:
+    # given a plain topic whose destination takes 1,024 bytes, and a record whose message is that, or one
+    # byte more or less
+    config = make_config(destinations=[{"name": "small", "type": "sqs", "max_message_bytes": 1024}],
+                         routes=[{"name": "all", "match": {"topic": "orders"}, "to": ["small"]}])
+    probe = run(config, kafka_event([kafka_record(value="", headers=[("correlation-id", "c")])]),
+                fast_path=True)[1].sent["small"][0]
+    value = "v" * (1024 - (probe.size - 4) - spare)  # "" goes as the 4-byte body "null" with an encoding
+    overhead = len("content-encoding") + len("String") + len("empty")
+    value += "v" * overhead
+    event = kafka_event([kafka_record(value=value, headers=[("correlation-id", "c")])])
+
+    # when both paths plan it
+    fast, fast_sqs, *_, fast_general = run(config, json.loads(json.dumps(event)), fast_path=True)
+    slow, slow_sqs, *_ = run(config, json.loads(json.dumps(event)), fast_path=False)
+
+    # then they agree: sent at the limit and under it (by the fast path), parked too_large over it
+    assert sent(fast_sqs) == sent(slow_sqs)
+    assert parked(fast) == parked(slow)
+    if spare >= 0:
+        assert fast_sqs.sent["small"][0].size == 1024 - spare
+        assert fast_general == 0
+    else:
+        assert [p.reason for p in fast.parked] == ["too_large"]
+        assert fast_general == 1
+
+
+def test_the_audit_counts_keep_the_general_paths_order_when_the_two_paths_take_turns() -> None:
+    # given plain records (orders, attributed to billing) and records the general path takes (a claim of
+    # refunds on payments), taking turns; offsets out of order; more correlation ids than the audit keeps
+    config = make_config(
+        producers=PRODUCERS, destinations=[{"name": "out", "type": "sqs"}],
+        routes=[{"name": "orders", "match": {"topic": "orders"}, "to": ["out"]},
+                {"name": "payments", "match": {"topic": "payments"}, "to": ["out"]}],
+        settings={"audit_max_correlation_ids": 3})
+    event = kafka_event([
+        kafka_record("orders", 0, 7, headers=[("correlation-id", "a")]),
+        kafka_record("payments", 0, 1, headers=[(PRODUCER_HEADER, "refunds"), ("correlation-id", "b")]),
+        kafka_record("orders", 1, 5, headers=[("correlation-id", "c")]),
+        kafka_record("orders", 1, 9, headers=[("correlation-id", "d")]),
+        kafka_record("orders", 1, 3, headers=[("correlation-id", "a")]),
+    ])
+
+    # when both paths plan them
+    fast, _, fast_sns, _, fast_general = run(config, json.loads(json.dumps(event)), fast_path=True)
+    slow, _, slow_sns, _, _ = run(config, json.loads(json.dumps(event)), fast_path=False)
+
+    # then the summary and the audit event are the same, key order included
+    assert fast_general == 1
+    assert json.dumps(fast.summary) == json.dumps(slow.summary)
+    assert list(fast.summary["producers_unverified"]) == ["billing", "refunds"]
+    assert list(fast.summary["routes"]) == ["orders", "payments"]
+    assert fast.summary["partitions"] == {"orders-0": [7, 7], "payments-0": [1, 1], "orders-1": [3, 9]}
+    assert sent(fast_sns) == sent(slow_sns)
+    audit = json.loads(fast_sns.sent["test-bridge-dev-audit"][0].body)
+    assert audit["correlation_ids"] == ["a", "b", "c"]
+    assert audit["correlation_ids_truncated"] is True
