@@ -4,7 +4,8 @@ Run: `.venv/bin/python benchmarks/profile_bridge.py [--top 20]`; prints the func
 most time of their own (cProfile `tottime`), the list issue 10 asks to compare before and after.
 `--steps` prints instead what each step of planning costs per record, timed alone without the
 profiler (best of `--rounds`, process CPU), beside the decode floor and the whole `handle`: where the
-own CPU above the floor goes.
+own CPU above the floor goes. `--gc` counts the cyclic garbage collector's collections and their time
+in `handle`, with the bridge's pause around planning and without it.
 """
 
 from __future__ import annotations
@@ -28,19 +29,40 @@ from suite import NoKeys, NoStore, NullSender, _bridge, decode_floor, kafka_even
 
 
 def steps(bridge: Any, event: dict[str, Any], rounds: int) -> None:
-    """Each step of planning timed alone over the event's records (decoded once up front)."""
+    """Each step of planning timed alone over the event's records (inputs prepared up front)."""
+    import binascii  # noqa: PLC0415
+
     from bridge.audit import BatchTally, batch_id_for  # noqa: PLC0415
     from bridge.delivery import Deliverer  # noqa: PLC0415
-    from bridge.envelope import correlation_id_for  # noqa: PLC0415
-    from bridge.records import decode_event  # noqa: PLC0415
+    from bridge.envelope import correlation_id_from  # noqa: PLC0415
+    from bridge.fast_path import plan_plain  # noqa: PLC0415
+    from bridge.records import decode_event, decode_headers  # noqa: PLC0415
+    from bridge.service import Bridge, _Origin  # noqa: PLC0415
 
     records = decode_event(event).records
-    views = [r.decoded() for r in records]
+    raws = [r.raw for r in records]
     n = len(records)
     factory = bridge._factories["out"]
     header = bridge.config.settings.correlation_header
-    messages = [factory.build(v, producer=None, correlation_id="cid-00000001") for v in views]
+    a2b = binascii.a2b_base64
+    values = [a2b(r["value"]) for r in raws]
+    lasts = [dict(decode_headers(r["headers"])) for r in raws]
+    ids = [r.record_id for r in records]
+    cids = [correlation_id_from(last.get(header), i) for last, i in zip(lasts, ids, strict=True)]
+    messages = [factory.plain_message(v, i, c, last, None) for v, i, c, last in zip(values, ids, cids, lasts,
+                                                                                    strict=True)]
     target = bridge.targets["out"]
+    one_thread = Bridge(bridge.config, bridge.settings, sqs=NullSender(), sns=NullSender(), parking_store=NoStore(),
+                        signing_keys=NoKeys())
+    one_thread._deliverer._max_concurrency = 1
+
+    class Discard:
+        def add(self, target: Any, message: Any) -> None:
+            pass
+
+    def plan() -> None:
+        plan_plain(records, bridge._plain_topic, BatchTally(max_correlation_ids=100), Discard(),
+                   lambda r: None, _Origin, correlation_header=header, producer_header="x-bridge-producer")
 
     def deliver(threads: int) -> None:
         deliverer = Deliverer({"sqs": NullSender(), "sns": NullSender()}, max_attempts=3, base_delay_ms=0,
@@ -50,20 +72,23 @@ def steps(bridge: Any, event: dict[str, Any], rounds: int) -> None:
                 run.add(target, m)
             run.finish()
 
-    tally = BatchTally(max_correlation_ids=100)
     cases: list[tuple[str, Callable[[], object]]] = [
         ("decode floor (the reference)", lambda: decode_floor(event)),
         ("bridge.handle, whole", lambda: bridge.handle(event)),
+        ("bridge.handle, whole, 1 send thread", lambda: one_thread.handle(event)),
         ("decode_event: positions, lazy records", lambda: decode_event(event)),
         ("batch_id_for", lambda: batch_id_for(records)),
-        ("KafkaRecord.decoded(): key, value, headers", lambda: [r.decoded() is None for r in records]),
-        ("correlation_id_for", lambda: [correlation_id_for(v, header) is None for v in views]),
-        ("BatchTally.see", lambda: [tally.see(v, "cid") for v in views]),
-        ("TrustPolicy.attribute", lambda: [bridge._trust.attribute(v) is None for v in views]),
-        ("Router.route", lambda: [bridge._router.route(v) is None for v in views]),
-        ("MessageFactory.build", lambda: [factory.build(v, producer=None, correlation_id="c") is None for v in views]),
+        ("plan_plain: the fast path, messages discarded", plan),
+        ("- base64 key and value", lambda: [(a2b(r["key"], strict_mode=True), a2b(r["value"], strict_mode=True))
+                                            for r in raws]),
+        ("- decode_headers + dict", lambda: [dict(decode_headers(r["headers"])) for r in raws]),
+        ("- correlation_id_from", lambda: [correlation_id_from(last.get(header), i) is None
+                                           for last, i in zip(lasts, ids, strict=True)]),
+        ("- MessageFactory.plain_message", lambda: [factory.plain_message(v, i, c, last, None) is None
+                                                    for v, i, c, last in zip(values, ids, cids, lasts, strict=True)]),
         ("DeliveryRun.add + send, 1 thread (stubbed)", lambda: deliver(1)),
-        ("DeliveryRun.add + send, 8 threads (stubbed)", lambda: deliver(8)),
+        (f"DeliveryRun.add + send, {bridge._deliverer.max_concurrency} threads (stubbed)",
+         lambda: deliver(bridge._deliverer.max_concurrency)),
     ]
     print("| step | µs per record |\n|---|---|")
     for name, fn in cases:
@@ -76,18 +101,57 @@ def steps(bridge: Any, event: dict[str, Any], rounds: int) -> None:
         print(f"| {name} | {best / n * 1e6:.2f} |")
 
 
+def collections(bridge: Any, event: dict[str, Any], rounds: int) -> None:
+    """What the cyclic garbage collector costs in `handle`: collections per generation and their time per
+    record, with the bridge's pause (`service.cyclic_gc_paused`) and without it."""
+    import contextlib  # noqa: PLC0415
+
+    from bridge import service  # noqa: PLC0415
+
+    n = sum(len(rs) for rs in event["records"].values())
+    started = [0.0]
+    seen: dict[int, list[float]] = {}
+
+    def timer(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.thread_time()
+        else:
+            seen.setdefault(info["generation"], []).append(time.thread_time() - started[0])
+
+    paused = service.cyclic_gc_paused
+    print("| cyclic GC during handle | collections (gen 0/1/2) per handle | µs per record |\n|---|---|---|")
+    for label, pause in (("paused (as the bridge runs)", paused), ("not paused", contextlib.nullcontext)):
+        service.cyclic_gc_paused = pause  # type: ignore[assignment]
+        seen.clear()
+        gc.collect()
+        gc.callbacks.append(timer)
+        try:
+            for _ in range(rounds):
+                bridge.handle(event)
+        finally:
+            gc.callbacks.remove(timer)
+            service.cyclic_gc_paused = paused
+        counts = "/".join(f"{len(seen.get(g, [])) / rounds:.1f}" for g in range(3))
+        total = sum(sum(ts) for ts in seen.values()) / rounds
+        print(f"| {label} | {counts} | {total / n * 1e6:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--steps", action="store_true", help="time each planning step alone instead")
-    parser.add_argument("--rounds", type=int, default=7, help="with --steps: best of this many runs")
+    parser.add_argument("--gc", action="store_true", help="count the cyclic GC's collections in handle instead")
+    parser.add_argument("--rounds", type=int, default=7, help="with --steps: best of this many runs; --gc: handles")
     args = parser.parse_args()
     bridge = _bridge("sqs", None, sqs=NullSender(), sns=NullSender(), parking_store=NoStore(), signing_keys=NoKeys())
     bridge.handle(kafka_event(20))
     event = kafka_event(args.records)
     if args.steps:
         steps(bridge, event, args.rounds)
+        return
+    if args.gc:
+        collections(bridge, event, args.rounds)
         return
     profile = cProfile.Profile()
     profile.enable()

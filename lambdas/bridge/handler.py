@@ -20,7 +20,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from bridge.audit import batch_id_for
 from bridge.parking import ParkingFailedError
 from bridge.records import InvalidEventError, decode_event, describe_invalid_event, is_kafka_event, parse_redrive
-from bridge.service import BatchReport, Bridge, OutageRetryError
+from bridge.service import BatchReport, Bridge, OutageRetryError, cyclic_gc_paused
 from bridge.settings import Settings, observability_names, snapstart_enabled, tracing_enabled
 
 SERVICE_NAME, METRICS_NAMESPACE = observability_names()
@@ -114,13 +114,14 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
 @_trace
 def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     bridge = get_bridge()
-    batch = decode_event(event)
+    with cyclic_gc_paused():  # as in Bridge.handle: a lazy record per Kafka record, nothing to collect
+        batch = decode_event(event)
     batch_id = batch_id_for(batch.records, redrive=batch.redrive is not None)
     logger.set_correlation_id(batch_id)
     logger.append_keys(event_source_arn=batch.event_source_arn, redrive=batch.redrive is not None)
     metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=len(batch.records))
     try:
-        report = bridge.process(batch)
+        report = bridge.process(batch, batch_id)
     except ParkingFailedError:
         logger.exception("records could be neither delivered nor parked; the batch will be retried")
         metrics.add_metric(name="ParkingFailed", unit=MetricUnit.Count, value=1)

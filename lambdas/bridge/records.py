@@ -269,8 +269,23 @@ def decode_event(event: object) -> KafkaBatch:
     assert isinstance(event, Mapping)
     redrive = parse_redrive(event)
     records: list[KafkaRecord] = []
+    new = KafkaRecord.__new__
     for partition_key, items in event["records"].items():
         for item in items if isinstance(items, list) else [items]:
+            # `_decode` inline for what parsed JSON holds (exact dict, str and int); anything else, and
+            # every error, through decode_record. A record here costs about as much as the rest of planning.
+            if type(item) is dict:
+                topic, partition, offset = item.get("topic"), item.get("partition"), item.get("offset")
+                timestamp, timestamp_type = item.get("timestamp", 0), item.get("timestampType", "")
+                if (type(topic) is str and type(partition) is int and type(offset) is int
+                        and type(timestamp) is int and type(timestamp_type) is str):
+                    record = new(KafkaRecord)
+                    record.topic, record.partition, record.offset = topic, partition, offset
+                    record.timestamp, record.timestamp_type, record.raw = timestamp, timestamp_type, item
+                    record._key = record._value = record._headers = record._undecodable = _UNREAD
+                    record._record_id = None
+                    records.append(record)
+                    continue
             records.append(decode_record(item, str(partition_key)))
     arn = event.get("eventSourceArn")
     servers = event.get("bootstrapServers")

@@ -11,6 +11,7 @@ claims, null, signed-Java and malformed header values, broken base64, records th
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 from bridge.config import BridgeConfig
 from bridge.envelope import OutgoingMessage
 from bridge.records import KafkaRecord
-from bridge.service import Bridge, BatchReport
+from bridge.service import BatchReport, Bridge
 
 from tests.helpers import (
     PRODUCER_HEADER,
@@ -266,3 +267,53 @@ def test_the_audit_counts_keep_the_general_paths_order_when_the_two_paths_take_t
     audit = json.loads(fast_sns.sent["test-bridge-dev-audit"][0].body)
     assert audit["correlation_ids"] == ["a", "b", "c"]
     assert audit["correlation_ids_truncated"] is True
+
+
+class GcWatchingSender(FakeSender):
+    """Notes whether the cyclic GC was on at each send; raises `fail` from every send when set."""
+
+    def __init__(self, fail: BaseException | None = None) -> None:
+        super().__init__()
+        self.gc_on: list[bool] = []
+        self.fail = fail
+
+    def send_batch(self, target: Any, messages: Any) -> Any:
+        self.gc_on.append(gc.isenabled())
+        if self.fail is not None and not target.name.endswith("audit"):
+            raise self.fail
+        return super().send_batch(target, messages)
+
+
+def gc_bridge(sqs: FakeSender, sns: FakeSender) -> Bridge:
+    return Bridge(make_config(settings={"max_concurrency": 1}), make_settings(), sqs=sqs, sns=sns,
+                  parking_store=FakeStore(), signing_keys=FakeKeys(), sleep=no_sleep, clock=fixed_clock)
+
+
+def test_the_cyclic_gc_is_off_while_a_batch_is_planned_and_sent_and_on_again_after() -> None:
+    sqs, sns = GcWatchingSender(), GcWatchingSender()
+    assert gc.isenabled()
+
+    gc_bridge(sqs, sns).handle(kafka_event([kafka_record(offset=i) for i in range(25)]))
+
+    assert sqs.gc_on == [False, False, False]  # the three requests of 25 records
+    assert sns.gc_on == [True]  # the audit event goes after the batch
+    assert gc.isenabled()
+
+
+def test_the_cyclic_gc_is_on_again_after_a_batch_that_failed() -> None:
+    sqs = GcWatchingSender(fail=RuntimeError("the sender broke"))
+
+    with pytest.raises(RuntimeError, match="the sender broke"):
+        gc_bridge(sqs, FakeSender()).handle(kafka_event([kafka_record(offset=i) for i in range(25)]))
+
+    assert sqs.gc_on[0] is False
+    assert gc.isenabled()
+
+
+def test_a_bridge_leaves_the_cyclic_gc_off_when_it_found_it_off() -> None:
+    gc.disable()
+    try:
+        gc_bridge(FakeSender(), FakeSender()).handle(kafka_event([kafka_record()]))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
