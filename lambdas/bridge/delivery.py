@@ -15,12 +15,13 @@ Delivery guarantee: AT LEAST ONCE, implemented here and in `bridge.service`.
 
 Ordering: on a FIFO destination, messages of one message group are accepted in the order they were
 given (Kafka order), retries included, as long as each is delivered. A FIFO destination's messages
-are split into lanes by message group (`assign_lanes`, one per 100 messages up to `max_concurrency`):
-a group's messages all go to one lane, in order, and each lane sends its batches one after another,
-each finished (retries included) before the next; different lanes run concurrently, so two batches
-of one group are never in flight at once. Lanes start sending while later records are still planned
-(`DeliveryRun`), once enough messages have come to balance them.
-A batch holds consecutive messages of its lane, several of one group included, so a hot group
+wait by message group (`_FifoGroups`), in order; whichever send thread is free takes the next batch
+from the groups that have no request in flight, oldest first, and those groups stay out of every other
+batch until that request has finished (retries included). So two requests holding one group are never
+in flight at once, a group's batches go out in order, and groups overlap across up to `max_concurrency`
+requests with no thread idle while another group has a batch ready (no group is tied to a thread).
+Sending starts while later records are still planned (`DeliveryRun`), as soon as a full batch is ready.
+A batch holds the consecutive messages of each group it takes, several of one group included, so a hot group
 (`group_id: static:...`, one big customer) still goes ten messages per request.
 SQS/SNS accept the other entries of a request in which one entry failed. Retrying the failed entries
 keeps the order only when no later entry of their group was accepted: then they are retried (with
@@ -49,6 +50,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from operator import itemgetter
 from typing import Protocol
 
 from bridge.config import MAX_BATCH_ENTRIES, DestinationType
@@ -58,7 +60,6 @@ from bridge.packing import MessageTooLargeError
 MAX_BACKOFF_MS = 20_000  # one wait never exceeds this, whatever the attempt; keeps a batch inside the timeout
 # The code of a FIFO message not sent because an earlier message of its group broke the order.
 HELD_BACK = "FifoGroupHeldBack"
-MESSAGES_PER_FIFO_LANE = 10 * MAX_BATCH_ENTRIES  # see assign_lanes
 # Batches planned but not yet sent, per sending thread, before planning waits (see DeliveryRun.add):
 # planning is ~10x faster than a request's client-side work, so without a bound every message of a
 # 10,000-record batch would wait in memory for its turn.
@@ -136,26 +137,6 @@ def backoff_delay(attempt: int, base_delay_ms: int, rand: Callable[[float, float
     return rand(0.0, float(ceiling_ms)) / 1000.0
 
 
-def assign_lanes(messages: Sequence[OutgoingMessage], lanes: int) -> tuple[int, dict[str | None, int]]:
-    """Spread a FIFO destination's groups over at most `lanes` lanes: (how many lanes, group -> lane),
-    each group in one lane, the lanes about even (largest groups first, each to the least loaded lane).
-
-    A lane is opened per `MESSAGES_PER_FIFO_LANE` messages only: every lane may end in one part-full
-    request, so fewer lanes keep the request count (the bill) within 10% of the minimum.
-    """
-    counts: dict[str | None, int] = {}
-    for m in messages:
-        counts[m.group_id] = counts.get(m.group_id, 0) + 1
-    n = max(1, min(lanes, len(counts), len(messages) // MESSAGES_PER_FIFO_LANE))
-    loads = [0] * n
-    lane_of: dict[str | None, int] = {}
-    for group, count in sorted(counts.items(), key=lambda kv: -kv[1]):
-        lane = loads.index(min(loads))
-        lane_of[group] = lane
-        loads[lane] += count
-    return n, lane_of
-
-
 class Deliverer:
     """Sends messages to targets through the `BatchSender` for each destination type."""
 
@@ -187,7 +168,7 @@ class Deliverer:
         """Deliver every target's messages; one receipt per message.
 
         `on_delivered(target, messages)` is called after each send request with the messages it
-        stored (from the lane's thread), so progress can be recorded while the batch goes on."""
+        stored (from the sending thread), so progress can be recorded while the batch goes on."""
         with DeliveryRun(self, on_delivered) as run:
             for target, messages in plans:
                 for message in messages:
@@ -214,7 +195,7 @@ class Deliverer:
 
     def _send_fifo_batch(self, target: Target, batch: list[OutgoingMessage], halted: set[str | None],
                          on_delivered: OnDelivered | None = None) -> list[DeliveryReceipt]:
-        """Send one batch of a FIFO lane; a message of a group whose order broke earlier in the lane
+        """Send one batch of a FIFO destination; a message of a group whose order broke earlier in the run
         (`halted`) is held back instead of sent."""
         if halted:
             receipts = [DeliveryReceipt(m, False, 0, HELD_BACK) for m in batch if m.group_id in halted]
@@ -272,34 +253,111 @@ class Deliverer:
             pending = retry
 
 
-class _FifoLane:
-    """One lane of a FIFO destination: its groups' messages packed in order into `ready` batches, sent by
-    one drain at a time (`busy`), so a group never has two requests in flight."""
+class _FifoGroups:
+    """A FIFO destination's messages not yet sent in one run, waiting by message group in order.
 
-    __slots__ = ("batch", "busy", "halted", "load", "ready", "size", "target")
+    A group is `ready` (waiting messages, no request in flight) or `busy` (a request holding it is in
+    flight). `take` packs the next batch from the ready groups, the longest ready first, each group's
+    consecutive messages as long as they fit (the cut of `pack`: a batch closes when the next message
+    would break 10 entries or the byte limit), in the order they were added, and makes those groups
+    busy; `release` makes them ready again once their request has finished. Taking whole runs of a
+    group keeps the groups one request holds few, so few groups still fill many requests at once.
+    Called under the run's lock."""
+
+    __slots__ = ("added", "busy", "halted", "ready", "ready_bytes", "ready_count", "senders", "starting", "target",
+                 "waiting", "waiting_bytes")
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        self.batch: list[OutgoingMessage] = []  # the open batch
-        self.size = 0  # its bytes
-        self.ready: deque[list[OutgoingMessage]] = deque()  # closed batches, in order, not yet sent
-        self.busy = False  # a drain is sending this lane's batches
+        self.added = 0  # messages put so far: the order of a batch's entries
+        # group -> its messages not yet taken, each with its place in the order they were added
+        self.waiting: dict[str | None, deque[tuple[int, OutgoingMessage]]] = {}
+        self.waiting_bytes: dict[str | None, int] = {}
+        self.ready: deque[str | None] = deque()  # groups with waiting messages and none in flight, longest first
+        self.busy: set[str | None] = set()  # groups a request in flight holds
         self.halted: set[str | None] = set()  # groups whose order broke: the rest is held back
-        self.load = 0  # messages given to the lane
+        self.ready_count = 0  # messages of ready groups
+        self.ready_bytes = 0
+        self.senders = 0  # drains taking batches of this destination
+        self.starting = 0  # of them, started and not yet at their first `take`
 
+    def put(self, message: OutgoingMessage) -> bool:
+        """Queue a message behind its group's; False (not queued) when its group is halted and none of its
+        requests is in flight (while one is, the message waits, and `release` holds it back in order)."""
+        group = message.group_id
+        if group in self.halted and group not in self.busy:
+            return False
+        queue = self.waiting.get(group)
+        if queue is None:
+            queue = self.waiting[group] = deque()
+            self.waiting_bytes[group] = 0
+            if group not in self.busy:
+                self.ready.append(group)
+        queue.append((self.added, message))
+        self.added += 1
+        self.waiting_bytes[group] += message.size
+        if group not in self.busy:
+            self.ready_count += 1
+            self.ready_bytes += message.size
+        return True
 
-class _FifoFeed:
-    """A FIFO destination's messages in one run: buffered until there are enough to balance the lanes
-    (`assign_lanes` needs group sizes), then each message goes to its group's lane as it comes; a group
-    first seen after that goes to the least loaded lane."""
+    def full_batches(self) -> int:
+        """About how many full batches the ready groups hold: 0 when they fit in one request."""
+        return max(self.ready_count // MAX_BATCH_ENTRIES, self.ready_bytes // self.target.max_bytes)
 
-    __slots__ = ("buffer", "lane_of", "lanes", "target")
+    def drains_wanted(self, limit: int, finishing: bool) -> int:
+        """How many more drains to start: one per full batch ready that no starting drain will take, and
+        when finishing, one for a part-full batch that nothing in flight can still fill."""
+        wanted = self.full_batches()
+        if finishing and not wanted and self.ready and not self.busy:
+            wanted = 1
+        return max(0, min(limit - self.senders, wanted - self.starting))
 
-    def __init__(self, target: Target) -> None:
-        self.target = target
-        self.buffer: list[OutgoingMessage] | None = []  # None once the lanes are open
-        self.lanes: list[_FifoLane] = []
-        self.lane_of: dict[str | None, _FifoLane] = {}
+    def take(self, finishing: bool) -> list[OutgoingMessage] | None:
+        """The next batch, or None. A part-full batch only when finishing and no request of this
+        destination is in flight (whose groups could still fill it): the request count stays the minimum
+        but for the last batch or so."""
+        if not self.ready or not (self.full_batches() or (finishing and not self.busy)):
+            return None
+        batch: list[tuple[int, OutgoingMessage]] = []
+        size, limit = 0, self.target.max_bytes
+        while self.ready and len(batch) < MAX_BATCH_ENTRIES:
+            group = self.ready[0]
+            queue = self.waiting[group]
+            if size + queue[0][1].size > limit:
+                break
+            self.ready.popleft()
+            self.busy.add(group)
+            self.ready_count -= len(queue)
+            self.ready_bytes -= self.waiting_bytes[group]
+            while queue and len(batch) < MAX_BATCH_ENTRIES and size + queue[0][1].size <= limit:
+                entry = queue.popleft()
+                batch.append(entry)
+                size += entry[1].size
+                self.waiting_bytes[group] -= entry[1].size
+            if not queue:
+                del self.waiting[group], self.waiting_bytes[group]
+        if len(batch) > 1:
+            batch.sort(key=itemgetter(0))  # several groups: their entries in the order added, as `pack` cuts
+        return [m for _, m in batch]
+
+    def release(self, batch: list[OutgoingMessage]) -> list[DeliveryReceipt]:
+        """The batch's request has finished: its groups are ready again, but for a halted group, whose
+        waiting messages come back held back."""
+        held: list[DeliveryReceipt] = []
+        for group in dict.fromkeys(m.group_id for m in batch):
+            self.busy.discard(group)
+            queue = self.waiting.get(group)
+            if queue is None:
+                continue
+            if group in self.halted:
+                held += [DeliveryReceipt(m, False, 0, HELD_BACK) for _, m in queue]
+                del self.waiting[group], self.waiting_bytes[group]
+                continue
+            self.ready.append(group)
+            self.ready_count += len(queue)
+            self.ready_bytes += self.waiting_bytes[group]
+        return held
 
 
 class DeliveryRun:
@@ -308,9 +366,9 @@ class DeliveryRun:
     `add` packs a standard target's messages greedily as they come (the same cut as `pack`: a batch
     closes when the next message would break 10 entries or the byte limit) and hands each closed
     batch to the thread pool at once, so requests are in flight while later records are planned.
-    A FIFO target's messages are buffered until `MESSAGES_PER_FIFO_LANE` per possible lane have come
-    (or `finish`), so `assign_lanes` can balance whole groups; from then on each message is packed into
-    its group's lane as it comes, and a lane's closed batches are sent in order by one drain at a time.
+    A FIFO target's messages wait by group (`_FifoGroups`); whenever a full batch is ready among the
+    groups with no request in flight, a drain is started (up to `max_concurrency` per target), and each
+    drain takes batches until none is ready, so a free thread always takes whatever group can go next.
     `finish` sends every open batch and returns when every request has finished, retries included.
     The pool starts with the second piece of work: a lone batch (the audit event, a few parked
     records) is sent on the caller's thread.
@@ -329,17 +387,20 @@ class DeliveryRun:
         self._keep_delivered = keep_delivered
         self.delivered: Counter[str] = Counter()  # target name -> delivered messages not returned by finish
         self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)  # notified when a batch is sent (or a lane fails)
-        self._pending = 0  # batches handed to the pool or to a lane and not yet sent
+        self._room = threading.Condition(self._lock)  # notified when a batch is sent (or a drain fails)
+        self._pending = 0  # standard batches handed to the pool and not yet sent
+        self._fifo_pending = 0  # FIFO messages added and not yet sent (waiting or in flight)
         self._max_pending = PENDING_BATCHES_PER_THREAD * deliverer.max_concurrency
         self._pool: ThreadPoolExecutor | None = None
+        self._tasks = 0  # pieces of work submitted to the pool and not yet returned
+        self._idle = threading.Condition(self._lock)  # notified when `_tasks` drops to 0
         self._held: Callable[[], None] | None = None  # the first piece of work, until a second
         self._finishing = False
         # Receipts as requests finish (no Future per request: a 10,000-record batch makes 1,000 requests).
         self._receipts: list[DeliveryReceipt] = []
         self._errors: list[BaseException] = []
         self._open: dict[str, tuple[Target, list[OutgoingMessage], list[int]]] = {}  # name -> batch, bytes
-        self._fifo: dict[str, _FifoFeed] = {}
+        self._fifo: dict[str, _FifoGroups] = {}
         self._standard_in_flight = standard_in_flight
         self._waiting: deque[tuple[Target, list[OutgoingMessage]]] = deque()  # capped: batches not yet sent
         self._draining = 0  # capped: drains emptying `_waiting`
@@ -352,27 +413,18 @@ class DeliveryRun:
             self._pool.shutdown(wait=True)  # never leave a request running behind the caller's back
 
     def add(self, target: Target, message: OutgoingMessage) -> None:
-        """Queue one message; a batch goes out as soon as it is full (FIFO: once its lanes are open).
-        Waits while `PENDING_BATCHES_PER_THREAD` batches per thread are already waiting to be sent, so
-        the messages alive at once stay bounded however large the batch."""
-        if self._pending >= self._max_pending and self._pool is not None:
+        """Queue one message; a batch goes out as soon as it is full. Waits while
+        `PENDING_BATCHES_PER_THREAD` batches per thread (FIFO: as many messages as they would hold) are
+        already waiting to be sent, so the messages alive at once stay bounded however large the batch."""
+        if self._backlogged() and self._pool is not None:
             with self._room:
-                while self._pending >= self._max_pending and not self._errors:
+                while self._backlogged() and not self._errors:
                     self._room.wait()
         if message.size > target.max_bytes:
             raise MessageTooLargeError(f"a message of {message.size} bytes exceeds the {target.max_bytes}-byte "
                                        "limit")
         if target.fifo:
-            feed = self._fifo.get(target.name)
-            if feed is None:
-                feed = self._fifo[target.name] = _FifoFeed(target)
-            if feed.buffer is None:
-                self._to_lane(feed, message)
-                return
-            feed.buffer.append(message)
-            lanes = self._deliverer.max_concurrency
-            if lanes > 1 and len(feed.buffer) >= MESSAGES_PER_FIFO_LANE * lanes:
-                self._open_lanes(feed)
+            self._add_fifo(target, message)
             return
         batch = self._open.get(target.name)
         if batch is None:
@@ -387,22 +439,21 @@ class DeliveryRun:
 
     def finish(self) -> list[DeliveryReceipt]:
         """Send what is still open and wait for everything; one receipt per message added."""
-        self._finishing = True
+        with self._lock:
+            self._finishing = True
         for target, messages, _ in self._open.values():
             if messages:
                 self._send_standard(target, list(messages))
         self._open.clear()
-        for feed in self._fifo.values():
-            if feed.buffer is not None:
-                self._open_lanes(feed)
-            for lane in feed.lanes:
-                if lane.batch:
-                    self._close(lane)
-        self._fifo.clear()
-        if self._held is not None:  # only one piece of work in all: no pool
+        for groups in self._fifo.values():
+            self._start_drains(groups)  # the part-full batches that could not go before
+        while self._held is not None:  # only one piece of work so far: no pool
             held, self._held = self._held, None
             held()
         if self._pool is not None:
+            with self._lock:  # drains still running may start others: the pool takes work until all are done
+                while self._tasks:
+                    self._idle.wait()
             self._pool.shutdown(wait=True)
             self._pool = None
         if self._errors:
@@ -427,7 +478,7 @@ class DeliveryRun:
             # the held drain is the one this batch waits for: start it now, not at finish
             self._pool = ThreadPoolExecutor(max_workers=self._deliverer.max_concurrency)
             held, self._held = self._held, None
-            self._pool.submit(held)
+            self._to_pool(held)
 
     def _drain_standard(self) -> None:
         """Send the capped queue's batches one after another until it is empty."""
@@ -439,57 +490,63 @@ class DeliveryRun:
                 target, batch = self._waiting.popleft()
             self._collect(target, [batch])
 
-    def _open_lanes(self, feed: _FifoFeed) -> None:
-        """Assign the buffered groups to lanes and feed the buffer to them, in order."""
-        buffer, feed.buffer = feed.buffer or [], None
-        n, lane_of = assign_lanes(buffer, self._deliverer.max_concurrency)
-        feed.lanes = [_FifoLane(feed.target) for _ in range(n)]
-        feed.lane_of = {group: feed.lanes[i] for group, i in lane_of.items()}
-        for m in buffer:
-            self._to_lane(feed, m)
+    def _backlogged(self) -> bool:
+        return self._pending + self._fifo_pending // MAX_BATCH_ENTRIES >= self._max_pending
 
-    def _to_lane(self, feed: _FifoFeed, message: OutgoingMessage) -> None:
-        lane = feed.lane_of.get(message.group_id)
-        if lane is None:
-            lane = feed.lane_of[message.group_id] = min(feed.lanes, key=lambda la: la.load)
-        lane.load += 1
-        if lane.batch and (len(lane.batch) >= MAX_BATCH_ENTRIES
-                           or lane.size + message.size > feed.target.max_bytes):
-            self._close(lane)
-        lane.batch.append(message)
-        lane.size += message.size
-        if len(lane.batch) >= MAX_BATCH_ENTRIES and not self._finishing:
-            self._close(lane)  # full: it can go now
-
-    def _close(self, lane: _FifoLane) -> None:
-        """Queue the lane's open batch for sending; start a drain unless one is running."""
+    def _add_fifo(self, target: Target, message: OutgoingMessage) -> None:
         with self._lock:
-            self._pending += 1
-            lane.ready.append(lane.batch)
-            start = not lane.busy
-            lane.busy = True
-        lane.batch, lane.size = [], 0
-        if start:
-            self._submit(partial(self._drain, lane))
+            groups = self._fifo.get(target.name)
+            if groups is None:
+                groups = self._fifo[target.name] = _FifoGroups(target)
+            if not groups.put(message):  # its group's order broke earlier in the run
+                self._receipts.append(DeliveryReceipt(message, False, 0, HELD_BACK))
+                return
+            self._fifo_pending += 1
+            start = self._drains_to_start(groups)
+        for _ in range(start):
+            self._submit(partial(self._drain_fifo, groups))
 
-    def _drain(self, lane: _FifoLane) -> None:
-        """Send the lane's ready batches in order until none is left (one drain per lane at a time)."""
+    def _drains_to_start(self, groups: _FifoGroups) -> int:
+        """Count the drains `groups` wants now as started (see `_FifoGroups.drains_wanted`); under the lock."""
+        start = groups.drains_wanted(self._deliverer.max_concurrency, self._finishing)
+        groups.senders += start
+        groups.starting += start
+        return start
+
+    def _start_drains(self, groups: _FifoGroups) -> None:
+        with self._lock:
+            start = self._drains_to_start(groups)
+        for _ in range(start):
+            self._submit(partial(self._drain_fifo, groups))
+
+    def _drain_fifo(self, groups: _FifoGroups) -> None:
+        """Send a FIFO destination's batches as `_FifoGroups.take` gives them, until none is ready."""
         try:
-            while True:
-                with self._lock:
-                    if not lane.ready:
-                        lane.busy = False
-                        return
-                    batch = lane.ready.popleft()
-                try:
-                    receipts = self._deliverer._send_fifo_batch(lane.target, batch, lane.halted, self._on_delivered)
-                finally:
-                    self._sent()
-                self._keep(lane.target, receipts)
+            with self._lock:
+                groups.starting -= 1
+                batch, more = self._next_fifo_batch(groups)
+            while batch is not None:
+                for _ in range(more):  # more is ready than this drain takes: free threads take it
+                    self._submit(partial(self._drain_fifo, groups))
+                receipts = self._deliverer._send_fifo_batch(groups.target, batch, groups.halted, self._on_delivered)
+                with self._lock:  # one step, so a halted group's receipts stay in order with later ones
+                    held = groups.release(batch)
+                    self._fifo_pending -= len(batch) + len(held)
+                    self._room.notify()
+                    self._keep_locked(groups.target, receipts + held)
+                    batch, more = self._next_fifo_batch(groups)
         except BaseException as exc:  # re-raised by finish, on the caller's thread
             with self._lock:
                 self._errors.append(exc)
-                self._room.notify_all()  # the lane's other batches will not be sent: nobody waits for them
+                self._room.notify_all()  # this destination's other batches may not be sent: nobody waits
+
+    def _next_fifo_batch(self, groups: _FifoGroups) -> tuple[list[OutgoingMessage] | None, int]:
+        """The drain's next batch (None: the drain ends) and how many more drains to start; under the lock."""
+        batch = groups.take(self._finishing)
+        if batch is None:
+            groups.senders -= 1
+            return None, 0
+        return batch, self._drains_to_start(groups)
 
     def _sent(self) -> None:
         with self._lock:
@@ -498,12 +555,15 @@ class DeliveryRun:
 
     def _keep(self, target: Target, receipts: list[DeliveryReceipt]) -> None:
         with self._lock:
-            if self._keep_delivered:
-                self._receipts.extend(receipts)
-                return
-            failed = [r for r in receipts if not r.delivered]
-            self.delivered[target.name] += len(receipts) - len(failed)
-            self._receipts.extend(failed)
+            self._keep_locked(target, receipts)
+
+    def _keep_locked(self, target: Target, receipts: list[DeliveryReceipt]) -> None:
+        if self._keep_delivered:
+            self._receipts.extend(receipts)
+            return
+        failed = [r for r in receipts if not r.delivered]
+        self.delivered[target.name] += len(receipts) - len(failed)
+        self._receipts.extend(failed)
 
     def _collect(self, target: Target, batches: list[list[OutgoingMessage]]) -> None:
         try:
@@ -530,5 +590,21 @@ class DeliveryRun:
             self._pool = ThreadPoolExecutor(max_workers=self._deliverer.max_concurrency)
             if self._held is not None:
                 held, self._held = self._held, None
-                self._pool.submit(held)
-        self._pool.submit(work)
+                self._to_pool(held)
+        self._to_pool(work)
+
+    def _to_pool(self, work: Callable[[], None]) -> None:
+        """Run `work` on the pool, counted in `_tasks` until it returns (a FIFO drain may start others)."""
+        assert self._pool is not None
+        with self._lock:
+            self._tasks += 1
+        self._pool.submit(self._counted, work)
+
+    def _counted(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        finally:
+            with self._lock:
+                self._tasks -= 1
+                if not self._tasks:
+                    self._idle.notify_all()

@@ -3,8 +3,8 @@
 Greedy and in order: a batch is closed when the next message would break either limit. Order is
 kept because FIFO destinations rely on it; for any input the greedy cut is also the minimum number
 of batches that keeps the order (each batch is as full as it can be).
-FIFO lanes pack the same way as they send (bridge.delivery), so a batch may hold several
-consecutive messages of one group.
+FIFO destinations pack the same way as they send (bridge.delivery `_FifoGroups`), so a batch may
+hold several consecutive messages of one group.
 """
 
 from __future__ import annotations

@@ -237,6 +237,39 @@ def test_two_requests_of_one_group_are_never_in_flight_together_while_groups_ove
     assert len(queue.requests) == 24, "full requests of consecutive messages of each lane"
 
 
+def test_a_free_thread_sends_another_groups_batch_while_one_groups_request_is_slow() -> None:
+    # given: two threads; group "slow" (10 messages), then "quick" (10), then "bulk" (300). With groups tied
+    # to lanes ("bulk" alone in one, "slow" and "quick" sharing the other) quick's batch waited behind
+    # slow's request while the bulk lane's thread was the only other one. The request holding "slow" is
+    # answered only once every "quick" message is stored (or after 5 s, too late: the test fails).
+    quick_stored = threading.Event()
+    seen_while_slow: list[bool] = []
+
+    class SlowGroupQueue(FifoQueue):
+        def send_batch(self, target: Target, messages: Any) -> BatchOutcome:
+            if any(m.group_id == "slow" for m in messages):
+                seen_while_slow.append(quick_stored.wait(timeout=5))
+            outcome = super().send_batch(target, messages)
+            with self._lock:
+                if sum(m.group_id == "quick" for m in self.stored) == 10:
+                    quick_stored.set()
+            return outcome
+
+    queue = SlowGroupQueue()
+    messages = ([msg(i, "slow") for i in range(10)] + [msg(i, "quick") for i in range(10, 20)]
+                + [msg(i, "bulk") for i in range(20, 320)])
+
+    # when
+    receipts = deliverer(queue, concurrency=2).deliver([(FIFO, messages)])
+
+    # then: "quick" went out on the free thread while "slow" was in flight; groups never overlapped
+    assert seen_while_slow == [True]
+    assert queue.overlaps == []
+    assert_nothing_lost_or_doubled(messages, receipts, queue.stored)
+    assert all(r.delivered for r in receipts)
+    assert_kafka_order(queue)
+
+
 @pytest.mark.parametrize("target", [QUEUE, FIFO], ids=["standard", "fifo"])
 def test_concurrent_requests_that_fail_and_retry_lose_nothing_and_send_nothing_twice(target: Target) -> None:
     # given: about a quarter of all entries fail (throttled), on 8 threads
@@ -372,6 +405,30 @@ def test_an_order_break_while_lanes_are_fed_holds_back_the_rest_of_the_group_in_
     else:  # the last of the request: parked, its group goes on
         assert not by_id[f"orders-0-{failed}"].order_break
         assert stored == [i for i in range(1200) if i != failed]
+
+
+def test_messages_added_while_an_order_break_is_being_answered_come_back_after_it_in_order() -> None:
+    # given: one group; the 4th entry of its first request fails while the later ones are accepted, and
+    # five more messages of the group are added after the break is known, before its request has finished
+    broken, added = threading.Event(), threading.Event()
+    queue = FifoQueue(fail=lambda call, pos, m: ("InternalError", False) if (call, pos) == (0, 3) else None)
+
+    def on_delivered(target: Target, messages: Any) -> None:  # runs after the break is known, before release
+        broken.set()
+        assert added.wait(timeout=10)
+
+    with deliverer(queue, concurrency=4).start(on_delivered) as run:
+        for i in range(10):
+            run.add(FIFO, msg(i, "hot"))
+        assert broken.wait(timeout=10)
+        for i in range(10, 15):
+            run.add(FIFO, msg(i, "hot"))
+        added.set()
+        receipts = run.finish()
+
+    # then: the break, then the held-back messages in Kafka order
+    failed = [(r.message.record_id, r.code) for r in receipts if not r.delivered]
+    assert failed == [("orders-0-3", "InternalError"), *((f"orders-0-{i}", HELD_BACK) for i in range(10, 15))]
 
 
 def test_a_secrets_manager_blip_is_over_for_the_mappings_retry_of_a_fifo_batch() -> None:

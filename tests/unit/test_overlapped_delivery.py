@@ -225,16 +225,18 @@ class PeakSender:
 def test_a_fifo_destination_with_many_groups_has_sixteen_requests_in_flight_by_default(
     make_bridge: Callable[..., Bridge],
 ) -> None:
-    # given: the default settings and 2,000 records of 97 keys to a FIFO queue grouped by key (at 10 ms per
-    # request, 8 requests in flight capped it at about half its zero-latency throughput)
+    # given: the default settings and 2,000 records of 500 keys to a FIFO queue grouped by key (at 10 ms per
+    # request, 8 requests in flight capped it at about half its zero-latency throughput). No request is
+    # answered before 16 are in flight, so those 16 hold 160 groups: as many as they can with each
+    # group's messages one at a time in the first requests.
     config = make_config(destinations=[{"name": "ledger", "type": "sqs", "fifo": True, "group_id": "key"}],
                          routes=[{"name": "all", "match": {}, "to": ["ledger"]}])
     sender = PeakSender(16)
-    event = kafka_event([kafka_record(partition=i % 3, offset=i, key=f"k{i % 97}") for i in range(2000)])
+    event = kafka_event([kafka_record(partition=i % 3, offset=i, key=f"k{i % 500}") for i in range(2000)])
 
     # when
     report = make_bridge(config, sqs=sender, sns=sender).handle(event)
 
-    # then: 16 lanes sent at once, and everything was delivered
+    # then: 16 requests sent at once, and everything was delivered
     assert sender.peak == 16
     assert report.summary["delivered"] == {"ledger": 2000}
