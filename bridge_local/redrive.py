@@ -322,6 +322,26 @@ def conflicting_record_ids(entries: Iterable[RedriveEntry]) -> list[str]:
     return sorted(r for r, n in seen.items() if n > 1)
 
 
+def withhold_indistinguishable(entries: list[RedriveEntry]) -> tuple[list[RedriveEntry], list[SkippedMessage]]:
+    """(entries to replay, messages withheld): entries that share a record id and timestamp with an entry
+    of other bytes are withheld, all of them. The bridge's checkpoints name a record by position and
+    timestamp, so whichever were replayed first would make the function skip the others as delivered:
+    a planted message could stand in for the genuine park, which would then be deleted unreplayed."""
+    groups: dict[tuple[str, str], list[RedriveEntry]] = {}
+    for e in entries:
+        if e.offset >= 0:
+            groups.setdefault((e.record_id, json.dumps(e.record.get("timestamp"))), []).append(e)
+    clashing = {id(e) for group in groups.values()
+                if len({record_digest(e.record) for e in group}) > 1 for e in group}
+    withheld = [SkippedMessage(m.message_id, e.record_id,
+                               "parked with different contents at the same position and timestamp (a planted or "
+                               "corrupted message): the bridge's checkpoints cannot tell them apart, so none is "
+                               "replayed; inspect them (bridge redrive --dry-run --json) and delete from the DLQ "
+                               "the ones that are not genuine")
+                for e in entries if id(e) in clashing for m in e.messages]
+    return [e for e in entries if id(e) not in clashing], withheld
+
+
 def unique_parks(resolved: Iterable[tuple[ParkedMessage, Mapping[str, Any]]]) -> dict[str, ParkedMessage]:
     """The first message of each park (`park_key`), in first-seen order: copies of one park count once."""
     parks: dict[str, ParkedMessage] = {}
@@ -523,10 +543,14 @@ def redrive(queue: ParkedQueue, fetch: FetchDocument, invoke: Invoke, options: R
         resolved, unavailable = resolve_records(chosen, fetch)
         report.skipped += unavailable
         report.mismatched = [s for m, record in resolved if (s := park_mismatch(m, record)) is not None]
-        report.planned = list(unique_parks(resolved).values())
-        report.copies = len(resolved) - len(report.planned)
         entries = merge_parked(resolved)
         report.conflicts = conflicting_record_ids(entries)
+        entries, withheld = withhold_indistinguishable(entries)
+        report.skipped += withheld
+        held = {w.message_id for w in withheld}
+        resolved = [(m, r) for m, r in resolved if m.message_id not in held]
+        report.planned = list(unique_parks(resolved).values())
+        report.copies = len(resolved) - len(report.planned)
         batches = build_events(entries, options.batch_size)
         report.records, report.events = len(entries), len(batches)
         if not entries and not report.replayed_before:

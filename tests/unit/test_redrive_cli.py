@@ -325,6 +325,7 @@ def test_copies_of_one_park_are_planned_once_replayed_once_and_all_deleted() -> 
 def test_two_parks_of_one_record_id_with_different_bytes_are_never_merged() -> None:
     # given: orders-0-1 parked twice with different bytes (a topic re-created under the same name)
     old, new = kafka_record(offset=1, value='{"v": 1}'), kafka_record(offset=1, value='{"v": 2}')
+    new["timestamp"] += 86_400_000
     queue = FakeQueue([parked(old, "delivery_failed", "t"), parked(new, "delivery_failed", "t")])
     events: list[dict[str, Any]] = []
 
@@ -339,6 +340,25 @@ def test_two_parks_of_one_record_id_with_different_bytes_are_never_merged() -> N
     assert (len(report.planned), report.copies, report.conflicts) == (2, 0, ["orders-0-1"])
     assert [e["records"]["orders-0"] for e in events] == [[old], [new]]
     assert report.to_json()["conflicts"] == ["orders-0-1"]
+
+
+def test_parks_of_one_position_and_timestamp_with_different_bytes_are_all_left_in_the_dlq() -> None:
+    # given: orders-0-1 parked with two contents the checkpoints cannot tell apart, and another record
+    a, b = kafka_record(offset=1, value='{"v": 1}'), kafka_record(offset=1, value='{"v": 2}')
+    queue = FakeQueue([parked(a, "delivery_failed", "t"), parked(b, "delivery_failed", "t"),
+                       parked(kafka_record(offset=2), "delivery_failed", "t")])
+    events: list[dict[str, Any]] = []
+
+    # when
+    report = redrive(queue, no_fetch, lambda event: events.append(event) or {"summary": {}}, options())
+
+    # then: only the other record is replayed; both versions stay, each reported with what to do
+    assert [e[REDRIVE_KEY] for e in events] == [{"orders-0-2": ["t"]}]
+    assert sorted(queue.deleted) == ["h2"]
+    assert [(s.message_id, s.why.split(":")[0]) for s in report.skipped] == [
+        ("m0", "parked with different contents at the same position and timestamp (a planted or corrupted message)"),
+        ("m1", "parked with different contents at the same position and timestamp (a planted or corrupted message)")]
+    assert [m.record_id for m in report.planned] == ["orders-0-2"]
 
 
 def test_a_park_id_is_trusted_only_when_it_is_the_documents_own() -> None:
