@@ -100,10 +100,19 @@ def correlation_id_for(record: KafkaRecord, header: str) -> str:
 def correlation_id_from(header_value: bytes | None, record_id: str) -> str:
     """`correlation_id_for` from the last value of the correlation header (None: absent) and the record id."""
     if header_value:
-        value = utf8_or_none(header_value)
-        if value and len(value) <= 256 and sendable_text(value):
+        value = _attribute_text(header_value)
+        if value and len(value) <= 256:
             return value
     return str(uuid.uuid5(CORRELATION_NAMESPACE, record_id))
+
+
+def _attribute_text(raw: bytes) -> str | None:
+    """The bytes as text when they are UTF-8 that SQS accepts (`sendable_text`), else None."""
+    if raw.isascii():  # printable ASCII, the common case, without a copy; else tab/LF/CR decide
+        text = raw.decode("ascii")
+        return text if text.isprintable() or sendable_utf8(raw) else None
+    text_or_none = utf8_or_none(raw)
+    return text_or_none if text_or_none is not None and _SQS_FORBIDDEN.search(text_or_none) is None else None
 
 
 def message_id_for(record: KafkaRecord, producer: str | None, signed_id: str | None) -> str:
@@ -271,7 +280,9 @@ class MessageFactory:
                 body = value.decode("utf-8")
             except UnicodeDecodeError:
                 body = ""
-            if body and sendable_utf8(value):
+            # sendable_utf8 inline, with the str's own ASCII flag instead of a scan of the bytes
+            if body and len(value.translate(None, _ASCII_CONTROL)) == len(value) and (
+                    body.isascii() or not any(n in value for n in _NONCHARACTERS)):
                 body_bytes = len(value)
             else:
                 body, encoding = base64.b64encode(value).decode("ascii"), "base64"
@@ -292,7 +303,7 @@ class MessageFactory:
             if len(attrs) >= MAX_MESSAGE_ATTRIBUTES:
                 break
             raw = last.get(name)
-            if raw and (text := utf8_or_none(raw)) and sendable_text(text):
+            if raw and (text := _attribute_text(raw)):
                 attrs.append((name, text))
                 size += overhead + len(raw)
         return OutgoingMessage(record_id, self._name, body, tuple(attrs), correlation_id, size)

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from bridge.audit import BatchTally
 from bridge.envelope import MessageFactory, OutgoingMessage, correlation_id_from
-from bridge.records import KafkaRecord, decode_headers
+from bridge.records import KafkaRecord, last_header_values
 
 
 class PlainStep(Protocol):
@@ -68,20 +68,31 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
     """Plan every record: the plain ones here, the others through `general` (the service's `_plan`), in
     record order, with the same messages, parks and audit counts as `general` alone would give."""
     a2b = binascii.a2b_base64
+    add = run.add
     ids = tally.correlation_ids
-    cap = tally.max_correlation_ids
+    cap = tally.max_correlation_ids if tally.max_correlation_ids is not None else float("inf")
+    spans = tally.spans
     topic: str | None = None
     plain: PlainTopic | None = None
-    counted: dict[tuple[str, ...], int] = {}  # route set -> plain records (added to the tally at the end)
-    producers: dict[str, int] = {}
-    spans = tally.spans
+    steps: tuple[PlainStep, ...] = ()
+    single: PlainStep | None = None  # the only step, the common case, without a list per record
+    producer: str | None = None
+    # Plain records of the current run of one topic, counted into the tally when it ends: in the summary's
+    # order that is where the first would have put them, since the general path counts a record of a plain
+    # topic under the same route set and producer (or not at all: parked before routing).
+    counted = 0
     span: list[int] | None = None  # the tally's [low, high] offsets of (topic, span_partition)
     span_partition = 0
-    plain_records = 0
     for record in records:
         if record.topic != topic:
+            if counted and plain is not None:
+                _count(tally, plain, counted)
+            counted = 0
             topic = record.topic
             plain = plain_for(topic)
+            if plain is not None:
+                steps, producer = plain.steps, plain.producer
+                single = steps[0] if len(steps) == 1 else None
             span = None
         if plain is None or not record.is_lazy:
             general(record)
@@ -99,7 +110,7 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
                 if type(value) is not str:
                     raise TypeError
                 value = a2b(value, strict_mode=True)
-            last = dict(decode_headers(raw.get("headers")))  # name -> last value
+            last = last_header_values(raw.get("headers"))
         except (KeyError, TypeError, ValueError, binascii.Error):
             general(record)
             continue
@@ -108,24 +119,18 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
             continue
         record_id = f"{topic}-{record.partition}-{record.offset}"
         correlation_id = correlation_id_from(last.get(correlation_header), record_id)
-        steps = plain.steps
-        producer = plain.producer
-        if len(steps) == 1:
-            step = steps[0]
-            message = step.factory.plain_message(value, record_id, correlation_id, last, producer)
-            if message.size > step.limit:
+        if single is not None:
+            message = single.factory.plain_message(value, record_id, correlation_id, last, producer)
+            if message.size > single.limit:
                 general(record)
                 continue
-            messages: tuple[tuple[PlainStep, OutgoingMessage], ...] = ((step, message),)
         else:
-            messages = tuple((s, s.factory.plain_message(value, record_id, correlation_id, last, producer))
-                             for s in steps)
-            if any(m.size > s.limit for s, m in messages):
+            messages = [s.factory.plain_message(value, record_id, correlation_id, last, producer) for s in steps]
+            if any(m.size > s.limit for s, m in zip(steps, messages, strict=True)):
                 general(record)
                 continue
         # BatchTally.see, inline: correlation ids in record order up to the cap, offset span per partition
-        plain_records += 1
-        if cap is None or len(ids) < cap:
+        if len(ids) < cap:
             ids[correlation_id] = None
         elif not tally.more_correlation_ids and correlation_id not in ids:
             tally.more_correlation_ids = True
@@ -139,26 +144,23 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
             span[1] = offset
         elif offset < span[0]:
             span[0] = offset
-        # count_routes and the producer count; the first count of each goes in now, so the summary's
-        # order is the general path's
-        routes = plain.routes
-        if routes:
-            if routes in counted:
-                counted[routes] += 1
-            else:
-                counted[routes] = 1
-                tally.route_sets.setdefault(routes, 0)
-        if producer:
-            if producer in producers:
-                producers[producer] += 1
-            else:
-                producers[producer] = 1
-                tally.producers_unverified[producer] += 0
-        for step, message in messages:
-            message.origin = origin(record, step.route, producer)
-            run.add(step.target, message)
-    tally.records += plain_records
-    for routes, n in counted.items():
-        tally.route_sets[routes] += n
-    for producer_name, n in producers.items():
-        tally.producers_unverified[producer_name] += n
+        counted += 1
+        if single is not None:
+            message.origin = origin(record, single.route, producer)
+            add(single.target, message)
+        else:
+            for s, m in zip(steps, messages, strict=True):
+                m.origin = origin(record, s.route, producer)
+                add(s.target, m)
+    if counted and plain is not None:
+        _count(tally, plain, counted)
+
+
+def _count(tally: BatchTally, plain: PlainTopic, records: int) -> None:
+    """Count `records` plain records of one topic as `Bridge._plan` does one by one (`BatchTally.see`,
+    `count_routes`, the producer)."""
+    tally.records += records
+    if plain.routes:
+        tally.route_sets[plain.routes] = tally.route_sets.get(plain.routes, 0) + records
+    if plain.producer:
+        tally.producers_unverified[plain.producer] += records

@@ -378,6 +378,33 @@ def decode_headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
 _INT_ONLY = {int}
 
 
+def last_header_values(raw: Any) -> dict[str, bytes]:
+    """`dict(decode_headers(raw))`, each header's last value by name, with the same errors: a tight loop for
+    what a Kafka client's headers look like as parsed JSON (names in ASCII, values in 2..255), and
+    `decode_headers` for anything else (null or signed values, a byte that could hide a bool, errors)."""
+    if type(raw) is list:
+        last: dict[str, bytes] = {}
+        for entry in raw:
+            if type(entry) is not dict:
+                break
+            for name, values in entry.items():
+                if type(values) is list and type(name) is str and name.isascii():
+                    try:
+                        data = bytes(values)
+                    except (TypeError, ValueError):
+                        break
+                    if b"\x00" not in data and b"\x01" not in data:
+                        last[name] = data
+                        continue
+                break
+            else:
+                continue
+            break
+        else:
+            return last
+    return dict(decode_headers(raw))
+
+
 def _header_bytes(name: str, values: Any) -> bytes:
     """A header's signed Java byte values as bytes (-1 is 0xFF); ValueError when they are not bytes."""
     if not isinstance(values, list) or not all(

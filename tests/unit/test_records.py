@@ -6,7 +6,14 @@ import json
 from typing import Any
 
 import pytest
-from bridge.records import InvalidEventError, decode_event, decode_record, is_kafka_event
+from bridge.records import (
+    InvalidEventError,
+    decode_event,
+    decode_headers,
+    decode_record,
+    is_kafka_event,
+    last_header_values,
+)
 
 from tests.helpers import kafka_record, load_event
 
@@ -157,3 +164,21 @@ def test_header_values_that_are_not_bytes_make_the_record_undecodable(values: An
 
     assert record.undecodable is not None
     assert "not a list of byte values" in record.undecodable
+
+
+@pytest.mark.parametrize("headers", [
+    None, [], [{"a": [104, 105]}], [{"a": [104]}, {"b": [1, 2]}, {"a": [106]}], [{"a": [-1, 65]}], [{"a": [0, 5]}],
+    [{"a": [True, 2]}], [{"a": [2, True]}], [{"a": None}], [{"a": []}], [{"é": [104]}], [{"a": [256]}], [{"a": [2.5]}],
+    [{"a": "text"}], [{"a": 3}], [{"a": {"2": 1}}], "not a list", [["a", [104]]], [{"a": [104], "b": [105]}],
+    [{"\ud800": [104]}], [{"a": [104]}, None],
+])
+def test_last_header_values_is_decode_headers_as_a_dict_with_the_same_errors(headers: Any) -> None:
+    try:
+        expected: Any = dict(decode_headers(headers))
+    except (TypeError, ValueError) as exc:
+        expected = type(exc)
+    try:
+        got: Any = last_header_values(headers)
+    except (TypeError, ValueError) as exc:
+        got = type(exc)
+    assert got == expected
