@@ -75,7 +75,10 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
     topic: str | None = None
     plain: PlainTopic | None = None
     steps: tuple[PlainStep, ...] = ()
-    single: PlainStep | None = None  # the only step, the common case, without a list per record
+    # a topic's only step (the common case, without a list per record): its factory's plain_message, and
+    # its limit, route and target, looked up once per run of the topic; None with several steps
+    build: Callable[..., OutgoingMessage] | None = None
+    limit, route, target = 0, "", None
     producer: str | None = None
     # Plain records of the current run of one topic, counted into the tally when it ends: in the summary's
     # order that is where the first would have put them, since the general path counts a record of a plain
@@ -92,7 +95,10 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
             plain = plain_for(topic)
             if plain is not None:
                 steps, producer = plain.steps, plain.producer
-                single = steps[0] if len(steps) == 1 else None
+                build = None
+                if len(steps) == 1:
+                    build = steps[0].factory.plain_message
+                    limit, route, target = steps[0].limit, steps[0].route, steps[0].target
             span = None
         if plain is None or not record.is_lazy:
             general(record)
@@ -119,9 +125,9 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
             continue
         record_id = f"{topic}-{record.partition}-{record.offset}"
         correlation_id = correlation_id_from(last.get(correlation_header), record_id)
-        if single is not None:
-            message = single.factory.plain_message(value, record_id, correlation_id, last, producer)
-            if message.size > single.limit:
+        if build is not None:
+            message = build(value, record_id, correlation_id, last, producer)
+            if message.size > limit:
                 general(record)
                 continue
         else:
@@ -145,9 +151,9 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
         elif offset < span[0]:
             span[0] = offset
         counted += 1
-        if single is not None:
-            message.origin = origin(record, single.route, producer)
-            add(single.target, message)
+        if build is not None:
+            message.origin = origin(record, route, producer)
+            add(target, message)
         else:
             for s, m in zip(steps, messages, strict=True):
                 m.origin = origin(record, s.route, producer)
