@@ -95,6 +95,15 @@ class RedriveLedger(Protocol):
         """Record these digests as handed over; raise LedgerUnavailable."""
         ...
 
+    def replayed_records(self, keys: Sequence[str]) -> dict[str, str]:
+        """Record key (`record_contents_key`) -> digest of the record contents a run handed over under it, for
+        the keys that have one; raise LedgerUnavailable."""
+        ...
+
+    def record_records(self, digests: Mapping[str, str]) -> None:
+        """Record which contents (record key -> record digest) are being handed over; raise LedgerUnavailable."""
+        ...
+
 
 class ParkedQueue(Protocol):
     """Port: the bridge DLQ (adapter: `SqsParkedQueue`)."""
@@ -546,6 +555,8 @@ def redrive(queue: ParkedQueue, fetch: FetchDocument, invoke: Invoke, options: R
         entries = merge_parked(resolved)
         report.conflicts = conflicting_record_ids(entries)
         entries, withheld = withhold_indistinguishable(entries)
+        entries, other_run = _without_other_contents(entries, ledger, report)
+        withheld += other_run
         report.skipped += withheld
         held = {w.message_id for w in withheld}
         resolved = [(m, r) for m, r in resolved if m.message_id not in held]
@@ -583,10 +594,46 @@ def _without_replayed(chosen: list[ParkedMessage], ledger: RedriveLedger | None,
     return [m for m in chosen if document_digest(m.document) not in done]
 
 
+def record_contents_key(entry: RedriveEntry) -> str:
+    """What the function's checkpoints name a record by: its position and timestamp."""
+    return f"{entry.record_id}@{json.dumps(entry.record.get('timestamp'))}"
+
+
+def _without_other_contents(entries: list[RedriveEntry], ledger: RedriveLedger | None,
+                            report: RedriveReport) -> tuple[list[RedriveEntry], list[SkippedMessage]]:
+    """(entries to replay, messages withheld): an entry whose position and timestamp an earlier run replayed
+    with other bytes is withheld. The function's checkpoints would take it for delivered, so a planted
+    message replayed first would make the genuine park be skipped and its message deleted."""
+    keyed = [e for e in entries if e.offset >= 0]
+    if ledger is None or not keyed:
+        return entries, []
+    try:
+        earlier = ledger.replayed_records(sorted({record_contents_key(e) for e in keyed}))
+    except LedgerUnavailable as exc:
+        report.ledger_error = report.ledger_error or str(exc)
+        return entries, []
+    clashing = {id(e) for e in keyed if earlier.get(record_contents_key(e), record_digest(e.record))
+                != record_digest(e.record)}
+    withheld = [SkippedMessage(m.message_id, e.record_id,
+                               "an earlier redrive replayed other contents for this position and timestamp, which "
+                               "the bridge's checkpoints cannot tell from these (a planted or corrupted message on "
+                               "one side): not replayed; inspect it (bridge redrive --dry-run --json) and delete "
+                               "it from the DLQ if it is not genuine")
+                for e in entries if id(e) in clashing for m in e.messages]
+    return [e for e in entries if id(e) not in clashing], withheld
+
+
 def _redrive_batch(queue: ParkedQueue, invoke: Invoke, options: RedriveOptions, batch: RedriveBatch,
                    report: RedriveReport, handled: set[str], ledger: RedriveLedger | None = None) -> None:
     handles = batch.receipt_handles
     queue.hold(handles, options.visibility_seconds)  # invisible for the whole invocation
+    if ledger is not None:
+        # before the invocation: a run killed during it still leaves which contents it handed over
+        try:
+            ledger.record_records({record_contents_key(e): record_digest(e.record)
+                                   for e in batch.entries if e.offset >= 0})
+        except LedgerUnavailable as exc:
+            report.ledger_error = report.ledger_error or str(exc)
     try:
         result = invoke(batch.event)
     except Exception as exc:  # the function's failure, whatever it is, is reported and its messages kept
@@ -662,6 +709,8 @@ def _chunks(items: Sequence[str], size: int = MAX_RECEIVE_MESSAGES) -> Iterable[
 
 
 LEDGER_SHARD_PREFIX = "redriven/"  # apart from the function's shards (`topic-partition/n`, `outage/...`)
+LEDGER_RECORD_PREFIX = "redriven-record/"
+LEDGER_DIGEST = "digest"
 LEDGER_ENTRY = "r##"  # the table's sort-key shape `<kind>#<destination>#<suffix>` (bridge.adapters.dynamodb)
 MAX_BATCH_GET_KEYS = 100  # DynamoDB BatchGetItem
 MAX_BATCH_WRITE_ITEMS = 25  # DynamoDB BatchWriteItem
@@ -669,8 +718,9 @@ UNPROCESSED_RETRIES = 3
 
 
 class DynamoDbRedriveLedger:
-    """`RedriveLedger` in the checkpoint table: one item per digest, `shard` = `redriven/<digest>`, expiring
-    after LEDGER_TTL_SECONDS (the table's TTL attribute; an item past it and not yet removed is ignored)."""
+    """`RedriveLedger` in the checkpoint table: one item per document digest (`shard` = `redriven/<digest>`)
+    and per replayed record (`redriven-record/<record id>@<timestamp>`, attribute `digest`), expiring after
+    LEDGER_TTL_SECONDS (the table's TTL attribute; an item past it and not yet removed is ignored)."""
 
     def __init__(self, client: Any, table: str, *, ttl_seconds: int = LEDGER_TTL_SECONDS,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
@@ -682,20 +732,34 @@ class DynamoDbRedriveLedger:
         self.where = f"table {table}"
 
     def replayed(self, digests: Sequence[str]) -> set[str]:
-        found: set[str] = set()
+        return set(self._get(LEDGER_SHARD_PREFIX, digests))
+
+    def record(self, digests: Sequence[str]) -> None:
+        self._put(LEDGER_SHARD_PREFIX, dict.fromkeys(digests, ""))
+
+    def replayed_records(self, keys: Sequence[str]) -> dict[str, str]:
+        return self._get(LEDGER_RECORD_PREFIX, keys)
+
+    def record_records(self, digests: Mapping[str, str]) -> None:
+        self._put(LEDGER_RECORD_PREFIX, digests)
+
+    def _get(self, prefix: str, keys: Sequence[str]) -> dict[str, str]:
+        """key -> its `digest` attribute ('' when it has none), for the keys that have an unexpired item."""
+        found: dict[str, str] = {}
         now = int(self._clock())
-        for chunk in _chunks(digests, MAX_BATCH_GET_KEYS):
+        for chunk in _chunks(keys, MAX_BATCH_GET_KEYS):
             pending: Any = {self._table: {
-                "Keys": [{PARTITION_KEY: {"S": LEDGER_SHARD_PREFIX + d}, SORT_KEY: {"S": LEDGER_ENTRY}} for d in chunk],
-                "ConsistentRead": True, "ProjectionExpression": "#s, #t",
-                "ExpressionAttributeNames": {"#s": PARTITION_KEY, "#t": TTL_ATTRIBUTE}}}
+                "Keys": [{PARTITION_KEY: {"S": prefix + k}, SORT_KEY: {"S": LEDGER_ENTRY}} for k in chunk],
+                "ConsistentRead": True, "ProjectionExpression": "#s, #t, #d",
+                "ExpressionAttributeNames": {"#s": PARTITION_KEY, "#t": TTL_ATTRIBUTE, "#d": LEDGER_DIGEST}}}
             for attempt in range(UNPROCESSED_RETRIES + 1):
                 if attempt:
                     self._sleep(0.05 * 2 ** (attempt - 1))
                 resp = self._call("batch_get_item", RequestItems=pending)
                 for item in resp.get("Responses", {}).get(self._table, []):
                     if int(item.get(TTL_ATTRIBUTE, {}).get("N", "0")) > now:
-                        found.add(item[PARTITION_KEY]["S"].removeprefix(LEDGER_SHARD_PREFIX))
+                        key = item[PARTITION_KEY]["S"].removeprefix(prefix)
+                        found[key] = item.get(LEDGER_DIGEST, {}).get("S", "")
                 pending = resp.get("UnprocessedKeys") or {}
                 if not pending:
                     break
@@ -703,12 +767,13 @@ class DynamoDbRedriveLedger:
                 raise LedgerUnavailable(f"{self._table}: keys still unprocessed after {UNPROCESSED_RETRIES} retries")
         return found
 
-    def record(self, digests: Sequence[str]) -> None:
+    def _put(self, prefix: str, items: Mapping[str, str]) -> None:
         expires_at = str(int(self._clock()) + self._ttl_seconds)
-        for chunk in _chunks(digests, MAX_BATCH_WRITE_ITEMS):
-            pending: Any = {self._table: [{"PutRequest": {"Item": {
-                PARTITION_KEY: {"S": LEDGER_SHARD_PREFIX + d}, SORT_KEY: {"S": LEDGER_ENTRY},
-                TTL_ATTRIBUTE: {"N": expires_at}}}} for d in chunk]}
+        requests = [{"PutRequest": {"Item": {
+            PARTITION_KEY: {"S": prefix + k}, SORT_KEY: {"S": LEDGER_ENTRY}, TTL_ATTRIBUTE: {"N": expires_at},
+            **({LEDGER_DIGEST: {"S": v}} if v else {})}}} for k, v in items.items()]
+        for i in range(0, len(requests), MAX_BATCH_WRITE_ITEMS):
+            pending: Any = {self._table: requests[i:i + MAX_BATCH_WRITE_ITEMS]}
             for attempt in range(UNPROCESSED_RETRIES + 1):
                 if attempt:
                     self._sleep(0.05 * 2 ** (attempt - 1))

@@ -10,7 +10,7 @@ import base64
 import copy
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,8 @@ from bridge.envelope import OutgoingMessage
 from bridge.settings import Settings
 from bridge.signatures import sign_record
 from bridge.trust import SigningKeyUnavailable
+
+from bridge_local.redrive import LedgerUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = Path(__file__).resolve().parent / "events"
@@ -266,3 +268,34 @@ class FakeCheckpoints:
         if self.fail:
             raise CheckpointUnavailable("fake outage")
         self.entries.extend(entries)
+
+
+class MemoryLedger:
+    """In-memory `bridge_local.redrive.RedriveLedger`; `fail` makes every call raise LedgerUnavailable."""
+
+    where = "table memory"
+
+    def __init__(self) -> None:
+        self.digests: set[str] = set()
+        self.records: dict[str, str] = {}
+        self.fail = False
+
+    def _check(self, call: str) -> None:
+        if self.fail:
+            raise LedgerUnavailable(f"memory: {call} refused (ProvisionedThroughputExceededException)")
+
+    def replayed(self, digests: Sequence[str]) -> set[str]:
+        self._check("replayed")
+        return self.digests & set(digests)
+
+    def record(self, digests: Sequence[str]) -> None:
+        self._check("record")
+        self.digests.update(digests)
+
+    def replayed_records(self, keys: Sequence[str]) -> dict[str, str]:
+        self._check("replayed_records")
+        return {k: self.records[k] for k in keys if k in self.records}
+
+    def record_records(self, digests: Mapping[str, str]) -> None:
+        self._check("record_records")
+        self.records.update(digests)

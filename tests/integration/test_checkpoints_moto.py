@@ -86,8 +86,13 @@ def test_redrive_ledger_round_trips_in_the_checkpoint_table_apart_from_the_progr
     # when: a run records what it handed over
     ledger.record(digests)
 
+    ledger.record_records({"orders-0-7@1767225600000": "a" * 64, "orders-0-8@1767225600000": "b" * 64})
+
     # then: a later run finds exactly those, until they expire
     assert ledger.replayed([*digests, "f" * 64]) == set(digests)
+    assert ledger.replayed_records(["orders-0-7@1767225600000", "orders-0-9@1767225600000"]) == {
+        "orders-0-7@1767225600000": "a" * 64}
     assert DynamoDbCheckpointStore(dynamodb, table, 3600).read(["orders-0/0"]) == []  # not the function's shards
     now[0] += LEDGER_TTL_SECONDS + 1
     assert ledger.replayed(digests[:3]) == set()
+    assert ledger.replayed_records(["orders-0-7@1767225600000"]) == {}

@@ -17,7 +17,7 @@ from bridge.parking import park_id_of
 from bridge.service import Bridge
 
 from bridge_local import redrive as redrive_tool
-from tests.helpers import FakeCheckpoints, FakeSender, kafka_event, kafka_record, make_config, parked_docs
+from tests.helpers import FakeCheckpoints, FakeSender, MemoryLedger, kafka_event, kafka_record, make_config, parked_docs
 
 GENUINE = b'{"order": 7, "amount": 10}'
 PLANTED = b'{"order": 7, "amount": 99999}'
@@ -120,3 +120,34 @@ def test_a_planted_park_neither_replaces_nor_deletes_the_genuine_one(
                 "skipped": [s.message_id for s in report.skipped], "conflicts": report.conflicts}
     assert reported == expected
     assert report.copies == 0
+
+
+@pytest.mark.attack("DLQ message planted with a genuine park's position and timestamp, redriven by an earlier run",
+                    outcome="refused at runtime: the genuine park stays in the DLQ, never skipped as delivered",
+                    how="runtime: Bridge with checkpoints -> planted message redriven alone -> genuine redriven later")
+def test_a_planted_park_redriven_first_cannot_make_a_later_run_skip_and_delete_the_genuine_one(
+        make_bridge: Callable[..., Bridge], sqs: FakeSender) -> None:
+    cfg = make_config(destinations=[{"name": "ledger", "type": "sqs"}],
+                      routes=[{"name": "all", "match": {}, "to": ["ledger"]}], settings={"checkpoints": "on"})
+    # given: a genuine record parked while its queue was down
+    sqs.reject = lambda target, m: ("ServiceUnavailable", False) if target.name == "ledger" else None
+    bridge = make_bridge(cfg, checkpoints=FakeCheckpoints())
+    bridge.handle(kafka_event([kafka_record(offset=7, value=GENUINE.decode())]))
+    (genuine,) = parked_docs(sqs, bridge.dlq.name)
+    sqs.sent.clear()
+    sqs.reject = None
+    # and a run that saw only a message planted with its position and timestamp (past --max, say)
+    planted = json.loads(json.dumps(genuine))
+    planted["record"]["value"] = base64.b64encode(PLANTED).decode()
+    _recomputed_park_id(genuine, planted)
+    ledger = MemoryLedger()
+    options = redrive_tool.RedriveOptions(batch_size=10, visibility_seconds=60)
+    redrive_tool.redrive(Dlq([planted]), lambda uri: {}, lambda event: bridge.handle(event).result(), options, ledger)
+
+    # when a later run finds the genuine park
+    dlq = Dlq([genuine])
+    with pytest.raises(redrive_tool.RedriveError, match=r"1 skipped; all left in the DLQ"):
+        redrive_tool.redrive(dlq, lambda uri: {}, lambda event: bridge.handle(event).result(), options, ledger)
+
+    # then it is left in the DLQ for the operator, not replayed into a checkpoint that takes it for delivered
+    assert dlq.deleted == []

@@ -17,7 +17,6 @@ from bridge.service import Bridge
 from bridge_local.redrive import (
     DocumentUnavailableError,
     InvokeError,
-    LedgerUnavailable,
     ParkedMessage,
     RedriveError,
     RedriveOptions,
@@ -38,6 +37,7 @@ from tests.helpers import (
     FakeKeys,
     FakeSender,
     FakeStore,
+    MemoryLedger,
     fixed_clock,
     kafka_event,
     kafka_record,
@@ -482,26 +482,6 @@ def test_a_copy_left_for_a_later_run_delivers_nothing_again_with_checkpoints(che
 
 
 # --- the ledger: copies an earlier run replayed ---------------------------------------------------
-
-
-class MemoryLedger:
-    """In-memory `RedriveLedger`; `fail` makes every call raise LedgerUnavailable."""
-
-    where = "table memory"
-
-    def __init__(self) -> None:
-        self.digests: set[str] = set()
-        self.fail = False
-
-    def replayed(self, digests: Sequence[str]) -> set[str]:
-        if self.fail:
-            raise LedgerUnavailable("memory: replayed refused (ProvisionedThroughputExceededException)")
-        return self.digests & set(digests)
-
-    def record(self, digests: Sequence[str]) -> None:
-        if self.fail:
-            raise LedgerUnavailable("memory: record refused (ProvisionedThroughputExceededException)")
-        self.digests.update(digests)
 
 
 def parked_while_down(store: FakeCheckpoints) -> tuple[Any, dict[str, Any]]:
