@@ -114,14 +114,20 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
 @_trace
 def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     bridge = get_bridge()
-    with cyclic_gc_paused():  # as in Bridge.handle: a lazy record per Kafka record, nothing to collect
-        batch = decode_event(event)
+    with cyclic_gc_paused():  # one pause, ended once the batch is gone (see bridge.service.cyclic_gc_paused)
+        report = _process(bridge, event)
+    _observe(report)
+    return report.result()
+
+
+def _process(bridge: Bridge, event: dict[str, Any]) -> BatchReport:
+    batch = decode_event(event)
     batch_id = batch_id_for(batch.records, redrive=batch.redrive is not None)
     logger.set_correlation_id(batch_id)
     logger.append_keys(event_source_arn=batch.event_source_arn, redrive=batch.redrive is not None)
     metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=len(batch.records))
     try:
-        report = bridge.process(batch, batch_id)
+        return bridge.process(batch, batch_id)
     except ParkingFailedError:
         logger.exception("records could be neither delivered nor parked; the batch will be retried")
         metrics.add_metric(name="ParkingFailed", unit=MetricUnit.Count, value=1)
@@ -131,8 +137,6 @@ def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.warning("outage: failing the batch back to the event-source mapping", exc_info=True)
         metrics.add_metric(name="OutageRetries", unit=MetricUnit.Count, value=1)
         raise
-    _observe(report)
-    return report.result()
 
 
 def _observe(report: BatchReport) -> None:

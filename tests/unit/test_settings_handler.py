@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import traceback
 from pathlib import Path
 
 import pytest
 from bridge import handler
 from bridge.config import Destination
-from bridge.records import InvalidEventError
+from bridge.records import ForeignEventError, InvalidEventError
 from bridge.settings import DEFAULT_CONFIG_PATH, Settings, SettingsError
 
-from tests.helpers import make_settings
+from tests.helpers import DEV_CONFIG, kafka_event, kafka_record, make_settings
 
 ENV = {"BRIDGE_ACCOUNT_ID": "123456789012", "AWS_REGION": "eu-west-1", "BRIDGE_PARKING_BUCKET": "bkt"}
 
@@ -90,3 +91,21 @@ def test_local_context_satisfies_powertools() -> None:
     assert ctx.function_name
     assert ctx.aws_request_id
     assert ctx.get_remaining_time_in_millis() > 0
+
+
+def test_the_handler_turns_the_cyclic_gc_back_on_after_a_batch_that_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given the function's environment and an event from another cluster, refused inside the batch's GC pause
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("BRIDGE_CONFIG_PATH", str(DEV_CONFIG))
+    handler.new_execution_environment()
+    event = kafka_event([kafka_record()])
+    event["eventSourceArn"] = "arn:aws:kafka:us-east-1:123456789012:cluster/other/1"
+
+    # when the handler runs it
+    with pytest.raises(ForeignEventError):
+        handler.lambda_handler(event, None)
+
+    # then the collector is on again
+    assert gc.isenabled()
+    handler.new_execution_environment()
