@@ -127,12 +127,16 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
         correlation_id = correlation_id_from(last.get(correlation_header), record_id)
         if build is not None:
             message = build(value, record_id, correlation_id, last, producer)
+            value = None  # not kept while the next value is decoded: a large one would be held twice
             if message.size > limit:
+                del message
                 general(record)
                 continue
         else:
             messages = [s.factory.plain_message(value, record_id, correlation_id, last, producer) for s in steps]
+            value = None
             if any(m.size > s.limit for s, m in zip(steps, messages, strict=True)):
+                del messages
                 general(record)
                 continue
         # BatchTally.see, inline: correlation ids in record order up to the cap, offset span per partition
