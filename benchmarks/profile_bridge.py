@@ -36,7 +36,7 @@ def steps(bridge: Any, event: dict[str, Any], rounds: int) -> None:
     from bridge.delivery import Deliverer  # noqa: PLC0415
     from bridge.envelope import correlation_id_from  # noqa: PLC0415
     from bridge.fast_path import plan_plain  # noqa: PLC0415
-    from bridge.records import decode_event, decode_headers  # noqa: PLC0415
+    from bridge.records import decode_event, last_header_values  # noqa: PLC0415
     from bridge.service import Bridge, _Origin  # noqa: PLC0415
 
     records = decode_event(event).records
@@ -46,7 +46,7 @@ def steps(bridge: Any, event: dict[str, Any], rounds: int) -> None:
     header = bridge.config.settings.correlation_header
     a2b = binascii.a2b_base64
     values = [a2b(r["value"]) for r in raws]
-    lasts = [dict(decode_headers(r["headers"])) for r in raws]
+    lasts = [last_header_values(r["headers"]) for r in raws]
     ids = [r.record_id for r in records]
     cids = [correlation_id_from(last.get(header), i) for last, i in zip(lasts, ids, strict=True)]
     messages = [factory.plain_message(v, i, c, last, None) for v, i, c, last in zip(values, ids, cids, lasts,
@@ -81,7 +81,7 @@ def steps(bridge: Any, event: dict[str, Any], rounds: int) -> None:
         ("plan_plain: the fast path, messages discarded", plan),
         ("- base64 key and value", lambda: [(a2b(r["key"], strict_mode=True), a2b(r["value"], strict_mode=True))
                                             for r in raws]),
-        ("- decode_headers + dict", lambda: [dict(decode_headers(r["headers"])) for r in raws]),
+        ("- last_header_values", lambda: [last_header_values(r["headers"]) for r in raws]),
         ("- correlation_id_from", lambda: [correlation_id_from(last.get(header), i) is None
                                            for last, i in zip(lasts, ids, strict=True)]),
         ("- MessageFactory.plain_message", lambda: [factory.plain_message(v, i, c, last, None) is None
