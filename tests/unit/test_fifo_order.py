@@ -270,6 +270,42 @@ def test_a_free_thread_sends_another_groups_batch_while_one_groups_request_is_sl
     assert_kafka_order(queue)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_two_fifo_destinations_and_a_queue_on_shared_threads_keep_every_group_whole_and_in_order(seed: int) -> None:
+    # given: two FIFO destinations (one with byte-limited requests) and a standard queue fed in turn from
+    # 8 threads; requests are answered in a shuffled order (tiny random pauses) and a tenth of entries fail
+    rng = random.Random(seed)
+    small = Target("small", "sqs", "https://sqs.us-east-1.amazonaws.com/123456789012/s.fifo", 1_000, fifo=True)
+
+    class Shuffled(FifoQueue):
+        def send_batch(self, target: Target, messages: Any) -> BatchOutcome:
+            with self._lock:
+                pause = rng.random() / 1000
+            threading.Event().wait(pause)
+            assert sum(m.size for m in messages) <= target.max_bytes, "a request over the byte limit"
+            return super().send_batch(target, messages)
+
+    def flaky(call: int, pos: int, m: OutgoingMessage) -> tuple[str, bool] | None:
+        return ("ThrottlingException", False) if rng.random() < 0.1 else None  # under the queue's lock
+
+    queue = Shuffled(fail=flaky)
+    plans: list[tuple[Target, list[OutgoingMessage]]] = [(FIFO, []), (small, []), (QUEUE, [])]
+    for i in range(900):
+        target, messages = plans[i % 3]
+        group = None if target is QUEUE else f"{target.name}-g{rng.randrange(40)}"  # groups are per queue
+        messages.append(OutgoingMessage(f"orders-0-{i}", target.name, "x", (), f"c{i}", rng.randrange(50, 400),
+                                        group_id=group, dedup_id=f"d{i}"))
+
+    # when
+    receipts = deliverer(queue, concurrency=8, attempts=8).deliver(plans)
+
+    # then: no group in two requests at once, each group in Kafka order, nothing lost or stored twice
+    assert queue.overlaps == []
+    for group, order in queue.order_by_group().items():
+        assert group is None or order == sorted(order), f"group {group} out of order: {order}"
+    assert_nothing_lost_or_doubled([m for _, ms in plans for m in ms], receipts, queue.stored)
+
+
 @pytest.mark.parametrize("target", [QUEUE, FIFO], ids=["standard", "fifo"])
 def test_concurrent_requests_that_fail_and_retry_lose_nothing_and_send_nothing_twice(target: Target) -> None:
     # given: about a quarter of all entries fail (throttled), on 8 threads
