@@ -9,7 +9,7 @@ Sections:
               process) answering after 0 ms or 10 ms; standard SQS, SNS, FIFO with many keys, FIFO
               with one hot key. Variants: the bridge (`Bridge.handle`), a naive handler (one
               SendMessage/Publish per record), a same-shape batch loop (same body and attributes,
-              batches of 10, sequential; for SNS at 10 ms also on 16 threads), a bare batch loop (body
+              batches of 10, sequential; for SQS and SNS at 10 ms also on 16 threads), a bare batch loop (body
               only) sequential and on 16 threads. The baselines use stock boto3 clients.
   own_cpu     CPU per record with AWS stubbed (in-memory senders): the bridge, its decoding alone,
               Powertools' KafkaEvent iteration, and the decode floor (base64 key/value + headers).
@@ -296,7 +296,7 @@ def delivery_round(res: Results, ep: Endpoint, rnd: int, scale: float, kinds: Se
                 (f"bare-{THREADS}-threads", event, partial(batch_loop, client=client, dest=dest, shaped=False,
                                                            threads=THREADS)),
             ]
-            if delay > 0 and kind == "sns":  # the bridge's message shape on as many threads: the fair reference
+            if delay > 0 and kind in ("sqs", "sns"):  # the bridge's message shape on as many threads: the fair one
                 variants.append((f"same-shape-{THREADS}-threads", event,
                                  partial(batch_loop, client=client, dest=dest, threads=THREADS)))
             if delay == 0 or kind == "fifo-hot":  # sequential loops at 10 ms only where they are the reference
@@ -499,11 +499,12 @@ def report(res: Results, args: argparse.Namespace, started: datetime, load: tupl
             goal(f"throughput at 10 ms, {kind.upper()} standard, vs bare {THREADS}-thread loop",
                  fmt([r.rate for r in b], 0) + " msg/s", fmt([r.rate for r in c], 0) + " msg/s", rs, "≥ 0.9×",
                  med(rs) >= 0.9)
-    if f"delivery|sns|10|same-shape-{THREADS}-threads" in R:  # the fair comparison; the goal stays the bare loop
-        b, c = R["delivery|sns|10|bridge"], R[f"delivery|sns|10|same-shape-{THREADS}-threads"]
-        goal(f"throughput at 10 ms, SNS standard, vs same-shape {THREADS}-thread loop (same attributes)",
-             fmt([r.rate for r in b], 0) + " msg/s", fmt([r.rate for r in c], 0) + " msg/s",
-             ratios(b, c, lambda r: r.rate), "(reference)", None)
+    for kind in ("sqs", "sns"):  # the fair comparison (the bare loop sends no attributes); the goal stays the bare loop
+        if f"delivery|{kind}|10|same-shape-{THREADS}-threads" in R:
+            b, c = R[f"delivery|{kind}|10|bridge"], R[f"delivery|{kind}|10|same-shape-{THREADS}-threads"]
+            goal(f"throughput at 10 ms, {kind.upper()} standard, vs same-shape {THREADS}-thread loop (same attributes)",
+                 fmt([r.rate for r in b], 0) + " msg/s", fmt([r.rate for r in c], 0) + " msg/s",
+                 ratios(b, c, lambda r: r.rate), "(reference)", None)
     if "delivery|fifo|10|bridge" in R and "delivery|fifo|0|bridge" in R:
         b, z = R["delivery|fifo|10|bridge"], R["delivery|fifo|0|bridge"]
         rs = ratios(b, z, lambda r: r.rate)
