@@ -27,8 +27,10 @@ earlier must not stand in for a new one.
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -39,6 +41,11 @@ MAX_TOKENS_PER_ENTRY = 200  # keeps one entry far below DynamoDB's 400 KB item l
 
 Kind = Literal["delivered", "parked", "outage"]  # outage: when a batch's outage retries began
 NO_DESTINATION = ""  # a record parked for no destination (undecodable, unsigned, unroutable, ...)
+# The interpreter's thread switch interval while a checkpointed delivery runs (CPython's default is 5 ms).
+# A send thread whose answer has come back waits for the GIL before it can write the checkpoint; behind
+# the planner and the FIFO lanes that wait was up to a switch interval per hand-over, all of it inside
+# the window a crash re-sends (docs/decisions.md "Smaller standard requests while checkpoints are on").
+CHECKPOINTED_SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 class CheckpointUnavailable(RuntimeError):
@@ -168,3 +175,19 @@ def progress_entries(kind: Kind, done: Iterable[tuple[KafkaRecord, str | None]])
         for i in range(0, len(tokens), MAX_TOKENS_PER_ENTRY):
             entries.append(ProgressEntry(shard, kind, destination, tuple(tokens[i:i + MAX_TOKENS_PER_ENTRY])))
     return entries
+
+
+@contextmanager
+def prompt_checkpoints(active: bool) -> Iterator[None]:
+    """While a checkpointed delivery runs (`active`), hand the GIL over every
+    CHECKPOINTED_SWITCH_INTERVAL_SECONDS, so an answered send is checkpointed without waiting out the
+    CPU-bound threads' turns; the previous interval is restored afterwards."""
+    if not active:
+        yield
+        return
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, CHECKPOINTED_SWITCH_INTERVAL_SECONDS))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)

@@ -339,6 +339,9 @@ class BridgeSettings:
     # each until its checkpoint is written, so a crash re-sends at most this many requests of 10 messages.
     # FIFO destinations are not capped (SQS drops their re-sends by deduplication id).
     checkpoint_in_flight: int = 1
+    # With checkpoints on: messages per send request to standard queues and topics (FIFO keeps 10). What a
+    # crash re-sends is checkpoint_in_flight x this; 5 halves it against 10, at twice the requests.
+    checkpoint_request_entries: int = 5
     # Fail a batch back to the event-source mapping, for its own retries, for up to this many
     # seconds before parking what a destination or Secrets Manager outage kept back (0 = park now).
     outage_retry_seconds: int = 0
@@ -1108,6 +1111,8 @@ def _parse_settings(pb: _Problems, raw: Any, production: bool = False) -> Bridge
              d.audit_max_correlation_ids, 0, 1000),
         _on_off(pb, "settings.checkpoints", raw.get("checkpoints"), production),
         _int(pb, "settings.checkpoint_in_flight", raw.get("checkpoint_in_flight"), d.checkpoint_in_flight, 1, 64),
+        _int(pb, "settings.checkpoint_request_entries", raw.get("checkpoint_request_entries"),
+             d.checkpoint_request_entries, 1, MAX_BATCH_ENTRIES),
         _int(pb, "settings.outage_retry_seconds", raw.get("outage_retry_seconds"), d.outage_retry_seconds, 0,
              OUTAGE_RETRY_MAX_SECONDS),
         _int(pb, "settings.claim_check_retention_days", raw.get("claim_check_retention_days"),

@@ -176,14 +176,16 @@ class Deliverer:
             return run.finish()
 
     def start(self, on_delivered: OnDelivered | None = None, *, keep_delivered: bool = True,
-              standard_in_flight: int | None = None) -> DeliveryRun:
+              standard_in_flight: int | None = None, standard_entries: int = MAX_BATCH_ENTRIES) -> DeliveryRun:
         """A delivery that sends while messages are still being added (use it as a context manager);
         `on_delivered` as for `deliver`. With `keep_delivered=False`, `finish` returns only the failed
         receipts and `DeliveryRun.delivered` counts the rest per target, so a delivered message is
         garbage as soon as its request is done (a 10,000-record batch never holds them all).
         `standard_in_flight` caps the requests to standard (non-FIFO) targets, all together, that are
-        under way at once, each until `on_delivered` returned for it (see `DeliveryRun`)."""
-        return DeliveryRun(self, on_delivered, keep_delivered=keep_delivered, standard_in_flight=standard_in_flight)
+        under way at once, each until `on_delivered` returned for it (see `DeliveryRun`); `standard_entries`
+        the messages per request to a standard target (FIFO targets take 10)."""
+        return DeliveryRun(self, on_delivered, keep_delivered=keep_delivered, standard_in_flight=standard_in_flight,
+                           standard_entries=standard_entries)
 
     def _run_lane(self, target: Target, batches: list[list[OutgoingMessage]],
                   on_delivered: OnDelivered | None = None) -> list[DeliveryReceipt]:
@@ -381,7 +383,8 @@ class DeliveryRun:
     """
 
     def __init__(self, deliverer: Deliverer, on_delivered: OnDelivered | None = None, *,
-                 keep_delivered: bool = True, standard_in_flight: int | None = None) -> None:
+                 keep_delivered: bool = True, standard_in_flight: int | None = None,
+                 standard_entries: int = MAX_BATCH_ENTRIES) -> None:
         self._deliverer = deliverer
         self._on_delivered = on_delivered
         self._keep_delivered = keep_delivered
@@ -402,6 +405,7 @@ class DeliveryRun:
         self._open: dict[str, tuple[Target, list[OutgoingMessage], list[int]]] = {}  # name -> batch, bytes
         self._fifo: dict[str, _FifoGroups] = {}
         self._standard_in_flight = standard_in_flight
+        self._standard_entries = max(1, min(standard_entries, MAX_BATCH_ENTRIES))
         self._waiting: deque[tuple[Target, list[OutgoingMessage]]] = deque()  # capped: batches not yet sent
         self._draining = 0  # capped: drains emptying `_waiting`
 
@@ -430,7 +434,7 @@ class DeliveryRun:
         if batch is None:
             batch = self._open[target.name] = (target, [], [0])
         messages, size = batch[1], batch[2]
-        if messages and (len(messages) >= MAX_BATCH_ENTRIES or size[0] + message.size > target.max_bytes):
+        if messages and (len(messages) >= self._standard_entries or size[0] + message.size > target.max_bytes):
             self._send_standard(target, list(messages))
             messages.clear()
             size[0] = 0

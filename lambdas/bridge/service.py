@@ -26,9 +26,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.audit import BatchTally, audit_document, batch_id_for
-from bridge.checkpoints import BatchProgress, CheckpointStore
+from bridge.checkpoints import BatchProgress, CheckpointStore, prompt_checkpoints
 from bridge.claim_check import ClaimCheck
-from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES, BridgeConfig, Destination
+from bridge.config import (
+    MAX_BATCH_ENTRIES,
+    SNS_DEFAULT_MAX_MESSAGE_BYTES,
+    SQS_MAX_MESSAGE_BYTES,
+    BridgeConfig,
+    Destination,
+)
 from bridge.delivery import HELD_BACK, BatchSender, Deliverer, DeliveryRun, Target
 from bridge.envelope import MessageFactory, OutgoingMessage, billed_size, correlation_id_for
 from bridge.fast_path import PlainTopic, plan_plain
@@ -203,10 +209,13 @@ class Bridge:
         # Requests go out while later records are still planned; `finish` waits for every one of them.
         # Only failed receipts come back: a delivered message is freed once its request is done. With
         # checkpoints on, at most settings.checkpoint_in_flight requests to standard destinations are under
-        # way until their checkpoint is written: that bounds what a crash makes the redelivered batch re-send.
-        with cyclic_gc_paused(), self._deliverer.start(
+        # way until their checkpoint is written, each of settings.checkpoint_request_entries messages: that
+        # bounds what a crash makes the redelivered batch re-send.
+        knobs = self.config.settings
+        with cyclic_gc_paused(), prompt_checkpoints(progress.enabled), self._deliverer.start(
                 delivered if progress.enabled else None, keep_delivered=False,
-                standard_in_flight=self.config.settings.checkpoint_in_flight if progress.enabled else None) as run:
+                standard_in_flight=knobs.checkpoint_in_flight if progress.enabled else None,
+                standard_entries=knobs.checkpoint_request_entries if progress.enabled else MAX_BATCH_ENTRIES) as run:
             if self._fast_path and batch.redrive is None and not progress.enabled:
                 plan_plain(batch.records, self._plain_topic, tally, run,
                            lambda record: self._plan(record, tally, parks, run), _Origin,

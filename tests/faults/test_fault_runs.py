@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from bridge.config import MAX_BATCH_ENTRIES, BridgeConfig
+from bridge.config import BridgeConfig
 
 from tests.faults.attribution import ALL_STANDARD
 from tests.faults.conftest import full_size
@@ -116,9 +116,9 @@ def test_poller_kills_checkpoints_on(fault_stack: FaultStack) -> None:
                                            seed=40)))
     # What checkpoints cannot close is the window between a request taking effect and its checkpoint
     # being written. Deterministic, from the proxy's journal: standard queues and topics, all together,
-    # never had more than settings.checkpoint_in_flight requests (10 messages each) in that window at
-    # once (FIFO queues drop re-sends by deduplication id). How many duplicates the kills cause depends
-    # on where they land: the full-size figures are in docs/decisions.md.
+    # never had more than settings.checkpoint_in_flight requests (checkpoint_request_entries messages each)
+    # in that window at once (FIFO queues drop re-sends by deduplication id). How many duplicates the kills
+    # cause depends on where they land: the full-size figures are in docs/decisions.md.
     window = checkpoint_window(fault_stack.config)
     assert max(r.attribution.exposure.values(), default=0) > 0, "no standard destination was sent to"
     assert r.attribution.exposure[ALL_STANDARD] <= window, r.attribution.exposure
@@ -130,5 +130,6 @@ def test_poller_kills_checkpoints_on(fault_stack: FaultStack) -> None:
 
 
 def checkpoint_window(config: BridgeConfig) -> int:
-    """Messages that may have taken effect unrecorded at once (settings.checkpoint_in_flight requests)."""
-    return config.settings.checkpoint_in_flight * MAX_BATCH_ENTRIES
+    """Messages that may have taken effect unrecorded at once (settings.checkpoint_in_flight requests of
+    checkpoint_request_entries messages)."""
+    return config.settings.checkpoint_in_flight * config.settings.checkpoint_request_entries

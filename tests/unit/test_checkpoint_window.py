@@ -1,14 +1,16 @@
 """The window checkpoints leave open: requests that took effect before their checkpoint was written.
 
 With checkpoints on, `settings.checkpoint_in_flight` (N) caps the requests to standard destinations,
-all together, that are under way at once, each until its checkpoint is written, so a crash re-sends at
-most N requests of 10 messages (each copied to a topic's subscribers). FIFO destinations are not
-capped: SQS drops their re-sends by deduplication id.
+all together, that are under way at once, each until its checkpoint is written, and each carries
+`settings.checkpoint_request_entries` (E, default 5) messages, so a crash re-sends at most N x E messages
+(each copied to a topic's subscribers). FIFO destinations are not capped: SQS drops their re-sends by
+deduplication id.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections import Counter
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from bridge.checkpoints import ProgressEntry
+from bridge.checkpoints import CHECKPOINTED_SWITCH_INTERVAL_SECONDS, ProgressEntry
 from bridge.config import MAX_BATCH_ENTRIES, BridgeConfig, ConfigError
 from bridge.delivery import BatchOutcome, SendCallError, Target
 from bridge.envelope import OutgoingMessage
@@ -57,6 +59,8 @@ class World:
         self.crash_at: int | None = None  # crash right after this many requests were stored
         self.crashed = False
         self.requests = 0
+        self.request_sizes: dict[str, set[int]] = {}  # target -> messages per request seen
+        self.switch_intervals: set[float] = set()  # the interpreter's switch interval during sends
         self.table = FakeCheckpoints()
         self.lock = threading.Lock()
 
@@ -72,6 +76,8 @@ class World:
             standard = sum(len(self.unrecorded.get(name, ())) for name in STANDARD)
             self.widest["standard"] = max(self.widest["standard"], standard)
             self.requests += 1
+            self.request_sizes.setdefault(target.name, set()).add(len(messages))
+            self.switch_intervals.add(sys.getswitchinterval())
             if self.requests == self.crash_at:
                 self.crashed = True
         time.sleep(self.answer_seconds)
@@ -98,11 +104,37 @@ class World:
                       checkpoints=self)
 
 
-def test_standard_destinations_never_have_more_than_n_requests_stored_and_unrecorded() -> None:
-    for n in (1, 2):
-        world = World()
-        world.bridge(config(checkpoint_in_flight=n)).handle(event(300))
-        assert 0 < world.widest["standard"] <= n * MAX_BATCH_ENTRIES, (n, dict(world.widest))
+@pytest.mark.parametrize(("n", "entries"), [(1, None), (2, None), (1, 10), (3, 2)])
+def test_standard_destinations_never_have_more_than_n_requests_stored_and_unrecorded(n: int,
+                                                                                    entries: int | None) -> None:
+    world = World()
+    knobs = {"checkpoint_in_flight": n} | ({"checkpoint_request_entries": entries} if entries else {})
+    world.bridge(config(**knobs)).handle(event(300))
+    per_request = entries or 5
+    assert 0 < world.widest["standard"] <= n * per_request, (n, per_request, dict(world.widest))
+
+
+def test_standard_requests_carry_checkpoint_request_entries_and_fifo_requests_ten() -> None:
+    on, off = World(), World()
+    on.bridge(config()).handle(event(300))
+    off.bridge(config(checkpoints="off")).handle(event(300))
+    # 300 messages per destination: standard ones in requests of 5 with checkpoints on, 10 without; FIFO
+    # lanes fill their requests either way
+    assert {name: on.request_sizes[name] for name in STANDARD} == {"alerts": {5}, "events": {5}}
+    assert {name: off.request_sizes[name] for name in STANDARD} == {"alerts": {10}, "events": {10}}
+    assert max(on.request_sizes["ledger"]) == max(off.request_sizes["ledger"]) == MAX_BATCH_ENTRIES
+
+
+def test_a_checkpointed_run_switches_threads_often_and_restores_the_interval() -> None:
+    before = sys.getswitchinterval()
+    on, off = World(), World()
+    on.bridge(config()).handle(event(100))
+    off.bridge(config(checkpoints="off")).handle(event(100))
+    # the audit event goes out after the run: the interval is back by then
+    assert CHECKPOINTED_SWITCH_INTERVAL_SECONDS in on.switch_intervals
+    assert before in on.switch_intervals
+    assert off.switch_intervals == {before}
+    assert sys.getswitchinterval() == before
 
 
 def test_without_the_cap_requests_to_one_destination_overlap_and_fifo_lanes_are_never_capped() -> None:
@@ -128,10 +160,11 @@ def test_a_crash_re_sends_at_most_n_requests_to_standard_destinations(crash_at: 
     world.crashed, world.crash_at = False, None
     world.bridge(config(checkpoint_in_flight=1)).handle(batch)
 
-    # then: every record reached every destination, and standard ones got at most one request again
+    # then: every record reached every destination, and standard ones got at most one request of
+    # checkpoint_request_entries (5) messages again
     for name in (*STANDARD, "ledger"):
         assert len({rid for (t, rid) in world.stored if t == name}) == 300
-    assert sum(world.duplicates(name) for name in STANDARD) <= MAX_BATCH_ENTRIES
+    assert sum(world.duplicates(name) for name in STANDARD) <= 5
 
 
 def test_checkpoints_off_keeps_requests_uncapped() -> None:
@@ -148,3 +181,13 @@ def test_checkpoint_in_flight_outside_1_to_64_is_refused_naming_the_field(value:
 
 def test_checkpoint_in_flight_defaults_to_one() -> None:
     assert config().settings.checkpoint_in_flight == 1
+
+
+@pytest.mark.parametrize("value", [0, 11, "five", 2.5])
+def test_checkpoint_request_entries_outside_1_to_10_is_refused_naming_the_field(value: Any) -> None:
+    with pytest.raises(ConfigError, match=r"settings\.checkpoint_request_entries"):
+        config(checkpoint_request_entries=value)
+
+
+def test_checkpoint_request_entries_defaults_to_five() -> None:
+    assert config().settings.checkpoint_request_entries == 5
