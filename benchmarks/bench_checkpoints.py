@@ -1,11 +1,12 @@
 """What checkpoints cost: DynamoDB requests per batch and per million records, and throughput on vs off.
 
 `python benchmarks/bench_checkpoints.py [--rounds 3] [--records 5000] [--send-ms 10] [--write-ms 5] [--read-ms 3]
- [--in-flight N ...]`
+ [--in-flight N ...] [--entries E ...]`
 
 `--in-flight` runs "on" once per value of `settings.checkpoint_in_flight` (default: the config's), the
-requests to one standard destination under way at once until their checkpoint is written: what a
-crash can re-send, traded against throughput.
+requests to one standard destination under way at once until their checkpoint is written, and
+`--entries` once per value of `settings.checkpoint_request_entries` (default: the config's), the
+messages per such request: what a crash can re-send (N x E), traded against throughput.
 
 Both variants run in the same process, round by round, against the suite's loopback SQS/SNS endpoint
 (benchmarks/endpoint.py, real HTTP, `--send-ms` per answer, about a same-Region SQS call). The
@@ -77,15 +78,18 @@ def main() -> None:
     ap.add_argument("--read-ms", type=float, default=3.0)
     ap.add_argument("--in-flight", type=int, nargs="+", default=None,
                     help="settings.checkpoint_in_flight values to run with checkpoints on")
+    ap.add_argument("--entries", type=int, nargs="+", default=None,
+                    help="settings.checkpoint_request_entries values to run with checkpoints on")
     args = ap.parse_args()
 
     endpoint = Endpoint()
     endpoint.control(delay_ms=args.send_ms)
-    in_flight = args.in_flight or [_bridge("sqs", None, checkpoints=TimedTable(0, 0)).config.settings
-                                   .checkpoint_in_flight]
-    variants = ["off", *(f"on {n}" for n in in_flight)]
+    defaults = _bridge("sqs", None, checkpoints=TimedTable(0, 0)).config.settings
+    in_flight = args.in_flight or [defaults.checkpoint_in_flight]
+    entries = args.entries or [defaults.checkpoint_request_entries]
+    variants = ["off", *(f"on {n}x{e}" for n in in_flight for e in entries)]
     rates: dict[str, list[float]] = {v: [] for v in variants}
-    per_batch: list[tuple[float, float, float]] = []
+    per_batch: dict[str, list[tuple[float, float, float]]] = {}  # on variant -> per round
     try:
         for rnd in range(args.rounds):
             for v, variant in enumerate(variants):
@@ -93,7 +97,9 @@ def main() -> None:
                 bridge = _bridge("sqs", endpoint.url, checkpoints=table)
                 bridge._checkpoints = table if variant != "off" else None  # same config, store switched
                 if variant != "off":
-                    settings = dataclasses.replace(bridge.config.settings, checkpoint_in_flight=int(variant[3:]))
+                    n, e = (int(v) for v in variant[3:].split("x"))
+                    settings = dataclasses.replace(bridge.config.settings, checkpoint_in_flight=n,
+                                                   checkpoint_request_entries=e)
                     bridge.config = dataclasses.replace(bridge.config, settings=settings)
                 # distinct offsets per round and variant: no batch finds another's progress
                 events = [kafka_event(args.batch) for _ in range(args.records // args.batch)]
@@ -107,29 +113,31 @@ def main() -> None:
                     bridge.handle(event)
                 wall = time.perf_counter() - t0
                 rates[variant].append(len(events) * args.batch / wall)
-                if variant == variants[1]:
-                    per_batch.append((table.writes / len(events), table.reads / len(events),
-                                      table.items / len(events)))
+                if variant != "off":
+                    per_batch.setdefault(variant, []).append((table.writes / len(events), table.reads / len(events),
+                                                              table.items / len(events)))
     finally:
         endpoint.close()
 
-    writes, reads, items = (statistics.median(v[i] for v in per_batch) for i in range(3))
     batches_per_million = 1_000_000 / args.batch
-    wru = items * batches_per_million  # one unit per item under 1 KB
-    # a Query reads every item of its shard: about (1000 offsets / batch) batches' items per shard read
-    rru = reads * batches_per_million * max(1.0, items * ITEM_BYTES_ESTIMATE / 4096)
     off = statistics.median(rates["off"])
     print(f"checkpoints cost, {args.records} records in batches of {args.batch} to one standard queue, "
           f"{args.rounds} rounds (medians), sends {args.send_ms} ms, DynamoDB write {args.write_ms} ms / "
           f"read {args.read_ms} ms")
-    print(f"  per batch: {writes:.1f} BatchWriteItem calls ({items:.1f} items), {reads:.1f} Query calls")
-    print(f"  per million records: {writes * batches_per_million:,.0f} write requests, "
-          f"{reads * batches_per_million:,.0f} read requests; about {wru:,.0f} WRU + {rru:,.0f} RRU = "
-          f"${wru / 1e6 * WRITE_PRICE_PER_MILLION + rru / 1e6 * READ_PRICE_PER_MILLION:.3f}")
+    for variant, rounds in per_batch.items():
+        writes, reads, items = (statistics.median(v[i] for v in rounds) for i in range(3))
+        wru = items * batches_per_million  # one unit per item under 1 KB
+        # a Query reads every item of its shard: about (1000 offsets / batch) batches' items per shard read
+        rru = reads * batches_per_million * max(1.0, items * ITEM_BYTES_ESTIMATE / 4096)
+        print(f"  {variant}: per batch {writes:.1f} BatchWriteItem calls ({items:.1f} items), {reads:.1f} Query "
+              f"calls; per million records {writes * batches_per_million:,.0f} write requests, "
+              f"{reads * batches_per_million:,.0f} read requests, about {wru:,.0f} WRU + {rru:,.0f} RRU = "
+              f"${wru / 1e6 * WRITE_PRICE_PER_MILLION + rru / 1e6 * READ_PRICE_PER_MILLION:.3f}")
     print(f"  throughput: off {off:,.0f} records/s; per round {[round(r) for r in rates['off']]}")
     for variant in variants[1:]:
         on = statistics.median(rates[variant])
-        print(f"              {variant} (checkpoint_in_flight) {on:,.0f} records/s ({(on / off - 1) * 100:+.1f}%); "
+        print(f"              {variant} (checkpoint_in_flight x request_entries) {on:,.0f} records/s "
+              f"({(on / off - 1) * 100:+.1f}%); "
               f"per round {[round(r) for r in rates[variant]]}")
 
 

@@ -13,6 +13,14 @@ kill after it and with the first checkpoint write that covered the record:
 - `no kill between`: sent again without a kill in between (retries, redrive);
 - `not in the journal`: a copy no journaled request explains.
 
+`phases` splits that window for each standard request whose checkpoint followed within a second, in
+milliseconds (median and mean): at the service (the send's arrival at the proxy to the local AWS's
+answer), answer back (to the caller), client (the answer's arrival to the checkpoint write's: parse,
+wait for the GIL, build and sign the write), write (the table's answer). A crash is at risk from the
+send's arrival to the write's (a request that reached the service takes effect whatever happens to its
+caller). Split by whether a FIFO request was under way meanwhile: the FIFO lanes share the local AWS and
+the bridge's interpreter with the capped standard request.
+
 `exposure` is the deterministic side of the same window: per standard queue or topic and for all of
 them together, the largest number of messages that had taken effect without their checkpoint written
 yet, at any instant (what a
@@ -25,6 +33,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
+import statistics
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -49,10 +58,13 @@ class Attribution:
     exposure: dict[str, int] = field(default_factory=dict)  # standard target -> most messages stored, unrecorded
     exposure_at_kills: list[int] = field(default_factory=list)  # standard messages at risk, per kill
     requests: Counter[str] = field(default_factory=Counter)  # journaled requests by operation
+    # "fifo idle" / "fifo busy" -> phase -> (median, mean) milliseconds, and "n" -> (requests, requests)
+    phases: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         return {"causes": dict(self.causes), "resent": dict(self.resent), "exposure": self.exposure,
-                "exposure_at_kills": self.exposure_at_kills, "requests": dict(self.requests)}
+                "exposure_at_kills": self.exposure_at_kills, "requests": dict(self.requests),
+                "window_ms": self.phases}
 
 
 def sent_record_ids(x: Exchange) -> list[str]:
@@ -114,7 +126,37 @@ def attribute(journal: Sequence[Exchange], kills: Sequence[float], received: Map
             if n > 1:
                 out.causes[_cause(sends.get((target, rid), []), writes.get((destination, rid), []), killer)] += n - 1
     out.exposure, out.exposure_at_kills = _exposure(sends, writes, destination_of, killer)
+    out.phases = window_phases(journal, writes, destination_of)
     return out
+
+
+PHASES = ("service", "answer back", "client", "write")
+CHECKPOINT_FOLLOWS_SECONDS = 1.0  # a later write is a redelivered batch's, not this request's checkpoint
+
+
+def window_phases(journal: Sequence[Exchange], writes: Mapping[tuple[str, str], list[Exchange]],
+                  destination_of: Mapping[str, tuple[str, str]]) -> dict[str, dict[str, tuple[float, float]]]:
+    """The window of each answered standard request, split into `PHASES` (module docstring)."""
+    destination_for = {target: destination for destination, target in destination_of.values()}
+    fifo = [(x.arrived, x.answered) for x in journal if x.target_name and x.target_name.endswith(".fifo")]
+    split: dict[str, dict[str, list[float]]] = {}
+    for x in journal:
+        destination = destination_for.get(x.target_name or "")
+        if destination is None or x.target_name is None or x.target_name.endswith(".fifo"):
+            continue
+        rids = sent_record_ids(x) if x.status == 200 and x.replied is not None else []
+        w = next((w for w in writes.get((destination, rids[0]), ()) if w.arrived >= (x.replied or 0)), None) \
+            if rids else None
+        if w is None or x.replied is None or w.arrived - x.replied > CHECKPOINT_FOLLOWS_SECONDS:
+            continue
+        busy = any(a < w.arrived and b > x.arrived for a, b in fifo)
+        phases = split.setdefault("fifo busy" if busy else "fifo idle", {p: [] for p in PHASES})
+        for phase, ms in zip(PHASES, (x.answered - x.arrived, x.replied - x.answered, w.arrived - x.replied,
+                                      w.answered - w.arrived), strict=True):
+            phases[phase].append(ms * 1000)
+    return {k: {"n": (len(v["service"]), len(v["service"])),
+                **{p: (round(statistics.median(ms), 2), round(statistics.mean(ms), 2)) for p, ms in v.items()}}
+            for k, v in split.items()}
 
 
 class _Killer:
