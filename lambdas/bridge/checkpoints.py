@@ -15,7 +15,8 @@ on-failure objects (whole batches) and parked records (merged across runs). A re
 timestamp its new records would be taken for delivered ones.
 
 What stays possible (docs/decisions.md "Checkpoints"): a send acknowledged but not yet written as
-progress when the process dies is sent again, at most the requests in flight (10 messages each).
+progress when the process dies is sent again, at most `settings.checkpoint_in_flight` requests to
+standard destinations of `settings.checkpoint_request_entries` messages each (bridge.service).
 Every message keeps its `record-id` attribute so consumers can drop that rest.
 
 Progress is an optimisation of at-least-once, never a condition for delivery: when the store cannot

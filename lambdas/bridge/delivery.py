@@ -375,7 +375,8 @@ class DeliveryRun:
     The pool starts with the second piece of work: a lone batch (the audit event, a few parked
     records) is sent on the caller's thread.
 
-    With `standard_in_flight=N` (checkpoints on: bridge.service), standard targets' batches wait in one
+    With `standard_entries=E` a standard target's batch closes at E messages instead of 10. With
+    `standard_in_flight=N` (checkpoints on: bridge.service), standard targets' batches wait in one
     queue that at most N drains empty, each request after the previous one's `on_delivered` (its
     checkpoint write) returned: at any instant at most N requests to standard targets, all together,
     have taken effect without being recorded, which bounds what a crash makes the redelivered batch
