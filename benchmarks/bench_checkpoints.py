@@ -7,6 +7,8 @@
 requests to one standard destination under way at once until their checkpoint is written, and
 `--entries` once per value of `settings.checkpoint_request_entries` (default: the config's), the
 messages per such request: what a crash can re-send (N x E), traded against throughput.
+`--default-switch` adds each "on" variant again with CPython's default 5 ms thread switch interval
+instead of the 0.5 ms a checkpointed delivery runs with (bridge.checkpoints.prompt_checkpoints).
 
 Both variants run in the same process, round by round, against the suite's loopback SQS/SNS endpoint
 (benchmarks/endpoint.py, real HTTP, `--send-ms` per answer, about a same-Region SQS call). The
@@ -32,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "lambdas"))
 sys.path.insert(0, str(HERE.parent))
 
+from bridge import checkpoints  # noqa: E402
 from bridge.checkpoints import ProgressEntry  # noqa: E402
 
 from benchmarks.suite import Endpoint, _bridge, kafka_event  # noqa: E402
@@ -80,6 +83,8 @@ def main() -> None:
                     help="settings.checkpoint_in_flight values to run with checkpoints on")
     ap.add_argument("--entries", type=int, nargs="+", default=None,
                     help="settings.checkpoint_request_entries values to run with checkpoints on")
+    ap.add_argument("--default-switch", action="store_true",
+                    help="also run each 'on' variant with the default 5 ms thread switch interval")
     args = ap.parse_args()
 
     endpoint = Endpoint()
@@ -87,7 +92,9 @@ def main() -> None:
     defaults = _bridge("sqs", None, checkpoints=TimedTable(0, 0)).config.settings
     in_flight = args.in_flight or [defaults.checkpoint_in_flight]
     entries = args.entries or [defaults.checkpoint_request_entries]
-    variants = ["off", *(f"on {n}x{e}" for n in in_flight for e in entries)]
+    variants = ["off", *(f"on {n}x{e}{s}" for n in in_flight for e in entries
+                         for s in ("", " 5ms")[:2 if args.default_switch else 1])]
+    shipped_switch = checkpoints.CHECKPOINTED_SWITCH_INTERVAL_SECONDS
     rates: dict[str, list[float]] = {v: [] for v in variants}
     per_batch: dict[str, list[tuple[float, float, float]]] = {}  # on variant -> per round
     try:
@@ -96,8 +103,10 @@ def main() -> None:
                 table = TimedTable(args.write_ms / 1000, args.read_ms / 1000)
                 bridge = _bridge("sqs", endpoint.url, checkpoints=table)
                 bridge._checkpoints = table if variant != "off" else None  # same config, store switched
+                checkpoints.CHECKPOINTED_SWITCH_INTERVAL_SECONDS = 0.005 if variant.endswith(" 5ms") \
+                    else shipped_switch
                 if variant != "off":
-                    n, e = (int(v) for v in variant[3:].split("x"))
+                    n, e = (int(v) for v in variant[3:].split(" ")[0].split("x"))
                     settings = dataclasses.replace(bridge.config.settings, checkpoint_in_flight=n,
                                                    checkpoint_request_entries=e)
                     bridge.config = dataclasses.replace(bridge.config, settings=settings)
