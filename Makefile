@@ -79,12 +79,13 @@ test: lint install
 
 # The benchmark suite (about 5 min, not part of `make test`): writes benchmarks/RESULTS.md.
 # `make bench ARGS=--quick` for a one-round smoke run; then the byte-packing and checkpoint benchmarks
-# (checkpoints off against on at each settings.checkpoint_in_flight of 1, 2, 4 and 8), and the client CPU
+# (checkpoints off against on at each settings.checkpoint_in_flight of 1, 2, 4 and 8, with requests of 5 and
+# 10 messages: settings.checkpoint_request_entries), and the client CPU
 # per SNS/SQS batch request, the bridge's clients against stock botocore's.
 bench: $(VENV)/.installed
 	$(PY) benchmarks/suite.py $(ARGS)
 	$(PY) benchmarks/bench_delivery.py
-	$(PY) benchmarks/bench_checkpoints.py --in-flight 1 2 4 8
+	$(PY) benchmarks/bench_checkpoints.py --in-flight 1 2 4 8 --entries 5 10
 	$(PY) benchmarks/bench_client_requests.py
 
 synth: install
