@@ -40,7 +40,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bridge.adapters.dynamodb import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
+from bridge.adapters.dynamodb import (
+    PARTITION_KEY,
+    REDRIVE_LEDGER_DOCUMENT_PREFIX,
+    REDRIVE_LEDGER_RECORD_PREFIX,
+    SORT_KEY,
+    TTL_ATTRIBUTE,
+)
 from bridge.config import SQS_MAX_RETENTION_SECONDS
 from bridge.parking import document_digest, park_id_of, record_digest
 from bridge.records import REDRIVE_KEY
@@ -708,8 +714,8 @@ def _chunks(items: Sequence[str], size: int = MAX_RECEIVE_MESSAGES) -> Iterable[
     return (items[i:i + size] for i in range(0, len(items), size))
 
 
-LEDGER_SHARD_PREFIX = "redriven/"  # apart from the function's shards (`topic-partition/n`, `outage/...`)
-LEDGER_RECORD_PREFIX = "redriven-record/"
+LEDGER_SHARD_PREFIX = REDRIVE_LEDGER_DOCUMENT_PREFIX  # apart from the function's shards (`topic-partition/n`, ...)
+LEDGER_RECORD_PREFIX = REDRIVE_LEDGER_RECORD_PREFIX
 LEDGER_DIGEST = "digest"
 LEDGER_ENTRY = "r##"  # the table's sort-key shape `<kind>#<destination>#<suffix>` (bridge.adapters.dynamodb)
 MAX_BATCH_GET_KEYS = 100  # DynamoDB BatchGetItem

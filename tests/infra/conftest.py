@@ -146,11 +146,12 @@ KAFKA_SECRET_KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/6666ffff-77aa-88b
 GLUE_REGISTRY_ARN = "arn:aws:glue:us-east-1:123456789012:registry/orders"
 EXISTING_ALARM_TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:platform-oncall"
 ALARM_EMAIL = "kafka-oncall@example.com"
+OPERATOR_ROLE_ARN = "arn:aws:iam::123456789012:role/bridge-operators"
 
 
 def _provisioned_edit(doc: dict[str, Any]) -> None:
     doc.setdefault("settings", {})["checkpoints"] = "on"
-    doc["settings"].update(tracing="on", snapstart="on")
+    doc["settings"].update(tracing="on", snapstart="on", operator_role_arns=[OPERATOR_ROLE_ARN])
     doc["source"].update(
         starting_position="AT_TIMESTAMP", starting_position_timestamp=1767225600,
         provisioned_pollers={"minimum": 2, "maximum": 10},
@@ -176,8 +177,8 @@ def _provisioned_edit(doc: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="session")
 def provisioned(variant_document: Any, tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    """Provisioned pollers + retries, an existing queue by ARN, a FIFO topic, a direct-send producer, checkpoints,
-    the X-Ray Tracer and SnapStart."""
+    """Provisioned pollers + retries, an existing queue by ARN, a FIFO topic, a direct-send producer, checkpoints
+    (with an operators' role, so the redrive ledger grant), the X-Ray Tracer and SnapStart."""
     return shared_synth("provisioned", lambda: synthesize(
         config_from_document(variant_document(_provisioned_edit), "provisioned"),
         tmp_path_factory.mktemp("provisioned"), events=SAMPLE_EVENTS, create_test_event_registry=True))

@@ -10,8 +10,8 @@ directly or by allowing the account (which hands the decision to IAM).
 Intrinsic functions are resolved to concrete names first (account 123456789012, us-east-1,
 partition aws), so conditions such as `aws:SourceArn` compare real ARNs. Condition operators
 implemented: String*/Arn* (with IfExists and the negated forms), Bool, Null, Numeric*; a missing
-context key makes a positive operator false and a negated one true, as in IAM. An operator the
-evaluator does not know fails the test rather than being ignored.
+context key makes a positive operator false, a negated one true and a ForAllValues test true, as in
+IAM. An operator the evaluator does not know fails the test rather than being ignored.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ class Resolver:
 
     def name_of(self, logical_id: str) -> str:
         props = self.resources[logical_id].get("Properties", {})
-        for key in ("QueueName", "TopicName", "BucketName", "Name", "RoleName", "FunctionName", "LogGroupName"):
+        for key in ("QueueName", "TopicName", "BucketName", "Name", "RoleName", "FunctionName", "LogGroupName",
+                    "TableName"):
             if isinstance(props.get(key), str):
                 return str(props[key])
         return logical_id.lower()
@@ -85,6 +86,8 @@ class Resolver:
             return f"{base}:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf"
         if kind == "AWS::Lambda::Function":
             return f"{base}:lambda:{REGION}:{ACCOUNT}:function:{name}"
+        if kind == "AWS::DynamoDB::Table":
+            return f"{base}:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
         if kind == "AWS::Logs::LogGroup":
             return f"{base}:logs:{REGION}:{ACCOUNT}:log-group:{name}:*"
         return f"{base}:{kind.split('::')[1].lower()}:{REGION}:{ACCOUNT}:{name}"
@@ -224,7 +227,8 @@ def _condition_holds(raw_op: str, key: str, expected: Any, keys: Mapping[str, li
     if op == "Null":
         return (actual is None) == (values[0].lower() == "true")
     if actual is None:
-        return if_exists or op in _NEGATED
+        # ForAllValues over an absent (empty) multivalued key is true in IAM, whatever the operator
+        return qualifier == "ForAllValues" or if_exists or op in _NEGATED
     negated = op in _NEGATED
     if qualifier == "ForAllValues":
         hits = [any(_compare(op, e, a) for e in values) for a in actual]
@@ -351,6 +355,10 @@ class PolicyWorld:
                 targets = [f"arn:{PARTITION}:s3:::{bucket}"]
                 if resource_arn.startswith(targets[0] + "/"):
                     targets.append(resource_arn)
+            elif kind == "AWS::DynamoDB::Table":
+                if r.arn(k) == resource_arn and "ResourcePolicy" in props:
+                    return as_list(r.resolve(props["ResourcePolicy"]["PolicyDocument"])["Statement"]), False
+                continue
             elif kind == "AWS::SecretsManager::ResourcePolicy":
                 targets = [r.resolve(props["SecretId"])]
             elif kind == "AWS::IAM::Role":

@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 PARTITION_KEY = "shard"
 SORT_KEY = "entry"
 TTL_ATTRIBUTE = "expires_at"
+# `bridge redrive`'s ledger (bridge_local.redrive) shares the table under partition keys of its own. They can
+# never be a progress shard: those are `{topic}-{partition}/...` (a Kafka topic name has no "/", and a
+# partition is a number) or `outage/...`. The stack grants the operators' roles these keys and no others.
+REDRIVE_LEDGER_DOCUMENT_PREFIX = "redriven/"
+REDRIVE_LEDGER_RECORD_PREFIX = "redriven-record/"
+REDRIVE_LEDGER_PREFIXES = (REDRIVE_LEDGER_DOCUMENT_PREFIX, REDRIVE_LEDGER_RECORD_PREFIX)
 MAX_BATCH_WRITE_ITEMS = 25  # BatchWriteItem
 UNPROCESSED_RETRIES = 3  # resubmissions of UnprocessedItems before the write counts as failed
 UNPROCESSED_BACKOFF_SECONDS = 0.05
