@@ -208,3 +208,54 @@ def test_the_loader_keeps_botocores_search_paths_aws_data_path_included(monkeypa
     # then: searched first, then botocore's own data, as botocore.loaders.create_loader does
     assert loader.search_paths[0] == str(tmp_path)
     assert loader.search_paths[1:] == Loader().search_paths
+
+
+class _MovedOs:
+    """`os` as clients.py sees it, on a botocore whose data layout or loader surprises the listing."""
+
+    def __init__(self, surprise: str) -> None:
+        self.surprise = surprise
+        self.path = self
+        self.pathsep = os.pathsep
+
+    def join(self, *parts: str) -> str:
+        return os.path.join(*parts)
+
+    def isdir(self, path: str) -> bool:
+        if self.surprise == "raises":
+            raise AttributeError("'Loader' object has no attribute 'file_loader'")
+        return False  # "empty": no model where the listing looks
+
+    def listdir(self, path: str) -> list[str]:
+        return os.listdir(path)
+
+
+@pytest.mark.parametrize("surprise", ["raises", "empty"])
+def test_a_loader_the_listing_does_not_know_falls_back_to_botocores_listing(
+        monkeypatch: pytest.MonkeyPatch, surprise: str) -> None:
+    # given: the runtime's botocore, whose loader internals or data layout the bridge's listing misreads
+    loader = clients.new_session().get_component("data_loader")
+    monkeypatch.setattr(clients, "os", _MovedOs(surprise))
+
+    # when
+    listed = loader.list_available_services("service-2")
+
+    # then: botocore's own listing answers (every service it has), so the clients are still created
+    assert set(clients.BRIDGE_SERVICES) <= set(listed)
+    assert listed == Loader().list_available_services("service-2")
+
+
+def test_a_botocore_whose_loader_cannot_be_built_keeps_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given: a botocore whose Loader takes other arguments than this one
+    def changed_loader(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError("Loader.__init__() got an unexpected keyword argument 'extra_search_paths'")
+
+    monkeypatch.setattr(clients, "BridgeServicesLoader", changed_loader)
+
+    # when
+    session = clients.new_session()
+
+    # then: botocore's loader, and a client the bridge uses is created from it
+    assert type(session.get_component("data_loader")) is Loader
+    sqs = session.create_client("sqs", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+    assert sqs.meta.service_model.service_name == "sqs"

@@ -250,3 +250,13 @@ def test_the_serializer_is_installed_only_on_the_model_it_was_written_for(client
     assert not isinstance(changed._serializer, PublishBatchSerializer)
     assert install(session.create_client("sqs", region_name="us-east-1", aws_access_key_id="a",
                                          aws_secret_access_key="b")) is False
+
+
+def test_a_client_without_botocores_private_serializer_is_left_as_it_is() -> None:
+    # given: a botocore that keeps its serializer elsewhere than `client._serializer`
+    client = botocore.session.get_session().create_client("sns", region_name="us-east-1", aws_access_key_id="a",
+                                                          aws_secret_access_key="b")
+    del client._serializer
+    # then: nothing is installed and nothing raises
+    assert install(client) is False
+    assert not hasattr(client, "_serializer")

@@ -140,3 +140,32 @@ def test_the_serializer_is_installed_only_on_the_model_it_was_written_for() -> N
     assert not isinstance(renamed._serializer, SendMessageBatchSerializer)
     assert install(session.create_client("sns", region_name="us-east-1", aws_access_key_id="a",
                                          aws_secret_access_key="b")) is False
+
+
+def _sqs_client(protocol: str | None = None) -> Any:
+    session = botocore.session.get_session()
+    if protocol is not None:  # the SQS model before botocore moved SQS to JSON (1.34.0 still has query)
+        model = session.get_service_data("sqs")
+        model["metadata"]["protocol"] = protocol
+        model["metadata"].pop("protocols", None)
+        loader = session.get_component("data_loader")
+        original = loader.load_service_model
+        loader.load_service_model = lambda name, type_name, api_version=None: (
+            model if (name, type_name) == ("sqs", "service-2") else original(name, type_name, api_version))
+    return session.create_client("sqs", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+
+
+def test_an_sqs_model_on_the_query_protocol_keeps_botocores_serializer() -> None:
+    client = _sqs_client("query")
+    stock = client._serializer
+    assert install(client) is False
+    assert client._serializer is stock
+
+
+def test_a_client_without_botocores_private_serializer_is_left_as_it_is() -> None:
+    # given: a botocore that keeps its serializer elsewhere than `client._serializer`
+    client = _sqs_client()
+    del client._serializer
+    # then: nothing is installed and nothing raises
+    assert install(client) is False
+    assert not hasattr(client, "_serializer")

@@ -69,14 +69,24 @@ class BridgeServicesLoader(Loader):
     bridge never needs. Everything else (search paths, AWS_DATA_PATH, models, extras) is botocore's."""
 
     def list_available_services(self, type_name: str) -> list[str]:
-        """The bridge's services that have a `type_name` model in a search path, sorted (as botocore's)."""
+        """The bridge's services that have a `type_name` model in a search path, sorted (as botocore's).
+
+        On Lambda, botocore is the runtime's, not our pin: when this listing meets a loader or a data
+        layout it does not know (an attribute gone, no service found where it looks), botocore's own
+        listing answers, slower but right, rather than a client failing to be created."""
         found = set()
-        for root in self.search_paths:
-            for service in BRIDGE_SERVICES:
-                directory = os.path.join(root, service)
-                if os.path.isdir(directory) and any(self.file_loader.exists(os.path.join(directory, version, type_name))
-                                                    for version in os.listdir(directory)):
-                    found.add(service)
+        try:
+            for root in self.search_paths:
+                for service in BRIDGE_SERVICES:
+                    directory = os.path.join(root, service)
+                    if os.path.isdir(directory) and any(
+                            self.file_loader.exists(os.path.join(directory, version, type_name))
+                            for version in os.listdir(directory)):
+                        found.add(service)
+        except Exception:  # any surprise in botocore's internals: its own listing
+            return list(super().list_available_services(type_name))
+        if not found:  # the models are not laid out where this looks
+            return list(super().list_available_services(type_name))
         return sorted(found)
 
 
@@ -100,9 +110,13 @@ def new_session() -> botocore.session.Session:
     """A botocore session whose loader is a `BridgeServicesLoader` with botocore's search paths
     (`botocore.loaders.create_loader`: the built-in data, ~/.aws/models, AWS_DATA_PATH)."""
     session = botocore.session.get_session()
-    data_path = session.get_config_variable("data_path")
-    extra = [os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)] if data_path else None
-    session.register_component("data_loader", BridgeServicesLoader(extra_search_paths=extra))
+    try:
+        data_path = session.get_config_variable("data_path")
+        extra = [os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)] if data_path else None
+        loader = BridgeServicesLoader(extra_search_paths=extra)
+    except Exception:  # a botocore whose loader API differs (the runtime's): its own loader
+        return session
+    session.register_component("data_loader", loader)
     return session
 
 
