@@ -104,6 +104,9 @@ class DocumentedLimit:
     max: int | None = None
     pattern: str | None = None  # full match
     length: bool = False  # min/max bound the value's length, not the value
+    # The property is a JSON document (under this key of it, "" for the whole value) that the API takes as a
+    # string: its length is measured as `_literal_length` does (intrinsics as "", compact JSON), a lower bound.
+    document: str | None = None
 
 
 # CloudFormation property of the type -> its documented limit.
@@ -134,6 +137,12 @@ DOCUMENTED_LIMITS: dict[tuple[str, str], DocumentedLimit] = {
     ("AWS::SNS::Topic", "TopicName"): DocumentedLimit(
         "sns", "CreateTopicInput", "Name", "must be between 1 and 256 characters long", 1, 256,
         r"[A-Za-z0-9_-]{1,251}(\.fifo)?|[A-Za-z0-9_-]{1,256}", length=True),
+    # CloudFormation's {PolicyDocument: {...}} is CreateTable's ResourcePolicy string. "20 KB" read as 20,000
+    # characters: the measure is a lower bound, so the check errs on the refusing side.
+    ("AWS::DynamoDB::Table", "ResourcePolicy"): DocumentedLimit(
+        "dynamodb", "CreateTableInput", "ResourcePolicy",
+        "The maximum size supported for a resource-based policy document is 20 KB.", max=20_000, length=True,
+        document="PolicyDocument"),
 }
 
 # Properties no API member or documented limit constrains, and why (kept exact by a test).
@@ -367,6 +376,12 @@ def _documented(walk: _Walk, rtype: str, prop: str, value: Any) -> bool:
     limit = DOCUMENTED_LIMITS.get((rtype, prop))
     if limit is None:
         return False
+    if limit.document is not None and isinstance(value, Mapping):
+        n = _literal_length(value.get(limit.document, value) if limit.document else value)
+        if limit.max is not None and n > limit.max:
+            walk.add(prop, f"at least {_fmt(n)} characters, limit {_fmt(limit.max)}",
+                     f"botocore {limit.service} {limit.shape}.{limit.member}: {limit.phrase!r}")
+        return True
     if _has_intrinsic(value) or isinstance(value, dict | list):
         return True
     where = f"botocore {limit.service} {limit.shape}.{limit.member}: {limit.phrase!r}"

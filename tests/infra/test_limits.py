@@ -66,6 +66,13 @@ def test_the_console_schema_of_every_event_would_have_failed_the_first_deploy() 
     ("AWS::Lambda::EventSourceMapping", {"BatchSize": 10_001}, "BatchSize: 10,001, limit 10,000"),
     ("AWS::KMS::Key", {"KeyPolicy": {"Statement": [{"Sid": "s" * 140_000, "Resource": {"Ref": "K"}}]}},
      "KeyPolicy: at least 140,"),
+    # the checkpoint table's policy with 400, then 500 operators' roles (settings.operator_role_arns)
+    ("AWS::DynamoDB::Table", {"ResourcePolicy": {"PolicyDocument": {"Statement": [{"Principal": {"AWS": [
+        f"arn:aws:iam::123456789012:role/operators-{i:04}" for i in range(400)]}, "Resource": {"Ref": "T"}}]}}},
+     None),
+    ("AWS::DynamoDB::Table", {"ResourcePolicy": {"PolicyDocument": {"Statement": [{"Principal": {"AWS": [
+        f"arn:aws:iam::123456789012:role/operators-{i:04}" for i in range(500)]}, "Resource": {"Ref": "T"}}]}}},
+     "ResourcePolicy: at least 24,053 characters, limit 20,000"),
 ])
 def test_limits_of_the_models_and_their_documentation(rtype: str, props: dict[str, Any], expected: str | None) -> None:
     problems = template_problems({"Resources": {"R": {"Type": rtype, "Properties": props}}})
