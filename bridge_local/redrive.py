@@ -291,9 +291,13 @@ def park_mismatch(message: ParkedMessage, record: Mapping[str, Any]) -> SkippedM
     """A message whose claimed `park_id` is not its document's: replayed as a park of its own, and reported."""
     if message.claimed_park_id is None or verified_park_id(message, record) is not None:
         return None
-    return SkippedMessage(message.message_id, message.record_id,
-                          "park_id does not match the document (forged or corrupted): not merged with any "
-                          "other message, replayed on its own")
+    return _mismatch(message.message_id, message.record_id, replayed=True)
+
+
+def _mismatch(message_id: str, record_id: str, replayed: bool) -> SkippedMessage:
+    return SkippedMessage(message_id, record_id,
+                          "park_id does not match the document (forged or corrupted): not merged with any other "
+                          "message, " + ("replayed on its own" if replayed else "and not replayed (skipped, below)"))
 
 
 def park_key(message: ParkedMessage, record: Mapping[str, Any]) -> str:
@@ -481,7 +485,7 @@ class RedriveReport:
     replayed_before: list[ParkedMessage] = field(default_factory=list)  # copies an earlier run handed over
     ledger: str | None = None  # where the ledger is, when there is one
     ledger_error: str | None = None  # the ledger could not be used: copies of earlier runs are replayed again
-    conflicts: list[str] = field(default_factory=list)  # record ids parked with different bytes: each replayed
+    conflicts: list[str] = field(default_factory=list)  # record ids replayed with different bytes: each on its own
     failed: list[FailedEvent] = field(default_factory=list)
     not_selected: int = 0  # received, not selected by the filters or --max; left in the DLQ
 
@@ -559,12 +563,15 @@ def redrive(queue: ParkedQueue, fetch: FetchDocument, invoke: Invoke, options: R
         report.skipped += unavailable
         report.mismatched = [s for m, record in resolved if (s := park_mismatch(m, record)) is not None]
         entries = merge_parked(resolved)
-        report.conflicts = conflicting_record_ids(entries)
         entries, withheld = withhold_indistinguishable(entries)
         entries, other_run = _without_other_contents(entries, ledger, report)
         withheld += other_run
+        # After withholding: a conflict is reported as replayed version by version, which a withheld one is not.
+        report.conflicts = conflicting_record_ids(entries)
         report.skipped += withheld
         held = {w.message_id for w in withheld}
+        report.mismatched = [_mismatch(s.message_id, s.record_id, replayed=False) if s.message_id in held else s
+                             for s in report.mismatched]
         resolved = [(m, r) for m, r in resolved if m.message_id not in held]
         report.planned = list(unique_parks(resolved).values())
         report.copies = len(resolved) - len(report.planned)

@@ -16,6 +16,7 @@ import pytest
 from bridge.parking import park_id_of
 from bridge.service import Bridge
 
+from bridge_local import cli
 from bridge_local import redrive as redrive_tool
 from tests.helpers import FakeCheckpoints, FakeSender, MemoryLedger, kafka_event, kafka_record, make_config, parked_docs
 
@@ -67,14 +68,15 @@ def _record_id_of_another_record(genuine: dict[str, Any], planted: dict[str, Any
 # What redrive does with the planted message m0 and the genuine park m1: (genuine delivered, planted
 # delivered on its own, what the report says). Same position and timestamp: the bridge's checkpoints
 # could not tell them apart (the first replayed would make the function skip the other as delivered),
-# so both stay in the DLQ, reported. Another timestamp: each is replayed on its own (the planted one
-# goes through the trust checks like any record; this queue takes unsigned records).
+# so both stay in the DLQ, reported as skipped and not as a conflict (a conflict is replayed version by
+# version). Another timestamp: each is replayed on its own (the planted one goes through the trust checks
+# like any record; this queue takes unsigned records).
 WITHHELD = ["m0", "m1"]
 CASES = {
     "park-id-copied": (_copied_park_id, False, False,
-                       {"mismatched": ["m0"], "skipped": WITHHELD, "conflicts": ["orders-0-7"]}),
+                       {"mismatched": ["m0"], "skipped": WITHHELD, "conflicts": []}),
     "park-id-recomputed": (_recomputed_park_id, False, False,
-                           {"mismatched": [], "skipped": WITHHELD, "conflicts": ["orders-0-7"]}),
+                           {"mismatched": [], "skipped": WITHHELD, "conflicts": []}),
     "another-timestamp": (_another_timestamp, True, True,
                           {"mismatched": [], "skipped": [], "conflicts": ["orders-0-7"]}),
     "record-id-of-another-record": (_record_id_of_another_record, True, False,
@@ -88,7 +90,8 @@ CASES = {
 @pytest.mark.parametrize("checkpoints", [False, True], ids=["checkpoints-off", "checkpoints-on"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_planted_park_neither_replaces_nor_deletes_the_genuine_one(
-        make_bridge: Callable[..., Bridge], sqs: FakeSender, case: str, checkpoints: bool) -> None:
+        make_bridge: Callable[..., Bridge], sqs: FakeSender, case: str, checkpoints: bool,
+        capsys: pytest.CaptureFixture[str]) -> None:
     forge, genuine_delivered, planted_delivered, expected = CASES[case]
     cfg = make_config(destinations=[{"name": "ledger", "type": "sqs"}],
                       routes=[{"name": "all", "match": {}, "to": ["ledger"]}],
@@ -120,6 +123,12 @@ def test_a_planted_park_neither_replaces_nor_deletes_the_genuine_one(
                 "skipped": [s.message_id for s in report.skipped], "conflicts": report.conflicts}
     assert reported == expected
     assert report.copies == 0
+    # and what the operator reads never says a record left in the DLQ was replayed
+    cli._print_redrive(report, "the function")
+    left_in_dlq = {s.record_id for s in report.skipped}
+    said_replayed = [line for line in capsys.readouterr().out.splitlines()
+                     if "replayed on its own" in line and any(r in line for r in left_in_dlq)]
+    assert said_replayed == []
 
 
 @pytest.mark.attack("DLQ message planted with a genuine park's position and timestamp, redriven by an earlier run",
