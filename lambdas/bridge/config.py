@@ -617,19 +617,31 @@ def _str(pb: _Problems, path: str, raw: Any, required: bool = True, pattern: re.
 def _int(pb: _Problems, path: str, raw: Any, default: int, lo: int, hi: int) -> int:
     if raw is None:
         return default
-    if isinstance(raw, bool) or not isinstance(raw, int) or not lo <= raw <= hi:
-        pb.add(path, f"{raw!r} is out of range. Fix: a whole number from {lo} to {hi}")
+    problem = _int_problem(raw, lo, hi)
+    if problem:
+        pb.add(path, f"{problem}. Fix: a whole number from {lo} to {hi}")
         return default
-    return raw
+    return int(raw)
 
 
 def _optional_int(pb: _Problems, path: str, raw: Any, lo: int, hi: int) -> int | None:
     if raw is None:
         return None
-    if isinstance(raw, bool) or not isinstance(raw, int) or not lo <= raw <= hi:
-        pb.add(path, f"{raw!r} is out of range. Fix: a whole number from {lo} to {hi}, or leave it out")
+    problem = _int_problem(raw, lo, hi)
+    if problem:
+        pb.add(path, f"{problem}. Fix: a whole number from {lo} to {hi}, or leave it out")
         return None
-    return raw
+    return int(raw)
+
+
+def _int_problem(raw: Any, lo: int, hi: int) -> str:
+    """What is wrong with an integer setting's value, or "" when nothing is: the wrong type (a string, a
+    float, a bool: YAML reads `true` and `2.5` as such) is a different mistake from a number out of range."""
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        return f"must be a whole number, got {raw!r}"
+    if not lo <= raw <= hi:
+        return f"{raw!r} is out of range"
+    return ""
 
 
 def _bool(pb: _Problems, path: str, raw: Any, default: bool) -> bool:

@@ -305,6 +305,22 @@ def test_invalid_environment_is_named_with_a_fix(doc: dict[str, Any], bad: str) 
     assert any(p.startswith("environment:") and "Fix:" in p for p in problems_of(doc))
 
 
+@pytest.mark.parametrize("bad", ["two", "2", 2.5, 2.0, True])
+def test_an_integer_setting_of_another_type_says_so_not_out_of_range(doc: dict[str, Any], bad: Any) -> None:
+    doc["settings"]["checkpoint_in_flight"] = bad
+    doc["producers"][0]["max_age_seconds"] = bad
+    problems = problems_of(doc)
+    assert f"settings.checkpoint_in_flight: must be a whole number, got {bad!r}. Fix: a whole number from 1 " \
+           "to 64" in problems, problems
+    assert any(p.endswith(f".max_age_seconds: must be a whole number, got {bad!r}. Fix: a whole number from 1 "
+                          "to 31536000, or leave it out") for p in problems), problems
+
+
+def test_an_integer_setting_out_of_its_range_says_out_of_range(doc: dict[str, Any]) -> None:
+    doc["settings"]["checkpoint_in_flight"] = 65
+    assert problems_of(doc) == ["settings.checkpoint_in_flight: 65 is out of range. Fix: a whole number from 1 to 64"]
+
+
 def test_alarms_default_to_a_stack_topic_and_documented_thresholds(doc: dict[str, Any]) -> None:
     doc.pop("alarms", None)
     alarms = BridgeConfig.from_dict(doc).alarms
