@@ -44,8 +44,8 @@ Kind = Literal["delivered", "parked", "outage"]  # outage: when a batch's outage
 NO_DESTINATION = ""  # a record parked for no destination (undecodable, unsigned, unroutable, ...)
 # The interpreter's thread switch interval while a checkpointed delivery runs (CPython's default is 5 ms).
 # A send thread whose answer has come back waits for the GIL before it can write the checkpoint; behind
-# the planner and the FIFO lanes that wait was up to a switch interval per hand-over, all of it inside
-# the window a crash re-sends (docs/decisions.md "Smaller standard requests while checkpoints are on").
+# the planner and the FIFO send threads that wait was up to a switch interval per hand-over, all of it inside
+# the window a crash re-sends (docs/decisions.md "Five messages per standard request while checkpoints are on").
 CHECKPOINTED_SWITCH_INTERVAL_SECONDS = 0.0005
 
 

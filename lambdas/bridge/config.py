@@ -341,7 +341,7 @@ class BridgeSettings:
     checkpoint_in_flight: int = 1
     # With checkpoints on: messages per send request to standard queues and topics (FIFO keeps 10). What a
     # crash re-sends is checkpoint_in_flight x this; 5 halves it against 10, at twice the requests.
-    checkpoint_request_entries: int = 5
+    checkpoint_request_entries: int = 4
     # Fail a batch back to the event-source mapping, for its own retries, for up to this many
     # seconds before parking what a destination or Secrets Manager outage kept back (0 = park now).
     outage_retry_seconds: int = 0

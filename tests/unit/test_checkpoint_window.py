@@ -2,7 +2,7 @@
 
 With checkpoints on, `settings.checkpoint_in_flight` (N) caps the requests to standard destinations,
 all together, that are under way at once, each until its checkpoint is written, and each carries
-`settings.checkpoint_request_entries` (E, default 5) messages, so a crash re-sends at most N x E messages
+`settings.checkpoint_request_entries` (E, default 4) messages, so a crash re-sends at most N x E messages
 (each copied to a topic's subscribers). FIFO destinations are not capped: SQS drops their re-sends by
 deduplication id.
 """
@@ -110,7 +110,7 @@ def test_standard_destinations_never_have_more_than_n_requests_stored_and_unreco
     world = World()
     knobs = {"checkpoint_in_flight": n} | ({"checkpoint_request_entries": entries} if entries else {})
     world.bridge(config(**knobs)).handle(event(300))
-    per_request = entries or 5
+    per_request = entries or 4
     assert 0 < world.widest["standard"] <= n * per_request, (n, per_request, dict(world.widest))
 
 
@@ -118,9 +118,9 @@ def test_standard_requests_carry_checkpoint_request_entries_and_fifo_requests_te
     on, off = World(), World()
     on.bridge(config()).handle(event(300))
     off.bridge(config(checkpoints="off")).handle(event(300))
-    # 300 messages per destination: standard ones in requests of 5 with checkpoints on, 10 without; FIFO
-    # lanes fill their requests either way
-    assert {name: on.request_sizes[name] for name in STANDARD} == {"alerts": {5}, "events": {5}}
+    # 300 messages per destination: standard ones in requests of 4 with checkpoints on, 10 without; FIFO
+    # destinations fill their requests either way
+    assert {name: on.request_sizes[name] for name in STANDARD} == {"alerts": {4}, "events": {4}}
     assert {name: off.request_sizes[name] for name in STANDARD} == {"alerts": {10}, "events": {10}}
     assert max(on.request_sizes["ledger"]) == max(off.request_sizes["ledger"]) == MAX_BATCH_ENTRIES
 
@@ -161,10 +161,10 @@ def test_a_crash_re_sends_at_most_n_requests_to_standard_destinations(crash_at: 
     world.bridge(config(checkpoint_in_flight=1)).handle(batch)
 
     # then: every record reached every destination, and standard ones got at most one request of
-    # checkpoint_request_entries (5) messages again
+    # checkpoint_request_entries (4) messages again
     for name in (*STANDARD, "ledger"):
         assert len({rid for (t, rid) in world.stored if t == name}) == 300
-    assert sum(world.duplicates(name) for name in STANDARD) <= 5
+    assert sum(world.duplicates(name) for name in STANDARD) <= 4
 
 
 def test_checkpoints_off_keeps_requests_uncapped() -> None:
@@ -189,5 +189,5 @@ def test_checkpoint_request_entries_outside_1_to_10_is_refused_naming_the_field(
         config(checkpoint_request_entries=value)
 
 
-def test_checkpoint_request_entries_defaults_to_five() -> None:
-    assert config().settings.checkpoint_request_entries == 5
+def test_checkpoint_request_entries_defaults_to_four() -> None:
+    assert config().settings.checkpoint_request_entries == 4

@@ -115,10 +115,10 @@ def test_a_few_writes_per_batch_not_one_per_record() -> None:
     store = FakeCheckpoints()
     bridge = bridge_with(two_queue_config(), sqs, store)
     bridge.handle(kafka_event(records(100)))
-    # one read, one write per send request (settings.checkpoint_request_entries: 5 messages to a standard
-    # queue): 2 destinations x 20 requests
+    # one read, one write per send request (settings.checkpoint_request_entries: 4 messages to a standard
+    # queue): 2 destinations x 25 requests
     assert store.reads == 1
-    assert store.writes == 40
+    assert store.writes == 50
 
 
 def test_a_recreated_topic_with_the_same_offsets_is_not_taken_for_delivered() -> None:
