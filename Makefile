@@ -85,7 +85,7 @@ test: lint install
 bench: $(VENV)/.installed
 	$(PY) benchmarks/suite.py $(ARGS)
 	$(PY) benchmarks/bench_delivery.py
-	$(PY) benchmarks/bench_checkpoints.py --in-flight 1 2 4 8 --entries 5 10
+	$(PY) benchmarks/bench_checkpoints.py --in-flight 1 2 4 8 --entries 4 10
 	$(PY) benchmarks/bench_client_requests.py
 
 synth: install
