@@ -352,11 +352,16 @@ def withhold_indistinguishable(entries: list[RedriveEntry]) -> tuple[list[Redriv
             groups.setdefault((e.record_id, json.dumps(e.record.get("timestamp"))), []).append(e)
     clashing = {id(e) for group in groups.values()
                 if len({record_digest(e.record) for e in group}) > 1 for e in group}
-    withheld = [SkippedMessage(m.message_id, e.record_id,
-                               "parked with different contents at the same position and timestamp (a planted or "
-                               "corrupted message): the bridge's checkpoints cannot tell them apart, so none is "
-                               "replayed; inspect them (bridge redrive --dry-run --json) and delete from the DLQ "
-                               "the ones that are not genuine")
+    return _withhold(entries, clashing,
+                     "parked with different contents at the same position and timestamp (a planted or corrupted "
+                     "message): the bridge's checkpoints cannot tell them apart, so none is replayed; inspect them "
+                     "(bridge redrive --dry-run --json) and delete from the DLQ the ones that are not genuine")
+
+
+def _withhold(entries: list[RedriveEntry], clashing: set[int],
+              why: str) -> tuple[list[RedriveEntry], list[SkippedMessage]]:
+    """The entries whose id() is not in `clashing`, and every DLQ message of the others, skipped for `why`."""
+    withheld = [SkippedMessage(m.message_id, e.record_id, why)
                 for e in entries if id(e) in clashing for m in e.messages]
     return [e for e in entries if id(e) not in clashing], withheld
 
@@ -627,13 +632,11 @@ def _without_other_contents(entries: list[RedriveEntry], ledger: RedriveLedger |
         return entries, []
     clashing = {id(e) for e in keyed if earlier.get(record_contents_key(e), record_digest(e.record))
                 != record_digest(e.record)}
-    withheld = [SkippedMessage(m.message_id, e.record_id,
-                               "an earlier redrive replayed other contents for this position and timestamp, which "
-                               "the bridge's checkpoints cannot tell from these (a planted or corrupted message on "
-                               "one side): not replayed; inspect it (bridge redrive --dry-run --json) and delete "
-                               "it from the DLQ if it is not genuine")
-                for e in entries if id(e) in clashing for m in e.messages]
-    return [e for e in entries if id(e) not in clashing], withheld
+    return _withhold(entries, clashing,
+                     "an earlier redrive replayed other contents for this position and timestamp, which the "
+                     "bridge's checkpoints cannot tell from these (a planted or corrupted message on one side): "
+                     "not replayed; inspect it (bridge redrive --dry-run --json) and delete it from the DLQ if it "
+                     "is not genuine")
 
 
 def _redrive_batch(queue: ParkedQueue, invoke: Invoke, options: RedriveOptions, batch: RedriveBatch,
