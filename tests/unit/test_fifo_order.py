@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from bridge.config import SQS_MAX_MESSAGE_BYTES
+from bridge.config import SQS_MAX_MESSAGE_BYTES, BridgeConfig
 from bridge.delivery import HELD_BACK, BatchOutcome, Deliverer, DeliveryReceipt, EntryFailure, SendCallError, Target
 from bridge.envelope import OutgoingMessage
 from bridge.service import Bridge, OutageRetryError
@@ -467,6 +467,16 @@ def test_messages_added_while_an_order_break_is_being_answered_come_back_after_i
     assert failed == [("orders-0-3", "InternalError"), *((f"orders-0-{i}", HELD_BACK) for i in range(10, 15))]
 
 
+def _signed_fifo_config() -> BridgeConfig:
+    """A signed producer to a FIFO queue that accepts only it; checkpoints on, outage_retry_seconds 60."""
+    return make_config(
+        producers=[{"name": "payer", "topics": ["payments"], "signing": True,
+                    "aws_principal": "arn:aws:iam::123456789012:role/payer"}],
+        destinations=[{"name": "ledger", "type": "sqs", "fifo": True, "accept_from": ["payer"]}],
+        routes=[{"name": "all", "match": {}, "to": ["ledger"]}],
+        settings={"checkpoints": "on", "outage_retry_seconds": 60})
+
+
 def test_a_secrets_manager_blip_is_over_for_the_mappings_retry_of_a_fifo_batch() -> None:
     # A signing key read failed during a short outage (the fault tier's local AWS restart): the batch is
     # failed back (outage_retry_seconds) and the mapping retries it at once, Secrets Manager back by then.
@@ -474,12 +484,7 @@ def test_a_secrets_manager_blip_is_over_for_the_mappings_retry_of_a_fifo_batch()
     # spent every retry of the mapping in seconds, the batch went to the on-failure destination, the
     # partition went on, and the redrive delivered the batch's messages after their successors.
     key = b"k" * 32
-    config = make_config(
-        producers=[{"name": "payer", "topics": ["payments"], "signing": True,
-                    "aws_principal": "arn:aws:iam::123456789012:role/payer"}],
-        destinations=[{"name": "ledger", "type": "sqs", "fifo": True, "accept_from": ["payer"]}],
-        routes=[{"name": "all", "match": {}, "to": ["ledger"]}],
-        settings={"checkpoints": "on", "outage_retry_seconds": 60})
+    config = _signed_fifo_config()
     keys = FakeKeys({"payer": key})
     keys.fail = True
     sqs = FakeSender()
@@ -510,12 +515,7 @@ def _signed_fifo_bridge_with_keys_and_table_down() -> tuple[bytes, FakeKeys, Fak
     """A signed producer to a FIFO queue, checkpoints on, outage_retry_seconds 60; Secrets Manager and the
     checkpoint table both failing (a local AWS restart)."""
     key = b"k" * 32
-    config = make_config(
-        producers=[{"name": "payer", "topics": ["payments"], "signing": True,
-                    "aws_principal": "arn:aws:iam::123456789012:role/payer"}],
-        destinations=[{"name": "ledger", "type": "sqs", "fifo": True, "accept_from": ["payer"]}],
-        routes=[{"name": "all", "match": {}, "to": ["ledger"]}],
-        settings={"checkpoints": "on", "outage_retry_seconds": 60})
+    config = _signed_fifo_config()
     keys, table, sqs, clock = FakeKeys({"payer": key}), FakeCheckpoints(), FakeSender(), _Clock()
     keys.fail = table.fail = True
     bridge = Bridge(config, make_settings(), sqs=sqs, sns=FakeSender(), parking_store=FakeStore(),
