@@ -37,7 +37,12 @@ without it: a later redrive delivers it after its successors. When outages fail 
 the mapping instead (`settings.outage_retry_seconds`, `hold_failed_groups`), a message that finally
 fails for AWS's reasons holds back the rest of its group (`HELD_BACK`): the retried batch then sends
 it before them, where going on would have delivered them first. Standard queues and topics promise no
-order, and their independent batches go out concurrently (a thread pool of `max_concurrency`).
+order, and their independent batches go out concurrently.
+
+How many requests are in flight is decided as the run goes (`SendPacing`, Little's law on what the
+requests measure): a send that is all CPU (a stubbed sender, an endpoint that answers at once) goes out
+on the planning thread itself; sends that wait on the network go out from as many send threads as keep
+the process busy, up to `max_concurrency`, which is a cap, not a count.
 """
 
 from __future__ import annotations
@@ -47,9 +52,9 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from math import ceil
 from operator import itemgetter
 from typing import Protocol
 
@@ -64,6 +69,14 @@ HELD_BACK = "FifoGroupHeldBack"
 # planning is ~10x faster than a request's client-side work, so without a bound every message of a
 # 10,000-record batch would wait in memory for its turn.
 PENDING_BATCHES_PER_THREAD = 4
+# Pacing (`SendPacing`): how many send threads a run uses, from what its requests measure.
+PACE_SAMPLES = 8  # requests the estimate looks back on: a latency change is followed within about as many
+INLINE_BELOW = 2.0  # fewer senders wanted (a request waits less than it computes): the planning thread sends
+# Send threads per request Little's law asks for: its figure keeps the GIL busy only if every request
+# waits the same, and they do not (network jitter, GIL queueing); a thread too many while requests wait
+# costs little, one too few costs its share of throughput.
+HEADROOM = 2.0
+STALL_S = 0.005  # no request finished for this long while every sender is busy: look at the ones in flight
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +150,54 @@ def backoff_delay(attempt: int, base_delay_ms: int, rand: Callable[[float, float
     return rand(0.0, float(ceiling_ms)) / 1000.0
 
 
+class SendPacing:
+    """How many requests to have in flight, from what the requests themselves measure (Little's law).
+
+    Each request records its wall time and the CPU time of the thread that sent it (`time.thread_time`,
+    which does not count the time a thread waits for the network or for the GIL). What a request waits
+    is its wall time less its CPU time. The process can do at most one request's CPU work at a time
+    (the GIL), so its throughput is at most 1 / R, R the process CPU per request (planning included);
+    keeping that rate needs (CPU + wait) / R requests in flight. Below `INLINE_BELOW` the planning thread
+    sends itself (a send that is its own CPU gains nothing from another thread, and a hand-off costs
+    GIL switches); above, `HEADROOM` times that many send threads, up to `max_concurrency`.
+    The wait is the least of the last `PACE_SAMPLES` requests: a request that waited for the GIL behind
+    the others measures more than the network did, and taking the mean would make more threads look
+    needed the more there are. Samples are appended from every send thread (a deque append is atomic).
+    Shared by the runs of one Deliverer, so a warm function starts where the last invocation ended."""
+
+    __slots__ = ("cpu_per_request", "in_flight", "samples")
+
+    def __init__(self) -> None:
+        self.samples: deque[tuple[float, float]] = deque(maxlen=PACE_SAMPLES)  # (wait, CPU) per request
+        self.in_flight: dict[int, float] = {}  # sending thread -> when its request started
+        self.cpu_per_request: float | None = None  # process CPU per request, all threads, measured by runs
+
+    def senders(self, cap: int, stalled: float = 0.0) -> int | None:
+        """Send threads wanted (0: send inline), or None before any request has been measured.
+        `stalled`: how long the youngest request in flight has run while none finished (a lower bound
+        on the current wait, which the finished requests may not show yet)."""
+        samples = list(self.samples)
+        if not samples:
+            return None
+        wait = min(w for w, _ in samples)
+        cpus = sorted(c for _, c in samples)
+        cpu = cpus[len(cpus) // 2]
+        if stalled:
+            wait = max(wait, stalled - cpu)
+        per_request = max(self.cpu_per_request or cpu, cpu, 1e-9)
+        wanted = (cpu + wait) / per_request
+        if wanted < INLINE_BELOW:
+            return 0
+        return min(cap, ceil(wanted * HEADROOM))
+
+    def expected_wall(self) -> float:
+        """A request's wall time as measured so far (0 before any)."""
+        samples = list(self.samples)
+        if not samples:
+            return 0.0
+        return min(w for w, _ in samples) + sorted(c for _, c in samples)[len(samples) // 2]
+
+
 class Deliverer:
     """Sends messages to targets through the `BatchSender` for each destination type."""
 
@@ -158,9 +219,11 @@ class Deliverer:
         self._max_concurrency = max(1, max_concurrency)
         self._sleep = sleep
         self._rand = rand
+        self.pacing = SendPacing()
 
     @property
     def max_concurrency(self) -> int:
+        """The cap on requests in flight; how many are is `pacing`'s estimate."""
         return self._max_concurrency
 
     def deliver(self, plans: Sequence[tuple[Target, Sequence[OutgoingMessage]]],
@@ -216,13 +279,21 @@ class Deliverer:
         receipts: list[DeliveryReceipt] = []
         pending = batch
         attempt = 1
+        pacing = self.pacing
+        me = threading.get_ident()
         while True:
+            started, cpu = time.perf_counter(), time.thread_time()
+            pacing.in_flight[me] = started
             try:
                 failures = sender.send_batch(target, pending).failures
             except SendCallError as exc:
                 failures = tuple(
                     EntryFailure(i, exc.code, str(exc), sender_fault=not exc.retryable) for i in range(len(pending))
                 )
+            finally:
+                del pacing.in_flight[me]
+            cpu = time.thread_time() - cpu
+            pacing.samples.append((time.perf_counter() - started - cpu, cpu))
             failed_at = {f.index: f for f in failures}
             last_accepted: dict[str | None, int] = {}
             if halted is not None and failures:
@@ -367,13 +438,22 @@ class DeliveryRun:
 
     `add` packs a standard target's messages greedily as they come (the same cut as `pack`: a batch
     closes when the next message would break 10 entries or the byte limit) and hands each closed
-    batch to the thread pool at once, so requests are in flight while later records are planned.
+    batch over at once, so requests are in flight while later records are planned.
     A FIFO target's messages wait by group (`_FifoGroups`); whenever a full batch is ready among the
     groups with no request in flight, a drain is started (up to `max_concurrency` per target), and each
     drain takes batches until none is ready, so a free thread always takes whatever group can go next.
     `finish` sends every open batch and returns when every request has finished, retries included.
-    The pool starts with the second piece of work: a lone batch (the audit event, a few parked
-    records) is sent on the caller's thread.
+
+    Who sends is paced (`SendPacing`): when the requests measured so far are as much CPU as wall time
+    (a stubbed sender, a loopback endpoint answering at once) the planning thread sends each batch
+    itself; when they wait on the network, send threads take the work from one queue (no Future per
+    batch), as many as the estimate wants, up to `max_concurrency`. The estimate is taken again as
+    requests finish, so a run whose requests slow down grows, one whose requests speed up shrinks (to one
+    thread: work already queued stays with the threads). Before anything was measured a run starts one
+    send thread, and while planning waits (the backlog bound or `finish`) it looks at the requests in
+    flight: when every thread's request has run far longer than a request takes and work waits, it adds
+    threads without waiting for one to finish. The threads start with the second piece of work: a lone
+    batch (the audit event, a few parked records) is sent on the caller's thread.
 
     With `standard_entries=E` a standard target's batch closes at E messages instead of 10. With
     `standard_in_flight=N` (checkpoints on: bridge.service), standard targets' batches wait in one
@@ -392,11 +472,15 @@ class DeliveryRun:
         self.delivered: Counter[str] = Counter()  # target name -> delivered messages not returned by finish
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # notified when a batch is sent (or a drain fails)
-        self._pending = 0  # standard batches handed to the pool and not yet sent
+        self._pending = 0  # standard batches handed over and not yet sent
         self._fifo_pending = 0  # FIFO messages added and not yet sent (waiting or in flight)
         self._max_pending = PENDING_BATCHES_PER_THREAD * deliverer.max_concurrency
-        self._pool: ThreadPoolExecutor | None = None
-        self._tasks = 0  # pieces of work submitted to the pool and not yet returned
+        self._work: deque[Callable[[], None]] = deque()  # handed to the send threads, not yet taken
+        self._work_ready = threading.Condition(self._lock)  # notified when work is queued (or closing)
+        self._parked = threading.Condition(self._lock)  # threads beyond `_senders` wait here
+        self._threads: list[threading.Thread] = []
+        self._closing = False
+        self._tasks = 0  # pieces of work queued or running on the threads
         self._idle = threading.Condition(self._lock)  # notified when `_tasks` drops to 0
         self._held: Callable[[], None] | None = None  # the first piece of work, until a second
         self._finishing = False
@@ -409,22 +493,30 @@ class DeliveryRun:
         self._standard_entries = max(1, min(standard_entries, MAX_BATCH_ENTRIES))
         self._waiting: deque[tuple[Target, list[OutgoingMessage]]] = deque()  # capped: batches not yet sent
         self._draining = 0  # capped: drains emptying `_waiting`
+        # Pacing: send threads wanted (0: the caller sends), batches sent, and where the last estimate was.
+        cap = deliverer.max_concurrency
+        wanted = deliverer.pacing.senders(cap) if cap > 1 else 0
+        self._senders = 1 if wanted is None else wanted
+        self.peak_senders = self._senders  # the most send threads wanted at once in this run
+        self._done = 0
+        self._paced_at = 0
+        self._cpu_mark = time.process_time()
 
     def __enter__(self) -> DeliveryRun:
         return self
 
     def __exit__(self, *_: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)  # never leave a request running behind the caller's back
+        self._stop_threads()  # never leave a request running behind the caller's back
 
     def add(self, target: Target, message: OutgoingMessage) -> None:
         """Queue one message; a batch goes out as soon as it is full. Waits while
         `PENDING_BATCHES_PER_THREAD` batches per thread (FIFO: as many messages as they would hold) are
         already waiting to be sent, so the messages alive at once stay bounded however large the batch."""
-        if self._backlogged() and self._pool is not None:
+        if self._backlogged() and self._threads:
             with self._room:
                 while self._backlogged() and not self._errors:
-                    self._room.wait()
+                    if not self._room.wait(STALL_S):
+                        self._check_stall()
         if message.size > target.max_bytes:
             raise MessageTooLargeError(f"a message of {message.size} bytes exceeds the {target.max_bytes}-byte "
                                        "limit")
@@ -452,15 +544,17 @@ class DeliveryRun:
         self._open.clear()
         for groups in self._fifo.values():
             self._start_drains(groups)  # the part-full batches that could not go before
-        while self._held is not None:  # only one piece of work so far: no pool
+        while self._held is not None:  # only one piece of work so far: no threads
             held, self._held = self._held, None
             held()
-        if self._pool is not None:
-            with self._lock:  # drains still running may start others: the pool takes work until all are done
+        if self._threads:
+            with self._lock:  # drains still running may start others: the threads take work until all are done
                 while self._tasks:
-                    self._idle.wait()
-            self._pool.shutdown(wait=True)
-            self._pool = None
+                    if not self._idle.wait(STALL_S):
+                        self._check_stall()
+            self._stop_threads()
+        with self._lock:
+            self._repace_locked(final=True)
         if self._errors:
             raise self._errors[0]
         return self._receipts
@@ -479,11 +573,10 @@ class DeliveryRun:
                 self._draining += 1
         if not queued:
             self._submit(self._drain_standard)
-        elif self._pool is None and self._held is not None:
+        elif not self._threads and self._held is not None:
             # the held drain is the one this batch waits for: start it now, not at finish
-            self._pool = ThreadPoolExecutor(max_workers=self._deliverer.max_concurrency)
             held, self._held = self._held, None
-            self._to_pool(held)
+            self._start_threads(held)
 
     def _drain_standard(self) -> None:
         """Send the capped queue's batches one after another until it is empty."""
@@ -512,8 +605,10 @@ class DeliveryRun:
             self._submit(partial(self._drain_fifo, groups))
 
     def _drains_to_start(self, groups: _FifoGroups) -> int:
-        """Count the drains `groups` wants now as started (see `_FifoGroups.drains_wanted`); under the lock."""
-        start = groups.drains_wanted(self._deliverer.max_concurrency, self._finishing)
+        """Count the drains `groups` wants now as started (see `_FifoGroups.drains_wanted`); under the lock.
+        Sending inline, one: a drain started from a drain would run inside it."""
+        limit = self._deliverer.max_concurrency if self._senders else 1
+        start = groups.drains_wanted(limit, self._finishing)
         groups.senders += start
         groups.starting += start
         return start
@@ -537,6 +632,9 @@ class DeliveryRun:
                 with self._lock:  # one step, so a halted group's receipts stay in order with later ones
                     held = groups.release(batch)
                     self._fifo_pending -= len(batch) + len(held)
+                    self._done += 1
+                    if self._done - self._paced_at >= PACE_SAMPLES // 2:
+                        self._repace_locked()
                     self._room.notify()
                     self._keep_locked(groups.target, receipts + held)
                     batch, more = self._next_fifo_batch(groups)
@@ -556,6 +654,9 @@ class DeliveryRun:
     def _sent(self) -> None:
         with self._lock:
             self._pending -= 1
+            self._done += 1
+            if self._done - self._paced_at >= PACE_SAMPLES // 2:
+                self._repace_locked()
             self._room.notify()
 
     def _keep(self, target: Target, receipts: list[DeliveryReceipt]) -> None:
@@ -583,33 +684,120 @@ class DeliveryRun:
         self._keep(target, receipts)
 
     def _submit(self, work: Callable[[], None]) -> None:
-        if self._deliverer.max_concurrency == 1:
+        """Run `work` (sending one batch, or a drain) on the caller's thread or hand it to the send threads."""
+        if not self._senders:
             work()
             return
-        if self._pool is None:
+        if not self._threads:
             # Hold the first piece of work, in case it is the only one; not a FIFO drain while records
             # are still planned, which would then wait for `finish` instead of overlapping.
             if self._held is None and (self._finishing or not self._fifo):
                 self._held = work
                 return
-            self._pool = ThreadPoolExecutor(max_workers=self._deliverer.max_concurrency)
-            if self._held is not None:
-                held, self._held = self._held, None
-                self._to_pool(held)
-        self._to_pool(work)
-
-    def _to_pool(self, work: Callable[[], None]) -> None:
-        """Run `work` on the pool, counted in `_tasks` until it returns (a FIFO drain may start others)."""
-        assert self._pool is not None
+            held, self._held = self._held, None
+            self._start_threads(held)
         with self._lock:
             self._tasks += 1
-        self._pool.submit(self._counted, work)
+            self._work.append(work)
+            self._work_ready.notify()
 
-    def _counted(self, work: Callable[[], None]) -> None:
-        try:
-            work()
-        finally:
-            with self._lock:
-                self._tasks -= 1
-                if not self._tasks:
-                    self._idle.notify_all()
+    def _start_threads(self, first: Callable[[], None] | None) -> None:
+        """Start the send threads `_senders` wants, `first` queued ahead of whatever comes next."""
+        with self._lock:
+            if first is not None:
+                self._tasks += 1
+                self._work.append(first)
+            self._grow_locked()
+
+    def _grow_locked(self) -> None:
+        """Start threads up to `_senders` and wake the parked ones it now wants; under the lock (a new
+        thread waits for the lock before it takes work)."""
+        while len(self._threads) < self._senders:
+            thread = threading.Thread(target=self._serve, args=(len(self._threads),), daemon=True,
+                                      name=f"bridge-send-{len(self._threads)}")
+            self._threads.append(thread)
+            thread.start()
+        self._parked.notify_all()
+        self._work_ready.notify_all()
+
+    def _serve(self, index: int) -> None:
+        """A send thread: takes queued work while it is one of the `_senders` wanted, until the run closes."""
+        lock = self._lock
+        with lock:
+            while True:
+                if index >= self._senders:  # not wanted now: park, passing a wake-up on to one that is
+                    if self._work:
+                        self._work_ready.notify()
+                    if self._closing:  # thread 0 is always wanted: it sends what is left
+                        return
+                    self._parked.wait()
+                    continue
+                if self._work:
+                    work = self._work.popleft()
+                    lock.release()
+                    try:
+                        work()
+                    finally:
+                        lock.acquire()
+                        self._tasks -= 1
+                        if not self._tasks:
+                            self._idle.notify_all()
+                    continue
+                if self._closing:
+                    return
+                self._work_ready.wait()
+
+    def _stop_threads(self) -> None:
+        """Let the threads finish what is queued, then end them; returns once none is running."""
+        if not self._threads:
+            return
+        with self._lock:
+            self._closing = True
+            self._work_ready.notify_all()
+            self._parked.notify_all()
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+
+    def _repace_locked(self, *, final: bool = False) -> None:
+        """Take the estimate again from the requests that finished since the last one (process CPU per
+        request, then `SendPacing.senders`), and start or park threads to match; under the lock, on the
+        thread whose request just finished (every `PACE_SAMPLES // 2` requests)."""
+        done = self._done - self._paced_at
+        if not done:
+            return
+        cpu = time.process_time()
+        pacing = self._deliverer.pacing
+        per_request = (cpu - self._cpu_mark) / done
+        pacing.cpu_per_request = per_request if pacing.cpu_per_request is None else \
+            (pacing.cpu_per_request + per_request) / 2
+        self._cpu_mark, self._paced_at = cpu, self._done
+        if final or self._deliverer.max_concurrency == 1:
+            return
+        wanted = pacing.senders(self._deliverer.max_concurrency)
+        if wanted is not None:
+            self._pace_locked(wanted)
+
+    def _check_stall(self) -> None:
+        """While planning waits: when work is queued, every wanted thread has a request in flight and the
+        youngest has run far longer than a request takes, grow from what it has waited so far; under the
+        lock."""
+        pacing = self._deliverer.pacing
+        started = list(pacing.in_flight.values())
+        if not self._work or len(started) < self._senders or self._senders >= self._deliverer.max_concurrency:
+            return
+        youngest = time.perf_counter() - max(started)
+        if youngest < max(STALL_S, 4 * pacing.expected_wall()):
+            return
+        wanted = pacing.senders(self._deliverer.max_concurrency, youngest)
+        self._pace_locked(self._senders + 1 if wanted is None else wanted)
+
+    def _pace_locked(self, wanted: int) -> None:
+        if self._threads or self._held is not None:
+            wanted = max(1, wanted)  # work handed to threads stays with them: inline starts with the next run
+        if wanted == self._senders:
+            return
+        self._senders = wanted
+        self.peak_senders = max(self.peak_senders, wanted)
+        if self._threads:
+            self._grow_locked()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,11 +50,15 @@ def msg(i: int, group: str | None, dest: str = "ordered") -> OutgoingMessage:
 class FifoQueue:
     """In-memory FIFO queue: entries stored in request order, a repeated dedup id accepted but not stored
     again; `fail(call_number, position, message)` returns (code, sender_fault) to fail that entry.
-    Records every request and checks that no group is in two requests in flight at once."""
+    Records every request and checks that no group is in two requests in flight at once; with `latency`,
+    each request waits that long off the CPU (as a request to AWS does) and `peak` is the most at once."""
 
     def __init__(self, fail: Callable[[int, int, OutgoingMessage], tuple[str, bool] | None] = lambda c, p, m: None,
-                 pause: threading.Barrier | None = None, *, dedup: bool = True) -> None:
+                 pause: threading.Barrier | None = None, *, dedup: bool = True, latency: float = 0.0) -> None:
         self.fail = fail
+        self.latency = latency
+        self.peak = 0
+        self._requests_in_flight = 0
         self.pause = pause  # the first `pause.parties` requests wait there for each other
         self.dedup = dedup  # False: a standard queue, which stores every accepted entry
         self.stored: list[OutgoingMessage] = []
@@ -72,8 +77,12 @@ class FifoQueue:
                 if self._in_flight.get(g):
                     self.overlaps.append(str(g))
                 self._in_flight[g] = self._in_flight.get(g, 0) + 1
+            self._requests_in_flight += 1
+            self.peak = max(self.peak, self._requests_in_flight)
         if self.pause is not None and call < self.pause.parties:
             self.pause.wait()
+        if self.latency:
+            time.sleep(self.latency)
         failures = []
         with self._lock:
             for i, m in enumerate(messages):
@@ -85,6 +94,7 @@ class FifoQueue:
                     self.stored.append(m)
             for g in groups:
                 self._in_flight[g] -= 1
+            self._requests_in_flight -= 1
         return BatchOutcome(tuple(failures))
 
     def order_by_group(self) -> dict[str | None, list[int]]:
@@ -308,19 +318,21 @@ def test_two_fifo_destinations_and_a_queue_on_shared_threads_keep_every_group_wh
 
 @pytest.mark.parametrize("target", [QUEUE, FIFO], ids=["standard", "fifo"])
 def test_concurrent_requests_that_fail_and_retry_lose_nothing_and_send_nothing_twice(target: Target) -> None:
-    # given: about a quarter of all entries fail (throttled), on 8 threads
+    # given: about a quarter of all entries fail (throttled), on up to 8 threads (each request waits 2 ms,
+    # so they are used)
     rng = random.Random(7)
 
     def flaky(call: int, pos: int, m: OutgoingMessage) -> tuple[str, bool] | None:
         return ("ThrottlingException", False) if rng.random() < 0.25 else None  # called under the queue's lock
 
-    queue = FifoQueue(fail=flaky, dedup=target.fifo)
+    queue = FifoQueue(fail=flaky, dedup=target.fifo, latency=0.002)
     messages = [msg(i, f"g{i % 37}" if target.fifo else None, target.name) for i in range(1000)]
 
     # when
     receipts = deliverer(queue, concurrency=8, attempts=6).deliver([(target, messages)])
 
     # then
+    assert queue.peak > 1, "the requests were not concurrent: this test would prove nothing about them"
     assert_nothing_lost_or_doubled(messages, receipts, queue.stored)
     if target.fifo:
         assert_kafka_order(queue)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -24,12 +25,16 @@ DLQ = "test-bridge-dev-bridge-dlq"
 class FlakySender:
     """Thread-safe fake SQS/SNS: `entry_fails(message, attempt)` fails an entry (retryable) and
     `call_fails(call)` throttles a whole call; stores every accepted entry (no dedup, so a second send
-    of one message would show)."""
+    of one message would show). With `latency`, each call first waits that long off the CPU, as a request
+    to AWS does, so delivery sends from several threads at once; `peak` is the most calls at once."""
 
     def __init__(self, entry_fails: Callable[[OutgoingMessage, int], bool] = lambda m, a: False,
-                 call_fails: Callable[[int], bool] = lambda c: False) -> None:
+                 call_fails: Callable[[int], bool] = lambda c: False, latency: float = 0.0) -> None:
         self.entry_fails = entry_fails
         self.call_fails = call_fails
+        self.latency = latency
+        self.in_flight = 0
+        self.peak = 0
         self.accepted: dict[str, list[str]] = {}
         self.attempts: Counter[tuple[str, str]] = Counter()
         self.calls = 0
@@ -40,6 +45,13 @@ class FlakySender:
     def send_batch(self, target: Target, messages: Any) -> BatchOutcome:
         self.first_call.set()
         flaky = target.name in ("out", "topic", "ledger")  # parking and the audit event succeed here
+        if self.latency:
+            with self._lock:
+                self.in_flight += 1
+                self.peak = max(self.peak, self.in_flight)
+            time.sleep(self.latency)
+            with self._lock:
+                self.in_flight -= 1
         with self._lock:
             self.calls += 1
             if flaky and self.call_fails(self.calls):
@@ -95,12 +107,14 @@ def test_concurrent_requests_that_fail_and_retry_lose_nothing_and_send_nothing_t
     make_bridge: Callable[..., Bridge], seed: int,
 ) -> None:
     # given: 600 records to a queue, a topic and a FIFO queue; a fifth of the entries and a tenth of the
-    # calls fail at random (retryable), on 8 threads
+    # calls fail at random (retryable), on up to 8 threads (each call waits 2 ms, so they are used)
     rng = random.Random(seed)
-    sender = FlakySender(entry_fails=lambda m, a: rng.random() < 0.2, call_fails=lambda c: rng.random() < 0.1)
+    sender = FlakySender(entry_fails=lambda m, a: rng.random() < 0.2, call_fails=lambda c: rng.random() < 0.1,
+                         latency=0.002)
 
     # when
     report, _ = run_bridge(make_bridge, sender, 8, records(600))
+    assert sender.peak > 1, "the requests were not concurrent: this test would prove nothing about them"
 
     # then: per destination, each record accepted at most once, and accepted or parked, never both
     parked = [(d["record_id"], d["destination"]) for d in parked_docs(sender_as_fake(sender), DLQ)]
