@@ -497,7 +497,6 @@ class DeliveryRun:
         cap = deliverer.max_concurrency
         wanted = deliverer.pacing.senders(cap) if cap > 1 else 0
         self._senders = 1 if wanted is None else wanted
-        self.peak_senders = self._senders  # the most send threads wanted at once in this run
         self._done = 0
         self._paced_at = 0
         self._cpu_mark = time.process_time()
@@ -764,7 +763,7 @@ class DeliveryRun:
         request, then `SendPacing.senders`), and start or park threads to match; under the lock, on the
         thread whose request just finished (every `PACE_SAMPLES // 2` requests)."""
         done = self._done - self._paced_at
-        if not done:
+        if done < PACE_SAMPLES // 2:  # at `finish`: a few requests' CPU is mostly the run's fixed cost
             return
         cpu = time.process_time()
         pacing = self._deliverer.pacing
@@ -798,6 +797,5 @@ class DeliveryRun:
         if wanted == self._senders:
             return
         self._senders = wanted
-        self.peak_senders = max(self.peak_senders, wanted)
         if self._threads:
             self._grow_locked()
