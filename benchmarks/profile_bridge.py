@@ -37,7 +37,7 @@ def steps(bridge: Any, event: dict[str, Any], rounds: int) -> None:
     from bridge.envelope import correlation_id_from  # noqa: PLC0415
     from bridge.fast_path import plan_plain  # noqa: PLC0415
     from bridge.records import decode_event, last_header_values  # noqa: PLC0415
-    from bridge.service import Bridge, _Origin  # noqa: PLC0415
+    from bridge.service import Bridge  # noqa: PLC0415
 
     records = decode_event(event).records
     raws = [r.raw for r in records]
@@ -62,7 +62,7 @@ def steps(bridge: Any, event: dict[str, Any], rounds: int) -> None:
 
     def plan() -> None:
         plan_plain(records, bridge._plain_topic, BatchTally(max_correlation_ids=100), Discard(),
-                   lambda r: None, _Origin, correlation_header=header, producer_header="x-bridge-producer")
+                   lambda r: None, correlation_header=header, producer_header="x-bridge-producer")
 
     def deliver(threads: int) -> None:
         deliverer = Deliverer({"sqs": NullSender(), "sns": NullSender()}, max_attempts=3, base_delay_ms=0,

@@ -29,6 +29,8 @@ from bridge.records import KafkaRecord, utf8_or_none
 # Fixed namespace for generated correlation ids: uuid5(namespace, record id) never changes.
 CORRELATION_NAMESPACE = uuid.UUID("6f1c3a52-8d0e-5b7a-9c44-2b1e0d6a7f31")
 ATTRIBUTE_TYPE = "String"
+# Characters of a correlation id taken from its header; a longer one is replaced by the generated id.
+MAX_CORRELATION_ID = 256
 # The one attribute with another type: the claim-check pointer's size, a Number as the extended
 # client libraries write it.
 NUMBER_ATTRIBUTES = frozenset({CLAIM_CHECK_SIZE_ATTRIBUTE})
@@ -101,7 +103,7 @@ def correlation_id_from(header_value: bytes | None, record_id: str) -> str:
     """`correlation_id_for` from the last value of the correlation header (None: absent) and the record id."""
     if header_value:
         value = _attribute_text(header_value)
-        if value and len(value) <= 256:
+        if value and len(value) <= MAX_CORRELATION_ID:
             return value
     return str(uuid.uuid5(CORRELATION_NAMESPACE, record_id))
 
@@ -193,6 +195,7 @@ def _len_utf8(text: str) -> int:
 
 # Billed bytes of the reserved attributes' names and types (their values vary per message).
 _RESERVED_OVERHEAD = sum(len(n) + len(ATTRIBUTE_TYPE) for n in ("correlation-id", "record-id", "message-id"))
+_ENCODING_OVERHEAD = len("content-encoding") + len(ATTRIBUTE_TYPE)  # and the encoding's name
 
 
 class MessageFactory:
@@ -274,7 +277,6 @@ class MessageFactory:
         whose producer is not verified: from its decoded value, record id and last value of each header
         (`last`). The same message `build` makes, with less to decide per record; tests/unit/test_fast_path.py
         compares the two byte for byte."""
-        encoding: str | None = None
         if value:
             try:
                 body = value.decode("utf-8")
@@ -283,29 +285,38 @@ class MessageFactory:
             # sendable_utf8 inline, with the str's own ASCII flag instead of a scan of the bytes
             if body and len(value.translate(None, _ASCII_CONTROL)) == len(value) and (
                     body.isascii() or not any(n in value for n in _NONCHARACTERS)):
-                body_bytes = len(value)
+                attrs = [("correlation-id", correlation_id), ("record-id", record_id), ("message-id", record_id)]
+                size = len(value) + _RESERVED_OVERHEAD
             else:
-                body, encoding = base64.b64encode(value).decode("ascii"), "base64"
-                body_bytes = len(body)
-        else:
-            body, encoding, body_bytes = "null", "null" if value is None else "empty", 4
-        attrs = [("correlation-id", correlation_id), ("record-id", record_id), ("message-id", record_id)]
-        size = (body_bytes + _RESERVED_OVERHEAD
-                + (len(correlation_id) if correlation_id.isascii() else len(correlation_id.encode("utf-8")))
-                + (len(record_id) if record_id.isascii() else len(record_id.encode("utf-8"))) * 2)
-        if producer:
-            attrs.append((UNVERIFIED_PRODUCER_ATTRIBUTE, producer))
+                body = base64.b64encode(value).decode("ascii")
+                attrs = [("correlation-id", correlation_id), ("record-id", record_id), ("message-id", record_id),
+                         ("content-encoding", "base64")]
+                size = len(body) + _RESERVED_OVERHEAD + _ENCODING_OVERHEAD + len("base64")
+        else:  # SQS and SNS refuse an empty body: see raw_body
+            encoding = "null" if value is None else "empty"
+            body = "null"
+            attrs = [("correlation-id", correlation_id), ("record-id", record_id), ("message-id", record_id),
+                     ("content-encoding", encoding)]
+            size = 4 + _RESERVED_OVERHEAD + _ENCODING_OVERHEAD + len(encoding)
+        size += ((len(correlation_id) if correlation_id.isascii() else len(correlation_id.encode("utf-8")))
+                 + (len(record_id) if record_id.isascii() else len(record_id.encode("utf-8"))) * 2)
+        if producer:  # before content-encoding, as `build` orders them
+            attrs.insert(3, (UNVERIFIED_PRODUCER_ATTRIBUTE, producer))
             size += len(UNVERIFIED_PRODUCER_ATTRIBUTE) + len(ATTRIBUTE_TYPE) + _len_utf8(producer)
-        if encoding:
-            attrs.append(("content-encoding", encoding))
-            size += len("content-encoding") + len(ATTRIBUTE_TYPE) + len(encoding)
         for name, overhead in self._headers:
+            raw = last.get(name)
+            if not raw:
+                continue
+            # _attribute_text inline for printable ASCII, the common case
+            text = raw.decode("ascii") if raw.isascii() else None
+            if text is None or not text.isprintable():
+                text = _attribute_text(raw)
+                if not text:
+                    continue
             if len(attrs) >= MAX_MESSAGE_ATTRIBUTES:
                 break
-            raw = last.get(name)
-            if raw and (text := _attribute_text(raw)):
-                attrs.append((name, text))
-                size += overhead + len(raw)
+            attrs.append((name, text))
+            size += overhead + len(raw)
         return OutgoingMessage(record_id, self._name, body, tuple(attrs), correlation_id, size)
 
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.audit import BatchTally
-from bridge.envelope import MessageFactory, OutgoingMessage, correlation_id_from
-from bridge.records import KafkaRecord, last_header_values
+from bridge.envelope import MAX_CORRELATION_ID, MessageFactory, OutgoingMessage, correlation_id_from
+from bridge.records import UNREAD, KafkaRecord, last_header_values
 
 
 class PlainStep(Protocol):
@@ -59,11 +59,8 @@ class PlainTopic:
     producer: str | None  # the topic's only producer (unverified), for records without a claim
 
 
-Origin = Callable[[KafkaRecord, str, str | None], Any]  # (record, route, producer) -> a message's origin
-
-
 def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainTopic | None], tally: BatchTally,
-               run: MessageSink, general: Callable[[KafkaRecord], None], origin: Origin, *,
+               run: MessageSink, general: Callable[[KafkaRecord], None], *,
                correlation_header: str, producer_header: str) -> None:
     """Plan every record: the plain ones here, the others through `general` (the service's `_plan`), in
     record order, with the same messages, parks and audit counts as `general` alone would give."""
@@ -86,6 +83,7 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
     counted = 0
     span: list[int] | None = None  # the tally's [low, high] offsets of (topic, span_partition)
     span_partition = 0
+    id_prefix = ""  # f"{topic}-{span_partition}-": a record id is it and the offset
     for record in records:
         if record.topic != topic:
             if counted and plain is not None:
@@ -100,7 +98,7 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
                     build = steps[0].factory.plain_message
                     limit, route, target = steps[0].limit, steps[0].route, steps[0].target
             span = None
-        if plain is None or not record.is_lazy:
+        if plain is None or record._value is not UNREAD:  # is_lazy, without the property call
             general(record)
             continue
         raw = record.raw
@@ -123,8 +121,21 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
         if producer_header in last:
             general(record)
             continue
-        record_id = f"{topic}-{record.partition}-{record.offset}"
-        correlation_id = correlation_id_from(last.get(correlation_header), record_id)
+        partition, offset = record.partition, record.offset
+        if span is None or span_partition != partition:
+            span_partition = partition
+            id_prefix = f"{topic}-{partition}-"
+            span = spans.get((topic, partition))
+            if span is None:
+                span = spans[(topic, partition)] = [offset, offset]
+        record_id = f"{id_prefix}{offset}"
+        # correlation_id_from, inline for the common case: a printable ASCII header of at most 256 bytes
+        header = last.get(correlation_header)
+        if (header and len(header) <= MAX_CORRELATION_ID and header.isascii()
+                and (correlation_id := header.decode("ascii")).isprintable()):
+            pass
+        else:
+            correlation_id = correlation_id_from(header, record_id)
         if build is not None:
             message = build(value, record_id, correlation_id, last, producer)
             value = None  # not kept while the next value is decoded: a large one would be held twice
@@ -144,23 +155,17 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
             ids[correlation_id] = None
         elif not tally.more_correlation_ids and correlation_id not in ids:
             tally.more_correlation_ids = True
-        offset = record.offset
-        if span is None or span_partition != record.partition:
-            span_partition = record.partition
-            span = spans.get((topic, span_partition))
-            if span is None:
-                span = spans[(topic, span_partition)] = [offset, offset]
         if offset > span[1]:
             span[1] = offset
         elif offset < span[0]:
             span[0] = offset
         counted += 1
         if build is not None:
-            message.origin = origin(record, route, producer)
+            message.origin = (record, route, producer)  # the service's Origin
             add(target, message)
         else:
             for s, m in zip(steps, messages, strict=True):
-                m.origin = origin(record, s.route, producer)
+                m.origin = (record, s.route, producer)
                 add(s.target, m)
     if counted and plain is not None:
         _count(tally, plain, counted)

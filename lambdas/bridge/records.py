@@ -46,7 +46,8 @@ class InvalidRedriveError(InvalidEventError):
     """The event's `bridgeRedrive` key has the wrong shape; the message is one line naming the problem."""
 
 
-_UNREAD: Any = object()  # a lazy record's field that is decoded from `raw` when read
+# A lazy record's field that is decoded from `raw` when read (`is_lazy`: its `_value` is this).
+UNREAD: Any = object()
 
 
 class KafkaRecord:
@@ -99,29 +100,29 @@ class KafkaRecord:
 
     @property
     def key(self) -> bytes | None:
-        return self._key if self._key is not _UNREAD else self.decoded()._key
+        return self._key if self._key is not UNREAD else self.decoded()._key
 
     @property
     def value(self) -> bytes | None:
-        return self._value if self._value is not _UNREAD else self.decoded()._value
+        return self._value if self._value is not UNREAD else self.decoded()._value
 
     @property
     def headers(self) -> tuple[tuple[str, bytes], ...]:
-        if self._headers is not _UNREAD:
+        if self._headers is not UNREAD:
             return self._headers
         return self.decoded()._headers
 
     @property
     def undecodable(self) -> str | None:
         """Why the record could not be decoded; None for a good record."""
-        if self._undecodable is _UNREAD:
+        if self._undecodable is UNREAD:
             self.decoded()
         return self._undecodable
 
     @property
     def is_lazy(self) -> bool:
         """True when key, value and headers are decoded on each read, not held by the record."""
-        return self._value is _UNREAD
+        return self._value is UNREAD
 
     @property
     def record_id(self) -> str:
@@ -131,7 +132,7 @@ class KafkaRecord:
     def decoded(self) -> KafkaRecord:
         """This record with key, value and headers decoded (itself when it already is); a record that
         cannot be decoded comes back with `undecodable` set and no key, value or headers."""
-        if self._value is not _UNREAD:
+        if self._value is not UNREAD:
             return self
         raw = self.raw
         a2b = binascii.a2b_base64
@@ -282,7 +283,7 @@ def decode_event(event: object) -> KafkaBatch:
                     record = new(KafkaRecord)
                     record.topic, record.partition, record.offset = topic, partition, offset
                     record.timestamp, record.timestamp_type, record.raw = timestamp, timestamp_type, item
-                    record._key = record._value = record._headers = record._undecodable = _UNREAD
+                    record._key = record._value = record._headers = record._undecodable = UNREAD
                     record._record_id = None
                     records.append(record)
                     continue
@@ -327,7 +328,7 @@ def _decode(raw: Any) -> KafkaRecord:
     timestamp_type = raw.get("timestampType", "")
     record.timestamp_type = timestamp_type if type(timestamp_type) is str else str(timestamp_type)
     record.raw = raw
-    record._key = record._value = record._headers = record._undecodable = _UNREAD
+    record._key = record._value = record._headers = record._undecodable = UNREAD
     record._record_id = None
     return record
 

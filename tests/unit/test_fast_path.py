@@ -103,7 +103,7 @@ def random_record(rng: random.Random, offset: int, claims: list[str | bytes]) ->
         elif name == PRODUCER_HEADER:
             value = rng.choice(claims)
         else:
-            value = rng.choice(["acme", "", "x\x02y", b"\xc3\x28", "ok ✓"])
+            value = rng.choice(["acme", "", "x\x02y", b"\xc3\x28", "ok ✓", "tab\tand\nnewline"])
         headers.append((name, value))
     record = kafka_record(topic, rng.randrange(3), offset, key=rng.choice([None, "k", "cust-1", b"\xff", ""]),
                           value=rng.choice(VALUES), headers=headers)
@@ -150,7 +150,7 @@ def fields(m: OutgoingMessage) -> tuple[Any, ...]:
         doc["parking_call"] = "-" * len(doc["parking_call"])
         body = json.dumps(doc)
     return (m.destination, m.record_id, body, m.attributes, m.correlation_id, m.size, m.group_id, m.dedup_id,
-            m.origin.route if m.origin is not None else None, m.origin.producer if m.origin is not None else None)
+            *(m.origin[1:] if m.origin is not None else (None, None)))
 
 
 def sent(sender: FakeSender) -> dict[str, list[tuple[Any, ...]]]:

@@ -510,7 +510,7 @@ def test_a_secrets_manager_blip_is_over_for_the_mappings_retry_of_a_fifo_batch()
     report = bridge.handle(event)
 
     assert report.summary["parked"] == {}
-    assert [m.origin.record.offset for m in sqs.sent["ledger"]] == list(range(9))
+    assert [m.origin[0].offset for m in sqs.sent["ledger"]] == list(range(9))
     assert keys.fetched == ["payer", "payer"]  # the failed read, then one read for the retry
 
 
@@ -549,7 +549,7 @@ def test_an_outage_that_takes_the_checkpoint_table_too_fails_the_fifo_batch_back
     clock.now += timedelta(seconds=1)
     report = bridge.handle(event)
     assert report.summary["parked"] == {}
-    assert [m.origin.record.offset for m in sqs.sent["ledger"]] == list(range(9))
+    assert [m.origin[0].offset for m in sqs.sent["ledger"]] == list(range(9))
 
 
 def test_an_outage_the_checkpoint_table_cannot_time_still_parks_once_the_window_is_over() -> None:
