@@ -251,30 +251,32 @@ class Deliverer:
                            standard_entries=standard_entries)
 
     def _run_lane(self, target: Target, batches: list[list[OutgoingMessage]],
-                  on_delivered: OnDelivered | None = None) -> list[DeliveryReceipt]:
+                  on_delivered: OnDelivered | None = None, *, delivered: bool = True) -> list[DeliveryReceipt]:
         """Send a standard target's batches one after another."""
         receipts: list[DeliveryReceipt] = []
         for batch in batches:
-            receipts.extend(self._send_with_retries(target, batch, on_delivered=on_delivered))
+            receipts.extend(self._send_with_retries(target, batch, on_delivered=on_delivered, delivered=delivered))
         return receipts
 
     def _send_fifo_batch(self, target: Target, batch: list[OutgoingMessage], halted: set[str | None],
-                         on_delivered: OnDelivered | None = None) -> list[DeliveryReceipt]:
+                         on_delivered: OnDelivered | None = None, *, delivered: bool = True) -> list[DeliveryReceipt]:
         """Send one batch of a FIFO destination; a message of a group whose order broke earlier in the run
         (`halted`) is held back instead of sent."""
         if halted:
             receipts = [DeliveryReceipt(m, False, 0, HELD_BACK) for m in batch if m.group_id in halted]
             batch = [m for m in batch if m.group_id not in halted]
             if batch:
-                receipts += self._send_with_retries(target, batch, halted, on_delivered)
+                receipts += self._send_with_retries(target, batch, halted, on_delivered, delivered=delivered)
             return receipts
-        return self._send_with_retries(target, batch, halted, on_delivered)
+        return self._send_with_retries(target, batch, halted, on_delivered, delivered=delivered)
 
     def _send_with_retries(self, target: Target, batch: list[OutgoingMessage],
                            halted: set[str | None] | None = None,
-                           on_delivered: OnDelivered | None = None) -> list[DeliveryReceipt]:
+                           on_delivered: OnDelivered | None = None, *, delivered: bool = True) -> list[DeliveryReceipt]:
         """Send one batch, retrying failed entries; for a FIFO batch (`halted` given) an entry that failed
-        after a later entry of its group was accepted is not retried: its group is added to `halted`."""
+        after a later entry of its group was accepted is not retried: its group is added to `halted`.
+        One receipt per message; with `delivered=False` only the failed ones (a run that only counts the
+        delivered: `DeliveryRun(keep_delivered=False)`)."""
         sender = self._senders[target.type]
         receipts: list[DeliveryReceipt] = []
         pending = batch
@@ -294,6 +296,12 @@ class Deliverer:
                 del pacing.in_flight[me]
             cpu = time.thread_time() - cpu
             pacing.samples.append((time.perf_counter() - started - cpu, cpu))
+            if not failures:  # the usual case: every entry stored
+                if delivered:
+                    receipts += [DeliveryReceipt(m, True, attempt) for m in pending]
+                if on_delivered is not None:
+                    on_delivered(target, pending)
+                return receipts
             failed_at = {f.index: f for f in failures}
             last_accepted: dict[str | None, int] = {}
             if halted is not None and failures:
@@ -303,7 +311,8 @@ class Deliverer:
             for i, message in enumerate(pending):
                 failure = failed_at.get(i)
                 if failure is None:
-                    receipts.append(DeliveryReceipt(message, True, attempt))
+                    if delivered:
+                        receipts.append(DeliveryReceipt(message, True, attempt))
                     stored.append(message)
                 elif halted is not None and last_accepted.get(message.group_id, -1) > i:
                     halted.add(message.group_id)
@@ -511,7 +520,7 @@ class DeliveryRun:
         """Queue one message; a batch goes out as soon as it is full. Waits while
         `PENDING_BATCHES_PER_THREAD` batches per thread (FIFO: as many messages as they would hold) are
         already waiting to be sent, so the messages alive at once stay bounded however large the batch."""
-        if self._backlogged() and self._threads:
+        if self._threads and self._backlogged():
             with self._room:
                 while self._backlogged() and not self._errors:
                     if not self._room.wait(STALL_S):
@@ -627,7 +636,8 @@ class DeliveryRun:
             while batch is not None:
                 for _ in range(more):  # more is ready than this drain takes: free threads take it
                     self._submit(partial(self._drain_fifo, groups))
-                receipts = self._deliverer._send_fifo_batch(groups.target, batch, groups.halted, self._on_delivered)
+                receipts = self._deliverer._send_fifo_batch(groups.target, batch, groups.halted, self._on_delivered,
+                                                            delivered=self._keep_delivered)
                 with self._lock:  # one step, so a halted group's receipts stay in order with later ones
                     held = groups.release(batch)
                     self._fifo_pending -= len(batch) + len(held)
@@ -635,7 +645,7 @@ class DeliveryRun:
                     if self._done - self._paced_at >= PACE_SAMPLES // 2:
                         self._repace_locked()
                     self._room.notify()
-                    self._keep_locked(groups.target, receipts + held)
+                    self._keep_locked(groups.target, receipts + held, len(batch) + len(held))
                     batch, more = self._next_fifo_batch(groups)
         except BaseException as exc:  # re-raised by finish, on the caller's thread
             with self._lock:
@@ -650,37 +660,34 @@ class DeliveryRun:
             return None, 0
         return batch, self._drains_to_start(groups)
 
-    def _sent(self) -> None:
-        with self._lock:
-            self._pending -= 1
-            self._done += 1
-            if self._done - self._paced_at >= PACE_SAMPLES // 2:
-                self._repace_locked()
-            self._room.notify()
+    def _sent_locked(self) -> None:
+        self._pending -= 1
+        self._done += 1
+        if self._done - self._paced_at >= PACE_SAMPLES // 2:
+            self._repace_locked()
+        self._room.notify()
 
-    def _keep(self, target: Target, receipts: list[DeliveryReceipt]) -> None:
-        with self._lock:
-            self._keep_locked(target, receipts)
-
-    def _keep_locked(self, target: Target, receipts: list[DeliveryReceipt]) -> None:
+    def _keep_locked(self, target: Target, receipts: list[DeliveryReceipt], messages: int) -> None:
+        """Keep what `finish` returns of `messages` messages' `receipts` (without `keep_delivered`, the
+        receipts are only the failed ones, and the rest is counted)."""
         if self._keep_delivered:
             self._receipts.extend(receipts)
             return
-        failed = [r for r in receipts if not r.delivered]
-        self.delivered[target.name] += len(receipts) - len(failed)
-        self._receipts.extend(failed)
+        self.delivered[target.name] += messages - len(receipts)
+        self._receipts.extend(receipts)
 
     def _collect(self, target: Target, batches: list[list[OutgoingMessage]]) -> None:
         try:
-            receipts = self._deliverer._run_lane(target, batches, self._on_delivered)
+            receipts = self._deliverer._run_lane(target, batches, self._on_delivered, delivered=self._keep_delivered)
         except BaseException as exc:  # re-raised by finish, on the caller's thread
             with self._lock:
+                self._sent_locked()
                 self._errors.append(exc)
                 self._room.notify_all()
             return
-        finally:
-            self._sent()
-        self._keep(target, receipts)
+        with self._lock:
+            self._sent_locked()
+            self._keep_locked(target, receipts, sum(map(len, batches)))
 
     def _submit(self, work: Callable[[], None]) -> None:
         """Run `work` (sending one batch, or a drain) on the caller's thread or hand it to the send threads."""
