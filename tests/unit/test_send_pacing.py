@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from bridge.config import SQS_MAX_MESSAGE_BYTES
 from bridge.delivery import PACE_SAMPLES, BatchOutcome, Deliverer, Target
 from bridge.envelope import OutgoingMessage
@@ -124,3 +125,31 @@ def test_a_run_whose_requests_stop_waiting_midway_sends_from_one_thread_and_the_
     assert sender.peak == CAP
     assert len(set(after)) == 1
     assert set(sender.threads[calls_before:]) == {threading.get_ident()}
+
+
+def send_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("bridge-send")]
+
+
+def test_no_send_thread_outlives_its_run_whether_it_finished_or_planning_failed() -> None:
+    # given: requests that wait, so runs send from threads
+    sender = Observed(lambda call: 0.005)
+    d = deliverer(sender)
+
+    # when: a run finishes, and another is abandoned by an error in planning after 30 full batches
+    send(d, 300)
+    after_finish = send_threads()
+    def plan_then_fail() -> None:
+        with d.start() as run:
+            for i in range(305):
+                run.add(QUEUE, OutgoingMessage(f"orders-1-{i}", "out", "x", (), f"c{i}", 1))
+            raise RuntimeError("planning failed")
+
+    with pytest.raises(RuntimeError, match="planning failed"):
+        plan_then_fail()
+
+    # then: no send thread is left running either way, and what was handed over before the error was sent
+    assert sender.peak > 1
+    assert after_finish == []
+    assert send_threads() == []
+    assert sorted(m for m in sender.stored if m.startswith("orders-1-")) == sorted(f"orders-1-{i}" for i in range(300))
