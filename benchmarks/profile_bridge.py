@@ -5,7 +5,8 @@ most time of their own (cProfile `tottime`), the list issue 10 asks to compare b
 `--steps` prints instead what each step of planning costs per record, timed alone without the
 profiler (best of `--rounds`, process CPU), beside the decode floor and the whole `handle`: where the
 own CPU above the floor goes. `--gc` counts the cyclic garbage collector's collections and their time
-in `handle`, with the bridge's pause around planning and without it.
+in `handle`, with the bridge's pause around planning and without it. `--checkpoints` times `handle` with
+checkpoints off and on (through the general path, and through the fast path), the table in memory.
 """
 
 from __future__ import annotations
@@ -136,12 +137,73 @@ def collections(bridge: Any, event: dict[str, Any], rounds: int) -> None:
         print(f"| {label} | {counts} | {total / n * 1e6:.2f} |")
 
 
+class MemoryTable:
+    """An in-memory checkpoint table (`CheckpointStore`), free of cost."""
+
+    def __init__(self) -> None:
+        self.entries: list[Any] = []
+
+    def read(self, shards: Any) -> list[Any]:
+        wanted = set(shards)
+        return [e for e in self.entries if e.shard in wanted]
+
+    def write(self, entries: Any) -> None:
+        self.entries.extend(entries)
+
+
+def checkpointed(event: dict[str, Any], rounds: int) -> None:
+    """`handle` per record with checkpoints off, and on through the general path and the fast path (1 send
+    thread, AWS and the checkpoint table stubbed; each run a batch's first attempt), beside the decode floor:
+    medians of `rounds` interleaved rounds, and each one's ratio to the floor of its round."""
+    import statistics  # noqa: PLC0415
+
+    from bridge.config import BridgeConfig  # noqa: PLC0415
+    from bridge.service import Bridge  # noqa: PLC0415
+    from suite import bench_config  # noqa: PLC0415
+
+    probe = _bridge("sqs", None, sqs=NullSender(), sns=NullSender(), parking_store=NoStore(), signing_keys=NoKeys())
+    doc = bench_config("sqs")
+    on = BridgeConfig.from_dict({**doc, "settings": {"checkpoints": True}})
+
+    def bridge(checkpoints: bool, fast_path: bool = True) -> Any:
+        b = Bridge(on if checkpoints else probe.config, probe.settings, sqs=NullSender(), sns=NullSender(),
+                   parking_store=NoStore(), signing_keys=NoKeys(), checkpoints=MemoryTable() if checkpoints else None,
+                   fast_path=fast_path)
+        b._deliverer._max_concurrency = 1
+        return b
+
+    variants: dict[str, Callable[[], Any]] = {
+        "decode floor (the reference)": lambda: None,
+        "checkpoints off (fast path)": lambda: bridge(False),
+        "checkpoints on, general path only": lambda: bridge(True, fast_path=False),
+        "checkpoints on (fast path)": lambda: bridge(True),
+    }
+    n = sum(len(rs) for rs in event["records"].values())
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, make in variants.items():
+            b = make()  # a fresh table: nothing of the batch is recorded yet
+            run = (lambda: decode_floor(event)) if b is None else (lambda b=b: b.handle(event))
+            gc.collect()
+            t0 = time.process_time()
+            run()
+            times[name].append(time.process_time() - t0)
+    floor = times["decode floor (the reference)"]
+    print("| handle, 1 send thread | µs per record | × decode floor (same round) |\n|---|---|---|")
+    for name, ts in times.items():
+        ratios = [t / f for t, f in zip(ts, floor, strict=True)]
+        print(f"| {name} | {statistics.median(ts) / n * 1e6:.2f} | {statistics.median(ratios):.2f} "
+              f"[{min(ratios):.2f}-{max(ratios):.2f}] |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--steps", action="store_true", help="time each planning step alone instead")
     parser.add_argument("--gc", action="store_true", help="count the cyclic GC's collections in handle instead")
+    parser.add_argument("--checkpoints", action="store_true",
+                        help="handle with checkpoints off, on through the general path and on through the fast path")
     parser.add_argument("--rounds", type=int, default=7, help="with --steps: best of this many runs; --gc: handles")
     args = parser.parse_args()
     bridge = _bridge("sqs", None, sqs=NullSender(), sns=NullSender(), parking_store=NoStore(), signing_keys=NoKeys())
@@ -152,6 +214,9 @@ def main() -> None:
         return
     if args.gc:
         collections(bridge, event, args.rounds)
+        return
+    if args.checkpoints:
+        checkpointed(event, args.rounds)
         return
     profile = cProfile.Profile()
     profile.enable()

@@ -14,7 +14,9 @@ Even then a record goes to the general path, unchanged, whenever it is not plain
 - it cannot be decoded (parked `undecodable` there), or it is not a lazy record from `decode_event`;
 - it carries a producer claim (settings.producer_header: checked, maybe parked `producer_not_allowed`);
 - one of its messages exceeds its destination's limit (claim check, or parked `too_large`).
-The service takes the general path for a whole batch that is a redrive or has checkpoints on.
+With checkpoints on, a message a previous attempt at the batch delivered is not sent again (`delivered`:
+BatchProgress.delivered), as on the general path. The service takes the general path for a whole batch that
+is a redrive.
 tests/unit/test_fast_path.py runs both paths over generated records and compares every message, park
 and audit count.
 """
@@ -34,6 +36,8 @@ from bridge.records import UNREAD, KafkaRecord, last_header_values
 class PlainStep(Protocol):
     """One destination of a plain topic (the service's `_Step`)."""
 
+    @property
+    def name(self) -> str: ...
     @property
     def route(self) -> str: ...
     @property
@@ -61,9 +65,12 @@ class PlainTopic:
 
 def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainTopic | None], tally: BatchTally,
                run: MessageSink, general: Callable[[KafkaRecord], None], *,
-               correlation_header: str, producer_header: str) -> None:
+               correlation_header: str, producer_header: str,
+               delivered: Callable[[KafkaRecord, str], bool] | None = None) -> None:
     """Plan every record: the plain ones here, the others through `general` (the service's `_plan`), in
-    record order, with the same messages, parks and audit counts as `general` alone would give."""
+    record order, with the same messages, parks and audit counts as `general` alone would give.
+    `delivered(record, destination)` (checkpoints on): True when a previous attempt delivered it, which
+    then is not sent again."""
     a2b = binascii.a2b_base64
     add = run.add
     ids = tally.correlation_ids
@@ -75,7 +82,7 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
     # a topic's only step (the common case, without a list per record): its factory's plain_message, and
     # its limit, route and target, looked up once per run of the topic; None with several steps
     build: Callable[..., OutgoingMessage] | None = None
-    limit, route, target = 0, "", None
+    limit, name, route, target = 0, "", "", None
     producer: str | None = None
     # Plain records of the current run of one topic, counted into the tally when it ends: in the summary's
     # order that is where the first would have put them, since the general path counts a record of a plain
@@ -96,7 +103,7 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
                 build = None
                 if len(steps) == 1:
                     build = steps[0].factory.plain_message
-                    limit, route, target = steps[0].limit, steps[0].route, steps[0].target
+                    limit, name, route, target = steps[0].limit, steps[0].name, steps[0].route, steps[0].target
             span = None
         if plain is None or record._value is not UNREAD:  # is_lazy, without the property call
             general(record)
@@ -161,12 +168,14 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
             span[0] = offset
         counted += 1
         if build is not None:
-            message.origin = (record, route, producer)  # the service's Origin
-            add(target, message)
+            if delivered is None or not delivered(record, name):
+                message.origin = (record, route, producer)  # the service's Origin
+                add(target, message)
         else:
             for s, m in zip(steps, messages, strict=True):
-                m.origin = (record, s.route, producer)
-                add(s.target, m)
+                if delivered is None or not delivered(record, s.name):
+                    m.origin = (record, s.route, producer)
+                    add(s.target, m)
     if counted and plain is not None:
         _count(tally, plain, counted)
 

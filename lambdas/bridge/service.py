@@ -212,13 +212,16 @@ class Bridge:
                 delivered if progress.enabled else None, keep_delivered=False,
                 standard_in_flight=knobs.checkpoint_in_flight if progress.enabled else None,
                 standard_entries=knobs.checkpoint_request_entries if progress.enabled else MAX_BATCH_ENTRIES) as run:
-            if self._fast_path and batch.redrive is None and not progress.enabled:
+            checked = progress if progress.enabled else None
+            if self._fast_path and batch.redrive is None:
+                # with checkpoints on, the fast path asks `progress` what the general path asks (`_plan`)
                 plan_plain(batch.records, self._plain_topic, tally, run,
-                           lambda record: self._plan(record, tally, parks, run),
-                           correlation_header=self._correlation_header, producer_header=self._trust.producer_header)
+                           lambda record: self._plan(record, tally, parks, run, None, checked),
+                           correlation_header=self._correlation_header, producer_header=self._trust.producer_header,
+                           delivered=checked.delivered if checked is not None else None)
             else:
                 for record in batch.records:
-                    self._plan(record, tally, parks, run, batch.redrive, progress if progress.enabled else None)
+                    self._plan(record, tally, parks, run, batch.redrive, checked)
             receipts = run.finish()
         tally.delivered.update(run.delivered)
         failed: list[tuple[ParkRequest, bool]] = []  # (park, sender fault)

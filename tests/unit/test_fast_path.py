@@ -14,16 +14,19 @@ from __future__ import annotations
 import gc
 import json
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from bridge.checkpoints import ProgressEntry, progress_entries
 from bridge.config import BridgeConfig
 from bridge.envelope import OutgoingMessage
-from bridge.records import KafkaRecord
+from bridge.records import KafkaRecord, decode_event
 from bridge.service import BatchReport, Bridge
 
 from tests.helpers import (
     PRODUCER_HEADER,
+    FakeCheckpoints,
     FakeKeys,
     FakeSender,
     FakeStore,
@@ -42,8 +45,8 @@ PRODUCERS = [  # orders has one producer (records without a claim are attributed
 ]
 
 
-def plain_config() -> BridgeConfig:
-    """Topic-only routes: orders and payments are plain, inventory (envelope, FIFO) is not."""
+def plain_config(**settings: Any) -> BridgeConfig:
+    """Topic-only routes: orders and payments are plain, inventory (envelope, FIFO) is not; `settings` added."""
     return make_config(
         producers=PRODUCERS,
         destinations=[
@@ -60,7 +63,8 @@ def plain_config() -> BridgeConfig:
             {"name": "inventory", "match": {"topic": "inventory"}, "to": ["env", "ordered"]},
         ],
         unmatched={"action": "route", "to": ["out"]},
-        settings={"audit_max_correlation_ids": 5},  # the cap is reached early: the fast path notes the rest
+        # the cap is reached early: the fast path notes the rest
+        settings={"audit_max_correlation_ids": 5, **settings},
     )
 
 
@@ -127,9 +131,13 @@ def random_record(rng: random.Random, offset: int, claims: list[str | bytes]) ->
     return record
 
 
-def run(config: BridgeConfig, event: dict[str, Any], *, fast_path: bool) -> tuple[BatchReport, FakeSender,
-                                                                                  FakeSender, FakeStore, int]:
+def run(config: BridgeConfig, event: dict[str, Any], *, fast_path: bool,
+        done: Sequence[ProgressEntry] = ()) -> tuple[BatchReport, FakeSender, FakeSender, FakeStore, int]:
+    """One bridge over in-memory ports plans `event`; `done`: what a previous attempt at it recorded in the
+    checkpoint table (with settings.checkpoints on)."""
     sqs, sns, claims = FakeSender(), FakeSender(), FakeStore()
+    table = FakeCheckpoints()
+    table.entries.extend(done)
     general_calls = 0
 
     class Counting(Bridge):
@@ -139,7 +147,8 @@ def run(config: BridgeConfig, event: dict[str, Any], *, fast_path: bool) -> tupl
             super()._plan(record, *args, **kwargs)
 
     bridge = Counting(config, make_settings(), sqs=sqs, sns=sns, parking_store=FakeStore(), signing_keys=FakeKeys(),
-                      claim_check_store=claims, sleep=no_sleep, clock=fixed_clock, fast_path=fast_path)
+                      claim_check_store=claims, checkpoints=table, sleep=no_sleep, clock=fixed_clock,
+                      fast_path=fast_path)
     return bridge.handle(event), sqs, sns, claims, general_calls
 
 
@@ -193,6 +202,34 @@ def test_the_fast_path_produces_what_the_general_path_produces(config_name: str,
         assert fast_general == 300
     else:
         assert fast_general < 200
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_with_checkpoints_on_the_fast_path_skips_what_a_previous_attempt_delivered_as_the_general_path_does(
+        seed: int) -> None:
+    # given checkpoints on, generated records, and a previous attempt at the batch that delivered or parked some
+    # of them for some destinations (what a crash or an outage retry leaves in the checkpoint table)
+    rng = random.Random(f"checkpoints-{seed}")
+    config = plain_config(checkpoints=True)
+    event = kafka_event([random_record(rng, offset, ["refunds", "nobody"]) for offset in range(300)])
+    earlier = rng.sample(decode_event(json.loads(json.dumps(event))).records, 120)
+    delivered = [(r, rng.choice(["out", "feed", "small"])) for r in earlier[:100]]
+    done = [*progress_entries("delivered", delivered), *progress_entries("parked", [(r, None) for r in earlier[100:]])]
+
+    # when one bridge plans them with the fast path and one without
+    fast, fast_sqs, fast_sns, _, fast_general = run(config, json.loads(json.dumps(event)), fast_path=True, done=done)
+    slow, slow_sqs, slow_sns, _, _ = run(config, json.loads(json.dumps(event)), fast_path=False, done=done)
+
+    # then they send, skip and park the same, and the fast path did plan records itself
+    assert sent(fast_sqs) == sent(slow_sqs)
+    assert sent(fast_sns) == sent(slow_sns)
+    assert parked(fast) == parked(slow)
+    assert json.dumps(fast.summary) == json.dumps(slow.summary)
+    assert fast.summary["checkpoint"]["on"] is True
+    assert fast.summary["checkpoint"]["skipped"] > 0
+    assert fast_general < 200
+    sent_now = {(m.record_id, name) for sender in (fast_sqs, fast_sns) for name, ms in sender.sent.items() for m in ms}
+    assert not sent_now & {(r.record_id, name) for r, name in delivered}
 
 
 def test_a_plain_record_sent_by_the_fast_path_is_parked_with_its_route_and_producer_when_delivery_fails() -> None:
