@@ -78,14 +78,16 @@ def test_requests_that_are_all_cpu_stay_on_the_planning_thread() -> None:
     sender = Observed(lambda call: 0.0)
     d = deliverer(sender)
 
-    # when: a first run measures the requests, then three more runs
+    # when: a first run measures the requests (before anything is measured a run starts one send thread,
+    # which on a loaded machine may look stalled and get a second), then three more runs
     send(d, 200)
     first_run = len(sender.threads)
+    sender.peak = 0
     for run in range(3):
         send(d, 500, first=1000 * (run + 1))
 
-    # then: never two requests at once, and after the first run every request went out on the caller's
-    # thread (no hand-off at all), though max_concurrency allows 8
+    # then: after the first run, never two requests at once, every one sent on the caller's thread (no
+    # hand-off at all), though max_concurrency allows 8
     assert sender.peak == 1
     assert set(sender.threads[first_run:]) == {threading.get_ident()}
 
