@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
+from bridge.adapters import direct
 from bridge.adapters.batching import batch_entries, batch_outcome
 from bridge.adapters.errors import call_error
 from bridge.delivery import BatchOutcome, Target
@@ -22,12 +23,14 @@ class SqsBatchSender:
 
     def __init__(self, client: SQSClient) -> None:
         self._client = client
+        # on the wire directly when clients.sqs_client set that up (bridge.adapters.direct)
+        self._send = direct.batch_call(client, "SendMessageBatch")
 
     def send_batch(self, target: Target, messages: Sequence[OutgoingMessage]) -> BatchOutcome:
         """SendMessageBatch; entry Ids are the positions in `messages`."""
         entries: list[Any] = batch_entries(messages, "MessageBody")
         try:
-            response = self._client.send_message_batch(QueueUrl=target.address, Entries=entries)
+            response = self._send(QueueUrl=target.address, Entries=entries)
         except (ClientError, BotoCoreError, ResponseParserError) as exc:
             raise call_error(exc) from exc
         return batch_outcome(response.get("Failed", []))

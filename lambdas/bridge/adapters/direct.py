@@ -1,0 +1,531 @@
+"""SendMessageBatch and PublishBatch sent straight on the wire, with the request botocore would send.
+
+Through botocore, one batch request of ten 1 KiB messages cost this process about 700 µs of CPU over
+loopback, of which the bytes on the wire (serialising, SigV4, one write, one read) need about 150:
+the rest is a dozen event emissions that do nothing for these calls, endpoint-ruleset resolution and
+a user agent rebuilt per request, the AWSRequest -> AWSPreparedRequest -> urllib3 -> http.client
+layers, two socket writes, the email-package header parser and a shape walk over the answer.
+
+`DirectBatchCall` sends what botocore sends, taken from botocore itself: the client's second
+SendMessageBatch / PublishBatch goes through botocore as usual, and a `before-send` handler reads off
+that prepared request a `Template` (URL, header names in order, the constant header values, the
+SigV4 scope and signed-header list). It is adopted only if this module's SigV4 reproduces botocore's
+Authorization header for that very request, byte for byte, and every header is one it knows
+(`_CONSTANT`, `_PER_REQUEST`). From then on each call
+- serialises the entries as the client's own serializer does (bridge.adapters.sqs_body /
+  .query_body, which fall back to botocore for anything else),
+- takes the credentials from the client's signer each time (`get_frozen_credentials`, so role
+  credentials refresh as botocore refreshes them), the clock, a fresh invocation id, the Lambda
+  trace header (botocore's own `add_recursion_detection_header`), signs with SigV4 (the signing key
+  derived once per day and secret),
+- writes the request in one `sendall` on a keep-alive connection that the client's own urllib3 pool
+  opened (TLS, CA bundle, verification and timeouts as botocore configured them),
+- reads the answer, and hands anything but the expected success (an error status, an unexpected
+  body) to the client's own parser and `after-call` handlers, raising what botocore would raise.
+
+Everything else stays botocore's: a client that has seen any handler registered or removed since it
+was built (a Stubber, a test's `before-send` answer), a patched `_make_api_call` (the X-Ray SDK), a
+proxy, a header or signature this module does not reproduce, credentials with or without a session
+token unlike the template, entries the fast serialisers do not take. Retries stay bridge.delivery's
+(the clients make one attempt: clients.SEND_TOTAL_ATTEMPTS); errors are botocore's classes with
+botocore's codes, so bridge.adapters.errors maps them as before. tests/unit/test_direct.py compares
+the bytes with botocore's (docs/decisions.md, 2026-12-02).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+import json
+import select
+import socket
+import ssl
+import types
+import uuid
+import weakref
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import botocore.client
+import urllib3.exceptions as u3  # botocore's HTTP client, imported with it
+from botocore import xform_name
+from botocore.awsrequest import AWSResponse
+from botocore.endpoint import convert_to_response_dict
+from botocore.exceptions import (
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    ReadTimeoutError,
+    SSLError,
+)
+from botocore.handlers import add_recursion_detection_header
+
+from bridge.adapters import query_body, sqs_body
+
+# Headers whose value is the same on every request of a client (taken from botocore's request)...
+_CONSTANT = frozenset({"x-amz-target", "content-type", "x-amzn-query-mode", "user-agent", "amz-sdk-request"})
+# ...and those written per request. Any other header in botocore's request: botocore sends them all.
+_PER_REQUEST = frozenset({"x-amz-date", "x-amz-security-token", "authorization", "amz-sdk-invocation-id",
+                          "content-length", "x-amzn-trace-id"})
+_ALGORITHM = "AWS4-HMAC-SHA256"
+_MAX_LINE = 65536  # longest status or header line read from an answer (http.client's limit)
+_STOCK_MAKE_API_CALL = botocore.client.BaseClient.__dict__.get("_make_api_call")
+
+
+@dataclass(frozen=True)
+class Template:
+    """What every request of one client and operation shares, read off one request botocore sent."""
+
+    url: str
+    path: str
+    host: str  # the Host header, as SigV4 signs it (botocore's `_host_from_url`)
+    headers: tuple[tuple[str, str], ...]  # (name, constant value or "" if written per request), in order
+    signed: tuple[str, ...]  # SignedHeaders, lower-case and sorted as botocore lists them
+    region: str
+    service: str
+    with_token: bool
+    with_trace: bool
+
+
+def _host_from_url(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None and parts.port != {"http": 80, "https": 443}.get(parts.scheme):
+        host = f"{host}:{parts.port}"
+    return host
+
+
+def _text(value: Any) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+
+
+def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    key = hmac.new(f"AWS4{secret}".encode(), date.encode(), hashlib.sha256).digest()
+    for part in (region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+def authorization(template: Template, values: Mapping[str, str], body: bytes, amz_date: str, access_key: str,
+                  key: bytes) -> str:
+    """The SigV4 Authorization header botocore's `SigV4Auth` writes for a POST of `body` with header
+    `values` (lower-case names; `host` included) to the template's path."""
+    canonical_headers = "".join(f"{name}:{' '.join(values[name].split())}\n" for name in template.signed)
+    signed = ";".join(template.signed)
+    canonical = f"POST\n{template.path}\n\n{canonical_headers}\n{signed}\n{hashlib.sha256(body).hexdigest()}"
+    scope = f"{amz_date[:8]}/{template.region}/{template.service}/aws4_request"
+    to_sign = f"{_ALGORITHM}\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    return f"{_ALGORITHM} Credential={access_key}/{scope}, SignedHeaders={signed}, Signature={signature}"
+
+
+def read_template(request: Any, secret_key: str) -> Template | None:
+    """The template of botocore's prepared `request`, or None unless every header is known and this
+    module's SigV4, given `secret_key`, writes exactly the request's Authorization header."""
+    headers = [(str(k), _text(v)) for k, v in request.headers.items()]
+    names = [k.lower() for k, _ in headers]
+    values = {k.lower(): v for k, v in headers}
+    parts = urlsplit(request.url)
+    if (request.method != "POST" or parts.scheme not in ("http", "https") or parts.query or parts.fragment
+            or len(set(names)) != len(names) or not set(names) <= _CONSTANT | _PER_REQUEST
+            or any(not values[name] for name in set(names) & _CONSTANT)
+            or not {"authorization", "x-amz-date", "content-length"} <= set(names)):
+        return None
+    auth = values["authorization"]
+    prefix = f"{_ALGORITHM} Credential="
+    if not auth.startswith(prefix):
+        return None
+    credential, _, rest = auth[len(prefix):].partition(", SignedHeaders=")
+    signed, _, _signature = rest.partition(", Signature=")
+    access_key, date, region, service, terminal = [*credential.split("/"), "", "", "", "", ""][:5]
+    host = _host_from_url(request.url)
+    template = Template(
+        url=request.url, path=parts.path or "/", host=host,
+        headers=tuple((k, "" if k.lower() in _PER_REQUEST else v) for k, v in headers),
+        signed=tuple(signed.split(";")), region=region, service=service,
+        with_token="x-amz-security-token" in values, with_trace="x-amzn-trace-id" in values)
+    body = request.body.encode("utf-8") if isinstance(request.body, str) else request.body
+    if (terminal != "aws4_request" or template.path != "/" or not isinstance(body, bytes)
+            or date != values["x-amz-date"][:8] or list(template.signed) != sorted(set(template.signed))
+            or not set(template.signed) <= {"host", *names} - {"authorization", "user-agent", "amz-sdk-invocation-id",
+                                                                 "amz-sdk-request", "x-amzn-trace-id"}
+            or values["content-length"] != str(len(body))):
+        return None
+    key = _signing_key(secret_key, date, region, service)
+    if authorization(template, {**values, "host": host}, body, values["x-amz-date"], access_key, key) != auth:
+        return None
+    return template
+
+
+# --- the wire ----------------------------------------------------------------------------------------
+
+class _Closed(Exception):
+    """The connection ended before a whole answer was read."""
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    reusable: bool
+
+
+def read_answer(stream: Any) -> Answer:
+    """One HTTP/1.1 answer from a buffered binary stream: interim (1xx) answers skipped, the body by
+    Content-Length, chunked, or up to the end of the connection."""
+    while True:
+        line = stream.readline(_MAX_LINE + 1)
+        if not line:
+            raise _Closed("no answer")
+        version, _, rest = line.decode("latin-1").partition(" ")
+        if not version.startswith("HTTP/") or len(line) > _MAX_LINE:
+            raise _Closed(f"not an HTTP status line: {line[:40]!r}")
+        status = int(rest[:3])
+        headers: dict[str, str] = {}
+        while True:
+            field = stream.readline(_MAX_LINE + 1)
+            if not field:
+                raise _Closed("headers cut short")
+            if field in (b"\r\n", b"\n"):
+                break
+            name, _, value = field.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if not 100 <= status < 200:
+            break
+    reusable = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = _read_chunked(stream)
+    elif "content-length" in headers:
+        length = int(headers["content-length"])
+        body = stream.read(length)
+        if len(body) != length:
+            raise _Closed("body cut short")
+    else:
+        body, reusable = stream.read(), False
+    return Answer(status, headers, body, reusable)
+
+
+def _read_chunked(stream: Any) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        size = int(stream.readline(_MAX_LINE + 1).split(b";", 1)[0].strip() or b"x", 16)
+        if size == 0:
+            while stream.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n", b""):  # trailers
+                pass
+            return b"".join(chunks)
+        chunk = stream.read(size)
+        if len(chunk) != size or stream.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n"):
+            raise _Closed("chunk cut short")
+        chunks.append(chunk)
+
+
+class _Connection:
+    def __init__(self, owner: Any, sock: Any) -> None:
+        self.owner, self.sock = owner, sock  # owner: urllib3's connection object, closed with the socket
+        self.stream = sock.makefile("rb")
+
+    def dropped(self) -> bool:
+        """Whether the idle connection was closed by the other end (readable while idle: EOF or
+        stray bytes), as urllib3 checks before it reuses a pooled connection."""
+        try:
+            return bool(select.select([self.sock], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
+
+    def close(self) -> None:
+        for closing in (self.stream.close, self.owner.close):
+            try:
+                closing()
+            except Exception:  # noqa: S112 - closing a broken connection: nothing left to do
+                continue
+
+
+def _close_all(idle: list[_Connection]) -> None:
+    while idle:
+        idle.pop().close()
+
+
+class Connections:
+    """Keep-alive connections to one endpoint, opened by the client's own urllib3 pool (`_new_conn`:
+    TLS context, CA bundle, verification, socket options and timeouts as botocore set them up) and
+    then used directly. Idle connections are shared by the sending threads, at most `keep` of them."""
+
+    def __init__(self, pool: Any, url: str, keep: int) -> None:
+        self._pool, self._url, self._keep = pool, url, keep
+        self._read_timeout = pool.timeout.read_timeout
+        self._idle: list[_Connection] = []
+        weakref.finalize(self, _close_all, self._idle)
+
+    def exchange(self, request: bytes) -> Answer:
+        """Send `request` (a whole HTTP/1.1 request) and read its answer, as botocore's exceptions."""
+        connection = None
+        while self._idle:
+            try:
+                connection = self._idle.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if not connection.dropped():
+                break
+            connection.close()
+            connection = None
+        if connection is None:
+            connection = self._open()
+        try:
+            connection.sock.sendall(request)
+            answer = read_answer(connection.stream)
+        except TimeoutError as exc:
+            connection.close()
+            raise ReadTimeoutError(endpoint_url=self._url, error=exc) from exc
+        except (OSError, _Closed, ValueError) as exc:
+            connection.close()
+            raise ConnectionClosedError(endpoint_url=self._url, error=exc) from exc
+        if answer.reusable and len(self._idle) < self._keep:
+            self._idle.append(connection)
+        else:
+            connection.close()
+        return answer
+
+    def _open(self) -> _Connection:
+        try:
+            owner = self._pool._new_conn()
+            owner.connect()
+            owner.sock.settimeout(self._read_timeout)
+            return _Connection(owner, owner.sock)
+        # In botocore's order: urllib3's NewConnectionError is also a ConnectTimeoutError.
+        except (u3.SSLError, ssl.SSLError, ssl.CertificateError) as exc:
+            raise SSLError(endpoint_url=self._url, error=exc) from exc
+        except (u3.NewConnectionError, socket.gaierror) as exc:
+            raise EndpointConnectionError(endpoint_url=self._url, error=exc) from exc
+        except (u3.ConnectTimeoutError, TimeoutError) as exc:
+            raise ConnectTimeoutError(endpoint_url=self._url, error=exc) from exc
+        except OSError as exc:
+            raise EndpointConnectionError(endpoint_url=self._url, error=exc) from exc
+        except Exception as exc:
+            raise HTTPClientError(error=exc) from exc
+
+
+# --- the call --------------------------------------------------------------------------------------
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _invocation_id() -> str:
+    return str(uuid.uuid4())
+
+
+class _Raw:
+    """The answer's body as `AWSResponse` reads it."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_: Any) -> Any:
+        yield self.data
+
+    def read(self, *_: Any) -> bytes:
+        return self.data
+
+
+def _sqs_body(parameters: dict[str, Any], _version: str) -> bytes | None:
+    if not sqs_body.plain_send_message_batch(parameters):
+        return None
+    return json.dumps(parameters).encode("utf-8")
+
+
+def _sns_body(parameters: dict[str, Any], version: str) -> bytes | None:
+    try:
+        form = query_body.publish_batch_form(parameters, version)
+    except UnicodeEncodeError:  # a lone surrogate: botocore raises it on its own path
+        return None
+    return None if form is None else form.encode("utf-8")
+
+
+def _sqs_answer(body: bytes) -> dict[str, Any] | None:
+    """SendMessageBatch's JSON answer, when it is the expected object of two lists."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if not (isinstance(doc, dict) and isinstance(doc.get("Successful", []), list)
+            and isinstance(doc.get("Failed", []), list)):
+        return None
+    return {"Successful": doc.get("Successful", []), "Failed": doc.get("Failed", [])}
+
+
+_SNS_NS = "{http://sns.amazonaws.com/doc/2010-03-31/}"
+_SNS_BOOLEANS = frozenset({"SenderFault"})
+
+
+def _sns_answer(body: bytes) -> dict[str, Any] | None:
+    """PublishBatch's XML answer as botocore's parser gives it (namespace dropped, SenderFault a bool),
+    when it has the expected PublishBatchResult."""
+    try:
+        root = ET.fromstring(body)  # noqa: S314 - the service's answer over TLS; botocore parses it so too
+    except ET.ParseError:
+        return None
+    result = root.find(f"{_SNS_NS}PublishBatchResult")
+    if root.tag != f"{_SNS_NS}PublishBatchResponse" or result is None:
+        return None
+    out: dict[str, Any] = {"Successful": [], "Failed": []}
+    for list_name, members in out.items():
+        for member in result.iterfind(f"{_SNS_NS}{list_name}/{_SNS_NS}member"):
+            entry: dict[str, Any] = {}
+            for field in member:
+                name, text = field.tag.rpartition("}")[2], field.text or ""
+                entry[name] = text == "true" if name in _SNS_BOOLEANS else text
+            members.append(entry)
+    return out
+
+
+_OPERATIONS: dict[str, tuple[str, Callable[[dict[str, Any], str], bytes | None],
+                             Callable[[bytes], dict[str, Any] | None]]] = {
+    "sqs": ("SendMessageBatch", _sqs_body, _sqs_answer),
+    "sns": ("PublishBatch", _sns_body, _sns_answer),
+}
+
+
+class DirectBatchCall:
+    """`client.send_message_batch` / `client.publish_batch` (keyword arguments, the parsed answer),
+    sent directly once a template is adopted, through botocore otherwise (module docstring)."""
+
+    def __init__(self, client: Any, *, keep: int, clock: Callable[[], datetime.datetime] = _now,
+                 invocation_id: Callable[[], str] = _invocation_id) -> None:
+        service = client.meta.service_model.service_name
+        self._operation, self._encode, self._decode = _OPERATIONS[service]
+        self._client = client
+        self._stock = getattr(client, xform_name(self._operation))
+        self._model = client.meta.service_model.operation_model(self._operation)
+        self._version = client.meta.service_model.metadata["apiVersion"]
+        self._service_id = client.meta.service_model.service_id.hyphenize()
+        self._keep, self._clock, self._new_id = keep, clock, invocation_id
+        self._signer = client._request_signer
+        self._http = client._endpoint.http_session
+        self._template: Template | None = None
+        self._connections: Connections | None = None
+        self._key: tuple[str, str, bytes] = ("", "", b"")
+        self._stock_sends = 0
+        events = client.meta.events
+        events.register(f"before-send.{self._service_id}.{self._operation}", self._observe,
+                        unique_id=f"bridge-direct-{self._service_id}")
+        # Registering or removing any handler on the client replaces this dict: from then on botocore.
+        self._emitter = getattr(events, "_emitter", events)
+        self._handlers_seen = self._emitter._lookup_cache
+        if not isinstance(self._handlers_seen, dict):
+            raise TypeError("an event emitter this module does not know")
+
+    @property
+    def direct(self) -> bool:
+        """Whether calls now go on the wire directly."""
+        return self._template is not None and self._untouched()
+
+    def _untouched(self) -> bool:
+        return (self._emitter._lookup_cache is self._handlers_seen
+                and type(botocore.client.BaseClient.__dict__.get("_make_api_call")) is types.FunctionType
+                and botocore.client.BaseClient.__dict__.get("_make_api_call") is _STOCK_MAKE_API_CALL)
+
+    def _observe(self, request: Any, **_: Any) -> None:
+        """`before-send` handler: the second request botocore sends becomes the template (the first one
+        also resolved the credentials, and its user agent says so)."""
+        self._stock_sends += 1
+        if self._template is not None or self._stock_sends < 2 or not self._untouched():
+            return
+        try:
+            credentials = self._signer._credentials.get_frozen_credentials()
+            template = read_template(request, credentials.secret_key)
+            if template is None or self._http._proxy_config.proxy_url_for(template.url):
+                return
+            manager = self._http._get_connection_manager(template.url, None)
+            pool = manager.connection_from_url(template.url)
+            self._http._setup_ssl_cert(pool, template.url, self._http._verify)
+            self._connections = Connections(pool, template.url, self._keep)
+        except Exception:
+            return
+        self._template = template
+
+    def __call__(self, **parameters: Any) -> dict[str, Any]:
+        template, connections = self._template, self._connections
+        if template is None or connections is None or not self._untouched():
+            return dict(self._stock(**parameters))
+        body = self._encode(parameters, self._version)
+        credentials = self._signer._credentials.get_frozen_credentials() if self._signer._credentials else None
+        trace: dict[str, Any] = {}
+        add_recursion_detection_header(params={"headers": trace})
+        if (body is None or credentials is None or bool(credentials.token) != template.with_token
+                or bool(trace) != template.with_trace):
+            return dict(self._stock(**parameters))
+        request = self.request_bytes(template, body, credentials, trace.get("X-Amzn-Trace-Id", ""))
+        answer = connections.exchange(request)
+        if 200 <= answer.status < 300:
+            parsed = self._decode(answer.body)
+            if parsed is not None:
+                return parsed
+        return self._botocore_outcome(template.url, answer)
+
+    def request_bytes(self, template: Template, body: bytes, credentials: Any, trace: str) -> bytes:
+        """The whole HTTP request: the line, Host and Accept-Encoding as http.client writes them, then
+        botocore's headers in botocore's order, then the body."""
+        amz_date = self._clock().strftime("%Y%m%dT%H%M%SZ")
+        secret, date = credentials.secret_key, amz_date[:8]
+        cached_secret, cached_date, key = self._key
+        if cached_secret != secret or cached_date != date:
+            key = _signing_key(secret, date, template.region, template.service)
+            self._key = (secret, date, key)
+        values = {"host": template.host, "x-amz-date": amz_date, "content-length": str(len(body)),
+                  "x-amz-security-token": credentials.token or "", "amz-sdk-invocation-id": self._new_id(),
+                  "x-amzn-trace-id": trace}
+        for name, value in template.headers:
+            if value:
+                values[name.lower()] = value
+        values["authorization"] = authorization(template, values, body, amz_date, credentials.access_key, key)
+        head = [f"POST {template.path} HTTP/1.1\r\nHost: {template.host}\r\nAccept-Encoding: identity\r\n"]
+        head += [f"{name}: {values[name.lower()]}\r\n" for name, _ in template.headers]
+        head.append("\r\n")
+        return "".join(head).encode("latin-1") + body
+
+    def _botocore_outcome(self, url: str, answer: Answer) -> dict[str, Any]:
+        """What botocore makes of this answer: its parser, its `after-call` handlers (SQS's error-code
+        override), and for an error status the exception its client raises."""
+        headers: Any = answer.headers  # AWSResponse keeps any mapping (a case-insensitive HeadersDict of it)
+        response = AWSResponse(url, answer.status, headers, _Raw(answer.body))
+        response_dict = convert_to_response_dict(response, self._model)
+        parser = self._client._endpoint._response_parser_factory.create_parser(
+            self._model.service_model.resolved_protocol)
+        parsed = parser.parse(response_dict, self._model.output_shape)
+        if answer.status >= 300:
+            self._client._endpoint._add_modeled_error_fields(response_dict, parsed, self._model, parser)
+        context: dict[str, Any] = {}
+        self._client.meta.events.emit(f"after-call.{self._service_id}.{self._operation}", http_response=response,
+                                      parsed=parsed, model=self._model, context=context)
+        if answer.status >= 300:
+            code = context.get("error_code_override") or parsed.get("Error", {}).get("Code")
+            raise self._client.exceptions.from_code(code)(parsed, self._operation)
+        return dict(parsed)
+
+
+def install(client: Any, keep: int) -> DirectBatchCall | None:
+    """A `DirectBatchCall` for the client's batch operation, kept on the client for `batch_call`; None
+    (and nothing changed) when this botocore's client lacks what it reads."""
+    try:
+        call = DirectBatchCall(client, keep=keep)
+    except Exception:
+        return None
+    client._bridge_direct_call = call
+    return call
+
+
+def batch_call(client: Any, operation: str) -> Callable[..., Any]:
+    """The callable that sends `operation` for `client`: its `DirectBatchCall` if `install` put one
+    there, else the client's own method."""
+    call = getattr(client, "_bridge_direct_call", None)
+    if isinstance(call, DirectBatchCall) and call._operation == operation:
+        return call
+    return getattr(client, xform_name(operation))  # type: ignore[no-any-return]

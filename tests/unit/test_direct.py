@@ -1,0 +1,88 @@
+"""bridge.adapters.direct without a network: against AWS's own endpoints (regional, FIPS, dual-stack, another
+Region) the request it builds is the one botocore prepared, header for header, signature included.
+tests/integration/test_direct_wire.py compares the bytes on a loopback wire, answers and errors."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+from typing import Any
+
+import botocore.auth
+import botocore.awsrequest
+import botocore.session
+import pytest
+from botocore.config import Config
+from botocore.credentials import Credentials
+from bridge.adapters import clients, direct, query_body, sqs_body
+
+from tests.helpers import RawBody
+
+NOW = datetime.datetime(2026, 12, 2, 1, 2, 3)
+INVOCATION = uuid.UUID("12345678-1234-5678-1234-567812345678")
+
+
+@pytest.fixture
+def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *_, **__: NOW)
+    monkeypatch.setattr(uuid, "uuid4", lambda: INVOCATION)
+
+
+def _entries(service: str) -> dict[str, Any]:
+    body = "MessageBody" if service == "sqs" else "Message"
+    entries = [{"Id": str(i), body: json.dumps({"order": i, "note": "ünïcode & spaces=+/"}),
+                "MessageAttributes": {"correlation-id": {"DataType": "String", "StringValue": f"cid-{i}"}}}
+               for i in range(10)]
+    if service == "sqs":
+        return {"QueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/orders", "Entries": entries}
+    return {"TopicArn": "arn:aws:sns:us-east-1:123456789012:orders", "PublishBatchRequestEntries": entries}
+
+
+def _answer(request: Any, service: str) -> Any:
+    if service == "sqs":
+        return botocore.awsrequest.AWSResponse(request.url, 200, {"Content-Type": "application/x-amz-json-1.0"},
+                                               RawBody(b'{"Successful": [], "Failed": []}'))
+    return botocore.awsrequest.AWSResponse(request.url, 200, {"Content-Type": "text/xml"}, RawBody(
+        b'<PublishBatchResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishBatchResult><Successful/>'
+        b"<Failed/></PublishBatchResult></PublishBatchResponse>"))
+
+
+@pytest.mark.parametrize("service", ["sqs", "sns"])
+@pytest.mark.parametrize("config", [{}, {"use_fips_endpoint": True}, {"use_dualstack_endpoint": True},
+                                    {"region_name": "eu-west-1"}])
+def test_against_aws_endpoints_the_request_is_botocores_for_its_region_fips_and_dual_stack(
+        frozen: None, service: str, config: dict[str, Any]) -> None:
+    # given: stock clients for AWS's own endpoints (no endpoint_url), requests captured before sending
+    session = botocore.session.get_session()
+    session._credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "token")
+    region = config.pop("region_name", "us-east-1")
+    client = session.create_client(service, region_name=region, config=clients._SEND_CONFIG.merge(Config(**config)))
+    seen: list[Any] = []
+
+    def capture(request: Any, **_: Any) -> Any:
+        seen.append(request)
+        return _answer(request, service)
+
+    client.meta.events.register(f"before-send.{service}", capture)
+    params = _entries(service)
+    (client.send_message_batch if service == "sqs" else client.publish_batch)(**params)
+    template = direct.read_template(seen[-1], session.get_credentials().secret_key)
+    # when: the direct call's bytes are built from that template for the same entries
+    assert template is not None
+    body = sqs_body.plain_send_message_batch(params) and json.dumps(params).encode() if service == "sqs" else \
+        query_body.publish_batch_form(params, client.meta.service_model.metadata["apiVersion"]).encode()
+    call = direct.DirectBatchCall(client, keep=1, clock=lambda: NOW)
+    wire = call.request_bytes(template, body, session.get_credentials().get_frozen_credentials(), "")
+    # then: they carry botocore's endpoint (host), headers and signature, and its body
+    head, _, sent = wire.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    expected_host = botocore.auth._host_from_url(seen[-1].url)
+    assert lines[:3] == ["POST / HTTP/1.1", f"Host: {expected_host}", "Accept-Encoding: identity"]
+    assert lines[3:] == [f"{k}: {direct._text(v)}" for k, v in seen[-1].headers.items()]
+    stock_body = seen[-1].body
+    assert sent == (stock_body.encode() if isinstance(stock_body, str) else stock_body)
+    if config.get("use_fips_endpoint"):
+        assert "fips" in expected_host
+    if config.get("use_dualstack_endpoint"):
+        assert "api.aws" in expected_host
