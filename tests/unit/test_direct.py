@@ -23,9 +23,24 @@ NOW = datetime.datetime(2026, 12, 2, 1, 2, 3)
 INVOCATION = uuid.UUID("12345678-1234-5678-1234-567812345678")
 
 
+class _FrozenDatetimeModule:
+    """`datetime` as older botocore's auth module uses it, its clock stopped at NOW."""
+
+    class datetime(datetime.datetime):  # noqa: N801 - stands in for the class of that name
+        @classmethod
+        def utcnow(cls) -> datetime.datetime:
+            return NOW
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(datetime, name)
+
+
 @pytest.fixture
 def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *_, **__: NOW)
+    if hasattr(botocore.auth, "get_current_datetime"):
+        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *_, **__: NOW)
+    else:  # the Lambda runtime's older botocore reads datetime.datetime.utcnow()
+        monkeypatch.setattr(botocore.auth, "datetime", _FrozenDatetimeModule())
     monkeypatch.setattr(uuid, "uuid4", lambda: INVOCATION)
 
 

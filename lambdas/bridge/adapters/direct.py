@@ -408,6 +408,13 @@ class DirectBatchCall:
         self._service_id = client.meta.service_model.service_id.hyphenize()
         self._keep, self._clock, self._new_id = keep, clock, invocation_id
         self._signer = client._request_signer
+        # What the error path needs from botocore, checked now rather than when an error arrives.
+        model = client.meta.service_model
+        self._protocol = getattr(model, "resolved_protocol", None) or model.protocol  # older botocore: .protocol
+        self._parsers = client._endpoint._response_parser_factory
+        self._parsers.create_parser(self._protocol)
+        self._add_error_fields = client._endpoint._add_modeled_error_fields
+        self._errors = client.exceptions.from_code
         self._http = client._endpoint.http_session
         self._template: Template | None = None
         self._connections: Connections | None = None
@@ -497,17 +504,19 @@ class DirectBatchCall:
         headers: Any = answer.headers  # AWSResponse keeps any mapping (a case-insensitive HeadersDict of it)
         response = AWSResponse(url, answer.status, headers, _Raw(answer.body))
         response_dict = convert_to_response_dict(response, self._model)
-        parser = self._client._endpoint._response_parser_factory.create_parser(
-            self._model.service_model.resolved_protocol)
+        parser = self._parsers.create_parser(self._protocol)
         parsed = parser.parse(response_dict, self._model.output_shape)
         if answer.status >= 300:
-            self._client._endpoint._add_modeled_error_fields(response_dict, parsed, self._model, parser)
+            self._add_error_fields(response_dict, parsed, self._model, parser)
         context: dict[str, Any] = {}
         self._client.meta.events.emit(f"after-call.{self._service_id}.{self._operation}", http_response=response,
                                       parsed=parsed, model=self._model, context=context)
         if answer.status >= 300:
-            code = context.get("error_code_override") or parsed.get("Error", {}).get("Code")
-            raise self._client.exceptions.from_code(code)(parsed, self._operation)
+            # The class as botocore's client picks it: SQS's query-compatible code names the modeled
+            # error (an after-call handler says so in newer botocores, the client itself in older ones).
+            error = parsed.get("Error", {})
+            code = context.get("error_code_override") or error.get("QueryErrorCode") or error.get("Code")
+            raise self._errors(code)(parsed, self._operation)
         return dict(parsed)
 
 
