@@ -1,0 +1,138 @@
+"""The direct sends (bridge.adapters.direct) verify the endpoint's certificate exactly as botocore does.
+
+They write signed batches on connections they keep themselves, so a connection opened with another TLS
+setup (no verification, the system's CAs instead of the configured bundle) would hand the batch, its
+signature and the session token to whoever answers. Attack: once the direct path is sending, the
+endpoint is replaced by one with a certificate from a CA the client does not trust (a man in the
+middle); the next batch must fail with botocore's SSLError before any byte of it is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import pytest
+import trustme
+from botocore.credentials import Credentials
+from botocore.exceptions import SSLError
+from bridge.adapters import clients, direct, sqs_body
+from bridge.adapters.errors import call_error
+
+
+class TlsSqs:
+    """A loopback SQS over HTTPS (keep-alive) whose certificate can be swapped; counts requests."""
+
+    def __init__(self, ca: trustme.CA) -> None:
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(self.context)
+        self.requests = 0
+        self.sockets: list[socket.socket] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                outer.sockets.append(self.connection)
+
+            def do_POST(self) -> None:
+                doc = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests += 1
+                body = json.dumps({"Successful": [{"Id": e["Id"], "MessageId": "m", "MD5OfMessageBody": "x"}
+                                                  for e in doc["Entries"]], "Failed": []}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-amz-json-1.0")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.socket = self.context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def impersonated_by(self, rogue: trustme.CA) -> None:
+        """From now on the endpoint presents a certificate for the same address from `rogue`, and the
+        connections the client keeps are closed (it must connect, and shake hands, again)."""
+        rogue.issue_cert("127.0.0.1").configure_cert(self.context)
+        while self.sockets:
+            try:
+                self.sockets.pop().shutdown(socket.SHUT_RDWR)
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def endpoint(ca: trustme.CA) -> Iterator[TlsSqs]:
+    server = TlsSqs(ca)
+    yield server
+    server.close()
+
+
+def _direct_call(url: str, bundle: Path) -> direct.DirectBatchCall:
+    session = botocore.session.get_session()
+    session._credentials = Credentials("AKIDEXAMPLE", "secret", "session-token")
+    client = session.create_client("sqs", region_name="us-east-1", endpoint_url=url, verify=str(bundle),
+                                   config=clients._SEND_CONFIG)
+    assert sqs_body.install(client)
+    return direct.DirectBatchCall(client, keep=2)
+
+
+PARAMS: dict[str, Any] = {"QueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/orders",
+                          "Entries": [{"Id": "0", "MessageBody": "secret order"}]}
+
+
+def test_a_man_in_the_middle_certificate_stops_the_direct_send_before_a_byte_is_sent(
+        endpoint: TlsSqs, ca: trustme.CA, tmp_path: Path) -> None:
+    # given: a client trusting only the endpoint's CA (`verify` = its bundle) sending directly over TLS
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    call = _direct_call(endpoint.url, bundle)
+    for _ in range(3):
+        assert call(**PARAMS)["Failed"] == []
+    assert call.direct
+    sent = endpoint.requests
+    # when: someone else answers at that address, with a certificate from a CA the client does not trust
+    endpoint.impersonated_by(trustme.CA())
+    with pytest.raises(SSLError) as refused:
+        call(**PARAMS)
+    # then: botocore's SSLError (delivery retries it, then parks), and the batch never reached the impostor
+    assert endpoint.requests == sent
+    assert call_error(refused.value).retryable
+
+
+def test_a_certificate_the_configured_bundle_does_not_sign_is_refused_from_the_first_request(
+        endpoint: TlsSqs, tmp_path: Path) -> None:
+    # given: a client whose bundle holds another CA than the endpoint's
+    bundle = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(bundle))
+    call = _direct_call(endpoint.url, bundle)
+    # when: it sends three times (botocore twice, which gives the direct call its template, then directly)
+    for _ in range(3):
+        with pytest.raises(SSLError):
+            call(**PARAMS)
+    # then: each failed verification, the direct one too, and nothing reached the endpoint
+    assert call.direct
+    assert endpoint.requests == 0
