@@ -1,9 +1,15 @@
 """Client CPU per batch request: the bridge's SNS and SQS clients against stock botocore clients.
 
 Each request is ten 1 KiB messages with the bridge's three attributes (correlation-id, record-id, one
-header), answered in-process by a canned success (no network, no endpoint), so the figure is the
-client's own work: serialising, encoding, signing, parsing the answer. Rounds interleave the clients;
-medians of the rounds. `.venv/bin/python benchmarks/bench_client_requests.py [--rounds 7]`.
+header). Two tables, rounds interleaving the clients, medians of the rounds:
+
+- in process: answered by a canned success from a `before-send` handler (no network), so the figure
+  is botocore's own work with the bridge's serialisers (a hooked client never sends directly);
+- over loopback HTTP to benchmarks/endpoint.py (its own process, so its CPU is not counted): stock
+  botocore, the bridge's client through botocore (`client.send_message_batch`: the path before
+  bridge.adapters.direct) and the bridge's direct sends (`direct.batch_call`: what its senders use).
+
+`.venv/bin/python benchmarks/bench_client_requests.py [--rounds 7] [--only wire]`.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +33,7 @@ for _k, _v in {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
 import botocore.session  # noqa: E402
 from botocore.awsrequest import AWSResponse  # noqa: E402
 from botocore.config import Config  # noqa: E402
-from bridge.adapters import clients  # noqa: E402
+from bridge.adapters import clients, direct  # noqa: E402
 from bridge.settings import Settings  # noqa: E402
 from endpoint import RawBody  # noqa: E402  (benchmarks/, the script's own folder)
 
@@ -58,52 +65,104 @@ def entries(body_field: str) -> list[dict[str, Any]]:
                  "tenant": {"DataType": "String", "StringValue": "acme"}}} for i in range(10)]
 
 
+def _table(title: str, cpu: dict[tuple[str, str], list[float]], variants: list[str], rounds: int) -> None:
+    print(f"{title}, median of {rounds} rounds [min-max], load average {os.getloadavg()[0]:.1f}")
+    print("| service | " + " | ".join(variants) + " | " + " | ".join(f"{v} / {variants[0]}" for v in variants[1:]) + " |")
+    print("|---" * (2 * len(variants)) + "|")
+    for service in ("sns", "sqs"):
+        cells = []
+        for v in variants:
+            xs = cpu[(service, v)]
+            cells.append(f"{statistics.median(xs):,.0f} [{min(xs):,.0f}-{max(xs):,.0f}] µs")
+        base = cpu[(service, variants[0])]
+        for v in variants[1:]:
+            ratios = [x / y for x, y in zip(cpu[(service, v)], base, strict=True)]
+            cells.append(f"{statistics.median(ratios):.2f}")
+        print(f"| {service} | " + " | ".join(cells) + " |")
+    print()
+
+
+def _measure(calls: dict[tuple[str, str], Any], rounds: int, requests: int) -> dict[tuple[str, str], list[float]]:
+    for call in calls.values():
+        for _ in range(30):
+            call()
+    cpu: dict[tuple[str, str], list[float]] = {}
+    for rnd in range(rounds):
+        order = list(calls.items())
+        order = order[rnd % len(order):] + order[:rnd % len(order)]
+        for key, call in order:
+            t = time.process_time()
+            for _ in range(requests):
+                call()
+            cpu.setdefault(key, []).append((time.process_time() - t) / requests * 1e6)
+    return cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--requests", type=int, default=300, help="requests per client per round")
+    parser.add_argument("--only", choices=("in-process", "wire"), help="one table only")
     args = parser.parse_args()
-    settings = Settings(ROOT / "config" / "dev.yaml", "123456789012", "us-east-1", "bench",
-                        endpoint_url="http://127.0.0.1:9")
     stock_config = Config(retries={"mode": "standard", "total_max_attempts": 1}, parameter_validation=False)
-    session = botocore.session.get_session()
     sns_entries, sqs_entries = entries("Message"), entries("MessageBody")
-    calls = {
-        "sns": (lambda c: c.publish_batch(TopicArn=TOPIC, PublishBatchRequestEntries=sns_entries)),
-        "sqs": (lambda c: c.send_message_batch(QueueUrl=QUEUE, Entries=sqs_entries)),
-    }
 
-    def stock(service: str) -> Any:
-        return _answered(session.create_client(service, region_name="us-east-1", endpoint_url="http://127.0.0.1:9",
-                                               config=stock_config), service)
+    if args.only != "wire":
+        settings = Settings(ROOT / "config" / "dev.yaml", "123456789012", "us-east-1", "bench",
+                            endpoint_url="http://127.0.0.1:9")
+        session = botocore.session.get_session()
 
-    variants = {
-        ("sns", "stock"): stock("sns"),
-        ("sns", "bridge"): _answered(clients.sns_client(settings), "sns"),
-        ("sqs", "stock"): stock("sqs"),
-        ("sqs", "bridge"): _answered(clients.sqs_client(settings), "sqs"),
-    }
-    for (service, _), client in variants.items():
-        for _ in range(30):
-            calls[service](client)
-    cpu: dict[tuple[str, str], list[float]] = {}
-    for rnd in range(args.rounds):
-        order = list(variants.items())
-        order = order[rnd % len(order):] + order[:rnd % len(order)]
-        for key, client in order:
-            t = time.process_time()
-            for _ in range(args.requests):
-                calls[key[0]](client)
-            cpu.setdefault(key, []).append((time.process_time() - t) / args.requests * 1e6)
-    print(f"client CPU per request of 10 messages with 3 attributes, median of {args.rounds} rounds "
-          f"[min-max], load average {os.getloadavg()[0]:.1f}")
-    print("| service | stock botocore | bridge | bridge / stock |")
-    print("|---|---|---|---|")
-    for service in ("sns", "sqs"):
-        s, b = cpu[(service, "stock")], cpu[(service, "bridge")]
-        ratios = [x / y for x, y in zip(b, s, strict=True)]
-        print(f"| {service} | {statistics.median(s):,.0f} [{min(s):,.0f}-{max(s):,.0f}] µs "
-              f"| {statistics.median(b):,.0f} [{min(b):,.0f}-{max(b):,.0f}] µs | {statistics.median(ratios):.2f} |")
+        def stock(service: str) -> Any:
+            return _answered(session.create_client(service, region_name="us-east-1",
+                                                   endpoint_url="http://127.0.0.1:9", config=stock_config), service)
+
+        sns_stock, sns_bridge = stock("sns"), _answered(clients.sns_client(settings), "sns")
+        sqs_stock, sqs_bridge = stock("sqs"), _answered(clients.sqs_client(settings), "sqs")
+        calls = {
+            ("sns", "stock botocore"): lambda: sns_stock.publish_batch(TopicArn=TOPIC,
+                                                                       PublishBatchRequestEntries=sns_entries),
+            ("sns", "bridge"): lambda: sns_bridge.publish_batch(TopicArn=TOPIC, PublishBatchRequestEntries=sns_entries),
+            ("sqs", "stock botocore"): lambda: sqs_stock.send_message_batch(QueueUrl=QUEUE, Entries=sqs_entries),
+            ("sqs", "bridge"): lambda: sqs_bridge.send_message_batch(QueueUrl=QUEUE, Entries=sqs_entries),
+        }
+        _table("client CPU per request of 10 messages with 3 attributes, answered in process",
+               _measure(calls, args.rounds, args.requests), ["stock botocore", "bridge"], args.rounds)
+
+    if args.only != "in-process":
+        server = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "endpoint.py")], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout is not None
+            url = f"http://127.0.0.1:{int(server.stdout.readline())}"
+            clients._session = None  # noqa: SLF001 - a fresh session for this endpoint
+            settings = Settings(ROOT / "config" / "dev.yaml", "123456789012", "us-east-1", "bench", endpoint_url=url)
+            session = botocore.session.get_session()
+            sns_stock, sqs_stock = (session.create_client(s, region_name="us-east-1", endpoint_url=url,
+                                                          config=stock_config) for s in ("sns", "sqs"))
+            sns_bridge, sqs_bridge = clients.sns_client(settings), clients.sqs_client(settings)
+            sns_direct, sqs_direct = direct.batch_call(sns_bridge, "PublishBatch"), direct.batch_call(
+                sqs_bridge, "SendMessageBatch")
+            queue = f"{url}/123456789012/bench-out"
+            calls = {
+                ("sns", "stock botocore"): lambda: sns_stock.publish_batch(TopicArn=TOPIC,
+                                                                           PublishBatchRequestEntries=sns_entries),
+                ("sns", "bridge via botocore"): lambda: sns_bridge.publish_batch(
+                    TopicArn=TOPIC, PublishBatchRequestEntries=sns_entries),
+                ("sns", "bridge direct"): lambda: sns_direct(TopicArn=TOPIC, PublishBatchRequestEntries=sns_entries),
+                ("sqs", "stock botocore"): lambda: sqs_stock.send_message_batch(QueueUrl=queue, Entries=sqs_entries),
+                ("sqs", "bridge via botocore"): lambda: sqs_bridge.send_message_batch(QueueUrl=queue,
+                                                                                      Entries=sqs_entries),
+                ("sqs", "bridge direct"): lambda: sqs_direct(QueueUrl=queue, Entries=sqs_entries),
+            }
+            cpu = _measure(calls, args.rounds, args.requests)
+            assert isinstance(sns_direct, direct.DirectBatchCall) and sns_direct.direct, "SNS sends went via botocore"
+            assert isinstance(sqs_direct, direct.DirectBatchCall) and sqs_direct.direct, "SQS sends went via botocore"
+            _table("client CPU per request of 10 messages with 3 attributes, over loopback HTTP", cpu,
+                   ["stock botocore", "bridge via botocore", "bridge direct"], args.rounds)
+        finally:
+            assert server.stdin is not None
+            server.stdin.close()
+            server.wait(10)
 
 
 if __name__ == "__main__":
