@@ -134,7 +134,7 @@ def main() -> None:
         try:
             assert server.stdout is not None
             url = f"http://127.0.0.1:{int(server.stdout.readline())}"
-            clients._session = None  # noqa: SLF001 - a fresh session for this endpoint
+            clients._session = None
             settings = Settings(ROOT / "config" / "dev.yaml", "123456789012", "us-east-1", "bench", endpoint_url=url)
             session = botocore.session.get_session()
             sns_stock, sqs_stock = (session.create_client(s, region_name="us-east-1", endpoint_url=url,

@@ -136,7 +136,7 @@ def server() -> Iterator[Recorder]:
 class _FrozenDatetimeModule:
     """`datetime` as older botocore's auth module uses it, its clock stopped at NOW."""
 
-    class datetime(datetime.datetime):  # noqa: N801 - stands in for the class of that name
+    class datetime(datetime.datetime):
         @classmethod
         def utcnow(cls) -> datetime.datetime:
             return NOW

@@ -15,7 +15,7 @@ import botocore.session
 import pytest
 from botocore.config import Config
 from botocore.credentials import Credentials
-from bridge.adapters import clients, direct, query_body, sqs_body
+from bridge.adapters import clients, direct
 
 from tests.helpers import RawBody
 
@@ -26,7 +26,7 @@ INVOCATION = uuid.UUID("12345678-1234-5678-1234-567812345678")
 class _FrozenDatetimeModule:
     """`datetime` as older botocore's auth module uses it, its clock stopped at NOW."""
 
-    class datetime(datetime.datetime):  # noqa: N801 - stands in for the class of that name
+    class datetime(datetime.datetime):
         @classmethod
         def utcnow(cls) -> datetime.datetime:
             return NOW
@@ -44,14 +44,18 @@ def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(uuid, "uuid4", lambda: INVOCATION)
 
 
-def _entries(service: str) -> dict[str, Any]:
+def _entries(service: str, fifo: bool) -> dict[str, Any]:
     body = "MessageBody" if service == "sqs" else "Message"
-    entries = [{"Id": str(i), body: json.dumps({"order": i, "note": "ünïcode & spaces=+/"}),
-                "MessageAttributes": {"correlation-id": {"DataType": "String", "StringValue": f"cid-{i}"}}}
-               for i in range(10)]
+    entries: list[dict[str, Any]] = [
+        {"Id": str(i), body: json.dumps({"order": i, "note": "ünïcode & spaces=+/"}),
+         "MessageAttributes": {"correlation-id": {"DataType": "String", "StringValue": f"cid-{i}"}}}
+        for i in range(10)]
+    for i, entry in enumerate(entries if fifo else []):
+        entry["MessageGroupId"], entry["MessageDeduplicationId"] = f"customer-{i % 3}", f"orders-0-{i}"
+    name = "orders.fifo" if fifo else "orders"
     if service == "sqs":
-        return {"QueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/orders", "Entries": entries}
-    return {"TopicArn": "arn:aws:sns:us-east-1:123456789012:orders", "PublishBatchRequestEntries": entries}
+        return {"QueueUrl": f"https://sqs.us-east-1.amazonaws.com/123456789012/{name}", "Entries": entries}
+    return {"TopicArn": f"arn:aws:sns:us-east-1:123456789012:{name}", "PublishBatchRequestEntries": entries}
 
 
 def _answer(request: Any, service: str) -> Any:
@@ -63,12 +67,18 @@ def _answer(request: Any, service: str) -> Any:
         b"<Failed/></PublishBatchResult></PublishBatchResponse>"))
 
 
-@pytest.mark.parametrize("service", ["sqs", "sns"])
+@pytest.mark.parametrize(("service", "fifo"), [("sqs", False), ("sqs", True), ("sns", False), ("sns", True)])
 @pytest.mark.parametrize("config", [{}, {"use_fips_endpoint": True}, {"use_dualstack_endpoint": True},
-                                    {"region_name": "eu-west-1"}])
+                                    {"region_name": "eu-west-1"}, {"in_lambda": True}])
 def test_against_aws_endpoints_the_request_is_botocores_for_its_region_fips_and_dual_stack(
-        frozen: None, service: str, config: dict[str, Any]) -> None:
-    # given: stock clients for AWS's own endpoints (no endpoint_url), requests captured before sending
+        frozen: None, monkeypatch: pytest.MonkeyPatch, service: str, fifo: bool, config: dict[str, Any]) -> None:
+    # given: stock clients for AWS's own endpoints (no endpoint_url), requests captured before sending;
+    # in Lambda, with its trace id (botocore adds it to every request: recursion detection)
+    in_lambda = config.pop("in_lambda", False)
+    if in_lambda:
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "orders-bridge")
+        monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;"
+                                               "Sampled=1;Lineage=a87bd80c:0")
     session = botocore.session.get_session()
     session._credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "token")
     region = config.pop("region_name", "us-east-1")
@@ -80,15 +90,19 @@ def test_against_aws_endpoints_the_request_is_botocores_for_its_region_fips_and_
         return _answer(request, service)
 
     client.meta.events.register(f"before-send.{service}", capture)
-    params = _entries(service)
+    params = _entries(service, fifo)
     (client.send_message_batch if service == "sqs" else client.publish_batch)(**params)
     template = direct.read_template(seen[-1], session.get_credentials().secret_key)
     # when: the direct call's bytes are built from that template for the same entries
     assert template is not None
-    body = sqs_body.plain_send_message_batch(params) and json.dumps(params).encode() if service == "sqs" else \
-        query_body.publish_batch_form(params, client.meta.service_model.metadata["apiVersion"]).encode()
+    encode = direct._sqs_body if service == "sqs" else direct._sns_body
+    body = encode(params, client.meta.service_model.metadata["apiVersion"])
+    assert body is not None
+    trace: dict[str, str] = {}
+    direct.add_recursion_detection_header(params={"headers": trace})
     call = direct.DirectBatchCall(client, keep=1, clock=lambda: NOW)
-    wire = call.request_bytes(template, body, session.get_credentials().get_frozen_credentials(), "")
+    wire = call.request_bytes(template, body, session.get_credentials().get_frozen_credentials(),
+                              trace.get("X-Amzn-Trace-Id", ""))
     # then: they carry botocore's endpoint (host), headers and signature, and its body
     head, _, sent = wire.partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
@@ -97,6 +111,7 @@ def test_against_aws_endpoints_the_request_is_botocores_for_its_region_fips_and_
     assert lines[3:] == [f"{k}: {direct._text(v)}" for k, v in seen[-1].headers.items()]
     stock_body = seen[-1].body
     assert sent == (stock_body.encode() if isinstance(stock_body, str) else stock_body)
+    assert ("X-Amzn-Trace-Id" in seen[-1].headers) == in_lambda
     if config.get("use_fips_endpoint"):
         assert "fips" in expected_host
     if config.get("use_dualstack_endpoint"):
