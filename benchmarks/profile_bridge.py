@@ -7,6 +7,8 @@ profiler (best of `--rounds`, process CPU), beside the decode floor and the whol
 own CPU above the floor goes. `--gc` counts the cyclic garbage collector's collections and their time
 in `handle`, with the bridge's pause around planning and without it. `--checkpoints` times `handle` with
 checkpoints off and on (through the general path, and through the fast path), the table in memory.
+Timings here move with the machine's load; benchmarks/count_instructions.py counts the same `handle` in
+instructions, which it does not move, against another git ref in the same run.
 """
 
 from __future__ import annotations

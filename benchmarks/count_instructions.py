@@ -1,0 +1,122 @@
+"""The bridge's own CPU per record as instructions (valgrind's callgrind), which a shared machine's load does not move.
+
+Run: `.venv/bin/python benchmarks/count_instructions.py [--against REF] [--records 2000]`; needs valgrind
+(`apt-get install valgrind`). Prints instructions per record for the decode floor and for `bridge.handle` on
+the suite's event with AWS stubbed and one send thread (benchmarks/profile_bridge.py `--steps` times the
+same), and with `--against` for the bridge as it is at a git ref (`main`, a commit) too, each with its
+ratio to the floor.
+
+Timings on a machine three people share move by 10-30% from one run to the next; an instruction count
+moves by well under 1% (hash seed fixed, one thread), so two versions of planning a few percent apart can
+be told apart in one run. Instructions are not time: a cache miss or a branch mispredicted costs several,
+and the C loops of base64 and of the character checks run more instructions per nanosecond than the
+interpreter does; here the ratio to the floor in instructions has been within a few percent of the timed
+one (`benchmarks/suite.py --only own_cpu`), which stays the figure the issue's goal is read on.
+Each figure is (instructions of the setup and `--repeat` runs) minus (instructions of the setup alone), per
+record, from two processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def child(variant: str, runs: int, records: int) -> None:
+    """Set up, run `variant` once to warm it, then `runs` more times: what the parent counts."""
+    sys.path.insert(0, str(HERE))
+    from suite import NoKeys, NoStore, NullSender, _bridge, decode_floor, kafka_event  # noqa: PLC0415
+
+    event = kafka_event(records)
+    if variant == "floor":
+        def work() -> None:
+            decode_floor(event)
+    else:
+        bridge = _bridge("sqs", None, sqs=NullSender(), sns=NullSender(), parking_store=NoStore(),
+                         signing_keys=NoKeys())
+        bridge._deliverer._max_concurrency = 1
+        bridge.handle(kafka_event(20))
+
+        def work() -> None:
+            bridge.handle(event)
+    work()
+    gc.collect()
+    gc.disable()  # the bridge pauses it while it plans anyway; the floor's lists would set it off
+    for _ in range(runs):
+        work()
+
+
+def tool(name: str, install: str) -> str:
+    """The full path of an executable, or exit saying how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        raise SystemExit(f"{name} is not installed: {install}, then run this again")
+    return path
+
+
+def instructions(variant: str, runs: int, records: int, lambdas: Path) -> int:
+    """Instructions callgrind counts for the child process (`runs` runs after the setup)."""
+    env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=str(lambdas))
+    done = subprocess.run(
+        [tool("valgrind", "apt-get install valgrind (Debian)"), "--tool=callgrind", "--callgrind-out-file=/dev/null",
+         sys.executable, __file__, "--child", variant, str(runs), "--records", str(records)],
+        capture_output=True, text=True, env=env, check=False)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"callgrind failed for {variant} ({lambdas}):\n{done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def per_record(variant: str, runs: int, records: int, lambdas: Path) -> float:
+    return (instructions(variant, runs, records, lambdas) - instructions(variant, 0, records, lambdas)) / runs / records
+
+
+def checkout(ref: str, into: Path) -> Path:
+    """lambdas/ as it is at `ref`, extracted under `into`."""
+    archive = subprocess.run([tool("git", "apt-get install git"), "-C", str(ROOT), "archive", ref, "lambdas"],
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise SystemExit(f"git archive {ref} failed: {archive.stderr.decode(errors='replace').strip()}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "lambdas"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--against", metavar="REF", help="also count the bridge at this git ref (main, a commit)")
+    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=2, help="runs counted after the setup")
+    parser.add_argument("--child", nargs=2, metavar=("VARIANT", "RUNS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], int(args.child[1]), args.records)
+        return
+    tool("valgrind", "apt-get install valgrind (Debian)")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [("decode floor (the reference)", "floor", ROOT / "lambdas"),
+                ("bridge.handle, 1 send thread (this tree)", "handle", ROOT / "lambdas")]
+        if args.against:
+            rows.append((f"bridge.handle, 1 send thread ({args.against})", "handle", checkout(args.against, Path(tmp))))
+        print(f"| {args.records} records, AWS stubbed | instructions per record | × decode floor |\n|---|---|---|")
+        floor = 0.0
+        for label, variant, lambdas in rows:
+            count = per_record(variant, args.repeat, args.records, lambdas)
+            floor = floor or count
+            print(f"| {label} | {count:,.0f} | {count / floor:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
