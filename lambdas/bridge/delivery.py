@@ -156,12 +156,12 @@ class SendPacing:
 
     Each request records its wall time and the CPU time of the thread that sent it (`time.thread_time`,
     which does not count the time a thread waits for the network or for the GIL; read every `CPU_EVERY`th
-    request). What a request waits
-    is its wall time less its CPU time. The process can do at most one request's CPU work at a time
-    (the GIL), so its throughput is at most 1 / R, R the process CPU per request (planning included);
-    keeping that rate needs (CPU + wait) / R requests in flight. Below `INLINE_BELOW` the planning thread
-    sends itself (a send that is its own CPU gains nothing from another thread, and a hand-off costs
-    GIL switches); above, `HEADROOM` times that many send threads, up to `max_concurrency`.
+    request). What a request waits is its wall time less its CPU time. The process can do at most one
+    request's CPU work at a time (the GIL), so its throughput is at most 1 / R, R the process CPU per
+    request (planning included); keeping that rate needs (CPU + wait) / R requests in flight. Below
+    `INLINE_BELOW` the planning thread sends itself (a send that is its own CPU gains nothing from another
+    thread, and a hand-off costs GIL switches); above, `HEADROOM` times that many send threads, up to
+    `max_concurrency`.
     The wait is the least of the last `PACE_SAMPLES` requests: a request that waited for the GIL behind
     the others measures more than the network did, and taking the mean would make more threads look
     needed the more there are. Samples are appended from every send thread (a deque append is atomic).
@@ -173,7 +173,7 @@ class SendPacing:
         self.samples: deque[tuple[float, float]] = deque(maxlen=PACE_SAMPLES)  # (wait, CPU) per request
         self.in_flight: dict[int, float] = {}  # sending thread -> when its request started
         self.cpu_per_request: float | None = None  # process CPU per request, all threads, measured by runs
-        # A thread's CPU clock costs a system call (~0.5 us, two per request: 0.15 us per record, a tenth of
+        # A thread's CPU clock costs a system call (~0.5 us, two per request: 0.15 us per record, a quarter of
         # what delivery costs with AWS stubbed), and a request's CPU varies little, unlike its wait: every
         # `CPU_EVERY`th request reads it, the others count the last reading. (`requests` is bumped from
         # several threads without a lock: a lost count only moves which request reads the clock.)
@@ -187,7 +187,7 @@ class SendPacing:
         samples = list(self.samples)
         if not samples:
             return None
-        wait = min(w for w, _ in samples)
+        wait = max(0.0, min(w for w, _ in samples))  # below 0 when a request took less CPU than the last reading
         cpus = sorted(c for _, c in samples)
         cpu = cpus[len(cpus) // 2]
         if stalled:
