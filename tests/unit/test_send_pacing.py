@@ -155,3 +155,18 @@ def test_no_send_thread_outlives_its_run_whether_it_finished_or_planning_failed(
     assert after_finish == []
     assert send_threads() == []
     assert sorted(m for m in sender.stored if m.startswith("orders-1-")) == sorted(f"orders-1-{i}" for i in range(300))
+
+
+def test_a_lone_batch_goes_out_on_the_callers_thread_even_when_requests_wait() -> None:
+    # given: requests that wait, and a run that measured it (the next runs start their threads at once)
+    sender = Observed(lambda call: 0.005)
+    d = deliverer(sender)
+    send(d, 300)
+    assert sender.peak > 1
+
+    # when: a run with one batch (the audit event, a few parked records)
+    calls_before = sender.calls
+    send(d, 7, first=5000)
+
+    # then: it went out on the caller's thread, not handed to a send thread
+    assert sender.threads[calls_before:] == [threading.get_ident()]
