@@ -5,6 +5,7 @@ tests/integration/test_direct_wire.py compares the bytes on a loopback wire, ans
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import uuid
 from typing import Any
@@ -116,3 +117,26 @@ def test_against_aws_endpoints_the_request_is_botocores_for_its_region_fips_and_
         assert "fips" in expected_host
     if config.get("use_dualstack_endpoint"):
         assert "api.aws" in expected_host
+
+
+@pytest.mark.parametrize(("wire", "status", "body", "reusable"), [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 200, b"hello", True),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nhel\r\n2\r\nlo\r\n0\r\nTrailer: x\r\n\r\n",
+     200, b"hello", True),
+    (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 500 Oops\r\ncontent-length: 2\r\nConnection: close\r\n\r\n{}",
+     500, b"{}", False),
+    (b"HTTP/1.0 200 OK\r\n\r\nuntil the end", 200, b"until the end", False),
+    (b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", 204, b"", True),
+])
+def test_an_answer_is_read_by_its_framing(wire: bytes, status: int, body: bytes, reusable: bool) -> None:
+    # given / when: an answer as a server may frame it (length, chunks, interim 100, HTTP/1.0, no body)
+    answer = direct.read_answer(io.BufferedReader(io.BytesIO(wire)))  # type: ignore[arg-type]
+    # then: its status, body, and whether the connection can carry the next request
+    assert (answer.status, answer.body, answer.reusable) == (status, body, reusable)
+
+
+@pytest.mark.parametrize("wire", [b"", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", b"SSH-2.0-OpenSSH\r\n",
+                                  b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"])
+def test_an_answer_cut_short_or_not_http_is_a_closed_connection(wire: bytes) -> None:
+    with pytest.raises(direct._Closed):
+        direct.read_answer(io.BufferedReader(io.BytesIO(wire)))  # type: ignore[arg-type]

@@ -180,7 +180,7 @@ class Answer:
 
 def read_answer(stream: Any) -> Answer:
     """One HTTP/1.1 answer from a buffered binary stream: interim (1xx) answers skipped, the body by
-    Content-Length, chunked, or up to the end of the connection."""
+    Content-Length, chunked, or up to the end of the connection (then not reusable); none for 204 and 304."""
     while True:
         line = stream.readline(_MAX_LINE + 1)
         if not line:
@@ -201,7 +201,9 @@ def read_answer(stream: Any) -> Answer:
         if not 100 <= status < 200:
             break
     reusable = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-    if "chunked" in headers.get("transfer-encoding", "").lower():
+    if status in (204, 304):  # no body, whatever the headers say (RFC 9112, 6.3)
+        body = b""
+    elif "chunked" in headers.get("transfer-encoding", "").lower():
         body = _read_chunked(stream)
     elif "content-length" in headers:
         length = int(headers["content-length"])
