@@ -14,6 +14,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import botocore.auth
@@ -29,6 +30,7 @@ from bridge.adapters import clients, direct, query_body, sqs_body
 from bridge.adapters.errors import call_error
 from bridge.adapters.sns import SnsBatchSender
 from bridge.adapters.sqs import SqsBatchSender
+from bridge.config import MAX_CONCURRENCY
 from bridge.delivery import SendCallError, Target
 from bridge.envelope import OutgoingMessage
 
@@ -478,3 +480,22 @@ def test_against_the_local_aws_direct_batches_arrive_with_their_attributes_group
             for group in ("customer-0", "customer-1", "customer-2"):
                 bodies = [m["Body"] for m in got if m["Attributes"]["MessageGroupId"] == group]
                 assert bodies == sorted(bodies, key=lambda b: tuple(map(int, b.split("-")))), (url, group)
+
+
+def test_send_threads_reuse_the_direct_connections_up_to_max_concurrency(server: Recorder) -> None:
+    # given: a direct call kept as the bridge's clients keep it (up to MAX_CONCURRENCY idle connections)
+    client = _client("sqs", server.url, _session())
+    assert sqs_body.install(client)
+    call = direct.DirectBatchCall(client, keep=MAX_CONCURRENCY)
+    params = _entries("sqs", fifo=False)
+    call(**params)
+    call(**params)
+    assert call.direct
+    before = server.connections
+    # when: MAX_CONCURRENCY threads send three rounds of batches at once
+    with ThreadPoolExecutor(MAX_CONCURRENCY) as pool:
+        for _ in range(3):
+            assert all(a["Failed"] == [] for a in pool.map(lambda _: call(**params), range(MAX_CONCURRENCY)))
+    # then: at most one connection per thread was opened, the later rounds reused them
+    assert server.connections - before <= MAX_CONCURRENCY
+    assert len(server.requests) == 2 + 3 * MAX_CONCURRENCY
