@@ -74,6 +74,7 @@ _PER_REQUEST = frozenset({"x-amz-date", "x-amz-security-token", "authorization",
                           "content-length", "x-amzn-trace-id"})
 _ALGORITHM = "AWS4-HMAC-SHA256"
 _MAX_LINE = 65536  # longest status or header line read from an answer (http.client's limit)
+_MAX_HEADERS = 100  # most header lines in one answer (http.client's limit: botocore refuses more)
 _STOCK_MAKE_API_CALL = botocore.client.BaseClient.__dict__.get("_make_api_call")
 
 
@@ -178,9 +179,53 @@ class Answer:
     reusable: bool
 
 
+class _Reader:
+    """A socket's bytes as `read_answer` reads them (`readline`, `read`), buffered here rather than in a
+    `makefile` so that bytes past the end of an answer are seen: a connection holding any is not reused,
+    or they would be read as the next request's answer (select() cannot see a BufferedReader's buffer)."""
+
+    __slots__ = ("_sock", "buffer")
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self.buffer = bytearray()
+
+    def _fill(self) -> bool:
+        data = self._sock.recv(65536)
+        self.buffer += data
+        return bool(data)
+
+    def _take(self, size: int) -> bytes:
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+    def readline(self, limit: int) -> bytes:
+        """Up to and including the next LF, at most `limit` bytes; fewer, without LF, at the end."""
+        start = 0
+        while True:
+            end = self.buffer.find(b"\n", start, limit)
+            if end >= 0:
+                return self._take(end + 1)
+            start = len(self.buffer)
+            if start >= limit or not self._fill():
+                return self._take(limit)
+
+    def read(self, size: int = -1) -> bytes:
+        """`size` bytes (fewer at the end), or everything up to the end of the connection."""
+        while (size < 0 or len(self.buffer) < size) and self._fill():
+            pass
+        return self._take(len(self.buffer) if size < 0 else size)
+
+    def close(self) -> None:
+        self.buffer.clear()
+
+
 def read_answer(stream: Any) -> Answer:
     """One HTTP/1.1 answer from a buffered binary stream: interim (1xx) answers skipped, the body by
-    Content-Length, chunked, or up to the end of the connection (then not reusable); none for 204 and 304."""
+    Content-Length, chunked, or up to the end of the connection (then not reusable); none for 204 and 304.
+    Header lines and their number are limited as http.client limits them (botocore's answer to more is
+    ConnectionClosedError)."""
     while True:
         line = stream.readline(_MAX_LINE + 1)
         if not line:
@@ -190,23 +235,29 @@ def read_answer(stream: Any) -> Answer:
             raise _Closed(f"not an HTTP status line: {line[:40]!r}")
         status = int(rest[:3])
         headers: dict[str, str] = {}
-        while True:
+        for _ in range(_MAX_HEADERS + 1):
             field = stream.readline(_MAX_LINE + 1)
             if not field:
                 raise _Closed("headers cut short")
             if field in (b"\r\n", b"\n"):
                 break
+            if len(field) > _MAX_LINE:
+                raise _Closed("header line too long")
             name, _, value = field.decode("latin-1").partition(":")
             headers[name.strip().lower()] = value.strip()
+        else:
+            raise _Closed(f"more than {_MAX_HEADERS} headers")
         if not 100 <= status < 200:
             break
-    reusable = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+    reusable = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()  # as http.client
     if status in (204, 304):  # no body, whatever the headers say (RFC 9112, 6.3)
         body = b""
     elif "chunked" in headers.get("transfer-encoding", "").lower():
         body = _read_chunked(stream)
     elif "content-length" in headers:
         length = int(headers["content-length"])
+        if length < 0:
+            raise _Closed("negative Content-Length")
         body = stream.read(length)
         if len(body) != length:
             raise _Closed("body cut short")
@@ -232,7 +283,7 @@ def _read_chunked(stream: Any) -> bytes:
 class _Connection:
     def __init__(self, owner: Any, sock: Any) -> None:
         self.owner, self.sock = owner, sock  # owner: urllib3's connection object, closed with the socket
-        self.stream = sock.makefile("rb")
+        self.stream = _Reader(sock)
 
     def dropped(self) -> bool:
         """Whether the idle connection was closed by the other end (readable while idle: EOF or
@@ -289,7 +340,8 @@ class Connections:
         except (OSError, _Closed, ValueError) as exc:
             connection.close()
             raise ConnectionClosedError(endpoint_url=self._url, error=exc) from exc
-        if answer.reusable and len(self._idle) < self._keep:
+        if (answer.reusable and not connection.stream.buffer and len(self._idle) < self._keep
+                and not (isinstance(connection.sock, ssl.SSLSocket) and connection.sock.pending())):
             self._idle.append(connection)
         else:
             connection.close()

@@ -1,0 +1,493 @@
+"""Attacks on the direct sends (bridge.adapters.direct): an endpoint that misbehaves on purpose.
+
+Every batch the bridge delivers goes through `DirectBatchCall`, which writes the request on a socket
+itself and reads the answer with its own small HTTP/1.1 reader. A mistake there loses or duplicates
+messages silently: an answer taken for success that is not one, the answer of one request read as
+another's, a request sent twice, a secret in an exception. Here a real loopback server answers with
+the bytes each test scripts (truncated, too long, chunked, split, huge, reset, silent), and the
+outcome of the direct call is compared with what a stock botocore client (no bridge parts) makes of
+the same bytes: delivered, per-entry failures, a retryable error or a sender fault, never "delivered"
+for a batch the server did not accept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import botocore.parsers
+import botocore.session
+import pytest
+from botocore.config import Config
+from botocore.credentials import Credentials
+from botocore.exceptions import BotoCoreError, ClientError
+from bridge.adapters import clients, direct, query_body, sqs_body
+from bridge.adapters.errors import call_error
+
+QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
+TOPIC = "arn:aws:sns:us-east-1:123456789012:orders"
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+Script = Callable[[socket.socket, bytes], bool]  # writes an answer; False: stop serving this connection
+
+
+def _ids(request: bytes) -> list[str]:
+    head, _, body = request.partition(b"\r\n\r\n")
+    if b"X-Amz-Target" in head:
+        return [e["Id"] for e in json.loads(body)["Entries"]]
+    return [str(i) for i in range(body.count(b".Id="))]
+
+
+def _marker(request: bytes) -> str:
+    """What distinguishes one request from another in these tests: its first entry's body."""
+    head, _, body = request.partition(b"\r\n\r\n")
+    if b"X-Amz-Target" in head:
+        return str(json.loads(body)["Entries"][0]["MessageBody"])
+    return body.split(b".Message=", 1)[1].split(b"&", 1)[0].decode()
+
+
+def success_body(request: bytes) -> tuple[bytes, str]:
+    """Every entry accepted (message ids carry the request's marker), in the request's protocol."""
+    ids, marker = _ids(request), _marker(request)
+    if b"X-Amz-Target" in request.partition(b"\r\n\r\n")[0]:
+        doc = {"Successful": [{"Id": i, "MessageId": f"{marker}/{i}", "MD5OfMessageBody": "0" * 32} for i in ids],
+               "Failed": []}
+        return json.dumps(doc).encode(), "application/x-amz-json-1.0"
+    members = "".join(f"<member><Id>{i}</Id><MessageId>{marker}/{i}</MessageId></member>" for i in ids)
+    return (f'<PublishBatchResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishBatchResult>'
+            f"<Successful>{members}</Successful><Failed/></PublishBatchResult><ResponseMetadata><RequestId>r"
+            f"</RequestId></ResponseMetadata></PublishBatchResponse>").encode(), "text/xml"
+
+
+def answer(status: int, body: bytes, content_type: str, *, extra: str = "", length: int | None = None) -> bytes:
+    size = len(body) if length is None else length
+    return (f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nx-amzn-RequestId: r-1\r\n{extra}"
+            f"Content-Length: {size}\r\n\r\n").encode() + body
+
+
+def success(request: bytes) -> bytes:
+    return answer(200, *success_body(request))
+
+
+def failing_first_entry(request: bytes) -> bytes:
+    doc = {"Successful": [{"Id": i, "MessageId": "m", "MD5OfMessageBody": "0" * 32} for i in _ids(request)[1:]],
+           "Failed": [{"Id": "0", "SenderFault": False, "Code": "InternalError", "Message": "try again"}]}
+    return answer(200, json.dumps(doc).encode(), "application/x-amz-json-1.0")
+
+
+def reply(make: Callable[[bytes], bytes], *, then_close: bool = False) -> Script:
+    def script(conn: socket.socket, request: bytes) -> bool:
+        conn.sendall(make(request))
+        return not then_close
+    return script
+
+
+def reset(conn: socket.socket) -> None:
+    """Close with a TCP reset (SO_LINGER 0), as a crashed peer or a middlebox does."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+class Endpoint:
+    """A loopback HTTP/1.1 server: records each request's bytes, answers with the next queued script
+    (a whole success answer when none is queued), keeps connections alive unless a script ends one."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.requests: list[bytes] = []
+        self.scripts: list[Script] = []
+        self.connections = 0
+        self.open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+                self.open.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        data = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                request, data = head + b"\r\n\r\n" + rest[:length], rest[length:]
+                with self._lock:
+                    self.requests.append(request)
+                    script = self.scripts.pop(0) if self.scripts else reply(success)
+                if not script(conn, request):
+                    return
+        except OSError:
+            return
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        for conn in self.open:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    server = Endpoint()
+    yield server
+    server.close()
+
+
+def _session(credentials: Any = None) -> botocore.session.Session:
+    session = botocore.session.get_session()
+    session._credentials = credentials or Credentials("AKIDEXAMPLE", SECRET, "session-token")
+    return session
+
+
+def _config(**overrides: Any) -> Config:
+    return clients._SEND_CONFIG.merge(Config(**overrides)) if overrides else clients._SEND_CONFIG
+
+
+def stock_client(service: str, url: str, session: botocore.session.Session | None = None, **config: Any) -> Any:
+    """A botocore client with nothing of the bridge's: the reference."""
+    return (session or _session()).create_client(service, region_name="us-east-1", endpoint_url=url,
+                                                 config=_config(**config))
+
+
+def direct_call(service: str, url: str, session: botocore.session.Session | None = None, *,
+                region: str = "us-east-1", **config: Any) -> direct.DirectBatchCall:
+    """A client set up as clients.sqs_client / sns_client set it up, already sending directly."""
+    client = (session or _session()).create_client(service, region_name=region, endpoint_url=url,
+                                                   config=_config(**config))
+    assert (sqs_body if service == "sqs" else query_body).install(client)
+    call = direct.DirectBatchCall(client, keep=4)
+    call(**params(service, "warm-1"))
+    call(**params(service, "warm-2"))
+    assert call.direct
+    return call
+
+
+def params(service: str, marker: str, count: int = 10) -> dict[str, Any]:
+    if service == "sqs":
+        return {"QueueUrl": QUEUE, "Entries": [
+            {"Id": str(i), "MessageBody": marker if i == 0 else f"{marker}-{i}",
+             "MessageAttributes": {"correlation-id": {"DataType": "String", "StringValue": f"c-{i}"}}}
+            for i in range(count)]}
+    return {"TopicArn": TOPIC, "PublishBatchRequestEntries": [
+        {"Id": str(i), "Message": marker if i == 0 else f"{marker}-{i}"} for i in range(count)]}
+
+
+def stock_send(client: Any, service: str) -> Callable[..., Any]:
+    return client.send_message_batch if service == "sqs" else client.publish_batch
+
+
+def outcome(send: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """What the bridge's sender makes of one call: delivered (with the failed entries), or the error
+    as bridge.adapters.errors maps it (class, code, retryable). Anything else escapes: a crash."""
+    try:
+        result = send(**kwargs)
+    except (ClientError, BotoCoreError, botocore.parsers.ResponseParserError) as exc:
+        error = call_error(exc)
+        return ("error", type(exc).__name__, error.code, error.retryable)
+    return ("ok", sorted(e["Id"] for e in result.get("Successful", [])),
+            sorted((e["Id"], e["Code"]) for e in result.get("Failed", [])))
+
+
+def same_as_botocore(endpoint: Endpoint, service: str, script: Script, **config: Any) -> tuple[Any, Any]:
+    """The outcome of one scripted answer for stock botocore and for the direct call (sending directly)."""
+    stock = stock_client(service, endpoint.url, **config)
+    call = direct_call(service, endpoint.url, **config)
+    endpoint.scripts.append(script)
+    expected = outcome(stock_send(stock, service), params(service, "stock"))
+    endpoint.scripts.append(script)
+    got = outcome(call, params(service, "direct"))
+    assert endpoint.scripts == []
+    return expected, got
+
+
+def _truncated_then_close(conn: socket.socket, request: bytes) -> bool:
+    body, kind = success_body(request)
+    conn.sendall(answer(200, body, kind)[:-20])
+    return False
+
+
+def _truncated_then_silent(conn: socket.socket, request: bytes) -> bool:
+    body, kind = success_body(request)
+    conn.sendall(answer(200, body, kind)[:-20])
+    return True
+
+
+def _chunked(conn: socket.socket, request: bytes) -> bool:
+    body, kind = success_body(request)
+    pieces = [body[i:i + 100] for i in range(0, len(body), 100)]
+    chunks = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in pieces)
+    conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+                 + chunks + b"0\r\nx-trailer: t\r\n\r\n")
+    return True
+
+
+def _chunked_cut(conn: socket.socket, request: bytes) -> bool:
+    body, kind = success_body(request)
+    conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+                 + b"%x\r\n%s" % (len(body), body[:-10]))
+    return False
+
+
+def _http10_to_close(conn: socket.socket, request: bytes) -> bool:
+    body, kind = success_body(request)
+    conn.sendall(f"HTTP/1.0 200 OK\r\nContent-Type: {kind}\r\n\r\n".encode() + body)
+    return False
+
+
+def _continue_first(conn: socket.socket, request: bytes) -> bool:
+    conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n" + success(request))
+    return True
+
+
+def _byte_by_byte(conn: socket.socket, request: bytes) -> bool:
+    data = success(request)
+    head = data.index(b"\r\n\r\n") + 4
+    for i in range(head):
+        conn.sendall(data[i:i + 1])
+        time.sleep(0.0005)
+    conn.sendall(data[head:])
+    return True
+
+
+def _gzip(conn: socket.socket, request: bytes) -> bool:
+    body, kind = success_body(request)
+    conn.sendall(answer(200, gzip.compress(body), kind, extra="Content-Encoding: gzip\r\n"))
+    return True
+
+
+def _huge_header(conn: socket.socket, request: bytes) -> bool:
+    pad = "a" * 70_000
+    conn.sendall(success(request).replace(b"\r\n", f"\r\nx-pad: {pad}Content-Length: 0\r\n".encode(), 1))
+    return True
+
+
+def _many_headers(conn: socket.socket, request: bytes) -> bool:
+    extra = "".join(f"x-h{i}: v\r\n" for i in range(150))
+    conn.sendall(success(request).replace(b"\r\n", f"\r\n{extra}".encode(), 1))
+    return True
+
+
+def _reset_mid_answer(conn: socket.socket, request: bytes) -> bool:
+    conn.sendall(success(request)[:60])
+    time.sleep(0.05)
+    reset(conn)
+    return False
+
+
+def _missing_entry(conn: socket.socket, request: bytes) -> bool:
+    body, kind = success_body(request)
+    doc = json.loads(body)
+    doc["Successful"] = doc["Successful"][1:]
+    conn.sendall(answer(200, json.dumps(doc).encode(), kind))
+    return True
+
+
+def _empty_object(conn: socket.socket, request: bytes) -> bool:
+    conn.sendall(answer(200, b"{}", "application/x-amz-json-1.0"))
+    return True
+
+
+def _error_with_200(conn: socket.socket, request: bytes) -> bool:
+    conn.sendall(answer(200, b'{"__type":"com.amazonaws.sqs#InternalError","message":"oops"}',
+                        "application/x-amz-json-1.0"))
+    return True
+
+
+
+@pytest.mark.attack("endpoint sends more than Content-Length: a forged answer for the next request",
+                    outcome="refused at runtime: the next request reads its own answer",
+                    how="loopback server, direct call")
+@pytest.mark.parametrize("service", ["sqs", "sns"])
+def test_bytes_past_the_answer_are_never_read_as_the_next_requests_answer(endpoint: Endpoint, service: str) -> None:
+    # given: a direct call sending directly, and an endpoint whose answer to one request is followed, in
+    # the same write, by a whole second answer that accepts every entry of a request it has not seen
+    call = direct_call(service, endpoint.url)
+
+    def answer_and_forge(conn: socket.socket, request: bytes) -> bool:
+        forged = request.replace(_marker(request).encode(), b"forged")
+        conn.sendall(success(request) + success(forged))
+        return True
+
+    endpoint.scripts.append(answer_and_forge)
+    first = call(**params(service, "first"))
+    # when: the next batch is sent and the endpoint fails its first entry
+    endpoint.scripts.append(reply(failing_first_entry) if service == "sqs" else reply(_sns_failing_first_entry))
+    second = call(**params(service, "second"))
+    # then: each request got its own answer: the forged bytes were not taken for the second's answer
+    assert {e["MessageId"].split("/")[0] for e in first["Successful"]} == {"first"}
+    assert [e["Id"] for e in second["Failed"]] == ["0"]
+    assert len(endpoint.requests) == 4
+
+
+def _sns_failing_first_entry(request: bytes) -> bytes:
+    members = "".join(f"<member><Id>{i}</Id><MessageId>m</MessageId></member>" for i in _ids(request)[1:])
+    return answer(200, (f'<PublishBatchResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishBatchResult>'
+                        f"<Successful>{members}</Successful><Failed><member><Id>0</Id><Code>InternalError</Code>"
+                        f"<SenderFault>false</SenderFault></member></Failed></PublishBatchResult>"
+                        f"</PublishBatchResponse>").encode(), "text/xml")
+
+
+@pytest.mark.attack("a header line longer than 64 KiB, or more than 100 headers", outcome="refused at runtime: "
+                    "ConnectionClosedError, as botocore", how="loopback server, stock botocore vs direct call")
+@pytest.mark.parametrize("script", [_huge_header, _many_headers])
+def test_an_oversized_header_block_is_refused_as_botocore_refuses_it(endpoint: Endpoint, script: Script) -> None:
+    expected, got = same_as_botocore(endpoint, "sqs", script)
+    assert expected == ("error", "ConnectionClosedError", "ConnectionClosedError", True)
+    assert got == expected
+
+
+@pytest.mark.parametrize("connection", ["close", "Close", "keep-alive, close"])
+def test_connection_close_in_any_spelling_is_not_reused(endpoint: Endpoint, connection: str) -> None:
+    # given: a direct call sending directly
+    call = direct_call("sqs", endpoint.url)
+    call(**params("sqs", "opens-its-connection"))
+    before = endpoint.connections
+
+    def answer_then_close_later(conn: socket.socket, request: bytes) -> bool:
+        body, kind = success_body(request)
+        conn.sendall(answer(200, body, kind, extra=f"Connection: {connection}\r\n"))
+        time.sleep(0.2)  # the server closes a moment later, after the client may have reused it
+        return False
+
+    # when: an answer says the server closes the connection, and the next batch follows at once
+    endpoint.scripts.append(answer_then_close_later)
+    call(**params("sqs", "first"))
+    second = outcome(call, params("sqs", "second"))
+    # then: the next batch went on a new connection and was delivered
+    assert second[0] == "ok"
+    assert endpoint.connections == before + 1
+
+
+# Answers on which the direct call must reach botocore's outcome (the same delivered entries, failures,
+# or error class, code and retryability).
+SAME_AS_BOTOCORE: list[tuple[str, Script]] = [
+    ("sqs", _chunked), ("sns", _chunked), ("sqs", _chunked_cut), ("sqs", _http10_to_close), ("sns", _http10_to_close),
+    ("sqs", _continue_first), ("sqs", _byte_by_byte), ("sns", _byte_by_byte), ("sqs", _reset_mid_answer),
+    ("sqs", reply(failing_first_entry)), ("sns", reply(_sns_failing_first_entry)), ("sqs", _missing_entry),
+    ("sqs", _empty_object), ("sqs", _error_with_200),
+    ("sqs", reply(lambda r: answer(503, b"", "text/html"), then_close=True)),
+]
+
+
+@pytest.mark.parametrize(("service", "script"), SAME_AS_BOTOCORE,
+                         ids=[f"{s}-{getattr(f, '__name__', 'reply')}-{i}" for i, (s, f) in
+                              enumerate(SAME_AS_BOTOCORE)])
+def test_odd_answers_give_botocores_outcome(endpoint: Endpoint, service: str, script: Script) -> None:
+    # given: a stock botocore client and a direct call; when: both get the same bytes back
+    expected, got = same_as_botocore(endpoint, service, script)
+    # then: the same delivered entries and failures, or the same error
+    assert got == expected
+
+
+@pytest.mark.attack("a success answer cut short (Content-Length not reached, or negative) and the connection closed",
+                    outcome="refused at runtime: ConnectionClosedError, retried", how="loopback server, direct call")
+@pytest.mark.parametrize("script", [_truncated_then_close, _chunked_cut, reply(
+    lambda r: b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n", then_close=True)], ids=["length", "chunk", "negative"])
+@pytest.mark.parametrize("service", ["sqs", "sns"])
+def test_an_answer_cut_short_is_a_retryable_error_never_a_delivery(endpoint: Endpoint, service: str,
+                                                                   script: Script) -> None:
+    # (stock botocore 1.44 takes the first and the last for a success naming no entry: the bridge's sender
+    # would count all ten delivered; the direct call does not)
+    call = direct_call(service, endpoint.url)
+    endpoint.scripts.append(script)
+    assert outcome(call, params(service, "cut")) == ("error", "ConnectionClosedError", "ConnectionClosedError", True)
+    assert outcome(call, params(service, "next"))[0] == "ok"
+
+
+def test_a_silent_endpoint_is_a_read_timeout_after_the_configured_read_timeout(endpoint: Endpoint) -> None:
+    # given: a direct call configured with a 1 s read timeout, sending directly
+    call = direct_call("sqs", endpoint.url, read_timeout=1)
+    endpoint.scripts.append(_truncated_then_silent)  # half an answer, then nothing, the connection open
+    started = time.monotonic()
+    # when: the endpoint stops answering mid-answer
+    got = outcome(call, params("sqs", "silent"))
+    # then: botocore's ReadTimeoutError (retried), not before the configured timeout, and not the 20 s default
+    assert got == ("error", "ReadTimeoutError", "ReadTimeoutError", True)
+    assert 1 <= time.monotonic() - started < 15
+
+
+@pytest.mark.parametrize("service", ["sqs", "sns"])
+def test_a_hang_up_after_the_request_is_one_request_and_a_retryable_error_as_botocore(
+        endpoint: Endpoint, service: str) -> None:
+    # given: an endpoint that reads the request and closes the connection without answering (an idle
+    # keep-alive connection the server dropped just as the request went out)
+    def hang_up(conn: socket.socket, request: bytes) -> bool:
+        return False
+
+    stock = stock_client(service, endpoint.url)
+    call = direct_call(service, endpoint.url)
+    for send in (stock_send(stock, service), call):
+        endpoint.scripts.append(hang_up)
+        before = len(endpoint.requests)
+        # when: a batch is sent
+        got = outcome(send, params(service, "lost"))
+        # then: the error is botocore's (delivery retries the batch, knowing it may have arrived), and the
+        # request went out once: neither botocore nor the direct call re-sends it on their own
+        assert got == ("error", "ConnectionClosedError", "ConnectionClosedError", True)
+        assert len(endpoint.requests) == before + 1
+
+
+def test_sixteen_threads_on_one_client_each_read_their_own_answer(endpoint: Endpoint) -> None:
+    # given: one direct call shared by 16 sending threads (P's pacing runs up to max_concurrency), and an
+    # endpoint that answers every third request with trailing bytes forging another request's success
+    call = direct_call("sqs", endpoint.url)
+    count = [0]
+
+    def answer_some_with_a_forged_tail(conn: socket.socket, request: bytes) -> bool:
+        count[0] += 1
+        forged = request.replace(_marker(request).encode(), b"forged")
+        conn.sendall(success(request) + (success(forged) if count[0] % 3 == 0 else b""))
+        return True
+
+    endpoint.scripts.extend([answer_some_with_a_forged_tail] * 16 * 12)
+    mismatches: list[str] = []
+    errors: list[BaseException] = []
+
+    def sender(thread: int) -> None:
+        for n in range(12):
+            marker = f"t{thread}-{n}"
+            try:
+                got = call(**params("sqs", marker))
+            except BaseException as exc:
+                errors.append(exc)
+                continue
+            mismatches.extend(e["MessageId"] for e in got["Successful"] if not e["MessageId"].startswith(f"{marker}/"))
+
+    threads = [threading.Thread(target=sender, args=(t,)) for t in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # then: every batch got its own answer, none an answer meant for another request
+    assert errors == []
+    assert mismatches == []
+    assert len(endpoint.requests) == 2 + 16 * 12
