@@ -13,23 +13,36 @@ for a batch the server did not accept.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import gzip
 import json
+import logging
 import socket
 import struct
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import botocore.auth
+import botocore.client
+import botocore.endpoint
 import botocore.parsers
 import botocore.session
 import pytest
+from aws_xray_sdk import global_sdk_config
+from aws_xray_sdk.core import xray_recorder
+from aws_xray_sdk.ext.botocore.patch import patch as xray_patch
 from botocore.config import Config
-from botocore.credentials import Credentials
+from botocore.credentials import Credentials, RefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.stub import Stubber
 from bridge.adapters import clients, direct, query_body, sqs_body
 from bridge.adapters.errors import call_error
+from bridge.adapters.sqs import SqsBatchSender
+from bridge.delivery import SendCallError, Target
+from bridge.envelope import OutgoingMessage
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:orders"
@@ -491,3 +504,184 @@ def test_sixteen_threads_on_one_client_each_read_their_own_answer(endpoint: Endp
     assert errors == []
     assert mismatches == []
     assert len(endpoint.requests) == 2 + 16 * 12
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[datetime.datetime]:
+    """botocore's signing clock and invocation id under the test's control (the direct call is given
+    the same clock)."""
+    if not hasattr(botocore.auth, "get_current_datetime"):
+        pytest.skip("this botocore reads datetime.utcnow() (tests/integration/test_direct_wire.py covers it)")
+    now = [datetime.datetime(2026, 12, 2, 23, 59, 58)]
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *_, **__: now[0])
+    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID("12345678-1234-5678-1234-567812345678"))
+    return now
+
+
+@pytest.mark.attack("credentials rotated (new secret, same key id), a new day, the session token dropped",
+                    outcome="refused at runtime: every request signed as botocore signs it",
+                    how="loopback bytes, stock botocore vs direct call, shared RefreshableCredentials")
+def test_a_rotated_secret_a_new_day_and_a_dropped_token_sign_as_botocore_signs(
+        endpoint: Endpoint, clock: list[datetime.datetime]) -> None:
+    # given: expiring credentials shared by a stock client and a direct call sending directly
+    current = {"access_key": "AKIDEXAMPLE", "secret_key": "first-secret", "token": "token-1"}
+
+    def refresh() -> dict[str, str | None]:
+        expiry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+        return {**current, "expiry_time": expiry.isoformat()}
+
+    credentials = RefreshableCredentials.create_from_metadata(refresh(), refresh, "test")
+    session = _session(credentials)
+    stock = stock_client("sqs", endpoint.url, session)
+    client = session.create_client("sqs", region_name="us-east-1", endpoint_url=endpoint.url, config=_config())
+    assert sqs_body.install(client)
+    call = direct.DirectBatchCall(client, keep=4, clock=lambda: clock[0])
+    call(**params("sqs", "warm-1"))
+    call(**params("sqs", "warm-2"))
+    assert call.direct
+    signatures = set()
+    steps: list[Callable[[], None]] = [
+        lambda: None,
+        lambda: current.update(secret_key="second-secret"),  # rotated: same key id, new secret
+        lambda: clock.__setitem__(0, clock[0] + datetime.timedelta(seconds=3)),  # past midnight: a new scope
+        lambda: current.update(token=None),  # credentials without a session token
+    ]
+    for step in steps:
+        # when: the credentials or the clock change, and both send the same batch
+        step()
+        credentials._expiry_time = datetime.datetime.now(datetime.UTC)  # refreshed on the next use
+        stock.send_message_batch(**params("sqs", "same"))
+        reference = endpoint.requests[-1]
+        call(**params("sqs", "same"))
+        # then: the direct request is botocore's, byte for byte (signature, scope, token header)
+        assert endpoint.requests[-1] == reference
+        signatures.add(reference.split(b"Signature=")[1][:64])
+    assert len(signatures) == len(steps)
+    assert b"20261203/us-east-1/sqs" in endpoint.requests[-1]
+    assert b"X-Amz-Security-Token" not in endpoint.requests[-1]
+
+
+@pytest.mark.attack("the secret key in logs, exception messages or reprs of the direct sends",
+                    outcome="refused at runtime: it appears nowhere", how="DEBUG logs and errors captured")
+def test_the_secret_appears_in_no_log_error_or_repr(endpoint: Endpoint, caplog: pytest.LogCaptureFixture) -> None:
+    # given: everything logged at DEBUG while a direct call sends, fails and meets a closed endpoint
+    caplog.set_level(logging.DEBUG)
+    call = direct_call("sqs", endpoint.url)
+    errors: list[BaseException] = []
+    endpoint.scripts.extend([reply(lambda r: answer(403, b'{"__type":"com.amazon.coral.service#AccessDeniedException",'
+                                                        b'"message":"no"}', "application/x-amz-json-1.0")),
+                             _reset_mid_answer])
+    for _ in range(2):
+        try:
+            call(**params("sqs", "fails"))
+        except (ClientError, BotoCoreError) as exc:
+            errors.append(exc)
+    endpoint.close()
+    try:
+        call(**params("sqs", "refused"))
+    except BotoCoreError as exc:
+        errors.append(exc)
+    # then: three errors, none of them, no log line and no repr holding the secret (or the token)
+    assert len(errors) == 3
+    assert SECRET not in caplog.text  # (botocore's own DEBUG lines show the session token: not the direct sends')
+    texts = [repr(call), repr(call._template), *(f"{e!s} {e!r} {e.__cause__!r}" for e in errors)]
+    assert not [t for t in texts if SECRET in t or "session-token" in t]
+
+
+def test_clients_for_other_regions_and_endpoints_keep_their_own_template() -> None:
+    # given: two direct calls in one process, each for its own endpoint and Region
+    first, second = Endpoint(), Endpoint()
+    try:
+        east = direct_call("sqs", first.url, region="us-east-1")
+        west = direct_call("sqs", second.url, region="eu-west-1")
+        # when: each sends a batch directly, one after the other
+        east(**params("sqs", "east"))
+        west(**params("sqs", "west"))
+    finally:
+        first.close()
+        second.close()
+    # then: each request went to its own endpoint, with its own Host and signing scope
+    for server, region, marker in ((first, "us-east-1", "east"), (second, "eu-west-1", "west")):
+        request = server.requests[-1]
+        assert f"Host: {server.url.removeprefix('http://')}\r\n".encode() in request
+        assert f"/{region}/sqs/aws4_request".encode() in request
+        assert _marker(request) == marker
+        assert len(server.requests) == 3
+
+
+def test_a_stubber_on_a_direct_client_answers_and_nothing_goes_on_the_wire(endpoint: Endpoint) -> None:
+    # given: a bridge client sending directly
+    call = direct_call("sqs", endpoint.url)
+    client = call._client
+    sent = len(endpoint.requests)
+    # when: a test stubs the client (botocore.stub.Stubber) and sends through the bridge's callable
+    stubbed = {"Successful": [{"Id": "0", "MessageId": "stubbed", "MD5OfMessageBody": "0" * 32}], "Failed": []}
+    with Stubber(client) as stub:
+        stub.add_response("send_message_batch", stubbed)
+        got = direct.batch_call(client, "SendMessageBatch")(**params("sqs", "stubbed", count=1))
+        stub.assert_no_pending_responses()
+    # then: the stubbed answer, and no request reached the endpoint
+    assert got["Successful"] == stubbed["Successful"]
+    assert not call.direct
+    assert len(endpoint.requests) == sent
+
+
+def test_the_x_ray_sdks_patch_sends_through_botocore_with_a_subsegment_per_call(endpoint: Endpoint) -> None:
+    # given: a bridge client sending directly, then the X-Ray SDK patching botocore as the Powertools
+    # Tracer does when settings.tracing is on (restored afterwards: the patch is process-wide)
+    call = direct_call("sqs", endpoint.url)
+    saved = (botocore.client.BaseClient.__dict__["_make_api_call"],
+             botocore.endpoint.Endpoint.__dict__["prepare_request"])
+    enabled = global_sdk_config.sdk_enabled()  # another test's disabled Tracer turns the SDK off
+    global_sdk_config.set_sdk_enabled(True)
+    xray_patch()
+    try:
+        # when: a batch is sent inside a segment
+        with xray_recorder.in_segment("bridge") as segment:
+            got = call(**params("sqs", "traced"))
+            subsegments = [s.name for s in segment.subsegments]
+    finally:
+        botocore.client.BaseClient._make_api_call, botocore.endpoint.Endpoint.prepare_request = saved
+        del botocore.client._xray_enabled
+        global_sdk_config.set_sdk_enabled(enabled)
+    # then: it went through botocore (the SDK's subsegment, its trace header on the request), delivered
+    assert subsegments == ["sqs"]
+    assert b"X-Amzn-Trace-Id: Root=" in endpoint.requests[-1]
+    assert len(got["Successful"]) == 10
+    assert call.direct  # patch removed: direct again
+
+
+def _messages(count: int) -> list[OutgoingMessage]:
+    return [OutgoingMessage(record_id=f"orders-0-{i}", destination="orders", body=f"body {i}",
+                            attributes=(("correlation-id", f"c-{i}"),), correlation_id=f"c-{i}", size=20)
+            for i in range(count)]
+
+
+@pytest.mark.attack("a 200 whose body names fewer entries than were sent (cut short, a proxy's JSON, {})",
+                    outcome="refused at runtime: the unnamed entries are retried, never counted delivered",
+                    how="loopback server, the bridge's SqsBatchSender through botocore and directly")
+@pytest.mark.parametrize("path", ["botocore", "direct"])
+@pytest.mark.parametrize(("script", "unnamed"), [
+    (_missing_entry, [0]), (_empty_object, list(range(10))), (_error_with_200, list(range(10))),
+    (_truncated_then_close, list(range(10)))], ids=["one-missing", "empty-object", "error-json", "cut-short"])
+def test_entries_a_success_answer_does_not_name_are_not_delivered(
+        endpoint: Endpoint, path: str, script: Script, unnamed: list[int]) -> None:
+    # given: the bridge's SQS sender on a stock client (botocore) or a client sending directly
+    if path == "botocore":
+        client = stock_client("sqs", endpoint.url)
+    else:
+        call = direct_call("sqs", endpoint.url)
+        client = call._client
+        client._bridge_direct_call = call  # as direct.install leaves it
+    sender = SqsBatchSender(client)
+    target = Target("orders", "sqs", QUEUE, 262_144)
+    # when: the endpoint answers a batch of ten with a 200 that names fewer than ten entries
+    endpoint.scripts.append(script)
+    if path == "direct" and script is _truncated_then_close:  # the direct call: the whole batch retried
+        with pytest.raises(SendCallError) as cut:
+            sender.send_batch(target, _messages(10))
+        assert cut.value.retryable
+        return
+    result = sender.send_batch(target, _messages(10))
+    # then: every entry it does not name is a retryable failure, not a delivery
+    assert [(f.index, f.code, f.sender_fault) for f in result.failures] == [(i, "NotInAnswer", False) for i in unnamed]

@@ -7,7 +7,7 @@ The two APIs name the body differently (`MessageBody` / `Message`) and otherwise
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from bridge.delivery import BatchOutcome, EntryFailure
@@ -32,9 +32,20 @@ def batch_entries(messages: Sequence[OutgoingMessage], body_field: Literal["Mess
     return entries
 
 
-def batch_outcome(failed: Iterable[Mapping[str, Any]]) -> BatchOutcome:
-    """The response's `Failed` entries as typed failures, indexed by the positions `batch_entries` gave."""
-    return BatchOutcome(tuple(
-        EntryFailure(int(f["Id"]), str(f["Code"]), str(f.get("Message", "")), bool(f["SenderFault"]))
-        for f in failed
-    ))
+# An entry the answer names neither Successful nor Failed (retried: SQS and SNS answer for every entry).
+NOT_IN_ANSWER = "NotInAnswer"
+
+
+def batch_outcome(response: Mapping[str, Any], count: int) -> BatchOutcome:
+    """The response's `Failed` entries as typed failures, indexed by the positions `batch_entries` gave,
+    and a retryable failure for each of the `count` entries it names in neither list: a 200 whose body
+    is not the service's answer (cut short, or a proxy's JSON; botocore parses both to an empty result)
+    must not count the batch delivered."""
+    failures = [EntryFailure(int(f["Id"]), str(f["Code"]), str(f.get("Message", "")), bool(f["SenderFault"]))
+                for f in response.get("Failed", [])]
+    answered = {str(s.get("Id")) for s in response.get("Successful", []) if isinstance(s, Mapping)}
+    answered.update(str(f.index) for f in failures)
+    if len(answered) < count:
+        failures += [EntryFailure(i, NOT_IN_ANSWER, "the answer names this entry neither Successful nor Failed")
+                     for i in range(count) if str(i) not in answered]
+    return BatchOutcome(tuple(failures))

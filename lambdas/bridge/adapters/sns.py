@@ -33,4 +33,4 @@ class SnsBatchSender:
             response = self._send(TopicArn=target.address, PublishBatchRequestEntries=entries)
         except (ClientError, BotoCoreError, ResponseParserError) as exc:
             raise call_error(exc) from exc
-        return batch_outcome(response.get("Failed", []))
+        return batch_outcome(response, len(entries))

@@ -33,4 +33,4 @@ class SqsBatchSender:
             response = self._send(QueueUrl=target.address, Entries=entries)
         except (ClientError, BotoCoreError, ResponseParserError) as exc:
             raise call_error(exc) from exc
-        return batch_outcome(response.get("Failed", []))
+        return batch_outcome(response, len(entries))
