@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gzip
+import inspect
 import json
 import logging
 import socket
@@ -28,6 +29,7 @@ from typing import Any
 import botocore.auth
 import botocore.client
 import botocore.endpoint
+import botocore.httpsession
 import botocore.parsers
 import botocore.session
 import pytest
@@ -408,6 +410,9 @@ SAME_AS_BOTOCORE: list[tuple[str, Script]] = [
     ("sqs", reply(failing_first_entry)), ("sns", reply(_sns_failing_first_entry)), ("sqs", _missing_entry),
     ("sqs", _empty_object), ("sqs", _error_with_200),
     ("sqs", reply(lambda r: answer(503, b"", "text/html"), then_close=True)),
+    ("sqs", reply(lambda r: success(r).replace(b"HTTP/1.1 200 X", b"HTTP/1.1 20 X", 1))),  # not a status
+    ("sqs", reply(lambda r: success(r).replace(b"HTTP/1.1 200 X", b"HTTP/1.1 2000 X", 1))),
+    ("sqs", reply(lambda r: b"HTTP/1.1 204 No Content\r\nx-amzn-RequestId: r\r\n\r\n")),  # no body, kept open
 ]
 
 
@@ -651,6 +656,10 @@ def test_the_x_ray_sdks_patch_sends_through_botocore_with_a_subsegment_per_call(
     assert call.direct  # patch removed: direct again
 
 
+def _botocore_reads_short_bodies() -> bool:
+    return "enforce_content_length=False" in inspect.getsource(botocore.httpsession.URLLib3Session.send)
+
+
 def _messages(count: int) -> list[OutgoingMessage]:
     return [OutgoingMessage(record_id=f"orders-0-{i}", destination="orders", body=f"body {i}",
                             attributes=(("correlation-id", f"c-{i}"),), correlation_id=f"c-{i}", size=20)
@@ -677,7 +686,9 @@ def test_entries_a_success_answer_does_not_name_are_not_delivered(
     target = Target("orders", "sqs", QUEUE, 262_144)
     # when: the endpoint answers a batch of ten with a 200 that names fewer than ten entries
     endpoint.scripts.append(script)
-    if path == "direct" and script is _truncated_then_close:  # the direct call: the whole batch retried
+    # a body cut short: the direct call (and botocore 1.35, which enforced Content-Length) raise a
+    # retryable error for the whole batch; botocore 1.44 parses what arrived to an empty result
+    if script is _truncated_then_close and (path == "direct" or not _botocore_reads_short_bodies()):
         with pytest.raises(SendCallError) as cut:
             sender.send_batch(target, _messages(10))
         assert cut.value.retryable

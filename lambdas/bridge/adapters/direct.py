@@ -231,9 +231,10 @@ def read_answer(stream: Any) -> Answer:
         if not line:
             raise _Closed("no answer")
         version, _, rest = line.decode("latin-1").partition(" ")
-        if not version.startswith("HTTP/") or len(line) > _MAX_LINE:
+        code = rest.strip().partition(" ")[0]
+        if not version.startswith("HTTP/") or len(line) > _MAX_LINE or len(code) != 3 or not code.isdigit():
             raise _Closed(f"not an HTTP status line: {line[:40]!r}")
-        status = int(rest[:3])
+        status = int(code)
         headers: dict[str, str] = {}
         for _ in range(_MAX_HEADERS + 1):
             field = stream.readline(_MAX_LINE + 1)
