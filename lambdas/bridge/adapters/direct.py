@@ -181,44 +181,45 @@ class Answer:
 
 class _Reader:
     """A socket's bytes as `read_answer` reads them (`readline`, `read`), buffered here rather than in a
-    `makefile` so that bytes past the end of an answer are seen: a connection holding any is not reused,
-    or they would be read as the next request's answer (select() cannot see a BufferedReader's buffer)."""
+    `makefile` so that bytes past the end of an answer are seen (`left`): a connection holding any is not
+    reused, or they would be read as the next request's answer (select() cannot see a BufferedReader's
+    buffer)."""
 
-    __slots__ = ("_sock", "buffer")
+    __slots__ = ("_data", "_pos", "_sock")
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
-        self.buffer = bytearray()
+        self._data, self._pos = b"", 0
+
+    def left(self) -> int:
+        """Bytes received and not read yet."""
+        return len(self._data) - self._pos
 
     def _fill(self) -> bool:
-        data = self._sock.recv(65536)
-        self.buffer += data
-        return bool(data)
-
-    def _take(self, size: int) -> bytes:
-        data = bytes(self.buffer[:size])
-        del self.buffer[:size]
-        return data
+        chunk = self._sock.recv(65536)
+        self._data, self._pos = self._data[self._pos:] + chunk, 0
+        return bool(chunk)
 
     def readline(self, limit: int) -> bytes:
         """Up to and including the next LF, at most `limit` bytes; fewer, without LF, at the end."""
-        start = 0
         while True:
-            end = self.buffer.find(b"\n", start, limit)
-            if end >= 0:
-                return self._take(end + 1)
-            start = len(self.buffer)
-            if start >= limit or not self._fill():
-                return self._take(limit)
+            data, pos = self._data, self._pos
+            end = data.find(b"\n", pos, pos + limit)
+            if end >= 0 or len(data) - pos >= limit or not self._fill():
+                stop = end + 1 if end >= 0 else min(len(self._data), self._pos + limit)
+                line, self._pos = self._data[self._pos:stop], stop
+                return line
 
     def read(self, size: int = -1) -> bytes:
         """`size` bytes (fewer at the end), or everything up to the end of the connection."""
-        while (size < 0 or len(self.buffer) < size) and self._fill():
+        while (size < 0 or self.left() < size) and self._fill():
             pass
-        return self._take(len(self.buffer) if size < 0 else size)
+        stop = len(self._data) if size < 0 else min(len(self._data), self._pos + size)
+        data, self._pos = self._data[self._pos:stop], stop
+        return data
 
     def close(self) -> None:
-        self.buffer.clear()
+        self._data, self._pos = b"", 0
 
 
 def read_answer(stream: Any) -> Answer:
@@ -341,7 +342,7 @@ class Connections:
         except (OSError, _Closed, ValueError) as exc:
             connection.close()
             raise ConnectionClosedError(endpoint_url=self._url, error=exc) from exc
-        if (answer.reusable and not connection.stream.buffer and len(self._idle) < self._keep
+        if (answer.reusable and not connection.stream.left() and len(self._idle) < self._keep
                 and not (isinstance(connection.sock, ssl.SSLSocket) and connection.sock.pending())):
             self._idle.append(connection)
         else:
