@@ -328,7 +328,7 @@ class BridgeSettings:
     message_id_header: str = "x-bridge-message-id"
     max_delivery_attempts: int = 4
     retry_base_delay_ms: int = 100
-    max_concurrency: int = 16  # see docs/decisions.md, 2026-12-01 "Sixteen send threads"
+    max_concurrency: int = 32  # see docs/decisions.md, 2026-12-02 "Thirty-two send threads at most"
     memory_mb: int = 512
     timeout_seconds: int = 120
     audit_max_correlation_ids: int = 100
