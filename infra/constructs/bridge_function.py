@@ -170,6 +170,7 @@ class BridgeFunction(Construct):
                 # Lambda's active tracing stays on; the Powertools Tracer and its X-Ray SDK only on request
                 **({} if config.settings.tracing else {"POWERTOOLS_TRACE_DISABLED": "true"}),
                 **({"BRIDGE_SNAPSTART": "true"} if config.settings.snapstart else {}),
+                **({} if config.settings.direct_sends else {"BRIDGE_DIRECT_SENDS": "off"}),
                 **({"BRIDGE_CLAIM_CHECK_BUCKET": claim_check_bucket.bucket_name} if claim_check_bucket else {}),
             },
         )

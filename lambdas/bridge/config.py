@@ -360,6 +360,10 @@ class BridgeSettings:
     # Lambda SnapStart on published versions (python3.12+): new environments resume from a snapshot
     # taken after init; caveats in docs/config.md.
     snapstart: bool = False
+    # SendMessageBatch and PublishBatch on the wire directly (bridge.adapters.direct). Off: through
+    # botocore, the stack sets BRIDGE_DIRECT_SENDS=off; the switch should AWS answer what the direct
+    # path does not expect (docs/runbook.md).
+    direct_sends: bool = True
 
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -1138,6 +1142,7 @@ def _parse_settings(pb: _Problems, raw: Any, production: bool = False) -> Bridge
              d.signing_key_rotation_days, 0, 1000),
         _on_off(pb, "settings.tracing", raw.get("tracing"), d.tracing),
         _on_off(pb, "settings.snapstart", raw.get("snapstart"), d.snapstart),
+        _on_off(pb, "settings.direct_sends", raw.get("direct_sends"), d.direct_sends),
     )
 
 

@@ -38,6 +38,10 @@ class Settings:
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     checkpoint_table: str | None = None  # needed when settings.checkpoints is on
     claim_check_bucket: str | None = None  # set when a destination has oversize: claim-check
+    # SendMessageBatch / PublishBatch on the wire directly (bridge.adapters.direct); BRIDGE_DIRECT_SENDS=off
+    # sends them through botocore instead, a switch for operators should AWS answer what the direct path
+    # does not expect (nothing of it has run against AWS yet).
+    direct_sends: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -58,6 +62,10 @@ class Settings:
                 + ". Fix: set them on the function (the CDK stack does) or in the local stack's environment"
             )
         account = env["BRIDGE_ACCOUNT_ID"]
+        direct_sends = (env.get("BRIDGE_DIRECT_SENDS") or "on").strip().lower()
+        if direct_sends not in ("on", "off"):
+            raise SettingsError(f"BRIDGE_DIRECT_SENDS={env['BRIDGE_DIRECT_SENDS']!r} is neither on nor off. Fix: "
+                                "unset it (on, the default) or set it to off to send batches through botocore")
         if not (account.isdigit() and len(account) == 12):
             raise SettingsError(f"BRIDGE_ACCOUNT_ID={account!r} is not a 12-digit account id. Fix: e.g. 123456789012")
         return cls(
@@ -71,6 +79,7 @@ class Settings:
             metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE,
             checkpoint_table=env.get("BRIDGE_CHECKPOINT_TABLE") or None,
             claim_check_bucket=env.get("BRIDGE_CLAIM_CHECK_BUCKET") or None,
+            direct_sends=direct_sends == "on",
         )
 
     def load_config(self) -> BridgeConfig:

@@ -151,7 +151,7 @@ OPERATOR_ROLE_ARN = "arn:aws:iam::123456789012:role/bridge-operators"
 
 def _provisioned_edit(doc: dict[str, Any]) -> None:
     doc.setdefault("settings", {})["checkpoints"] = "on"
-    doc["settings"].update(tracing="on", snapstart="on", operator_role_arns=[OPERATOR_ROLE_ARN])
+    doc["settings"].update(tracing="on", snapstart="on", direct_sends="off", operator_role_arns=[OPERATOR_ROLE_ARN])
     doc["source"].update(
         starting_position="AT_TIMESTAMP", starting_position_timestamp=1767225600,
         provisioned_pollers={"minimum": 2, "maximum": 10},

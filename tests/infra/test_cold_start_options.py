@@ -38,6 +38,12 @@ def test_tracing_and_snapstart_on_request(provisioned: Synth) -> None:
     assert props["Environment"]["Variables"]["BRIDGE_SNAPSTART"] == "true"
 
 
+def test_direct_sends_are_on_by_default_and_settings_direct_sends_off_turns_them_off(dev: Synth,
+                                                                                    provisioned: Synth) -> None:
+    assert "BRIDGE_DIRECT_SENDS" not in function_properties(dev)["Environment"]["Variables"]
+    assert function_properties(provisioned)["Environment"]["Variables"]["BRIDGE_DIRECT_SENDS"] == "off"
+
+
 def test_snapstart_value_is_one_the_lambda_api_accepts() -> None:
     model = json.loads(gzip.decompress(
         (Path(botocore.__file__).parent / "data" / "lambda" / "2015-03-31" / "service-2.json.gz").read_bytes()))

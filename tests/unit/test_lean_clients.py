@@ -259,3 +259,20 @@ def test_a_botocore_whose_loader_cannot_be_built_keeps_its_own(monkeypatch: pyte
     assert type(session.get_component("data_loader")) is Loader
     sqs = session.create_client("sqs", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
     assert sqs.meta.service_model.service_name == "sqs"
+
+
+@pytest.mark.parametrize("make_client", [clients.sqs_client, clients.sns_client])
+def test_with_direct_sends_off_the_send_clients_send_their_batches_through_botocore(
+        make_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given: the operators' switch (BRIDGE_DIRECT_SENDS=off) and the default, with credentials at hand
+    from bridge.adapters import direct  # noqa: PLC0415
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    operation = "SendMessageBatch" if make_client is clients.sqs_client else "PublishBatch"
+    on, off = make_client(make_settings()), make_client(make_settings(direct_sends=False))
+
+    # then: the default sends directly; with the switch off the batch call is the client's own method
+    assert isinstance(direct.batch_call(on, operation), direct.DirectBatchCall)
+    call = direct.batch_call(off, operation)
+    assert not isinstance(call, direct.DirectBatchCall)
+    assert call.__name__ == ("send_message_batch" if operation == "SendMessageBatch" else "publish_batch")

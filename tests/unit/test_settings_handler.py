@@ -109,3 +109,15 @@ def test_the_handler_turns_the_cyclic_gc_back_on_after_a_batch_that_raised(monke
     # then the collector is on again
     assert gc.isenabled()
     handler.new_execution_environment()
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, True), ("on", True), ("off", False), (" OFF ", False)])
+def test_direct_sends_are_on_unless_bridge_direct_sends_is_off(value: str | None, expected: bool) -> None:
+    env = ENV if value is None else {**ENV, "BRIDGE_DIRECT_SENDS": value}
+
+    assert Settings.from_env(env).direct_sends is expected
+
+
+def test_a_direct_sends_value_that_is_neither_on_nor_off_is_refused_with_the_fix() -> None:
+    with pytest.raises(SettingsError, match=r"BRIDGE_DIRECT_SENDS='false' is neither on nor off\. Fix: .* off"):
+        Settings.from_env({**ENV, "BRIDGE_DIRECT_SENDS": "false"})

@@ -131,7 +131,7 @@ def sqs_client(settings: Settings) -> SQSClient:
     """SQS client for destinations and the bridge DLQ; a plain SendMessageBatch is written by `json.dumps`
     of the request instead of botocore's copy of it (bridge.adapters.sqs_body)."""
     client: SQSClient = _client("sqs", settings, _SEND_CONFIG)
-    if sqs_body.install(client):
+    if sqs_body.install(client) and settings.direct_sends:  # BRIDGE_DIRECT_SENDS=off: through botocore
         direct.install(client, keep=MAX_CONCURRENCY)
     return client
 
@@ -140,7 +140,7 @@ def sns_client(settings: Settings) -> SNSClient:
     """SNS client for destinations and the audit topic; PublishBatch is serialised straight to its form
     body and any other body url-encoded once, before signing (bridge.adapters.query_body)."""
     client: SNSClient = _client("sns", settings, _SEND_CONFIG)
-    if query_body.install(client):
+    if query_body.install(client) and settings.direct_sends:  # BRIDGE_DIRECT_SENDS=off: through botocore
         direct.install(client, keep=MAX_CONCURRENCY)
     return client
 
