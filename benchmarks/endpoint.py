@@ -20,24 +20,14 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lambdas"))
+from bridge.adapters.direct import RawBody  # noqa: F401 - re-exported for the benchmarks
+
 _MD5 = "0" * 32  # botocore does not check it; computing it would only add server CPU
-
-
-class RawBody:
-    """A canned HTTP response body as botocore reads it (`stream()`, `read()`), for the variants that
-    answer their client in-process from a `before-send` handler with `respond()`'s output."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def stream(self, **_: Any) -> Any:
-        yield self.data
-
-    def read(self, *_: Any) -> bytes:
-        return self.data
 
 
 def respond(target: str, body: bytes) -> tuple[str, int, bytes, str]:

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime as datetime_module
 import json
+import socket
+import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import botocore.auth
+import pytest
+from bridge.adapters.direct import RawBody  # noqa: F401 - re-exported: tests answer clients in-process with it
 from bridge.checkpoints import CheckpointUnavailable, ProgressEntry
 from bridge.config import MAX_BATCH_ENTRIES, BridgeConfig, load_config_file
 from bridge.delivery import BatchOutcome, EntryFailure, SendCallError, Target
@@ -100,20 +106,53 @@ def kafka_event(records: Sequence[dict[str, Any]], source: str = "aws:kafka") ->
 
 Reject = Callable[[Target, OutgoingMessage], "tuple[str, bool] | None"]
 
+# The clock and invocation id the direct-send tests fix for botocore and the direct calls alike.
+FROZEN_NOW = datetime_module.datetime(2026, 12, 2, 1, 2, 3)
+FROZEN_INVOCATION = uuid.UUID("12345678-1234-5678-1234-567812345678")
 
-class RawBody:
-    """A canned HTTP response body as botocore reads it (`stream()`, `read()`): tests answer a real
-    botocore client in-process from a `before-send` handler with `AWSResponse(url, status, headers,
-    RawBody(data))`, so nothing leaves the process."""
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
+class _FrozenDatetimeModule:
+    """`datetime` as older botocore's auth module uses it, its clock stopped at FROZEN_NOW."""
 
-    def stream(self, **_: Any) -> Any:
-        yield self.data
+    class datetime(datetime_module.datetime):
+        @classmethod
+        def utcnow(cls) -> datetime_module.datetime:
+            return FROZEN_NOW
 
-    def read(self, *_: Any) -> bytes:
-        return self.data
+    def __getattr__(self, name: str) -> Any:
+        return getattr(datetime_module, name)
+
+
+def freeze_botocore_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's signing clock at FROZEN_NOW and uuid4 at FROZEN_INVOCATION (the direct calls are given
+    the same), so a direct request's bytes can be compared with botocore's."""
+    if hasattr(botocore.auth, "get_current_datetime"):
+        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *_, **__: FROZEN_NOW)
+    else:  # the Lambda runtime's older botocore reads datetime.datetime.utcnow()
+        monkeypatch.setattr(botocore.auth, "datetime", _FrozenDatetimeModule())
+    monkeypatch.setattr(uuid, "uuid4", lambda: FROZEN_INVOCATION)
+
+
+def http_requests(conn: socket.socket) -> Iterator[bytes]:
+    """Each whole request (head and Content-Length body) a loopback test server's connection receives,
+    until the peer closes it; OSError from the socket reaches the caller."""
+    data = b""
+    while True:
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")))
+        while len(rest) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            rest += chunk
+        yield head + b"\r\n\r\n" + rest[:length]
+        data = rest[length:]
 
 
 class MemoryOnFailureObjects:

@@ -12,7 +12,6 @@ import datetime
 import json
 import socket
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -34,10 +33,9 @@ from bridge.config import MAX_CONCURRENCY
 from bridge.delivery import SendCallError, Target
 from bridge.envelope import OutgoingMessage
 
-from tests.helpers import make_settings
+from tests.helpers import FROZEN_INVOCATION, FROZEN_NOW, freeze_botocore_clock, http_requests, make_settings
 
-NOW = datetime.datetime(2026, 12, 2, 1, 2, 3)
-INVOCATION = uuid.UUID("12345678-1234-5678-1234-567812345678")
+NOW, INVOCATION = FROZEN_NOW, FROZEN_INVOCATION
 TOPIC = "arn:aws:sns:us-east-1:123456789012:orders"
 TOPIC_FIFO = "arn:aws:sns:us-east-1:123456789012:orders.fifo"
 
@@ -91,23 +89,8 @@ class Recorder:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            data = b""
-            while True:
-                while b"\r\n\r\n" not in data:
-                    try:
-                        chunk = conn.recv(65536)
-                    except OSError:
-                        return
-                    if not chunk:
-                        return
-                    data += chunk
-                head, _, rest = data.partition(b"\r\n\r\n")
-                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                                  if line.lower().startswith(b"content-length")))
-                while len(rest) < length:
-                    rest += conn.recv(65536)
-                request, data = head + b"\r\n\r\n" + rest[:length], rest[length:]
+        with conn, contextlib.suppress(OSError):
+            for request in http_requests(conn):
                 self.requests.append(request)
                 if self.hang_up:
                     return
@@ -135,26 +118,9 @@ def server() -> Iterator[Recorder]:
     recorder.close()
 
 
-class _FrozenDatetimeModule:
-    """`datetime` as older botocore's auth module uses it, its clock stopped at NOW."""
-
-    class datetime(datetime.datetime):
-        @classmethod
-        def utcnow(cls) -> datetime.datetime:
-            return NOW
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(datetime, name)
-
-
 @pytest.fixture
 def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
-    """botocore's clock and invocation id fixed (the direct calls are given the same)."""
-    if hasattr(botocore.auth, "get_current_datetime"):
-        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *_, **__: NOW)
-    else:  # the Lambda runtime's older botocore reads datetime.datetime.utcnow()
-        monkeypatch.setattr(botocore.auth, "datetime", _FrozenDatetimeModule())
-    monkeypatch.setattr(uuid, "uuid4", lambda: INVOCATION)
+    freeze_botocore_clock(monkeypatch)
 
 
 def _session(token: str | None = "session-token") -> botocore.session.Session:

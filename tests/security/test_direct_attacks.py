@@ -46,6 +46,8 @@ from bridge.adapters.sqs import SqsBatchSender
 from bridge.delivery import SendCallError, Target
 from bridge.envelope import OutgoingMessage
 
+from tests.helpers import http_requests
+
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:orders"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -136,20 +138,8 @@ class Endpoint:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        data = b""
         try:
-            while True:
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    data += chunk
-                head, _, rest = data.partition(b"\r\n\r\n")
-                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                                  if line.lower().startswith(b"content-length")))
-                while len(rest) < length:
-                    rest += conn.recv(65536)
-                request, data = head + b"\r\n\r\n" + rest[:length], rest[length:]
+            for request in http_requests(conn):
                 with self._lock:
                     self.requests.append(request)
                     script = self.scripts.pop(0) if self.scripts else reply(success)

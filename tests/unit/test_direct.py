@@ -4,10 +4,8 @@ tests/integration/test_direct_wire.py compares the bytes on a loopback wire, ans
 
 from __future__ import annotations
 
-import datetime
 import io
 import json
-import uuid
 from typing import Any
 
 import botocore.auth
@@ -18,31 +16,14 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from bridge.adapters import clients, direct
 
-from tests.helpers import RawBody
+from tests.helpers import FROZEN_INVOCATION, FROZEN_NOW, RawBody, freeze_botocore_clock
 
-NOW = datetime.datetime(2026, 12, 2, 1, 2, 3)
-INVOCATION = uuid.UUID("12345678-1234-5678-1234-567812345678")
-
-
-class _FrozenDatetimeModule:
-    """`datetime` as older botocore's auth module uses it, its clock stopped at NOW."""
-
-    class datetime(datetime.datetime):
-        @classmethod
-        def utcnow(cls) -> datetime.datetime:
-            return NOW
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(datetime, name)
+NOW, INVOCATION = FROZEN_NOW, FROZEN_INVOCATION
 
 
 @pytest.fixture
 def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
-    if hasattr(botocore.auth, "get_current_datetime"):
-        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *_, **__: NOW)
-    else:  # the Lambda runtime's older botocore reads datetime.datetime.utcnow()
-        monkeypatch.setattr(botocore.auth, "datetime", _FrozenDatetimeModule())
-    monkeypatch.setattr(uuid, "uuid4", lambda: INVOCATION)
+    freeze_botocore_clock(monkeypatch)
 
 
 def _entries(service: str, fifo: bool) -> dict[str, Any]:

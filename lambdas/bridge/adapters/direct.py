@@ -378,8 +378,10 @@ def _invocation_id() -> str:
     return str(uuid.uuid4())
 
 
-class _Raw:
-    """The answer's body as `AWSResponse` reads it."""
+class RawBody:
+    """A response body as botocore's `AWSResponse` reads it (`stream()`, `read()`): the direct call hands
+    an answer it does not take for success to botocore's parser in one; tests and benchmarks answer a real
+    botocore client in-process with it (`AWSResponse(url, status, headers, RawBody(data))`)."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -558,7 +560,7 @@ class DirectBatchCall:
         """What botocore makes of this answer: its parser, its `after-call` handlers (SQS's error-code
         override), and for an error status the exception its client raises."""
         headers: Any = answer.headers  # AWSResponse keeps any mapping (a case-insensitive HeadersDict of it)
-        response = AWSResponse(url, answer.status, headers, _Raw(answer.body))
+        response = AWSResponse(url, answer.status, headers, RawBody(answer.body))
         response_dict = convert_to_response_dict(response, self._model)
         parser = self._parsers.create_parser(self._protocol)
         parsed = parser.parse(response_dict, self._model.output_shape)
