@@ -7,10 +7,12 @@ packing fails here exactly as it would against SQS/SNS.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import datetime as datetime_module
 import json
 import socket
+import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -131,6 +133,73 @@ def freeze_botocore_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     else:  # the Lambda runtime's older botocore reads datetime.datetime.utcnow()
         monkeypatch.setattr(botocore.auth, "datetime", _FrozenDatetimeModule())
     monkeypatch.setattr(uuid, "uuid4", lambda: FROZEN_INVOCATION)
+
+
+Respond = Callable[[socket.socket, bytes], bool]  # writes a request's answer; False: the connection ends
+
+
+class LoopbackServer:
+    """A raw HTTP/1.1 test server on 127.0.0.1 (keep-alive), for answers no real server would give:
+    records each whole request's bytes and answers it with what `next_answer` picks, under one lock so
+    requests and answers stay paired across connections; `drop_idle` closes every connection as a
+    server closes idle ones."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def next_answer(self, request: bytes) -> Respond:
+        raise NotImplementedError
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+                self.open.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            for request in http_requests(conn):
+                with self._lock:
+                    self.requests.append(request)
+                    respond = self.next_answer(request)
+                if not respond(conn, request):
+                    return
+
+    def drop_idle(self) -> None:
+        """Close every connection (the client sees the FIN when it next looks at the connection)."""
+        while self.open:
+            conn = self.open.pop()
+            with contextlib.suppress(OSError):  # already closed by its thread
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; close alone does not
+        self.listener.close()
+        self.drop_idle()
+
+
+def answer_send_message_batch(handler: Any, ids: Iterable[str]) -> None:
+    """Write SQS's JSON success answer for SendMessageBatch entries `ids` from an
+    `http.server.BaseHTTPRequestHandler` (HTTP/1.1, keep-alive)."""
+    body = json.dumps({"Successful": [{"Id": i, "MessageId": "m", "MD5OfMessageBody": "x"} for i in ids],
+                       "Failed": []}).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/x-amz-json-1.0")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 def http_requests(conn: socket.socket) -> Iterator[bytes]:

@@ -7,11 +7,9 @@ credentials."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -33,7 +31,7 @@ from bridge.config import MAX_CONCURRENCY
 from bridge.delivery import SendCallError, Target
 from bridge.envelope import OutgoingMessage
 
-from tests.helpers import FROZEN_INVOCATION, FROZEN_NOW, freeze_botocore_clock, http_requests, make_settings
+from tests.helpers import FROZEN_INVOCATION, FROZEN_NOW, LoopbackServer, Respond, freeze_botocore_clock, make_settings
 
 NOW, INVOCATION = FROZEN_NOW, FROZEN_INVOCATION
 TOPIC = "arn:aws:sns:us-east-1:123456789012:orders"
@@ -63,52 +61,24 @@ def success(request: bytes) -> Answer:
                   b"<RequestId>r-1</RequestId></ResponseMetadata></PublishBatchResponse>", "text/xml")
 
 
-class Recorder:
-    """A loopback HTTP/1.1 server (keep-alive) that records each request's bytes and answers from
-    `answers` (a queue) or with `success`; `drop_idle` closes every connection as a server closes idle
-    ones, `hang_up` closes instead of answering the next request."""
+class Recorder(LoopbackServer):
+    """Answers from `answers` (a queue) or with `success`; `hang_up` closes instead of answering the
+    next request."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.requests: list[bytes] = []
         self.answers: list[Answer] = []
-        self.connections = 0
-        self.open: list[socket.socket] = []
         self.hang_up = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            self.open.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+    def next_answer(self, request: bytes) -> Respond:
+        if self.hang_up:
+            return lambda conn, request: False
+        answer = self.answers.pop(0) if self.answers else success(request)
 
-    def _serve(self, conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):
-            for request in http_requests(conn):
-                self.requests.append(request)
-                if self.hang_up:
-                    return
-                conn.sendall((self.answers.pop(0) if self.answers else success(request)).wire())
-
-    def drop_idle(self) -> None:
-        """Close every connection, as a server closes idle ones (the client sees the FIN when it
-        next looks at the connection)."""
-        while self.open:
-            conn = self.open.pop()
-            with contextlib.suppress(OSError):  # already closed by its thread
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; close alone does not
-        self.listener.close()
-        self.drop_idle()
+        def send(conn: socket.socket, _: bytes) -> bool:
+            conn.sendall(answer.wire())
+            return True
+        return send
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ largest concurrency the config allows.
 
 from __future__ import annotations
 
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +17,8 @@ import pytest
 from bridge.adapters import clients
 from bridge.config import MAX_CONCURRENCY
 from bridge.settings import Settings
+
+from tests.helpers import answer_send_message_batch
 
 
 def test_send_threads_up_to_max_concurrency_reuse_their_connections(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,12 +39,7 @@ def test_send_threads_up_to_max_concurrency_reuse_their_connections(monkeypatch:
             with lock:
                 peers.add(self.client_address)
             together.wait()
-            body = json.dumps({"Successful": [{"Id": "0", "MessageId": "m", "MD5OfMessageBody": "x"}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-amz-json-1.0")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            answer_send_message_batch(self, ["0"])
 
         def log_message(self, *_: Any) -> None:
             pass

@@ -12,7 +12,6 @@ for a batch the server did not accept.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import gzip
 import inspect
@@ -46,13 +45,13 @@ from bridge.adapters.sqs import SqsBatchSender
 from bridge.delivery import SendCallError, Target
 from bridge.envelope import OutgoingMessage
 
-from tests.helpers import http_requests
+from tests.helpers import LoopbackServer, Respond
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:orders"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
-Script = Callable[[socket.socket, bytes], bool]  # writes an answer; False: stop serving this connection
+Script = Respond  # writes an answer; False: stop serving this connection
 
 
 def _ids(request: bytes) -> list[str]:
@@ -112,52 +111,16 @@ def reset(conn: socket.socket) -> None:
     conn.close()
 
 
-class Endpoint:
-    """A loopback HTTP/1.1 server: records each request's bytes, answers with the next queued script
-    (a whole success answer when none is queued), keeps connections alive unless a script ends one."""
+class Endpoint(LoopbackServer):
+    """Answers with the next queued script (a whole success answer when none is queued), keeps
+    connections alive unless a script ends one."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.requests: list[bytes] = []
         self.scripts: list[Script] = []
-        self.connections = 0
-        self.open: list[socket.socket] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                self.connections += 1
-                self.open.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        try:
-            for request in http_requests(conn):
-                with self._lock:
-                    self.requests.append(request)
-                    script = self.scripts.pop(0) if self.scripts else reply(success)
-                if not script(conn, request):
-                    return
-        except OSError:
-            return
-        finally:
-            with contextlib.suppress(OSError):
-                conn.close()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        for conn in self.open:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
+    def next_answer(self, request: bytes) -> Script:
+        return self.scripts.pop(0) if self.scripts else reply(success)
 
 
 @pytest.fixture

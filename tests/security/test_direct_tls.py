@@ -26,6 +26,8 @@ from botocore.exceptions import SSLError
 from bridge.adapters import clients, direct, sqs_body
 from bridge.adapters.errors import call_error
 
+from tests.helpers import answer_send_message_batch
+
 
 class TlsSqs:
     """A loopback SQS over HTTPS (keep-alive) whose certificate can be swapped; counts requests."""
@@ -47,13 +49,7 @@ class TlsSqs:
             def do_POST(self) -> None:
                 doc = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests += 1
-                body = json.dumps({"Successful": [{"Id": e["Id"], "MessageId": "m", "MD5OfMessageBody": "x"}
-                                                  for e in doc["Entries"]], "Failed": []}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-amz-json-1.0")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                answer_send_message_batch(self, (e["Id"] for e in doc["Entries"]))
 
             def log_message(self, *_: Any) -> None:
                 pass
