@@ -14,7 +14,10 @@ from botocore.exceptions import (
     ParamValidationError,
     UnknownParameterError,
 )
+from botocore.session import get_session
 from botocore.stub import Stubber
+from bridge.adapters import errors
+from bridge.adapters.batching import batch_outcome
 from bridge.adapters.errors import call_error
 from bridge.adapters.s3 import S3ObjectStore
 from bridge.adapters.sns import SnsBatchSender
@@ -197,3 +200,47 @@ def test_must_show_b_counted_on_the_real_sqs_client_1000_small_records_make_100_
     assert set(calls) == {10}
     print(f"\nmust-show (b, real client): 1000 records -> {len(calls)} SendMessageBatch requests")
 
+
+
+def test_an_unreadable_answer_guard_is_this_clients_only() -> None:
+    # given: two clients of one botocore session (which shares one parser factory among its clients)
+    session = get_session()
+    guarded = session.create_client("sqs", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+    other = session.create_client("sqs", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+    # when: one is guarded (twice: clients may be set up again)
+    assert errors.guard_answers(guarded)
+    assert errors.guard_answers(guarded)
+    # then: only its parsers raise UnreadableAnswer; the other client's parser is botocore's own
+    body = {"status_code": 200, "headers": {"Content-Type": "application/x-amz-json-1.0"}, "body": b"\x8b\x00"}
+    shape = guarded.meta.service_model.operation_model("SendMessageBatch").output_shape
+    with pytest.raises(errors.UnreadableAnswer, match=r"HTTP 200, application/x-amz-json-1.0, 2 bytes"):
+        guarded._endpoint._response_parser_factory.create_parser("json").parse(body, shape)
+    with pytest.raises(UnicodeDecodeError):
+        other._endpoint._response_parser_factory.create_parser("json").parse(body, shape)
+    assert not isinstance(guarded._endpoint._response_parser_factory._stock, errors.ReadableAnswers)
+
+
+def test_the_bridges_own_errors_around_the_call_are_not_taken_for_an_unreadable_answer() -> None:
+    # given: a guarded client on which something outside the parse step fails (here a handler before the call)
+    sqs = client("sqs")
+    errors.guard_answers(sqs)
+
+    def broken(**_: Any) -> None:
+        raise KeyError("a bug before the request")
+
+    sqs.meta.events.register("before-call.sqs.SendMessageBatch", broken)
+    # when / then: the bug surfaces as itself, not as a retryable UnreadableAnswer
+    with pytest.raises(KeyError, match="a bug before the request"):
+        SqsBatchSender(sqs).send_batch(Target("q", "sqs", URL, SQS_MAX_MESSAGE_BYTES), [msg(0)])
+
+
+@pytest.mark.parametrize(("response", "expected"), [
+    ({"Successful": [{"Id": "0"}, {"Id": "0"}], "Failed": []}, [(1, "NotInAnswer", False)]),  # 1 in neither list
+    ({"Successful": [{"Id": "1"}], "Failed": [{"Id": "0", "Code": "InternalError", "SenderFault": False}]},
+     [(0, "InternalError", False)]),
+    ({"Failed": [{"Id": "1", "Code": "InvalidParameterValue", "Message": "bad", "SenderFault": True}]},
+     [(1, "InvalidParameterValue", True), (0, "NotInAnswer", False)]),
+])
+def test_batch_outcome_reads_the_services_answer_as_before(response: dict[str, Any],
+                                                           expected: list[tuple[int, str, bool]]) -> None:
+    assert [(f.index, f.code, f.sender_fault) for f in batch_outcome(response, 2).failures] == expected

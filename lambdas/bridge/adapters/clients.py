@@ -17,7 +17,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.loaders import Loader
 
-from bridge.adapters import direct, query_body, sqs_body
+from bridge.adapters import direct, errors, query_body, sqs_body
 from bridge.config import MAX_CONCURRENCY
 from bridge.settings import Settings
 
@@ -131,6 +131,7 @@ def sqs_client(settings: Settings) -> SQSClient:
     """SQS client for destinations and the bridge DLQ; a plain SendMessageBatch is written by `json.dumps`
     of the request instead of botocore's copy of it (bridge.adapters.sqs_body)."""
     client: SQSClient = _client("sqs", settings, _SEND_CONFIG)
+    errors.guard_answers(client)  # an answer its parser cannot read: a retryable UnreadableAnswer
     if sqs_body.install(client) and settings.direct_sends:  # BRIDGE_DIRECT_SENDS=off: through botocore
         direct.install(client, keep=MAX_CONCURRENCY)
     return client
@@ -140,6 +141,7 @@ def sns_client(settings: Settings) -> SNSClient:
     """SNS client for destinations and the audit topic; PublishBatch is serialised straight to its form
     body and any other body url-encoded once, before signing (bridge.adapters.query_body)."""
     client: SNSClient = _client("sns", settings, _SEND_CONFIG)
+    errors.guard_answers(client)  # an answer its parser cannot read: a retryable UnreadableAnswer
     if query_body.install(client) and settings.direct_sends:  # BRIDGE_DIRECT_SENDS=off: through botocore
         direct.install(client, keep=MAX_CONCURRENCY)
     return client

@@ -411,7 +411,7 @@ def _sqs_answer(body: bytes) -> dict[str, Any] | None:
     """SendMessageBatch's JSON answer, when it is the expected object of two lists."""
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past the limit: botocore's parser says
         return None
     if not (isinstance(doc, dict) and isinstance(doc.get("Successful", []), list)
             and isinstance(doc.get("Failed", []), list)):
@@ -562,6 +562,8 @@ class DirectBatchCall:
         headers: Any = answer.headers  # AWSResponse keeps any mapping (a case-insensitive HeadersDict of it)
         response = AWSResponse(url, answer.status, headers, RawBody(answer.body))
         response_dict = convert_to_response_dict(response, self._model)
+        # the client's factory: clients.sqs_client / sns_client guard it (errors.guard_answers), so an answer
+        # its parser cannot read is a retryable UnreadableAnswer here as on botocore's path
         parser = self._parsers.create_parser(self._protocol)
         parsed = parser.parse(response_dict, self._model.output_shape)
         if answer.status >= 300:

@@ -1,0 +1,219 @@
+"""A 2xx answer the senders cannot read: gzip, another document, entries that are not the service's.
+
+Before, such an answer raised UnicodeDecodeError, KeyError, AttributeError, TypeError or ValueError out
+of the bridge's senders, on the direct path and through botocore alike (`BRIDGE_DIRECT_SENDS=off`): the
+invocation failed and Lambda retried the whole batch, with no per-batch retry, no reason an operator
+could read and a retry storm while an endpoint or proxy kept answering so. Now the parse step (botocore's
+parser, the direct call's decoders, `batch_outcome` for shapes a parser hands back) raises a retryable
+`UnreadableAnswer`: the batch is retried by delivery, then parked with that code. A garbled answer never
+counts a message delivered, and the error names what the answer was, never its bytes.
+
+The bridge's clients come from `clients.sqs_client` / `clients.sns_client` (what the function uses),
+pointed at a real loopback server that answers with the scripted bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from bridge.adapters import clients, direct
+from bridge.adapters.sns import SnsBatchSender
+from bridge.adapters.sqs import SqsBatchSender
+from bridge.delivery import Deliverer, SendCallError, Target
+from bridge.envelope import OutgoingMessage
+
+from tests.helpers import LoopbackServer, Respond, make_settings
+
+QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
+TOPIC = "arn:aws:sns:us-east-1:123456789012:orders"
+SNS_NS = "http://sns.amazonaws.com/doc/2010-03-31/"
+# In every garbled answer below: an error message or parking reason that carries it leaked the answer's bytes.
+MARK = "m4rk3r"
+
+
+def _ids(request: bytes) -> list[str]:
+    head, _, body = request.partition(b"\r\n\r\n")
+    if b"X-Amz-Target" in head:
+        return [e["Id"] for e in json.loads(body)["Entries"]]
+    return [str(i) for i in range(body.count(b".Id="))]
+
+
+def _answer(body: bytes, content_type: str, extra: str = "") -> bytes:
+    return (f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nx-amzn-RequestId: r-1\r\n{extra}"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def _success(request: bytes) -> bytes:
+    ids = _ids(request)
+    if b"X-Amz-Target" in request.partition(b"\r\n\r\n")[0]:
+        doc = {"Successful": [{"Id": i, "MessageId": f"m-{i}", "MD5OfMessageBody": "0" * 32} for i in ids],
+               "Failed": []}
+        return _answer(json.dumps(doc).encode(), "application/x-amz-json-1.0")
+    members = "".join(f"<member><Id>{i}</Id><MessageId>m-{i}</MessageId></member>" for i in ids)
+    return _answer(f'<PublishBatchResponse xmlns="{SNS_NS}"><PublishBatchResult><Successful>{members}</Successful>'
+                   f"<Failed/></PublishBatchResult></PublishBatchResponse>".encode(), "text/xml")
+
+
+def _json(doc: str) -> Callable[[bytes], bytes]:
+    return lambda request: _answer(doc.replace("MARK", MARK).encode(), "application/x-amz-json-1.0")
+
+
+def _xml(result: str, root: str = "PublishBatchResponse") -> Callable[[bytes], bytes]:
+    body = f'<{root} xmlns="{SNS_NS}">{result}</{root}>' if result else f"<{root}/>"
+    return lambda request: _answer(body.replace("MARK", MARK).encode(), "text/xml")
+
+
+def _gzipped(request: bytes) -> bytes:
+    head, _, body = _success(request).partition(b"\r\n\r\n")
+    kind = "text/xml" if b"text/xml" in head else "application/x-amz-json-1.0"
+    return _answer(gzip.compress(body + MARK.encode()), kind, "Content-Encoding: gzip\r\n")
+
+
+def _sns_entries(failed: str = "", successful: str = "") -> Callable[[bytes], bytes]:
+    return _xml(f"<PublishBatchResult><Successful>{successful}</Successful><Failed>{failed}</Failed>"
+                f"</PublishBatchResult>")
+
+
+# (service, name, answer): every 2xx shape that escaped the senders as an exception (or, for the last
+# ones, named Ids the request never sent), each an UnreadableAnswer now.
+UNREADABLE: list[tuple[str, str, Callable[[bytes], bytes]]] = [
+    ("sqs", "gzip", _gzipped),
+    ("sqs", "not-utf8", lambda r: _answer(b"\xff\xfe{}" + MARK.encode(), "application/x-amz-json-1.0")),
+    ("sqs", "failed-a-string", _json('{"Failed": "MARK"}')),
+    ("sqs", "successful-a-string", _json('{"Successful": "MARK", "Failed": []}')),
+    ("sqs", "successful-a-number", _json('{"Successful": 5, "Failed": []}')),
+    ("sqs", "failed-strings", _json('{"Failed": ["MARK"]}')),
+    ("sqs", "failed-without-id", _json('{"Failed": [{"Code": "MARK", "SenderFault": false}]}')),
+    ("sqs", "failed-id-not-a-number", _json('{"Failed": [{"Id": "MARK", "Code": "X", "SenderFault": false}]}')),
+    ("sqs", "failed-without-code", _json('{"Failed": [{"Id": "0", "SenderFault": false}]}')),
+    ("sqs", "a-list", _json('["MARK"]')),
+    ("sqs", "null", _json("null")),
+    ("sqs", "nested-past-the-limit", _json("[" * 100_000 + "]" * 100_000)),
+    # parsed without an exception before, each still not the service's answer:
+    ("sqs", "failed-id-not-sent", _json('{"Failed": [{"Id": "42", "Code": "MARK", "SenderFault": false}]}')),
+    ("sqs", "failed-id-negative", _json('{"Failed": [{"Id": "-1", "Code": "MARK", "SenderFault": false}]}')),
+    ("sqs", "sender-fault-a-string",
+     _json('{"Successful": [], "Failed": [{"Id": "0", "Code": "MARK", "SenderFault": "false"}]}')),
+    ("sqs", "successful-id-not-sent", _json('{"Successful": [{"Id": "MARK", "MessageId": "m"}], "Failed": []}')),
+    ("sns", "gzip", _gzipped),
+    ("sns", "empty-PublishBatchResponse", _xml("")),
+    ("sns", "PublishBatchResponse-without-result", _xml(f"<ResponseMetadata><RequestId>{MARK}</RequestId>"
+                                                        f"</ResponseMetadata>")),
+    ("sns", "another-document", _xml(f"<Other>{MARK}</Other>", root="Other")),
+    ("sns", "not-xml", _json('{"MARK": 1}')),
+    ("sns", "empty-body", lambda r: _answer(b"", "text/xml")),
+    ("sns", "failed-without-id", _sns_entries(failed=f"<member><Code>{MARK}</Code><SenderFault>false</SenderFault>"
+                                                     "</member>")),
+    ("sns", "failed-id-not-a-number", _sns_entries(failed=f"<member><Id>{MARK}</Id><Code>X</Code>"
+                                                          "<SenderFault>false</SenderFault></member>")),
+    ("sns", "successful-id-not-sent", _sns_entries(successful=f"<member><Id>{MARK}</Id></member>")),
+]
+
+
+class Endpoint(LoopbackServer):
+    """Answers each request with the next queued answer, or a success naming every entry."""
+
+    def __init__(self) -> None:
+        self.answers: list[Callable[[bytes], bytes]] = []
+        super().__init__()
+
+    def next_answer(self, request: bytes) -> Respond:
+        make = self.answers.pop(0) if self.answers else _success
+
+        def respond(conn: socket.socket, request: bytes) -> bool:
+            conn.sendall(make(request))
+            return True
+        return respond
+
+
+@pytest.fixture
+def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[Endpoint]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    server = Endpoint()
+    yield server
+    server.close()
+
+
+def _messages(count: int) -> list[OutgoingMessage]:
+    return [OutgoingMessage(record_id=f"orders-0-{i}", destination="orders", body=f"body {i}",
+                            attributes=(("correlation-id", f"c-{i}"),), correlation_id=f"c-{i}", size=20)
+            for i in range(count)]
+
+
+def _sender(endpoint: Endpoint, service: str, path: str) -> tuple[Any, Target]:
+    """The bridge's sender on a client from `clients` (direct sends on, or off as BRIDGE_DIRECT_SENDS=off
+    sets them), already sending directly when on."""
+    settings = make_settings(endpoint_url=endpoint.url, direct_sends=path == "direct")
+    if service == "sqs":
+        sender: Any = SqsBatchSender(clients.sqs_client(settings))
+        target = Target("orders", "sqs", QUEUE, 262_144)
+    else:
+        sender = SnsBatchSender(clients.sns_client(settings))
+        target = Target("orders", "sns", TOPIC, 262_144)
+    for _ in range(2):  # the second request is where the direct call reads its template
+        assert sender.send_batch(target, _messages(10)).failures == ()
+    assert isinstance(sender._send, direct.DirectBatchCall) is (path == "direct")
+    assert path == "botocore" or sender._send.direct
+    return sender, target
+
+
+@pytest.mark.attack("a 2xx answer no parser can read (gzip, another document, entries that are not the service's)",
+                    outcome="refused at runtime: a retryable UnreadableAnswer, never a delivery",
+                    how="loopback server, the bridge's senders through botocore and directly")
+@pytest.mark.parametrize("path", ["botocore", "direct"])
+@pytest.mark.parametrize(("service", "name", "make"), UNREADABLE, ids=[f"{s}-{n}" for s, n, _ in UNREADABLE])
+def test_an_answer_the_senders_cannot_read_is_a_retryable_unreadable_answer(
+        endpoint: Endpoint, path: str, service: str, name: str, make: Callable[[bytes], bytes]) -> None:
+    # given: the bridge's sender, through botocore or sending directly
+    sender, target = _sender(endpoint, service, path)
+    # when: the endpoint answers a batch of ten with a 200 that is not the operation's answer
+    endpoint.answers.append(make)
+    with pytest.raises(SendCallError) as unreadable:
+        sender.send_batch(target, _messages(10))
+    # then: a retryable error that names what the answer was, without its bytes
+    assert unreadable.value.code == "UnreadableAnswer"
+    assert unreadable.value.retryable
+    assert MARK not in str(unreadable.value)
+    # and the next batch, on the same client, is delivered
+    assert sender.send_batch(target, _messages(10)).failures == ()
+
+
+@pytest.mark.parametrize("path", ["botocore", "direct"])
+@pytest.mark.parametrize("service", ["sqs", "sns"])
+def test_a_gzip_answer_says_what_it_was(endpoint: Endpoint, path: str, service: str) -> None:
+    sender, target = _sender(endpoint, service, path)
+    endpoint.answers.append(_gzipped)
+    with pytest.raises(SendCallError) as unreadable:
+        sender.send_batch(target, _messages(10))
+    assert "HTTP 200" in str(unreadable.value)
+    assert "Content-Encoding gzip" in str(unreadable.value)
+
+
+@pytest.mark.attack("a garbled 2xx answer on every attempt", outcome="parked: UnreadableAnswer after the batch's "
+                    "retries, no message counted delivered", how="loopback server, Deliverer over the bridge's sender")
+@pytest.mark.parametrize("path", ["botocore", "direct"])
+@pytest.mark.parametrize("service", ["sqs", "sns"])
+def test_delivery_retries_an_unreadable_answer_per_batch_and_parks_with_its_code(
+        endpoint: Endpoint, path: str, service: str) -> None:
+    # given: delivery over the bridge's real sender; the endpoint garbles the first answer, then every one
+    sender, target = _sender(endpoint, service, path)
+    deliverer = Deliverer({service: sender}, max_attempts=3, base_delay_ms=0, sleep=lambda s: None)  # type: ignore[dict-item]
+    garbled = _gzipped
+    # when: one answer is garbled, then the service answers
+    endpoint.answers.append(garbled)
+    retried = deliverer.deliver([(target, _messages(10))])
+    # then: the batch was retried and delivered on its second attempt
+    assert [(r.delivered, r.attempts) for r in retried] == [(True, 2)] * 10
+    # when: every answer is garbled
+    endpoint.answers.extend([garbled] * 3)
+    parked = deliverer.deliver([(target, _messages(10))])
+    # then: nothing counted delivered; each message failed with UnreadableAnswer after three attempts
+    assert [(r.delivered, r.code, r.attempts, r.sender_fault) for r in parked] == [
+        (False, "UnreadableAnswer", 3, False)] * 10
+    assert endpoint.answers == []
