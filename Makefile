@@ -135,6 +135,6 @@ test-runtime-sdk: $(VENV)/.installed
 	  test -f build/botocore-$$v/.installed || { $(PIP) install -q --no-deps --target build/botocore-$$v \
 	    "botocore==$$v" "boto3==$$v" "s3transfer>=0.9,<0.11" && touch build/botocore-$$v/.installed; }; \
 	  echo "botocore $$v:"; PYTHONPATH=build/botocore-$$v $(PYTEST) tests/unit tests/integration/test_direct_wire.py \
-	    tests/security/test_direct_attacks.py tests/security/test_unreadable_answers.py \
+	    tests/integration/test_direct_decisions.py tests/security/test_direct_attacks.py tests/security/test_unreadable_answers.py \
 	    -k "not against_the_local_aws" -q -p no:cacheprovider; \
 	done

@@ -190,6 +190,44 @@ class LoopbackServer:
         self.drop_idle()
 
 
+def batch_answer(body: bytes, content_type: str, extra: str = "") -> bytes:
+    """A whole HTTP/1.1 200 answer with `body` (keep-alive); `extra`: more header lines, each ending CRLF."""
+    return (f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nx-amzn-RequestId: r-1\r\n{extra}"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def batch_success(request: bytes) -> bytes:
+    """The answer accepting every entry of a SendMessageBatch (JSON) or PublishBatch (query) request."""
+    head, _, body = request.partition(b"\r\n\r\n")
+    if b"X-Amz-Target" in head:
+        ids = [e["Id"] for e in json.loads(body)["Entries"]]
+        doc = {"Successful": [{"Id": i, "MessageId": f"m-{i}", "MD5OfMessageBody": "0" * 32} for i in ids],
+               "Failed": []}
+        return batch_answer(json.dumps(doc).encode(), "application/x-amz-json-1.0")
+    members = "".join(f"<member><Id>{i}</Id><MessageId>m-{i}</MessageId></member>"
+                      for i in range(body.count(b".Id=")))
+    return batch_answer(f'<PublishBatchResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishBatchResult>'
+                        f"<Successful>{members}</Successful><Failed/></PublishBatchResult></PublishBatchResponse>"
+                        .encode(), "text/xml")
+
+
+class BatchEndpoint(LoopbackServer):
+    """Answers each SQS or SNS batch request with the next of `answers` (a function of the request's bytes),
+    or `batch_success` when none is queued; connections stay open."""
+
+    def __init__(self) -> None:
+        self.answers: list[Callable[[bytes], bytes]] = []
+        super().__init__()
+
+    def next_answer(self, request: bytes) -> Respond:
+        make = self.answers.pop(0) if self.answers else batch_success
+
+        def respond(conn: socket.socket, request: bytes) -> bool:
+            conn.sendall(make(request))
+            return True
+        return respond
+
+
 def answer_send_message_batch(handler: Any, ids: Iterable[str]) -> None:
     """Write SQS's JSON success answer for SendMessageBatch entries `ids` from an
     `http.server.BaseHTTPRequestHandler` (HTTP/1.1, keep-alive)."""

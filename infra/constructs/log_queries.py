@@ -58,6 +58,10 @@ QUERIES = (
     SavedQuery("throughput", "records in, skipped and batches per 5 minutes",
                'filter message = "batch done"\n'
                "| stats sum(records) as records_in, sum(skipped) as skipped, count(*) as batches by bin(5m)"),
+    SavedQuery("direct-sends", "whether the send clients write their batches directly or through botocore, and why",
+               'filter message in ["direct sends on", "direct sends off"]\n'
+               "| stats count(*) as clients, latest(@timestamp) as last by message, client, reason, endpoint_host\n"
+               "| sort last desc"),
     SavedQuery("audit-not-published", "batches whose audit event could not be published, with the error code",
                "fields @timestamp, code, correlation_id\n"
                '| filter message = "audit event not published"\n'

@@ -15,8 +15,6 @@ pointed at a real loopback server that answers with the scripted bytes.
 from __future__ import annotations
 
 import gzip
-import json
-import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,7 +25,7 @@ from bridge.adapters.sqs import SqsBatchSender
 from bridge.delivery import Deliverer, SendCallError, Target
 from bridge.envelope import OutgoingMessage
 
-from tests.helpers import LoopbackServer, Respond, make_settings
+from tests.helpers import BatchEndpoint, batch_answer, batch_success, make_settings
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:orders"
@@ -36,42 +34,19 @@ SNS_NS = "http://sns.amazonaws.com/doc/2010-03-31/"
 MARK = "m4rk3r"
 
 
-def _ids(request: bytes) -> list[str]:
-    head, _, body = request.partition(b"\r\n\r\n")
-    if b"X-Amz-Target" in head:
-        return [e["Id"] for e in json.loads(body)["Entries"]]
-    return [str(i) for i in range(body.count(b".Id="))]
-
-
-def _answer(body: bytes, content_type: str, extra: str = "") -> bytes:
-    return (f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nx-amzn-RequestId: r-1\r\n{extra}"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-
-
-def _success(request: bytes) -> bytes:
-    ids = _ids(request)
-    if b"X-Amz-Target" in request.partition(b"\r\n\r\n")[0]:
-        doc = {"Successful": [{"Id": i, "MessageId": f"m-{i}", "MD5OfMessageBody": "0" * 32} for i in ids],
-               "Failed": []}
-        return _answer(json.dumps(doc).encode(), "application/x-amz-json-1.0")
-    members = "".join(f"<member><Id>{i}</Id><MessageId>m-{i}</MessageId></member>" for i in ids)
-    return _answer(f'<PublishBatchResponse xmlns="{SNS_NS}"><PublishBatchResult><Successful>{members}</Successful>'
-                   f"<Failed/></PublishBatchResult></PublishBatchResponse>".encode(), "text/xml")
-
-
 def _json(doc: str) -> Callable[[bytes], bytes]:
-    return lambda request: _answer(doc.replace("MARK", MARK).encode(), "application/x-amz-json-1.0")
+    return lambda request: batch_answer(doc.replace("MARK", MARK).encode(), "application/x-amz-json-1.0")
 
 
 def _xml(result: str, root: str = "PublishBatchResponse") -> Callable[[bytes], bytes]:
     body = f'<{root} xmlns="{SNS_NS}">{result}</{root}>' if result else f"<{root}/>"
-    return lambda request: _answer(body.replace("MARK", MARK).encode(), "text/xml")
+    return lambda request: batch_answer(body.replace("MARK", MARK).encode(), "text/xml")
 
 
 def _gzipped(request: bytes) -> bytes:
-    head, _, body = _success(request).partition(b"\r\n\r\n")
+    head, _, body = batch_success(request).partition(b"\r\n\r\n")
     kind = "text/xml" if b"text/xml" in head else "application/x-amz-json-1.0"
-    return _answer(gzip.compress(body + MARK.encode()), kind, "Content-Encoding: gzip\r\n")
+    return batch_answer(gzip.compress(body + MARK.encode()), kind, "Content-Encoding: gzip\r\n")
 
 
 def _sns_entries(failed: str = "", successful: str = "") -> Callable[[bytes], bytes]:
@@ -83,7 +58,7 @@ def _sns_entries(failed: str = "", successful: str = "") -> Callable[[bytes], by
 # ones, named Ids the request never sent), each an UnreadableAnswer now.
 UNREADABLE: list[tuple[str, str, Callable[[bytes], bytes]]] = [
     ("sqs", "gzip", _gzipped),
-    ("sqs", "not-utf8", lambda r: _answer(b"\xff\xfe{}" + MARK.encode(), "application/x-amz-json-1.0")),
+    ("sqs", "not-utf8", lambda r: batch_answer(b"\xff\xfe{}" + MARK.encode(), "application/x-amz-json-1.0")),
     ("sqs", "failed-a-string", _json('{"Failed": "MARK"}')),
     ("sqs", "successful-a-string", _json('{"Successful": "MARK", "Failed": []}')),
     ("sqs", "successful-a-number", _json('{"Successful": 5, "Failed": []}')),
@@ -106,7 +81,7 @@ UNREADABLE: list[tuple[str, str, Callable[[bytes], bytes]]] = [
                                                         f"</ResponseMetadata>")),
     ("sns", "another-document", _xml(f"<Other>{MARK}</Other>", root="Other")),
     ("sns", "not-xml", _json('{"MARK": 1}')),
-    ("sns", "empty-body", lambda r: _answer(b"", "text/xml")),
+    ("sns", "empty-body", lambda r: batch_answer(b"", "text/xml")),
     ("sns", "failed-without-id", _sns_entries(failed=f"<member><Code>{MARK}</Code><SenderFault>false</SenderFault>"
                                                      "</member>")),
     ("sns", "failed-id-not-a-number", _sns_entries(failed=f"<member><Id>{MARK}</Id><Code>X</Code>"
@@ -115,27 +90,11 @@ UNREADABLE: list[tuple[str, str, Callable[[bytes], bytes]]] = [
 ]
 
 
-class Endpoint(LoopbackServer):
-    """Answers each request with the next queued answer, or a success naming every entry."""
-
-    def __init__(self) -> None:
-        self.answers: list[Callable[[bytes], bytes]] = []
-        super().__init__()
-
-    def next_answer(self, request: bytes) -> Respond:
-        make = self.answers.pop(0) if self.answers else _success
-
-        def respond(conn: socket.socket, request: bytes) -> bool:
-            conn.sendall(make(request))
-            return True
-        return respond
-
-
 @pytest.fixture
-def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[Endpoint]:
+def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[BatchEndpoint]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
-    server = Endpoint()
+    server = BatchEndpoint()
     yield server
     server.close()
 
@@ -146,7 +105,7 @@ def _messages(count: int) -> list[OutgoingMessage]:
             for i in range(count)]
 
 
-def _sender(endpoint: Endpoint, service: str, path: str) -> tuple[Any, Target]:
+def _sender(endpoint: BatchEndpoint, service: str, path: str) -> tuple[Any, Target]:
     """The bridge's sender on a client from `clients` (direct sends on, or off as BRIDGE_DIRECT_SENDS=off
     sets them), already sending directly when on."""
     settings = make_settings(endpoint_url=endpoint.url, direct_sends=path == "direct")
@@ -169,7 +128,7 @@ def _sender(endpoint: Endpoint, service: str, path: str) -> tuple[Any, Target]:
 @pytest.mark.parametrize("path", ["botocore", "direct"])
 @pytest.mark.parametrize(("service", "name", "make"), UNREADABLE, ids=[f"{s}-{n}" for s, n, _ in UNREADABLE])
 def test_an_answer_the_senders_cannot_read_is_a_retryable_unreadable_answer(
-        endpoint: Endpoint, path: str, service: str, name: str, make: Callable[[bytes], bytes]) -> None:
+        endpoint: BatchEndpoint, path: str, service: str, name: str, make: Callable[[bytes], bytes]) -> None:
     # given: the bridge's sender, through botocore or sending directly
     sender, target = _sender(endpoint, service, path)
     # when: the endpoint answers a batch of ten with a 200 that is not the operation's answer
@@ -186,7 +145,7 @@ def test_an_answer_the_senders_cannot_read_is_a_retryable_unreadable_answer(
 
 @pytest.mark.parametrize("path", ["botocore", "direct"])
 @pytest.mark.parametrize("service", ["sqs", "sns"])
-def test_a_gzip_answer_says_what_it_was(endpoint: Endpoint, path: str, service: str) -> None:
+def test_a_gzip_answer_says_what_it_was(endpoint: BatchEndpoint, path: str, service: str) -> None:
     sender, target = _sender(endpoint, service, path)
     endpoint.answers.append(_gzipped)
     with pytest.raises(SendCallError) as unreadable:
@@ -200,7 +159,7 @@ def test_a_gzip_answer_says_what_it_was(endpoint: Endpoint, path: str, service: 
 @pytest.mark.parametrize("path", ["botocore", "direct"])
 @pytest.mark.parametrize("service", ["sqs", "sns"])
 def test_delivery_retries_an_unreadable_answer_per_batch_and_parks_with_its_code(
-        endpoint: Endpoint, path: str, service: str) -> None:
+        endpoint: BatchEndpoint, path: str, service: str) -> None:
     # given: delivery over the bridge's real sender; the endpoint garbles the first answer, then every one
     sender, target = _sender(endpoint, service, path)
     deliverer = Deliverer({service: sender}, max_attempts=3, base_delay_ms=0, sleep=lambda s: None)  # type: ignore[dict-item]

@@ -127,13 +127,24 @@ def _client(service: str, settings: Settings, config: Config) -> Any:
                                      config=config)
 
 
+def _send_directly(client: Any, settings: Settings, *, serializer: bool) -> None:
+    """Install the direct call on a send client whose bridge serializer is in place, unless settings say
+    off (BRIDGE_DIRECT_SENDS=off); log why not when it is not installed (the direct call itself logs
+    whether it adopts a template, on the client's second batch)."""
+    if not settings.direct_sends:
+        direct.log_decision(client, ("settings", "BRIDGE_DIRECT_SENDS=off (settings.direct_sends: off)"))
+    elif not serializer:
+        direct.log_decision(client, ("client model", "the batch operation's shapes are not the bridge serializer's"))
+    elif direct.install(client, keep=MAX_CONCURRENCY) is None:
+        direct.log_decision(client, ("botocore internals", "this botocore's client lacks what the direct call reads"))
+
+
 def sqs_client(settings: Settings) -> SQSClient:
     """SQS client for destinations and the bridge DLQ; a plain SendMessageBatch is written by `json.dumps`
     of the request instead of botocore's copy of it (bridge.adapters.sqs_body)."""
     client: SQSClient = _client("sqs", settings, _SEND_CONFIG)
     errors.guard_answers(client)  # an answer its parser cannot read: a retryable UnreadableAnswer
-    if sqs_body.install(client) and settings.direct_sends:  # BRIDGE_DIRECT_SENDS=off: through botocore
-        direct.install(client, keep=MAX_CONCURRENCY)
+    _send_directly(client, settings, serializer=sqs_body.install(client))
     return client
 
 
@@ -142,8 +153,7 @@ def sns_client(settings: Settings) -> SNSClient:
     body and any other body url-encoded once, before signing (bridge.adapters.query_body)."""
     client: SNSClient = _client("sns", settings, _SEND_CONFIG)
     errors.guard_answers(client)  # an answer its parser cannot read: a retryable UnreadableAnswer
-    if query_body.install(client) and settings.direct_sends:  # BRIDGE_DIRECT_SENDS=off: through botocore
-        direct.install(client, keep=MAX_CONCURRENCY)
+    _send_directly(client, settings, serializer=query_body.install(client))
     return client
 
 

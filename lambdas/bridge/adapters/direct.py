@@ -38,6 +38,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import logging
 import select
 import socket
 import ssl
@@ -66,6 +67,7 @@ from botocore.exceptions import (
 from botocore.handlers import add_recursion_detection_header
 
 from bridge.adapters import query_body, sqs_body
+from bridge.settings import observability_names
 
 # Headers whose value is the same on every request of a client (taken from botocore's request)...
 _CONSTANT = frozenset({"x-amz-target", "content-type", "x-amzn-query-mode", "user-agent", "amz-sdk-request"})
@@ -130,20 +132,31 @@ def authorization(template: Template, values: Mapping[str, str], body: bytes, am
 def read_template(request: Any, secret_key: str) -> Template | None:
     """The template of botocore's prepared `request`, or None unless every header is known and this
     module's SigV4, given `secret_key`, writes exactly the request's Authorization header."""
+    template = template_or_refusal(request, secret_key)
+    return template if isinstance(template, Template) else None
+
+
+Refusal = tuple[str, str]  # why a client stays on botocore: (reason, detail), logged by `log_decision`
+
+
+def template_or_refusal(request: Any, secret_key: str) -> Template | Refusal:
+    """`read_template`, or why there is none: ("request shape" | "unknown header" | "signature mismatch",
+    what differs; header names only, never values)."""
     headers = [(str(k), _text(v)) for k, v in request.headers.items()]
     names = [k.lower() for k, _ in headers]
     values = {k.lower(): v for k, v in headers}
     parts = urlsplit(request.url)
+    unknown = sorted(set(names) - (_CONSTANT | _PER_REQUEST))
+    if unknown:
+        return ("unknown header", ", ".join(unknown)[:200])
     if (request.method != "POST" or parts.scheme not in ("http", "https") or parts.query or parts.fragment
-            or len(set(names)) != len(names) or not set(names) <= _CONSTANT | _PER_REQUEST
-            or any(not values[name] for name in set(names) & _CONSTANT)
+            or len(set(names)) != len(names) or any(not values[name] for name in set(names) & _CONSTANT)
             or not {"authorization", "x-amz-date", "content-length"} <= set(names)):
-        return None
+        return ("request shape", "not a POST to an http(s) URL without query, or a header repeated, empty or missing")
     auth = values["authorization"]
     prefix = f"{_ALGORITHM} Credential="
-    if not auth.startswith(prefix):
-        return None
-    credential, _, rest = auth[len(prefix):].partition(", SignedHeaders=")
+    # not SigV4: an empty credential, refused below with the other scopes it does not sign
+    credential, _, rest = auth[len(prefix):].partition(", SignedHeaders=") if auth.startswith(prefix) else ("", "", "")
     signed, _, _signature = rest.partition(", Signature=")
     access_key, date, region, service, terminal = [*credential.split("/"), "", "", "", "", ""][:5]
     host = _host_from_url(request.url)
@@ -158,11 +171,26 @@ def read_template(request: Any, secret_key: str) -> Template | None:
             or not set(template.signed) <= {"host", *names} - {"authorization", "user-agent", "amz-sdk-invocation-id",
                                                                  "amz-sdk-request", "x-amzn-trace-id"}
             or values["content-length"] != str(len(body))):
-        return None
+        return ("signature mismatch", "not SigV4, or a scope, signed-header list, path or body it does not sign")
     key = _signing_key(secret_key, date, region, service)
     if authorization(template, {**values, "host": host}, body, values["x-amz-date"], access_key, key) != auth:
-        return None
+        return ("signature mismatch", "its SigV4 differs from botocore's Authorization header")
     return template
+
+
+# One line per client when it starts sending directly or stays on botocore (a child of the handler's
+# Powertools logger: JSON, with the batch's correlation id); no payloads, no secrets.
+decisions = logging.getLogger(f"{observability_names()[0]}.direct_sends")
+
+
+def log_decision(client: Any, refusal: Refusal | None) -> None:
+    """Log `direct sends on` (refusal None) or `direct sends off` with its reason, for `client`."""
+    service = client.meta.service_model.service_name
+    extra = {"client": service, "endpoint_host": urlsplit(client.meta.endpoint_url).hostname or ""}
+    if refusal is None:
+        decisions.info("direct sends on", extra=extra)
+    else:
+        decisions.info("direct sends off", extra={**extra, "reason": refusal[0], "detail": refusal[1]})
 
 
 # --- the wire ----------------------------------------------------------------------------------------
@@ -478,6 +506,7 @@ class DirectBatchCall:
         self._connections: Connections | None = None
         self._key: tuple[str, str, bytes] = ("", "", b"")
         self._stock_sends = 0
+        self._decision: Refusal | None = ("", "")  # as logged; nothing yet
         events = client.meta.events
         events.register(f"before-send.{self._service_id}.{self._operation}", self._observe,
                         unique_id=f"bridge-direct-{self._service_id}")
@@ -499,22 +528,37 @@ class DirectBatchCall:
 
     def _observe(self, request: Any, **_: Any) -> None:
         """`before-send` handler: the second request botocore sends becomes the template (the first one
-        also resolved the credentials, and its user agent says so)."""
+        also resolved the credentials, and its user agent says so). The decision is logged once
+        (`log_decision`), and again only if it changes (a hooked client unhooked)."""
         self._stock_sends += 1
-        if self._template is not None or self._stock_sends < 2 or not self._untouched():
+        if self._template is not None or self._stock_sends < 2:
+            return
+        if not self._untouched():
+            self._decided(("hooked client", "a handler registered or removed, or _make_api_call patched"))
             return
         try:
             credentials = self._signer._credentials.get_frozen_credentials()
-            template = read_template(request, credentials.secret_key)
-            if template is None or self._http._proxy_config.proxy_url_for(template.url):
+            template = template_or_refusal(request, credentials.secret_key)
+            if not isinstance(template, Template):
+                self._decided(template)
+                return
+            if self._http._proxy_config.proxy_url_for(template.url):
+                self._decided(("proxy", "botocore sends through the configured proxy"))
                 return
             manager = self._http._get_connection_manager(template.url, None)
             pool = manager.connection_from_url(template.url)
             self._http._setup_ssl_cert(pool, template.url, self._http._verify)
             self._connections = Connections(pool, template.url, self._keep)
-        except Exception:
+        except Exception as exc:
+            self._decided(("botocore internals", type(exc).__name__))
             return
         self._template = template
+        self._decided(None)
+
+    def _decided(self, refusal: Refusal | None) -> None:
+        if refusal != self._decision:
+            self._decision = refusal
+            log_decision(self._client, refusal)
 
     def __call__(self, **parameters: Any) -> dict[str, Any]:
         template, connections = self._template, self._connections
