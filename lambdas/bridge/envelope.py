@@ -41,6 +41,11 @@ _SQS_FORBIDDEN = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010
 # The same rule on UTF-8 bytes, checked in C rather than by a regex over every character (about
 # 3x faster on large values): no ASCII control byte but tab, LF and CR, and no U+FFFE / U+FFFF.
 _ASCII_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 13))
+# The control bytes moved to 0x80 and every other byte kept: `data.translate(_CONTROL_MOVED) == data` is
+# true exactly when no byte of `data` is one of them. Mapping without deleting is bytes.translate's
+# simpler loop, and when nothing changed it hands back the object itself, so `==` compares two pointers:
+# about a third fewer instructions than deleting the control bytes and comparing lengths.
+_CONTROL_MOVED = bytes(0x80 if b in _ASCII_CONTROL else b for b in range(256))
 _NONCHARACTERS = (b"\xef\xbf\xbe", b"\xef\xbf\xbf")
 # MessageGroupId: up to 128 characters, letters, digits and punctuation.
 _GROUP_ID_RE = re.compile(r"^[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,128}$")
@@ -76,7 +81,7 @@ def sendable_text(text: str) -> bool:
 
 def sendable_utf8(data: bytes) -> bool:
     """`sendable_text` for bytes already known to be valid UTF-8 (which excludes surrogates)."""
-    if len(data.translate(None, _ASCII_CONTROL)) != len(data):
+    if data.translate(_CONTROL_MOVED) != data:
         return False
     return data.isascii() or not any(n in data for n in _NONCHARACTERS)
 
@@ -283,7 +288,7 @@ class MessageFactory:
             except UnicodeDecodeError:
                 body = ""
             # sendable_utf8 inline, with the str's own ASCII flag instead of a scan of the bytes
-            if body and len(value.translate(None, _ASCII_CONTROL)) == len(value) and (
+            if body and value.translate(_CONTROL_MOVED) == value and (
                     body.isascii() or not any(n in value for n in _NONCHARACTERS)):
                 attrs = [("correlation-id", correlation_id), ("record-id", record_id), ("message-id", record_id)]
                 size = len(value) + _RESERVED_OVERHEAD

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import random
 import uuid
 from typing import Any
 
@@ -21,7 +22,7 @@ from bridge.envelope import (
     group_id_for,
     message_attributes,
 )
-from bridge.records import decode_event, decode_record
+from bridge.records import decode_event, decode_record, utf8_or_none
 
 from tests.helpers import kafka_record, load_event
 
@@ -216,3 +217,56 @@ def test_the_byte_check_agrees_with_the_sqs_character_rule_on_every_bmp_characte
         expected = envelope._SQS_FORBIDDEN.search(text) is None
         assert envelope.sendable_utf8(text.encode("utf-8")) is expected, hex(c)
         assert envelope.sendable_text(text) is expected, hex(c)
+
+
+def adversarial_values() -> list[bytes]:
+    """Bytes that sit on every edge of the raw-or-base64 rule, each alone and inside printable text."""
+    edges = [bytes([b]) for b in range(256)]  # every byte value: controls, 0x7F, lone continuation/lead bytes
+    edges += [
+        "\ufffe".encode(), "\uffff".encode(), "\ufffd".encode(), "\ud7ff".encode(), "\ue000".encode(),
+        "\U00010000".encode(), "\U0010ffff".encode(), "é✓𝄞".encode(),
+        b"\xed\xa0\x80", b"\xed\xbf\xbf",  # surrogates U+D800 / U+DFFF as UTF-8: not valid UTF-8
+        b"\xc0\x80", b"\xc1\xbf", b"\xe0\x80\x80", b"\xf0\x80\x80\x80",  # overlong forms
+        b"\xf4\x90\x80\x80", b"\xf8\x88\x80\x80\x80",  # beyond U+10FFFF
+        b"\xef\xbf", b"\xef", b"\xe2\x9c", b"\xf0\x9d\x84",  # cut short
+        b"\xef\xbf\xbe\xef\xbf\xbf", b"\xef\xbf\xbd\xef\xbf\xbe",
+    ]
+    out = [b""]
+    for edge in edges:
+        out += [edge, b"a" + edge + b"b", b"x" * 40 + edge + b"y" * 40, edge * 3]
+    return out
+
+
+def random_values(seed: int, count: int) -> list[bytes]:
+    rng = random.Random(seed)
+    pool = "ab {}\":\t\n\r\x00\x01\x1f\x7f\x85é✓\ud7ff\ue000\ufffd\ufffe\uffff𝄞\U0010ffff"
+    out = []
+    for _ in range(count):
+        if rng.random() < 0.5:
+            out.append(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64))))
+        else:
+            out.append("".join(rng.choice(pool) for _ in range(rng.randrange(1, 64))).encode())
+    return out
+
+
+def sqs_takes_raw(value: bytes) -> bool:
+    """The documented rule, from its definition: non-empty UTF-8 whose every character SQS accepts."""
+    text = utf8_or_none(value)
+    return bool(text) and envelope._SQS_FORBIDDEN.search(text) is None
+
+
+def test_the_raw_or_base64_decision_is_the_sqs_character_rule_for_any_bytes() -> None:
+    # given every byte value and the UTF-8 edge cases (noncharacters, surrogates, overlongs, too large, cut
+    # short), alone and inside text, and random bytes and random text around them
+    values = adversarial_values() + random_values(10, 3000)
+    factory = envelope.MessageFactory(Destination("out", "sqs"), SIG)
+    for value in values:
+        expected = sqs_takes_raw(value)
+        # then both paths' byte checks give the rule's answer: the general path (raw_body, sendable_utf8) and
+        # the planning fast path (plain_message)
+        body, encoding = envelope.raw_body(value)
+        assert (encoding is None) is expected, value
+        fast = factory.plain_message(value, "t-0-1", "c", {}, None)
+        assert (fast.body, dict(fast.attributes).get("content-encoding")) == (body, encoding), value
+        if utf8_or_none(value) is not None:
+            assert envelope.sendable_utf8(value) is (envelope._SQS_FORBIDDEN.search(value.decode()) is None), value
