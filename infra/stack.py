@@ -25,6 +25,7 @@ from infra.constructs.failure_storage import FailureStorage
 from infra.constructs.kafka_source import KafkaEventSources
 from infra.constructs.log_queries import SavedLogQueries
 from infra.constructs.messaging import SecureMessaging
+from infra.constructs.operator_access import OperatorAccess
 from infra.constructs.producers import ProducerAccess
 from infra.constructs.rollout import SafeRollout
 from infra.constructs.signing_keys import SigningKeyProtection
@@ -119,6 +120,10 @@ class BridgeStack(Stack):
         SecureMessaging.restrict_publishers(audit.topic, principal_arns=[bridge.role.role_arn])
         # The mappings invoke the `live` alias, which CodeDeploy shifts to each new version (and back).
         rollout = SafeRollout(self, "Rollout", config=config, function=bridge.function, bridge_dlq=storage.bridge_dlq)
+        OperatorAccess(self, "OperatorAccess", operator_role_arns=config.settings.operator_role_arns,
+                       bridge_dlq=storage.bridge_dlq, bridge_dlq_name=config.bridge_dlq_name,
+                       queue_key=messaging.queue_key, parking_bucket=storage.parking_bucket,
+                       parking_key=storage.parking_key, alias=rollout.alias)
         source = KafkaEventSources(self, "KafkaSource", config=config, function=rollout.alias,
                                    failure_bucket=storage.parking_bucket)
         alarms = BridgeAlarms(self, "Alarms", config=config, function=bridge.function, mappings=source.mappings,

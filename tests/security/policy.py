@@ -66,6 +66,8 @@ class Resolver:
             return self.arn(logical_id)
         if kind == "AWS::KMS::Key":
             return f"key-{logical_id.lower()}"
+        if kind == "AWS::Lambda::Alias":  # Ref gives an alias its ARN
+            return self.arn(logical_id)
         return name
 
     def arn(self, logical_id: str) -> str:
@@ -86,6 +88,9 @@ class Resolver:
             return f"{base}:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf"
         if kind == "AWS::Lambda::Function":
             return f"{base}:lambda:{REGION}:{ACCOUNT}:function:{name}"
+        if kind == "AWS::Lambda::Alias":
+            props = self.resources[logical_id]["Properties"]
+            return f"{self.arn(props['FunctionName']['Ref'])}:{props['Name']}"
         if kind == "AWS::DynamoDB::Table":
             return f"{base}:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
         if kind == "AWS::Logs::LogGroup":
@@ -343,6 +348,13 @@ class PolicyWorld:
     def resource_statements(self, resource_arn: str) -> tuple[list[dict[str, Any]], bool]:
         """(statements of the resource policy of the resource with this ARN, whether it is a key policy)."""
         r = self.resolver
+        if resource_arn.startswith(f"arn:{PARTITION}:lambda:"):  # a function's or an alias's permissions
+            return [{"Sid": k, "Effect": "Allow", "Action": props["Action"], "Resource": resource_arn,
+                     "Principal": {"Service" if props["Principal"].endswith(".amazonaws.com") else "AWS":
+                                   props["Principal"]}}
+                    for k, props in ((k, r.resolve(res["Properties"])) for k, res in self.resources.items()
+                                     if res["Type"] == "AWS::Lambda::Permission")
+                    if props["FunctionName"] == resource_arn], False
         for k, res in self.resources.items():
             props = res.get("Properties", {})
             kind = res["Type"]

@@ -1,0 +1,69 @@
+"""The operators' statements for `bridge redrive` (infra.constructs.operator_access): one resource each,
+the operator roles as principals, and none without operators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.constructs.operator_access import DLQ_ACTIONS
+from tests.infra.conftest import Synth
+
+SIDS = ("OperatorsRedrive", "OperatorsReadTheBridgeDlq", "OperatorsReadParkedRecords", "OperatorsListFailedBatches",
+        "OperatorsRemoveReplayedFailedBatches", "OperatorsReadParkedRecordsViaS3")
+
+
+def _by_sid(synth: Synth) -> dict[str, tuple[str, dict[str, Any]]]:
+    """sid -> (logical id of the policy's resource or key, the statement) for the operators' statements."""
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for logical_id, resource in synth.data["Resources"].items():
+        props = resource.get("Properties", {})
+        for key in ("KeyPolicy", "PolicyDocument"):
+            for statement in props.get(key, {}).get("Statement", []):
+                if statement.get("Sid") in SIDS:
+                    assert statement["Sid"] not in found, statement["Sid"]
+                    found[statement["Sid"]] = (logical_id, statement)
+    return found
+
+
+def test_each_operator_statement_names_the_operator_roles_and_one_resource(provisioned: Synth) -> None:
+    operators = list(provisioned.config.settings.operator_role_arns)
+    found = _by_sid(provisioned)
+    assert set(found) == set(SIDS)
+    for _, statement in found.values():
+        assert statement["Effect"] == "Allow"
+        assert statement["Principal"] == {"AWS": operators[0] if len(operators) == 1 else operators}
+    # the bridge DLQ's policy: the command's four calls on that queue
+    dlq = provisioned.logical_id("AWS::SQS::Queue", QueueName=provisioned.config.bridge_dlq_name)
+    policy_id, statement = found["OperatorsRedrive"]
+    assert provisioned.data["Resources"][policy_id]["Properties"]["Queues"] == [{"Ref": dlq}]
+    assert statement["Action"] == DLQ_ACTIONS
+    assert statement["Resource"] == {"Fn::GetAtt": [dlq, "Arn"]}
+    # the queue key: Decrypt only through SQS, only for the bridge DLQ's messages
+    key_id, statement = found["OperatorsReadTheBridgeDlq"]
+    assert provisioned.data["Resources"][dlq]["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    assert statement["Action"] == "kms:Decrypt"
+    (sqs_arn,) = statement["Condition"]["ArnEquals"].values()
+    assert provisioned.config.bridge_dlq_name in str(sqs_arn)
+    assert set(statement["Condition"]["StringEquals"]) == {"kms:ViaService"}
+    # the parking bucket: read objects, list and remove only the mapping's failed batches
+    assert found["OperatorsReadParkedRecords"][1]["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]
+    assert found["OperatorsListFailedBatches"][1]["Condition"] == {"StringLike": {"s3:prefix": ["aws/lambda/*"]}}
+    assert found["OperatorsRemoveReplayedFailedBatches"][1]["Action"] == "s3:DeleteObject"
+    assert found["OperatorsRemoveReplayedFailedBatches"][1]["Resource"]["Fn::Join"][1][1] == "/aws/lambda/*"
+    # the parking key through S3 only
+    assert set(found["OperatorsReadParkedRecordsViaS3"][1]["Condition"]["StringEquals"]) == {"kms:ViaService"}
+
+
+def test_each_operator_may_invoke_the_live_alias_and_nothing_else(provisioned: Synth) -> None:
+    (alias,) = provisioned.resources("AWS::Lambda::Alias")
+    permissions = [p["Properties"] for p in provisioned.resources("AWS::Lambda::Permission").values()
+                   if str(p["Properties"]["Principal"]).startswith("arn:aws:iam::")]
+    assert permissions == [{"Action": "lambda:InvokeFunction", "FunctionName": {"Ref": alias},
+                            "Principal": arn} for arn in provisioned.config.settings.operator_role_arns]
+
+
+def test_without_operators_the_stack_writes_none_of_it(dev: Synth) -> None:
+    assert dev.config.settings.operator_role_arns == ()
+    assert _by_sid(dev) == {}
+    assert not any(str(p["Properties"]["Principal"]).startswith("arn:aws:iam::")
+                   for p in dev.resources("AWS::Lambda::Permission").values())
