@@ -315,6 +315,70 @@ class FakeSender:
         return [msgs for t, msgs in self.calls if t.name == name]
 
 
+class Multiplexed:
+    """A fake sender whose requests `MultiplexedRun` leaves in flight (a `MultiplexedSender`): each `start`
+    hands the request to a thread that plays the service (the wrapped fake's `send_batch`, its latency and
+    bookkeeping included) and signals the answer on a socket pair, which the run's selector watches; the
+    run takes the outcome when it next looks. `started` counts the requests so started. With `at_once`, the
+    service answers within `start` (no thread), so the run's batch cuts do not depend on when a thread
+    answers."""
+
+    multiplexed = True
+
+    def __init__(self, sender: Any, *, at_once: bool = False) -> None:
+        self.sender = sender
+        self.at_once = at_once
+        self.started = 0
+
+    def send_batch(self, target: Target, messages: Sequence[OutgoingMessage]) -> BatchOutcome:
+        return self.sender.send_batch(target, messages)  # type: ignore[no-any-return]
+
+    def start(self, target: Target, messages: Sequence[OutgoingMessage]) -> _FakeInFlight:
+        self.started += 1
+        return _FakeInFlight(self.sender, target, list(messages), at_once=self.at_once)
+
+    def __getattr__(self, name: str) -> Any:  # the wrapped fake's records (sent, calls, requests, ...)
+        return getattr(self.sender, name)
+
+
+class _FakeInFlight:
+    wants_write = False
+    deadline = float("inf")
+
+    def __init__(self, sender: Any, target: Target, messages: list[OutgoingMessage], *, at_once: bool) -> None:
+        self._ours, self._theirs = socket.socketpair()
+        self._answer: BatchOutcome | BaseException | None = None
+        if at_once:
+            self._serve(sender, target, messages)
+        else:
+            threading.Thread(target=self._serve, args=(sender, target, messages), daemon=True).start()
+
+    def _serve(self, sender: Any, target: Target, messages: list[OutgoingMessage]) -> None:
+        try:
+            self._answer = sender.send_batch(target, messages)
+        except BaseException as exc:  # handed to the run, as the request's outcome
+            self._answer = exc
+        self._theirs.send(b"!")
+
+    def fileno(self) -> int:
+        return self._ours.fileno()
+
+    def step(self, expired: bool = False) -> BatchOutcome | None:
+        if expired:
+            self.cancel()
+            raise SendCallError("ReadTimeout", "no answer within the read timeout")
+        if not self._ours.recv(1):
+            return None
+        self.cancel()
+        if isinstance(self._answer, BaseException):
+            raise self._answer
+        return self._answer
+
+    def cancel(self) -> None:
+        self._ours.close()
+        self._theirs.close()
+
+
 class FakeStore:
     """In-memory `ObjectStore`."""
 

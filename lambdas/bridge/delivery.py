@@ -42,12 +42,18 @@ order, and their independent batches go out concurrently.
 How many requests are in flight is decided as the run goes (`SendPacing`, Little's law on what the
 requests measure): a send that is all CPU (a stubbed sender, an endpoint that answers at once) goes out
 on the planning thread itself; sends that wait on the network go out from as many send threads as keep
-the process busy, up to `max_concurrency`, which is a cap, not a count.
+the process busy, up to `max_concurrency`, which is a cap, not a count. When every sender is on the direct
+path and nothing is called back per request, there are no send threads at all: the planning thread
+leaves up to `max_concurrency` requests in flight on non-blocking connections and takes their answers as
+they arrive (`MultiplexedRun`), with the same packing, FIFO groups, retry and order rules.
 """
 
 from __future__ import annotations
 
+import heapq
+import math
 import random
+import selectors
 import threading
 import time
 from collections import Counter, deque
@@ -122,6 +128,52 @@ class BatchSender(Protocol):
 
     def send_batch(self, target: Target, messages: Sequence[OutgoingMessage]) -> BatchOutcome:
         """Send up to 10 messages; raise SendCallError when the call as a whole fails."""
+        ...
+
+
+def call_failures(exc: SendCallError, count: int) -> tuple[EntryFailure, ...]:
+    """A failed call as the failure of each of its `count` entries."""
+    return tuple(EntryFailure(i, exc.code, str(exc), sender_fault=not exc.retryable) for i in range(count))
+
+
+class InFlight(Protocol):
+    """Port: one batch request under way with no thread waiting on it (bridge.adapters.multiplexing), moved
+    on by `MultiplexedRun` when its file descriptor is ready."""
+
+    @property
+    def wants_write(self) -> bool:
+        """Whether it waits to write (else to read)."""
+        ...
+
+    @property
+    def deadline(self) -> float:
+        """`time.monotonic()` past which it has timed out (the client's read timeout since its last progress)."""
+        ...
+
+    def fileno(self) -> int:
+        ...
+
+    def step(self, expired: bool = False) -> BatchOutcome | None:
+        """Write or read what the connection takes now; the outcome once answered, else None. Raises
+        SendCallError when the call failed (with `expired`: its deadline passed)."""
+        ...
+
+    def cancel(self) -> None:
+        """Give the request up: its connection is closed, never reused."""
+        ...
+
+
+class MultiplexedSender(BatchSender, Protocol):
+    """A `BatchSender` that can also start a request and leave it in flight."""
+
+    @property
+    def multiplexed(self) -> bool:
+        """Whether `start` can be used now (the client is on the direct path, or may still get there)."""
+        ...
+
+    def start(self, target: Target, messages: Sequence[OutgoingMessage]) -> InFlight | None:
+        """The request under way, or None: send this one with `send_batch`. Raises SendCallError when
+        the call failed before it was under way (no connection)."""
         ...
 
 
@@ -240,7 +292,7 @@ class Deliverer:
 
         `on_delivered(target, messages)` is called after each send request with the messages it
         stored (from the sending thread), so progress can be recorded while the batch goes on."""
-        with DeliveryRun(self, on_delivered) as run:
+        with self.start(on_delivered) as run:
             for target, messages in plans:
                 for message in messages:
                     run.add(target, message)
@@ -255,8 +307,15 @@ class Deliverer:
         `standard_in_flight` caps the requests to standard (non-FIFO) targets, all together, that are
         under way at once, each until `on_delivered` returned for it (see `DeliveryRun`); `standard_entries`
         the messages per request to a standard target (FIFO targets take 10)."""
-        return DeliveryRun(self, on_delivered, keep_delivered=keep_delivered, standard_in_flight=standard_in_flight,
-                           standard_entries=standard_entries)
+        run = MultiplexedRun if self.multiplexed(on_delivered) else DeliveryRun
+        return run(self, on_delivered, keep_delivered=keep_delivered, standard_in_flight=standard_in_flight,
+                   standard_entries=standard_entries)
+
+    def multiplexed(self, on_delivered: OnDelivered | None = None) -> bool:
+        """Whether a run sends from the planning thread alone (`MultiplexedRun`): every sender can leave a
+        request in flight, and nothing is called back per request (a checkpoint write blocks: those runs
+        keep their send threads)."""
+        return on_delivered is None and all(getattr(s, "multiplexed", False) for s in self._senders.values())
 
     def _run_lane(self, target: Target, batches: list[list[OutgoingMessage]],
                   on_delivered: OnDelivered | None = None, *, delivered: bool = True) -> list[DeliveryReceipt]:
@@ -300,9 +359,7 @@ class Deliverer:
             try:
                 failures = sender.send_batch(target, pending).failures
             except SendCallError as exc:
-                failures = tuple(
-                    EntryFailure(i, exc.code, str(exc), sender_fault=not exc.retryable) for i in range(len(pending))
-                )
+                failures = call_failures(exc, len(pending))
             finally:
                 del pacing.in_flight[me]
             wall = time.perf_counter() - started
@@ -312,43 +369,53 @@ class Deliverer:
             else:
                 cpu = pacing.last_cpu or 0.0
             pacing.samples.append((wall - cpu, cpu))
-            if not failures:  # the usual case: every entry stored
-                if delivered:
-                    receipts += [DeliveryReceipt(m, True, attempt) for m in pending]
-                if on_delivered is not None:
-                    on_delivered(target, pending)
-                return receipts
-            failed_at = {f.index: f for f in failures}
-            last_accepted: dict[str | None, int] = {}
-            if halted is not None and failures:
-                last_accepted = {m.group_id: i for i, m in enumerate(pending) if i not in failed_at}
-            retry: list[OutgoingMessage] = []
-            stored: list[OutgoingMessage] = []
-            for i, message in enumerate(pending):
-                failure = failed_at.get(i)
-                if failure is None:
-                    if delivered:
-                        receipts.append(DeliveryReceipt(message, True, attempt))
-                    stored.append(message)
-                elif halted is not None and last_accepted.get(message.group_id, -1) > i:
-                    halted.add(message.group_id)
-                    receipts.append(DeliveryReceipt(message, False, attempt, failure.code, failure.sender_fault,
-                                                    order_break=True))
-                elif halted is not None and message.group_id in halted:
-                    receipts.append(DeliveryReceipt(message, False, attempt, HELD_BACK))
-                elif failure.sender_fault or attempt >= self._max_attempts:
-                    if halted is not None and self._hold_failed_groups and not failure.sender_fault:
-                        halted.add(message.group_id)  # the batch comes back: its successors must wait for it
-                    receipts.append(DeliveryReceipt(message, False, attempt, failure.code, failure.sender_fault))
-                else:
-                    retry.append(message)
-            if stored and on_delivered is not None:
-                on_delivered(target, stored)
-            if not retry:
+            pending = self._settle(target, pending, failures, attempt, halted, on_delivered, receipts,
+                                   delivered=delivered)
+            if not pending:
                 return receipts
             self._sleep(backoff_delay(attempt, self._base_delay_ms, self._rand))
             attempt += 1
-            pending = retry
+
+    def _settle(self, target: Target, pending: list[OutgoingMessage], failures: Sequence[EntryFailure], attempt: int,
+                halted: set[str | None] | None, on_delivered: OnDelivered | None, receipts: list[DeliveryReceipt],
+                *, delivered: bool = True) -> list[OutgoingMessage]:
+        """What attempt `attempt` at sending `pending` came to, given its failed entries: receipts for what
+        it settled appended to `receipts`, `on_delivered` called with what it stored, and the messages to
+        send again after a backoff (none: the batch is done). The one place the retry and FIFO order rules
+        live, for the send threads (`_send_with_retries`) and the multiplexed run (`MultiplexedRun`)."""
+        if not failures:  # the usual case: every entry stored
+            if delivered:
+                receipts += [DeliveryReceipt(m, True, attempt) for m in pending]
+            if on_delivered is not None:
+                on_delivered(target, pending)
+            return []
+        failed_at = {f.index: f for f in failures}
+        last_accepted: dict[str | None, int] = {}
+        if halted is not None:
+            last_accepted = {m.group_id: i for i, m in enumerate(pending) if i not in failed_at}
+        retry: list[OutgoingMessage] = []
+        stored: list[OutgoingMessage] = []
+        for i, message in enumerate(pending):
+            failure = failed_at.get(i)
+            if failure is None:
+                if delivered:
+                    receipts.append(DeliveryReceipt(message, True, attempt))
+                stored.append(message)
+            elif halted is not None and last_accepted.get(message.group_id, -1) > i:
+                halted.add(message.group_id)
+                receipts.append(DeliveryReceipt(message, False, attempt, failure.code, failure.sender_fault,
+                                                order_break=True))
+            elif halted is not None and message.group_id in halted:
+                receipts.append(DeliveryReceipt(message, False, attempt, HELD_BACK))
+            elif failure.sender_fault or attempt >= self._max_attempts:
+                if halted is not None and self._hold_failed_groups and not failure.sender_fault:
+                    halted.add(message.group_id)  # the batch comes back: its successors must wait for it
+                receipts.append(DeliveryReceipt(message, False, attempt, failure.code, failure.sender_fault))
+            else:
+                retry.append(message)
+        if stored and on_delivered is not None:
+            on_delivered(target, stored)
+        return retry
 
 
 class _FifoGroups:
@@ -822,3 +889,260 @@ class DeliveryRun:
         self._senders = wanted
         if self._threads:
             self._grow_locked()
+
+
+# Messages added between two looks at the answers while planning goes on (about one batch's worth: an
+# answered request frees its slot and its FIFO groups within one batch's planning time).
+POLL_EVERY = MAX_BATCH_ENTRIES
+
+
+@dataclass(slots=True, eq=False)
+class _Request:
+    """One batch of a `MultiplexedRun`: in flight, or waiting out a backoff before its next attempt."""
+
+    target: Target
+    batch: list[OutgoingMessage]  # as taken (a FIFO batch goes back to `_FifoGroups.release` whole)
+    groups: _FifoGroups | None  # FIFO targets only
+    pending: list[OutgoingMessage]  # this attempt's messages
+    receipts: list[DeliveryReceipt]
+    attempt: int = 1
+    handle: InFlight | None = None
+    fd: int = -1
+    events: int = 0
+
+
+class MultiplexedRun(DeliveryRun):
+    """A `DeliveryRun` with no send threads: the planning thread starts each request without waiting for
+    it (`MultiplexedSender.start`), goes on planning, and reads the answers as they arrive, all the
+    connections watched by one selector (epoll where there is one). It looks at the answers every
+    `POLL_EVERY` messages added and waits on the selector only when it has nothing left to plan (`finish`)
+    or the backlog bound is reached; up to `max_concurrency` requests are in flight. A retry's backoff is a
+    timer in that loop, so it never holds up the other requests' answers.
+
+    Everything else is `DeliveryRun`'s: the same packing, `_FifoGroups` (never two requests holding one
+    group), the same retry and order rules (`Deliverer._settle`), `standard_in_flight`, the backlog
+    bound, parking by receipts, errors re-raised by `finish`. Used when every sender is on the direct path
+    and nothing is called back per request (`Deliverer.multiplexed`); why: docs/decisions.md (2026-12-02,
+    "One thread multiplexes the direct sends")."""
+
+    def __init__(self, deliverer: Deliverer, on_delivered: OnDelivered | None = None, *,
+                 keep_delivered: bool = True, standard_in_flight: int | None = None,
+                 standard_entries: int = MAX_BATCH_ENTRIES) -> None:
+        super().__init__(deliverer, on_delivered, keep_delivered=keep_delivered,
+                         standard_in_flight=standard_in_flight, standard_entries=standard_entries)
+        self._selector = selectors.DefaultSelector()
+        self._cap = deliverer.max_concurrency
+        self._requests = 0  # in flight or waiting out a backoff: at most `_cap`
+        self._standard = 0  # of them, to standard targets (`standard_in_flight`)
+        self._flying: set[_Request] = set()  # those in flight, registered with the selector
+        self._backoffs: list[tuple[float, int, _Request]] = []  # heap: when each waiting one goes again
+        self._order = 0  # tie-breaker of `_backoffs`
+        self._since_look = 0  # messages added since the answers were last looked at
+
+    def __exit__(self, *_: object) -> None:
+        # An exception or Ctrl-C in planning: the requests still in flight are given up (their
+        # connections closed, never back in the idle pool half-read).
+        flying, self._flying = self._flying, set()
+        for request in flying:
+            if request.handle is not None:
+                request.handle.cancel()
+        self._backoffs.clear()
+        self._selector.close()
+
+    def add(self, target: Target, message: OutgoingMessage) -> None:
+        """Queue one message (as `DeliveryRun.add`); every `POLL_EVERY` messages, start what is ready and
+        take the answers that arrived; at the backlog bound, wait for answers until there is room."""
+        if message.size > target.max_bytes:
+            raise MessageTooLargeError(f"a message of {message.size} bytes exceeds the {target.max_bytes}-byte "
+                                       "limit")
+        if target.fifo:
+            groups = self._fifo.get(target.name)
+            if groups is None:
+                groups = self._fifo[target.name] = _FifoGroups(target)
+            if not groups.put(message):  # its group's order broke earlier in the run
+                self._receipts.append(DeliveryReceipt(message, False, 0, HELD_BACK))
+                return
+            self._fifo_pending += 1
+        else:
+            batch = self._open.get(target.name)
+            if batch is None:
+                batch = self._open[target.name] = (target, [], [0])
+            messages, size = batch[1], batch[2]
+            if messages and (len(messages) >= self._standard_entries or size[0] + message.size > target.max_bytes):
+                self._waiting.append((target, list(messages)))
+                self._pending += 1
+                messages.clear()
+                size[0] = 0
+            messages.append(message)
+            size[0] += message.size
+        self._since_look += 1
+        if self._since_look >= POLL_EVERY:
+            self._since_look = 0
+            self._turn(0.0)
+            while self._backlogged() and self._requests and not self._errors:
+                self._turn(None)
+
+    def finish(self) -> list[DeliveryReceipt]:
+        """Send what is still open and wait for everything; one receipt per message added."""
+        self._finishing = True
+        for target, messages, _ in self._open.values():
+            if messages:
+                self._waiting.append((target, list(messages)))
+                self._pending += 1
+        self._open.clear()
+        self._launch()
+        while self._requests:
+            self._turn(None)
+        if self._errors:
+            raise self._errors[0]
+        return self._receipts
+
+    def _turn(self, timeout: float | None) -> None:
+        """Move every request on: take what the connections have for it, waiting up to `timeout` (None:
+        until an answer, a deadline or a backoff falls due), give up the requests past their deadline, send
+        again the batches whose backoff is over, then start what is ready."""
+        blocking = timeout is None
+        if blocking:
+            timeout = self._until_due()
+        if self._flying or blocking:
+            for key, _ in self._selector.select(timeout):
+                self._step(key.data)
+        if self._backoffs or blocking:
+            now = time.monotonic()
+            if blocking:
+                for request in [r for r in self._flying if r.handle is not None and r.handle.deadline <= now]:
+                    self._step(request, expired=True)
+            while self._backoffs and self._backoffs[0][0] <= now:
+                self._send(heapq.heappop(self._backoffs)[2])
+        self._launch()
+
+    def _until_due(self) -> float | None:
+        due = [r.handle.deadline for r in self._flying if r.handle is not None]
+        if self._backoffs:
+            due.append(self._backoffs[0][0])
+        first = min(due, default=math.inf)
+        return None if first == math.inf else max(0.0, first - time.monotonic())
+
+    def _launch(self) -> None:
+        """Start the batches that are ready, up to `max_concurrency` requests: standard targets' in the
+        order they closed (at most `standard_in_flight` of them), FIFO targets' as `_FifoGroups.take` gives
+        them."""
+        cap, limit = self._cap, self._standard_in_flight
+        while self._requests < cap:
+            started = False
+            if self._waiting and (limit is None or self._standard < limit):
+                target, batch = self._waiting.popleft()
+                self._standard += 1
+                self._begin(target, batch, None)
+                started = True
+            for groups in self._fifo.values():
+                if self._requests >= cap:
+                    break
+                fifo_batch = groups.take(self._finishing)
+                if fifo_batch is not None:
+                    self._begin(groups.target, fifo_batch, groups)
+                    started = True
+            if not started:
+                return
+
+    def _begin(self, target: Target, batch: list[OutgoingMessage], groups: _FifoGroups | None) -> None:
+        self._requests += 1
+        request = _Request(target, batch, groups, batch, [])
+        if groups is not None and groups.halted:  # as `Deliverer._send_fifo_batch`
+            request.receipts = [DeliveryReceipt(m, False, 0, HELD_BACK) for m in batch if m.group_id in groups.halted]
+            request.pending = [m for m in batch if m.group_id not in groups.halted]
+            if not request.pending:
+                self._close(request)
+                return
+        self._send(request)
+
+    def _send(self, request: _Request) -> None:
+        """One attempt: the request left in flight, or (a client not on the direct path yet) sent here."""
+        sender: MultiplexedSender = self._deliverer._senders[request.target.type]  # type: ignore[assignment]
+        try:
+            handle = sender.start(request.target, request.pending)
+            if handle is None:  # the client's first requests, or entries only botocore serialises
+                outcome = sender.send_batch(request.target, request.pending)
+                self._answered(request, outcome.failures)
+                return
+        except SendCallError as exc:
+            self._answered(request, call_failures(exc, len(request.pending)))
+            return
+        except Exception as exc:  # re-raised by finish, as the send threads' errors are
+            self._failed(request, exc)
+            return
+        request.handle, request.fd = handle, handle.fileno()
+        request.events = selectors.EVENT_WRITE if handle.wants_write else selectors.EVENT_READ
+        self._selector.register(request.fd, request.events, request)
+        self._flying.add(request)
+
+    def _step(self, request: _Request, *, expired: bool = False) -> None:
+        handle = request.handle
+        if handle is None or request not in self._flying:  # settled earlier in this turn
+            return
+        try:
+            outcome = handle.step(expired)
+        except SendCallError as exc:
+            self._landed(request)
+            self._answered(request, call_failures(exc, len(request.pending)))
+            return
+        except Exception as exc:  # re-raised by finish, as the send threads' errors are
+            self._landed(request)
+            handle.cancel()
+            self._failed(request, exc)
+            return
+        if outcome is None:
+            events = selectors.EVENT_WRITE if handle.wants_write else selectors.EVENT_READ
+            if events != request.events:
+                request.events = events
+                self._selector.modify(request.fd, events, request)
+            return
+        self._landed(request)
+        self._answered(request, outcome.failures)
+
+    def _landed(self, request: _Request) -> None:
+        self._flying.discard(request)
+        self._selector.unregister(request.fd)
+        request.handle, request.fd = None, -1
+
+    def _answered(self, request: _Request, failures: Sequence[EntryFailure]) -> None:
+        """An attempt's outcome: the batch done, or waiting out its backoff."""
+        groups = request.groups
+        try:
+            retry = self._deliverer._settle(request.target, request.pending, failures, request.attempt,
+                                            groups.halted if groups is not None else None, self._on_delivered,
+                                            request.receipts, delivered=self._keep_delivered)
+        except Exception as exc:  # re-raised by finish, as the send threads' errors are
+            self._failed(request, exc)
+            return
+        if not retry:
+            self._close(request)
+            return
+        deliverer = self._deliverer
+        due = time.monotonic() + backoff_delay(request.attempt, deliverer._base_delay_ms, deliverer._rand)
+        request.pending = retry
+        request.attempt += 1
+        heapq.heappush(self._backoffs, (due, self._order, request))
+        self._order += 1
+
+    def _close(self, request: _Request) -> None:
+        """The batch is done: its receipts kept, its slot (and FIFO groups) free."""
+        self._requests -= 1
+        groups, batch = request.groups, request.batch
+        if groups is None:
+            self._standard -= 1
+            self._pending -= 1
+            self._keep_locked(request.target, request.receipts, len(batch))
+            return
+        held = groups.release(batch)
+        self._fifo_pending -= len(batch) + len(held)
+        self._keep_locked(request.target, request.receipts + held, len(batch) + len(held))
+
+    def _failed(self, request: _Request, exc: Exception) -> None:
+        """An error no receipt describes (a bug, an answer botocore cannot parse): kept for `finish` to
+        raise. As on the send threads, a FIFO batch's groups stay busy: nothing more of them is sent."""
+        self._errors.append(exc)
+        self._requests -= 1
+        if request.groups is None:
+            self._standard -= 1
+            self._pending -= 1

@@ -17,6 +17,7 @@ import gzip
 import inspect
 import json
 import logging
+import selectors
 import socket
 import struct
 import threading
@@ -128,6 +129,35 @@ def endpoint() -> Iterator[Endpoint]:
     server = Endpoint()
     yield server
     server.close()
+
+
+_BLOCKING_CALL = direct.DirectBatchCall.__call__
+
+
+def _through_start(call: direct.DirectBatchCall, **parameters: Any) -> dict[str, Any]:
+    """A direct call made as the one-thread run makes it (bridge.delivery.MultiplexedRun): `start` on a
+    non-blocking connection, `Exchange.step` whenever its socket is ready (or its deadline has passed),
+    then `outcome`; botocore's own path when `start` declines."""
+    exchange = call.start(**parameters)
+    if exchange is None:
+        return _BLOCKING_CALL(call, **parameters)
+    while True:
+        with selectors.DefaultSelector() as selector:
+            selector.register(exchange.fileno(), selectors.EVENT_WRITE if exchange.wants_write
+                              else selectors.EVENT_READ)
+            ready = selector.select(max(0.0, exchange.deadline - time.monotonic()))
+        answer = exchange.step(expired=not ready)
+        if answer is not None:
+            return call.outcome(answer)
+
+
+@pytest.fixture(autouse=True, params=["blocking", "one-thread"])
+def reading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every attack on both ways the direct sends read an answer: a blocking call on a send thread, and a
+    request left in flight on a non-blocking socket (`_through_start`), whatever the test calls."""
+    if request.param == "one-thread":
+        monkeypatch.setattr(direct.DirectBatchCall, "__call__", _through_start)
+    return str(request.param)
 
 
 def _session(credentials: Any = None) -> botocore.session.Session:

@@ -25,6 +25,10 @@ from botocore.credentials import Credentials
 from botocore.exceptions import SSLError
 from bridge.adapters import clients, direct, sqs_body
 from bridge.adapters.errors import call_error
+from bridge.adapters.sqs import SqsBatchSender
+from bridge.config import SQS_MAX_MESSAGE_BYTES
+from bridge.delivery import Deliverer, Target
+from bridge.envelope import OutgoingMessage
 
 from tests.helpers import answer_send_message_batch
 
@@ -132,3 +136,80 @@ def test_a_certificate_the_configured_bundle_does_not_sign_is_refused_from_the_f
     # then: each failed verification, the direct one too, and nothing reached the endpoint
     assert call.direct
     assert endpoint.requests == 0
+
+
+# --- the same on the one-thread path: requests left in flight on non-blocking TLS sockets ---------------
+
+QUEUE = Target("out", "sqs", "https://sqs.us-east-1.amazonaws.com/123456789012/out", SQS_MAX_MESSAGE_BYTES)
+
+
+def _multiplexed_deliverer(url: str, bundle: Path, attempts: int = 3) -> Deliverer:
+    """A Deliverer over an SQS sender on the direct path (its first two requests sent through botocore)."""
+    session = botocore.session.get_session()
+    session._credentials = Credentials("AKIDEXAMPLE", "secret", "session-token")
+    client = session.create_client("sqs", region_name="us-east-1", endpoint_url=url, verify=str(bundle),
+                                   config=clients._SEND_CONFIG)
+    assert sqs_body.install(client)
+    assert direct.install(client, keep=4) is not None
+    sender = SqsBatchSender(client)
+    for _ in range(2):
+        assert sender.send_batch(QUEUE, [_message(-1)]).failures == ()
+    deliverer = Deliverer({"sqs": sender, "sns": sender}, max_attempts=attempts, base_delay_ms=0, max_concurrency=4)
+    assert deliverer.multiplexed()
+    return deliverer
+
+
+def _message(i: int, size: int = 100) -> OutgoingMessage:
+    return OutgoingMessage(f"orders-0-{i}", "out", f"{i}:".ljust(size, "x"), (), f"c{i}", size)
+
+
+def test_a_one_thread_run_over_tls_writes_large_requests_in_pieces_and_delivers_each_once(
+        endpoint: TlsSqs, ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given: 250 KiB requests through a 4 KiB send buffer, so TLS records wait for room (SSLWantWrite)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    deliverer = _multiplexed_deliverer(endpoint.url, bundle)
+    open_connection, step = direct.Connections._open, direct.Exchange.step
+    blocked = {"writes": 0}
+
+    def small_send_buffer(connections: direct.Connections) -> Any:
+        connection = open_connection(connections)
+        connection.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        return connection
+
+    def counted(exchange: direct.Exchange, expired: bool = False, *, answer: bool = True) -> direct.Answer | None:
+        outcome = step(exchange, expired, answer=answer)
+        blocked["writes"] += outcome is None and exchange.wants_write
+        return outcome
+
+    monkeypatch.setattr(direct.Connections, "_open", small_send_buffer)
+    monkeypatch.setattr(direct.Exchange, "step", counted)
+    sent = endpoint.requests
+
+    # when
+    receipts = deliverer.deliver([(QUEUE, [_message(i, 25_000) for i in range(40)])])
+
+    # then: every message delivered by one request each, over certificate-checked TLS
+    assert blocked["writes"] > 0, "no write waited for room: this test would prove nothing about it"
+    assert all(r.delivered and r.attempts == 1 for r in receipts)
+    assert endpoint.requests - sent == 4
+
+
+def test_a_man_in_the_middle_certificate_stops_the_one_thread_run_before_a_byte_is_sent(
+        endpoint: TlsSqs, ca: trustme.CA, tmp_path: Path) -> None:
+    # given: the direct path adopted over TLS, then someone else answers at that address with a certificate
+    # from a CA the client does not trust
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    deliverer = _multiplexed_deliverer(endpoint.url, bundle, attempts=2)
+    endpoint.impersonated_by(trustme.CA())
+    sent = endpoint.requests
+
+    # when
+    receipts = deliverer.deliver([(QUEUE, [_message(i) for i in range(30)])])
+
+    # then: every attempt failed verification (botocore's SSLError, retried, then failed back for parking),
+    # and no batch reached the impostor
+    assert [r.delivered for r in receipts] == [False] * 30
+    assert {r.attempts for r in receipts} == {2}
+    assert endpoint.requests == sent

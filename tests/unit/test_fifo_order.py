@@ -27,6 +27,7 @@ from tests.helpers import (
     FakeKeys,
     FakeSender,
     FakeStore,
+    Multiplexed,
     audit_events,
     kafka_event,
     kafka_record,
@@ -104,9 +105,18 @@ class FifoQueue:
         return out
 
 
-def deliverer(queue: Any, concurrency: int = 1, attempts: int = 4) -> Deliverer:
-    return Deliverer({"sqs": queue, "sns": queue}, max_attempts=attempts, base_delay_ms=0,
-                     max_concurrency=concurrency, sleep=lambda s: None)
+# Each guarantee is checked on both ways a run sends: send threads, and one thread multiplexing requests
+# left in flight (`MultiplexedRun`, when the senders are on the direct path).
+PATHS = pytest.mark.parametrize("one_thread", [False, True], ids=["send-threads", "one-thread"])
+
+
+def deliverer(queue: Any, concurrency: int = 1, attempts: int = 4, *, one_thread: bool = False,
+              hold: bool = False, at_once: bool = False) -> Deliverer:
+    sender = Multiplexed(queue, at_once=at_once) if one_thread else queue
+    built = Deliverer({"sqs": sender, "sns": sender}, max_attempts=attempts, base_delay_ms=0,
+                      max_concurrency=concurrency, sleep=lambda s: None, hold_failed_groups=hold)
+    assert built.multiplexed() == one_thread
+    return built
 
 
 def assert_nothing_lost_or_doubled(messages: list[OutgoingMessage], receipts: list[DeliveryReceipt],
@@ -123,19 +133,23 @@ def assert_kafka_order(queue: FifoQueue) -> None:
         assert order == sorted(order), f"group {group} out of order: {order}"
 
 
-def test_a_hot_group_goes_ten_messages_per_request_in_order() -> None:
+@PATHS
+def test_a_hot_group_goes_ten_messages_per_request_in_order(one_thread: bool) -> None:
     queue = FifoQueue()
 
-    receipts = deliverer(queue, concurrency=8).deliver([(FIFO, [msg(i, "hot") for i in range(35)])])
+    receipts = deliverer(queue, concurrency=8, one_thread=one_thread).deliver(
+        [(FIFO, [msg(i, "hot") for i in range(35)])])
 
     assert [len(r) for r in queue.requests] == [10, 10, 10, 5]
     assert queue.order_by_group() == {"hot": list(range(35))}
     assert all(r.delivered for r in receipts)
 
 
+@PATHS
 @pytest.mark.parametrize("sender_fault", [False, True], ids=["retryable", "sender-fault"])
 @pytest.mark.parametrize("position", range(10))
-def test_an_entry_failing_at_any_position_keeps_every_group_in_order(position: int, sender_fault: bool) -> None:
+def test_an_entry_failing_at_any_position_keeps_every_group_in_order(position: int, sender_fault: bool,
+                                                                    one_thread: bool) -> None:
     # given: a hot group with a second group woven in; the entry at `position` of the first request fails once
     groups = ["hot" if i % 4 else "other" for i in range(30)]
     messages = [msg(i, g) for i, g in enumerate(groups)]
@@ -143,7 +157,7 @@ def test_an_entry_failing_at_any_position_keeps_every_group_in_order(position: i
                       if (call, pos) == (0, position) else None)
 
     # when
-    receipts = deliverer(queue).deliver([(FIFO, messages)])
+    receipts = deliverer(queue, one_thread=one_thread).deliver([(FIFO, messages)])
 
     # then: nothing lost or doubled, each group in Kafka order
     assert_nothing_lost_or_doubled(messages, receipts, queue.stored)
@@ -167,8 +181,10 @@ def test_an_entry_failing_at_any_position_keeps_every_group_in_order(position: i
         assert all(r.delivered for r in receipts), "retried in place, order intact"
 
 
+@PATHS
 @pytest.mark.parametrize("hold", [True, False], ids=["outage-fail-back", "parking"])
-def test_a_group_whose_request_fails_every_attempt_waits_for_it_when_the_batch_comes_back(hold: bool) -> None:
+def test_a_group_whose_request_fails_every_attempt_waits_for_it_when_the_batch_comes_back(
+        hold: bool, one_thread: bool) -> None:
     # given: groups a and b in every request, c not in the second; every attempt at the second request
     # fails whole (an outage that outlasts its retries)
     groups = ["c" if (i < 10 or i >= 20) and i % 3 == 0 else "a" if i % 2 else "b" for i in range(30)]
@@ -184,8 +200,8 @@ def test_a_group_whose_request_fails_every_attempt_waits_for_it_when_the_batch_c
     queue = Outage()
 
     # when: outages fail the batch back to the mapping (hold) or park what failed (not hold)
-    receipts = Deliverer({"sqs": queue, "sns": queue}, max_attempts=4, base_delay_ms=0, sleep=lambda s: None,
-                         hold_failed_groups=hold).deliver([(FIFO, messages)])
+    # (the one-thread run's service answers at once: the test counts on where each request is cut)
+    receipts = deliverer(queue, hold=hold, one_thread=one_thread, at_once=True).deliver([(FIFO, messages)])
 
     # then: with the fail-back, nothing of a or b after the failed request is stored before it (held back:
     # the retried batch sends the failed ones first); c goes on either way
@@ -202,18 +218,20 @@ def test_a_group_whose_request_fails_every_attempt_waits_for_it_when_the_batch_c
             "parking mode: the groups go on, a redrive brings the failed ones later"
 
 
-def test_failed_tail_of_a_group_is_retried_in_order() -> None:
+@PATHS
+def test_failed_tail_of_a_group_is_retried_in_order(one_thread: bool) -> None:
     # entries 6..9 of the hot group fail once, nothing after them in the request was accepted
     queue = FifoQueue(fail=lambda call, pos, m: ("ThrottlingException", False) if call == 0 and pos >= 6 else None)
 
-    receipts = deliverer(queue).deliver([(FIFO, [msg(i, "hot") for i in range(20)])])
+    receipts = deliverer(queue, one_thread=one_thread).deliver([(FIFO, [msg(i, "hot") for i in range(20)])])
 
     assert all(r.delivered for r in receipts)
     assert queue.order_by_group() == {"hot": list(range(20))}
     assert queue.requests[1] == [f"orders-0-{i}" for i in range(6, 10)], "the tail is retried before what follows"
 
 
-def test_whole_request_throttled_is_retried_whole() -> None:
+@PATHS
+def test_whole_request_throttled_is_retried_whole(one_thread: bool) -> None:
     class Throttled(FifoQueue):
         calls = 0
 
@@ -225,20 +243,21 @@ def test_whole_request_throttled_is_retried_whole() -> None:
 
     queue = Throttled()
 
-    receipts = deliverer(queue).deliver([(FIFO, [msg(i, "hot") for i in range(25)])])
+    receipts = deliverer(queue, one_thread=one_thread).deliver([(FIFO, [msg(i, "hot") for i in range(25)])])
 
     assert all(r.delivered for r in receipts)
     assert queue.order_by_group() == {"hot": list(range(25))}
 
 
-def test_two_requests_of_one_group_are_never_in_flight_together_while_groups_overlap() -> None:
+@PATHS
+def test_two_requests_of_one_group_are_never_in_flight_together_while_groups_overlap(one_thread: bool) -> None:
     # given: many groups over four lanes; the first two requests wait for each other (so two are in flight)
     barrier = threading.Barrier(2, timeout=10)
     queue = FifoQueue(pause=barrier)
     messages = [msg(i, f"g{i % 12}") for i in range(240)]
 
     # when
-    receipts = deliverer(queue, concurrency=4).deliver([(FIFO, messages)])
+    receipts = deliverer(queue, concurrency=4, one_thread=one_thread).deliver([(FIFO, messages)])
 
     # then
     assert queue.overlaps == []
@@ -247,7 +266,8 @@ def test_two_requests_of_one_group_are_never_in_flight_together_while_groups_ove
     assert len(queue.requests) == 24, "full requests of consecutive messages of each lane"
 
 
-def test_a_free_thread_sends_another_groups_batch_while_one_groups_request_is_slow() -> None:
+@PATHS
+def test_a_free_thread_sends_another_groups_batch_while_one_groups_request_is_slow(one_thread: bool) -> None:
     # given: two threads; group "slow" (10 messages), then "quick" (10), then "bulk" (300). With groups tied
     # to lanes ("bulk" alone in one, "slow" and "quick" sharing the other) quick's batch waited behind
     # slow's request while the bulk lane's thread was the only other one. The request holding "slow" is
@@ -270,7 +290,7 @@ def test_a_free_thread_sends_another_groups_batch_while_one_groups_request_is_sl
                 + [msg(i, "bulk") for i in range(20, 320)])
 
     # when
-    receipts = deliverer(queue, concurrency=2).deliver([(FIFO, messages)])
+    receipts = deliverer(queue, concurrency=2, one_thread=one_thread).deliver([(FIFO, messages)])
 
     # then: "quick" went out on the free thread while "slow" was in flight; groups never overlapped
     assert seen_while_slow == [True]
@@ -280,8 +300,10 @@ def test_a_free_thread_sends_another_groups_batch_while_one_groups_request_is_sl
     assert_kafka_order(queue)
 
 
+@PATHS
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_two_fifo_destinations_and_a_queue_on_shared_threads_keep_every_group_whole_and_in_order(seed: int) -> None:
+def test_two_fifo_destinations_and_a_queue_on_shared_threads_keep_every_group_whole_and_in_order(
+        seed: int, one_thread: bool) -> None:
     # given: two FIFO destinations (one with byte-limited requests) and a standard queue fed in turn from
     # 8 threads; requests are answered in a shuffled order (tiny random pauses) and a tenth of entries fail
     rng = random.Random(seed)
@@ -307,7 +329,7 @@ def test_two_fifo_destinations_and_a_queue_on_shared_threads_keep_every_group_wh
                                         group_id=group, dedup_id=f"d{i}"))
 
     # when
-    receipts = deliverer(queue, concurrency=8, attempts=8).deliver(plans)
+    receipts = deliverer(queue, concurrency=8, attempts=8, one_thread=one_thread).deliver(plans)
 
     # then: no group in two requests at once, each group in Kafka order, nothing lost or stored twice
     assert queue.overlaps == []
@@ -316,8 +338,10 @@ def test_two_fifo_destinations_and_a_queue_on_shared_threads_keep_every_group_wh
     assert_nothing_lost_or_doubled([m for _, ms in plans for m in ms], receipts, queue.stored)
 
 
+@PATHS
 @pytest.mark.parametrize("target", [QUEUE, FIFO], ids=["standard", "fifo"])
-def test_concurrent_requests_that_fail_and_retry_lose_nothing_and_send_nothing_twice(target: Target) -> None:
+def test_concurrent_requests_that_fail_and_retry_lose_nothing_and_send_nothing_twice(
+        target: Target, one_thread: bool) -> None:
     # given: about a quarter of all entries fail (throttled), on up to 8 threads (each request waits 2 ms,
     # so they are used)
     rng = random.Random(7)
@@ -329,7 +353,7 @@ def test_concurrent_requests_that_fail_and_retry_lose_nothing_and_send_nothing_t
     messages = [msg(i, f"g{i % 37}" if target.fifo else None, target.name) for i in range(1000)]
 
     # when
-    receipts = deliverer(queue, concurrency=8, attempts=6).deliver([(target, messages)])
+    receipts = deliverer(queue, concurrency=8, attempts=6, one_thread=one_thread).deliver([(target, messages)])
 
     # then
     assert queue.peak > 1, "the requests were not concurrent: this test would prove nothing about them"
@@ -346,9 +370,9 @@ def hot_fifo_config() -> Any:
                        routes=[{"name": "all", "match": {}, "to": ["ledger"]}])
 
 
+@PATHS
 def test_order_break_parks_the_rest_of_the_group_in_order_and_is_counted(
-    make_bridge: Callable[..., Bridge], sqs: FakeSender, sns: FakeSender,
-) -> None:
+    make_bridge: Callable[..., Bridge], sqs: FakeSender, sns: FakeSender, one_thread: bool) -> None:
     # given: 25 records of one group; the 4th entry of the first request fails, the ones after it pass
     state = {"failed": False}
 
@@ -359,7 +383,8 @@ def test_order_break_parks_the_rest_of_the_group_in_order_and_is_counted(
         return None
 
     sqs.reject = reject
-    bridge = make_bridge(hot_fifo_config())
+    one_thread_senders = {"sqs": Multiplexed(sqs), "sns": Multiplexed(sns)}
+    bridge = make_bridge(hot_fifo_config(), **(one_thread_senders if one_thread else {}))
     event = kafka_event([kafka_record(offset=i, key=f"k{i}") for i in range(25)])
 
     # when
@@ -377,6 +402,7 @@ def test_order_break_parks_the_rest_of_the_group_in_order_and_is_counted(
     assert report.summary["parked"] == {"delivery_failed": 16}
     (audit,) = audit_events(sns, "test-bridge-dev-audit")
     assert audit["fifo_order_breaks"] == 1
+    assert one_thread_senders["sqs"].started > 0 or not one_thread, "the requests were not left in flight"
 
 
 # --- FIFO lanes fed during planning: requests go out before the last message is added -------------------
@@ -394,14 +420,15 @@ class Watched(FifoQueue):
         return super().send_batch(target, messages)
 
 
+@PATHS
 @pytest.mark.parametrize("groups", [1, 12], ids=["hot-group", "many-groups"])
 def test_fifo_lanes_send_while_messages_are_still_added_in_order_one_request_per_group_at_a_time(
-        groups: int) -> None:
+        groups: int, one_thread: bool) -> None:
     # given: four lanes, so lanes open once 4 x 100 messages have come
     queue = Watched()
     messages = [msg(i, f"g{i % groups}") for i in range(1000)]
 
-    with deliverer(queue, concurrency=4).start() as run:
+    with deliverer(queue, concurrency=4, one_thread=one_thread).start() as run:
         for m in messages[:600]:
             run.add(FIFO, m)
         # then: requests are out before the rest is added (and before `finish`)
@@ -418,12 +445,14 @@ def test_fifo_lanes_send_while_messages_are_still_added_in_order_one_request_per
     assert len(queue.requests) <= 100 + lanes - 1, "full requests but for one part-full request per lane"
 
 
-def test_a_group_first_seen_after_the_lanes_opened_keeps_its_order_and_one_request_in_flight() -> None:
+@PATHS
+def test_a_group_first_seen_after_the_lanes_opened_keeps_its_order_and_one_request_in_flight(
+        one_thread: bool) -> None:
     queue = FifoQueue()
     early = [msg(i, f"g{i % 3}") for i in range(400)]
     late = [msg(i, f"late{i % 5}") for i in range(400, 700)]
 
-    receipts = deliverer(queue, concurrency=4).deliver([(FIFO, early + late)])
+    receipts = deliverer(queue, concurrency=4, one_thread=one_thread).deliver([(FIFO, early + late)])
 
     assert queue.overlaps == []
     assert all(r.delivered for r in receipts)
@@ -431,15 +460,17 @@ def test_a_group_first_seen_after_the_lanes_opened_keeps_its_order_and_one_reque
     assert set(queue.order_by_group()) == {"g0", "g1", "g2", *(f"late{i}" for i in range(5))}
 
 
+@PATHS
 @pytest.mark.parametrize("position", [0, 5, 9])
-def test_an_order_break_while_lanes_are_fed_holds_back_the_rest_of_the_group_in_order(position: int) -> None:
+def test_an_order_break_while_lanes_are_fed_holds_back_the_rest_of_the_group_in_order(
+        position: int, one_thread: bool) -> None:
     # given: one hot group of 1,200 messages on 8 possible lanes (streamed from the 800th); the entry at
     # `position` of the 3rd request fails by the sender's fault while the later entries pass
     messages = [msg(i, "hot") for i in range(1200)]
     queue = FifoQueue(fail=lambda call, pos, m: ("InvalidParameterValue", True) if (call, pos) == (2, position)
                       else None)
 
-    receipts = deliverer(queue, concurrency=8).deliver([(FIFO, messages)])
+    receipts = deliverer(queue, concurrency=8, one_thread=one_thread).deliver([(FIFO, messages)])
 
     assert_nothing_lost_or_doubled(messages, receipts, queue.stored)
     assert_kafka_order(queue)

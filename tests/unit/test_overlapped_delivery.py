@@ -16,10 +16,12 @@ from bridge.delivery import PENDING_BATCHES_PER_THREAD, BatchOutcome, Deliverer,
 from bridge.envelope import OutgoingMessage
 from bridge.service import Bridge
 
-from tests.helpers import kafka_event, kafka_record, make_config, parked_docs
+from tests.helpers import Multiplexed, kafka_event, kafka_record, make_config, parked_docs
 
 QUEUE = Target("out", "sqs", "https://sqs.us-east-1.amazonaws.com/123456789012/out", SQS_MAX_MESSAGE_BYTES)
 DLQ = "test-bridge-dev-bridge-dlq"
+# Checked on both ways a run sends: send threads, and one thread multiplexing requests left in flight.
+PATHS = pytest.mark.parametrize("one_thread", [False, True], ids=["send-threads", "one-thread"])
 
 
 class FlakySender:
@@ -68,9 +70,11 @@ class FlakySender:
         return BatchOutcome(tuple(failures))
 
 
-def test_requests_go_out_before_the_last_message_is_added() -> None:
+@PATHS
+def test_requests_go_out_before_the_last_message_is_added(one_thread: bool) -> None:
     sender = FlakySender()
-    deliverer = Deliverer({"sqs": sender, "sns": sender}, max_attempts=1, base_delay_ms=0, max_concurrency=4)
+    port = Multiplexed(sender) if one_thread else sender
+    deliverer = Deliverer({"sqs": port, "sns": port}, max_attempts=1, base_delay_ms=0, max_concurrency=4)
 
     with deliverer.start() as run:
         for i in range(25):  # two full batches closed, the third still open
@@ -89,7 +93,8 @@ def three_destinations(concurrency: int) -> Any:
         destinations=[{"name": "out", "type": "sqs"}, {"name": "topic", "type": "sns"},
                       {"name": "ledger", "type": "sqs", "fifo": True, "group_id": "key"}],
         routes=[{"name": "all", "match": {}, "to": ["out", "topic", "ledger"]}],
-        settings={"max_concurrency": concurrency, "max_delivery_attempts": 4})
+        # 1 ms backoffs: the send threads sleep through a fake, the one-thread run waits them out for real
+        settings={"max_concurrency": concurrency, "max_delivery_attempts": 4, "retry_base_delay_ms": 1})
 
 
 def records(n: int) -> dict[str, Any]:
@@ -97,14 +102,16 @@ def records(n: int) -> dict[str, Any]:
 
 
 def run_bridge(make_bridge: Callable[..., Bridge], sender: FlakySender, concurrency: int,
-               event: dict[str, Any]) -> tuple[Any, FlakySender]:
-    bridge = make_bridge(three_destinations(concurrency), sqs=sender, sns=sender)
+               event: dict[str, Any], *, one_thread: bool = False) -> tuple[Any, FlakySender]:
+    port = Multiplexed(sender) if one_thread else sender
+    bridge = make_bridge(three_destinations(concurrency), sqs=port, sns=port)
     return bridge.handle(event), sender
 
 
+@PATHS
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_concurrent_requests_that_fail_and_retry_lose_nothing_and_send_nothing_twice(
-    make_bridge: Callable[..., Bridge], seed: int,
+    make_bridge: Callable[..., Bridge], seed: int, one_thread: bool,
 ) -> None:
     # given: 600 records to a queue, a topic and a FIFO queue; a fifth of the entries and a tenth of the
     # calls fail at random (retryable), on up to 8 threads (each call waits 2 ms, so they are used)
@@ -113,7 +120,7 @@ def test_concurrent_requests_that_fail_and_retry_lose_nothing_and_send_nothing_t
                          latency=0.002)
 
     # when
-    report, _ = run_bridge(make_bridge, sender, 8, records(600))
+    report, _ = run_bridge(make_bridge, sender, 8, records(600), one_thread=one_thread)
     assert sender.peak > 1, "the requests were not concurrent: this test would prove nothing about them"
 
     # then: per destination, each record accepted at most once, and accepted or parked, never both
@@ -159,12 +166,15 @@ def test_parking_is_the_same_whether_requests_overlap_or_not(make_bridge: Callab
     assert len(sequential[2]) == 2 * len([i for i in range(300) if i % 7 == 0])
 
 
-def test_an_error_inside_a_lane_is_raised_by_finish_on_the_callers_thread() -> None:
+@PATHS
+def test_an_error_inside_a_lane_is_raised_by_finish_on_the_callers_thread(one_thread: bool) -> None:
     class Broken:
         def send_batch(self, target: Target, messages: Any) -> BatchOutcome:
             raise RuntimeError("a bug in a sender")
 
-    deliverer = Deliverer({"sqs": Broken(), "sns": Broken()}, max_attempts=1, base_delay_ms=0, max_concurrency=4)
+    sender = Multiplexed(Broken()) if one_thread else Broken()
+    deliverer = Deliverer({"sqs": sender, "sns": sender}, max_attempts=1, base_delay_ms=0, max_concurrency=4)
+    assert deliverer.multiplexed() == one_thread
 
     with deliverer.start() as run:
         for i in range(30):
@@ -173,7 +183,9 @@ def test_an_error_inside_a_lane_is_raised_by_finish_on_the_callers_thread() -> N
             run.finish()
 
 
-def test_planning_waits_while_enough_batches_wait_to_be_sent_so_a_large_batch_is_not_held_in_memory() -> None:
+@PATHS
+def test_planning_waits_while_enough_batches_wait_to_be_sent_so_a_large_batch_is_not_held_in_memory(
+        one_thread: bool) -> None:
     # given: a sender that holds every request until released, two threads
     release = threading.Event()
 
@@ -182,7 +194,9 @@ def test_planning_waits_while_enough_batches_wait_to_be_sent_so_a_large_batch_is
             assert release.wait(timeout=30)
             return BatchOutcome()
 
-    deliverer = Deliverer({"sqs": Gate(), "sns": Gate()}, max_attempts=1, base_delay_ms=0, max_concurrency=2)
+    gate = Multiplexed(Gate()) if one_thread else Gate()
+    deliverer = Deliverer({"sqs": gate, "sns": gate}, max_attempts=1, base_delay_ms=0, max_concurrency=2)
+    assert deliverer.multiplexed() == one_thread
     added: list[int] = []
     receipts: list[Any] = []
 

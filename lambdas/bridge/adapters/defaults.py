@@ -19,7 +19,7 @@ from bridge.adapters.sns import SnsBatchSender
 from bridge.adapters.sqs import SqsBatchSender
 from bridge.checkpoints import CheckpointStore
 from bridge.config import BridgeConfig
-from bridge.delivery import BatchOutcome, BatchSender, Target
+from bridge.delivery import BatchOutcome, BatchSender, InFlight, Target
 from bridge.envelope import OutgoingMessage
 from bridge.parking import ObjectStore
 from bridge.settings import Settings, SettingsError
@@ -47,8 +47,24 @@ class _OnFirstUse(Generic[P]):
 
 
 class _LazySender(_OnFirstUse[BatchSender]):
+    """A sender built on first use; a `MultiplexedSender` when the one it builds is (`direct`: whether it
+    may be, before it is built: settings.direct_sends)."""
+
+    def __init__(self, build: Callable[[], BatchSender], *, direct: bool) -> None:
+        super().__init__(build)
+        self._direct = direct
+
     def send_batch(self, target: Target, messages: Sequence[OutgoingMessage]) -> BatchOutcome:
         return self.port().send_batch(target, messages)
+
+    @property
+    def multiplexed(self) -> bool:
+        port = self._port
+        return self._direct if port is None else bool(getattr(port, "multiplexed", False))
+
+    def start(self, target: Target, messages: Sequence[OutgoingMessage]) -> InFlight | None:
+        start = getattr(self.port(), "start", None)
+        return None if start is None else start(target, messages)
 
 
 class _LazyStore(_OnFirstUse[ObjectStore]):
@@ -63,7 +79,7 @@ class _LazyKeys(_OnFirstUse[SigningKeys]):
 
 def sqs_sender(settings: Settings, *, create_now: bool = False) -> BatchSender:
     """SendMessageBatch over an SQS client created on the first send, or now with `create_now`."""
-    sender = _LazySender(lambda: SqsBatchSender(clients.sqs_client(settings)))
+    sender = _LazySender(lambda: SqsBatchSender(clients.sqs_client(settings)), direct=settings.direct_sends)
     if create_now:
         sender.port()
     return sender
@@ -71,7 +87,7 @@ def sqs_sender(settings: Settings, *, create_now: bool = False) -> BatchSender:
 
 def sns_sender(settings: Settings, *, create_now: bool = False) -> BatchSender:
     """PublishBatch over an SNS client created on the first publish, or now with `create_now`."""
-    sender = _LazySender(lambda: SnsBatchSender(clients.sns_client(settings)))
+    sender = _LazySender(lambda: SnsBatchSender(clients.sns_client(settings)), direct=settings.direct_sends)
     if create_now:
         sender.port()
     return sender

@@ -42,6 +42,7 @@ import logging
 import select
 import socket
 import ssl
+import time
 import types
 import uuid
 import weakref
@@ -250,6 +251,26 @@ class _Reader:
         self._data, self._pos = b"", 0
 
 
+class _Incomplete(Exception):
+    """The answer goes on past the bytes received so far."""
+
+
+class _Received(_Reader):
+    """The bytes a non-blocking connection has received so far, read as `read_answer` reads a stream:
+    where the answer goes on past them it raises `_Incomplete` (until the connection has `ended`)."""
+
+    __slots__ = ("_ended",)
+
+    def __init__(self, data: bytes, ended: bool) -> None:
+        super().__init__(None)
+        self._data, self._ended = data, ended
+
+    def _fill(self) -> bool:
+        if self._ended:
+            return False
+        raise _Incomplete
+
+
 def read_answer(stream: Any) -> Answer:
     """One HTTP/1.1 answer from a buffered binary stream: interim (1xx) answers skipped, the body by
     Content-Length, chunked, or up to the end of the connection (then not reusable); none for 204 and 304.
@@ -317,9 +338,12 @@ class _Connection:
 
     def dropped(self) -> bool:
         """Whether the idle connection was closed by the other end (readable while idle: EOF or
-        stray bytes), as urllib3 checks before it reuses a pooled connection."""
+        stray bytes; or in error), as urllib3 checks before it reuses a pooled connection. poll, not
+        select.select, which refuses a file descriptor past 1023."""
         try:
-            return bool(select.select([self.sock], [], [], 0)[0])
+            poller = select.poll()
+            poller.register(self.sock, select.POLLIN | select.POLLPRI)
+            return bool(poller.poll(0))
         except (OSError, ValueError):
             return True
 
@@ -349,18 +373,9 @@ class Connections:
 
     def exchange(self, request: bytes) -> Answer:
         """Send `request` (a whole HTTP/1.1 request) and read its answer, as botocore's exceptions."""
-        connection = None
-        while self._idle:
-            try:
-                connection = self._idle.pop()
-            except IndexError:  # another thread took the last one
-                break
-            if not connection.dropped():
-                break
-            connection.close()
-            connection = None
-        if connection is None:
-            connection = self._open()
+        connection = self._acquire()
+        if connection.sock.gettimeout() != self._read_timeout:  # it was last used by an `Exchange`
+            connection.sock.settimeout(self._read_timeout)
         try:
             connection.sock.sendall(request)
             answer = read_answer(connection.stream)
@@ -370,12 +385,38 @@ class Connections:
         except (OSError, _Closed, ValueError) as exc:
             connection.close()
             raise ConnectionClosedError(endpoint_url=self._url, error=exc) from exc
-        if (answer.reusable and not connection.stream.left() and len(self._idle) < self._keep
+        self._release(connection, answer, bool(connection.stream.left()))
+        return answer
+
+    def start(self, request: bytes) -> Exchange:
+        """`request` under way on a non-blocking connection (`Exchange`); raises botocore's exceptions
+        when no connection could be opened."""
+        connection = self._acquire()
+        connection.sock.setblocking(False)
+        exchange = Exchange(self, connection, request)
+        exchange.step(answer=False)  # written now as far as the socket takes it, not at the caller's next look
+        return exchange
+
+    def _acquire(self) -> _Connection:
+        """An idle connection the other end has not closed, or a new one."""
+        while self._idle:
+            try:
+                connection = self._idle.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if not connection.dropped():
+                return connection
+            connection.close()
+        return self._open()
+
+    def _release(self, connection: _Connection, answer: Answer, leftover: bool) -> None:
+        """Back to the idle connections, unless the answer or the bytes after it (`leftover`) say it
+        must not be reused."""
+        if (answer.reusable and not leftover and len(self._idle) < self._keep
                 and not (isinstance(connection.sock, ssl.SSLSocket) and connection.sock.pending())):
             self._idle.append(connection)
         else:
             connection.close()
-        return answer
 
     def _open(self) -> _Connection:
         try:
@@ -394,6 +435,98 @@ class Connections:
             raise EndpointConnectionError(endpoint_url=self._url, error=exc) from exc
         except Exception as exc:
             raise HTTPClientError(error=exc) from exc
+
+
+class Exchange:
+    """One request on a non-blocking connection, moved on by `step` whenever the socket is ready (the
+    caller watches `fileno()` for writing while `wants_write`, else for reading): the request written as
+    the socket takes it, then the answer read as it arrives and parsed by `read_answer`, as `exchange`
+    parses it. TLS sockets too: a TLS record may need the other direction first (SSLWantRead while
+    writing, SSLWantWrite while reading). The connection goes back to the idle pool on `exchange`'s terms
+    only, and never after an error or `cancel`."""
+
+    __slots__ = ("_connection", "_connections", "_ended", "_received", "_request", "_sent", "deadline",
+                 "wants_write")
+
+    def __init__(self, connections: Connections, connection: _Connection, request: bytes) -> None:
+        self._connections, self._connection = connections, connection
+        self._request = memoryview(request)
+        self._sent = 0
+        self._received = bytearray()
+        self._ended = False  # the other end closed the connection
+        self.wants_write = True
+        self.deadline = 0.0
+        self._progressed()
+
+    def _progressed(self) -> None:
+        """As a blocking socket's timeout counts: the read timeout runs again from each byte moved."""
+        timeout = self._connections._read_timeout
+        self.deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
+
+    def fileno(self) -> int:
+        return int(self._connection.sock.fileno())
+
+    def step(self, expired: bool = False, *, answer: bool = True) -> Answer | None:
+        """Write or read what the socket takes now (without `answer`: only write); the answer once it is
+        whole, else None. Raises botocore's ReadTimeoutError when `expired` (the deadline passed),
+        ConnectionClosedError when the connection failed or the answer is not HTTP."""
+        url = self._connections._url
+        try:
+            if expired:
+                raise TimeoutError("no progress within the read timeout")
+            return self._read() if self._written() and answer else None
+        except TimeoutError as exc:
+            self.cancel()
+            raise ReadTimeoutError(endpoint_url=url, error=exc) from exc
+        except (OSError, _Closed, ValueError) as exc:
+            self.cancel()
+            raise ConnectionClosedError(endpoint_url=url, error=exc) from exc
+
+    def _written(self) -> bool:
+        """Whether the whole request is written (as much of it as the socket takes is written now)."""
+        sock, request = self._connection.sock, self._request
+        if self._sent < len(request):
+            try:
+                while self._sent < len(request):
+                    self._sent += sock.send(request[self._sent:])
+                    self._progressed()
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                self.wants_write = True
+                return False
+            except ssl.SSLWantReadError:
+                self.wants_write = False
+                return False
+        self.wants_write = False
+        return True
+
+    def _read(self) -> Answer | None:
+        sock = self._connection.sock
+        while not self._ended:
+            try:
+                chunk = sock.recv(65536)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                break
+            except ssl.SSLWantWriteError:
+                self.wants_write = True
+                break
+            if not chunk:
+                self._ended = True
+                break
+            self._received += chunk
+            self._progressed()
+        if not self._received and not self._ended:
+            return None
+        stream = _Received(bytes(self._received), self._ended)
+        try:
+            answer = read_answer(stream)
+        except _Incomplete:
+            return None
+        self._connections._release(self._connection, answer, bool(stream.left()) or self._ended)
+        return answer
+
+    def cancel(self) -> None:
+        """Give the request up: the connection is closed, not reused."""
+        self._connection.close()
 
 
 # --- the call --------------------------------------------------------------------------------------
@@ -560,24 +693,50 @@ class DirectBatchCall:
             self._decision = refusal
             log_decision(self._client, refusal)
 
+    @property
+    def multiplexable(self) -> bool:
+        """Whether `start` may leave requests in flight: the template is adopted, or not yet tried (the
+        client's first two requests go through botocore), and the client is untouched."""
+        return (self._template is not None or self._stock_sends < 2) and self._untouched()
+
     def __call__(self, **parameters: Any) -> dict[str, Any]:
+        prepared = self._prepared(parameters)
+        if prepared is None:
+            return dict(self._stock(**parameters))
+        connections, request = prepared
+        return self.outcome(connections.exchange(request))
+
+    def start(self, **parameters: Any) -> Exchange | None:
+        """The call under way on a non-blocking connection (`Exchange`; its answer goes to `outcome`), or
+        None when this call must go through botocore (`__call__` sends it so). Raises botocore's
+        exceptions when no connection could be opened."""
+        prepared = self._prepared(parameters)
+        if prepared is None:
+            return None
+        connections, request = prepared
+        return connections.start(request)
+
+    def _prepared(self, parameters: dict[str, Any]) -> tuple[Connections, bytes] | None:
+        """The request's bytes and where to send them, or None for botocore (module docstring)."""
         template, connections = self._template, self._connections
         if template is None or connections is None or not self._untouched():
-            return dict(self._stock(**parameters))
+            return None
         body = self._encode(parameters, self._version)
         credentials = self._signer._credentials.get_frozen_credentials() if self._signer._credentials else None
         trace: dict[str, Any] = {}
         add_recursion_detection_header(params={"headers": trace})
         if (body is None or credentials is None or bool(credentials.token) != template.with_token
                 or bool(trace) != template.with_trace):
-            return dict(self._stock(**parameters))
-        request = self.request_bytes(template, body, credentials, trace.get("X-Amzn-Trace-Id", ""))
-        answer = connections.exchange(request)
+            return None
+        return connections, self.request_bytes(template, body, credentials, trace.get("X-Amzn-Trace-Id", ""))
+
+    def outcome(self, answer: Answer) -> dict[str, Any]:
+        """The parsed answer; an error answer raised as botocore's client raises it."""
         if 200 <= answer.status < 300:
             parsed = self._decode(answer.body)
             if parsed is not None:
                 return parsed
-        return self._botocore_outcome(template.url, answer)
+        return self._botocore_outcome(self._template.url if self._template is not None else "", answer)
 
     def request_bytes(self, template: Template, body: bytes, credentials: Any, trace: str) -> bytes:
         """The whole HTTP request: the line, Host and Accept-Encoding as http.client writes them, then

@@ -11,6 +11,7 @@ from botocore.parsers import ResponseParserError
 from bridge.adapters import direct
 from bridge.adapters.batching import batch_entries, batch_outcome
 from bridge.adapters.errors import call_error
+from bridge.adapters.multiplexing import BatchInFlight, start_batch
 from bridge.delivery import BatchOutcome, Target
 from bridge.envelope import OutgoingMessage
 
@@ -25,6 +26,17 @@ class SnsBatchSender:
         self._client = client
         # on the wire directly when clients.sns_client set that up (bridge.adapters.direct)
         self._send = direct.batch_call(client, "PublishBatch")
+        self._direct = self._send if isinstance(self._send, direct.DirectBatchCall) else None
+
+    @property
+    def multiplexed(self) -> bool:
+        """Whether `start` can leave requests in flight (the client is on the direct path, or may get there)."""
+        return self._direct is not None and self._direct.multiplexable
+
+    def start(self, target: Target, messages: Sequence[OutgoingMessage]) -> BatchInFlight | None:
+        """PublishBatch left in flight (bridge.adapters.multiplexing), or None: `send_batch` sends it."""
+        return start_batch(self._direct, len(messages), TopicArn=target.address,
+                           PublishBatchRequestEntries=batch_entries(messages, "Message"))
 
     def send_batch(self, target: Target, messages: Sequence[OutgoingMessage]) -> BatchOutcome:
         """PublishBatch; entry Ids are the positions in `messages`."""
