@@ -128,13 +128,15 @@ soak-faults: $(VENV)/.installed
 # answers speak JSON fail there, not the bridge): `make test-runtime-sdk RUNTIME_BOTOCORE=1.34.0`. With the
 # unit tier, the direct sends' loopback tests (bridge.adapters.direct reads botocore's internals on its
 # error path: an older botocore must still give botocore's errors), without the one needing MiniStack, and
-# their attacks (a misbehaving endpoint, outcomes compared with that botocore's), and the answers no parser reads.
+# their attacks (a misbehaving endpoint, outcomes compared with that botocore's, on the blocking and the
+# non-blocking reader), the one-thread run's connections, and the answers no parser reads.
 RUNTIME_BOTOCORE ?= 1.35.0 1.34.162
 test-runtime-sdk: $(VENV)/.installed
 	set -e; for v in $(RUNTIME_BOTOCORE); do \
 	  test -f build/botocore-$$v/.installed || { $(PIP) install -q --no-deps --target build/botocore-$$v \
 	    "botocore==$$v" "boto3==$$v" "s3transfer>=0.9,<0.11" && touch build/botocore-$$v/.installed; }; \
 	  echo "botocore $$v:"; PYTHONPATH=build/botocore-$$v $(PYTEST) tests/unit tests/integration/test_direct_wire.py \
-	    tests/integration/test_direct_decisions.py tests/security/test_direct_attacks.py tests/security/test_unreadable_answers.py \
+	    tests/integration/test_direct_decisions.py tests/integration/test_multiplexed_sends.py \
+	    tests/security/test_direct_attacks.py tests/security/test_unreadable_answers.py \
 	    -k "not against_the_local_aws" -q -p no:cacheprovider; \
 	done
