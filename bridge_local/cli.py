@@ -63,6 +63,7 @@ from bridge_local.producer import (
     expected_outcomes,
     produce,
     records_for_producer,
+    sign_for_event,
 )
 from bridge_local.provision import (
     LocalClients,
@@ -103,7 +104,7 @@ from bridge_local.services import (
     state_path,
     stop_stack,
 )
-from bridge_local.testevents import resign_event, write_events
+from bridge_local.testevents import resign_event, unsigned_at_signed_only, write_events
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -526,8 +527,11 @@ def deployed_transport(state: StackState, config: BridgeConfig) -> Invoke:
 
 
 def cmd_make_event(args: argparse.Namespace) -> int:
+    """Plain records -> a Lambda Kafka test event; a signing producer's records are signed (--secret-file, else
+    the local stack's keys when it runs), and the command says which records the function will park unsigned."""
     config = _config(args)
-    plain = ev.load_plain_records(Path(args.records))
+    plain, signed, keyless = sign_for_event(config, ev.load_plain_records(Path(args.records)),
+                                            _event_key_lookup(args, config))
     records = ev.to_kafka_records(plain)
     kind = "SelfManagedKafka" if args.self_managed else "aws:kafka"
     bootstrap = args.bootstrap or ("127.0.0.1:9092" if args.self_managed else "b-1.local.kafka:9098")
@@ -538,7 +542,31 @@ def cmd_make_event(args: argparse.Namespace) -> int:
         _out(f"wrote {args.out}: {len(records)} records in {len(event['records'])} topic-partitions")
     else:
         sys.stdout.write(text)
+    for producer, count in sorted(signed.items()):
+        p = config.producer(producer)
+        stale = (f"; its max_age_seconds ({p.max_age_seconds}) parks them as stale once that long has passed"
+                 if p is not None and p.max_age_seconds else "")
+        _note(f"signed {count} record(s) as {producer} with "
+              f"{'--secret-file' if args.secret_file else 'the local stack key'}{stale}", quiet_stdout=not args.out)
+    for destination, count in sorted(unsigned_at_signed_only(config, event).items()):
+        accept = config.destination(destination).accept_from
+        missing = f" (no key was at hand for {', '.join(sorted(keyless))})" if keyless else ""
+        _warn(f"{count} record(s) go to {destination} unsigned, and it accepts only records signed by "
+              f"{', '.join(accept)}: the function parks them as unsigned{missing}. Fix: give each record "
+              f'"producer": {accept[0]} and sign it with --secret-file FILE (the producer\'s key, the Secrets '
+              f"Manager secret {config.signing_secret_name(accept[0])}) or with the local stack up (bridge up)")
     return 0
+
+
+def _event_key_lookup(args: argparse.Namespace, config: BridgeConfig) -> Callable[[str], bytes] | None:
+    """make-event's signing keys: --secret-file for every producer, else the running local stack's, else none."""
+    if args.secret_file:
+        secret = Path(args.secret_file).read_bytes().strip()
+        return lambda _producer: secret
+    try:
+        return _local_key_lookup(args, config)
+    except (CliError, StackError):  # no local stack (or not a usable one): nothing to sign with
+        return None
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
@@ -1015,6 +1043,8 @@ def build_parser() -> argparse.ArgumentParser:
     me.add_argument("--out", help="output file (default: stdout)")
     me.add_argument("--self-managed", action="store_true", help="SelfManagedKafka event shape")
     me.add_argument("--bootstrap", help="bootstrapServers value")
+    me.add_argument("--secret-file", help="sign the records of a signing producer with this secret (the "
+                    "producer's key; default: the local stack's keys when it runs, else unsigned, with a warning)")
     me.set_defaults(func=cmd_make_event)
 
     sg = sub.add_parser("sign", help="sign records as a producer: the headers and timestamp to produce them with")

@@ -182,6 +182,28 @@ def finalize(config: BridgeConfig, record: PlainRecord, key_for: KeyLookup, now_
     return replace(record, headers=tuple(headers), timestamp=timestamp)
 
 
+def sign_for_event(config: BridgeConfig, records: Sequence[PlainRecord], key_for: KeyLookup | None,
+                   now_ms: int | None = None) -> tuple[list[PlainRecord], Counter[str], Counter[str]]:
+    """`make-event`'s records, those of a signing producer (the record's "producer"; "sign" not false) signed
+    as `produce` signs them (`finalize`), with the record's own timestamp or now. Returns the records, how
+    many were signed per producer, and how many were left unsigned per producer because `key_for` is None."""
+    now = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+    out: list[PlainRecord] = []
+    signed: Counter[str] = Counter()
+    keyless: Counter[str] = Counter()
+    for record in records:
+        producer = config.producer(record.producer) if record.producer else None
+        if producer is None or not producer.signing or not record.sign:
+            out.append(record)
+        elif key_for is None:
+            keyless[producer.name] += 1
+            out.append(record)
+        else:
+            out.append(finalize(config, record, key_for, now_ms=record.timestamp or now))
+            signed[producer.name] += 1
+    return out, signed, keyless
+
+
 @dataclass
 class ProduceReport:
     """What was produced: per topic and per producer."""

@@ -252,6 +252,26 @@ def write_events(config: BridgeConfig, out_dir: Path) -> list[Path]:
     return written
 
 
+def unsigned_at_signed_only(config: BridgeConfig, event: dict[str, Any]) -> dict[str, int]:
+    """Destination -> how many of the event's records the bridge's Router sends there without a signature
+    header, where the destination accepts only signed records (`accept_from`): the function parks each
+    of them `unsigned`."""
+    router = Router(config)
+    signed_only = {d.name for d in config.destinations if d.accept_from}
+    found: dict[str, int] = {}
+    for items in (event.get("records") or {}).values():
+        for raw in items:
+            record = decode_record(raw)
+            if record.undecodable or any(name == config.settings.signature_header for name, _ in record.headers):
+                continue  # parked as undecodable; or signed (whether it verifies is the function's to say)
+            decision = router.route(record)
+            if decision.action != "deliver":
+                continue
+            for name in signed_only.intersection(decision.destinations):
+                found[name] = found.get(name, 0) + 1
+    return found
+
+
 def resign_event(config: BridgeConfig, event: dict[str, Any], key_for: Callable[[str], bytes]) -> int:
     """Re-sign, in place, records signed with PLACEHOLDER_KEY (forged ones stay forged). Returns how many."""
     s = config.settings

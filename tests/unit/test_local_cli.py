@@ -132,3 +132,49 @@ def test_signed_headers_add_a_unique_message_id_unless_given() -> None:
     assert first != second  # a replayed copy is recognised by it, so it must never repeat
     assert ids(message_id="order-42") == [b"order-42"]
     assert ids(headers=[("x-bridge-message-id", b"mine")]) == [b"mine"]
+
+
+def _payments_records(tmp_path: Path) -> Path:
+    records = tmp_path / "records.jsonl"
+    records.write_text("\n".join(json.dumps(r) for r in [
+        {"topic": "payments", "key": "acct-1", "value": PAYMENT.decode(), "producer": "payment-service"},
+        {"topic": "payments", "key": "acct-2", "value": PAYMENT.decode()},  # names no producer
+    ]) + "\n", encoding="utf-8")
+    return records
+
+
+def test_make_event_signs_a_signing_producers_records_with_the_given_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], make_bridge: Callable[..., Bridge], keys: FakeKeys) -> None:
+    # given: records for the signed-only ledger, one naming its producer, and that producer's key in a file
+    secret = tmp_path / "key"
+    secret.write_bytes(SECRET)
+    out = tmp_path / "event.json"
+    # when: the console test event is made with the key
+    rc = main(["--config", str(DEV_CONFIG), "--state-dir", str(tmp_path), "make-event",
+               str(_payments_records(tmp_path)), "--secret-file", str(secret), "--out", str(out)])
+    # then: the named producer's record is signed and delivered to the ledger; the command said the other parks
+    assert rc == 0
+    keys.keys["payment-service"] = SECRET
+    report = make_bridge().handle(json.loads(out.read_text(encoding="utf-8")))
+    assert report.summary["delivered"]["payments-ledger"] == 1
+    assert report.summary["parked"] == {"unsigned": 1}
+    captured = capsys.readouterr()
+    assert "signed 1 record(s) as payment-service with --secret-file" in captured.out
+    assert "1 record(s) go to payments-ledger unsigned" in captured.err
+
+
+def test_make_event_without_a_key_says_which_records_the_function_parks_unsigned(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], make_bridge: Callable[..., Bridge], keys: FakeKeys) -> None:
+    # given: no --secret-file and no local stack; when: the event is written to stdout
+    rc = main(["--config", str(DEV_CONFIG), "--state-dir", str(tmp_path), "make-event",
+               str(_payments_records(tmp_path))])
+    captured = capsys.readouterr()
+    # then: the event is written (unsigned), and stderr says which records park, why, and the fix, in one line
+    assert rc == 0
+    keys.keys["payment-service"] = SECRET
+    assert make_bridge().handle(json.loads(captured.out)).summary["parked"] == {"unsigned": 2}
+    (line,) = captured.err.splitlines()
+    assert line.startswith("bridge: warning: 2 record(s) go to payments-ledger unsigned")
+    assert "no key was at hand for payment-service" in line
+    assert "--secret-file FILE" in line
+    assert "orders-bridge-dev/producers/payment-service/signing-key" in line
