@@ -163,6 +163,7 @@ def test_delivery_retries_an_unreadable_answer_per_batch_and_parks_with_its_code
     # given: delivery over the bridge's real sender; the endpoint garbles the first answer, then every one
     sender, target = _sender(endpoint, service, path)
     deliverer = Deliverer({service: sender}, max_attempts=3, base_delay_ms=0, sleep=lambda s: None)  # type: ignore[dict-item]
+    assert deliverer.multiplexed() is (path == "direct")  # the direct path's run: one thread, requests in flight
     garbled = _gzipped
     # when: one answer is garbled, then the service answers
     endpoint.answers.append(garbled)
@@ -176,3 +177,20 @@ def test_delivery_retries_an_unreadable_answer_per_batch_and_parks_with_its_code
     assert [(r.delivered, r.code, r.attempts, r.sender_fault) for r in parked] == [
         (False, "UnreadableAnswer", 3, False)] * 10
     assert endpoint.answers == []
+
+
+@pytest.mark.attack("a 2xx answer no parser can read, to a request the one-thread run left in flight",
+                    outcome="parked: UnreadableAnswer, no message counted delivered",
+                    how="loopback server, Deliverer's multiplexed run over the bridge's direct sender")
+@pytest.mark.parametrize(("service", "name", "make"), UNREADABLE, ids=[f"{s}-{n}" for s, n, _ in UNREADABLE])
+def test_the_multiplexed_run_reads_an_unreadable_answer_as_the_senders_do(
+        endpoint: BatchEndpoint, service: str, name: str, make: Callable[[bytes], bytes]) -> None:
+    # given: delivery on the direct path, where one thread leaves requests in flight (MultiplexedRun)
+    sender, target = _sender(endpoint, service, "direct")
+    deliverer = Deliverer({service: sender}, max_attempts=1, base_delay_ms=0, sleep=lambda s: None)  # type: ignore[dict-item]
+    assert deliverer.multiplexed()
+    # when: the answer to the batch is not the operation's answer
+    endpoint.answers.append(make)
+    receipts = deliverer.deliver([(target, _messages(10))])
+    # then: no message delivered; each failed with UnreadableAnswer, retryable (not the sender's fault)
+    assert [(r.delivered, r.code, r.sender_fault) for r in receipts] == [(False, "UnreadableAnswer", False)] * 10
