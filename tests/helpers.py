@@ -196,19 +196,25 @@ def batch_answer(body: bytes, content_type: str, extra: str = "") -> bytes:
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-def batch_success(request: bytes) -> bytes:
-    """The answer accepting every entry of a SendMessageBatch (JSON) or PublishBatch (query) request."""
+def batch_success_body(request: bytes) -> tuple[bytes, str]:
+    """The body and Content-Type accepting every entry of a SendMessageBatch (JSON) or PublishBatch (query)
+    request."""
     head, _, body = request.partition(b"\r\n\r\n")
     if b"X-Amz-Target" in head:
         ids = [e["Id"] for e in json.loads(body)["Entries"]]
         doc = {"Successful": [{"Id": i, "MessageId": f"m-{i}", "MD5OfMessageBody": "0" * 32} for i in ids],
                "Failed": []}
-        return batch_answer(json.dumps(doc).encode(), "application/x-amz-json-1.0")
+        return json.dumps(doc).encode(), "application/x-amz-json-1.0"
     members = "".join(f"<member><Id>{i}</Id><MessageId>m-{i}</MessageId></member>"
                       for i in range(body.count(b".Id=")))
-    return batch_answer(f'<PublishBatchResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishBatchResult>'
-                        f"<Successful>{members}</Successful><Failed/></PublishBatchResult></PublishBatchResponse>"
-                        .encode(), "text/xml")
+    return (f'<PublishBatchResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishBatchResult>'
+            f"<Successful>{members}</Successful><Failed/></PublishBatchResult><ResponseMetadata><RequestId>r-1"
+            f"</RequestId></ResponseMetadata></PublishBatchResponse>").encode(), "text/xml"
+
+
+def batch_success(request: bytes) -> bytes:
+    """The whole answer accepting every entry of a SendMessageBatch or PublishBatch request."""
+    return batch_answer(*batch_success_body(request))
 
 
 class BatchEndpoint(LoopbackServer):

@@ -31,7 +31,15 @@ from bridge.config import MAX_CONCURRENCY
 from bridge.delivery import SendCallError, Target
 from bridge.envelope import OutgoingMessage
 
-from tests.helpers import FROZEN_INVOCATION, FROZEN_NOW, LoopbackServer, Respond, freeze_botocore_clock, make_settings
+from tests.helpers import (
+    FROZEN_INVOCATION,
+    FROZEN_NOW,
+    LoopbackServer,
+    Respond,
+    batch_success_body,
+    freeze_botocore_clock,
+    make_settings,
+)
 
 NOW, INVOCATION = FROZEN_NOW, FROZEN_INVOCATION
 TOPIC = "arn:aws:sns:us-east-1:123456789012:orders"
@@ -49,16 +57,7 @@ class Answer:
 
 def success(request: bytes) -> Answer:
     """Every entry accepted, in the protocol of the request."""
-    head, _, body = request.partition(b"\r\n\r\n")
-    if b"X-Amz-Target" in head:
-        ids = [e["Id"] for e in json.loads(body)["Entries"]]
-        doc = {"Successful": [{"Id": i, "MessageId": f"m-{i}", "MD5OfMessageBody": "0" * 32} for i in ids],
-               "Failed": []}
-        return Answer(200, json.dumps(doc).encode(), "application/x-amz-json-1.0")
-    members = b"".join(b"<member><Id>%d</Id><MessageId>m</MessageId></member>" % i for i in range(body.count(b".Id=")))
-    return Answer(200, b'<PublishBatchResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishBatchResult>'
-                  b"<Successful>" + members + b"</Successful><Failed/></PublishBatchResult><ResponseMetadata>"
-                  b"<RequestId>r-1</RequestId></ResponseMetadata></PublishBatchResponse>", "text/xml")
+    return Answer(200, *batch_success_body(request))
 
 
 class Recorder(LoopbackServer):
