@@ -270,7 +270,7 @@ def test_botocores_read_timeout_ends_a_silent_request_which_is_retried(
     # then: that batch timed out once and was delivered by its second attempt; the others went on meanwhile
     assert sorted(server.bodies) == sorted(m.body for m in messages)
     assert sorted(r.attempts for r in receipts) == [1] * 40 + [2] * 10
-    assert took >= 0.5
+    assert 0.5 <= took < 5, "given up at the read timeout, not when the server closed after 10 s"
 
 
 def test_a_backoff_does_not_hold_up_the_answers_of_other_requests(make_sender: Callable[..., SqsBatchSender]) -> None:

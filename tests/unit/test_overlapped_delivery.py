@@ -268,3 +268,23 @@ def test_a_fifo_destination_with_many_groups_has_sixteen_requests_in_flight_by_d
     # then: 16 requests sent at once, and everything was delivered
     assert sender.peak == 16
     assert report.summary["delivered"] == {"ledger": 2000}
+
+
+@PATHS
+def test_standard_in_flight_caps_the_requests_to_standard_targets_on_either_path(one_thread: bool) -> None:
+    # given: requests that wait 5 ms each, eight allowed in flight, but at most two to standard targets
+    sender = FlakySender(latency=0.005)
+    port = Multiplexed(sender) if one_thread else sender
+    deliverer = Deliverer({"sqs": port, "sns": port}, max_attempts=1, base_delay_ms=0, max_concurrency=8)
+    assert deliverer.multiplexed() == one_thread
+
+    # when
+    with deliverer.start(standard_in_flight=2) as run:
+        for i in range(200):
+            run.add(QUEUE, OutgoingMessage(f"orders-0-{i}", "out", "x", (), f"c{i}", 1))
+        receipts = run.finish()
+
+    # then: two at once, never more, and every message delivered once
+    assert sender.peak == 2
+    assert sorted(sender.accepted["out"]) == sorted(f"orders-0-{i}" for i in range(200))
+    assert all(r.delivered for r in receipts)
