@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 from bridge.config import MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES
-from bridge.delivery import PENDING_BATCHES_PER_THREAD, BatchOutcome, Deliverer, EntryFailure, SendCallError, Target
+from bridge.delivery import (
+    PENDING_BATCHES_PER_THREAD,
+    BatchOutcome,
+    Deliverer,
+    EntryFailure,
+    MultiplexedRun,
+    SendCallError,
+    Target,
+)
 from bridge.envelope import OutgoingMessage
 from bridge.service import Bridge
 
@@ -144,25 +152,26 @@ def sender_as_fake(sender: FlakySender) -> Any:
     return Sent()
 
 
-def test_parking_is_the_same_whether_requests_overlap_or_not(make_bridge: Callable[..., Bridge]) -> None:
+def test_parking_is_the_same_whether_requests_overlap_or_not_and_with_or_without_send_threads(
+        make_bridge: Callable[..., Bridge]) -> None:
     # given: failures decided by the record alone: every 7th record never gets through, every 5th fails once
     def entry_fails(m: OutgoingMessage, attempt: int) -> bool:
         offset = int(m.record_id.rsplit("-", 1)[1])
         return offset % 7 == 0 or (offset % 5 == 0 and attempt == 1)
 
     outcomes = []
-    for concurrency in (1, 8):
+    for concurrency, one_thread in ((1, False), (8, False), (8, True)):  # the last: no send threads at all
         sender = FlakySender(entry_fails=entry_fails)
-        report, _ = run_bridge(make_bridge, sender, concurrency, records(300))
+        report, _ = run_bridge(make_bridge, sender, concurrency, records(300), one_thread=one_thread)
         outcomes.append((report.summary["delivered"], report.summary["parked"],
                          sorted((p.record.record_id, p.destination, p.reason) for p in report.parked
                                 if p.destination != "ledger"),
                          {name: sorted(ids) for name, ids in sender.accepted.items() if name in ("out", "topic")}))
 
     # then: the standard queue and the topic end the same, parked records included
-    sequential, overlapped = outcomes
-    assert sequential[2] == overlapped[2]
-    assert sequential[3] == overlapped[3]
+    sequential, overlapped, multiplexed = outcomes
+    assert sequential[2] == overlapped[2] == multiplexed[2]
+    assert sequential[3] == overlapped[3] == multiplexed[3]
     assert len(sequential[2]) == 2 * len([i for i in range(300) if i % 7 == 0])
 
 
@@ -287,4 +296,30 @@ def test_standard_in_flight_caps_the_requests_to_standard_targets_on_either_path
     # then: two at once, never more, and every message delivered once
     assert sender.peak == 2
     assert sorted(sender.accepted["out"]) == sorted(f"orders-0-{i}" for i in range(200))
+    assert all(r.delivered for r in receipts)
+
+
+def test_a_run_that_calls_back_per_request_keeps_its_send_threads_and_calls_back_for_each() -> None:
+    # given: senders that could leave requests in flight, and a callback per request (a checkpoint write:
+    # it blocks, so a checkpointed run keeps the send threads and writes from them, as before)
+    sender = FlakySender(latency=0.002)
+    port = Multiplexed(sender)
+    deliverer = Deliverer({"sqs": port, "sns": port}, max_attempts=1, base_delay_ms=0, max_concurrency=4)
+    recorded: list[str] = []
+
+    def on_delivered(target: Target, messages: Any) -> None:
+        recorded.extend(m.record_id for m in messages)
+
+    # when
+    with deliverer.start(on_delivered, standard_in_flight=1) as run:
+        for i in range(100):
+            run.add(QUEUE, OutgoingMessage(f"orders-0-{i}", "out", "x", (), f"c{i}", 1))
+        receipts = run.finish()
+
+    # then: sent with send_batch (nothing left in flight), every stored message called back once
+    assert deliverer.multiplexed()
+    assert not deliverer.multiplexed(on_delivered)
+    assert not isinstance(run, MultiplexedRun)
+    assert port.started == 0
+    assert sorted(recorded) == sorted(f"orders-0-{i}" for i in range(100))
     assert all(r.delivered for r in receipts)
