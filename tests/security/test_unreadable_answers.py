@@ -15,11 +15,14 @@ pointed at a real loopback server that answers with the scripted bytes.
 from __future__ import annotations
 
 import gzip
+import json
+import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from bridge.adapters import clients, direct
+from bridge.adapters import clients, direct, errors
+from bridge.adapters.batching import batch_outcome
 from bridge.adapters.sns import SnsBatchSender
 from bridge.adapters.sqs import SqsBatchSender
 from bridge.delivery import Deliverer, SendCallError, Target
@@ -194,3 +197,78 @@ def test_the_multiplexed_run_reads_an_unreadable_answer_as_the_senders_do(
     receipts = deliverer.deliver([(target, _messages(10))])
     # then: no message delivered; each failed with UnreadableAnswer, retryable (not the sender's fault)
     assert [(r.delivered, r.code, r.sender_fault) for r in receipts] == [(False, "UnreadableAnswer", False)] * 10
+
+
+def _random_value(rng: random.Random, depth: int = 0) -> Any:
+    """A JSON value shaped like a batch answer's parts often enough to reach every branch."""
+    kinds = ["id", "str", "int", "bool", "null"] + (["entry", "list", "dict"] if depth < 4 else [])
+    kind = rng.choice(kinds)
+    if kind == "id":
+        return rng.choice(["0", "1", "9", "10", "-1", "01", " 1", "", "x"])
+    if kind == "str":
+        return rng.choice(["InternalError", "true", "false", "nope", MARK])
+    if kind == "int":
+        return rng.choice([0, 1, -1, 10**20])
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "null":
+        return None
+    if kind == "entry":
+        fields = {"Id": lambda: _random_value(rng, depth + 1) if rng.random() < 0.2 else str(rng.randrange(12)),
+                  "Code": lambda: _random_value(rng, depth + 1), "Message": lambda: _random_value(rng, depth + 1),
+                  "SenderFault": lambda: _random_value(rng, depth + 1), "MessageId": lambda: "m"}
+        return {k: make() for k, make in fields.items() if rng.random() < 0.8}
+    if kind == "list":
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(12))]
+    keys = ["Successful", "Failed", "Other"]
+    return {rng.choice(keys): _random_value(rng, depth + 1) for _ in range(rng.randrange(3))}
+
+
+def _holds(response: Any, count: int) -> str | None:
+    """None when `batch_outcome` keeps its promise for this parsed answer, else what broke: it either refuses
+    the answer (a retryable UnreadableAnswer) or counts delivered only entries Successful names by the Ids sent."""
+    try:
+        failures = batch_outcome(response, count).failures
+    except SendCallError as exc:
+        return None if exc.code == "UnreadableAnswer" and exc.retryable else f"raised {exc.code}"
+    failed = {f.index for f in failures}
+    named = {s["Id"] for s in response.get("Successful") or ()}
+    if not failed <= set(range(count)):
+        return f"a failure outside the batch: {sorted(failed)}"
+    if any(type(f.code) is not str or type(f.sender_fault) is not bool for f in failures):
+        return "a failure with a non-string code or a non-boolean sender fault"
+    delivered = set(range(count)) - failed
+    if not all(str(i) in named for i in delivered):
+        return f"delivered without being named Successful: {sorted(i for i in delivered if str(i) not in named)}"
+    return None
+
+
+@pytest.mark.attack("5,000 random garbled 2xx answers (JSON shapes), through botocore's guarded parser and the "
+                    "direct decoder", outcome="refused at runtime: UnreadableAnswer, or only named entries delivered",
+                    how="seeded random answers, the invariant checked on each")
+def test_no_random_answer_counts_an_entry_delivered_that_it_does_not_name_successful() -> None:
+    # given: the SQS client's guarded parser (what the senders and the direct call's error path use)
+    client = clients._client("sqs", make_settings(endpoint_url="http://127.0.0.1:9"), clients._SEND_CONFIG)
+    errors.guard_answers(client)
+    parser = client._endpoint._response_parser_factory.create_parser("json")
+    shape = client.meta.service_model.operation_model("SendMessageBatch").output_shape
+    rng = random.Random(20261202)
+    broken: list[str] = []
+    for n in range(5_000):
+        doc = _random_value(rng) if rng.random() < 0.3 else {
+            k: _random_value(rng) for k in ("Successful", "Failed") if rng.random() < 0.9}
+        body = json.dumps(doc).encode()
+        count = rng.randrange(1, 11)
+        # when: botocore's (guarded) parser reads it, and the direct decoder reads it
+        for path, read in (("botocore", lambda b: parser.parse({"status_code": 200, "headers": {}, "body": b}, shape)),
+                           ("direct", direct._sqs_answer)):
+            try:
+                response = read(body)
+            except errors.UnreadableAnswer:
+                continue
+            if response is None and path == "direct":  # handed to botocore's parser (the path above)
+                continue
+            # then: batch_outcome refuses it, or counts delivered only what the answer names Successful
+            if (problem := _holds(response, count)) is not None:
+                broken.append(f"#{n} {path} count={count} {body[:120]!r}: {problem}")
+    assert broken == []
