@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 from collections.abc import Sequence
@@ -24,8 +25,10 @@ from suite import SIZES, Endpoint, _bridge, kafka_event, records_of, timed  # be
 VARIANTS = ("one-thread", "send-threads")
 
 
-def run(bridge: Any, variant: str, event: dict[str, Any], ep: Endpoint) -> tuple[float, float, float]:
-    """(msg/s, CPU µs per message, mean requests in flight) of one `handle`."""
+def run(bridge: Any, variant: str, event: dict[str, Any], ep: Endpoint) -> tuple[float, float, float, float]:
+    """(msg/s, CPU µs per message, mean requests in flight, voluntary context switches per request) of one
+    `handle`; the switches are the process's, all threads (getrusage), each a thread that gave up the CPU to
+    wait (for the GIL, a condition, a socket)."""
     deliverer = bridge._deliverer
     if variant == "send-threads":
         deliverer.multiplexed = lambda on_delivered=None: False  # what the bridge did before: send threads
@@ -33,12 +36,14 @@ def run(bridge: Any, variant: str, event: dict[str, Any], ep: Endpoint) -> tuple
         deliverer.__dict__.pop("multiplexed", None)
         assert deliverer.multiplexed(), "the bridge's senders are not on the direct path"
     ep.control()
+    switches = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
     wall, cpu = timed(lambda: bridge.handle(event))
+    switches = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - switches
     stats = ep.control()
     messages = len(records_of(event))
     if stats["entries"] - 1 != messages:  # the audit event is one more entry
         raise SystemExit(f"{variant}: {stats['entries'] - 1} entries for {messages} records")
-    return messages / wall, cpu / messages * 1e6, stats["busy_s"] / wall
+    return messages / wall, cpu / messages * 1e6, stats["busy_s"] / wall, switches / stats["requests"]
 
 
 def fmt(xs: Sequence[float], digits: int = 0) -> str:
@@ -51,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--kinds", nargs="*", default=["fifo", "sqs", "sns"], choices=["fifo", "sqs", "sns"])
     args = parser.parse_args(argv)
     ep = Endpoint()
-    results: dict[tuple[str, int, str], list[tuple[float, float, float]]] = {}
+    results: dict[tuple[str, int, str], list[tuple[float, float, float, float]]] = {}
     load_before = os.getloadavg()
     try:
         for kind in args.kinds:
@@ -69,11 +74,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         ep.close()
     load_after = os.getloadavg()
     print(f"{args.rounds} interleaved rounds; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after\n")
-    print("| scenario | latency | variant | msg/s | CPU µs/msg | requests in flight |")
-    print("|---|---|---|---|---|---|")
+    print("| scenario | latency | variant | msg/s | CPU µs/msg | requests in flight | context switches/request |")
+    print("|---|---|---|---|---|---|---|")
     for (kind, delay, variant), runs in results.items():
         print(f"| {kind} | {delay} ms | {variant} | {fmt([r[0] for r in runs])} | {fmt([r[1] for r in runs])} "
-              f"| {fmt([r[2] for r in runs], 1)} |")
+              f"| {fmt([r[2] for r in runs], 1)} | {fmt([r[3] for r in runs], 1)} |")
     print("\n| scenario | one thread / send threads, CPU per message | 10 ms / 0 ms throughput, one thread "
           "| 10 ms / 0 ms throughput, send threads |")
     print("|---|---|---|---|")
