@@ -14,6 +14,8 @@ Even then a record goes to the general path, unchanged, whenever it is not plain
 - it cannot be decoded (parked `undecodable` there), or it is not a lazy record from `decode_event`;
 - it carries a producer claim (settings.producer_header: checked, maybe parked `producer_not_allowed`);
 - one of its messages exceeds its destination's limit (claim check, or parked `too_large`).
+A plain record's value is decoded a few dozen records ahead (`_values_ahead`), so that one memchr set over
+them all (`envelope.control_free`) says whether they may go raw, not a table pass over each value.
 With checkpoints on, a message a previous attempt at the batch delivered is not sent again (`delivered`:
 BatchProgress.delivered), as on the general path. The service takes the general path for a whole batch that
 is a redrive.
@@ -29,8 +31,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.audit import BatchTally
-from bridge.envelope import MAX_CORRELATION_ID, MessageFactory, OutgoingMessage, correlation_id_from
+from bridge.envelope import MAX_CORRELATION_ID, MessageFactory, OutgoingMessage, control_free, correlation_id_from
 from bridge.records import UNREAD, KafkaRecord, last_header_values
+
+# Values decoded ahead of planning (`_values_ahead`), so that one `control_free` call answers for all of them:
+# at most this many records, and no more once they hold this many bytes (one large value goes alone).
+AHEAD_RECORDS = 64
+AHEAD_BYTES = 64 * 1024
+# What `_values_ahead` gives for a value the general path would refuse (not text, not base64).
+_UNDECODABLE: Any = object()
 
 
 class PlainStep(Protocol):
@@ -91,7 +100,11 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
     span: list[int] | None = None  # the tally's [low, high] offsets of (topic, span_partition)
     span_partition = 0
     id_prefix = ""  # f"{topic}-{span_partition}-": a record id is it and the offset
-    for record in records:
+    # The values of the next plain records, decoded ahead, last first (`_values_ahead`); `checked`: none
+    # of them holds a control byte
+    ahead: list[Any] = []
+    checked = False
+    for index, record in enumerate(records):
         if record.topic != topic:
             if counted and plain is not None:
                 _count(tally, plain, counted)
@@ -108,6 +121,12 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
         if plain is None or record._value is not UNREAD:  # is_lazy, without the property call
             general(record)
             continue
+        if not ahead:
+            ahead, checked = _values_ahead(records, index, topic)
+        value = ahead.pop()
+        if value is _UNDECODABLE:
+            general(record)
+            continue
         raw = record.raw
         try:
             # KafkaRecord.decoded()'s checks, without the view: anything it would refuse goes general
@@ -116,11 +135,6 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
                 if type(key) is not str:
                     raise TypeError
                 a2b(key, strict_mode=True)
-            value = raw.get("value")
-            if value is not None:
-                if type(value) is not str:
-                    raise TypeError
-                value = a2b(value, strict_mode=True)
             last = last_header_values(raw.get("headers"))
         except (KeyError, TypeError, ValueError, binascii.Error):
             general(record)
@@ -144,14 +158,15 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
         else:
             correlation_id = correlation_id_from(header, record_id)
         if build is not None:
-            message = build(value, record_id, correlation_id, last, producer)
-            value = None  # not kept while the next value is decoded: a large one would be held twice
+            message = build(value, record_id, correlation_id, last, producer, checked)
+            value = None  # not kept while the next values are decoded: a large one would be held twice
             if message.size > limit:
                 del message
                 general(record)
                 continue
         else:
-            messages = [s.factory.plain_message(value, record_id, correlation_id, last, producer) for s in steps]
+            messages = [s.factory.plain_message(value, record_id, correlation_id, last, producer, checked)
+                        for s in steps]
             value = None
             if any(m.size > s.limit for s, m in zip(steps, messages, strict=True)):
                 del messages
@@ -178,6 +193,35 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
                     add(s.target, m)
     if counted and plain is not None:
         _count(tally, plain, counted)
+
+
+def _values_ahead(records: Sequence[KafkaRecord], start: int, topic: str) -> tuple[list[Any], bool]:
+    """The decoded values of the lazy records of `topic` from `start` on (up to AHEAD_RECORDS, AHEAD_BYTES),
+    last first, `_UNDECODABLE` for a value KafkaRecord.decoded() would refuse; and whether none of them holds
+    a control byte (`control_free`). `plan_plain` takes one per record, in order: every record this covers
+    reaches that point, and it stops at the first that would not (another topic, not lazy)."""
+    a2b = binascii.a2b_base64
+    values: list[Any] = []
+    present: list[bytes] = []
+    size = 0
+    for record in records[start:start + AHEAD_RECORDS]:
+        if record.topic != topic or record._value is not UNREAD:
+            break
+        try:
+            value = record.raw.get("value")
+            if value is not None:
+                if type(value) is not str:
+                    raise TypeError
+                value = a2b(value, strict_mode=True)
+                present.append(value)
+                size += len(value)
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            value = _UNDECODABLE
+        values.append(value)
+        if size >= AHEAD_BYTES:
+            break
+    values.reverse()
+    return values, control_free(present)
 
 
 def _count(tally: BatchTally, plain: PlainTopic, records: int) -> None:

@@ -270,3 +270,15 @@ def test_the_raw_or_base64_decision_is_the_sqs_character_rule_for_any_bytes() ->
         assert (fast.body, dict(fast.attributes).get("content-encoding")) == (body, encoding), value
         if utf8_or_none(value) is not None:
             assert envelope.sendable_utf8(value) is (envelope._SQS_FORBIDDEN.search(value.decode()) is None), value
+
+
+def test_control_free_answers_for_a_run_of_values_what_the_byte_check_answers_for_each() -> None:
+    # given runs of values, each clean or holding one byte of the edge cases, at any place in the run
+    rng = random.Random(11)
+    pool = adversarial_values() + random_values(12, 500)
+    for _ in range(2000):
+        values = rng.sample(pool, rng.randrange(0, 8))
+        # then the run is control-free exactly when no value of it has a control byte (0x7F and the
+        # noncharacters are not control bytes; tab, LF and CR are allowed)
+        expected = all(v.translate(None, envelope._ASCII_CONTROL) == v for v in values)
+        assert envelope.control_free(values) is expected, values
