@@ -276,8 +276,12 @@ def decode_event(event: object) -> KafkaBatch:
             # `_decode` inline for what parsed JSON holds (exact dict, str and int), without its four calls
             # per record; anything else, and every error, goes through decode_record.
             if type(item) is dict:
-                topic, partition, offset = item.get("topic"), item.get("partition"), item.get("offset")
-                timestamp, timestamp_type = item.get("timestamp", 0), item.get("timestampType", "")
+                try:  # subscripts, not get(): Lambda's records always carry all five
+                    topic, partition, offset = item["topic"], item["partition"], item["offset"]
+                    timestamp, timestamp_type = item["timestamp"], item["timestampType"]
+                except KeyError:
+                    records.append(decode_record(item, str(partition_key)))
+                    continue
                 if (type(topic) is str and type(partition) is int and type(offset) is int
                         and type(timestamp) is int and type(timestamp_type) is str):
                     record = new(KafkaRecord)
@@ -377,6 +381,7 @@ def decode_headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
 
 
 _INT_ONLY = {int}
+_isascii = str.isascii
 
 
 def last_header_values(raw: Any) -> dict[str, bytes]:
@@ -389,14 +394,15 @@ def last_header_values(raw: Any) -> dict[str, bytes]:
             if type(entry) is not dict:
                 break
             for name, values in entry.items():
-                if type(values) is list and type(name) is str and name.isascii():
-                    try:
+                try:
+                    # _isascii: str.isascii, which refuses a name that is not a str (TypeError)
+                    if type(values) is list and _isascii(name):
                         data = bytes(values)
-                    except (TypeError, ValueError):
-                        break
-                    if 0 not in data and 1 not in data:  # an int is a memchr; b"\x00" in data costs 7x more
-                        last[name] = data
-                        continue
+                        if 0 not in data and 1 not in data:  # an int is a memchr; b"\x00" in data costs 7x more
+                            last[name] = data
+                            continue
+                except (TypeError, ValueError):
+                    pass
                 break
             else:
                 continue

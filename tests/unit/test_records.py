@@ -170,7 +170,8 @@ def test_header_values_that_are_not_bytes_make_the_record_undecodable(values: An
     None, [], [{"a": [104, 105]}], [{"a": [104]}, {"b": [1, 2]}, {"a": [106]}], [{"a": [-1, 65]}], [{"a": [0, 5]}],
     [{"a": [True, 2]}], [{"a": [2, True]}], [{"a": None}], [{"a": []}], [{"é": [104]}], [{"a": [256]}], [{"a": [2.5]}],
     [{"a": "text"}], [{"a": 3}], [{"a": {"2": 1}}], "not a list", [["a", [104]]], [{"a": [104], "b": [105]}],
-    [{"\ud800": [104]}], [{"a": [104]}, None],
+    [{"\ud800": [104]}], [{"a": [104]}, None], [{1: [104]}], [{b"a": [104]}], [{type("Name", (str,), {})("a"): [104]}],
+    [{"a": (104,)}], [{"a": [0]}], [{"a": {}}], [{"a": False}],
 ])
 def test_last_header_values_is_decode_headers_as_a_dict_with_the_same_errors(headers: Any) -> None:
     try:
@@ -182,3 +183,26 @@ def test_last_header_values_is_decode_headers_as_a_dict_with_the_same_errors(hea
     except (TypeError, ValueError) as exc:
         got = type(exc)
     assert got == expected
+
+
+@pytest.mark.parametrize("field", ["topic", "partition", "offset", "timestamp", "timestampType"])
+@pytest.mark.parametrize("change", ["missing", None, "7", 7, 7.0, True])
+def test_decode_event_reads_a_record_as_decode_record_does_whatever_its_position_fields_hold(
+        field: str, change: Any) -> None:
+    # given a record whose position field is missing or of any JSON type
+    raw: dict[str, Any] = {"topic": "t", "partition": 1, "offset": 2, "timestamp": 3, "timestampType": "CREATE_TIME",
+                           "key": "aw==", "value": "dg==", "headers": [{"h": [104]}]}
+    if change == "missing":
+        del raw[field]
+    else:
+        raw[field] = change
+
+    # when decode_event reads it (its inline path) and decode_record reads it alone
+    (inline,) = decode_event({"eventSource": "aws:kafka", "records": {"t-1": [dict(raw)]}}).records
+    alone = decode_record(dict(raw), "t-1")
+
+    # then both give the same record, lazy or not
+    assert (inline.topic, inline.partition, inline.offset, inline.timestamp, inline.timestamp_type, inline.is_lazy,
+            inline.undecodable, inline.key, inline.value, inline.headers) == (
+        alone.topic, alone.partition, alone.offset, alone.timestamp, alone.timestamp_type, alone.is_lazy,
+        alone.undecodable, alone.key, alone.value, alone.headers)
