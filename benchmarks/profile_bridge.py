@@ -37,8 +37,8 @@ def steps(bridge: Any, event: dict[str, Any], rounds: int) -> None:
 
     from bridge.audit import BatchTally, batch_id_for  # noqa: PLC0415
     from bridge.delivery import Deliverer  # noqa: PLC0415
-    from bridge.envelope import correlation_id_from  # noqa: PLC0415
-    from bridge.fast_path import plan_plain  # noqa: PLC0415
+    from bridge.envelope import control_free, correlation_id_from  # noqa: PLC0415
+    from bridge.fast_path import AHEAD_RECORDS, plan_plain  # noqa: PLC0415
     from bridge.records import decode_event, last_header_values  # noqa: PLC0415
     from bridge.service import Bridge  # noqa: PLC0415
 
@@ -87,8 +87,11 @@ def steps(bridge: Any, event: dict[str, Any], rounds: int) -> None:
         ("- last_header_values", lambda: [last_header_values(r["headers"]) for r in raws]),
         ("- correlation_id_from", lambda: [correlation_id_from(last.get(header), i) is None
                                            for last, i in zip(lasts, ids, strict=True)]),
-        ("- MessageFactory.plain_message", lambda: [factory.plain_message(v, i, c, last, None) is None
-                                                    for v, i, c, last in zip(values, ids, cids, lasts, strict=True)]),
+        (f"- control_free, runs of {AHEAD_RECORDS} values", lambda: [
+            control_free(values[i:i + AHEAD_RECORDS]) for i in range(0, n, AHEAD_RECORDS)]),
+        ("- MessageFactory.plain_message, values control-checked", lambda: [
+            factory.plain_message(v, i, c, last, None, True) is None
+            for v, i, c, last in zip(values, ids, cids, lasts, strict=True)]),
         ("DeliveryRun.add + send, 1 thread (stubbed)", lambda: deliver(1)),
         (f"DeliveryRun.add + send, {bridge._deliverer.max_concurrency} threads (stubbed)",
          lambda: deliver(bridge._deliverer.max_concurrency)),

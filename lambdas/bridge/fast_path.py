@@ -100,30 +100,32 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
     span: list[int] | None = None  # the tally's [low, high] offsets of (topic, span_partition)
     span_partition = 0
     id_prefix = ""  # f"{topic}-{span_partition}-": a record id is it and the offset
-    # The values of the next plain records, decoded ahead, last first (`_values_ahead`); `checked`: none
-    # of them holds a control byte
+    # The values of the next plain records, decoded ahead, last first (`_values_ahead`), which also says that
+    # those records are lazy and of the current topic; `checked`: none of the values holds a control byte
     ahead: list[Any] = []
     checked = False
     for index, record in enumerate(records):
-        if record.topic != topic:
-            if counted and plain is not None:
-                _count(tally, plain, counted)
-            counted = 0
-            topic = record.topic
-            plain = plain_for(topic)
-            if plain is not None:
-                steps, producer = plain.steps, plain.producer
-                build = None
-                if len(steps) == 1:
-                    build = steps[0].factory.plain_message
-                    limit, name, route, target = steps[0].limit, steps[0].name, steps[0].route, steps[0].target
-            span = None
-        if plain is None or record._value is not UNREAD:  # is_lazy, without the property call
-            general(record)
-            continue
-        if not ahead:
+        if ahead:
+            value = ahead.pop()
+        else:
+            if record.topic != topic:
+                if counted and plain is not None:
+                    _count(tally, plain, counted)
+                counted = 0
+                topic = record.topic
+                plain = plain_for(topic)
+                if plain is not None:
+                    steps, producer = plain.steps, plain.producer
+                    build = None
+                    if len(steps) == 1:
+                        build = steps[0].factory.plain_message
+                        limit, name, route, target = steps[0].limit, steps[0].name, steps[0].route, steps[0].target
+                span = None
+            if plain is None or record._value is not UNREAD:  # is_lazy, without the property call
+                general(record)
+                continue
             ahead, checked = _values_ahead(records, index, topic)
-        value = ahead.pop()
+            value = ahead.pop()
         if value is _UNDECODABLE:
             general(record)
             continue
@@ -145,10 +147,11 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
         partition, offset = record.partition, record.offset
         if span is None or span_partition != partition:
             span_partition = partition
-            id_prefix = f"{topic}-{partition}-"
-            span = spans.get((topic, partition))
+            position = (record.topic, partition)  # the current topic's
+            id_prefix = f"{position[0]}-{partition}-"
+            span = spans.get(position)
             if span is None:
-                span = spans[(topic, partition)] = [offset, offset]
+                span = spans[position] = [offset, offset]
         record_id = f"{id_prefix}{offset}"
         # correlation_id_from, inline for the common case: a printable ASCII header of at most 256 bytes
         header = last.get(correlation_header)
