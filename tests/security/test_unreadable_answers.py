@@ -272,3 +272,44 @@ def test_no_random_answer_counts_an_entry_delivered_that_it_does_not_name_succes
             if (problem := _holds(response, count)) is not None:
                 broken.append(f"#{n} {path} count={count} {body[:120]!r}: {problem}")
     assert broken == []
+
+
+def _xml(value: Any) -> str:
+    """A random value as PublishBatch's query-protocol XML would carry it: objects as elements, lists as
+    `member` elements, anything else as text (escaped)."""
+    if isinstance(value, dict):
+        return "".join(f"<{k}>{_xml(v)}</{k}>" for k, v in value.items())
+    if isinstance(value, list):
+        return "".join(f"<member>{_xml(v)}</member>" for v in value)
+    text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return text.replace("&", "&amp;").replace("<", "&lt;")
+
+
+@pytest.mark.attack("5,000 random garbled 2xx PublishBatch answers (XML shapes), through botocore's guarded parser "
+                    "and the direct decoder", outcome="refused at runtime: UnreadableAnswer, or only named entries "
+                    "delivered", how="seeded random answers, the invariant checked on each")
+def test_no_random_xml_answer_counts_an_entry_delivered_that_it_does_not_name_successful() -> None:
+    client = clients._client("sns", make_settings(endpoint_url="http://127.0.0.1:9"), clients._SEND_CONFIG)
+    errors.guard_answers(client)
+    parser = client._endpoint._response_parser_factory.create_parser("query")
+    shape = client.meta.service_model.operation_model("PublishBatch").output_shape
+    rng = random.Random(20261203)
+    broken: list[str] = []
+    for n in range(5_000):
+        lists = {k: _random_value(rng) if rng.random() < 0.3 else
+                 [_random_value(rng, 3) for _ in range(rng.randrange(12))]
+                 for k in ("Successful", "Failed") if rng.random() < 0.9}
+        result = f"<PublishBatchResult>{_xml(lists)}</PublishBatchResult>" if rng.random() < 0.95 else _xml(lists)
+        body = f'<PublishBatchResponse xmlns="{SNS_NS}">{result}</PublishBatchResponse>'.encode()
+        count = rng.randrange(1, 11)
+        for path, read in (("botocore", lambda b: parser.parse({"status_code": 200, "headers": {}, "body": b}, shape)),
+                           ("direct", direct._sns_answer)):
+            try:
+                response = read(body)
+            except errors.UnreadableAnswer:
+                continue
+            if response is None and path == "direct":  # handed to botocore's parser (the path above)
+                continue
+            if (problem := _holds(response, count)) is not None:
+                broken.append(f"#{n} {path} count={count} {body[:160]!r}: {problem}")
+    assert broken == []
