@@ -137,6 +137,7 @@ test-runtime-sdk: $(VENV)/.installed
 	    "botocore==$$v" "boto3==$$v" "s3transfer>=0.9,<0.11" && touch build/botocore-$$v/.installed; }; \
 	  echo "botocore $$v:"; PYTHONPATH=build/botocore-$$v $(PYTEST) tests/unit tests/integration/test_direct_wire.py \
 	    tests/integration/test_direct_decisions.py tests/integration/test_multiplexed_sends.py \
+	    tests/integration/test_one_thread_blocking_starts.py \
 	    tests/security/test_direct_attacks.py tests/security/test_unreadable_answers.py \
 	    -k "not against_the_local_aws" -q -p no:cacheprovider; \
 	done

@@ -54,6 +54,7 @@ import heapq
 import math
 import random
 import selectors
+import socket
 import threading
 import time
 from collections import Counter, deque
@@ -175,6 +176,9 @@ class MultiplexedSender(BatchSender, Protocol):
         """The request under way, or None: send this one with `send_batch`. Raises SendCallError when
         the call failed before it was under way (no connection)."""
         ...
+
+    # Optional: `ready`, whether `start` would put the request in flight without waiting on the network
+    # (no connection to open, no botocore send); a sender without it always would (`MultiplexedRun._send`).
 
 
 @dataclass(slots=True)
@@ -911,13 +915,20 @@ class _Request:
     events: int = 0
 
 
+# What a start made off the planning thread came to (`MultiplexedRun._start_waiting`): the request in flight,
+# else the attempt's failed entries (sent through botocore, or no connection), or an error no receipt describes.
+_Started = tuple[_Request, "InFlight | None", Sequence[EntryFailure], Exception | None]
+
+
 class MultiplexedRun(DeliveryRun):
     """A `DeliveryRun` with no send threads: the planning thread starts each request without waiting for
     it (`MultiplexedSender.start`), goes on planning, and reads the answers as they arrive, all the
     connections watched by one selector (epoll where there is one). It looks at the answers every
     `POLL_EVERY` messages added and waits on the selector only when it has nothing left to plan (`finish`)
     or the backlog bound is reached; up to `max_concurrency` requests are in flight. A retry's backoff is a
-    timer in that loop, so it never holds up the other requests' answers.
+    timer in that loop, so it never holds up the other requests' answers. A start that would wait on the
+    network (a connection to open, a send through botocore: the sender is not `ready`) runs on a thread of
+    its own, so those waits overlap as they did on the send threads.
 
     Everything else is `DeliveryRun`'s: the same packing, `_FifoGroups` (never two requests holding one
     group), the same retry and order rules (`Deliverer._settle`), `standard_in_flight`, the backlog
@@ -938,16 +949,35 @@ class MultiplexedRun(DeliveryRun):
         self._backoffs: list[tuple[float, int, _Request]] = []  # heap: when each waiting one goes again
         self._order = 0  # tie-breaker of `_backoffs`
         self._since_look = 0  # messages added since the answers were last looked at
+        # Starts that wait on the network (a connection to open, a send through botocore) run on threads of
+        # their own, one per start and at most `max_concurrency`, as the send threads did them side by side:
+        # on the planning thread, an endpoint that takes no connections cost every request its connect
+        # timeout in turn. What they came to is queued here, and a byte on `_wake` wakes the selector.
+        self._starters: list[threading.Thread] = []
+        self._started: deque[_Started] = deque()
+        self._starting = 0  # requests whose start runs on a starter thread
+        self._wake: tuple[socket.socket, socket.socket] | None = None
 
     def __exit__(self, *_: object) -> None:
         # An exception or Ctrl-C in planning: the requests still in flight are given up (their
-        # connections closed, never back in the idle pool half-read).
+        # connections closed, never back in the idle pool half-read), the starts under way waited for (as
+        # the send threads are: bounded by the clients' timeouts) and what they started given up too.
+        for starter in self._starters:
+            starter.join()
+        self._starters.clear()
         flying, self._flying = self._flying, set()
         for request in flying:
             if request.handle is not None:
                 request.handle.cancel()
+        while self._started:
+            handle = self._started.popleft()[1]
+            if handle is not None:
+                handle.cancel()
         self._backoffs.clear()
         self._selector.close()
+        if self._wake is not None:
+            for end in self._wake:
+                end.close()
 
     def add(self, target: Target, message: OutgoingMessage) -> None:
         """Queue one message (as `DeliveryRun.add`); every `POLL_EVERY` messages, start what is ready and
@@ -1004,9 +1034,12 @@ class MultiplexedRun(DeliveryRun):
         blocking = timeout is None
         if blocking:
             timeout = self._until_due()
-        if self._flying or blocking:
+        if self._flying or self._starting or blocking:
             for key, _ in self._selector.select(timeout):
-                self._step(key.data)
+                if key.data is None:  # `_wake`: starts made on starter threads
+                    self._take_started()
+                else:
+                    self._step(key.data)
         if self._backoffs or blocking:
             now = time.monotonic()
             if blocking:
@@ -1057,8 +1090,12 @@ class MultiplexedRun(DeliveryRun):
         self._send(request)
 
     def _send(self, request: _Request) -> None:
-        """One attempt: the request left in flight, or (a client not on the direct path yet) sent here."""
+        """One attempt: the request left in flight, or (a client not on the direct path yet) sent here; on a
+        starter thread when that would wait on the network (`ready`)."""
         sender: MultiplexedSender = self._deliverer._senders[request.target.type]  # type: ignore[assignment]
+        if not getattr(sender, "ready", True):
+            self._start_waiting(sender, request)
+            return
         try:
             handle = sender.start(request.target, request.pending)
             if handle is None:  # the client's first requests, or entries only botocore serialises
@@ -1071,10 +1108,63 @@ class MultiplexedRun(DeliveryRun):
         except Exception as exc:  # re-raised by finish, as the send threads' errors are
             self._failed(request, exc)
             return
+        self._fly(request, handle)
+
+    def _fly(self, request: _Request, handle: InFlight) -> None:
         request.handle, request.fd = handle, handle.fileno()
         request.events = selectors.EVENT_WRITE if handle.wants_write else selectors.EVENT_READ
         self._selector.register(request.fd, request.events, request)
         self._flying.add(request)
+
+    def _start_waiting(self, sender: MultiplexedSender, request: _Request) -> None:
+        """Start `request` on a starter thread; `_take_started` takes what it came to."""
+        if self._wake is None:
+            self._wake = socket.socketpair()
+            self._wake[0].setblocking(False)
+            self._selector.register(self._wake[0], selectors.EVENT_READ, None)
+        self._starting += 1
+        self._starters = [t for t in self._starters if t.is_alive()]
+        starter = threading.Thread(target=self._start_off_thread, args=(sender, request, self._wake[1]), daemon=True,
+                                   name=f"bridge-start-{len(self._starters)}")
+        self._starters.append(starter)
+        starter.start()
+
+    def _start_off_thread(self, sender: MultiplexedSender, request: _Request, wake: socket.socket) -> None:
+        """A starter thread: `_send`'s attempt, up to the request in flight (or its outcome, when botocore
+        sent it or no connection could be opened)."""
+        handle: InFlight | None = None
+        failures: Sequence[EntryFailure] = ()
+        error: Exception | None = None
+        try:
+            handle = sender.start(request.target, request.pending)
+            if handle is None:
+                failures = sender.send_batch(request.target, request.pending).failures
+        except SendCallError as exc:
+            failures = call_failures(exc, len(request.pending))
+        except Exception as exc:  # re-raised by finish, as the send threads' errors are
+            error = exc
+        except BaseException as exc:  # not this thread's to end the run: finish raises it
+            error = RuntimeError(f"{exc!r} on a starter thread")
+        self._started.append((request, handle, failures, error))
+        wake.send(b"\0")
+
+    def _take_started(self) -> None:
+        """What the starter threads came to: requests in flight now, or their attempts' outcomes."""
+        wake = self._wake[0] if self._wake is not None else None
+        try:
+            while wake is not None and wake.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        while self._started:
+            request, handle, failures, error = self._started.popleft()
+            self._starting -= 1
+            if error is not None:
+                self._failed(request, error)
+            elif handle is not None:
+                self._fly(request, handle)
+            else:
+                self._answered(request, failures)
 
     def _step(self, request: _Request, *, expired: bool = False) -> None:
         handle = request.handle

@@ -62,6 +62,13 @@ class _LazySender(_OnFirstUse[BatchSender]):
         port = self._port
         return self._direct if port is None else bool(getattr(port, "multiplexed", False))
 
+    @property
+    def ready(self) -> bool:
+        """The built sender's `ready`; True before it is built (it is built on the first `start`, on the
+        caller's thread, as botocore's session is not for several threads at once)."""
+        port = self._port
+        return port is None or bool(getattr(port, "ready", True))
+
     def start(self, target: Target, messages: Sequence[OutgoingMessage]) -> InFlight | None:
         start = getattr(self.port(), "start", None)
         return None if start is None else start(target, messages)

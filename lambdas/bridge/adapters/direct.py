@@ -388,6 +388,24 @@ class Connections:
         self._release(connection, answer, bool(connection.stream.left()))
         return answer
 
+    def ready(self) -> bool:
+        """Whether `start` has an idle connection the other end has not closed, so it need not open one
+        (connect and TLS handshake: a wait of up to the connect timeout that a one-thread run does off its
+        planning thread). Closed ones are dropped here, as `_acquire` drops them."""
+        idle = self._idle
+        while True:
+            try:
+                connection = idle[-1]
+            except IndexError:
+                return False
+            if not connection.dropped():
+                return True
+            try:
+                idle.remove(connection)
+            except ValueError:  # another thread took it
+                continue
+            connection.close()
+
     def start(self, request: bytes) -> Exchange:
         """`request` under way on a non-blocking connection (`Exchange`); raises botocore's exceptions
         when no connection could be opened."""
@@ -698,6 +716,15 @@ class DirectBatchCall:
         """Whether `start` may leave requests in flight: the template is adopted, or not yet tried (the
         client's first two requests go through botocore), and the client is untouched."""
         return (self._template is not None or self._stock_sends < 2) and self._untouched()
+
+    @property
+    def ready(self) -> bool:
+        """Whether `start` would leave a request in flight without waiting on the network: the template is
+        adopted, the client untouched and an idle connection open (else it sends through botocore, or opens
+        a connection, which a one-thread run does off its planning thread)."""
+        connections = self._connections
+        return (self._template is not None and connections is not None and self._untouched()
+                and connections.ready())
 
     def __call__(self, **parameters: Any) -> dict[str, Any]:
         prepared = self._prepared(parameters)

@@ -33,6 +33,11 @@ class SnsBatchSender:
         """Whether `start` can leave requests in flight (the client is on the direct path, or may get there)."""
         return self._direct is not None and self._direct.multiplexable
 
+    @property
+    def ready(self) -> bool:
+        """Whether `start` would leave the request in flight without waiting (`DirectBatchCall.ready`)."""
+        return self._direct is not None and self._direct.ready
+
     def start(self, target: Target, messages: Sequence[OutgoingMessage]) -> BatchInFlight | None:
         """PublishBatch left in flight (bridge.adapters.multiplexing), or None: `send_batch` sends it."""
         return start_batch(self._direct, len(messages), TopicArn=target.address,
