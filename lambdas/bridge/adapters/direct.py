@@ -78,6 +78,9 @@ _PER_REQUEST = frozenset({"x-amz-date", "x-amz-security-token", "authorization",
 _ALGORITHM = "AWS4-HMAC-SHA256"
 _MAX_LINE = 65536  # longest status or header line read from an answer (http.client's limit)
 _MAX_HEADERS = 100  # most header lines in one answer (http.client's limit: botocore refuses more)
+# An idle connection `Connections.ready` found open this recently is not polled again by `_acquire` (a
+# poll is ~2 µs, and the start that asked `ready` takes that connection straight after).
+_CHECKED_FOR_S = 0.001
 _STOCK_MAKE_API_CALL = botocore.client.BaseClient.__dict__.get("_make_api_call")
 
 
@@ -369,6 +372,7 @@ class Connections:
         self._pool, self._url, self._keep = pool, url, keep
         self._read_timeout = pool.timeout.read_timeout
         self._idle: list[_Connection] = []
+        self._checked: tuple[_Connection | None, float] = (None, 0.0)  # what `ready` last found open, and when
         weakref.finalize(self, _close_all, self._idle)
 
     def exchange(self, request: bytes) -> Answer:
@@ -399,6 +403,7 @@ class Connections:
             except IndexError:
                 return False
             if not connection.dropped():
+                self._checked = (connection, time.monotonic())
                 return True
             try:
                 idle.remove(connection)
@@ -417,12 +422,13 @@ class Connections:
 
     def _acquire(self) -> _Connection:
         """An idle connection the other end has not closed, or a new one."""
+        checked, when = self._checked
         while self._idle:
             try:
                 connection = self._idle.pop()
             except IndexError:  # another thread took the last one
                 break
-            if not connection.dropped():
+            if (connection is checked and time.monotonic() - when < _CHECKED_FOR_S) or not connection.dropped():
                 return connection
             connection.close()
         return self._open()
