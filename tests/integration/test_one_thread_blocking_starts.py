@@ -180,3 +180,39 @@ def test_a_client_whose_direct_path_is_refused_sends_its_first_run_side_by_side(
     assert len(sends) == 20
     assert threading.get_ident() not in sends
     assert server.peak > 1
+
+
+def test_giving_up_a_request_after_its_answer_leaves_its_connection_to_the_next_request() -> None:
+    # given: a request whose whole answer was read, so its connection went back to the idle pool (where a
+    # start on another thread may take it at once), and which is then given up (the run's `_step` does so
+    # when what the answer says raises an error no receipt describes; `__exit__` on Ctrl-C)
+    server = Sqs()
+    try:
+        sender = sqs_sender(server.url)
+        for i in range(2):
+            assert sender.send_batch(QUEUE, [message(-1 - i)]).failures == ()
+        call = direct.batch_call(sender._client, "SendMessageBatch")
+        assert isinstance(call, direct.DirectBatchCall)
+        exchange = call.start(QueueUrl=QUEUE.address, Entries=[{"Id": "0", "MessageBody": "m"}])
+        assert exchange is not None
+        answer = None
+        deadline = time.monotonic() + 10
+        while answer is None and time.monotonic() < deadline:
+            answer = exchange.step()
+        assert answer is not None
+        assert call.outcome(answer)["Successful"]
+        pooled = exchange._connection
+        assert call._connections is not None
+        assert pooled in call._connections._idle
+        opened = server.connections
+
+        # when
+        exchange.cancel()
+
+        # then: the pooled connection stays open and the next request goes out on it (on the old code it was
+        # closed under whoever had taken it)
+        assert pooled.sock.fileno() != -1
+        assert call(QueueUrl=QUEUE.address, Entries=[{"Id": "0", "MessageBody": "n"}])["Successful"]
+        assert server.connections == opened
+    finally:
+        server.close()

@@ -469,8 +469,8 @@ class Exchange:
     writing, SSLWantWrite while reading). The connection goes back to the idle pool on `exchange`'s terms
     only, and never after an error or `cancel`."""
 
-    __slots__ = ("_connection", "_connections", "_ended", "_received", "_request", "_sent", "deadline",
-                 "wants_write")
+    __slots__ = ("_answered", "_connection", "_connections", "_ended", "_received", "_request", "_sent",
+                 "deadline", "wants_write")
 
     def __init__(self, connections: Connections, connection: _Connection, request: bytes) -> None:
         self._connections, self._connection = connections, connection
@@ -478,6 +478,7 @@ class Exchange:
         self._sent = 0
         self._received = bytearray()
         self._ended = False  # the other end closed the connection
+        self._answered = False  # the whole answer read: the connection is the idle pool's (or closed) now
         self.wants_write = True
         self.deadline = 0.0
         self._progressed()
@@ -545,12 +546,15 @@ class Exchange:
             answer = read_answer(stream)
         except _Incomplete:
             return None
+        self._answered = True
         self._connections._release(self._connection, answer, bool(stream.left()) or self._ended)
         return answer
 
     def cancel(self) -> None:
-        """Give the request up: the connection is closed, not reused."""
-        self._connection.close()
+        """Give the request up: the connection is closed, not reused; once its answer was read, the
+        connection is no longer this request's (back in the idle pool, maybe taken by another start)."""
+        if not self._answered:
+            self._connection.close()
 
 
 # --- the call --------------------------------------------------------------------------------------
