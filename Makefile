@@ -79,7 +79,7 @@ test: lint install
 
 # The benchmark suite (about 5 min, not part of `make test`): writes benchmarks/RESULTS.md.
 # `make bench ARGS=--quick` for a one-round smoke run; then the byte-packing and checkpoint benchmarks
-# (checkpoints off against on at each settings.checkpoint_in_flight of 1, 2, 4 and 8, with requests of 5 and
+# (checkpoints off against on at each settings.checkpoint_in_flight of 1, 2, 4 and 8, with requests of 4 and
 # 10 messages: settings.checkpoint_request_entries), and the client CPU
 # per SNS/SQS batch request, the bridge's clients against stock botocore's.
 bench: $(VENV)/.installed
