@@ -23,6 +23,11 @@ Authorization header for that very request, byte for byte, and every header is o
 - reads the answer, and hands anything but the expected success (an error status, an unexpected
   body) to the client's own parser and `after-call` handlers, raising what botocore would raise.
 
+`DirectBatchCall.start` does the same without waiting: the request goes out on a non-blocking
+connection (`Exchange`), written as the socket takes it and its answer read as it arrives, whenever the
+caller (bridge.delivery.MultiplexedRun, one thread watching every connection) finds the socket ready;
+the answer is read by the same `read_answer` and taken by the same `outcome`.
+
 Everything else stays botocore's: a client that has seen any handler registered or removed since it
 was built (a Stubber, a test's `before-send` answer), a patched `_make_api_call` (the X-Ray SDK), a
 proxy, a header or signature this module does not reproduce, credentials with or without a session
