@@ -68,7 +68,9 @@ def tool(name: str, install: str) -> str:
 
 def instructions(variant: str, runs: int, records: int, lambdas: Path) -> int:
     """Instructions callgrind counts for the child process (`runs` runs after the setup)."""
-    env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=str(lambdas))
+    # No bytecode written: a module edited since its .pyc was written is compiled by both processes of a
+    # figure, not by whichever runs first (which once added 13k instructions per record to one).
+    env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=str(lambdas), PYTHONDONTWRITEBYTECODE="1")
     done = subprocess.run(
         [tool("valgrind", "apt-get install valgrind (Debian)"), "--tool=callgrind", "--callgrind-out-file=/dev/null",
          sys.executable, __file__, "--child", variant, str(runs), "--records", str(records)],
