@@ -23,7 +23,8 @@ import botocore.session
 import pytest
 from botocore.config import Config
 from botocore.credentials import Credentials
-from bridge.adapters import clients, direct, sqs_body
+from bridge.adapters import clients, direct, query_body, sqs_body
+from bridge.adapters.sns import SnsBatchSender
 from bridge.adapters.sqs import SqsBatchSender
 from bridge.config import MAX_CONCURRENCY, SQS_MAX_MESSAGE_BYTES
 from bridge.delivery import Deliverer, MultiplexedRun, Target
@@ -32,6 +33,8 @@ from bridge.envelope import OutgoingMessage
 from tests.helpers import LoopbackServer, Respond, batch_success
 
 QUEUE = Target("out", "sqs", "https://sqs.us-east-1.amazonaws.com/123456789012/out", SQS_MAX_MESSAGE_BYTES)
+TOPIC = Target("out", "sns", "arn:aws:sns:us-east-1:123456789012:out", SQS_MAX_MESSAGE_BYTES)
+TARGETS = {"sqs": QUEUE, "sns": TOPIC}
 
 
 class Sqs(LoopbackServer):
@@ -57,18 +60,20 @@ class Sqs(LoopbackServer):
         return respond
 
 
-def sqs_sender(url: str, *, before_sign: Callable[..., None] | None = None, **config: Any) -> SqsBatchSender:
-    """An SQS sender set up as clients.sqs_client sets it up; `before_sign` is registered before the direct
-    call is installed (a header botocore adds that the direct path does not know)."""
+def batch_sender(service: str, url: str, *, before_sign: Callable[..., None] | None = None,
+                 **config: Any) -> SqsBatchSender | SnsBatchSender:
+    """An SQS or SNS sender set up as clients.sqs_client / sns_client set it up; `before_sign` is registered
+    before the direct call is installed (a header botocore adds that the direct path does not know)."""
     session = botocore.session.get_session()
     session._credentials = Credentials("AKIDEXAMPLE", "secret")
-    client = session.create_client("sqs", region_name="us-east-1", endpoint_url=url,
+    client = session.create_client(service, region_name="us-east-1", endpoint_url=url,
                                    config=clients._SEND_CONFIG.merge(Config(**config)))
     if before_sign is not None:
-        client.meta.events.register("before-sign.sqs.SendMessageBatch", before_sign)
-    assert sqs_body.install(client)
+        operation = "sqs.SendMessageBatch" if service == "sqs" else "sns.PublishBatch"
+        client.meta.events.register(f"before-sign.{operation}", before_sign)
+    assert (sqs_body if service == "sqs" else query_body).install(client)
     assert direct.install(client, keep=MAX_CONCURRENCY) is not None
-    return SqsBatchSender(client)
+    return SqsBatchSender(client) if service == "sqs" else SnsBatchSender(client)
 
 
 def message(i: int) -> OutgoingMessage:
@@ -99,14 +104,16 @@ def blackhole(port: int) -> Iterator[None]:
             sock.close()
 
 
+@pytest.mark.parametrize("service", ["sqs", "sns"])
 def test_an_unreachable_endpoint_is_connected_to_off_the_planning_thread_as_many_at_once_as_send_threads(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, service: str) -> None:
     # given: a sender on the direct path whose endpoint then stops taking connections (the connections it
     # kept are closed); connects time out after 0.3 s
     server = Sqs()
-    sender = sqs_sender(server.url, connect_timeout=0.3)
+    sender = batch_sender(service, server.url, connect_timeout=0.3)
+    target = TARGETS[service]
     for i in range(2):
-        assert sender.send_batch(QUEUE, [message(-1 - i)]).failures == ()
+        assert sender.send_batch(target, [message(-1 - i)]).failures == ()
     assert sender.multiplexed
     port = int(server.url.rsplit(":", 1)[1])
     server.close()
@@ -130,7 +137,7 @@ def test_an_unreachable_endpoint_is_connected_to_off_the_planning_thread_as_many
     with blackhole(port), deliverer.start() as run:
         assert isinstance(run, MultiplexedRun)
         for i in range(100):
-            run.add(QUEUE, message(i))
+            run.add(target, message(i))
         receipts = run.finish()
 
     # then: each request's two attempts failed with botocore's connect timeout, none delivered, and no connect
@@ -143,7 +150,8 @@ def test_an_unreachable_endpoint_is_connected_to_off_the_planning_thread_as_many
     assert not [t for t in threading.enumerate() if t.name.startswith("bridge-")], "a thread outlived its run"
 
 
-def test_a_client_whose_direct_path_is_refused_sends_its_first_run_side_by_side() -> None:
+@pytest.mark.parametrize("service", ["sqs", "sns"])
+def test_a_client_whose_direct_path_is_refused_sends_its_first_run_side_by_side(service: str) -> None:
     # given: a client whose botocore adds a header the direct path does not write (a newer botocore's, a
     # handler of the user's): it stays on botocore ("unknown header"); its endpoint answers after 50 ms
     server = Sqs(delay=0.05)
@@ -151,7 +159,8 @@ def test_a_client_whose_direct_path_is_refused_sends_its_first_run_side_by_side(
     def corporate_tag(request: Any, **_: Any) -> None:
         request.headers["x-corp-tag"] = "1"
 
-    sender = sqs_sender(server.url, before_sign=corporate_tag)
+    sender = batch_sender(service, server.url, before_sign=corporate_tag)
+    target = TARGETS[service]
     deliverer = Deliverer({"sqs": sender, "sns": sender}, max_attempts=2, base_delay_ms=0, max_concurrency=8)
     sends: list[int] = []
     send_batch = sender.send_batch
@@ -167,7 +176,7 @@ def test_a_client_whose_direct_path_is_refused_sends_its_first_run_side_by_side(
         with deliverer.start() as run:
             assert isinstance(run, MultiplexedRun)
             for i in range(200):
-                run.add(QUEUE, message(i))
+                run.add(target, message(i))
             receipts = run.finish()
     finally:
         server.close()
@@ -188,7 +197,7 @@ def test_giving_up_a_request_after_its_answer_leaves_its_connection_to_the_next_
     # when what the answer says raises an error no receipt describes; `__exit__` on Ctrl-C)
     server = Sqs()
     try:
-        sender = sqs_sender(server.url)
+        sender = batch_sender("sqs", server.url)
         for i in range(2):
             assert sender.send_batch(QUEUE, [message(-1 - i)]).failures == ()
         call = direct.batch_call(sender._client, "SendMessageBatch")
