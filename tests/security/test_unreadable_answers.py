@@ -243,6 +243,23 @@ def _holds(response: Any, count: int) -> str | None:
     return None
 
 
+def _both_readers_hold(parser: Any, shape: Any, decode: Any, body: bytes, count: int) -> list[str]:
+    """What breaks the invariant when botocore's (guarded) parser and the direct decoder each read `body`:
+    "path: problem" per reader that took it and counted an entry delivered that it does not name."""
+    problems: list[str] = []
+    for path, read in (("botocore", lambda b: parser.parse({"status_code": 200, "headers": {}, "body": b}, shape)),
+                       ("direct", decode)):
+        try:
+            response = read(body)
+        except errors.UnreadableAnswer:
+            continue
+        if response is None and path == "direct":  # handed to botocore's parser (the path above)
+            continue
+        if (problem := _holds(response, count)) is not None:
+            problems.append(f"{path}: {problem}")
+    return problems
+
+
 @pytest.mark.attack("5,000 random garbled 2xx answers (JSON shapes), through botocore's guarded parser and the "
                     "direct decoder", outcome="refused at runtime: UnreadableAnswer, or only named entries delivered",
                     how="seeded random answers, the invariant checked on each")
@@ -260,27 +277,19 @@ def test_no_random_answer_counts_an_entry_delivered_that_it_does_not_name_succes
         body = json.dumps(doc).encode()
         count = rng.randrange(1, 11)
         # when: botocore's (guarded) parser reads it, and the direct decoder reads it
-        for path, read in (("botocore", lambda b: parser.parse({"status_code": 200, "headers": {}, "body": b}, shape)),
-                           ("direct", direct._sqs_answer)):
-            try:
-                response = read(body)
-            except errors.UnreadableAnswer:
-                continue
-            if response is None and path == "direct":  # handed to botocore's parser (the path above)
-                continue
-            # then: batch_outcome refuses it, or counts delivered only what the answer names Successful
-            if (problem := _holds(response, count)) is not None:
-                broken.append(f"#{n} {path} count={count} {body[:120]!r}: {problem}")
+        # then: batch_outcome refuses it, or counts delivered only what the answer names Successful
+        broken += [f"#{n} {problem} count={count} {body[:120]!r}"
+                   for problem in _both_readers_hold(parser, shape, direct._sqs_answer, body, count)]
     assert broken == []
 
 
-def _xml(value: Any) -> str:
+def _random_xml(value: Any) -> str:
     """A random value as PublishBatch's query-protocol XML would carry it: objects as elements, lists as
     `member` elements, anything else as text (escaped)."""
     if isinstance(value, dict):
-        return "".join(f"<{k}>{_xml(v)}</{k}>" for k, v in value.items())
+        return "".join(f"<{k}>{_random_xml(v)}</{k}>" for k, v in value.items())
     if isinstance(value, list):
-        return "".join(f"<member>{_xml(v)}</member>" for v in value)
+        return "".join(f"<member>{_random_xml(v)}</member>" for v in value)
     text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
     return text.replace("&", "&amp;").replace("<", "&lt;")
 
@@ -299,17 +308,10 @@ def test_no_random_xml_answer_counts_an_entry_delivered_that_it_does_not_name_su
         lists = {k: _random_value(rng) if rng.random() < 0.3 else
                  [_random_value(rng, 3) for _ in range(rng.randrange(12))]
                  for k in ("Successful", "Failed") if rng.random() < 0.9}
-        result = f"<PublishBatchResult>{_xml(lists)}</PublishBatchResult>" if rng.random() < 0.95 else _xml(lists)
+        document = _random_xml(lists)
+        result = f"<PublishBatchResult>{document}</PublishBatchResult>" if rng.random() < 0.95 else document
         body = f'<PublishBatchResponse xmlns="{SNS_NS}">{result}</PublishBatchResponse>'.encode()
         count = rng.randrange(1, 11)
-        for path, read in (("botocore", lambda b: parser.parse({"status_code": 200, "headers": {}, "body": b}, shape)),
-                           ("direct", direct._sns_answer)):
-            try:
-                response = read(body)
-            except errors.UnreadableAnswer:
-                continue
-            if response is None and path == "direct":  # handed to botocore's parser (the path above)
-                continue
-            if (problem := _holds(response, count)) is not None:
-                broken.append(f"#{n} {path} count={count} {body[:160]!r}: {problem}")
+        broken += [f"#{n} {problem} count={count} {body[:160]!r}"
+                   for problem in _both_readers_hold(parser, shape, direct._sns_answer, body, count)]
     assert broken == []

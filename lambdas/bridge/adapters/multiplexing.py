@@ -54,6 +54,37 @@ class BatchInFlight:
         self._exchange.cancel()
 
 
+class DirectBatchSender:
+    """What the SQS and SNS senders share: the batch call (on the wire directly when `clients` set the
+    client up for it, bridge.adapters.direct) sent whole or left in flight, with botocore's exceptions
+    mapped to `SendCallError` and the answer read by `batch_outcome` on both ways."""
+
+    def __init__(self, client: Any, operation: str) -> None:
+        self._client = client
+        self._send = direct.batch_call(client, operation)
+        self._direct = self._send if isinstance(self._send, direct.DirectBatchCall) else None
+
+    @property
+    def multiplexed(self) -> bool:
+        """Whether `start` can leave requests in flight (the client is on the direct path, or may get there)."""
+        return self._direct is not None and self._direct.multiplexable
+
+    @property
+    def ready(self) -> bool:
+        """Whether `start` would leave the request in flight without waiting (`DirectBatchCall.ready`)."""
+        return self._direct is not None and self._direct.ready
+
+    def _start(self, count: int, **parameters: Any) -> BatchInFlight | None:
+        return start_batch(self._direct, count, **parameters)
+
+    def _sent(self, count: int, **parameters: Any) -> BatchOutcome:
+        try:
+            response = self._send(**parameters)
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
+            raise call_error(exc) from exc
+        return batch_outcome(response, count)
+
+
 def start_batch(call: direct.DirectBatchCall | None, count: int, **parameters: Any) -> BatchInFlight | None:
     """The request of `count` entries under way, or None when it must be sent through `call` itself
     (or botocore): no direct call, or not on the direct path for these parameters. Raises SendCallError

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError
-from botocore.parsers import ResponseParserError
-
-from bridge.adapters import direct
-from bridge.adapters.batching import batch_entries, batch_outcome
-from bridge.adapters.errors import call_error
-from bridge.adapters.multiplexing import BatchInFlight, start_batch
+from bridge.adapters.batching import batch_entries
+from bridge.adapters.multiplexing import BatchInFlight, DirectBatchSender
 from bridge.delivery import BatchOutcome, Target
 from bridge.envelope import OutgoingMessage
 
@@ -19,35 +14,18 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
 
 
-class SnsBatchSender:
+class SnsBatchSender(DirectBatchSender):
     """`BatchSender` for SNS topics (destinations and the audit topic)."""
 
     def __init__(self, client: SNSClient) -> None:
-        self._client = client
-        # on the wire directly when clients.sns_client set that up (bridge.adapters.direct)
-        self._send = direct.batch_call(client, "PublishBatch")
-        self._direct = self._send if isinstance(self._send, direct.DirectBatchCall) else None
-
-    @property
-    def multiplexed(self) -> bool:
-        """Whether `start` can leave requests in flight (the client is on the direct path, or may get there)."""
-        return self._direct is not None and self._direct.multiplexable
-
-    @property
-    def ready(self) -> bool:
-        """Whether `start` would leave the request in flight without waiting (`DirectBatchCall.ready`)."""
-        return self._direct is not None and self._direct.ready
+        super().__init__(client, "PublishBatch")
 
     def start(self, target: Target, messages: Sequence[OutgoingMessage]) -> BatchInFlight | None:
         """PublishBatch left in flight (bridge.adapters.multiplexing), or None: `send_batch` sends it."""
-        return start_batch(self._direct, len(messages), TopicArn=target.address,
+        return self._start(len(messages), TopicArn=target.address,
                            PublishBatchRequestEntries=batch_entries(messages, "Message"))
 
     def send_batch(self, target: Target, messages: Sequence[OutgoingMessage]) -> BatchOutcome:
         """PublishBatch; entry Ids are the positions in `messages`."""
-        entries: list[Any] = batch_entries(messages, "Message")
-        try:
-            response = self._send(TopicArn=target.address, PublishBatchRequestEntries=entries)
-        except (ClientError, BotoCoreError, ResponseParserError) as exc:
-            raise call_error(exc) from exc
-        return batch_outcome(response, len(entries))
+        return self._sent(len(messages), TopicArn=target.address,
+                          PublishBatchRequestEntries=batch_entries(messages, "Message"))
