@@ -686,15 +686,23 @@ class DeliveryRun:
     def _backlogged(self) -> bool:
         return self._pending + self._fifo_pending // MAX_BATCH_ENTRIES >= self._max_pending
 
+    def _put_fifo(self, target: Target, message: OutgoingMessage) -> _FifoGroups | None:
+        """Queue `message` in its target's groups and count it pending; None when it is held back (its
+        group's order broke earlier in the run: a HELD_BACK receipt). Under the lock on the threaded path."""
+        groups = self._fifo.get(target.name)
+        if groups is None:
+            groups = self._fifo[target.name] = _FifoGroups(target)
+        if not groups.put(message):
+            self._receipts.append(DeliveryReceipt(message, False, 0, HELD_BACK))
+            return None
+        self._fifo_pending += 1
+        return groups
+
     def _add_fifo(self, target: Target, message: OutgoingMessage) -> None:
         with self._lock:
-            groups = self._fifo.get(target.name)
+            groups = self._put_fifo(target, message)
             if groups is None:
-                groups = self._fifo[target.name] = _FifoGroups(target)
-            if not groups.put(message):  # its group's order broke earlier in the run
-                self._receipts.append(DeliveryReceipt(message, False, 0, HELD_BACK))
                 return
-            self._fifo_pending += 1
             start = self._drains_to_start(groups)
         for _ in range(start):
             self._submit(partial(self._drain_fifo, groups))
@@ -986,13 +994,8 @@ class MultiplexedRun(DeliveryRun):
             raise MessageTooLargeError(f"a message of {message.size} bytes exceeds the {target.max_bytes}-byte "
                                        "limit")
         if target.fifo:
-            groups = self._fifo.get(target.name)
-            if groups is None:
-                groups = self._fifo[target.name] = _FifoGroups(target)
-            if not groups.put(message):  # its group's order broke earlier in the run
-                self._receipts.append(DeliveryReceipt(message, False, 0, HELD_BACK))
+            if self._put_fifo(target, message) is None:
                 return
-            self._fifo_pending += 1
         else:
             batch = self._open.get(target.name)
             if batch is None:
