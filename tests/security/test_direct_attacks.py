@@ -679,3 +679,27 @@ def test_entries_a_success_answer_does_not_name_are_not_delivered(
     result = sender.send_batch(target, _messages(10))
     # then: every entry it does not name is a retryable failure, not a delivery
     assert [(f.index, f.code, f.sender_fault) for f in result.failures] == [(i, "NotInAnswer", False) for i in unnamed]
+
+
+def _interim_flood(count: int) -> Script:
+    def script(conn: socket.socket, request: bytes) -> bool:
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n" * count + success(request))
+        return True
+    return script
+
+
+@pytest.mark.attack("a stream of interim (1xx) answers before the answer (endless: the reader never finished)",
+                    outcome="refused at runtime: a retryable ConnectionClosedError past 16, on both readers",
+                    how="loopback server, direct call (blocking and one-thread)")
+@pytest.mark.parametrize("service", ["sqs", "sns"])
+def test_a_stream_of_interim_answers_is_a_retryable_error_not_an_endless_read(endpoint: Endpoint,
+                                                                              service: str) -> None:
+    # given: a direct call; the endpoint sends 16 interim answers before one answer, then 1,000
+    call = direct_call(service, endpoint.url)
+    endpoint.scripts += [_interim_flood(16), _interim_flood(1000)]
+
+    # when / then: 16 are skipped as http.client skips them (botocore takes the answer after any number, an
+    # endless stream held it, and the one-thread reader parsed it all again at each step); more is a
+    # retryable ConnectionClosedError, never a delivery
+    assert outcome(call, params(service, "sixteen"))[0] == "ok"
+    assert outcome(call, params(service, "flood")) == ("error", "ConnectionClosedError", "ConnectionClosedError", True)

@@ -83,6 +83,10 @@ _PER_REQUEST = frozenset({"x-amz-date", "x-amz-security-token", "authorization",
 _ALGORITHM = "AWS4-HMAC-SHA256"
 _MAX_LINE = 65536  # longest status or header line read from an answer (http.client's limit)
 _MAX_HEADERS = 100  # most header lines in one answer (http.client's limit: botocore refuses more)
+# Most interim (1xx) answers before the answer. The bridge never sends `Expect: 100-continue`, so AWS sends
+# none; http.client skips any number, and an endless stream of them held a reader forever (the one-thread
+# run's reader, which parses what it received from the start at each step, in quadratic time and memory).
+_MAX_INTERIM = 16
 # An idle connection `Connections.ready` found open this recently is not polled again by `_acquire` (a
 # poll is ~2 µs, and the start that asked `ready` takes that connection straight after).
 _CHECKED_FOR_S = 0.001
@@ -284,7 +288,7 @@ def read_answer(stream: Any) -> Answer:
     Content-Length, chunked, or up to the end of the connection (then not reusable); none for 204 and 304.
     Header lines and their number are limited as http.client limits them (botocore's answer to more is
     ConnectionClosedError)."""
-    while True:
+    for _ in range(_MAX_INTERIM + 1):
         line = stream.readline(_MAX_LINE + 1)
         if not line:
             raise _Closed("no answer")
@@ -308,6 +312,8 @@ def read_answer(stream: Any) -> Answer:
             raise _Closed(f"more than {_MAX_HEADERS} headers")
         if not 100 <= status < 200:
             break
+    else:
+        raise _Closed(f"more than {_MAX_INTERIM} interim answers")
     reusable = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()  # as http.client
     if status in (204, 304):  # no body, whatever the headers say (RFC 9112, 6.3)
         body = b""
