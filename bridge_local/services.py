@@ -644,18 +644,30 @@ def require_running(state_dir: Path = DEFAULT_STATE_DIR) -> StackState:
                                    f"a few seconds (it has {READY_TIMEOUT_SECONDS:.0f} s to answer)")
     if problems:
         alive = [f"{s.name} pid {s.pid}" for s in state.services if pid_alive(s.pid)]
-        resumable = (pid_alive(state.kafka.pid) and not pid_alive(state.aws.pid)
-                     and aws_saved_state(state_dir, state.aws.port).saved)
         raise StackNotRunningError(
             "the local stack is broken: " + "; ".join(problems)
-            + (f" (still running: {', '.join(alive)})" if alive else "")
-            + (". Fix: bridge restart-aws (resumes it with its saved state), or bridge down, then bridge up"
-               if resumable else
-               ". Fix: bridge restart-aws (starts it empty and provisions the config again; what it held is gone), "
-               "or bridge down (stops what is left), then bridge up" if pid_alive(state.kafka.pid)
-               and not pid_alive(state.aws.pid) and not state.deployment
-               else ". Fix: bridge down (stops what is left), then bridge up"))
+            + (f" (still running: {', '.join(alive)})" if alive else "") + ". " + broken_stack_fix(state, state_dir))
     return state
+
+
+def broken_stack_fix(state: StackState, state_dir: Path) -> str:
+    """The one `Fix: ...` for a recorded stack with a service gone: `bridge up` (which refuses to start over
+    it) and every command that needs the stack (`require_running`) give the same advice."""
+    kafka_alive, aws_alive = pid_alive(state.kafka.pid), pid_alive(state.aws.pid)
+    if not kafka_alive and not aws_alive:
+        return "Fix: bridge up (nothing of it runs any more; it starts a new, empty stack)"
+    if kafka_alive and not aws_alive:
+        if state.deployment:
+            return ("Fix: bridge down (stops the broker), then bridge up --deploy (the deployed stack went with the "
+                    "local AWS)")
+        if aws_saved_state(state_dir, state.aws.port).saved:
+            return ("Fix: bridge restart-aws resumes it with that state (the broker keeps its records), or bridge "
+                    "down (stops the broker), then bridge up")
+        return ("Fix: bridge restart-aws (starts it empty and provisions the config again; what it held is gone, the "
+                "broker keeps its records), or bridge down (stops the broker), then bridge up")
+    if not kafka_alive:
+        return "Fix: bridge down (stops what is left), then bridge up (the broker's records are gone with it)"
+    return "Fix: bridge down (stops both), then bridge up"  # both run, one does not answer
 
 
 def start_stack(config_path: str, state_dir: Path = DEFAULT_STATE_DIR, kafka_port: int | None = None,
@@ -675,14 +687,13 @@ def start_stack(config_path: str, state_dir: Path = DEFAULT_STATE_DIR, kafka_por
                                  "Fix: bridge down first, or use it as it is")
             if alive:
                 gone = [s for s in existing.services if s not in alive]
+                found = (f" ({aws_saved_state(state_dir, existing.aws.port).describe()})"
+                         if existing.aws in gone else "")
                 raise StackError(
                     "found a broken local stack in " + str(state_path(state_dir)) + ": "
                     + ", ".join(f"{s.name} pid {s.pid} port {s.port} still running" for s in alive) + "; "
-                    + ", ".join(f"{s.name} pid {s.pid} gone" for s in gone)
-                    + (f" ({aws_saved_state(state_dir, existing.aws.port).describe()}). Fix: bridge restart-aws "
-                       "resumes it with that state, or bridge down (stops the orphan), then bridge up"
-                       if existing.aws in gone and aws_saved_state(state_dir, existing.aws.port).saved
-                       else ". Fix: bridge down (stops the orphan), then bridge up"))
+                    + ", ".join(f"{s.name} pid {s.pid} gone" for s in gone) + found + ". "
+                    + broken_stack_fix(existing, state_dir))
     kafka = start_kafka(state_dir, kafka_port)
     try:
         aws = start_ministack(state_dir, aws_port)

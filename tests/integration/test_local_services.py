@@ -157,6 +157,11 @@ def test_a_killed_local_aws_is_reported_as_having_lost_its_state_by_the_next_com
         assert "ministack" in str(err.value)
         assert "did not save its state (killed, not stopped" in str(err.value)
         assert "Fix: bridge restart-aws (starts it empty and provisions the config again" in str(err.value)
+        # and: `bridge up` refuses to start over the orphaned broker with the same advice, word for word
+        with pytest.raises(StackError) as up_err:
+            start_stack(str(DEV_CONFIG), tmp_path)
+        assert "found a broken local stack" in str(up_err.value)
+        assert _fix(str(up_err.value)) == _fix(str(err.value))
         # and: restarting it starts empty and says so
         done = restart_aws(tmp_path)
         assert done.how == "was gone"
@@ -170,10 +175,13 @@ def test_a_cleanly_stopped_local_aws_can_be_resumed_and_the_next_command_says_ho
         stop_process(state.aws.pid, SAVE_GRACE_SECONDS)
 
         with pytest.raises(StackNotRunningError, match=r"stopped cleanly and saved its state .* Fix: bridge "
-                                                       r"restart-aws \(resumes it"):
+                                                       r"restart-aws resumes it"):
             require_running(tmp_path)
-        with pytest.raises(StackError, match=r"found a broken local stack .* Fix: bridge restart-aws resumes it"):
+        with pytest.raises(StackError, match=r"found a broken local stack .* Fix: bridge restart-aws resumes it") as up:
             start_stack(str(DEV_CONFIG), tmp_path)
+        with pytest.raises(StackNotRunningError) as inspect:
+            require_running(tmp_path)
+        assert _fix(str(up.value)) == _fix(str(inspect.value))
         done = restart_aws(tmp_path)
         assert done.found.saved
         assert any(u.endswith("/resumed") for u in _aws(done.state.endpoint_url, "sqs").list_queues()["QueueUrls"])
@@ -260,3 +268,9 @@ def test_an_interrupted_reprovisioning_is_reported_and_the_next_restart_provisio
         assert "provisioned the config's queues" in out
         assert not (tmp_path / AWS_PROVISIONING_MARKER).exists()
         assert require_running(tmp_path) is not None
+
+
+def _fix(message: str) -> str:
+    """The advice part of a one-line error: from its `Fix:` on."""
+    assert "Fix: " in message
+    return message[message.index("Fix: "):]
