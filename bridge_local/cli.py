@@ -88,6 +88,7 @@ from bridge_local.redrive import (
     s3_fetcher,
 )
 from bridge_local.replay import S3OnFailureObjects, replay_on_failure
+from bridge_local.report import counted
 from bridge_local.services import (
     ACCOUNT_ID,
     AWS_PROVISIONING_MARKER,
@@ -178,9 +179,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         ["kafka (tansu)", state.bootstrap_servers, state.kafka.pid, state.kafka.log],
         ["aws (ministack)", state.endpoint_url, state.aws.pid, state.aws.log],
     ], right=(2,)))
-    _out(f"provisioned: {len(rep.queues)} queues, {len(rep.topics)} SNS topics, {len(rep.subscriptions)} "
-         f"subscriptions, {len(rep.secrets)} signing secrets, bucket {rep.bucket}, Kafka topics "
-         + ", ".join(f"{t}({n} partitions)" for t, n in rep.kafka_topics.items()))
+    partitions = ", ".join(f"{t}({counted(n, 'partition')})" for t, n in rep.kafka_topics.items())
+    _out(f"provisioned: {counted(len(rep.queues), 'queue')}, {counted(len(rep.topics), 'SNS topic')}, "
+         f"{counted(len(rep.subscriptions), 'subscription')}, {counted(len(rep.secrets), 'signing secret')}, bucket "
+         f"{rep.bucket}, Kafka topics {partitions}")
     return 0
 
 
@@ -190,8 +192,8 @@ def _deploy_into(state: StackState, config: BridgeConfig, args: argparse.Namespa
     from bridge_local.deploy import deploy, report_lines  # noqa: PLC0415 - deploy mode only
 
     topics = provision_kafka(config, state.bootstrap_servers, args.partitions)
-    _out(f"Kafka topics: {', '.join(f'{t} ({n} partitions)' for t, n in topics.items())}; deploying the stack "
-         "(cdk synth, bootstrap, deploy; about a minute)")
+    listed = ", ".join(f"{t} ({counted(n, 'partition')})" for t, n in topics.items())
+    _out(f"Kafka topics: {listed}; deploying the stack (cdk synth, bootstrap, deploy; about a minute)")
     rep = deploy(config, args.config, state, state_dir)
     for line in report_lines(rep):
         _out(line)
@@ -311,7 +313,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def _print_produce(n: int, by_topic: Counter[str], by_producer: Counter[str], seconds: float) -> None:
-    _out(f"produced {n} records in {seconds:.1f} s")
+    _out(f"produced {counted(n, 'record')} in {seconds:.1f} s")
     _out(report.table(["topic", "records"], sorted(by_topic.items()), right=(1,)))
     _out(report.table(["producer", "records"], sorted(by_producer.items()), right=(1,)))
 
@@ -331,12 +333,12 @@ class _Progress:
             _out(f"  batch on {outcome.topic} failed {outcome.attempts}x ({outcome.error}); "
                  f"sent to {outcome.failed_to}")
         elif outcome.attempts > 1:
-            _out(f"  batch on {outcome.topic} succeeded after {outcome.attempts} attempts")
+            _out(f"  batch on {outcome.topic} succeeded after {counted(outcome.attempts, 'attempt')}")
         if now - self.last >= 1.0:
             self.last = now
             rate = stats.records / stats.seconds if stats.seconds else 0.0
-            _out(f"  {stats.records:>7} records in {stats.batches} batches ({rate:,.0f}/s), delivered "
-                 f"{sum(stats.delivered.values())}, parked {sum(stats.parked.values())}")
+            _out(f"  {counted(stats.records, 'record'):>15} in {counted(stats.batches, 'batch')} ({rate:,.0f}/s), "
+                 f"delivered {sum(stats.delivered.values())}, parked {sum(stats.parked.values())}")
 
 
 @contextlib.contextmanager
@@ -381,7 +383,8 @@ def _poll(config: BridgeConfig, config_path: str, state: StackState, args: argpa
 
 def _print_poll(stats: PollStats) -> None:
     rate = stats.records / stats.seconds if stats.seconds else 0.0
-    _out(f"polled {stats.records} records in {stats.batches} batches, {stats.seconds:.1f} s ({rate:,.0f} records/s);"
+    _out(f"polled {counted(stats.records, 'record')} in {counted(stats.batches, 'batch')}, {stats.seconds:.1f} s "
+         f"({rate:,.0f} records/s);"
          f" handler invocations {stats.invocations}, retries {stats.retries}, batches to on-failure "
          f"{stats.failed_batches}")
     rows = [[d, n] for d, n in sorted(stats.delivered.items())]
@@ -430,7 +433,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     call = _invoker(state, config, args)
     dlq_url = clients.sqs.get_queue_url(QueueName=config.bridge_dlq_name)["QueueUrl"]
     if not args.json:
-        _out(f"invoking {call.target} with {args.event}: {n_records} records, {size / 1024:,.0f} KiB"
+        _out(f"invoking {call.target} with {args.event}: {counted(n_records, 'record')}, {size / 1024:,.0f} KiB"
              + (f", {resigned} re-signed with the local keys" if resigned else "") + " (Ctrl-C stops)")
     since = datetime.now(UTC)
     baseline = inv.dlq_depth(clients, dlq_url)
@@ -625,51 +628,106 @@ def cmd_validate(args: argparse.Namespace) -> int:
     started = time.monotonic()
     config = _config(args)  # every problem, one per line, each naming its field and the fix
     problems: list[str] = []
+    events_checked: int | None = None
+    resigned = 0
     if args.events_dir:
-        problems += _stale_events(config, Path(args.events_dir))
+        events_checked, resigned, stale = _stale_events(config, Path(args.events_dir))
+        problems += stale
     seconds = time.monotonic() - started
     summary = {"config": args.config, "name": config.name, "environment": config.environment,
                "production": config.production, "source": config.source.kind, "topics": list(config.source.topics),
                "producers": [p.name for p in config.producers], "destinations": [d.name for d in config.destinations],
-               "routes": [r.name for r in config.routes], "problems": problems, "seconds": round(seconds, 3)}
+               "routes": [r.name for r in config.routes], "events_checked": events_checked,
+               "events_signed_with_a_real_key": resigned, "problems": problems,
+               "seconds": round(seconds, 3)}
     if args.json:
         _out(json.dumps(summary, indent=2))
         return EXIT_ERROR if problems else 0
     for problem in problems:
         _err(problem)
     if problems:
+        if events_checked is not None:
+            _err(f"{counted(events_checked, 'test event')} in {args.events_dir} checked: "
+                 f"{counted(len(problems), 'problem')}, listed above")
         return EXIT_ERROR
     _out(f"{args.config}: valid ({seconds * 1000:.0f} ms). bridge {config.name!r}, environment {config.environment}"
          f"{' (production)' if config.production else ''}, {config.source.kind} topics "
-         f"{', '.join(config.source.topics)}; {len(config.producers)} producers, {len(config.destinations)} "
-         f"destinations, {len(config.routes)} routes")
+         f"{', '.join(config.source.topics)}; {counted(len(config.producers), 'producer')}, "
+         f"{counted(len(config.destinations), 'destination')}, {counted(len(config.routes), 'route')}")
+    if events_checked is not None:
+        _out(f"{counted(events_checked, 'test event')} in {args.events_dir} checked: "
+             + ("all match the config" if events_checked else "the config generates none")
+             + (f" ({resigned} of them signed with a real key instead of placeholder signatures)" if resigned else ""))
     return 0
 
 
-def _stale_events(config: BridgeConfig, events_dir: Path) -> list[str]:
-    """Shipped test events that no longer match what `bridge events` generates from this config."""
+def _stale_events(config: BridgeConfig, events_dir: Path) -> tuple[int, int, list[str]]:
+    """How many test events `bridge events` generates from this config, how many of them in `events_dir` differ only
+    in their signatures (signed with a real key), and those that are missing or no longer match."""
     from bridge_local.testevents import generate  # noqa: PLC0415 - only with --events-dir
 
     problems = []
-    for g in generate(config):
+    resigned = 0
+    generated = generate(config)
+    for g in generated:
         path = events_dir / f"{g.name}.json"
         try:
             on_disk = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             problems.append(f"{path}: missing or not JSON. Fix: bridge events --out-dir {events_dir}")
             continue
-        if on_disk != g.event:
+        if on_disk != g.event and _without_signatures(on_disk, config) == _without_signatures(g.event, config):
+            resigned += 1  # signed with a real key (bridge events --secret-file): otherwise what the config generates
+        elif on_disk != g.event:
             problems.append(f"{path}: stale (the config changed since it was generated), so its promised outcome "
                             f"may be wrong. Fix: bridge events --out-dir {events_dir}")
-    return problems
+    return len(generated), resigned, problems
+
+
+def _without_signatures(event: Any, config: BridgeConfig) -> Any:
+    """The event with every signature header's value blanked (the rest as it is), to compare events that differ only
+    in the key their records were signed with."""
+    if not isinstance(event, dict):
+        return event
+    name = config.settings.signature_header
+
+    def blank(record: Any) -> Any:
+        if not isinstance(record, dict):
+            return record
+        headers = record.get("headers") or []
+        return {**record, "headers": [{k: ([] if k == name else v) for k, v in h.items()} if isinstance(h, dict) else h
+                                      for h in headers]}
+
+    records = event.get("records")
+    if not isinstance(records, dict):
+        return event
+    return {**event, "records": {tp: [blank(r) for r in items] if isinstance(items, list) else items
+                                 for tp, items in records.items()}}
 
 
 def cmd_events(args: argparse.Namespace) -> int:
     config = _config(args)
-    written = write_events(config, Path(args.out_dir))
-    _out(f"wrote {len(written)} files to {args.out_dir}/ (manifest.json lists what each event should do)")
-    for p in written:
+    key_for = None
+    if args.secret_file:
+        secret = Path(args.secret_file).read_bytes().strip()
+        key_for = lambda _producer: secret  # noqa: E731 - make-event's rule: one key for every signing producer
+    written = write_events(config, Path(args.out_dir), key_for)
+    _out(f"wrote {counted(len(written.paths), 'file')} to {args.out_dir}/ (manifest.json lists what each event should "
+         "do)")
+    for p in written.paths:
         _out(f"  {p}")
+    if written.signed:
+        _out(f"signed {counted(sum(written.signed.values()), 'record')} in {', '.join(sorted(written.signed))} with "
+             f"--secret-file {args.secret_file}: they verify only where that key is the producer's current or previous "
+             f"key; bridge validate --events-dir {args.out_dir} reports them as stale, since the shipped events/ keep "
+             "placeholders")
+    elif written.placeholders:
+        files = ", ".join(sorted(written.placeholders))
+        _out(f"note: {counted(sum(written.placeholders.values()), 'record')} in {files} carry PLACEHOLDER "
+             "signatures, valid under no real key: bridge invoke re-signs them with the local stack's keys; on a "
+             "deployed stack they park as invalid_signature. To sign with a producer's real key: bridge events "
+             "--secret-file KEY --out-dir DIR, or your own records with bridge make-event RECORDS.jsonl --secret-file "
+             "KEY")
     return 0
 
 
@@ -736,8 +794,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     wall = time.monotonic()
     scenario = demo_scenario(config, args.count)
     expected = expected_outcomes(scenario)
-    _out(f"demo: {len(scenario)} records from {len({s.record.producer for s in scenario if s.record.producer})} "
-         f"producers over {len({s.record.topic for s in scenario})} topics; "
+    _out(f"demo: {counted(len(scenario), 'record')} from "
+         f"{counted(len({s.record.producer for s in scenario if s.record.producer}), 'producer')} over "
+         f"{counted(len({s.record.topic for s in scenario}), 'topic')}; "
          f"{sum(n for k, n in expected.items() if k != 'deliver')} of them must be parked")
     with LocalStack(args.config, Path(args.state_dir)) as started:
         state = started
@@ -750,7 +809,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             _out("[2/4] provisioned queues, topics, subscriptions, secrets, bucket and Kafka topics from the config")
         clients = LocalClients.for_endpoint(state.endpoint_url)
         rep = produce(config, state.bootstrap_servers, [s.record for s in scenario], _key_lookup(config, clients))
-        _out(f"[3/4] produced {rep.records} records: "
+        _out(f"[3/4] produced {counted(rep.records, 'record')}: "
              + ", ".join(f"{p} {n}" for p, n in sorted((rep.by_producer or Counter()).items())))
         _out("[4/4] polling until every record is handled")
         stats, interrupted = _poll(config, args.config, state, args, stop_after=len(scenario))
@@ -1066,6 +1125,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evs = sub.add_parser("events", help="regenerate the console test events from the config")
     evs.add_argument("--out-dir", default="events")
+    evs.add_argument("--secret-file", help="sign the records meant for signed-only destinations with this key (a "
+                     "producer's secret) instead of placeholder signatures; keep such files out of events/")
     evs.set_defaults(func=cmd_events)
 
     acl = sub.add_parser("acls", help="print the Kafka ACLs (kafka-acls commands) a self-managed cluster needs")
@@ -1164,6 +1225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted; everything this command started has been stopped")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # stdout was closed early (`bridge events | head`): no traceback, and none at exit when Python flushes
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except ConfigError as exc:
         _err(str(exc))  # one problem per line, each naming its field and the fix
         return EXIT_ERROR

@@ -33,6 +33,16 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence
     return "\n".join(lines)
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """`1 batch`, `2 batches`, `0 records`: a count with its noun in the right number (English nouns take -s,
+    or -es after s, x, z, ch and sh; `plural` for any other)."""
+    if n == 1:
+        return f"1 {noun}"
+    if plural is None:
+        plural = noun + ("es" if noun.endswith(("s", "x", "z", "ch", "sh")) else "s")
+    return f"{n:,} {plural}"
+
+
 @dataclass(frozen=True, slots=True)
 class QueueInfo:
     """One queue the bridge owns and what it holds."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -234,22 +234,43 @@ def generate(config: BridgeConfig) -> list[GeneratedEvent]:
     return out
 
 
-def write_events(config: BridgeConfig, out_dir: Path) -> list[Path]:
-    """Write every generated event and `manifest.json` (name -> description and expected outcome)."""
+def write_events(config: BridgeConfig, out_dir: Path, key_for: Callable[[str], bytes] | None = None) -> WrittenEvents:
+    """Write every generated event and `manifest.json` (name -> description and expected outcome).
+
+    Records for `accept_from` destinations carry placeholder signatures; with `key_for` (producer -> its real key)
+    they are signed with the real keys instead (the manifest is the same either way)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    done = WrittenEvents()
     manifest: dict[str, Any] = {}
     for g in generate(config):
         p = out_dir / f"{g.name}.json"
+        placeholders = resign_event(config, g.event, key_for) if key_for else placeholder_signed(config, g.event)
+        if placeholders:
+            (done.signed if key_for else done.placeholders)[p.name] = placeholders
         p.write_text(json.dumps(g.event, indent=2) + "\n", encoding="utf-8")
-        written.append(p)
+        done.paths.append(p)
         manifest[p.name] = {"description": g.description, "delivered": g.expect_delivered, "parked": g.expect_parked}
-        if g.console_note:
+        if g.console_note:  # also when signed with a real key: the stack ships no event signed for one deployment
             manifest[p.name].update(console=False, console_note=g.console_note)
     m = out_dir / "manifest.json"
     m.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    written.append(m)
-    return written
+    done.paths.append(m)
+    return done
+
+
+@dataclass
+class WrittenEvents:
+    """What `write_events` wrote: the files, and per event file how many records carry a placeholder signature
+    (no key given) or were signed with a real key."""
+
+    paths: list[Path] = field(default_factory=list)
+    placeholders: dict[str, int] = field(default_factory=dict)
+    signed: dict[str, int] = field(default_factory=dict)
+
+
+def placeholder_signed(config: BridgeConfig, event: dict[str, Any]) -> int:
+    """How many of the event's records carry a placeholder signature (valid under `PLACEHOLDER_KEY` only)."""
+    return sum(1 for _ in _placeholder_signed(config, event))
 
 
 def unsigned_at_signed_only(config: BridgeConfig, event: dict[str, Any]) -> dict[str, int]:
@@ -274,8 +295,20 @@ def unsigned_at_signed_only(config: BridgeConfig, event: dict[str, Any]) -> dict
 
 def resign_event(config: BridgeConfig, event: dict[str, Any], key_for: Callable[[str], bytes]) -> int:
     """Re-sign, in place, records signed with PLACEHOLDER_KEY (forged ones stay forged). Returns how many."""
-    s = config.settings
     count = 0
+    for raw, rec, producer in list(_placeholder_signed(config, event)):
+        new_sig = _sign(config, key_for(producer), producer, rec)
+        headers = [(n, new_sig.encode() if n == config.settings.signature_header else v) for n, v in rec.headers]
+        raw["headers"] = build_event([replace(rec, headers=tuple(headers))], None, "",
+                                     "SelfManagedKafka")["records"][f"{rec.topic}-{rec.partition}"][0]["headers"]
+        count += 1
+    return count
+
+
+def _placeholder_signed(config: BridgeConfig, event: dict[str, Any]) -> Iterator[tuple[dict[str, Any], KafkaRecord,
+                                                                                         str]]:
+    """(raw record, decoded record, producer) for each record of the event signed with PLACEHOLDER_KEY."""
+    s = config.settings
     for items in (event.get("records") or {}).values():
         for raw in items:
             try:
@@ -286,16 +319,9 @@ def resign_event(config: BridgeConfig, event: dict[str, Any], key_for: Callable[
             sig = _last(rec, s.signature_header)
             if not producer or not sig or config.producer(producer) is None:
                 continue
-            if not verify_record((PLACEHOLDER_KEY,), sig, producer=producer, topic=rec.topic, timestamp=rec.timestamp,
-                                 key=rec.key, value=rec.value, headers=rec.headers,
-                                 signature_header=s.signature_header):
-                continue
-            new_sig = _sign(config, key_for(producer), producer, rec)
-            headers = [(n, new_sig.encode() if n == s.signature_header else v) for n, v in rec.headers]
-            raw["headers"] = build_event([replace(rec, headers=tuple(headers))], None, "",
-                                         "SelfManagedKafka")["records"][f"{rec.topic}-{rec.partition}"][0]["headers"]
-            count += 1
-    return count
+            if verify_record((PLACEHOLDER_KEY,), sig, producer=producer, topic=rec.topic, timestamp=rec.timestamp,
+                             key=rec.key, value=rec.value, headers=rec.headers, signature_header=s.signature_header):
+                yield raw, rec, producer
 
 
 def _last(rec: KafkaRecord, name: str) -> str | None:

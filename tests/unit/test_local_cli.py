@@ -17,6 +17,8 @@ from bridge.signatures import verify_record
 
 from bridge_local import events as ev
 from bridge_local.cli import main
+from bridge_local.report import counted
+from bridge_local.testevents import PLACEHOLDER_KEY
 from tests.helpers import DEV_CONFIG, RECORD_TIMESTAMP, ROOT, FakeKeys, kafka_event, kafka_record
 
 SECRET = b"payment-service-secret"
@@ -178,3 +180,78 @@ def test_make_event_without_a_key_says_which_records_the_function_parks_unsigned
     assert "no key was at hand for payment-service" in line
     assert "--secret-file FILE" in line
     assert "orders-bridge-dev/producers/payment-service/signing-key" in line
+
+
+def test_bridge_validate_with_events_dir_says_how_many_events_it_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    # given: the shipped events, in step with the config
+    shipped = len([p for p in (ROOT / "events").glob("*.json") if p.name != "manifest.json"])
+
+    # when
+    assert main(["validate", "--config", str(DEV_CONFIG), "--events-dir", str(ROOT / "events")]) == 0
+
+    # then: a line says what was checked, not silence
+    out = capsys.readouterr().out
+    assert f"{shipped} test events in {ROOT / 'events'} checked: all match the config" in out
+
+
+def test_bridge_validate_counts_the_events_it_checked_when_some_are_stale(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    events = tmp_path / "events"
+    shutil.copytree(ROOT / "events", events)
+    (events / "fail-unsigned.json").unlink()
+
+    assert main(["validate", "--config", str(DEV_CONFIG), "--events-dir", str(events), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["events_checked"] == len(list((ROOT / "events").glob("*.json"))) - 1  # manifest.json is no event
+    assert [p.split(": ")[0] for p in doc["problems"]] == [str(events / "fail-unsigned.json")]
+
+
+@pytest.mark.parametrize(("n", "noun", "expected"), [
+    (1, "batch", "1 batch"), (2, "batch", "2 batches"), (0, "record", "0 records"), (1, "record", "1 record"),
+    (1_000, "record", "1,000 records"), (3, "topic-partition", "3 topic-partitions")])
+def test_counts_are_printed_with_their_noun_in_the_right_number(n: int, noun: str, expected: str) -> None:
+    assert counted(n, noun) == expected
+
+
+def test_bridge_events_says_plainly_which_records_carry_placeholder_signatures_and_how_to_sign(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # when
+    assert main(["--config", str(DEV_CONFIG), "--state-dir", str(tmp_path), "events", "--out-dir",
+                 str(tmp_path / "ev")]) == 0
+
+    # then
+    out = capsys.readouterr().out
+    assert "route-payments.json" in out.split("note:")[1]
+    assert "carry PLACEHOLDER signatures" in out
+    assert "bridge make-event RECORDS.jsonl --secret-file KEY" in out
+    assert "bridge events --secret-file KEY" in out
+
+
+def test_bridge_events_with_a_secret_file_signs_with_that_key_and_validate_still_matches(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], make_bridge: Callable[..., Bridge], keys: FakeKeys) -> None:
+    # given: a producer's key in a file
+    key = tmp_path / "key"
+    key.write_bytes(SECRET + b"\n")
+
+    # when
+    assert main(["--config", str(DEV_CONFIG), "--state-dir", str(tmp_path), "events", "--out-dir",
+                 str(tmp_path / "ev"), "--secret-file", str(key)]) == 0
+
+    # then: it says what it signed, and route-payments' record verifies with that key, not the placeholder
+    out = capsys.readouterr().out
+    assert "signed 2 records in fail-untrusted-producer.json, route-payments.json with --secret-file" in out
+    assert "PLACEHOLDER" not in out
+    event = json.loads((tmp_path / "ev" / "route-payments.json").read_text())
+    record = ev.records_from_event(event)[0]
+    signature = next(v for n, v in reversed(record.headers) if n == "x-bridge-signature")
+    assert signature is not None
+    signed = {"producer": "payment-service", "topic": record.topic, "timestamp": record.timestamp, "key": record.key,
+              "value": record.value, "headers": record.headers, "signature_header": "x-bridge-signature"}
+    assert verify_record((SECRET,), signature.decode(), **signed)
+    assert not verify_record((PLACEHOLDER_KEY,), signature.decode(), **signed)
+    # and: the function holding that key delivers it to the signed-only ledger
+    keys.keys["payment-service"] = SECRET
+    assert make_bridge().handle(event).summary["delivered"] == {"payments-ledger": 1}
+    # and: validate takes the directory as matching the config, and says how many were signed with a real key
+    assert main(["validate", "--config", str(DEV_CONFIG), "--events-dir", str(tmp_path / "ev")]) == 0
+    assert "(2 of them signed with a real key instead of placeholder signatures)" in capsys.readouterr().out
