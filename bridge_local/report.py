@@ -40,7 +40,7 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
         return f"1 {noun}"
     if plural is None:
         plural = noun + ("es" if noun.endswith(("s", "x", "z", "ch", "sh")) else "s")
-    return f"{n:,} {plural}"
+    return f"{n} {plural}"  # no thousands separator: scripts read these numbers with int()
 
 
 @dataclass(frozen=True, slots=True)

@@ -208,7 +208,7 @@ def test_bridge_validate_counts_the_events_it_checked_when_some_are_stale(
 
 @pytest.mark.parametrize(("n", "noun", "expected"), [
     (1, "batch", "1 batch"), (2, "batch", "2 batches"), (0, "record", "0 records"), (1, "record", "1 record"),
-    (1_000, "record", "1,000 records"), (3, "topic-partition", "3 topic-partitions")])
+    (1_000, "record", "1000 records"), (3, "topic-partition", "3 topic-partitions")])
 def test_counts_are_printed_with_their_noun_in_the_right_number(n: int, noun: str, expected: str) -> None:
     assert counted(n, noun) == expected
 
