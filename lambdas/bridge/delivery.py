@@ -43,9 +43,10 @@ How many requests are in flight is decided as the run goes (`SendPacing`, Little
 requests measure): a send that is all CPU (a stubbed sender, an endpoint that answers at once) goes out
 on the planning thread itself; sends that wait on the network go out from as many send threads as keep
 the process busy, up to `max_concurrency`, which is a cap, not a count. When every sender is on the direct
-path and nothing is called back per request, there are no send threads at all: the planning thread
-leaves up to `max_concurrency` requests in flight on non-blocking connections and takes their answers as
-they arrive (`MultiplexedRun`), with the same packing, FIFO groups, retry and order rules.
+path, there are no send threads at all: the planning thread leaves up to `max_concurrency` requests in
+flight on non-blocking connections and takes their answers as they arrive (`MultiplexedRun`), with the
+same packing, FIFO groups, retry and order rules; what is called back per request (a checkpoint write) is
+then handed off to a thread of its own (`CheckpointHandOff`), or the run keeps its send threads.
 """
 
 from __future__ import annotations
@@ -198,7 +199,34 @@ class DeliveryReceipt:
 
 
 OnDelivered = Callable[[Target, Sequence[OutgoingMessage]], None]
-"""Called after each send request with the messages it stored."""
+"""Called after each send request with the messages it stored (on a one-thread run, off the planning thread
+with what several requests to that target stored: `CheckpointHandOff`)."""
+
+
+class CheckpointHandOff(Protocol):
+    """Port: a one-thread run's `on_delivered` calls (checkpoint writes, which block on DynamoDB) made off its
+    planning thread (adapter: bridge.adapters.checkpoint_writer). The run hands over what each answered
+    request stored, goes on, and learns which hand-overs are written when `fileno` is readable; a request to
+    a standard target keeps its `standard_in_flight` slot until then."""
+
+    def fileno(self) -> int:
+        ...
+
+    def hand_over(self, target: Target, messages: Sequence[OutgoingMessage], ticket: object) -> None:
+        """Queue one request's stored messages to be written; `ticket` comes back from `written`."""
+        ...
+
+    def written(self) -> list[tuple[object, BaseException | None]]:
+        """The tickets written since the last call, each with the exception its write raised (a bug: a
+        failed checkpoint write is counted by `BatchProgress`, not raised)."""
+        ...
+
+    def close(self) -> None:
+        """Write everything handed over, then stop."""
+        ...
+
+
+HandOffFactory = Callable[[OnDelivered], CheckpointHandOff]
 
 
 def backoff_delay(attempt: int, base_delay_ms: int, rand: Callable[[float, float], float]) -> float:
@@ -275,8 +303,12 @@ class Deliverer:
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[float, float], float] = random.uniform,
         hold_failed_groups: bool = False,
+        hand_off: HandOffFactory | None = None,
     ) -> None:
+        """`hand_off` makes a run's `on_delivered` calls off its planning thread, so a checkpointed run can
+        send from that thread alone (`multiplexed`); without it such runs keep their send threads."""
         self._senders = senders
+        self._hand_off = hand_off
         self._hold_failed_groups = hold_failed_groups
         self._max_attempts = max(1, max_attempts)
         self._base_delay_ms = base_delay_ms
@@ -317,9 +349,10 @@ class Deliverer:
 
     def multiplexed(self, on_delivered: OnDelivered | None = None) -> bool:
         """Whether a run sends from the planning thread alone (`MultiplexedRun`): every sender can leave a
-        request in flight, and nothing is called back per request (a checkpoint write blocks: those runs
-        keep their send threads)."""
-        return on_delivered is None and all(getattr(s, "multiplexed", False) for s in self._senders.values())
+        request in flight, and nothing is called back per request or the calls can be handed off
+        (`hand_off`: a checkpoint write blocks, so it is made on a thread of its own)."""
+        return (on_delivered is None or self._hand_off is not None) and \
+            all(getattr(s, "multiplexed", False) for s in self._senders.values())
 
     def _run_lane(self, target: Target, batches: list[list[OutgoingMessage]],
                   on_delivered: OnDelivered | None = None, *, delivered: bool = True) -> list[DeliveryReceipt]:
@@ -921,6 +954,12 @@ class _Request:
     handle: InFlight | None = None
     fd: int = -1
     events: int = 0
+    unwritten: int = 0  # hand-overs of what it stored not yet written (`CheckpointHandOff`)
+    settled: bool = False  # done but for those writes: a standard target's slot is kept until they are
+
+
+# A selector key's data for the checkpoint hand-off's file descriptor (`MultiplexedRun._take_written`).
+_WRITES = object()
 
 
 # What a start made off the planning thread came to (`MultiplexedRun._start_waiting`): the request in flight,
@@ -941,8 +980,15 @@ class MultiplexedRun(DeliveryRun):
     Everything else is `DeliveryRun`'s: the same packing, `_FifoGroups` (never two requests holding one
     group), the same retry and order rules (`Deliverer._settle`), `standard_in_flight`, the backlog
     bound, parking by receipts, errors re-raised by `finish`. Used when every sender is on the direct path
-    and nothing is called back per request (`Deliverer.multiplexed`); why: docs/decisions.md (2026-12-02,
-    "One thread multiplexes the direct sends")."""
+    and what is called back per request can be handed off (`Deliverer.multiplexed`); why: docs/decisions.md
+    (2026-12-02, "One thread multiplexes the direct sends", "Checkpointed runs on the one-thread path").
+
+    With checkpoints on (`on_delivered`), what each answered request stored goes to the `CheckpointHandOff`
+    and the run goes on; a standard target's request keeps its slot (`standard_in_flight`, the backlog
+    bound, `max_concurrency`) until its hand-over is written, as a send thread wrote before its next send,
+    so a crash still finds at most N standard requests stored and unrecorded. A FIFO request frees its slot
+    and groups at its answer (re-sends are dropped by deduplication id). `finish` returns once every
+    hand-over is written; `__exit__` (an exception, Ctrl-C) still writes what was handed over."""
 
     def __init__(self, deliverer: Deliverer, on_delivered: OnDelivered | None = None, *,
                  keep_delivered: bool = True, standard_in_flight: int | None = None,
@@ -965,6 +1011,14 @@ class MultiplexedRun(DeliveryRun):
         self._started: deque[_Started] = deque()
         self._starting = 0  # requests whose start runs on a starter thread
         self._wake: tuple[socket.socket, socket.socket] | None = None
+        # With `on_delivered` (checkpoints on) its calls are handed off (`Deliverer.multiplexed`): a checkpoint
+        # write blocks on DynamoDB, which here would hold every request in flight. `_unwritten` counts the
+        # hand-overs not yet written; `finish` returns only once there are none.
+        self._writes: CheckpointHandOff | None = None
+        self._unwritten = 0
+        if on_delivered is not None and deliverer._hand_off is not None:
+            self._writes = deliverer._hand_off(on_delivered)
+            self._selector.register(self._writes.fileno(), selectors.EVENT_READ, _WRITES)
 
     def __exit__(self, *_: object) -> None:
         # An exception or Ctrl-C in planning: the requests still in flight are given up (their
@@ -982,6 +1036,8 @@ class MultiplexedRun(DeliveryRun):
             if handle is not None:
                 handle.cancel()
         self._backoffs.clear()
+        if self._writes is not None:  # what the answered requests stored is still written, as on send threads
+            self._writes.close()
         self._selector.close()
         if self._wake is not None:
             for end in self._wake:
@@ -1024,7 +1080,7 @@ class MultiplexedRun(DeliveryRun):
                 self._pending += 1
         self._open.clear()
         self._launch()
-        while self._requests:
+        while self._requests or self._unwritten:
             self._turn(None)
         if self._errors:
             raise self._errors[0]
@@ -1037,10 +1093,12 @@ class MultiplexedRun(DeliveryRun):
         blocking = timeout is None
         if blocking:
             timeout = self._until_due()
-        if self._flying or self._starting or blocking:
+        if self._flying or self._starting or self._unwritten or blocking:
             for key, _ in self._selector.select(timeout):
                 if key.data is None:  # `_wake`: starts made on starter threads
                     self._take_started()
+                elif key.data is _WRITES:
+                    self._take_written()
                 else:
                     self._step(key.data)
         if self._backoffs or blocking:
@@ -1199,15 +1257,24 @@ class MultiplexedRun(DeliveryRun):
         request.handle, request.fd = None, -1
 
     def _answered(self, request: _Request, failures: Sequence[EntryFailure]) -> None:
-        """An attempt's outcome: the batch done, or waiting out its backoff."""
+        """An attempt's outcome: the batch done, or waiting out its backoff. What it stored is handed over
+        to be written (`_writes`), or `on_delivered` is called here when there is no hand-off."""
         groups = request.groups
+        writes = self._writes
+        stored: list[Sequence[OutgoingMessage]] = []
         try:
             retry = self._deliverer._settle(request.target, request.pending, failures, request.attempt,
-                                            groups.halted if groups is not None else None, self._on_delivered,
+                                            groups.halted if groups is not None else None,
+                                            self._on_delivered if writes is None else _collect(stored),
                                             request.receipts, delivered=self._keep_delivered)
         except Exception as exc:  # re-raised by finish, as the send threads' errors are
             self._failed(request, exc)
             return
+        if stored and writes is not None:
+            request.unwritten += len(stored)
+            self._unwritten += len(stored)
+            for messages in stored:
+                writes.hand_over(request.target, messages, request)
         if not retry:
             self._close(request)
             return
@@ -1219,17 +1286,38 @@ class MultiplexedRun(DeliveryRun):
         self._order += 1
 
     def _close(self, request: _Request) -> None:
-        """The batch is done: its receipts kept, its slot (and FIFO groups) free."""
-        self._requests -= 1
+        """The batch is done: its receipts kept, its slot (and FIFO groups) free; a standard target's slot
+        only once what it stored is written (`standard_in_flight` counts a request until then)."""
         groups, batch = request.groups, request.batch
         if groups is None:
+            self._keep_locked(request.target, request.receipts, len(batch))
+            if request.unwritten:
+                request.settled = True  # `_take_written` frees the slot
+                return
+            self._requests -= 1
             self._standard -= 1
             self._pending -= 1
-            self._keep_locked(request.target, request.receipts, len(batch))
             return
+        self._requests -= 1
         held = groups.release(batch)
         self._fifo_pending -= len(batch) + len(held)
         self._keep_locked(request.target, request.receipts + held, len(batch) + len(held))
+
+    def _take_written(self) -> None:
+        """The hand-overs written since the last look: a standard request done but for its writes frees its
+        slot; an exception a write raised is kept for `finish`."""
+        assert self._writes is not None
+        for ticket, error in self._writes.written():
+            self._unwritten -= 1
+            if error is not None:
+                self._errors.append(error)
+            request: _Request = ticket  # type: ignore[assignment]
+            request.unwritten -= 1
+            if request.settled and not request.unwritten:
+                request.settled = False
+                self._requests -= 1
+                self._standard -= 1
+                self._pending -= 1
 
     def _failed(self, request: _Request, exc: Exception) -> None:
         """An error no receipt describes (a bug, an answer botocore cannot parse): kept for `finish` to
@@ -1239,3 +1327,10 @@ class MultiplexedRun(DeliveryRun):
         if request.groups is None:
             self._standard -= 1
             self._pending -= 1
+
+
+def _collect(stored: list[Sequence[OutgoingMessage]]) -> OnDelivered:
+    """An `on_delivered` that keeps what each call stored (`MultiplexedRun._answered` hands it over)."""
+    def collect(_target: Target, messages: Sequence[OutgoingMessage]) -> None:
+        stored.append(messages)
+    return collect

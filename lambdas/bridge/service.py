@@ -35,7 +35,7 @@ from bridge.config import (
     BridgeConfig,
     Destination,
 )
-from bridge.delivery import HELD_BACK, BatchSender, Deliverer, DeliveryRun, Target
+from bridge.delivery import HELD_BACK, BatchSender, Deliverer, DeliveryRun, HandOffFactory, Target
 from bridge.envelope import MessageFactory, OutgoingMessage, billed_size, correlation_id_for
 from bridge.fast_path import PlainTopic, plan_plain
 from bridge.parking import ObjectStore, ObjectStoreError, Parking, ParkRequest
@@ -126,9 +126,12 @@ class Bridge:
         rand: Callable[[float, float], float] = random.uniform,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         fast_path: bool = True,
+        checkpoint_hand_off: HandOffFactory | None = None,
     ) -> None:
         """`fast_path=False` plans every record the general way (`_plan`), never through bridge.fast_path:
-        the tests compare the two."""
+        the tests compare the two. `checkpoint_hand_off` makes a checkpointed run's writes off its planning
+        thread (default: bridge.adapters.checkpoint_writer), so it sends from that thread alone when its
+        senders can (`Deliverer.multiplexed`)."""
         if sqs is None or sns is None or parking_store is None or signing_keys is None:
             # Production defaults, imported only when needed: the domain itself never imports botocore.
             from bridge.adapters import defaults  # noqa: PLC0415
@@ -142,6 +145,10 @@ class Bridge:
 
             checkpoints = defaults.checkpoint_store(settings, config)
         self._checkpoints = checkpoints if config.settings.checkpoints else None
+        if checkpoint_hand_off is None and self._checkpoints is not None:
+            from bridge.adapters.checkpoint_writer import CheckpointWriter  # noqa: PLC0415
+
+            checkpoint_hand_off = CheckpointWriter
         if config.claim_check and claim_check_store is None:
             from bridge.adapters import defaults  # noqa: PLC0415
 
@@ -152,7 +159,8 @@ class Bridge:
         s = config.settings
         self._deliverer = Deliverer({"sqs": sqs, "sns": sns}, max_attempts=s.max_delivery_attempts,
                                     base_delay_ms=s.retry_base_delay_ms, max_concurrency=s.max_concurrency,
-                                    sleep=sleep, rand=rand, hold_failed_groups=s.outage_retry_seconds > 0)
+                                    sleep=sleep, rand=rand, hold_failed_groups=s.outage_retry_seconds > 0,
+                                    hand_off=checkpoint_hand_off)
         self._router = Router(config)
         self._trust = TrustPolicy(config, signing_keys, now_ms=lambda: int(clock().timestamp() * 1000))
         self._clock = clock

@@ -5,6 +5,10 @@ all together, that are under way at once, each until its checkpoint is written, 
 `settings.checkpoint_request_entries` (E, default 4) messages, so a crash re-sends at most N x E messages
 (each copied to a topic's subscribers). FIFO destinations are not capped: SQS drops their re-sends by
 deduplication id.
+
+Each guarantee is checked on both ways a checkpointed run sends: send threads writing each checkpoint after
+their request, and one thread leaving requests in flight while a writer thread makes the checkpoint writes
+(`MultiplexedRun` with `CheckpointHandOff`, when the senders are on the direct path).
 """
 
 from __future__ import annotations
@@ -18,16 +22,26 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from bridge.checkpoints import CHECKPOINTED_SWITCH_INTERVAL_SECONDS, ProgressEntry
+from bridge.checkpoints import CHECKPOINTED_SWITCH_INTERVAL_SECONDS, CheckpointUnavailable, ProgressEntry
 from bridge.config import MAX_BATCH_ENTRIES, BridgeConfig, ConfigError
-from bridge.delivery import BatchOutcome, SendCallError, Target
+from bridge.delivery import BatchOutcome, DeliveryRun, MultiplexedRun, SendCallError, Target
 from bridge.envelope import OutgoingMessage
 from bridge.parking import ParkingFailedError
 from bridge.service import Bridge
 
-from tests.helpers import FakeCheckpoints, FakeKeys, FakeStore, kafka_event, kafka_record, make_config, make_settings
+from tests.helpers import (
+    FakeCheckpoints,
+    FakeKeys,
+    FakeStore,
+    Multiplexed,
+    kafka_event,
+    kafka_record,
+    make_config,
+    make_settings,
+)
 
 STANDARD = ("alerts", "events")
+PATHS = pytest.mark.parametrize("one_thread", [False, True], ids=["send-threads", "one-thread"])
 
 
 def config(**settings: Any) -> BridgeConfig:
@@ -51,8 +65,12 @@ class World:
     the process the moment a given request is stored: nothing the dead process does afterwards
     reaches the destinations or the table (it keeps running in the test, harmlessly)."""
 
-    def __init__(self, answer_seconds: float = 0.002) -> None:
+    def __init__(self, answer_seconds: float = 0.002, write_seconds: float = 0.0) -> None:
         self.answer_seconds = answer_seconds  # the answer's way back: the request took effect already
+        self.write_seconds = write_seconds  # a checkpoint write's latency (DynamoDB's, before it takes effect)
+        self.writing = 0  # checkpoint writes under way
+        self.started_while_writing = 0  # requests the run started while a checkpoint write was under way
+        self.runs: list[type[DeliveryRun]] = []  # which way each run of the bridge sent
         self.stored: Counter[tuple[str, str]] = Counter()
         self.unrecorded: dict[str, set[str]] = {}
         self.widest: Counter[str] = Counter()  # target or "standard" -> most stored and unrecorded at once
@@ -88,6 +106,13 @@ class World:
 
     def write(self, entries: Sequence[ProgressEntry]) -> None:
         with self.lock:
+            self.writing += 1
+        try:
+            time.sleep(self.write_seconds)
+        finally:
+            with self.lock:
+                self.writing -= 1
+        with self.lock:
             if self.crashed:
                 return
             for e in entries:
@@ -96,28 +121,117 @@ class World:
                     f"{topic_partition}-{t.split('.', 1)[0]}" for t in e.tokens)
         self.table.write(entries)
 
+    def delivered(self) -> dict[str, int]:
+        """Records stored per destination (the audit topic left out), each stored exactly once."""
+        per: Counter[str] = Counter()
+        for (target, _), n in self.stored.items():
+            if target in (*STANDARD, "ledger"):
+                assert n == 1, f"stored {n} times in {target}"
+                per[target] += 1
+        return dict(per)
+
     def duplicates(self, target: str) -> int:
         return sum(n - 1 for (t, _), n in self.stored.items() if t == target)
 
-    def bridge(self, cfg: BridgeConfig) -> Bridge:
-        return Bridge(cfg, make_settings(), sqs=self, sns=self, parking_store=FakeStore(), signing_keys=FakeKeys(),
-                      checkpoints=self)
+    def bridge(self, cfg: BridgeConfig, *, one_thread: bool = False) -> Bridge:
+        """The bridge over this world; `one_thread`: its senders can leave requests in flight (the direct
+        path), so its runs send from the planning thread and write checkpoints on the writer thread."""
+        sender = _Started(self) if one_thread else self
+        bridge = Bridge(cfg, make_settings(), sqs=sender, sns=sender, parking_store=FakeStore(),
+                        signing_keys=FakeKeys(), checkpoints=self)
+        start = bridge._deliverer.start
+
+        def noted(*args: Any, **kwargs: Any) -> DeliveryRun:
+            run = start(*args, **kwargs)
+            self.runs.append(type(run))
+            return run
+
+        bridge._deliverer.start = noted  # type: ignore[method-assign]
+        return bridge
 
 
+class _Started(Multiplexed):
+    """`Multiplexed` over a `World` that notes the requests started while a checkpoint write is under way."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__(world)
+        self.world = world
+
+    def start(self, target: Target, messages: Sequence[OutgoingMessage]) -> Any:
+        with self.world.lock:
+            if self.world.writing:
+                self.world.started_while_writing += 1
+        return super().start(target, messages)
+
+
+def assert_path(world: World, one_thread: bool) -> None:
+    """Every run of the world's bridges sent the way the test asked for."""
+    assert world.runs
+    assert set(world.runs) == {MultiplexedRun if one_thread else DeliveryRun}, world.runs
+
+
+@PATHS
 @pytest.mark.parametrize(("n", "entries"), [(1, None), (2, None), (1, 10), (3, 2)])
-def test_standard_destinations_never_have_more_than_n_requests_stored_and_unrecorded(n: int,
-                                                                                    entries: int | None) -> None:
+def test_standard_destinations_never_have_more_than_n_requests_stored_and_unrecorded(n: int, entries: int | None,
+                                                                                    one_thread: bool) -> None:
     world = World()
     knobs = {"checkpoint_in_flight": n} | ({"checkpoint_request_entries": entries} if entries else {})
-    world.bridge(config(**knobs)).handle(event(300))
+    world.bridge(config(**knobs), one_thread=one_thread).handle(event(300))
     per_request = entries or 4
     assert 0 < world.widest["standard"] <= n * per_request, (n, per_request, dict(world.widest))
+    assert_path(world, one_thread)
 
 
-def test_standard_requests_carry_checkpoint_request_entries_and_fifo_requests_ten() -> None:
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_slow_checkpoint_write_holds_the_cap_but_no_other_request_on_one_thread(n: int) -> None:
+    # given: checkpoint writes that take 5x a request (a slow table), on the one-thread path
+    world = World(answer_seconds=0.002, write_seconds=0.01)
+
+    # when
+    report = world.bridge(config(checkpoint_in_flight=n), one_thread=True).handle(event(300))
+
+    # then: standard requests still wait for their checkpoint (the cap holds however slow the write), the
+    # planning thread started requests while writes were under way (they are made on the writer thread), the
+    # writes covered several requests each, and every message was delivered once and recorded
+    assert_path(world, one_thread=True)
+    assert 0 < world.widest["standard"] <= n * 4, dict(world.widest)
+    assert world.started_while_writing > 0
+    assert world.table.writes < world.requests, (world.table.writes, world.requests)
+    assert world.delivered() == dict.fromkeys((*STANDARD, "ledger"), 300)
+    assert report.summary["checkpoint"] == {"on": True, "skipped": 0, "errors": 0}
+    again = world.bridge(config(checkpoint_in_flight=n), one_thread=True).handle(event(300))
+    assert again.summary["checkpoint"]["skipped"] == 900, "every delivery was recorded"
+    assert world.delivered() == dict.fromkeys((*STANDARD, "ledger"), 300)
+
+
+@PATHS
+def test_a_failed_checkpoint_write_is_counted_frees_its_slot_and_delivery_goes_on(one_thread: bool) -> None:
+    # given: a table that answers reads but fails every write (throttled past its retries)
+    world = World()
+    fail = world.table.write
+
+    def failing(entries: Sequence[ProgressEntry]) -> None:
+        fail(entries)
+        raise CheckpointUnavailable("throttled")
+
+    world.table.write = failing  # type: ignore[method-assign]
+
+    # when
+    report = world.bridge(config(), one_thread=one_thread).handle(event(120))
+
+    # then: everything delivered once, each failed write counted, the run not stuck on the cap
+    assert_path(world, one_thread)
+    assert world.delivered() == dict.fromkeys((*STANDARD, "ledger"), 120)
+    assert report.summary["checkpoint"]["errors"] > 0
+    assert report.summary["delivered"] == {"alerts": 120, "events": 120, "ledger": 120}
+
+
+@PATHS
+def test_standard_requests_carry_checkpoint_request_entries_and_fifo_requests_ten(one_thread: bool) -> None:
     on, off = World(), World()
-    on.bridge(config()).handle(event(300))
-    off.bridge(config(checkpoints="off")).handle(event(300))
+    on.bridge(config(), one_thread=one_thread).handle(event(300))
+    off.bridge(config(checkpoints="off"), one_thread=one_thread).handle(event(300))
+    assert_path(on, one_thread)
     # 300 messages per destination: standard ones in requests of 4 with checkpoints on, 10 without; FIFO
     # destinations fill their requests either way
     assert {name: on.request_sizes[name] for name in STANDARD} == {"alerts": {4}, "events": {4}}
@@ -125,11 +239,12 @@ def test_standard_requests_carry_checkpoint_request_entries_and_fifo_requests_te
     assert max(on.request_sizes["ledger"]) == max(off.request_sizes["ledger"]) == MAX_BATCH_ENTRIES
 
 
-def test_a_checkpointed_run_switches_threads_often_and_restores_the_interval() -> None:
+@PATHS
+def test_a_checkpointed_run_switches_threads_often_and_restores_the_interval(one_thread: bool) -> None:
     before = sys.getswitchinterval()
     on, off = World(), World()
-    on.bridge(config()).handle(event(100))
-    off.bridge(config(checkpoints="off")).handle(event(100))
+    on.bridge(config(), one_thread=one_thread).handle(event(100))
+    off.bridge(config(checkpoints="off"), one_thread=one_thread).handle(event(100))
     # the audit event goes out after the run: the interval is back by then
     assert CHECKPOINTED_SWITCH_INTERVAL_SECONDS in on.switch_intervals
     assert before in on.switch_intervals
@@ -137,28 +252,32 @@ def test_a_checkpointed_run_switches_threads_often_and_restores_the_interval() -
     assert sys.getswitchinterval() == before
 
 
-def test_without_the_cap_requests_to_one_destination_overlap_and_fifo_lanes_are_never_capped() -> None:
+@PATHS
+def test_without_the_cap_requests_to_one_destination_overlap_and_fifo_lanes_are_never_capped(one_thread: bool) -> None:
     # given: the same batch with up to 8 requests under way (the cap at max_concurrency), and with 1
     wide, narrow = World(), World()
-    wide.bridge(config(checkpoint_in_flight=8)).handle(event(300))
-    narrow.bridge(config(checkpoint_in_flight=1)).handle(event(300))
+    wide.bridge(config(checkpoint_in_flight=8), one_thread=one_thread).handle(event(300))
+    narrow.bridge(config(checkpoint_in_flight=1), one_thread=one_thread).handle(event(300))
+    assert_path(narrow, one_thread)
     # then: standard requests overlap without the cap; FIFO lanes overlap either way
     assert wide.widest["standard"] > MAX_BATCH_ENTRIES
     assert narrow.widest["ledger"] > MAX_BATCH_ENTRIES
 
 
+@PATHS
 @pytest.mark.parametrize("crash_at", [1, 7, 20, 33])
-def test_a_crash_re_sends_at_most_n_requests_to_standard_destinations(crash_at: int) -> None:
+def test_a_crash_re_sends_at_most_n_requests_to_standard_destinations(crash_at: int, one_thread: bool) -> None:
     # given: the process dies right after its crash_at-th request took effect
     world = World()
     world.crash_at = crash_at
     batch = event(300)
     with pytest.raises(ParkingFailedError):  # the dead process's later sends and parks go nowhere
-        world.bridge(config(checkpoint_in_flight=1)).handle(batch)
+        world.bridge(config(checkpoint_in_flight=1), one_thread=one_thread).handle(batch)
 
     # when: the mapping delivers the batch again to a new process
     world.crashed, world.crash_at = False, None
-    world.bridge(config(checkpoint_in_flight=1)).handle(batch)
+    world.bridge(config(checkpoint_in_flight=1), one_thread=one_thread).handle(batch)
+    assert_path(world, one_thread)
 
     # then: every record reached every destination, and standard ones got at most one request of
     # checkpoint_request_entries (4) messages again

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from bridge.adapters.checkpoint_writer import CheckpointWriter
 from bridge.config import MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES
 from bridge.delivery import (
     PENDING_BATCHES_PER_THREAD,
@@ -299,9 +300,9 @@ def test_standard_in_flight_caps_the_requests_to_standard_targets_on_either_path
     assert all(r.delivered for r in receipts)
 
 
-def test_a_run_that_calls_back_per_request_keeps_its_send_threads_and_calls_back_for_each() -> None:
+def test_a_run_that_calls_back_per_request_without_a_hand_off_keeps_its_send_threads_and_calls_back_for_each() -> None:
     # given: senders that could leave requests in flight, and a callback per request (a checkpoint write:
-    # it blocks, so a checkpointed run keeps the send threads and writes from them, as before)
+    # it blocks, so without a `hand_off` to make it elsewhere a checkpointed run keeps the send threads)
     sender = FlakySender(latency=0.002)
     port = Multiplexed(sender)
     deliverer = Deliverer({"sqs": port, "sns": port}, max_attempts=1, base_delay_ms=0, max_concurrency=4)
@@ -323,3 +324,59 @@ def test_a_run_that_calls_back_per_request_keeps_its_send_threads_and_calls_back
     assert port.started == 0
     assert sorted(recorded) == sorted(f"orders-0-{i}" for i in range(100))
     assert all(r.delivered for r in receipts)
+
+
+@pytest.mark.parametrize("in_flight", [1, None], ids=["capped", "uncapped"])
+def test_a_run_that_hands_its_callbacks_off_sends_from_one_thread_and_records_each_stored_message_once(
+        in_flight: int | None) -> None:
+    # given: senders that leave requests in flight, entries failing their first attempts and calls throttled
+    # now and then, and a callback per request handed off to a writer thread (a checkpoint write)
+    sender = FlakySender(entry_fails=lambda m, attempt: attempt < 3 and int(m.record_id.rsplit("-", 1)[1]) % 7 == 0,
+                         call_fails=lambda call: call % 11 == 0, latency=0.002)
+    port = Multiplexed(sender)
+    deliverer = Deliverer({"sqs": port, "sns": port}, max_attempts=4, base_delay_ms=1, max_concurrency=4,
+                          hand_off=CheckpointWriter)
+    recorded: Counter[str] = Counter()
+    callers: set[str] = set()
+
+    def on_delivered(target: Target, messages: Any) -> None:
+        callers.add(threading.current_thread().name)
+        recorded.update(m.record_id for m in messages)
+
+    # when
+    with deliverer.start(on_delivered, standard_in_flight=in_flight) as run:
+        for i in range(200):
+            run.add(QUEUE, OutgoingMessage(f"orders-0-{i}", "out", "x", (), f"c{i}", 1))
+        receipts = run.finish()
+
+    # then: one thread sent (requests left in flight, no send thread), the callbacks ran on the writer thread,
+    # every stored message was recorded exactly once and nothing that was not stored, and nothing is left
+    assert deliverer.multiplexed(on_delivered)
+    assert isinstance(run, MultiplexedRun)
+    assert port.started > 0
+    assert callers == {"bridge-checkpoints"}
+    assert recorded == Counter(sender.accepted["out"])
+    assert sorted(recorded) == sorted(f"orders-0-{i}" for i in range(200))
+    assert all(r.delivered for r in receipts)
+    assert not [t for t in threading.enumerate() if t.name.startswith(("bridge-send", "bridge-checkpoints"))]
+
+
+def test_a_callback_that_raises_on_the_writer_thread_is_raised_by_finish() -> None:
+    # given: a callback with a bug (a failed checkpoint write is counted, not raised: this is anything else)
+    port = Multiplexed(FlakySender())
+    deliverer = Deliverer({"sqs": port, "sns": port}, max_attempts=1, base_delay_ms=0, max_concurrency=4,
+                          hand_off=CheckpointWriter)
+
+    def on_delivered(target: Target, messages: Any) -> None:
+        raise ValueError("a bug in the callback")
+
+    def deliver() -> None:
+        with deliverer.start(on_delivered, standard_in_flight=1) as run:
+            for i in range(30):
+                run.add(QUEUE, OutgoingMessage(f"orders-0-{i}", "out", "x", (), f"c{i}", 1))
+            run.finish()
+
+    # when / then: the run ends (no slot kept for ever) and finish raises it, as a send thread's error
+    with pytest.raises(ValueError, match="a bug in the callback"):
+        deliver()
+    assert not [t for t in threading.enumerate() if t.name == "bridge-checkpoints"]
