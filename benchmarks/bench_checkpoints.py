@@ -17,6 +17,14 @@ checkpoint store is the real `BatchProgress` over an in-memory table that counts
 emulator reproduces, is the stated assumption here. Prices: on-demand us-east-1, $0.625 per million
 write request units and $0.125 per million read request units (each item written here is under 1 KB:
 one unit; a Query reads up to 4 KB per unit, strongly consistent).
+
+`--paths` answers another question: what a checkpointed run (production's default) costs on the one-thread
+path (`MultiplexedRun`, its checkpoint writes on the writer thread, bridge.adapters.checkpoint_writer) against
+the same bridge on send threads (each writing its request's checkpoint), at 0 and 10 ms, the two interleaved in
+every round. There the checkpoint table is the real adapter (`DynamoDbCheckpointStore` over the bridge's own
+DynamoDB client) talking to the same loopback endpoint, which answers DynamoDB's BatchWriteItem and Query with
+the same latency as the sends: the writes' client CPU (botocore) is counted, as on Lambda.
+`python benchmarks/bench_checkpoints.py --paths [--rounds 3] [--kinds fifo sqs sns]`
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "lambdas"))
@@ -71,6 +80,97 @@ class TimedTable:
             self.entries.extend(entries)
 
 
+# --paths: records per run (0 ms, 10 ms); a standard destination with checkpoints on sends one request of 4 at a
+# time (checkpoint_in_flight 1), so its 10 ms runs are kept short
+PATH_SIZES = {"fifo": (10_000, 5_000), "sqs": (5_000, 1_000), "sns": (5_000, 1_000)}
+PATHS = ("one-thread", "send-threads")
+
+
+def checkpointed_bridge(kind: str, endpoint_url: str) -> Any:
+    """The suite's bridge for `kind` with checkpoints on, its table the real adapter over the bridge's own
+    DynamoDB client, pointed at the loopback endpoint."""
+    from bridge.adapters import clients  # noqa: PLC0415
+    from bridge.adapters.dynamodb import DynamoDbCheckpointStore  # noqa: PLC0415
+    from bridge.config import BridgeConfig  # noqa: PLC0415
+    from bridge.service import Bridge  # noqa: PLC0415
+
+    from benchmarks.suite import bench_config  # noqa: PLC0415
+
+    plain = _bridge(kind, endpoint_url)
+    doc = bench_config(kind)
+    doc["settings"] = {"checkpoints": "on"}
+    settings = dataclasses.replace(plain.settings, checkpoint_table="bench-checkpoints")
+    store = DynamoDbCheckpointStore(clients.dynamodb_client(settings), "bench-checkpoints", 3600)
+    return Bridge(BridgeConfig.from_dict(doc), settings, checkpoints=store)
+
+
+def path_run(bridge: Any, path: str, event: dict[str, Any], ep: Endpoint) -> tuple[float, float, float, float]:
+    """(msg/s, CPU µs per message, BatchWriteItem calls per send request, voluntary context switches per
+    send request) of one checkpointed `handle`; the CPU is the process's, every thread's."""
+    import resource  # noqa: PLC0415
+
+    from benchmarks.suite import records_of, timed  # noqa: PLC0415
+
+    deliverer = bridge._deliverer
+    if path == "send-threads":
+        deliverer.multiplexed = lambda on_delivered=None: False  # what a checkpointed run did before
+    else:
+        deliverer.__dict__.pop("multiplexed", None)
+    ep.control()
+    switches = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+    wall, cpu = timed(lambda: bridge.handle(event))
+    switches = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - switches
+    actions = ep.control()["by_action"]
+    sends = actions.get("SendMessageBatch", 0) + actions.get("PublishBatch", 0)
+    messages = len(records_of(event))
+    return messages / wall, cpu / messages * 1e6, actions.get("BatchWriteItem", 0) / sends, switches / sends
+
+
+def compare_paths(rounds: int, kinds: Sequence[str]) -> None:
+    import os  # noqa: PLC0415
+
+    from benchmarks.suite import kafka_event  # noqa: PLC0415
+
+    def fmt(xs: Sequence[float], digits: int = 0) -> str:
+        return f"{statistics.median(xs):,.{digits}f} [{min(xs):,.{digits}f}-{max(xs):,.{digits}f}]"
+
+    ep = Endpoint()
+    results: dict[tuple[str, int, str], list[tuple[float, float, float, float]]] = {}
+    load_before = os.getloadavg()
+    try:
+        for kind in kinds:
+            bridge = checkpointed_bridge(kind, ep.url)
+            for _ in range(2):  # each client's first two requests go through botocore
+                bridge.handle(kafka_event(20))
+            events = {delay: kafka_event(PATH_SIZES[kind][delay > 0]) for delay in (0, 10)}
+            for rnd in range(rounds):
+                for delay in (0, 10):
+                    ep.control(delay)
+                    for path in PATHS if rnd % 2 == 0 else PATHS[::-1]:
+                        results.setdefault((kind, delay, path), []).append(path_run(bridge, path, events[delay], ep))
+                print(f"  {kind}: round {rnd + 1} done", file=sys.stderr, flush=True)
+    finally:
+        ep.close()
+    load_after = os.getloadavg()
+    print(f"checkpointed runs, one thread vs send threads: {rounds} interleaved rounds; load average "
+          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; checkpoint_in_flight 1, "
+          "checkpoint_request_entries 4 (the defaults); DynamoDB answers with the sends' latency\n")
+    print("| scenario | latency | path | msg/s | CPU µs/msg | checkpoint writes per request | context switches per "
+          "request |")
+    print("|---|---|---|---|---|---|---|")
+    for (kind, delay, path), runs in results.items():
+        print(f"| {kind} | {delay} ms | {path} | {fmt([r[0] for r in runs])} | {fmt([r[1] for r in runs])} "
+              f"| {fmt([r[2] for r in runs], 2)} | {fmt([r[3] for r in runs], 1)} |")
+    print("\n| scenario | one thread / send threads: CPU per message | one thread / send threads: msg/s |")
+    print("|---|---|---|")
+    for kind in kinds:
+        for delay in (0, 10):
+            one, threads = results[(kind, delay, "one-thread")], results[(kind, delay, "send-threads")]
+            cpu = [a[1] / b[1] for a, b in zip(one, threads, strict=True)]
+            rate = [a[0] / b[0] for a, b in zip(one, threads, strict=True)]
+            print(f"| {kind} {delay} ms | {fmt(cpu, 2)} | {fmt(rate, 2)} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -85,7 +185,14 @@ def main() -> None:
                     help="settings.checkpoint_request_entries values to run with checkpoints on")
     ap.add_argument("--default-switch", action="store_true",
                     help="also run each 'on' variant with the default 5 ms thread switch interval")
+    ap.add_argument("--paths", action="store_true",
+                    help="checkpointed runs on the one-thread path against send threads, at 0 and 10 ms")
+    ap.add_argument("--kinds", nargs="*", default=["fifo", "sqs", "sns"], choices=["fifo", "sqs", "sns"],
+                    help="--paths: the scenarios")
     args = ap.parse_args()
+    if args.paths:
+        compare_paths(args.rounds, args.kinds)
+        return
 
     endpoint = Endpoint()
     endpoint.control(delay_ms=args.send_ms)

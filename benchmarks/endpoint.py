@@ -6,6 +6,8 @@ It answers the calls the bridge and the baselines make, with every entry accepte
 
   SQS (JSON protocol)  SendMessage, SendMessageBatch
   SNS (query protocol) Publish, PublishBatch
+  DynamoDB (JSON)      BatchWriteItem (every item processed), Query (no items): the checkpoint table, for
+                       benchmarks/bench_checkpoints.py; entries count 0, so message counts stay the sends'
 
 `POST /__control` with `{"delay_ms": N}` sets the delay every answer waits (10 ms is about what a
 same-Region SQS call takes); the answer is the traffic since the previous control call: requests,
@@ -32,6 +34,11 @@ _MD5 = "0" * 32  # botocore does not check it; computing it would only add serve
 
 def respond(target: str, body: bytes) -> tuple[str, int, bytes, str]:
     """(action, entries, response body, content type) for one request; `target` is X-Amz-Target or ""."""
+    if target.startswith("DynamoDB_"):  # "DynamoDB_20120810.BatchWriteItem"
+        action = target.rpartition(".")[2]
+        answer: dict[str, Any] = {"UnprocessedItems": {}} if action == "BatchWriteItem" else \
+            {"Count": 0, "ScannedCount": 0, "Items": []}
+        return action, 0, json.dumps(answer).encode(), "application/x-amz-json-1.0"
     if target:  # SQS JSON protocol: "AmazonSQS.SendMessageBatch"
         action = target.rpartition(".")[2]
         doc = json.loads(body)
