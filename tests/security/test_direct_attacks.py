@@ -12,6 +12,7 @@ for a batch the server did not accept.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import gzip
 import inspect
@@ -20,6 +21,7 @@ import logging
 import selectors
 import socket
 import struct
+import sys
 import threading
 import time
 import uuid
@@ -33,6 +35,7 @@ import botocore.httpsession
 import botocore.parsers
 import botocore.session
 import pytest
+import urllib3
 from aws_xray_sdk import global_sdk_config
 from aws_xray_sdk.core import xray_recorder
 from aws_xray_sdk.ext.botocore.patch import patch as xray_patch
@@ -703,3 +706,184 @@ def test_a_stream_of_interim_answers_is_a_retryable_error_not_an_endless_read(en
     # retryable ConnectionClosedError, never a delivery
     assert outcome(call, params(service, "sixteen"))[0] == "ok"
     assert outcome(call, params(service, "flood")) == ("error", "ConnectionClosedError", "ConnectionClosedError", True)
+
+
+# --- answers past the size cap, and answers in 1-byte pieces -------------------------------------------
+
+_FLOOD = 8 << 20  # what an "endless" answer sends at most before it ends (8 times the cap)
+
+
+def _then_silent(conn: socket.socket) -> bool:
+    """Keep the connection open and send nothing more, until the client closes it."""
+    with contextlib.suppress(OSError):
+        while conn.recv(65536):
+            pass
+    return False
+
+
+def _flood(conn: socket.socket, head: bytes, piece: bytes, last: bytes = b"") -> bool:
+    """`head`, then `piece` again and again (up to _FLOOD bytes, then `last`) until the client hangs up."""
+    with contextlib.suppress(OSError):
+        conn.sendall(head)
+        for _ in range(_FLOOD // len(piece)):
+            conn.sendall(piece)
+        conn.sendall(last)
+    return False
+
+
+def _huge_length_then_silent(conn: socket.socket, request: bytes) -> bool:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n"
+                 b"Content-Length: 1000000000000\r\n\r\n")
+    return _then_silent(conn)
+
+
+def _huge_chunk_then_silent(conn: socket.socket, request: bytes) -> bool:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffff\r\n")
+    return _then_silent(conn)
+
+
+def _legal_but_padded_past_the_cap(conn: socket.socket, request: bytes) -> bool:
+    body, kind = success_body(request)  # a success naming every entry, then whitespace: a 1 MiB body
+    conn.sendall(answer(200, body + b" " * ((1 << 20) - len(body)), kind))
+    return True
+
+
+def _endless_body(conn: socket.socket, request: bytes) -> bool:
+    return _flood(conn, b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n\r\n", b" " * 65536)
+
+
+def _endless_chunks(conn: socket.socket, request: bytes) -> bool:
+    return _flood(conn, b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nTransfer-Encoding: chunked\r\n\r\n",
+                  b"1000\r\n" + b" " * 4096 + b"\r\n", b"0\r\n\r\n")
+
+
+def _endless_trailers(conn: socket.socket, request: bytes) -> bool:
+    body, kind = success_body(request)
+    return _flood(conn, f"HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+                  + b"%x\r\n%s\r\n0\r\n" % (len(body), body), b"x-trailer: " + b"t" * 1000 + b"\r\n", b"\r\n")
+
+
+@pytest.mark.attack("an answer past 1 MiB: a huge Content-Length or chunk size, a legal answer padded past the cap, "
+                    "an endless body, endless chunks, endless trailers",
+                    outcome="refused at runtime: a retryable ConnectionClosedError as soon as the answer passes 1 MiB "
+                            "(at once for a declared size), the connection closed, on both readers",
+                    how="loopback server, direct call (blocking and one-thread)")
+@pytest.mark.parametrize("script", [_huge_length_then_silent, _huge_chunk_then_silent, _legal_but_padded_past_the_cap,
+                                    _endless_body, _endless_chunks, _endless_trailers],
+                         ids=["huge-length", "huge-chunk", "padded-legal", "endless-body", "endless-chunks",
+                              "endless-trailers"])
+@pytest.mark.parametrize("service", ["sqs", "sns"])
+def test_an_answer_past_the_size_cap_is_a_retryable_error_closing_the_connection(endpoint: Endpoint, service: str,
+                                                                                 script: Script) -> None:
+    # given: a direct call with a 2 s read timeout, on one keep-alive connection; the endpoint answers the
+    # next request with more than 1 MiB, or announces more and then sends nothing
+    call = direct_call(service, endpoint.url, read_timeout=2)
+    served: list[socket.socket] = []
+
+    def recorded(respond: Script) -> Script:
+        def script(conn: socket.socket, request: bytes) -> bool:
+            served.append(conn)
+            return respond(conn, request)
+        return script
+
+    endpoint.scripts += [recorded(script), recorded(reply(success))]
+
+    # when / then: a retryable ConnectionClosedError, never a delivery; before the cap, an announced size was
+    # waited for until the read timeout, and an endless one read to the end (memory and CPU without bound)
+    assert outcome(call, params(service, "huge")) == ("error", "ConnectionClosedError", "ConnectionClosedError", True)
+    # and the connection was closed, not reused: the next batch goes out on another one and is delivered
+    assert outcome(call, params(service, "next"))[0] == "ok"
+    assert len(served) == 2
+    assert served[0] is not served[1]
+
+
+class _Profiled:
+    """Function calls (Python and C) made while `counting`: the work the reader does, whatever the machine."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def _count(self, frame: Any, event: str, arg: Any) -> None:
+        if event in ("call", "c_call"):
+            self.calls += 1
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        sys.setprofile(self._count)
+        try:
+            yield
+        finally:
+            sys.setprofile(None)
+
+
+class _OneByteAtATime:
+    """A socket from which each recv takes one byte: the answer as a peer sending 1-byte segments delivers it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def recv(self, size: int) -> bytes:
+        return self.sock.recv(1)
+
+
+def _legal_answer(message: int) -> bytes:
+    """A legal SendMessageBatch answer (one entry failed with a `message`-character Message), under 50 header
+    lines, framed in 16-byte chunks: the answer whose re-parse from the start costs most per byte."""
+    doc = {"Successful": [{"Id": str(i), "MessageId": f"m-{i}", "MD5OfMessageBody": "0" * 32} for i in range(1, 10)],
+           "Failed": [{"Id": "0", "SenderFault": False, "Code": "InternalError", "Message": "e" * message}]}
+    body = json.dumps(doc).encode()
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 16]), body[i:i + 16]) for i in range(0, len(body), 16))
+    headers = "".join(f"x-amz-h{i}: v\r\n" for i in range(50))
+    return (f"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n{headers}"
+            f"Transfer-Encoding: chunked\r\n\r\n").encode() + chunks + b"0\r\n\r\n"
+
+
+def _calls_to_read_byte_by_byte(reading: str, wire: bytes) -> int:
+    """Function calls made by one reader reading `wire` delivered one byte at a time."""
+    profiled = _Profiled()
+    if reading == "blocking":
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            theirs.sendall(wire)
+            theirs.shutdown(socket.SHUT_WR)
+            with profiled.counting():
+                got = direct.read_answer(direct._Reader(_OneByteAtATime(ours)))
+    else:  # the one-thread run's reader: each byte sent once the last was read, each read a step
+        listener = socket.create_server(("127.0.0.1", 0))
+        with listener:
+            port = listener.getsockname()[1]
+            pool = urllib3.HTTPConnectionPool("127.0.0.1", port, timeout=urllib3.Timeout(connect=5, read=5))
+            connections = direct.Connections(pool, f"http://127.0.0.1:{port}", keep=1)
+            exchange = connections.start(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            server, _ = listener.accept()
+            with server, selectors.DefaultSelector() as selector:
+                server.recv(65536)
+                selector.register(exchange.fileno(), selectors.EVENT_READ)
+                for i in range(len(wire)):
+                    server.sendall(wire[i:i + 1])
+                    assert selector.select(5)
+                    with profiled.counting():
+                        got = exchange.step()  # type: ignore[assignment]
+                    assert (got is None) == (i < len(wire) - 1)
+    assert got is not None
+    assert got.status == 200
+    return profiled.calls
+
+
+@pytest.mark.attack("a legal answer in 1-byte pieces (50 headers, 16-byte chunks): the one-thread reader parsed "
+                    "everything received from the start at each piece, in quadratic time",
+                    outcome="refused at runtime: parsing goes on from where it stopped; the calls per answer grow "
+                            "linearly with its size, on both readers",
+                    how="function calls counted (sys.setprofile) for answers of 1x and 4x the size")
+def test_an_answer_in_one_byte_pieces_costs_work_linear_in_its_size(reading: str) -> None:
+    # given: one legal answer and another 4 times its size (a longer error message), each in 1-byte pieces
+    small, large = _legal_answer(2_000), _legal_answer(12_900)
+    assert 3.8 < len(large) / len(small) < 4.2
+
+    # when: each is read by the reader under test, counting the function calls it makes
+    calls_small, calls_large = (_calls_to_read_byte_by_byte(reading, wire) for wire in (small, large))
+
+    # then: linear work (4 times the bytes, about 4 times the calls; quadratic would be about 16 times), and
+    # a bounded number of calls per byte received
+    assert calls_large < 5 * calls_small
+    assert calls_large < 40 * len(large)

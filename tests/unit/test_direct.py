@@ -4,8 +4,8 @@ tests/integration/test_direct_wire.py compares the bytes on a loopback wire, ans
 
 from __future__ import annotations
 
-import io
 import json
+import socket
 from typing import Any
 
 import botocore.auth
@@ -100,6 +100,15 @@ def test_against_aws_endpoints_the_request_is_botocores_for_its_region_fips_and_
         assert "api.aws" in expected_host
 
 
+def _read(wire: bytes) -> direct.Answer:
+    """`wire` read off a real socket whose other end wrote it and closed."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall(wire)
+        theirs.shutdown(socket.SHUT_WR)
+        return direct.read_answer(direct._Reader(ours))
+
+
 @pytest.mark.parametrize(("wire", "status", "body", "reusable"), [
     (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 200, b"hello", True),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nhel\r\n2\r\nlo\r\n0\r\nTrailer: x\r\n\r\n",
@@ -111,7 +120,7 @@ def test_against_aws_endpoints_the_request_is_botocores_for_its_region_fips_and_
 ])
 def test_an_answer_is_read_by_its_framing(wire: bytes, status: int, body: bytes, reusable: bool) -> None:
     # given / when: an answer as a server may frame it (length, chunks, interim 100, HTTP/1.0, no body)
-    answer = direct.read_answer(io.BufferedReader(io.BytesIO(wire)))  # type: ignore[arg-type]
+    answer = _read(wire)
     # then: its status, body, and whether the connection can carry the next request
     assert (answer.status, answer.body, answer.reusable) == (status, body, reusable)
 
@@ -120,4 +129,21 @@ def test_an_answer_is_read_by_its_framing(wire: bytes, status: int, body: bytes,
                                   b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"])
 def test_an_answer_cut_short_or_not_http_is_a_closed_connection(wire: bytes) -> None:
     with pytest.raises(direct._Closed):
-        direct.read_answer(io.BufferedReader(io.BytesIO(wire)))  # type: ignore[arg-type]
+        _read(wire)
+
+
+def test_the_answer_cap_is_well_above_the_largest_legal_answer() -> None:
+    # given: the largest SendMessageBatch answer the limits allow, with 98 more header lines: 10 failed entries
+    # with 80-character Ids, a Code and a Message of 1,024 characters that JSON escapes into 6 bytes each
+    doc = {"Successful": [], "Failed": [{"Id": f"{i}".rjust(80, "x"), "SenderFault": True, "Code": "\x01" * 1024,
+                                         "Message": "\x01" * 1024} for i in range(10)]}
+    wire = (b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n"
+            + b"".join(b"x-amz-h%d: %s\r\n" % (i, b"v" * 100) for i in range(98)))
+    body = json.dumps(doc).encode()
+    wire += b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    # when / then: it is under the figure the cap is derived from, the cap leaves more than 6 times that, and
+    # the reader reads it whole
+    assert len(wire) <= direct._LARGEST_LEGAL_ANSWER
+    assert direct._MAX_ANSWER > 6 * direct._LARGEST_LEGAL_ANSWER
+    assert _read(wire).body == body

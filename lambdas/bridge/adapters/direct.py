@@ -26,7 +26,7 @@ Authorization header for that very request, byte for byte, and every header is o
 `DirectBatchCall.start` does the same without waiting: the request goes out on a non-blocking
 connection (`Exchange`), written as the socket takes it and its answer read as it arrives, whenever the
 caller (bridge.delivery.MultiplexedRun, one thread watching every connection) finds the socket ready;
-the answer is read by the same `read_answer` and taken by the same `outcome`.
+the answer is parsed by the same `_parse` as its bytes arrive and taken by the same `outcome`.
 
 Everything else stays botocore's: a client that has seen any handler registered or removed since it
 was built (a Stubber, a test's `before-send` answer), a patched `_make_api_call` (the X-Ray SDK), a
@@ -52,7 +52,7 @@ import types
 import uuid
 import weakref
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -73,6 +73,7 @@ from botocore.exceptions import (
 from botocore.handlers import add_recursion_detection_header
 
 from bridge.adapters import query_body, sqs_body
+from bridge.config import MAX_BATCH_ENTRIES
 from bridge.settings import observability_names
 
 # Headers whose value is the same on every request of a client (taken from botocore's request)...
@@ -84,9 +85,19 @@ _ALGORITHM = "AWS4-HMAC-SHA256"
 _MAX_LINE = 65536  # longest status or header line read from an answer (http.client's limit)
 _MAX_HEADERS = 100  # most header lines in one answer (http.client's limit: botocore refuses more)
 # Most interim (1xx) answers before the answer. The bridge never sends `Expect: 100-continue`, so AWS sends
-# none; http.client skips any number, and an endless stream of them held a reader forever (the one-thread
-# run's reader, which parses what it received from the start at each step, in quadratic time and memory).
+# none; http.client skips any number, and an endless stream of them held a reader forever.
 _MAX_INTERIM = 16
+# The largest answer read (status line, headers and body, interim answers included); past it the answer is a
+# retryable ConnectionClosedError and the connection is closed, so a broken or hostile endpoint (or a proxy)
+# sending an endless or huge answer costs at most this much memory and CPU. The largest legal answer is far
+# smaller: MAX_BATCH_ENTRIES entries, each at most an Id (80 characters, the batch entry limit), a MessageId
+# (a 36-character UUID), three MD5 digests (32 each), a SequenceNumber (128 bits: 39 digits) and, when
+# failed, a Code and a Message, which the service models do not bound (AWS's are one sentence: 1,024
+# characters each allowed here); every character escaped at worst into 6 bytes (JSON \uXXXX, XML &quot;),
+# plus 512 bytes of markup per entry and 16 KiB of status line and headers (AWS sends about 500 bytes):
+# _LARGEST_LEGAL_ANSWER, 159,444 bytes. The cap leaves 6.6 times that (an error page from a proxy fits too).
+_LARGEST_LEGAL_ANSWER = MAX_BATCH_ENTRIES * (6 * (80 + 36 + 3 * 32 + 39 + 2 * 1024) + 512) + 16384
+_MAX_ANSWER = 1 << 20
 # An idle connection `Connections.ready` found open this recently is not polled again by `_acquire` (a
 # poll is ~2 µs, and the start that asked `ready` takes that connection straight after).
 _CHECKED_FOR_S = 0.001
@@ -221,75 +232,115 @@ class Answer:
 
 
 class _Reader:
-    """A socket's bytes as `read_answer` reads them (`readline`, `read`), buffered here rather than in a
-    `makefile` so that bytes past the end of an answer are seen (`left`): a connection holding any is not
-    reused, or they would be read as the next request's answer (select() cannot see a BufferedReader's
-    buffer)."""
+    """A connection's bytes received and not read yet, as `_parse` reads them (`line`, `take`, `rest`):
+    buffered here rather than in a `makefile` so that bytes past the end of an answer are seen (`left`), as
+    a connection holding any is not reused (they would be read as the next request's answer, and select()
+    cannot see a BufferedReader's buffer). A read that needs bytes not received yet returns None (the
+    reader `fill`s, blocking; the one-thread reader `feed`s what arrives), and the next one goes on from
+    where the last stopped: a line is searched only in bytes not searched yet, so an answer in 1-byte pieces
+    costs time linear in its size. Counts the bytes of the answer being read (`taken`) against
+    `_MAX_ANSWER`."""
 
-    __slots__ = ("_data", "_pos", "_sock")
+    __slots__ = ("_data", "_pos", "_scanned", "_sock", "ended", "taken")
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
-        self._data, self._pos = b"", 0
+        self._data, self._pos, self._scanned = bytearray(), 0, 0  # `_scanned`: where a line's LF is looked for
+        self.ended = False  # the other end closed the connection
+        self.taken = 0
 
     def left(self) -> int:
         """Bytes received and not read yet."""
         return len(self._data) - self._pos
 
-    def _fill(self) -> bool:
-        chunk = self._sock.recv(65536)
-        self._data, self._pos = self._data[self._pos:] + chunk, 0
-        return bool(chunk)
+    def fill(self) -> None:
+        """What the socket has, waiting for it (the blocking reader)."""
+        self.feed(self._sock.recv(65536))
 
-    def readline(self, limit: int) -> bytes:
+    def feed(self, chunk: bytes) -> None:
+        """Bytes received (none: the other end closed the connection)."""
+        if not chunk:
+            self.ended = True
+            return
+        data, pos = self._data, self._pos
+        if pos and 2 * pos >= len(data):  # drop what was read, at most as many bytes moved as were read
+            del data[:pos]
+            self._scanned -= pos
+            self._pos = 0
+        data += chunk
+
+    def _took(self, stop: int) -> bytes:
+        taken = self.taken + stop - self._pos
+        if taken > _MAX_ANSWER:
+            raise _Closed(f"answer larger than {_MAX_ANSWER} bytes")
+        piece = bytes(self._data[self._pos:stop])
+        self._pos = self._scanned = stop
+        self.taken = taken
+        return piece
+
+    def _short(self) -> None:
+        """None to return: more is needed, unless what was received already exceeds the cap."""
+        if self.taken + self.left() > _MAX_ANSWER:
+            raise _Closed(f"answer larger than {_MAX_ANSWER} bytes")
+
+    def line(self, limit: int) -> bytes | None:
         """Up to and including the next LF, at most `limit` bytes; fewer, without LF, at the end."""
-        while True:
-            data, pos = self._data, self._pos
-            end = data.find(b"\n", pos, pos + limit)
-            if end >= 0 or len(data) - pos >= limit or not self._fill():
-                stop = end + 1 if end >= 0 else min(len(self._data), self._pos + limit)
-                line, self._pos = self._data[self._pos:stop], stop
-                return line
+        data, pos = self._data, self._pos
+        end = data.find(b"\n", max(pos, self._scanned), pos + limit)
+        if end >= 0:
+            return self._took(end + 1)
+        if len(data) - pos >= limit or self.ended:
+            return self._took(min(len(data), pos + limit))
+        self._scanned = len(data)
+        self._short()
+        return None
 
-    def read(self, size: int = -1) -> bytes:
-        """`size` bytes (fewer at the end), or everything up to the end of the connection."""
-        while (size < 0 or self.left() < size) and self._fill():
-            pass
-        stop = len(self._data) if size < 0 else min(len(self._data), self._pos + size)
-        data, self._pos = self._data[self._pos:stop], stop
-        return data
+    def take(self, size: int) -> bytes | None:
+        """`size` bytes (fewer at the end); refused at once when they would exceed the cap."""
+        if self.taken + size > _MAX_ANSWER:
+            raise _Closed(f"answer larger than {_MAX_ANSWER} bytes")
+        if self.left() >= size or self.ended:
+            return self._took(min(len(self._data), self._pos + size))
+        self._short()
+        return None
+
+    def rest(self) -> bytes | None:
+        """Everything up to the end of the connection."""
+        if self.ended:
+            return self._took(len(self._data))
+        self._short()
+        return None
 
     def close(self) -> None:
-        self._data, self._pos = b"", 0
+        self._data, self._pos, self._scanned = bytearray(), 0, 0
 
 
-class _Incomplete(Exception):
-    """The answer goes on past the bytes received so far."""
+# What `_parse` yields while it waits for more bytes.
+_Parsing = Generator[None, None, "Answer"]
 
 
-class _Received(_Reader):
-    """The bytes a non-blocking connection has received so far, read as `read_answer` reads a stream:
-    where the answer goes on past them it raises `_Incomplete` (until the connection has `ended`)."""
-
-    __slots__ = ("_ended",)
-
-    def __init__(self, data: bytes, ended: bool) -> None:
-        super().__init__(None)
-        self._data, self._ended = data, ended
-
-    def _fill(self) -> bool:
-        if self._ended:
-            return False
-        raise _Incomplete
+def read_answer(stream: _Reader) -> Answer:
+    """One HTTP/1.1 answer from a connection, waiting for its bytes (`_parse`)."""
+    parsing = _parse(stream)
+    while True:
+        try:
+            next(parsing)
+        except StopIteration as done:
+            answer: Answer = done.value
+            return answer
+        stream.fill()
 
 
-def read_answer(stream: Any) -> Answer:
-    """One HTTP/1.1 answer from a buffered binary stream: interim (1xx) answers skipped, the body by
+def _parse(stream: _Reader) -> _Parsing:
+    """One HTTP/1.1 answer from `stream`, yielding whenever it needs bytes not received yet (the caller
+    receives more and resumes it, so nothing is parsed twice): interim (1xx) answers skipped, the body by
     Content-Length, chunked, or up to the end of the connection (then not reusable); none for 204 and 304.
     Header lines and their number are limited as http.client limits them (botocore's answer to more is
-    ConnectionClosedError)."""
+    ConnectionClosedError), the whole answer by `_MAX_ANSWER`."""
+    stream.taken = 0
     for _ in range(_MAX_INTERIM + 1):
-        line = stream.readline(_MAX_LINE + 1)
+        while (line := stream.line(_MAX_LINE + 1)) is None:
+            yield
         if not line:
             raise _Closed("no answer")
         version, _, rest = line.decode("latin-1").partition(" ")
@@ -299,7 +350,8 @@ def read_answer(stream: Any) -> Answer:
         status = int(code)
         headers: dict[str, str] = {}
         for _ in range(_MAX_HEADERS + 1):
-            field = stream.readline(_MAX_LINE + 1)
+            while (field := stream.line(_MAX_LINE + 1)) is None:
+                yield
             if not field:
                 raise _Closed("headers cut short")
             if field in (b"\r\n", b"\n"):
@@ -315,32 +367,45 @@ def read_answer(stream: Any) -> Answer:
     else:
         raise _Closed(f"more than {_MAX_INTERIM} interim answers")
     reusable = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()  # as http.client
+    body: bytes | None
     if status in (204, 304):  # no body, whatever the headers say (RFC 9112, 6.3)
         body = b""
     elif "chunked" in headers.get("transfer-encoding", "").lower():
-        body = _read_chunked(stream)
+        body = yield from _chunked(stream)
     elif "content-length" in headers:
         length = int(headers["content-length"])
         if length < 0:
             raise _Closed("negative Content-Length")
-        body = stream.read(length)
+        while (body := stream.take(length)) is None:
+            yield
         if len(body) != length:
             raise _Closed("body cut short")
     else:
-        body, reusable = stream.read(), False
+        while (body := stream.rest()) is None:
+            yield
+        reusable = False
     return Answer(status, headers, body, reusable)
 
 
-def _read_chunked(stream: Any) -> bytes:
+def _chunked(stream: _Reader) -> Generator[None, None, bytes]:
     chunks: list[bytes] = []
     while True:
-        size = int(stream.readline(_MAX_LINE + 1).split(b";", 1)[0].strip() or b"x", 16)
+        while (line := stream.line(_MAX_LINE + 1)) is None:
+            yield
+        size = int(line.split(b";", 1)[0].strip() or b"x", 16)
+        if size < 0:
+            raise _Closed("negative chunk size")
         if size == 0:
-            while stream.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n", b""):  # trailers
-                pass
-            return b"".join(chunks)
-        chunk = stream.read(size)
-        if len(chunk) != size or stream.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n"):
+            while True:  # trailers
+                while (line := stream.line(_MAX_LINE + 1)) is None:
+                    yield
+                if line in (b"\r\n", b"\n", b""):
+                    return b"".join(chunks)
+        while (chunk := stream.take(size)) is None:
+            yield
+        while (line := stream.line(_MAX_LINE + 1)) is None:
+            yield
+        if len(chunk) != size or line not in (b"\r\n", b"\n"):
             raise _Closed("chunk cut short")
         chunks.append(chunk)
 
@@ -475,20 +540,19 @@ class Connections:
 class Exchange:
     """One request on a non-blocking connection, moved on by `step` whenever the socket is ready (the
     caller watches `fileno()` for writing while `wants_write`, else for reading): the request written as
-    the socket takes it, then the answer read as it arrives and parsed by `read_answer`, as `exchange`
+    the socket takes it, then the answer read as it arrives and parsed by `_parse`, as `exchange`
     parses it. TLS sockets too: a TLS record may need the other direction first (SSLWantRead while
     writing, SSLWantWrite while reading). The connection goes back to the idle pool on `exchange`'s terms
     only, and never after an error or `cancel`."""
 
-    __slots__ = ("_answered", "_connection", "_connections", "_ended", "_received", "_request", "_sent",
-                 "deadline", "wants_write")
+    __slots__ = ("_answered", "_connection", "_connections", "_parsing", "_request", "_sent", "deadline",
+                 "wants_write")
 
     def __init__(self, connections: Connections, connection: _Connection, request: bytes) -> None:
         self._connections, self._connection = connections, connection
         self._request = memoryview(request)
         self._sent = 0
-        self._received = bytearray()
-        self._ended = False  # the other end closed the connection
+        self._parsing = _parse(connection.stream)  # the answer, parsed as its bytes arrive
         self._answered = False  # the whole answer read: the connection is the idle pool's (or closed) now
         self.wants_write = True
         self.deadline = 0.0
@@ -536,29 +600,25 @@ class Exchange:
         return True
 
     def _read(self) -> Answer | None:
-        sock = self._connection.sock
-        while not self._ended:
+        sock, stream = self._connection.sock, self._connection.stream
+        while True:
             try:
                 chunk = sock.recv(65536)
             except (BlockingIOError, ssl.SSLWantReadError):
-                break
+                return None
             except ssl.SSLWantWriteError:
                 self.wants_write = True
+                return None
+            if chunk:
+                self._progressed()
+            stream.feed(chunk)
+            try:  # parsed on from where the last chunk left it, and at most _MAX_ANSWER bytes of it
+                next(self._parsing)
+            except StopIteration as done:
+                answer: Answer = done.value
                 break
-            if not chunk:
-                self._ended = True
-                break
-            self._received += chunk
-            self._progressed()
-        if not self._received and not self._ended:
-            return None
-        stream = _Received(bytes(self._received), self._ended)
-        try:
-            answer = read_answer(stream)
-        except _Incomplete:
-            return None
         self._answered = True
-        self._connections._release(self._connection, answer, bool(stream.left()) or self._ended)
+        self._connections._release(self._connection, answer, bool(stream.left()) or stream.ended)
         return answer
 
     def cancel(self) -> None:
