@@ -10,6 +10,8 @@
     bridge inspect [--queue Q --peek N]  queues, depths, parked records, audit events
     bridge redrive [--reason R ...]      replay parked records from the bridge DLQ (local stack, or
                                          --queue-url URL --function NAME for a deployed stack)
+    bridge replay --from DLQ             move a queue's or a subscription's DLQ back into its queue
+                                         (local stack, or --aws for a deployed stack)
     bridge smoke [--stack NAME]          post-deploy check of a deployed stack (safe against production)
     bridge demo                          all of it, in a private stack stopped at the end
 
@@ -44,6 +46,8 @@ from bridge_local import invoke as inv
 from bridge_local import report
 from bridge_local.acls import acl_commands
 from bridge_local.aws import AwsSetupError, aws_session, describe_aws_error
+from bridge_local.dlq_replay import DEFAULT_MAX_MESSAGES as DEFAULT_REPLAY_MAX
+from bridge_local.dlq_replay import ReplayError, ReplayReport, SqsReplayQueues, replay_dlq, resolve_source
 from bridge_local.poller import (
     ON_FAILURE_PREFIX,
     BatchOutcome,
@@ -112,7 +116,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_CONFIG = "config/dev.yaml"
 # Commands that act on the running stack: they take its config, and refuse another one.
-STACK_COMMANDS = frozenset({"status", "produce", "poll", "invoke", "inspect", "redrive"})
+STACK_COMMANDS = frozenset({"status", "produce", "poll", "invoke", "inspect", "redrive", "replay"})
 
 
 class CliError(RuntimeError):
@@ -1009,6 +1013,101 @@ def _copies(rep: RedriveReport) -> str:
             "answer was lost; replayed once)")
 
 
+# --- replay (every DLQ but the bridge's) --------------------------------------------------------------
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """`bridge replay --from DLQ`: a queue's or a subscription's DLQ back into its queue (bridge_local.dlq_replay)."""
+    config = _config(args)
+    try:
+        source = resolve_source(config, args.source)
+    except ReplayError as exc:
+        raise CliError(str(exc)) from None
+    if args.max is not None and args.max < 1:
+        raise CliError("--max must be at least 1")
+    if source.signed_only:
+        raise CliError(f"{source.target} accepts only records signed by its accept_from producers, and the stack lets "
+                       "no role but the bridge send to it (a role that could would write unsigned messages its "
+                       f"consumers trust), so no replay writes into it. Fix: its consumers read {source.dlq} itself "
+                       "(the same messages and attributes): docs/runbook.md, destination-dlq")
+    if args.aws:
+        sqs = aws_session(args.region, what="--region").client("sqs")
+        where = f"AWS ({sqs.meta.region_name})"
+    else:
+        sqs = LocalClients.for_endpoint(require_running(Path(args.state_dir)).endpoint_url).sqs
+        where = "the local stack"
+    dlq_url, target_url = (_queue_url(sqs, name) for name in (source.dlq, source.target))
+    queues = SqsReplayQueues(sqs, dlq_url, target_url)
+    about = queues.depth()
+    if not args.json:
+        _out(f"{'dry run: reading' if args.dry_run else 'replaying'} {source.dlq} ({source.what}) into "
+             f"{source.target} in {where}" + (f": about {counted(about, 'message')}" if about is not None else "")
+             + ("" if args.dry_run else " (Ctrl-C stops after the request in hand)"))
+    last = [time.monotonic()]
+
+    def progress(rep: ReplayReport) -> None:
+        if args.json or time.monotonic() - last[0] < 1.0:
+            return
+        last[0] = time.monotonic()
+        _out(f"  {rep.replayed} replayed, {len(rep.skipped)} skipped, {len(rep.failed)} failed of {rep.received} "
+             "received so far")
+
+    rep = replay_dlq(queues, source, dry_run=args.dry_run, max_messages=args.max or DEFAULT_REPLAY_MAX,
+                     progress=progress)
+    if args.json:
+        _out(json.dumps({"where": where, **rep.to_json()}, indent=2))
+    else:
+        _print_replay(rep)
+    if rep.interrupted:
+        _err(f"interrupted: {counted(rep.sent_not_deleted, 'message')} resent and not yet deleted stay in "
+             f"{source.dlq}, and a later replay sends them again: a duplicate each"
+             + (" (unless within 5 minutes: the FIFO queue drops it by deduplication id)" if source.fifo else "")
+             + "; nothing was lost")
+        return EXIT_INTERRUPTED
+    return EXIT_ERROR if rep.failed else 0
+
+
+def _queue_url(sqs: Any, name: str) -> str:
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    try:
+        return str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if "NonExistent" in code or "QueueDoesNotExist" in code:
+            raise CliError(f"queue {name} does not exist here. Fix: check --config (the stage) and --region") from None
+        raise CliError(f"sqs:GetQueueUrl of {name} was refused ({code}). Fix: run from a role in "
+                       "settings.operator_role_arns (the stack grants those roles the replay: docs/runbook.md, "
+                       "Operators' permissions)") from None
+
+
+def _print_replay(rep: ReplayReport) -> None:
+    src = rep.source
+    unwrapped = f"; {counted(rep.unwrapped, 'SNS envelope')} unwrapped" if rep.unwrapped else ""
+    groups = f"; {counted(len(rep.groups), 'FIFO group')}, order kept within each" if rep.groups else ""
+    if rep.dry_run:
+        if not rep.received:
+            _out(f"{src.dlq} is empty: nothing to replay")
+        else:
+            _out(f"dry run: would replay {rep.replayed} of {counted(rep.received, 'message')} from {src.dlq} into "
+                 f"{src.target}{unwrapped}{groups}; nothing was changed")
+    elif not rep.received:
+        _out(f"{src.dlq} is empty: nothing to replay")
+    else:
+        _out(f"replayed {rep.replayed} of {counted(rep.received, 'message')} from {src.dlq} into {src.target}"
+             f"{unwrapped}{groups}; each was deleted from the DLQ only after the queue took it")
+    for message_id, why in rep.skipped:
+        _out(f"  skipped {message_id}: {why}; left in the DLQ")
+    for message_id, error in rep.failed:
+        _out(f"  failed {message_id} ({error}); left in the DLQ")
+    if rep.held_back:
+        _out(f"  {counted(rep.held_back, 'message')} of FIFO groups whose resend failed held back (left in the DLQ, "
+             "so none overtakes the one that failed)")
+    if rep.not_deleted and not rep.interrupted:
+        _out(f"  {counted(rep.not_deleted, 'message')} resent but not deleted from the DLQ: a later replay sends "
+             "them again (a duplicate each)")
+
+
 # --- smoke --------------------------------------------------------------------------------------
 
 
@@ -1166,6 +1265,20 @@ def build_parser() -> argparse.ArgumentParser:
                      "configuration's)")
     rd.set_defaults(func=cmd_redrive)
 
+    rp = sub.add_parser("replay", help="move a queue's or a subscription's DLQ messages back into the queue (after "
+                        "fixing the cause); the bridge DLQ's parked records: bridge redrive")
+    rp.add_argument("--from", dest="source", required=True, metavar="DLQ",
+                    help="the DLQ: its name without the <name>-<environment>- prefix (e.g. fulfilment-dlq, "
+                         "order-events-to-billing-dlq, audit-monitor-dlq, audit-subscription-dlq) or its full name")
+    rp.add_argument("--dry-run", action="store_true", help="read and convert the messages; send and delete nothing")
+    rp.add_argument("--max", type=int, default=None, help=f"at most this many messages (default {DEFAULT_REPLAY_MAX})")
+    rp.add_argument("--json", action="store_true", help="machine-readable output")
+    raws = rp.add_argument_group("AWS mode (a deployed stack; default: the local stack)")
+    raws.add_argument("--aws", action="store_true", help="the stage of --config in AWS, with your AWS configuration's "
+                      "credentials (queues found by name)")
+    raws.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
+    rp.set_defaults(func=cmd_replay)
+
     sm = sub.add_parser("smoke", help="post-deploy check of a deployed stack (safe against production)")
     sm.add_argument("--stack", help="stack name (default: KafkaBridge-<name>-<environment> of --config)")
     sm.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
@@ -1195,7 +1308,7 @@ def resolve_config(args: argparse.Namespace) -> str:
     command would poll or report topics and queues the stack was not provisioned with.
     """
     state = read_state(Path(args.state_dir)) if args.command in STACK_COMMANDS else None
-    if args.command == "redrive" and (args.queue_url or args.function):
+    if (args.command == "redrive" and (args.queue_url or args.function)) or (args.command == "replay" and args.aws):
         state = None  # AWS mode: the local stack is not involved
     if state is None:
         return str(args.config or DEFAULT_CONFIG)
