@@ -25,7 +25,7 @@ from infra.constructs.failure_storage import FailureStorage
 from infra.constructs.kafka_source import KafkaEventSources
 from infra.constructs.log_queries import SavedLogQueries
 from infra.constructs.messaging import SecureMessaging
-from infra.constructs.operator_access import OperatorAccess
+from infra.constructs.operator_access import OperatorAccess, replayed_dlqs
 from infra.constructs.producers import ProducerAccess
 from infra.constructs.rollout import SafeRollout
 from infra.constructs.signing_keys import SigningKeyProtection
@@ -123,7 +123,8 @@ class BridgeStack(Stack):
         OperatorAccess(self, "OperatorAccess", operator_role_arns=config.settings.operator_role_arns,
                        bridge_dlq=storage.bridge_dlq, bridge_dlq_name=config.bridge_dlq_name,
                        queue_key=messaging.queue_key, parking_bucket=storage.parking_bucket,
-                       parking_key=storage.parking_key, alias=rollout.alias)
+                       parking_key=storage.parking_key, alias=rollout.alias,
+                       replayed=replayed_dlqs(config, destinations, audit))
         source = KafkaEventSources(self, "KafkaSource", config=config, function=rollout.alias,
                                    failure_bucket=storage.parking_bucket)
         alarms = BridgeAlarms(self, "Alarms", config=config, function=bridge.function, mappings=source.mappings,

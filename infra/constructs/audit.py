@@ -20,11 +20,13 @@ class AuditFanout(Construct):
         self.queue = messaging.queue(self, "MonitorQueue", name=config.audit_queue_name,
                                      dlq_name=config.audit_queue_dlq_name, fifo=False,
                                      max_receive_count=AUDIT_MAX_RECEIVE_COUNT)
-        subscription_dlq = messaging.subscription_dead_letter_queue(
+        self.subscription_dlq = subscription_dlq = messaging.subscription_dead_letter_queue(
             self, "SubscriptionDlq", name=config.audit_subscription_dlq_name, fifo=False,
             topic_arn=self.topic.topic_arn)
         self.topic.add_subscription(subscriptions.SqsSubscription(
             self.queue, raw_message_delivery=True, dead_letter_queue=subscription_dlq))
-        # Only the audit topic writes into the monitoring queue, and only that queue subscribes to the topic.
-        SecureMessaging.restrict_senders(self.queue, principal_arns=[], topic_arns=[self.topic.topic_arn])
+        # Only the audit topic (and the operators, for `bridge replay` of its DLQs) writes into the monitoring queue,
+        # and only that queue subscribes to the topic.
+        SecureMessaging.restrict_senders(self.queue, principal_arns=list(config.settings.operator_role_arns),
+                                         topic_arns=[self.topic.topic_arn])
         SecureMessaging.restrict_subscribers(self.topic, endpoint_arns=[self.queue.queue_arn])

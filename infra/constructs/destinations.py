@@ -28,6 +28,8 @@ class Destinations(Construct):
         self.created_topics: dict[str, sns.Topic] = {}
         # queue name -> ARNs of the topics subscribed to it (they must keep the right to deliver)
         self._delivering_topics: dict[str, list[str]] = {}
+        # (topic destination, queue destination) -> the subscription's DLQ
+        self.subscription_dlqs: dict[tuple[str, str], sqs.Queue] = {}
 
         for d in config.destinations:
             if d.type == "sqs":
@@ -66,6 +68,7 @@ class Destinations(Construct):
         dlq = self._messaging.subscription_dead_letter_queue(
             self, f"{d.name}-to-{queue_name}-dlq", name=self._config.subscription_dlq_name(d, queue_name), fifo=d.fifo,
             topic_arn=topic.topic_arn)
+        self.subscription_dlqs[(d.name, queue_name)] = dlq
         subscription = topic.add_subscription(
             subscriptions.SqsSubscription(queue, raw_message_delivery=raw, dead_letter_queue=dlq))
         if filter_policy is not None:
@@ -75,12 +78,15 @@ class Destinations(Construct):
         self._delivering_topics.setdefault(queue_name, []).append(topic.topic_arn)
 
     def restrict_senders(self, *, bridge_role_arn: str, producer_role_arns: Mapping[str, str]) -> None:
-        """Let only the bridge (if it routes there), producers with `direct_send_to`, and subscribed topics
-        send to each created queue; let only the bridge (if it routes there) publish to each created topic."""
+        """Let only the bridge (if it routes there), producers with `direct_send_to`, subscribed topics and the
+        operators (`bridge replay` of the queue's DLQs; not into a signed-only queue) send to each created queue;
+        let only the bridge (if it routes there) publish to each created topic."""
         routed = {d.name for d in self._config.routed_destinations()}
         for name, queue in self.created_queues.items():
             principals = [bridge_role_arn] if name in routed else []
             principals += [producer_role_arns[p.name] for p in self._config.producers if name in p.direct_send_to]
+            if not self._config.destination(name).accept_from:
+                principals += self._config.settings.operator_role_arns
             SecureMessaging.restrict_senders(queue, principal_arns=principals,
                                              topic_arns=self._delivering_topics.get(name, []))
         # Producers never publish to topics directly, so only the bridge (where it routes) may.

@@ -100,18 +100,24 @@ def test_queue_policy_denies_every_other_sender(provisioned: Synth) -> None:
     inventory_role = synth.logical_id(
         "AWS::IAM::Role", Description=f"Kafka bridge producer inventory-service of {synth.config.name}")
     # a routed queue: only the bridge may send; only SendMessage is denied, so admins keep managing it
+    # ... and the operators, who send what `bridge replay` takes from the queue's DLQs
+    operators = list(synth.config.settings.operator_role_arns)
+    assert operators
     deny = _sender_deny(synth, "orders-bridge-dev-fraud-review")
     assert deny["Effect"] == "Deny"
     assert deny["Action"] == "sqs:SendMessage"
     assert deny["Principal"] == {"AWS": "*"}
-    assert deny["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": [arn_of(bridge_role)]}}
+    assert deny["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": [arn_of(bridge_role), *operators]}}
     # a routed queue a producer may also write directly
     assert _sender_deny(synth, "orders-bridge-dev-stock-alerts")["Condition"] == {
-        "ArnNotEquals": {"aws:PrincipalArn": [arn_of(bridge_role), arn_of(inventory_role)]}}
+        "ArnNotEquals": {"aws:PrincipalArn": [arn_of(bridge_role), arn_of(inventory_role), *operators]}}
     # a routed queue that a topic also delivers into keeps the topic's right via aws:SourceArn
     stream = synth.logical_id("AWS::SNS::Topic", TopicName="orders-bridge-dev-order-stream.fifo")
     assert _sender_deny(synth, "orders-bridge-dev-fulfilment.fifo")["Condition"] == {
-        "ArnNotEquals": {"aws:PrincipalArn": [arn_of(bridge_role)], "aws:SourceArn": [ref(stream)]}}
+        "ArnNotEquals": {"aws:PrincipalArn": [arn_of(bridge_role), *operators], "aws:SourceArn": [ref(stream)]}}
+    # a queue that takes only signed records: the bridge only, never the operators
+    assert _sender_deny(synth, "orders-bridge-dev-payments-ledger.fifo")["Condition"] == {
+        "ArnNotEquals": {"aws:PrincipalArn": [arn_of(bridge_role)]}}
     # the bridge DLQ: the bridge only
     assert _sender_deny(synth, synth.config.bridge_dlq_name)["Condition"] == {
         "ArnNotEquals": {"aws:PrincipalArn": [arn_of(bridge_role)]}}

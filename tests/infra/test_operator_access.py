@@ -67,3 +67,26 @@ def test_without_operators_the_stack_writes_none_of_it(dev: Synth) -> None:
     assert _by_sid(dev) == {}
     assert not any(str(p["Properties"]["Principal"]).startswith("arn:aws:iam::")
                    for p in dev.resources("AWS::Lambda::Permission").values())
+
+
+def test_the_stack_grants_bridge_replay_exactly_the_dlqs_the_command_takes(provisioned: Synth) -> None:
+    # given: what `bridge replay` reads from and writes to (the CLI's list, from the config model)
+    from bridge_local.dlq_replay import replay_sources  # noqa: PLC0415 - the local tools' side of the contract
+
+    config = provisioned.config
+    wanted = {(s.dlq, s.target) for s in replay_sources(config) if not s.signed_only}
+    signed_only = {s.target for s in replay_sources(config) if s.signed_only}
+    assert signed_only  # the variant has a queue that takes only signed records: it must get no grant
+
+    # then: each such DLQ's own policy grants the operators the reads, each target's the sends, nothing else does
+    names = {k: q["Properties"]["QueueName"] for k, q in provisioned.resources("AWS::SQS::Queue").items()}
+    granted: dict[str, set[str]] = {"OperatorsReplayFromThisDlq": set(), "OperatorsReplayIntoThisQueue": set()}
+    for policy in provisioned.resources("AWS::SQS::QueuePolicy").values():
+        (queue,) = policy["Properties"]["Queues"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement.get("Sid") in granted:
+                assert statement["Resource"] == {"Fn::GetAtt": [queue["Ref"], "Arn"]}
+                granted[statement["Sid"]].add(names[queue["Ref"]])
+    assert granted["OperatorsReplayFromThisDlq"] == {dlq for dlq, _ in wanted}
+    assert granted["OperatorsReplayIntoThisQueue"] == {target for _, target in wanted}
+    assert not signed_only & granted["OperatorsReplayIntoThisQueue"]
