@@ -1029,7 +1029,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise CliError(f"{source.target} accepts only records signed by its accept_from producers, and the stack lets "
                        "no role but the bridge send to it (a role that could would write unsigned messages its "
                        f"consumers trust), so no replay writes into it. Fix: its consumers read {source.dlq} itself "
-                       "(the same messages and attributes): docs/runbook.md, destination-dlq")
+                       "(the same messages and attributes): docs/runbook.md, \"Replaying a DLQ\"")
     if args.aws:
         sqs = aws_session(args.region, what="--region").client("sqs")
         where = f"AWS ({sqs.meta.region_name})"
@@ -1052,17 +1052,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
         _out(f"  {rep.replayed} replayed, {len(rep.skipped)} skipped, {len(rep.failed)} failed of {rep.received} "
              "received so far")
 
-    rep = replay_dlq(queues, source, dry_run=args.dry_run, max_messages=args.max or DEFAULT_REPLAY_MAX,
-                     progress=progress)
+    stop = threading.Event()
+    with _first_ctrl_c_stops(stop.set):
+        rep = replay_dlq(queues, source, dry_run=args.dry_run, max_messages=args.max or DEFAULT_REPLAY_MAX,
+                         progress=progress, stopping=stop.is_set)
     if args.json:
         _out(json.dumps({"where": where, **rep.to_json()}, indent=2))
     else:
         _print_replay(rep)
     if rep.interrupted:
-        _err(f"interrupted: {counted(rep.sent_not_deleted, 'message')} resent and not yet deleted stay in "
-             f"{source.dlq}, and a later replay sends them again: a duplicate each"
-             + (" (unless within 5 minutes: the FIFO queue drops it by deduplication id)" if source.fifo else "")
-             + "; nothing was lost")
+        duplicates = (f"{counted(rep.sent_not_deleted, 'message')} resent and not yet deleted stay in it too, and "
+                      "that run sends them again: a duplicate each"
+                      + (" (unless within 5 minutes: the FIFO queue drops it by deduplication id)" if source.fifo
+                         else "") if rep.sent_not_deleted else "none was resent without being deleted")
+        _err(f"interrupted after {rep.replayed} of {counted(rep.received, 'message')} received: the rest stay in "
+             f"{source.dlq}, visible again, for the next bridge replay; {duplicates}. Nothing was lost")
         return EXIT_INTERRUPTED
     return EXIT_ERROR if rep.failed else 0
 
@@ -1094,8 +1098,9 @@ def _print_replay(rep: ReplayReport) -> None:
     elif not rep.received:
         _out(f"{src.dlq} is empty: nothing to replay")
     else:
-        _out(f"replayed {rep.replayed} of {counted(rep.received, 'message')} from {src.dlq} into {src.target}"
-             f"{unwrapped}{groups}; each was deleted from the DLQ only after the queue took it")
+        stopped = "stopped by Ctrl-C: " if rep.interrupted else ""
+        _out(f"{stopped}replayed {rep.replayed} of {counted(rep.received, 'message')} from {src.dlq} into "
+             f"{src.target}{unwrapped}{groups}; each was deleted from the DLQ only after the queue took it")
     for message_id, why in rep.skipped:
         _out(f"  skipped {message_id}: {why}; left in the DLQ")
     for message_id, error in rep.failed:

@@ -247,19 +247,21 @@ Progress = Callable[[ReplayReport], None]
 
 def replay_dlq(queues: ReplayQueues, source: ReplaySource, *, dry_run: bool = False,
                max_messages: int = DEFAULT_MAX_MESSAGES, hold_seconds: int = HOLD_SECONDS,
-               progress: Progress | None = None) -> ReplayReport:
+               progress: Progress | None = None, stopping: Callable[[], bool] = lambda: False) -> ReplayReport:
     """Receive the DLQ's messages (up to `max_messages`), resend each to the target, delete what was resent.
 
-    A dry run receives and converts, sends nothing and releases everything. Ctrl-C stops after the request in
-    hand: the report says how many were resent but not yet deleted, and what was received and not resent is
-    released."""
+    A dry run receives and converts, sends nothing and releases everything. When `stopping()` turns true (the
+    CLI's first Ctrl-C) the run ends after the request in hand, its messages deleted, the rest released. A
+    KeyboardInterrupt (a second Ctrl-C) ends it at once: the report says how many were resent but not yet
+    deleted, and what was received and not deleted is released; a receive cut short leaves its messages held
+    until `hold_seconds` pass."""
     report = ReplayReport(source, dry_run)
     held: dict[str, str] = {}  # message id -> receipt handle: kept invisible until the end, then released
     blocked: set[str] = set()  # FIFO groups whose resend failed in this run
     empty = 0
     in_hand: list[tuple[Resend, str]] = []
     try:
-        while report.received < max_messages and empty < EMPTY_RECEIVES_TO_STOP:
+        while report.received < max_messages and empty < EMPTY_RECEIVES_TO_STOP and not stopping():
             messages = queues.receive(min(MAX_BATCH_ENTRIES, max_messages - report.received), hold_seconds)
             fresh = [m for m in messages if str(m["MessageId"]) not in held]
             for m in messages:  # seen again (its hold ran out in a long run): hold it under its new handle
@@ -286,16 +288,18 @@ def replay_dlq(queues: ReplayQueues, source: ReplaySource, *, dry_run: bool = Fa
                     held[r.message_id] = str(m["ReceiptHandle"])
                     continue
                 in_hand.append((r, str(m["ReceiptHandle"])))
-            _resend(queues, source, in_hand, report, blocked, held)
+            _resend(queues, source, in_hand, report, blocked, held, stopping)
             in_hand = []
             if progress is not None:
                 progress(report)
     except KeyboardInterrupt:
         report.interrupted = True
         report.sent_not_deleted = report.not_deleted
+        in_hand = [(r, h) for r, h in in_hand if r.message_id not in held]
         for r, handle in in_hand:  # received (some perhaps resent, not deleted): visible again at once
             held.setdefault(r.message_id, handle)
     finally:
+        report.interrupted = report.interrupted or stopping()
         if held:
             with contextlib.suppress(Exception):  # their hold ends by itself; nothing is lost
                 queues.release(list(held.values()))
@@ -303,12 +307,15 @@ def replay_dlq(queues: ReplayQueues, source: ReplaySource, *, dry_run: bool = Fa
 
 
 def _resend(queues: ReplayQueues, source: ReplaySource, in_hand: list[tuple[Resend, str]], report: ReplayReport,
-            blocked: set[str], held: dict[str, str]) -> None:
+            blocked: set[str], held: dict[str, str], stopping: Callable[[], bool]) -> None:
     """Send what is in hand (standard: batches by entries and bytes; FIFO: one request per message, in the order
     received, so a failure never lets a later message of its group overtake it), then delete what was sent."""
     requests = [[item] for item in in_hand] if source.fifo else _batches(in_hand)
     sent: list[str] = []
     for request in requests:
+        if stopping():  # what is not sent yet goes back to the DLQ at once
+            held.update((r.message_id, handle) for r, handle in request)
+            continue
         resends = [r for r, _ in request if not (r.group_id is not None and r.group_id in blocked)]
         for r, handle in request:
             if r not in resends:

@@ -5,12 +5,15 @@ subscription's DLQ."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
 from bridge_local.cli import main
-from tests.e2e.conftest import E2EStack
+from tests.e2e.conftest import ROOT, E2EStack
 from tests.helpers import kafka_event, kafka_record
 
 pytestmark = pytest.mark.e2e
@@ -158,3 +161,33 @@ def test_the_audit_monitors_dlq_and_the_audit_subscriptions_dlq_go_back_to_the_m
         config.audit_subscription_dlq_name, config.audit_queue_name, 1, 1)
     assert [m["Body"] for m in _receive_all(stack, config.audit_queue_name)] == [back[0]["Body"]]
     assert _receive_all(stack, config.audit_subscription_dlq_name) == []
+
+
+def test_ctrl_c_during_a_replay_loses_nothing_and_leaves_nothing_in_flight(clean: E2EStack) -> None:
+    # given: 500 messages in analytics' DLQ
+    stack = clean
+    config = stack.config
+    dlq, target = f"{config.prefix}-analytics-dlq", f"{config.prefix}-analytics"
+    for batch in range(50):
+        stack.clients.sqs.send_message_batch(QueueUrl=stack.queue_url(dlq), Entries=[
+            {"Id": str(i), "MessageBody": json.dumps({"n": batch * 10 + i})} for i in range(10)])
+
+    # when: Ctrl-C as soon as the replay has said what it starts
+    replay = subprocess.Popen([sys.executable, "-m", "bridge_local.cli", "--state-dir", str(stack.state_dir), "replay",
+                               "--from", "analytics-dlq"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    assert replay.stdout is not None
+    assert replay.stdout.readline().startswith("replaying ")
+    replay.send_signal(signal.SIGINT)
+    _out, err = replay.communicate(timeout=120)
+
+    # then: it stopped, said so, and every message is in exactly one of the two queues (none hidden in flight),
+    # the queue holding at most the duplicates it announced
+    assert replay.returncode == 130, err
+    assert "interrupted" in err
+    left = {json.loads(m["Body"])["n"] for m in _receive_all(stack, dlq)}
+    moved = [json.loads(m["Body"])["n"] for m in _receive_all(stack, target)]
+    assert left | set(moved) == set(range(500))
+    announced = int(err.split(" resent and not yet deleted")[0].rsplit(" ", 2)[-2]) if "resent and not" in err else 0
+    assert len(moved) - len(set(moved)) <= announced
+    assert len(left & set(moved)) <= announced

@@ -209,3 +209,25 @@ def test_replay_into_a_signed_only_queue_is_refused_before_anything_is_read(caps
     assert "accepts only records signed by its accept_from producers" in err
     assert f"Fix: its consumers read {CONFIG.prefix}-payments-ledger-dlq.fifo itself" in err
 
+
+
+def test_a_first_ctrl_c_ends_the_run_after_the_request_in_hand_with_nothing_left_half_done() -> None:
+    # given: a run told to stop while its first request is being sent
+    queues = MemoryQueues([_message(i) for i in range(30)])
+    stop = []
+    sent = queues.send
+
+    def send_then_stop(resends: Sequence[Resend]) -> dict[str, str]:
+        stop.append(True)
+        return sent(resends)
+
+    queues.send = send_then_stop  # type: ignore[method-assign]
+
+    # when
+    report = replay_dlq(queues, resolve_source(CONFIG, "analytics-dlq"), stopping=lambda: bool(stop))
+
+    # then: that request was sent and deleted, nothing else was received, nothing is held
+    assert report.interrupted
+    assert (report.replayed, report.sent_not_deleted, len(queues.sent)) == (10, 0, 10)
+    assert len(queues.dlq) == 20
+    assert queues.held == set()
