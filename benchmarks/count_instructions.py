@@ -12,6 +12,7 @@ be told apart in one run. Instructions are not time: a cache miss or a branch mi
 and the C loops of base64 and of the character checks run more instructions per nanosecond than the
 interpreter does; here the ratio to the floor in instructions has been within a few percent of the timed
 one (`benchmarks/suite.py --only own_cpu`), which stays the figure the issue's goal is read on.
+`--steps` counts each step of planning alone the same way (benchmarks/profile_bridge.py `step_cases`).
 Each figure is (instructions of the setup and `--repeat` runs) minus (instructions of the setup alone), per
 record, from two processes.
 """
@@ -40,7 +41,14 @@ def child(variant: str, runs: int, records: int) -> None:
     from suite import NoKeys, NoStore, NullSender, _bridge, decode_floor, kafka_event  # noqa: PLC0415
 
     event = kafka_event(records)
-    if variant == "floor":
+    if variant.startswith("step:"):
+        from profile_bridge import step_cases  # noqa: PLC0415
+
+        bridge = _bridge("sqs", None, sqs=NullSender(), sns=NullSender(), parking_store=NoStore(),
+                         signing_keys=NoKeys())
+        bridge.handle(kafka_event(20))
+        work = step_cases(bridge, event)[int(variant.removeprefix("step:"))][1]
+    elif variant == "floor":
         def work() -> None:
             decode_floor(event)
     else:
@@ -96,17 +104,38 @@ def checkout(ref: str, into: Path) -> Path:
     return into / "lambdas"
 
 
+def _probe() -> object:
+    """A stubbed bridge, to list the steps by name."""
+    from suite import NoKeys, NoStore, NullSender, _bridge  # noqa: PLC0415
+
+    return _bridge("sqs", None, sqs=NullSender(), sns=NullSender(), parking_store=NoStore(), signing_keys=NoKeys())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--against", metavar="REF", help="also count the bridge at this git ref (main, a commit)")
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=2, help="runs counted after the setup")
+    parser.add_argument("--steps", action="store_true",
+                        help="count each step of planning alone instead (benchmarks/profile_bridge.py --steps)")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "RUNS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]), args.records)
         return
     tool("valgrind", "apt-get install valgrind (Debian)")
+    if args.steps:
+        sys.path.insert(0, str(ROOT / "lambdas"))
+        sys.path.insert(0, str(HERE))
+        from profile_bridge import step_cases  # noqa: PLC0415
+        from suite import kafka_event  # noqa: PLC0415
+
+        names = [name for name, _ in step_cases(_probe(), kafka_event(20))]
+        print(f"| {args.records} records, AWS stubbed: step alone | instructions per record |\n|---|---|")
+        for i, name in enumerate(names):
+            count = per_record(f"step:{i}", args.repeat, args.records, ROOT / "lambdas")
+            print(f"| {name} | {count:,.0f} |", flush=True)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         rows = [("decode floor (the reference)", "floor", ROOT / "lambdas"),
                 ("bridge.handle, 1 send thread (this tree)", "handle", ROOT / "lambdas")]

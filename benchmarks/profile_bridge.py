@@ -31,8 +31,9 @@ sys.path.insert(0, str(HERE))
 from suite import NoKeys, NoStore, NullSender, _bridge, decode_floor, kafka_event  # noqa: E402
 
 
-def steps(bridge: Any, event: dict[str, Any], rounds: int) -> None:
-    """Each step of planning timed alone over the event's records (inputs prepared up front)."""
+def step_cases(bridge: Any, event: dict[str, Any]) -> list[tuple[str, Callable[[], object]]]:
+    """Each step of planning as a call over the event's records, inputs prepared up front (`--steps` times
+    them; benchmarks/count_instructions.py `--steps` counts their instructions)."""
     import binascii  # noqa: PLC0415
 
     from bridge.audit import BatchTally, batch_id_for  # noqa: PLC0415
@@ -96,6 +97,13 @@ def steps(bridge: Any, event: dict[str, Any], rounds: int) -> None:
         (f"DeliveryRun.add + send, {bridge._deliverer.max_concurrency} threads (stubbed)",
          lambda: deliver(bridge._deliverer.max_concurrency)),
     ]
+    return cases
+
+
+def steps(bridge: Any, event: dict[str, Any], rounds: int) -> None:
+    """Each step of planning timed alone over the event's records (`step_cases`)."""
+    n = sum(len(rs) for rs in event["records"].values())
+    cases = step_cases(bridge, event)
     print("| step | µs per record |\n|---|---|")
     for name, fn in cases:
         best = float("inf")

@@ -12,12 +12,16 @@ import json
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
 from bridge.records import KafkaRecord
 
 AUDIT_EVENT_TYPE = "bridge.batch"
 BATCH_NAMESPACE = uuid.UUID("0b6f3a9e-4c2d-5e81-a7f0-9d3c2b1e4a65")
+_POSITION = attrgetter("topic", "partition")
+_OFFSET = attrgetter("offset")
 
 
 @dataclass
@@ -101,7 +105,14 @@ def batch_id_for(records: tuple[KafkaRecord, ...] | list[KafkaRecord], *, redriv
     A redrive of the same records gets another id: audit consumers that de-duplicate by batch id must
     not take the replay for a redelivery of the original batch.
     """
-    text = "\n".join([f"{r.topic}-{r.partition}-{r.offset}" for r in records])  # record ids, without a call each
+    # The record ids joined by newlines (`{topic}-{partition}-{offset}`), built a run of one partition at a
+    # time: the event lists a partition's records together, so the prefix is formatted once per run and the
+    # offsets are formatted and joined in C (format(x) is f"{x}"), not one f-string per record.
+    runs = []
+    for (topic, partition), run in groupby(records, _POSITION):
+        prefix = f"{topic}-{partition}-"
+        runs.append(prefix + ("\n" + prefix).join(map(format, map(_OFFSET, run))))
+    text = "\n".join(runs)
     digest = hashlib.sha256(("redrive\n" + text if redrive else text).encode("utf-8")).hexdigest()
     return str(uuid.uuid5(BATCH_NAMESPACE, digest))
 

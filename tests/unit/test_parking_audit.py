@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
+import uuid
 from collections.abc import Sequence
 
 import pytest
-from bridge.audit import BatchTally, audit_document, batch_id_for
+from bridge.audit import BATCH_NAMESPACE, BatchTally, audit_document, batch_id_for
 from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES
 from bridge.delivery import BatchOutcome, Deliverer, SendCallError, Target
 from bridge.envelope import OutgoingMessage
 from bridge.parking import ObjectStoreError, Parking, ParkingFailedError, ParkRequest, park_id
-from bridge.records import decode_record
+from bridge.records import KafkaRecord, decode_record
 
 from tests.helpers import FakeSender, FakeStore, fixed_clock, kafka_record
 
@@ -202,6 +204,40 @@ def test_batch_id_is_the_same_for_the_same_records() -> None:
     b = [decode_record(kafka_record(offset=i)) for i in range(3)]
 
     assert batch_id_for(a) == batch_id_for(b) != batch_id_for(a[:2])
+
+
+def reference_batch_id(records: Sequence[KafkaRecord], *, redrive: bool = False) -> str:
+    """The batch id as first defined: uuid5 of the sha256 of every record id, one per line (a redrive's
+    text prefixed). A batch checkpointed or audited before an upgrade keeps its id after it."""
+    text = "\n".join(f"{r.topic}-{r.partition}-{r.offset}" for r in records)
+    digest = hashlib.sha256(("redrive\n" + text if redrive else text).encode("utf-8")).hexdigest()
+    return str(uuid.uuid5(BATCH_NAMESPACE, digest))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_batch_id_is_the_record_ids_digest_for_any_order_of_partitions(seed: int) -> None:
+    # given: records of a few topics and partitions, in runs, interleaved or one by one, offsets from -1 up,
+    # topic names with dashes and non-ASCII characters (batch_id_for formats each partition's run at once)
+    rng = random.Random(seed)
+    topics = ["orders", "a-b-1", "zé", "t"]
+    records = [decode_record(kafka_record(rng.choice(topics), rng.randrange(3), rng.randrange(-1, 10**12)))
+               for _ in range(rng.randrange(0, 5))]
+    for _ in range(rng.randrange(0, 6)):
+        topic, partition = rng.choice(topics), rng.randrange(-1, 100)
+        records += [decode_record(kafka_record(topic, partition, o)) for o in range(rng.randrange(1, 30))]
+    if seed % 3 == 0:
+        rng.shuffle(records)
+
+    # then
+    assert batch_id_for(records) == reference_batch_id(records)
+    assert batch_id_for(tuple(records), redrive=True) == reference_batch_id(records, redrive=True)
+
+
+def test_batch_id_of_a_known_batch_never_changes() -> None:
+    records = [decode_record(kafka_record("orders", p, o)) for p in (2, 0) for o in (7, 8)]
+
+    assert batch_id_for(records) == reference_batch_id(records) == "bf1b5cdb-9ba2-584c-b7fd-2211774387f3"
+    assert batch_id_for([]) == reference_batch_id([])
 
 
 def test_a_tally_keeps_only_the_correlation_ids_the_audit_event_can_list() -> None:
