@@ -511,15 +511,16 @@ class _FifoGroups:
         """How many more drains to start: one per full batch ready that no starting drain will take, and
         when finishing, one for a part-full batch that nothing in flight can still fill."""
         wanted = self.full_batches()
-        if finishing and not wanted and self.ready and not self.busy:
+        if finishing and not wanted and self.ready and self._nothing_behind_busy():
             wanted = 1
         return max(0, min(limit - self.senders, wanted - self.starting))
 
     def take(self, finishing: bool) -> list[OutgoingMessage] | None:
-        """The next batch, or None. A part-full batch only when finishing and no request of this
-        destination is in flight (whose groups could still fill it): the request count stays the minimum
-        but for the last batch or so."""
-        if not self.ready or not (self.full_batches() or (finishing and not self.busy)):
+        """The next batch, or None. A part-full batch only when finishing and no group a request in flight
+        holds has messages waiting behind it (they could still fill the batch once that request is
+        answered): the request count stays the minimum but for the last batch or so, and a last batch
+        nothing in flight can fill goes at once rather than a round trip later."""
+        if not self.ready or not (self.full_batches() or (finishing and self._nothing_behind_busy())):
             return None
         batch: list[tuple[int, OutgoingMessage]] = []
         size, limit = 0, self.target.max_bytes
@@ -542,6 +543,10 @@ class _FifoGroups:
         if len(batch) > 1:
             batch.sort(key=itemgetter(0))  # several groups: their entries in the order added, as `pack` cuts
         return [m for _, m in batch]
+
+    def _nothing_behind_busy(self) -> bool:
+        """Whether every group with messages waiting is ready (none is held by a request in flight)."""
+        return len(self.waiting) == len(self.ready)
 
     def release(self, batch: list[OutgoingMessage]) -> list[DeliveryReceipt]:
         """The batch's request has finished: its groups are ready again, but for a halted group, whose

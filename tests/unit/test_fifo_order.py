@@ -301,6 +301,64 @@ def test_a_free_thread_sends_another_groups_batch_while_one_groups_request_is_sl
 
 
 @PATHS
+def test_a_last_part_full_batch_goes_while_a_request_of_other_groups_is_in_flight(one_thread: bool) -> None:
+    # given: a full batch of ten groups, then three messages of three other groups. The last batch cannot be
+    # filled by anything in flight (no message waits behind the first request's groups), so it goes at once:
+    # the first request is answered only once the last batch is stored (or after 5 s, too late: the test
+    # fails). It waited for the first request before, a round trip more at the end of every such run.
+    last_stored = threading.Event()
+    seen_while_first: list[bool] = []
+
+    class FirstWaitsQueue(FifoQueue):
+        def send_batch(self, target: Target, messages: Any) -> BatchOutcome:
+            if messages[0].group_id == "g0":
+                seen_while_first.append(last_stored.wait(timeout=5))
+            outcome = super().send_batch(target, messages)
+            if messages[0].group_id == "h0":
+                last_stored.set()
+            return outcome
+
+    queue = FirstWaitsQueue()
+    messages = [msg(i, f"g{i}") for i in range(10)] + [msg(i, f"h{i - 10}") for i in range(10, 13)]
+
+    # when
+    receipts = deliverer(queue, concurrency=2, one_thread=one_thread).deliver([(FIFO, messages)])
+
+    # then: still two requests, the minimum (the last one recorded first: the first is recorded as answered)
+    assert seen_while_first == [True]
+    assert queue.requests == [[m.record_id for m in messages[10:]], [m.record_id for m in messages[:10]]]
+    assert_nothing_lost_or_doubled(messages, receipts, queue.stored)
+    assert all(r.delivered for r in receipts)
+
+
+@PATHS
+def test_a_last_part_full_batch_waits_for_a_request_whose_group_has_messages_behind_it(one_thread: bool) -> None:
+    # given: a full batch of ten groups in flight, then one more message of its first group and two of new
+    # groups: the first request's answer frees g0's message, which fills the last batch with the other two
+    first_answered = threading.Event()
+
+    class SlowFirstQueue(FifoQueue):
+        def send_batch(self, target: Target, messages: Any) -> BatchOutcome:
+            if len(self.requests) == 0:
+                time.sleep(0.05)  # the last batch would go meanwhile if it did not wait
+            outcome = super().send_batch(target, messages)
+            first_answered.set()
+            return outcome
+
+    queue = SlowFirstQueue()
+    messages = [msg(i, f"g{i}") for i in range(10)] + [msg(10, "g0"), msg(11, "h0"), msg(12, "h1")]
+
+    # when
+    receipts = deliverer(queue, concurrency=2, one_thread=one_thread).deliver([(FIFO, messages)])
+
+    # then: two requests, the second with all three, g0's in order
+    assert [len(r) for r in queue.requests] == [10, 3]
+    assert queue.overlaps == []
+    assert_nothing_lost_or_doubled(messages, receipts, queue.stored)
+    assert_kafka_order(queue)
+
+
+@PATHS
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_two_fifo_destinations_and_a_queue_on_shared_threads_keep_every_group_whole_and_in_order(
         seed: int, one_thread: bool) -> None:
