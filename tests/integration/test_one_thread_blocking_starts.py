@@ -150,6 +150,41 @@ def test_an_unreachable_endpoint_is_connected_to_off_the_planning_thread_as_many
     assert not [t for t in threading.enumerate() if t.name.startswith("bridge-")], "a thread outlived its run"
 
 
+def test_a_runs_starts_reuse_its_starter_threads_never_more_than_starts_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # given: as above, an endpoint that stopped taking connections: each of ten requests' two attempts opens a
+    # connection on a starter thread (20 starts), at most 8 at once
+    server = Sqs()
+    sender = batch_sender("sqs", server.url, connect_timeout=0.2)
+    for i in range(2):
+        assert sender.send_batch(QUEUE, [message(-1 - i)]).failures == ()
+    port = int(server.url.rsplit(":", 1)[1])
+    server.close()
+    starters: list[threading.Thread] = []  # the thread of each start (kept, so no two share an id)
+    open_connection = direct.Connections._open
+
+    def watched(connections: direct.Connections) -> Any:
+        starters.append(threading.current_thread())
+        return open_connection(connections)
+
+    monkeypatch.setattr(direct.Connections, "_open", watched)
+    deliverer = Deliverer({"sqs": sender, "sns": sender}, max_attempts=2, base_delay_ms=0, max_concurrency=8)
+
+    # when
+    with blackhole(port), deliverer.start() as run:
+        for i in range(100):
+            run.add(QUEUE, message(i))
+        receipts = run.finish()
+
+    # then: every start ran off the planning thread, on no more threads than the starts at once (one thread
+    # per start, each holding the planning thread in `Thread.start` until it ran, before), none left
+    assert {(r.delivered, r.code, r.attempts) for r in receipts} == {(False, "ConnectTimeoutError", 2)}
+    assert len(starters) == 20
+    assert threading.main_thread() not in starters
+    assert len({id(t) for t in starters}) <= 8
+    assert not [t for t in threading.enumerate() if t.name.startswith("bridge-")], "a thread outlived its run"
+
+
 @pytest.mark.parametrize("service", ["sqs", "sns"])
 def test_a_client_whose_direct_path_is_refused_sends_its_first_run_side_by_side(service: str) -> None:
     # given: a client whose botocore adds a header the direct path does not write (a newer botocore's, a
