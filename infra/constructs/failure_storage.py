@@ -61,8 +61,12 @@ class FailureStorage(Construct):
 
     def restrict_access(self, *, bridge_role_arn: str, reader_role_arns: Sequence[str]) -> None:
         """Deny writing parked objects to all but the bridge role, reading them to all but the bridge role
-        and the operators' roles: the identity policies of the account's other principals (s3:* on *)
-        no longer reach the payloads."""
+        and the operators' roles, and receiving, deleting, hiding or purging the bridge DLQ's messages to all
+        but the operators' roles (`bridge redrive`; the bridge only sends there, which the stack limits to
+        its role): the identity policies of the account's other principals (s3:* or sqs:* on *) no longer
+        reach the parked records, nor can they make them disappear before an operator sees them."""
+        SecureMessaging.restrict_consumers(self.bridge_dlq, principal_arns=reader_role_arns,
+                                           sid="OnlyTheOperatorsReceive")
         objects = self.parking_bucket.arn_for_objects("*")
         self.parking_bucket.add_to_resource_policy(iam.PolicyStatement(
             sid="OnlyTheBridgeWrites", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],

@@ -141,13 +141,15 @@ class SecureMessaging(Construct):
         ))
 
     @staticmethod
-    def restrict_consumers(queue: sqs.IQueue, *, principal_arns: Sequence[str]) -> None:
-        """Deny receiving, deleting, hiding and purging messages to everyone but `principal_arns` (the
-        destination's configured consumers): a reader of the account could otherwise drain a queue."""
+    def restrict_consumers(queue: sqs.IQueue, *, principal_arns: Sequence[str],
+                           sid: str = "OnlyTheConsumersReceive") -> None:
+        """Deny receiving, deleting, hiding and purging messages to everyone but `principal_arns` (a
+        destination's configured consumers, the bridge DLQ's operators; no one, when empty): a reader of the
+        account could otherwise drain a queue."""
         queue.add_to_resource_policy(iam.PolicyStatement(
-            sid="OnlyTheConsumersReceive", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+            sid=sid, effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
             actions=CONSUMER_ACTIONS, resources=[queue.queue_arn],
-            conditions={"ArnNotEquals": {"aws:PrincipalArn": list(principal_arns)}}))
+            conditions={"ArnNotEquals": {"aws:PrincipalArn": list(principal_arns)}} if principal_arns else None))
 
     @staticmethod
     def restrict_subscribers(topic: sns.ITopic, *, endpoint_arns: Sequence[str]) -> None:

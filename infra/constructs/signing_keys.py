@@ -1,11 +1,12 @@
 """Who may read and change the producers' signing keys, and their scheduled rotation.
 
 Each signing secret gets a resource policy: only its producer's role, the bridge role and the rotation
-function read it; only the rotation function and the operators' roles change its versions (an
-identity policy with secretsmanager:* on * is no longer enough to read another producer's key and
-sign as it, nor to put a key of one's own). With `settings.signing_key_rotation_days` set, a rotation
-function writes a new random key on that schedule (bridge.rotation); the bridge keeps verifying the
-previous key for `settings.signing_key_grace_seconds` only.
+function read it; only the rotation function, the operators' roles and CloudFormation change its key
+(versions, stages, rotation) and only CloudFormation deletes it or changes its policy, replicas or tags
+(an identity policy with secretsmanager:* on * is no longer enough to read another producer's key and
+sign as it, to put a key of one's own, nor to point its rotation at a function of one's own). With
+`settings.signing_key_rotation_days` set, a rotation function writes a new random key on that schedule
+(bridge.rotation); the bridge keeps verifying the previous key for `settings.signing_key_grace_seconds` only.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import cast
 
-from aws_cdk import Duration, Stack
+from aws_cdk import DefaultStackSynthesizer, Duration, Fn, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -28,7 +29,23 @@ from infra.nag import acknowledge, acknowledge_checkov
 
 ROTATION_HANDLER = "bridge.rotation.handler"
 READ_ACTIONS = ["secretsmanager:GetSecretValue"]
+# What the rotation function calls (bridge.rotation): a new version, then AWSCURRENT moved to it.
 WRITE_ACTIONS = ["secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"]
+# Every call that changes which key a secret serves, or when: WRITE_ACTIONS; RotateSecret, which rotates now
+# and can point the rotation at another function (the key it writes is then someone else's);
+# CancelRotateSecret, which stops rotation; UpdateSecret, which writes a new value too. Taken from botocore's
+# secretsmanager model (every operation on one secret that is not a read), not from memory.
+KEY_CHANGING_ACTIONS = [*WRITE_ACTIONS, "secretsmanager:RotateSecret", "secretsmanager:CancelRotateSecret",
+                        "secretsmanager:UpdateSecret"]
+# The rest of the model's writes: deleting or restoring the secret, its resource policy (which would lift
+# these Denies), replication to other regions or accounts (a copy outside these policies) and tags. CloudFormation's
+# deploys make them; no one else needs them.
+MANAGING_ACTIONS = ["secretsmanager:DeleteSecret", "secretsmanager:RestoreSecret", "secretsmanager:PutResourcePolicy",
+                    "secretsmanager:DeleteResourcePolicy", "secretsmanager:ReplicateSecretToRegions",
+                    "secretsmanager:RemoveRegionsFromReplication", "secretsmanager:StopReplicationToReplica",
+                    "secretsmanager:AssociateCrossAccountReplica",
+                    "secretsmanager:DisassociateCrossAccountReplica", "secretsmanager:TagResource",
+                    "secretsmanager:UntagResource"]
 
 
 class SigningKeyProtection(Construct):
@@ -91,16 +108,33 @@ class SigningKeyProtection(Construct):
     def restrict_access(self, *, producer_role_arns: Mapping[str, str], bridge_role_arn: str,
                         operator_role_arns: Sequence[str]) -> None:
         """A resource policy per secret: read by its producer, the bridge and the rotation function only;
-        versions changed by the rotation function and the operators only (revoking a key)."""
+        its key changed (new versions, stages, rotation started, cancelled or re-pointed, the value updated)
+        by the rotation function, the operators (revoking a key) and CloudFormation's execution role (a
+        rotation schedule created is a RotateSecret); the secret deleted, restored, its policy, replicas or
+        tags changed by CloudFormation's execution role only. An identity policy with secretsmanager:* on *
+        reaches none of it."""
         rotation = [self.rotation_role.role_arn] if self.rotation_role is not None else []
+        deployer = self._deployer()
         for name, secret in self._secrets.items():
             readers = [producer_role_arns[name], bridge_role_arn, *rotation]
             secret.add_to_resource_policy(iam.PolicyStatement(
                 sid="OnlyItsProducerAndTheBridgeRead", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
                 actions=READ_ACTIONS, resources=["*"],  # in a secret's policy "*" means this secret
                 conditions={"ArnNotEquals": {"aws:PrincipalArn": readers}}))
-            writers = [*rotation, *operator_role_arns]
+            writers = [*rotation, *operator_role_arns, deployer]
             secret.add_to_resource_policy(iam.PolicyStatement(
-                sid="OnlyRotationAndOperatorsChangeVersions", effect=iam.Effect.DENY,
-                principals=[iam.AnyPrincipal()], actions=WRITE_ACTIONS, resources=["*"],
-                conditions={"ArnNotEquals": {"aws:PrincipalArn": writers}} if writers else None))
+                sid="OnlyRotationAndOperatorsChangeTheKey", effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()], actions=KEY_CHANGING_ACTIONS, resources=["*"],
+                conditions={"ArnNotEquals": {"aws:PrincipalArn": writers}}))
+            secret.add_to_resource_policy(iam.PolicyStatement(
+                sid="OnlyTheDeployerManages", effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()], actions=MANAGING_ACTIONS, resources=["*"],
+                conditions={"ArnNotEquals": {"aws:PrincipalArn": [deployer]}}))
+
+    def _deployer(self) -> str:
+        """The role CloudFormation deploys this stack with: the CDK bootstrap's execution role."""
+        synthesizer = Stack.of(self).synthesizer
+        if not isinstance(synthesizer, DefaultStackSynthesizer):
+            raise TypeError("the signing secrets' policies name CloudFormation's execution role, which only "
+                            "DefaultStackSynthesizer (cdk bootstrap's roles) names")
+        return Fn.sub(synthesizer.cloud_formation_execution_role_arn)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra.constructs.messaging import CONSUMER_ACTIONS
 from infra.constructs.operator_access import DLQ_ACTIONS
 from tests.infra.conftest import Synth
 
@@ -90,3 +91,24 @@ def test_the_stack_grants_bridge_replay_exactly_the_dlqs_the_command_takes(provi
     assert granted["OperatorsReplayFromThisDlq"] == {dlq for dlq, _ in wanted}
     assert granted["OperatorsReplayIntoThisQueue"] == {target for _, target in wanted}
     assert not signed_only & granted["OperatorsReplayIntoThisQueue"]
+
+
+def _bridge_dlq_deny(synth: Synth) -> dict[str, Any]:
+    dlq = synth.logical_id("AWS::SQS::Queue", QueueName=synth.config.bridge_dlq_name)
+    found = [s for p in synth.resources("AWS::SQS::QueuePolicy").values() if p["Properties"]["Queues"] == [{"Ref": dlq}]
+             for s in p["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "OnlyTheOperatorsReceive"]
+    assert len(found) == 1
+    assert found[0]["Effect"] == "Deny"
+    assert found[0]["Principal"] == {"AWS": "*"}
+    assert found[0]["Action"] == CONSUMER_ACTIONS
+    assert found[0]["Resource"] == {"Fn::GetAtt": [dlq, "Arn"]}
+    return found[0]
+
+
+def test_the_bridge_dlq_denies_taking_messages_to_all_but_the_operators(provisioned: Synth, dev: Synth) -> None:
+    # with operators: every other principal is denied receive, delete, change visibility and purge
+    statement = _bridge_dlq_deny(provisioned)
+    assert statement["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn":
+                                                       list(provisioned.config.settings.operator_role_arns)}}
+    # without: no one (the bridge only sends there); an operator role in settings.operator_role_arns is the way in
+    assert "Condition" not in _bridge_dlq_deny(dev)

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from infra.constructs.messaging import CONSUMER_ACTIONS
+from infra.constructs.operator_access import DLQ_ACTIONS
 from tests.infra.conftest import Synth
 from tests.security.policy import ADMIN_LIKE, PolicyWorld, insider
 
@@ -72,3 +74,24 @@ def test_only_the_source_queue_may_redrive_into_a_dlq(every_variant: Synth) -> N
             assert policy == {"redrivePermission": "denyAll"}, dlq
     bridge_dlq = w.by_name("AWS::SQS::Queue", every_variant.config.bridge_dlq_name)
     assert _allow_policy(w, bridge_dlq) == {"redrivePermission": "denyAll"}
+
+
+@pytest.mark.attack("a producer role (or the bridge role, or any role of the account) with sqs:* on * receives, "
+                    "deletes, hides or purges the parked records in the bridge DLQ",
+                    outcome="denied by policy: only settings.operator_role_arns take messages off the bridge DLQ",
+                    how="bridge DLQ policy evaluated for each producer role's own policies plus sqs:* on *")
+def test_only_the_operators_take_parked_records_off_the_bridge_dlq(every_variant: Synth) -> None:
+    w = PolicyWorld(every_variant.data)
+    dlq = w.arn(w.by_name("AWS::SQS::Queue", every_variant.config.bridge_dlq_name))
+    producers = [w.role_arn(k) for k in w.ids("AWS::IAM::Role")
+                 if "Kafka bridge producer" in str(w.resources[k]["Properties"].get("Description", ""))]
+    bridge = w.role_arn(w.role_id_by_description(f"Kafka bridge {every_variant.config.name}"))
+    assert producers
+    wide = [{"Effect": "Allow", "Action": "sqs:*", "Resource": "*"}]
+    for role in [*producers, bridge, insider()]:
+        for action in CONSUMER_ACTIONS:
+            decision = w.decide(role, action, dlq, identity=w.identity_statements(role) + wide)
+            assert decision.why.startswith("explicit deny"), f"{role} {action}: {decision.why}"
+    for operator in every_variant.config.settings.operator_role_arns:  # with no identity policy of their own
+        for action in DLQ_ACTIONS:
+            assert w.decide(operator, action, dlq, identity=[]), f"{operator} {action}"

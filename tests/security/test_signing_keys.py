@@ -9,15 +9,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
 from botocore.stub import Stubber
 from bridge.adapters.secrets import SecretsManagerSigningKeys
 from bridge.service import Bridge
 
+from infra.constructs.signing_keys import KEY_CHANGING_ACTIONS, MANAGING_ACTIONS
 from tests.helpers import FakeSender, kafka_event, signed_record
 from tests.infra.conftest import Synth
 from tests.security.conftest import OPERATOR_ROLE
-from tests.security.policy import ADMIN_LIKE, PolicyWorld, insider
+from tests.security.policy import ACCOUNT, ADMIN_LIKE, REGION, PolicyWorld, insider
 from tests.security.test_runtime_attacks import KEYS, LEDGER, reasons, trust_config
 
 
@@ -55,6 +57,35 @@ def test_only_rotation_and_operators_change_a_key(hardened: Synth) -> None:
         assert w.decide(OPERATOR_ROLE, action, payments, identity=ADMIN_LIKE)
         for intruder in (insider(), role(w, hardened, "payment-service")):
             assert w.decide(intruder, action, payments, identity=ADMIN_LIKE).why.startswith("explicit deny")
+
+
+DEPLOYER = f"arn:aws:iam::{ACCOUNT}:role/cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}"
+
+
+@pytest.mark.attack("insider or producer with secretsmanager:* on * rotates a signing key now, points its rotation at "
+                    "a function of their own, cancels rotation, updates the value, or deletes the secret, lifts its "
+                    "policy, replicates it to another region or account, retags it",
+                    outcome="denied by policy: the key's changes to the rotation function, the operators and "
+                            "CloudFormation's execution role; the rest to CloudFormation's execution role",
+                    how="secret resource policy evaluated for every write action in botocore's secretsmanager model")
+def test_every_write_to_a_signing_secret_is_denied_to_all_but_the_named_roles(hardened: Synth) -> None:
+    w = PolicyWorld(hardened.data)
+    payments = secret_arn(w, hardened, "payment-service")
+    intruders = (insider(), role(w, hardened, "payment-service"), role(w, hardened, "refund-service"),
+                 role(w, hardened))
+    # every operation of botocore's model that changes an existing secret (all but reads and CreateSecret)
+    model = botocore.session.get_session().get_service_model("secretsmanager")
+    writes = {f"secretsmanager:{op}" for op in model.operation_names
+              if not op.startswith(("Get", "Describe", "List", "BatchGet", "Validate")) and op != "CreateSecret"}
+    assert writes == set(KEY_CHANGING_ACTIONS) | set(MANAGING_ACTIONS)
+
+    for action in sorted(writes):
+        for intruder in intruders:
+            decision = w.decide(intruder, action, payments, identity=ADMIN_LIKE)
+            assert decision.why.startswith("explicit deny"), f"{intruder} {action}: {decision.why}"
+        assert w.decide(DEPLOYER, action, payments, identity=ADMIN_LIKE), action  # CloudFormation deploys it
+        # the operators may rotate, cancel or replace a key (revoking it), and nothing else
+        assert bool(w.decide(OPERATOR_ROLE, action, payments, identity=ADMIN_LIKE)) == (action in KEY_CHANGING_ACTIONS)
 
 
 @pytest.mark.attack("producer decrypts another producer's secret with the shared KMS key",
