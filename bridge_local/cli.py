@@ -1041,7 +1041,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     about = queues.depth()
     if not args.json:
         _out(f"{'dry run: reading' if args.dry_run else 'replaying'} {source.dlq} ({source.what}) into "
-             f"{source.target} in {where}" + (f": about {counted(about, 'message')}" if about is not None else "")
+             f"{source.target} in {where}" + (f": about {counted(about, 'message')}" if about else "")
              + ("" if args.dry_run else " (Ctrl-C stops after the request in hand)"))
     last = [time.monotonic()]
 
