@@ -48,6 +48,7 @@ from bridge_local.acls import acl_commands
 from bridge_local.aws import AwsSetupError, aws_session, describe_aws_error
 from bridge_local.dlq_replay import DEFAULT_MAX_MESSAGES as DEFAULT_REPLAY_MAX
 from bridge_local.dlq_replay import ReplayError, ReplayReport, SqsReplayQueues, replay_dlq, resolve_source
+from bridge_local.files import write_whole
 from bridge_local.poller import (
     ON_FAILURE_PREFIX,
     BatchOutcome,
@@ -545,7 +546,9 @@ def cmd_make_event(args: argparse.Namespace) -> int:
     event = ev.build_event(records, config.source.cluster_arn, bootstrap, kind)
     text = json.dumps(event, indent=2) + "\n"
     if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
+        for partial in write_whole(Path(args.out), text):  # whole or not at all: a later command reads it
+            _note(f"removed {partial}: a make-event run was interrupted while writing it; {args.out} was left as "
+                  "it was", quiet_stdout=False)
         _out(f"wrote {args.out}: {len(records)} records in {len(event['records'])} topic-partitions")
     else:
         sys.stdout.write(text)
