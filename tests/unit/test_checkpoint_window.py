@@ -22,11 +22,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from bridge.checkpoints import CHECKPOINTED_SWITCH_INTERVAL_SECONDS, CheckpointUnavailable, ProgressEntry
+from bridge.adapters.checkpoint_writer import CheckpointWriter
+from bridge.checkpoints import CHECKPOINTED_SWITCH_INTERVAL_SECONDS, BatchProgress, CheckpointUnavailable, ProgressEntry
 from bridge.config import MAX_BATCH_ENTRIES, BridgeConfig, ConfigError
-from bridge.delivery import BatchOutcome, DeliveryRun, MultiplexedRun, SendCallError, Target
+from bridge.delivery import BatchOutcome, Deliverer, DeliveryRun, MultiplexedRun, SendCallError, Target
 from bridge.envelope import OutgoingMessage
 from bridge.parking import ParkingFailedError
+from bridge.records import decode_record
 from bridge.service import Bridge
 
 from tests.helpers import (
@@ -310,3 +312,47 @@ def test_checkpoint_request_entries_outside_1_to_10_is_refused_naming_the_field(
 
 def test_checkpoint_request_entries_defaults_to_four() -> None:
     assert config().settings.checkpoint_request_entries == 4
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_an_interrupt_on_the_one_thread_path_writes_what_was_handed_over_and_leaves_no_thread(n: int) -> None:
+    # given: a one-thread run with slow checkpoint writes, interrupted (Ctrl-C) while it plans, with requests
+    # in flight, answered ones handed over and a write under way
+    world = World(answer_seconds=0.002, write_seconds=0.01)
+    sender = _Started(world)
+    handed: list[str] = []
+
+    class Noted(CheckpointWriter):
+        def hand_over(self, target: Target, messages: Sequence[OutgoingMessage], ticket: object) -> None:
+            handed.extend(m.record_id for m in messages)
+            super().hand_over(target, messages, ticket)
+
+    deliverer = Deliverer({"sqs": sender, "sns": sender}, max_attempts=3, base_delay_ms=0, max_concurrency=8,
+                          hand_off=Noted)
+    alerts = Target("alerts", "sqs", "https://sqs.us-east-1.amazonaws.com/123456789012/alerts", 262_144)
+    progress = BatchProgress(world, [], redrive=False)
+
+    def recorded(target: Target, messages: Sequence[OutgoingMessage]) -> None:
+        progress.record("delivered", [(m.origin[0], m.destination) for m in messages])
+
+    def plan_until_interrupted() -> None:
+        with deliverer.start(recorded, standard_in_flight=n, standard_entries=4) as run:
+            assert isinstance(run, MultiplexedRun)
+            for i in range(400):
+                record = decode_record(kafka_record("orders", 0, i))
+                run.add(alerts, OutgoingMessage(f"orders-0-{i}", "alerts", "x", (), f"c{i}", 1,
+                                                origin=(record, "all", None)))
+                if i == 200:
+                    assert world.writing or handed, "nothing handed over yet: this test would prove nothing"
+                    raise KeyboardInterrupt
+
+    # when
+    with pytest.raises(KeyboardInterrupt):
+        plan_until_interrupted()
+
+    # then: every hand-over was written before the run let go, nothing else was, at most N requests of 4 are
+    # stored unrecorded (what a redelivery re-sends), and no writer or send thread is left
+    written = {t for e in world.table.entries for t in e.tokens}
+    assert sorted(f"orders-0-{t.split('.')[0]}" for t in written) == sorted(handed)
+    assert len(world.unrecorded["alerts"]) <= n * 4, world.unrecorded["alerts"]
+    assert not [t for t in threading.enumerate() if t.name.startswith(("bridge-checkpoints", "bridge-send"))]

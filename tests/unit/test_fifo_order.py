@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from bridge.adapters.checkpoint_writer import CheckpointWriter
 from bridge.config import SQS_MAX_MESSAGE_BYTES, BridgeConfig
 from bridge.delivery import HELD_BACK, BatchOutcome, Deliverer, DeliveryReceipt, EntryFailure, SendCallError, Target
 from bridge.envelope import OutgoingMessage
@@ -112,9 +113,11 @@ PATHS = pytest.mark.parametrize("one_thread", [False, True], ids=["send-threads"
 
 def deliverer(queue: Any, concurrency: int = 1, attempts: int = 4, *, one_thread: bool = False,
               hold: bool = False, at_once: bool = False) -> Deliverer:
+    """With `one_thread`, a run with checkpoints (`on_delivered`) hands its writes to the writer thread."""
     sender = Multiplexed(queue, at_once=at_once) if one_thread else queue
     built = Deliverer({"sqs": sender, "sns": sender}, max_attempts=attempts, base_delay_ms=0,
-                      max_concurrency=concurrency, sleep=lambda s: None, hold_failed_groups=hold)
+                      max_concurrency=concurrency, sleep=lambda s: None, hold_failed_groups=hold,
+                      hand_off=CheckpointWriter if one_thread else None)
     assert built.multiplexed() == one_thread
     return built
 
@@ -179,6 +182,33 @@ def test_an_entry_failing_at_any_position_keeps_every_group_in_order(position: i
         assert sum(not r.delivered for r in receipts) == 1
     else:
         assert all(r.delivered for r in receipts), "retried in place, order intact"
+
+
+@PATHS
+@pytest.mark.parametrize("sender_fault", [False, True], ids=["retryable", "sender-fault"])
+@pytest.mark.parametrize("position", range(10))
+def test_with_checkpoints_an_entry_failing_at_any_position_keeps_order_and_only_what_was_stored_is_recorded(
+        position: int, sender_fault: bool, one_thread: bool) -> None:
+    # given: the groups of the test above, 8 requests at once, and a checkpoint per request (on the one-thread
+    # path written by the writer thread, after the planning thread went on)
+    groups = ["hot" if i % 4 else "other" for i in range(60)]
+    messages = [msg(i, g) for i, g in enumerate(groups)]
+    queue = FifoQueue(fail=lambda call, pos, m: ("InternalError", sender_fault)
+                      if (call, pos) == (0, position) else None, latency=0.001)
+    recorded: list[str] = []
+    built = deliverer(queue, concurrency=8, one_thread=one_thread)
+
+    def on_delivered(target: Target, done: Any) -> None:
+        recorded.extend(m.record_id for m in done)
+
+    # when
+    receipts = built.deliver([(FIFO, messages)], on_delivered)
+
+    # then: order and receipts as without checkpoints, and exactly what the queue stored was recorded, once
+    assert built.multiplexed(on_delivered) == one_thread
+    assert_nothing_lost_or_doubled(messages, receipts, queue.stored)
+    assert_kafka_order(queue)
+    assert sorted(recorded) == sorted(m.record_id for m in queue.stored)
 
 
 @PATHS
