@@ -198,9 +198,9 @@ class DeliveryReceipt:
     order_break: bool = False
 
 
-OnDelivered = Callable[[Target, Sequence[OutgoingMessage]], None]
-"""Called after each send request with the messages it stored (on a one-thread run, off the planning thread
-with what several requests to that target stored: `CheckpointHandOff`)."""
+OnDelivered = Callable[[Sequence[OutgoingMessage]], None]
+"""Called after each send request with the messages it stored, each naming its destination (on a one-thread
+run, off the planning thread, with what several requests stored, to one or more targets: `CheckpointHandOff`)."""
 
 
 class CheckpointHandOff(Protocol):
@@ -212,7 +212,7 @@ class CheckpointHandOff(Protocol):
     def fileno(self) -> int:
         ...
 
-    def hand_over(self, target: Target, messages: Sequence[OutgoingMessage], ticket: object) -> None:
+    def hand_over(self, messages: Sequence[OutgoingMessage], ticket: object) -> None:
         """Queue one request's stored messages to be written; `ticket` comes back from `written`."""
         ...
 
@@ -326,8 +326,8 @@ class Deliverer:
                 on_delivered: OnDelivered | None = None) -> list[DeliveryReceipt]:
         """Deliver every target's messages; one receipt per message.
 
-        `on_delivered(target, messages)` is called after each send request with the messages it
-        stored (from the sending thread), so progress can be recorded while the batch goes on."""
+        `on_delivered(messages)` is called after each send request with the messages it stored (from the
+        sending thread, or the checkpoint writer's), so progress can be recorded while the batch goes on."""
         with self.start(on_delivered) as run:
             for target, messages in plans:
                 for message in messages:
@@ -424,7 +424,7 @@ class Deliverer:
             if delivered:
                 receipts += [DeliveryReceipt(m, True, attempt) for m in pending]
             if on_delivered is not None:
-                on_delivered(target, pending)
+                on_delivered(pending)
             return []
         failed_at = {f.index: f for f in failures}
         last_accepted: dict[str | None, int] = {}
@@ -451,7 +451,7 @@ class Deliverer:
             else:
                 retry.append(message)
         if stored and on_delivered is not None:
-            on_delivered(target, stored)
+            on_delivered(stored)
         return retry
 
 
@@ -1305,7 +1305,7 @@ class MultiplexedRun(DeliveryRun):
         try:
             retry = self._deliverer._settle(request.target, request.pending, failures, request.attempt,
                                             groups.halted if groups is not None else None,
-                                            self._on_delivered if writes is None else _collect(stored),
+                                            self._on_delivered if writes is None else stored.append,
                                             request.receipts, delivered=self._keep_delivered)
         except Exception as exc:  # re-raised by finish, as the send threads' errors are
             self._failed(request, exc)
@@ -1314,7 +1314,7 @@ class MultiplexedRun(DeliveryRun):
             request.unwritten += len(stored)
             self._unwritten += len(stored)
             for messages in stored:
-                writes.hand_over(request.target, messages, request)
+                writes.hand_over(messages, request)
         if not retry:
             self._close(request)
             return
@@ -1367,10 +1367,3 @@ class MultiplexedRun(DeliveryRun):
         if request.groups is None:
             self._standard -= 1
             self._pending -= 1
-
-
-def _collect(stored: list[Sequence[OutgoingMessage]]) -> OnDelivered:
-    """An `on_delivered` that keeps what each call stored (`MultiplexedRun._answered` hands it over)."""
-    def collect(_target: Target, messages: Sequence[OutgoingMessage]) -> None:
-        stored.append(messages)
-    return collect

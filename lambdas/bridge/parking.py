@@ -177,7 +177,7 @@ class Parking:
         messages = [self._message(r, event_source_arn, parked_at, call) for r in requests]
         request_of = {id(m): r for m, r in zip(messages, requests, strict=True)}
 
-        def stored(_target: Target, done: Sequence[OutgoingMessage]) -> None:
+        def stored(done: Sequence[OutgoingMessage]) -> None:
             if on_parked is not None:
                 on_parked([request_of[id(m)] for m in done])
 

@@ -207,7 +207,7 @@ class Bridge:
         parks: list[ParkRequest] = []
         progress = BatchProgress(self._checkpoints, batch.records, redrive=batch.redrive is not None)
 
-        def delivered(_target: Target, messages: Sequence[OutgoingMessage]) -> None:
+        def delivered(messages: Sequence[OutgoingMessage]) -> None:
             progress.record("delivered", [(m.origin[0], m.destination) for m in messages])
 
         # Requests go out while later records are still planned; `finish` waits for every one of them.

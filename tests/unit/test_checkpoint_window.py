@@ -323,16 +323,16 @@ def test_an_interrupt_on_the_one_thread_path_writes_what_was_handed_over_and_lea
     handed: list[str] = []
 
     class Noted(CheckpointWriter):
-        def hand_over(self, target: Target, messages: Sequence[OutgoingMessage], ticket: object) -> None:
+        def hand_over(self, messages: Sequence[OutgoingMessage], ticket: object) -> None:
             handed.extend(m.record_id for m in messages)
-            super().hand_over(target, messages, ticket)
+            super().hand_over(messages, ticket)
 
     deliverer = Deliverer({"sqs": sender, "sns": sender}, max_attempts=3, base_delay_ms=0, max_concurrency=8,
                           hand_off=Noted)
     alerts = Target("alerts", "sqs", "https://sqs.us-east-1.amazonaws.com/123456789012/alerts", 262_144)
     progress = BatchProgress(world, [], redrive=False)
 
-    def recorded(target: Target, messages: Sequence[OutgoingMessage]) -> None:
+    def recorded(messages: Sequence[OutgoingMessage]) -> None:
         progress.record("delivered", [(m.origin[0], m.destination) for m in messages])
 
     def plan_until_interrupted() -> None:

@@ -1,6 +1,7 @@
 """The checkpoint writer thread of a one-thread run (bridge.adapters.checkpoint_writer): hand-overs written in
-order, coalesced per target while a write is under way, their tickets given back through a file descriptor
-a selector can watch, and everything handed over written before `close` returns."""
+order, those queued while a write is under way coalesced into the next one whatever their targets, their
+tickets given back through a file descriptor a selector can watch, and everything handed over written before
+`close` returns."""
 
 from __future__ import annotations
 
@@ -10,16 +11,11 @@ from collections.abc import Sequence
 
 import pytest
 from bridge.adapters.checkpoint_writer import CheckpointWriter
-from bridge.config import SQS_MAX_MESSAGE_BYTES
-from bridge.delivery import Target
 from bridge.envelope import OutgoingMessage
 
-QUEUE = Target("out", "sqs", "https://sqs.us-east-1.amazonaws.com/123456789012/out", SQS_MAX_MESSAGE_BYTES)
-TOPIC = Target("topic", "sns", "arn:aws:sns:us-east-1:123456789012:topic", SQS_MAX_MESSAGE_BYTES)
 
-
-def messages(*ids: int) -> list[OutgoingMessage]:
-    return [OutgoingMessage(f"orders-0-{i}", "out", "x", (), f"c{i}", 1) for i in ids]
+def messages(*ids: int, to: str = "out") -> list[OutgoingMessage]:
+    return [OutgoingMessage(f"orders-0-{i}", to, "x", (), f"c{i}", 1) for i in ids]
 
 
 class GatedStore:
@@ -28,12 +24,12 @@ class GatedStore:
     def __init__(self) -> None:
         self.gate = threading.Event()
         self.entered = threading.Event()
-        self.calls: list[tuple[str, list[str]]] = []
+        self.calls: list[list[tuple[str, str]]] = []
 
-    def __call__(self, target: Target, done: Sequence[OutgoingMessage]) -> None:
+    def __call__(self, done: Sequence[OutgoingMessage]) -> None:
         self.entered.set()
         self.gate.wait(10)
-        self.calls.append((target.name, [m.record_id for m in done]))
+        self.calls.append([(m.destination, m.record_id) for m in done])
 
 
 def wait_written(writer: CheckpointWriter, count: int) -> list[tuple[object, BaseException | None]]:
@@ -47,26 +43,27 @@ def wait_written(writer: CheckpointWriter, count: int) -> list[tuple[object, Bas
     return got
 
 
-def test_hand_overs_queued_during_a_write_go_in_the_next_one_per_target_in_order() -> None:
+def test_hand_overs_queued_during_a_write_go_in_the_next_one_whatever_their_target_in_order() -> None:
     # given: a first write under way
     store = GatedStore()
     writer = CheckpointWriter(store)
-    writer.hand_over(QUEUE, messages(0, 1), "a")
+    writer.hand_over(messages(0, 1), "a")
     assert store.entered.wait(10)
 
     # when: four more requests are answered meanwhile, to two targets
-    writer.hand_over(QUEUE, messages(2, 3), "b")
-    writer.hand_over(TOPIC, messages(4), "c")
-    writer.hand_over(QUEUE, messages(5), "d")
-    writer.hand_over(TOPIC, messages(6), "e")
+    writer.hand_over(messages(2, 3), "b")
+    writer.hand_over(messages(4, to="topic"), "c")
+    writer.hand_over(messages(5), "d")
+    writer.hand_over(messages(6, to="topic"), "e")
     store.gate.set()
 
-    # then: the first write alone, then one write per target covering the four, in the order handed over
+    # then: the first write alone, then one write covering the four, in the order handed over
     assert [ticket for ticket, _ in wait_written(writer, 5)] == ["a", "b", "c", "d", "e"]
     writer.close()
-    assert store.calls == [("out", ["orders-0-0", "orders-0-1"]), ("out", ["orders-0-2", "orders-0-3", "orders-0-5"]),
-                           ("topic", ["orders-0-4", "orders-0-6"])]
-    assert writer.writes == 3
+    assert store.calls == [[("out", "orders-0-0"), ("out", "orders-0-1")],
+                           [("out", "orders-0-2"), ("out", "orders-0-3"), ("topic", "orders-0-4"),
+                            ("out", "orders-0-5"), ("topic", "orders-0-6")]]
+    assert writer.writes == 2
 
 
 def test_close_writes_everything_handed_over_before_it_returns() -> None:
@@ -74,7 +71,7 @@ def test_close_writes_everything_handed_over_before_it_returns() -> None:
     store = GatedStore()
     writer = CheckpointWriter(store)
     for i in range(5):
-        writer.hand_over(QUEUE, messages(i), i)
+        writer.hand_over(messages(i), i)
     assert store.entered.wait(10)
     threading.Timer(0.05, store.gate.set).start()
 
@@ -82,24 +79,24 @@ def test_close_writes_everything_handed_over_before_it_returns() -> None:
     writer.close()
 
     # then: all of them written, and the thread is gone
-    assert sorted(i for _, ids in store.calls for i in ids) == [f"orders-0-{i}" for i in range(5)]
+    assert sorted(i for call in store.calls for _, i in call) == [f"orders-0-{i}" for i in range(5)]
     assert not [t for t in threading.enumerate() if t.name == "bridge-checkpoints"]
     with pytest.raises(RuntimeError, match="closed"):
-        writer.hand_over(QUEUE, messages(9), 9)
+        writer.hand_over(messages(9), 9)
 
 
 def test_an_exception_from_the_callback_comes_back_with_its_tickets_and_the_writer_goes_on() -> None:
     calls: list[int] = []
 
-    def on_delivered(target: Target, done: Sequence[OutgoingMessage]) -> None:
+    def on_delivered(done: Sequence[OutgoingMessage]) -> None:
         calls.append(len(done))
         if len(calls) == 1:
             raise ValueError("a bug")
 
     writer = CheckpointWriter(on_delivered)
-    writer.hand_over(QUEUE, messages(0), "first")
+    writer.hand_over(messages(0), "first")
     first = wait_written(writer, 1)
-    writer.hand_over(QUEUE, messages(1), "second")
+    writer.hand_over(messages(1), "second")
     second = wait_written(writer, 1)
     writer.close()
     assert [(t, type(e).__name__) for t, e in first] == [("first", "ValueError")]
@@ -107,7 +104,7 @@ def test_an_exception_from_the_callback_comes_back_with_its_tickets_and_the_writ
 
 
 def test_a_writer_nothing_was_handed_to_starts_no_thread() -> None:
-    writer = CheckpointWriter(lambda target, done: None)
+    writer = CheckpointWriter(lambda done: None)
     assert writer.written() == []
     writer.close()
     assert writer.writes == 0

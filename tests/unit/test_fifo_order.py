@@ -198,7 +198,7 @@ def test_with_checkpoints_an_entry_failing_at_any_position_keeps_order_and_only_
     recorded: list[str] = []
     built = deliverer(queue, concurrency=8, one_thread=one_thread)
 
-    def on_delivered(target: Target, done: Any) -> None:
+    def on_delivered(done: Any) -> None:
         recorded.extend(m.record_id for m in done)
 
     # when
@@ -580,7 +580,7 @@ def test_messages_added_while_an_order_break_is_being_answered_come_back_after_i
     broken, added = threading.Event(), threading.Event()
     queue = FifoQueue(fail=lambda call, pos, m: ("InternalError", False) if (call, pos) == (0, 3) else None)
 
-    def on_delivered(target: Target, messages: Any) -> None:  # runs after the break is known, before release
+    def on_delivered(messages: Any) -> None:  # runs after the break is known, before release
         broken.set()
         assert added.wait(timeout=10)
 

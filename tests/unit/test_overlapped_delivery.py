@@ -308,7 +308,7 @@ def test_a_run_that_calls_back_per_request_without_a_hand_off_keeps_its_send_thr
     deliverer = Deliverer({"sqs": port, "sns": port}, max_attempts=1, base_delay_ms=0, max_concurrency=4)
     recorded: list[str] = []
 
-    def on_delivered(target: Target, messages: Any) -> None:
+    def on_delivered(messages: Any) -> None:
         recorded.extend(m.record_id for m in messages)
 
     # when
@@ -339,7 +339,7 @@ def test_a_run_that_hands_its_callbacks_off_sends_from_one_thread_and_records_ea
     recorded: Counter[str] = Counter()
     callers: set[str] = set()
 
-    def on_delivered(target: Target, messages: Any) -> None:
+    def on_delivered(messages: Any) -> None:
         callers.add(threading.current_thread().name)
         recorded.update(m.record_id for m in messages)
 
@@ -367,7 +367,7 @@ def test_a_callback_that_raises_on_the_writer_thread_is_raised_by_finish() -> No
     deliverer = Deliverer({"sqs": port, "sns": port}, max_attempts=1, base_delay_ms=0, max_concurrency=4,
                           hand_off=CheckpointWriter)
 
-    def on_delivered(target: Target, messages: Any) -> None:
+    def on_delivered(messages: Any) -> None:
         raise ValueError("a bug in the callback")
 
     def deliver() -> None:

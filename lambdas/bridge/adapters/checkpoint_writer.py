@@ -3,9 +3,10 @@
 A checkpoint write is a blocking DynamoDB call (bridge.checkpoints, bridge.adapters.dynamodb): made on the
 planning thread it would hold every request in flight for its 5-10 ms. The run hands each answered
 request's stored messages to `CheckpointWriter.hand_over` and goes on; the writer thread takes everything
-handed over since its last write and makes it one `on_delivered` call per target (so one BatchWriteItem
-covers several requests: progress items are per shard and destination, not per request), then tells the
-run which hand-overs are written through a socket pair the run's selector watches. The run keeps a
+handed over since its last write and makes it one `on_delivered` call, whatever their targets (so one
+BatchWriteItem covers several requests: progress items are per shard and destination, not per request, and
+one call takes up to 25), then tells the run which hand-overs are written through a socket pair the run's
+selector watches. The run keeps a
 standard request's `standard_in_flight` slot until its hand-over is written, as the send threads did by
 writing before their next send. Why a thread and not DynamoDB requests on the selector:
 docs/decisions.md (2026-12-02, "Checkpointed runs on the one-thread path").
@@ -17,7 +18,7 @@ import socket
 import threading
 from collections.abc import Sequence
 
-from bridge.delivery import OnDelivered, Target
+from bridge.delivery import OnDelivered
 from bridge.envelope import OutgoingMessage
 
 
@@ -25,7 +26,8 @@ class CheckpointWriter:
     """`CheckpointHandOff` (bridge.delivery): one writer thread per run, started by the first hand-over.
 
     Writes are coalesced, never reordered: a write takes all hand-overs queued when it starts, in the order
-    they came, and a hand-over queued while a write is under way goes in the next one. `written` gives back
+    they came, as one `on_delivered` call, and a hand-over queued while a write is under way goes in the
+    next one. `written` gives back
     each hand-over's ticket once its `on_delivered` call returned, with the exception it raised, if any (a
     failed write is not one: `BatchProgress.record` counts it and returns). `close` waits for every
     hand-over to be written: a run that is interrupted still records what its requests stored."""
@@ -34,7 +36,7 @@ class CheckpointWriter:
         self._on_delivered = on_delivered
         self._lock = threading.Lock()
         self._queued = threading.Condition(self._lock)
-        self._queue: list[tuple[Target, Sequence[OutgoingMessage], object]] = []
+        self._queue: list[tuple[Sequence[OutgoingMessage], object]] = []
         self._written: list[tuple[object, BaseException | None]] = []
         self._thread: threading.Thread | None = None
         self._closing = False
@@ -46,13 +48,12 @@ class CheckpointWriter:
         """Readable when hand-overs were written since the last `written`."""
         return self._ours.fileno()
 
-    def hand_over(self, target: Target, messages: Sequence[OutgoingMessage], ticket: object) -> None:
-        """Queue `messages` (stored by one request to `target`) to be written; `ticket` comes back from
-        `written`."""
+    def hand_over(self, messages: Sequence[OutgoingMessage], ticket: object) -> None:
+        """Queue `messages` (stored by one request) to be written; `ticket` comes back from `written`."""
         with self._lock:
             if self._closing:
                 raise RuntimeError("checkpoint writer closed")
-            self._queue.append((target, messages, ticket))
+            self._queue.append((messages, ticket))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._serve, daemon=True, name="bridge-checkpoints")
                 self._thread.start()
@@ -88,22 +89,14 @@ class CheckpointWriter:
                 if not self._queue:
                     return
                 batch, self._queue = self._queue, []
-            by_target: dict[str, tuple[Target, list[OutgoingMessage]]] = {}
-            for target, messages, _ in batch:
-                entry = by_target.get(target.name)
-                if entry is None:
-                    by_target[target.name] = (target, list(messages))
-                else:
-                    entry[1].extend(messages)
             error: BaseException | None = None
-            for target, messages in by_target.values():
-                try:
-                    self._on_delivered(target, messages)
-                except BaseException as exc:  # handed to the run, which re-raises it from finish
-                    error = exc
-                self.writes += 1
+            try:
+                self._on_delivered(batch[0][0] if len(batch) == 1 else [m for messages, _ in batch for m in messages])
+            except BaseException as exc:  # handed to the run, which re-raises it from finish
+                error = exc
+            self.writes += 1
             with self._lock:
                 wake = not self._written
-                self._written += [(ticket, error) for _, _, ticket in batch]
+                self._written += [(ticket, error) for _, ticket in batch]
             if wake:  # `close` joins this thread before it closes the pair
                 self._theirs.send(b"\0")
