@@ -82,13 +82,14 @@ class TimedTable:
 
 # --paths: records per run (0 ms, 10 ms); a standard destination with checkpoints on sends one request of 4 at a
 # time (checkpoint_in_flight 1), so its 10 ms runs are kept short
-PATH_SIZES = {"fifo": (10_000, 5_000), "sqs": (5_000, 1_000), "sns": (5_000, 1_000)}
+PATH_SIZES = {"fifo": (10_000, 5_000), "sqs": (5_000, 1_000), "sns": (5_000, 1_000), "mixed": (2_000, 1_000)}
 PATHS = ("one-thread", "send-threads")
 
 
 def checkpointed_bridge(kind: str, endpoint_url: str) -> Any:
     """The suite's bridge for `kind` with checkpoints on, its table the real adapter over the bridge's own
-    DynamoDB client, pointed at the loopback endpoint."""
+    DynamoDB client, pointed at the loopback endpoint. `mixed`: every record to a FIFO queue and to a
+    standard one (two targets a write can cover together)."""
     from bridge.adapters import clients  # noqa: PLC0415
     from bridge.adapters.dynamodb import DynamoDbCheckpointStore  # noqa: PLC0415
     from bridge.config import BridgeConfig  # noqa: PLC0415
@@ -96,8 +97,11 @@ def checkpointed_bridge(kind: str, endpoint_url: str) -> Any:
 
     from benchmarks.suite import bench_config  # noqa: PLC0415
 
-    plain = _bridge(kind, endpoint_url)
-    doc = bench_config(kind)
+    plain = _bridge("sqs", endpoint_url)
+    doc = bench_config("fifo" if kind == "mixed" else kind)
+    if kind == "mixed":
+        doc["destinations"].append({"name": "std", "type": "sqs", "header_attributes": ["tenant"]})
+        doc["routes"][0]["to"] = ["out", "std"]
     doc["settings"] = {"checkpoints": "on"}
     settings = dataclasses.replace(plain.settings, checkpoint_table="bench-checkpoints")
     store = DynamoDbCheckpointStore(clients.dynamodb_client(settings), "bench-checkpoints", 3600)
@@ -122,7 +126,7 @@ def path_run(bridge: Any, path: str, event: dict[str, Any], ep: Endpoint) -> tup
     switches = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - switches
     actions = ep.control()["by_action"]
     sends = actions.get("SendMessageBatch", 0) + actions.get("PublishBatch", 0)
-    messages = len(records_of(event))
+    messages = len(records_of(event)) * (2 if len(bridge.targets) == 2 else 1)
     return messages / wall, cpu / messages * 1e6, actions.get("BatchWriteItem", 0) / sends, switches / sends
 
 
@@ -187,8 +191,9 @@ def main() -> None:
                     help="also run each 'on' variant with the default 5 ms thread switch interval")
     ap.add_argument("--paths", action="store_true",
                     help="checkpointed runs on the one-thread path against send threads, at 0 and 10 ms")
-    ap.add_argument("--kinds", nargs="*", default=["fifo", "sqs", "sns"], choices=["fifo", "sqs", "sns"],
-                    help="--paths: the scenarios")
+    ap.add_argument("--kinds", nargs="*", default=["fifo", "sqs", "sns", "mixed"],
+                    choices=["fifo", "sqs", "sns", "mixed"],
+                    help="--paths: the scenarios (mixed: every record to a FIFO and a standard queue)")
     args = ap.parse_args()
     if args.paths:
         compare_paths(args.rounds, args.kinds)
