@@ -297,6 +297,7 @@ class MessageFactory:
         said so for it and its neighbours), which leaves only UTF-8 and the noncharacters to check here.
         The same message `build` makes, with less to decide per record; tests/unit/test_fast_path.py
         compares the two byte for byte."""
+        # The attributes as a tuple from the start (a list and its copy cost more than a tuple added to)
         if value:
             try:
                 body = value.decode("utf-8")
@@ -305,23 +306,24 @@ class MessageFactory:
             # sendable_utf8 inline, with the str's own ASCII flag instead of a scan of the bytes
             if body and (control_checked or value.translate(_CONTROL_MOVED) == value) and (
                     body.isascii() or not any(n in value for n in _NONCHARACTERS)):
-                attrs = [("correlation-id", correlation_id), ("record-id", record_id), ("message-id", record_id)]
+                attrs: tuple[tuple[str, str], ...] = (
+                    ("correlation-id", correlation_id), ("record-id", record_id), ("message-id", record_id))
                 size = len(value) + _RESERVED_OVERHEAD
             else:
                 body = base64.b64encode(value).decode("ascii")
-                attrs = [("correlation-id", correlation_id), ("record-id", record_id), ("message-id", record_id),
-                         ("content-encoding", "base64")]
+                attrs = (("correlation-id", correlation_id), ("record-id", record_id), ("message-id", record_id),
+                         ("content-encoding", "base64"))
                 size = len(body) + _RESERVED_OVERHEAD + _ENCODING_OVERHEAD + len("base64")
         else:  # SQS and SNS refuse an empty body: see raw_body
             encoding = "null" if value is None else "empty"
             body = "null"
-            attrs = [("correlation-id", correlation_id), ("record-id", record_id), ("message-id", record_id),
-                     ("content-encoding", encoding)]
+            attrs = (("correlation-id", correlation_id), ("record-id", record_id), ("message-id", record_id),
+                     ("content-encoding", encoding))
             size = 4 + _RESERVED_OVERHEAD + _ENCODING_OVERHEAD + len(encoding)
         size += ((len(correlation_id) if correlation_id.isascii() else len(correlation_id.encode("utf-8")))
                  + (len(record_id) if record_id.isascii() else len(record_id.encode("utf-8"))) * 2)
         if producer:  # before content-encoding, as `build` orders them
-            attrs.insert(3, (UNVERIFIED_PRODUCER_ATTRIBUTE, producer))
+            attrs = (*attrs[:3], (UNVERIFIED_PRODUCER_ATTRIBUTE, producer), *attrs[3:])
             size += len(UNVERIFIED_PRODUCER_ATTRIBUTE) + len(ATTRIBUTE_TYPE) + _len_utf8(producer)
         for name, overhead in self._headers:
             raw = last.get(name)
@@ -335,14 +337,14 @@ class MessageFactory:
                     continue
             if len(attrs) >= MAX_MESSAGE_ATTRIBUTES:
                 break
-            attrs.append((name, text))
+            attrs += ((name, text),)
             size += overhead + len(raw)
         # OutgoingMessage(...) without the class call: type.__call__ runs the dataclass's __init__ through
         # slot_tp_init, about 3.1k instructions a message (callgrind); a new instance and its nine slots
         # set here take a third of that. Every field is set, as __init__ would (tests/unit/test_fast_path.py)
         message = _new(OutgoingMessage)
         message.record_id, message.destination, message.body = record_id, self._name, body
-        message.attributes, message.correlation_id, message.size = tuple(attrs), correlation_id, size
+        message.attributes, message.correlation_id, message.size = attrs, correlation_id, size
         message.group_id = message.dedup_id = message.origin = None
         return message
 

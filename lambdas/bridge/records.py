@@ -386,29 +386,29 @@ _isascii = str.isascii
 
 def last_header_values(raw: Any) -> dict[str, bytes]:
     """`dict(decode_headers(raw))`, each header's last value by name, with the same errors: a tight loop for
-    what a Kafka client's headers look like as parsed JSON (names in ASCII, values in 2..255), and
-    `decode_headers` for anything else (null or signed values, a byte that could hide a bool, errors)."""
+    what a Kafka client's headers look like as parsed JSON (one name per entry, names in ASCII, values in
+    2..255), and `decode_headers` for anything else (null or signed values, a byte that could hide a bool,
+    an entry of several names or none, errors)."""
     if type(raw) is list:
         last: dict[str, bytes] = {}
-        for entry in raw:
-            if type(entry) is not dict:
-                break
-            for name, values in entry.items():
-                try:
-                    # _isascii: str.isascii, which refuses a name that is not a str (TypeError)
-                    if type(values) is list and _isascii(name):
-                        data = bytes(values)
-                        if 0 not in data and 1 not in data:  # an int is a memchr; b"\x00" in data costs 7x more
-                            last[name] = data
-                            continue
-                except (TypeError, ValueError):
-                    pass
+        try:
+            for entry in raw:
+                # one name per entry, without an items view and its iterator: `name, = entry` raises
+                # ValueError for none or several, and a str or list entry fails `entry[name]` (TypeError) or
+                # the type check, which leaves it to decode_headers
+                (name,) = entry
+                values = entry[name]
+                # _isascii: str.isascii, which refuses a name that is not a str (TypeError)
+                if type(values) is list and _isascii(name):
+                    data = bytes(values)
+                    if 0 not in data and 1 not in data:  # an int is a memchr; b"\x00" in data costs 7x more
+                        last[name] = data
+                        continue
                 break
             else:
-                continue
-            break
-        else:
-            return last
+                return last
+        except (TypeError, ValueError, KeyError, IndexError):
+            pass
     return dict(decode_headers(raw))
 
 

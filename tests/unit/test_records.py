@@ -172,6 +172,8 @@ def test_header_values_that_are_not_bytes_make_the_record_undecodable(values: An
     [{"a": "text"}], [{"a": 3}], [{"a": {"2": 1}}], "not a list", [["a", [104]]], [{"a": [104], "b": [105]}],
     [{"\ud800": [104]}], [{"a": [104]}, None], [{1: [104]}], [{b"a": [104]}], [{type("Name", (str,), {})("a"): [104]}],
     [{"a": (104,)}], [{"a": [0]}], [{"a": {}}], [{"a": False}],
+    [{}], [{"a": [104]}, {}], ["a"], [["a"]], [[0]], [{"a": [104]}, "x"], [{"a": [104]}, [104]], [""], [b"a"],
+    [{"a": [104]}, {"a": [105]}], [{"a": [104], "a2": [1]}], [{"": [104]}], [{"a": [2, 255]}, {"b": [1]}],
 ])
 def test_last_header_values_is_decode_headers_as_a_dict_with_the_same_errors(headers: Any) -> None:
     try:
