@@ -47,7 +47,14 @@ from bridge_local import report
 from bridge_local.acls import acl_commands
 from bridge_local.aws import AwsSetupError, aws_session, describe_aws_error
 from bridge_local.dlq_replay import DEFAULT_MAX_MESSAGES as DEFAULT_REPLAY_MAX
-from bridge_local.dlq_replay import ReplayError, ReplayReport, SqsReplayQueues, replay_dlq, resolve_source
+from bridge_local.dlq_replay import (
+    ReplayError,
+    ReplayReport,
+    SqsReplayQueues,
+    replay_dlq,
+    replay_sources,
+    resolve_source,
+)
 from bridge_local.files import write_whole
 from bridge_local.poller import (
     ON_FAILURE_PREFIX,
@@ -793,6 +800,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     _out("")
     _out(f"parked by reason: {dict(snap.parked_by_reason) or 'none'}; audit events: {snap.audit_events} "
          f"({snap.audit_records} records); on-failure batches: {snap.on_failure_objects}")
+    depth = {q.name: q.visible for q in infos}
+    waiting = [s for s in replay_sources(config) if depth.get(s.dlq)]
+    for s in waiting:  # what the runbook says to run, once the cause is fixed
+        _out(f"{s.dlq} holds {counted(depth[s.dlq], 'message')}: once the cause is fixed, "
+             + (f"its consumers read it (bridge replay refuses {s.target}, which takes only signed records)"
+                if s.signed_only else f"bridge replay --from {s.name} --dry-run, then without --dry-run"))
     return 0
 
 

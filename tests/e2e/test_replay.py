@@ -74,6 +74,11 @@ def test_a_fifo_destinations_dlq_goes_back_to_its_queue_in_group_order_with_its_
     _fail_consumer(stack, queue.physical_name(config.prefix), queue.max_receive_count + 1)
     assert len(_receive_all(stack, queue.dlq_physical_name(config.prefix), delete=False, visibility=0)) == 6
 
+    # and: inspect says what to run
+    assert _bridge(stack, "inspect") == 0
+    assert (f"{queue.dlq_physical_name(config.prefix)} holds 6 messages: once the cause is fixed, bridge replay "
+            "--from fulfilment-dlq.fifo --dry-run") in capsys.readouterr().out
+
     # when: a dry run, then the replay
     assert _bridge(stack, "replay", "--from", "fulfilment-dlq", "--dry-run") == 0
     assert "dry run: would replay 6 of 6 messages" in capsys.readouterr().out
