@@ -33,6 +33,8 @@ from typing import Any
 import botocore.session
 from botocore.model import ListShape, MapShape, Shape, StructureShape
 
+from infra.policy_sizes import policy_problems
+
 
 class LimitError(ValueError):
     """One or more template values exceed a documented AWS limit; one line per problem."""
@@ -468,6 +470,7 @@ def check_assembly(app: Any, assembly: Any) -> None:
         paths = {stack.resolve(c.logical_id): c.node.path for c in stack.node.find_all()
                  if isinstance(c, cdk.CfnElement)}
         problems += template_problems(artifact.template, paths)
+        problems += policy_problems(artifact.template, paths, getattr(stack, "policy_fields", None))
     if problems:
         raise LimitError(problems)
 

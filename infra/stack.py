@@ -67,6 +67,9 @@ class BridgeStack(Stack):
         for flag, value in _FEATURE_FLAGS.items():
             self.node.set_context(flag, value)
         config = loaded.config
+        # the config fields whose roles the resource policies list: named in a policy-size problem's fix
+        self.policy_fields = {"settings.operator_role_arns": list(config.settings.operator_role_arns),
+                              **{f"destinations.{d.name}.consumers": list(d.consumers) for d in config.destinations}}
 
         created_topic_names = [d.physical_name(config.prefix) for d in config.destinations
                                if d.type == "sns" and d.created] + [config.audit_topic_name]

@@ -27,10 +27,15 @@ MAX_BATCH_ENTRIES = 10  # SendMessageBatch and PublishBatch
 MAX_CONCURRENCY = 64  # settings.max_concurrency: send threads (and pooled connections) per invocation
 MAX_MESSAGE_ATTRIBUTES = 10  # SQS; SNS raw delivery to SQS drops messages with more
 SQS_QUEUE_NAME_MAX = 80
-# settings.operator_role_arns: each role gets its own statement in the live alias's policy (Lambda: 20 KB for
-# all, about 350 bytes each) and is named in four statements of the parking bucket's policy (S3: 20 KB, about
-# 60 bytes per name each): 50 keeps both under their limit with room for what the stack already puts there.
-MAX_OPERATOR_ROLES = 50
+# settings.operator_role_arns: every role is a principal of the bridge DLQ's policy and of each queue `bridge
+# replay` reads or writes, and is named again in their Deny statements. SQS allows 50 principals and 8,192
+# bytes per queue policy (SQS Developer Guide, "Amazon SQS policy quotas"), and those policies hold about
+# 1,500 bytes and 3 principals without operators: 40 roles whose ARNs are 2,800 characters together (70 on
+# average) fit, with room for a destination's consumers and direct producers. Each role also gets its own
+# statement in the live alias's policy (Lambda: 20 KB) and is named in four statements of the parking
+# bucket's (S3: 20 KB): both stay under half their quota. infra.policy_sizes checks every policy on synth.
+MAX_OPERATOR_ROLES = 40
+MAX_OPERATOR_ARN_CHARS = 2_800
 SQS_MIN_RETENTION_SECONDS = 60  # MessageRetentionPeriod
 SQS_MAX_RETENTION_SECONDS = 1_209_600  # 14 days: every dead-letter queue keeps messages this long
 FIFO_DEDUP_ID_MAX = 128
@@ -1139,7 +1144,8 @@ def _parse_settings(pb: _Problems, raw: Any, production: bool = False) -> Bridge
              d.claim_check_retention_days, 15, 3650),
         _int(pb, "settings.parking_retention_days", raw.get("parking_retention_days"), d.parking_retention_days,
              1, 3650),
-        _role_arns(pb, "settings.operator_role_arns", raw.get("operator_role_arns"), MAX_OPERATOR_ROLES),
+        _role_arns(pb, "settings.operator_role_arns", raw.get("operator_role_arns"), MAX_OPERATOR_ROLES,
+                   MAX_OPERATOR_ARN_CHARS),
         _int(pb, "settings.signing_key_grace_seconds", raw.get("signing_key_grace_seconds"),
              d.signing_key_grace_seconds, 0, 30 * 86_400),
         _int(pb, "settings.signing_key_rotation_days", raw.get("signing_key_rotation_days"),
@@ -1224,12 +1230,17 @@ def _parse_rollout(pb: _Problems, path: str, raw: Any, production: bool) -> Roll
 _ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 
 
-def _role_arns(pb: _Problems, path: str, raw: Any, most: int | None = None) -> tuple[str, ...]:
+def _role_arns(pb: _Problems, path: str, raw: Any, most: int | None = None,
+               most_chars: int | None = None) -> tuple[str, ...]:
     arns = _str_list(pb, path, raw, _ROLE_ARN_RE, "IAM role ARNs, arn:aws:iam::<account>:role/<name> (not :root, "
                                                   "no wildcards)")
     if most is not None and len(arns) > most:
         pb.add(path, f"lists {len(arns)} roles, more than the {most} the stack's resource policies can name. "
                "Fix: let the operators assume fewer roles")
+    elif most_chars is not None and sum(map(len, arns)) > most_chars:
+        pb.add(path, f"its {len(arns)} role ARNs are {sum(map(len, arns)):,} characters together, more than the "
+               f"{most_chars:,} the SQS queue policies that name them can hold (8,192 bytes each). Fix: let the "
+               "operators assume fewer roles, or roles with shorter names and paths")
     return arns
 
 

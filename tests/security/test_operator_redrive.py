@@ -138,7 +138,7 @@ def test_more_operator_roles_than_the_policies_can_name_are_refused(
     with pytest.raises(ConfigError) as caught:
         BridgeConfig.from_dict(variant_document(edit))
     (problem,) = caught.value.problems
-    assert problem.startswith("settings.operator_role_arns: lists 51 roles")
+    assert problem.startswith(f"settings.operator_role_arns: lists {MAX_OPERATOR_ROLES + 1} roles")
 
 
 def _statements(data: dict[str, Any], sid: str) -> list[dict[str, Any]]:
