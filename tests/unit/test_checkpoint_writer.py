@@ -6,12 +6,17 @@ tickets given back through a file descriptor a selector can watch, and everythin
 from __future__ import annotations
 
 import selectors
+import socket
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from bridge.adapters.checkpoint_writer import CheckpointWriter
+from bridge.delivery import Deliverer, Target
 from bridge.envelope import OutgoingMessage
+
+from tests.helpers import FakeSender, Multiplexed
 
 
 def messages(*ids: int, to: str = "out") -> list[OutgoingMessage]:
@@ -108,4 +113,75 @@ def test_a_writer_nothing_was_handed_to_starts_no_thread() -> None:
     assert writer.written() == []
     writer.close()
     assert writer.writes == 0
+    assert not [t for t in threading.enumerate() if t.name == "bridge-checkpoints"]
+
+
+class _WakeFailsOnce:
+    """A socket pair's writing end whose first `send` fails (the writer thread's one step outside its write)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.failed = False
+
+    def send(self, data: bytes) -> int:
+        if not self.failed:
+            self.failed = True
+            raise OSError("no buffer space")
+        return self.sock.send(data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_writer_thread_that_fails_outside_a_write_gives_every_ticket_back_with_the_error() -> None:
+    # given: a writer whose wake-up fails after its first write
+    store = GatedStore()
+    store.gate.set()
+    writer = CheckpointWriter(store)
+    writer._theirs = _WakeFailsOnce(writer._theirs)  # type: ignore[assignment]
+
+    # when: a first hand-over (written, then the wake-up fails), and one after the thread is gone
+    writer.hand_over(messages(0), "first")
+    first = wait_written(writer, 1)
+    writer.hand_over(messages(1), "second")
+    second = wait_written(writer, 1)
+    writer.close()
+
+    # then: both tickets come back (nobody waits for ever), the second with the error and never written
+    assert first == [("first", None)]
+    assert [(t, type(e).__name__) for t, e in second] == [("second", "OSError")]
+    assert store.calls == [[("out", "orders-0-0")]]
+
+
+def test_a_one_thread_run_whose_writer_thread_failed_raises_from_finish_instead_of_waiting() -> None:
+    # given: a one-thread run whose checkpoint writer's thread fails after its first write
+    def broken_writer(on_delivered: Any) -> CheckpointWriter:
+        writer = CheckpointWriter(on_delivered)
+        writer._theirs = _WakeFailsOnce(writer._theirs)  # type: ignore[assignment]
+        return writer
+
+    port = Multiplexed(FakeSender())
+    deliverer = Deliverer({"sqs": port, "sns": port}, max_attempts=1, base_delay_ms=0, max_concurrency=4,
+                          hand_off=broken_writer)
+    queue = Target("out", "sqs", "https://sqs.us-east-1.amazonaws.com/123456789012/out", 262_144)
+
+    raised: list[BaseException] = []
+
+    def deliver() -> None:
+        try:
+            with deliverer.start(lambda done: None, standard_in_flight=1) as run:
+                for i in range(40):
+                    run.add(queue, messages(i)[0])
+                run.finish()
+        except OSError as exc:
+            raised.append(exc)
+
+    # when: on a thread of its own, so a run that waits for ever fails the test instead of hanging it
+    runner = threading.Thread(target=deliver, daemon=True)
+    runner.start()
+    runner.join(20)
+
+    # then: finish raised the writer's error (before, it waited for tickets that never came back)
+    assert not runner.is_alive(), "the run is still waiting for its checkpoint writes"
+    assert [str(e) for e in raised] == ["no buffer space"]
     assert not [t for t in threading.enumerate() if t.name == "bridge-checkpoints"]

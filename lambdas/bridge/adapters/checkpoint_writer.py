@@ -14,6 +14,7 @@ docs/decisions.md (2026-12-02, "Checkpointed runs on the one-thread path").
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ class CheckpointWriter:
         self._written: list[tuple[object, BaseException | None]] = []
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._broken: BaseException | None = None  # what ended the thread outside a write, if anything did
         self._ours, self._theirs = socket.socketpair()  # a byte on `_theirs`: `written` has something
         self._ours.setblocking(False)
         self.writes = 0  # `on_delivered` calls made (each one store write): what coalescing saved is visible
@@ -53,6 +55,10 @@ class CheckpointWriter:
         with self._lock:
             if self._closing:
                 raise RuntimeError("checkpoint writer closed")
+            if self._broken is not None:  # the thread is gone: the ticket comes back at once, with its error
+                self._written.append((ticket, self._broken))
+                self._theirs.send(b"\0")
+                return
             self._queue.append((messages, ticket))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._serve, daemon=True, name="bridge-checkpoints")
@@ -82,21 +88,32 @@ class CheckpointWriter:
         self._theirs.close()
 
     def _serve(self) -> None:
-        while True:
-            with self._lock:
-                while not self._queue and not self._closing:
-                    self._queued.wait()
-                if not self._queue:
-                    return
-                batch, self._queue = self._queue, []
-            error: BaseException | None = None
-            try:
-                self._on_delivered(batch[0][0] if len(batch) == 1 else [m for messages, _ in batch for m in messages])
-            except BaseException as exc:  # handed to the run, which re-raises it from finish
-                error = exc
-            self.writes += 1
-            with self._lock:
-                wake = not self._written
-                self._written += [(ticket, error) for _, ticket in batch]
-            if wake:  # `close` joins this thread before it closes the pair
+        batch: list[tuple[Sequence[OutgoingMessage], object]] = []
+        try:
+            while True:
+                with self._lock:
+                    while not self._queue and not self._closing:
+                        self._queued.wait()
+                    if not self._queue:
+                        return
+                    batch, self._queue = self._queue, []
+                error: BaseException | None = None
+                try:
+                    self._on_delivered(batch[0][0] if len(batch) == 1 else
+                                       [m for messages, _ in batch for m in messages])
+                except BaseException as exc:  # handed to the run, which re-raises it from finish
+                    error = exc
+                self.writes += 1
+                with self._lock:
+                    wake = not self._written
+                    self._written += [(ticket, error) for _, ticket in batch]
+                    batch = []
+                if wake:  # `close` joins this thread before it closes the pair
+                    self._theirs.send(b"\0")
+        except BaseException as exc:  # never leave the run waiting for tickets that would not come back (a failed
+            with self._lock:  # wake-up, no memory): each comes back with the error, which finish raises
+                self._broken = exc
+                lost, self._queue = batch + self._queue, []
+                self._written += [(ticket, exc) for _, ticket in lost]
+            with contextlib.suppress(OSError):
                 self._theirs.send(b"\0")
