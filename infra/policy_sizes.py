@@ -2,8 +2,11 @@
 
 botocore's models state none of these (the Secrets Manager one aside): a policy over its quota fails the
 deploy, after minutes, halfway through a rollout. The quotas, from each service's documentation:
-- SQS queue policy: 8,192 bytes, 50 principals, 20 statements (SQS Developer Guide, "Amazon SQS policy
-  quotas", docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-policies.html);
+- SQS queue policy: 8,192 bytes, 50 principals, 20 statements, 7 actions per statement, 10 conditions (SQS
+  Developer Guide, "Amazon SQS policy quotas",
+  docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-policies.html; the guide does not
+  say whether the 10 conditions are per statement or per policy: counted per policy, every condition key of
+  every statement, the stricter reading);
 - SNS topic policy: 30 KB, 200 principals, 100 statements (SNS Developer Guide, "Amazon SNS API permissions:
   Actions and resources reference", Policy quotas);
 - KMS key policy: 32,768 bytes (KMS Developer Guide, "Key policy format"; PutKeyPolicy's Policy);
@@ -37,10 +40,12 @@ class Quota:
     max_bytes: int
     max_principals: int | None = None
     max_statements: int | None = None
+    max_actions_per_statement: int | None = None
+    max_conditions: int | None = None
 
 
 POLICY_QUOTAS: Mapping[str, tuple[str, Quota]] = {  # resource type -> (the property holding the policy, quota)
-    "AWS::SQS::QueuePolicy": ("PolicyDocument", Quota("SQS queue policy", 8_192, 50, 20)),
+    "AWS::SQS::QueuePolicy": ("PolicyDocument", Quota("SQS queue policy", 8_192, 50, 20, 7, 10)),
     "AWS::SNS::TopicPolicy": ("PolicyDocument", Quota("SNS topic policy", 30 * KB, 200, 100)),
     "AWS::KMS::Key": ("KeyPolicy", Quota("KMS key policy", 32_768)),
     "AWS::SecretsManager::ResourcePolicy": ("ResourcePolicy", Quota("Secrets Manager resource policy", 20_480)),
@@ -153,6 +158,17 @@ def _principals(statements: Sequence[Mapping[str, Any]]) -> int:
     return count
 
 
+def _actions(statement: Mapping[str, Any]) -> int:
+    actions = statement.get("Action", statement.get("NotAction", []))
+    return len(actions) if isinstance(actions, list) else 1
+
+
+def _conditions(statements: Sequence[Mapping[str, Any]]) -> int:
+    """Condition keys over all statements (`{"ArnNotEquals": {"aws:PrincipalArn": [...]}}` is one)."""
+    return sum(len(keys) for statement in statements for keys in statement.get("Condition", {}).values()
+               if isinstance(keys, dict))
+
+
 def _fix(text: str, fields: Mapping[str, Sequence[str]]) -> str:
     """The config fields whose roles `text` (a policy) names, for the problem's fix."""
     named = [f"{field} ({sum(arn in text for arn in arns)} of them)" for field, arns in fields.items()
@@ -178,6 +194,12 @@ def policy_problems(template: Mapping[str, Any], paths: Mapping[str, str] | None
             over.append(f"{principals} principals, over its {quota.max_principals}")
         if quota.max_statements is not None and len(statements) > quota.max_statements:
             over.append(f"{len(statements)} statements, over its {quota.max_statements}")
+        actions = max(map(_actions, statements), default=0)
+        if quota.max_actions_per_statement is not None and actions > quota.max_actions_per_statement:
+            over.append(f"{actions} actions in one statement, over its {quota.max_actions_per_statement}")
+        conditions = _conditions(statements)
+        if quota.max_conditions is not None and conditions > quota.max_conditions:
+            over.append(f"{conditions} conditions, over its {quota.max_conditions}")
         if over:
             problems.append(f"{label}: the {quota.what} could reach {' and '.join(over)} once deployed. "
                             f"{_fix(json.dumps(document), fields)}")

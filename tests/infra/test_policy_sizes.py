@@ -88,6 +88,30 @@ def test_a_queue_policy_over_its_quota_is_refused_on_synth_naming_the_field(prov
     assert "Fix: name fewer or shorter roles in destinations.billing.consumers (120 of them)" in problem
 
 
+@pytest.mark.parametrize(("what", "grow", "expected"), [
+    ("actions", lambda st: st.update(Action=[f"sqs:Action{i}" for i in range(8)]),
+     "8 actions in one statement, over its 7"),
+    ("conditions", lambda st: st.update(Condition={"StringEquals": {f"aws:Key{i}": "x" for i in range(11)}}),
+     "conditions, over its 10"),
+], ids=["actions-per-statement", "conditions"])
+def test_a_queue_policy_past_sqs_statement_quotas_is_refused_on_synth(
+        provisioned: Synth, what: str, grow: Callable[[dict[str, Any]], None], expected: str) -> None:
+    # given: the provisioned template, and every queue policy within SQS's 7 actions per statement and 10
+    # conditions (the most today: 5 actions, in the operators' replay Allow on a DLQ)
+    assert policy_problems(provisioned.data) == []
+    data = copy.deepcopy(provisioned.data)
+    (policy, *_) = [r for r in data["Resources"].values() if r["Type"] == "AWS::SQS::QueuePolicy"]
+    statement = policy["Properties"]["PolicyDocument"]["Statement"][0]
+
+    # when: one statement grows past the quota
+    grow(statement)
+
+    # then: the synth check names it
+    (problem,) = policy_problems(data)
+    assert "the SQS queue policy could reach" in problem
+    assert expected in problem
+
+
 def test_intrinsic_values_count_at_their_longest() -> None:
     # a role ARN CloudFormation names: at most 102 characters (aws-us-gov, a 64-character name); counted with a
     # region's 14 more, which IAM ARNs lack: an over-count, never an under-count
