@@ -51,6 +51,7 @@ then handed off to a thread of its own (`CheckpointHandOff`), or the run keeps i
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
 import random
@@ -944,6 +945,9 @@ class DeliveryRun:
 # Messages added between two looks at the answers while planning goes on (about one batch's worth: an
 # answered request frees its slot and its FIFO groups within one batch's planning time).
 POLL_EVERY = MAX_BATCH_ENTRIES
+# While starts run on starter threads or checkpoint writes are under way, a blocking wait looks for what they
+# came to at least this often, even if no wake-up byte arrived (its send failed): a hang becomes a 1 s delay.
+LOOK_ANYWAY_S = 1.0
 
 
 @dataclass(slots=True, eq=False)
@@ -1037,27 +1041,33 @@ class MultiplexedRun(DeliveryRun):
         # An exception or Ctrl-C in planning: the requests still in flight are given up (their
         # connections closed, never back in the idle pool half-read), the starts under way waited for (as
         # the send threads are: bounded by the clients' timeouts) and what they started given up too.
-        with self._starter_work:
-            self._run_over = True
-            self._starter_work.notify_all()
-        for starter in self._starters:
-            starter.join()
-        self._starters.clear()
-        flying, self._flying = self._flying, set()
-        for request in flying:
-            if request.handle is not None:
-                request.handle.cancel()
-        while self._started:
-            handle = self._started.popleft()[1]
-            if handle is not None:
-                handle.cancel()
-        self._backoffs.clear()
-        if self._writes is not None:  # what the answered requests stored is still written, as on send threads
-            self._writes.close()
-        self._selector.close()
-        if self._wake is not None:
-            for end in self._wake:
-                end.close()
+        # Each step runs whatever an earlier one raised: a cancel that fails must not leave the checkpoint
+        # writer's thread waiting for ever, or the selector and socket pairs open in a warm container.
+        try:
+            with self._starter_work:
+                self._run_over = True
+                self._starter_work.notify_all()
+            for starter in self._starters:
+                starter.join()
+            self._starters.clear()
+            flying, self._flying = self._flying, set()
+            for request in flying:
+                if request.handle is not None:
+                    request.handle.cancel()
+            while self._started:
+                handle = self._started.popleft()[1]
+                if handle is not None:
+                    handle.cancel()
+            self._backoffs.clear()
+        finally:
+            try:
+                if self._writes is not None:  # what the answered requests stored is still written, as on send threads
+                    self._writes.close()
+            finally:
+                self._selector.close()
+                if self._wake is not None:
+                    for end in self._wake:
+                        end.close()
 
     def add(self, target: Target, message: OutgoingMessage) -> None:
         """Queue one message (as `DeliveryRun.add`); every `POLL_EVERY` messages, start what is ready and
@@ -1109,14 +1119,22 @@ class MultiplexedRun(DeliveryRun):
         blocking = timeout is None
         if blocking:
             timeout = self._until_due()
+            if self._starting or self._unwritten:  # a wake-up byte whose send failed must not hold the run
+                timeout = LOOK_ANYWAY_S if timeout is None else min(timeout, LOOK_ANYWAY_S)
         if self._flying or self._starting or self._unwritten or blocking:
-            for key, _ in self._selector.select(timeout):
+            ready = self._selector.select(timeout)
+            for key, _ in ready:
                 if key.data is None:  # `_wake`: starts made on starter threads
                     self._take_started()
                 elif key.data is _WRITES:
                     self._take_written()
                 else:
                     self._step(key.data)
+            if blocking and not ready:  # nothing woke the selector: take what may be there all the same
+                if self._starting:
+                    self._take_started()
+                if self._unwritten:
+                    self._take_written()
         if self._backoffs or blocking:
             now = time.monotonic()
             if blocking:
@@ -1207,8 +1225,18 @@ class MultiplexedRun(DeliveryRun):
                 return
         starter = threading.Thread(target=self._starter, args=(self._wake[1],), daemon=True,
                                    name=f"bridge-start-{len(self._starters)}")
-        self._starters.append(starter)
-        starter.start()
+        try:
+            starter.start()
+        except Exception as exc:  # no thread to be had (Lambda's thread limit, no memory): unless a starter that
+            with self._starter_work:  # came free took it meanwhile, the start fails, and finish raises it
+                try:
+                    self._to_start.remove((sender, request))
+                except ValueError:
+                    return
+            self._starting -= 1
+            self._failed(request, exc)
+            return
+        self._starters.append(starter)  # only a started thread: `__exit__` joins each
 
     def _starter(self, wake: socket.socket) -> None:
         """A starter thread: the starts queued for it, one after another, until the run is over."""
@@ -1221,7 +1249,8 @@ class MultiplexedRun(DeliveryRun):
                 if outcome is not None:
                     self._started.append(outcome)
             if outcome is not None:
-                wake.send(b"\0")
+                with contextlib.suppress(OSError):  # the outcome is queued: `_turn` looks for it anyway
+                    wake.send(b"\0")
             with self._starter_work:
                 while not self._to_start and not self._run_over:
                     self._starter_work.wait()
@@ -1363,6 +1392,9 @@ class MultiplexedRun(DeliveryRun):
         """An error no receipt describes (a bug, an answer botocore cannot parse): kept for `finish` to
         raise. As on the send threads, a FIFO batch's groups stay busy: nothing more of them is sent."""
         self._errors.append(exc)
+        if request.groups is None and request.unwritten:  # an earlier attempt's stored messages are not
+            request.settled = True  # written yet: the slot stays taken until they are (`_take_written`), as
+            return  # `_close` keeps it, or a crash could re-send more than N x E
         self._requests -= 1
         if request.groups is None:
             self._standard -= 1

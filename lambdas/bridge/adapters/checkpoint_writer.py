@@ -61,8 +61,16 @@ class CheckpointWriter:
                 return
             self._queue.append((messages, ticket))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._serve, daemon=True, name="bridge-checkpoints")
-                self._thread.start()
+                thread = threading.Thread(target=self._serve, daemon=True, name="bridge-checkpoints")
+                try:
+                    thread.start()
+                except Exception as exc:  # no thread to be had (Lambda's thread limit, no memory): the ticket
+                    self._queue.pop()  # comes back at once with the error, which finish raises; `close`
+                    self._broken = exc  # then has no thread to join
+                    self._written.append((ticket, exc))
+                    self._theirs.send(b"\0")
+                    return
+                self._thread = thread
             self._queued.notify()
 
     def written(self) -> list[tuple[object, BaseException | None]]:
@@ -82,10 +90,12 @@ class CheckpointWriter:
             self._closing = True
             self._queued.notify()
             thread = self._thread
-        if thread is not None:
-            thread.join()
-        self._ours.close()
-        self._theirs.close()
+        try:
+            if thread is not None:
+                thread.join()
+        finally:
+            self._ours.close()
+            self._theirs.close()
 
     def _serve(self) -> None:
         batch: list[tuple[Sequence[OutgoingMessage], object]] = []
