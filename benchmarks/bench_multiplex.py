@@ -22,6 +22,13 @@ switch on the machine during each run (`perf record -e sched:sched_switch -a`) a
 planning thread, per request, and how long it waited each time: the endpoint's threads, the bridge's own
 (starter threads), anything else running on the machine.
 
+Every run is bracketed by a fixed piece of pure-Python work (`calibrate`: JSON, dicts, SHA-256), timed on the
+thread's CPU clock: on this shared VM the same work takes from 57 to 123 ms within half a minute at load
+1.3 (the host, not our processes), so two runs seconds apart can see CPUs of different speeds. The last tables
+divide each run's CPU per message by its own calibration (times the median calibration): CPU per message at
+one machine speed, and the 10 ms / 0 ms ratios with the machine's speed taken out, as far as two 15 ms
+samples around a run of about a second can take it out (the speed also changes within a run).
+
 `--placements shared apart` runs every measurement twice, interleaved: `shared` as suite.py runs (bridge and
 endpoint on whichever CPU the scheduler picks), `apart` with the bridge's threads on CPU 0 and the endpoint's
 on CPU 1 (sched_setaffinity), so the endpoint's threads never preempt the bridge. On AWS the endpoint is
@@ -42,6 +49,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import json
 import os
 import re
 import resource
@@ -81,6 +90,7 @@ class Run:
     requests_per_message: float
     syscalls: dict[str, float]  # system calls per request, by name (`--syscalls`), else empty
     preemptions: dict[str, tuple[float, float]]  # `--sched`: by whom -> (per request, ms off the CPU), else empty
+    calibration_ms: float  # thread CPU of `calibrate`'s fixed work, mean of just before and just after the run
 
 
 def _schedstat() -> tuple[float, float]:
@@ -91,6 +101,17 @@ def _schedstat() -> tuple[float, float]:
     except OSError:
         return float("nan"), float("nan")
     return int(running) / 1e9, int(waiting) / 1e9
+
+
+def calibrate() -> float:
+    """Thread CPU milliseconds of a fixed piece of Python work like the bridge's (JSON, dicts, strings,
+    SHA-256): how fast this CPU runs Python right now."""
+    started = time.thread_time()
+    documents = {}
+    for i in range(4000):
+        documents[f"k{i}"] = json.dumps({"order": i, "customer": f"customer-{i % 500}", "pad": "x" * 40})
+    hashlib.sha256("".join(documents.values()).encode()).hexdigest()
+    return (time.thread_time() - started) * 1e3
 
 
 def _process_cpu(pid: int) -> float:
@@ -245,6 +266,7 @@ def run(bridge: Any, variant: str, event: dict[str, Any], ep: Endpoint, syscalls
     ep.control()
     marks: list[float] = []
     undo = _finish_clock(deliverer, marks)
+    speed = calibrate()
     with _Switches(sched, ep) as switched, _Syscalls(syscalls) as calls, _Opened() as opened:
         process, thread = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_THREAD)
         endpoint = _process_cpu(ep.proc.pid)
@@ -260,6 +282,7 @@ def run(bridge: Any, variant: str, event: dict[str, Any], ep: Endpoint, syscalls
         endpoint = _process_cpu(ep.proc.pid) - endpoint
         process_after = resource.getrusage(resource.RUSAGE_SELF)
         thread_after = resource.getrusage(resource.RUSAGE_THREAD)
+    speed = (speed + calibrate()) / 2
     on_cpu, waiting = on_cpu_after - on_cpu, waiting_after - waiting
     switches = process_after.ru_nvcsw - process.ru_nvcsw
     stats = ep.control()
@@ -273,7 +296,7 @@ def run(bridge: Any, variant: str, event: dict[str, Any], ep: Endpoint, syscalls
                (process_after.ru_stime - process.ru_stime) / messages * 1e6,
                (thread_after.ru_nivcsw - thread.ru_nivcsw) / requests, endpoint / requests * 1e6, opened.count,
                requests / messages, {name: n / requests for name, n in calls.counts.items()},
-               {who: (n / requests, ms) for who, (n, ms) in switched.by.items()})
+               {who: (n / requests, ms) for who, (n, ms) in switched.by.items()}, speed)
 
 
 def fmt(xs: Sequence[float], digits: int = 0) -> str:
@@ -385,6 +408,30 @@ def main(argv: Sequence[str] | None = None) -> None:
             for v in variants:
                 slow, quick = results[(kind, 10, v, placement)], results[(kind, 0, v, placement)]
                 cells.append(fmt([a.cpu_us / b.cpu_us for a, b in zip(slow, quick, strict=True)], 2))
+            print(f"| {kind} 10 ms |" + (f" {placement} |" if len(placements) > 1 else "") + " " + " | ".join(cells)
+                  + " |")
+    reference = statistics.median(r.calibration_ms for runs in results.values() for r in runs)
+    print(f"\nThe machine's speed taken out: each run's CPU per message (and msg/s) scaled by its calibration against "
+          f"the median calibration, {reference:.1f} ms:\n")
+    print(head + " calibration, ms | CPU µs/msg at the median speed | msg/s at the median speed |")
+    print(rule + "---|---|---|")
+    for key, runs in results.items():
+        print(f"{label(key)} {fmt([r.calibration_ms for r in runs], 1)} "
+              f"| {fmt([r.cpu_us * reference / r.calibration_ms for r in runs], 1)} "
+              f"| {fmt([r.rate * r.calibration_ms / reference for r in runs])} |")
+    print("\n| scenario |" + (" placement |" if len(placements) > 1 else "") + " "
+          + " | ".join(f"10 ms / 0 ms {what}, {v}, speed taken out" for v in variants
+                       for what in ("throughput", "CPU per message")) + " |")
+    print("|---" * (1 + (len(placements) > 1) + 2 * len(variants)) + "|")
+    for kind in args.kinds:
+        for placement in placements:
+            cells = []
+            for v in variants:
+                slow, quick = results[(kind, 10, v, placement)], results[(kind, 0, v, placement)]
+                cells.append(fmt([(a.rate * a.calibration_ms) / (b.rate * b.calibration_ms)
+                                  for a, b in zip(slow, quick, strict=True)], 2))
+                cells.append(fmt([(a.cpu_us / a.calibration_ms) / (b.cpu_us / b.calibration_ms)
+                                  for a, b in zip(slow, quick, strict=True)], 2))
             print(f"| {kind} 10 ms |" + (f" {placement} |" if len(placements) > 1 else "") + " " + " | ".join(cells)
                   + " |")
 
