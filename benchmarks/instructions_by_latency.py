@@ -8,8 +8,10 @@ registrations, connection opens) or cycles (caches lost to other threads). Under
 about 50 times slower, so the endpoint's delay is scaled up (`--delay-ms`, default 800) to keep about as many
 requests in flight as 10 ms does natively; the figure printed is (instructions of a run with one `handle`) -
 (the same run without it), per message, with the hash seed fixed. Measured 2026-12-02, 2,000 FIFO records:
-432.9k at 0 ms, 435.6k at 800 ms (+0.6%, 11 requests in flight): the extra CPU per message at 10 ms is not
-code the bridge runs (benchmarks/bench_multiplex.py shows where the time goes instead).
+432.9k at 0 ms, 435.6k at 800 ms (+0.6%, 11 requests in flight); again in session 7 on another host (main at
+a25e141): 432.8k and 435.9k (+0.7%, 13.7 in flight). The extra CPU per message at 10 ms is not code the bridge
+runs in user space; the system calls per request are the same too (`benchmarks/bench_multiplex.py
+--syscalls`), and bench_multiplex.py shows where the time goes instead.
 
 Run: `.venv/bin/python benchmarks/instructions_by_latency.py [--kind fifo] [--records 2000] [--delay-ms 800]`;
 needs valgrind (`apt-get install valgrind`); about three minutes.
