@@ -109,6 +109,7 @@ from bridge_local.services import (
     LocalStack,
     StackError,
     StackState,
+    gone_services,
     pid_alive,
     read_state,
     require_running,
@@ -125,6 +126,7 @@ EXIT_INTERRUPTED = 130
 DEFAULT_CONFIG = "config/dev.yaml"
 # Commands that act on the running stack: they take its config, and refuse another one.
 STACK_COMMANDS = frozenset({"status", "produce", "poll", "invoke", "inspect", "redrive", "replay"})
+POLLER_KAFKA_LOG = "poller-kafka.log"  # in the state directory, beside the services' logs
 
 
 class CliError(RuntimeError):
@@ -385,12 +387,43 @@ def _poll(config: BridgeConfig, config_path: str, state: StackState, args: argpa
                                           batch_size=args.batch_size)
     on_failure = S3OnFailure(local_client("s3", state.endpoint_url), _parking_bucket(state, config),
                              f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{config.name}-bridge")
+    state_dir = Path(args.state_dir)
+    # A service killed mid-poll stops the poll with the fix (bridge status's), instead of retrying batches
+    # into it; the Kafka client's reconnect attempts go to a log file, not the terminal.
     poller = Poller(config, state.bootstrap_servers, handler, settings, on_failure,
                     progress=_Progress(args.quiet), stop_after_records=stop_after,
-                    schema_base_dir=Path(config_path).resolve().parent)
-    with _first_ctrl_c_stops(poller.stop):
+                    schema_base_dir=Path(config_path).resolve().parent,
+                    health_check=lambda: gone_services(state, state_dir), kafka_log=state_dir / POLLER_KAFKA_LOG)
+    with _first_ctrl_c_stops(poller.stop), _exit_when_stuck(poller):
         stats = poller.run()
     return stats, poller.stop_event.is_set()
+
+
+STUCK_AFTER_STACK_GONE_SECONDS = 10.0
+
+
+@contextlib.contextmanager
+def _exit_when_stuck(poller: Poller) -> Iterator[None]:
+    """Once the poll found a local service gone, give it a few seconds to stop by itself, then exit: a Kafka
+    client's synchronous commit or leave to a dead broker, or a handler retrying sends to a dead local AWS,
+    can block for a minute or more, and what they would finish is read again by the next poll anyway."""
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.wait(0.2):
+            if poller.stack_gone.is_set():
+                if not finished.wait(STUCK_AFTER_STACK_GONE_SECONDS):
+                    _err(f"poll stopped: {poller.stack_problem}")
+                    os._exit(EXIT_ERROR)  # the main thread is blocked on the dead service; nothing to flush
+                return
+
+    thread = threading.Thread(target=watch, daemon=True, name="bridge-poll-stuck")
+    thread.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        thread.join()
 
 
 def _print_poll(stats: PollStats) -> None:

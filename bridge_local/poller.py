@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import sys
 import threading
@@ -53,6 +54,10 @@ ON_FAILURE_PREFIX = "on-failure"
 MEMBERSHIP_LOST = frozenset({KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION,
                              KafkaError.REBALANCE_IN_PROGRESS, KafkaError._ASSIGNMENT_LOST})
 LOCAL_CLUSTER_ARN = f"arn:aws:kafka:{REGION}:{ACCOUNT_ID}:cluster/local/00000000-0000-0000-0000-000000000000-1"
+
+
+class StackGoneError(RuntimeError):
+    """A local service the poll depends on exited while it ran; the message says which and the fix."""
 
 
 class OnFailureDestination(Protocol):
@@ -100,6 +105,10 @@ class PollerSettings:
     retry_delay_seconds: float = 0.2
     session_timeout_ms: int = 6000
     join_timeout_seconds: float = 30.0  # a group that never gets partitions is an error, not "drained"
+    # How often `health_check` looks at the local services, and how many looks in a row must find one gone
+    # before the poll stops (a `bridge restart-aws` under way replaces the local AWS within about a second).
+    health_interval_seconds: float = 1.0
+    health_failures_to_stop: int = 3
 
     @classmethod
     def from_config(cls, config: BridgeConfig, **overrides: Any) -> PollerSettings:
@@ -256,9 +265,15 @@ class Poller:
                  on_failure: OnFailureDestination | None = None, cluster_arn: str | None = None,
                  progress: ProgressCallback | None = None, stop_event: threading.Event | None = None,
                  topics: tuple[str, ...] | None = None, stop_after_records: int | None = None,
-                 notice: Callable[[str], None] | None = None, schema_base_dir: Path | None = None) -> None:
+                 notice: Callable[[str], None] | None = None, schema_base_dir: Path | None = None,
+                 health_check: Callable[[], str | None] | None = None, kafka_log: Path | None = None) -> None:
         """`schema_base_dir`: where `source.schema_registry.local_schemas` paths are relative to (the
-        config file's folder; the working directory when not given)."""
+        config file's folder; the working directory when not given). `health_check`: None while the
+        services the poll needs run, else what is wrong and the fix; checked on a thread every
+        `settings.health_interval_seconds`, and when it keeps failing the poll stops with StackGoneError
+        instead of retrying batches into a dead service (the batch in hand is not committed: the next
+        poll reads it again). `kafka_log`: the Kafka client's own log lines go to this file instead of
+        stderr (a dead broker makes it log a reconnect attempt every 50 ms per consumer)."""
         self.config = config
         self.bootstrap = bootstrap
         self.handler = handler
@@ -275,6 +290,10 @@ class Poller:
         self.new_context = context_factory(config)
         self.notice = notice or _notice_on_stderr
         self.stats = PollStats()
+        self.health_check = health_check
+        self.kafka_log = kafka_log
+        self.stack_problem: str | None = None  # set by the health watch when a service is gone
+        self.stack_gone = threading.Event()  # set with it
         self._assigned: dict[str, bool] = {}
         # the mappings' filter criteria (source.filter_pushdown), applied as Lambda applies them
         self.filters = {t: topic_filters(config, t) for t in self.topics}
@@ -288,12 +307,72 @@ class Poller:
         """Ask the loop to finish the batch in hand and return (safe from a signal handler)."""
         self.stop_event.set()
 
+    def _watch_health(self, check: Callable[[], str | None], done: threading.Event) -> None:
+        failures = 0
+        while not done.wait(self.settings.health_interval_seconds):
+            problem = check()
+            failures = failures + 1 if problem else 0
+            if problem and failures >= self.settings.health_failures_to_stop:
+                self.stack_problem = problem
+                self.stack_gone.set()
+                self.notice(f"{problem}. Stopping: the batch in hand is not committed, the next poll reads it again"
+                            " (the handler may take a while to give up on a dead service; Ctrl-C twice stops at once)")
+                self.stop_event.set()
+                return
+
+    def _stop_if_stack_gone(self, confirm: bool = False) -> None:
+        """Raise StackGoneError when the health watch found a service gone; with `confirm` (a handler or a
+        commit just failed, maybe faster than the watch looks), check now, as the watch would, and wait for
+        the same number of looks in a row before concluding."""
+        if confirm and self.stack_problem is None and self.health_check is not None:
+            for look in range(self.settings.health_failures_to_stop):
+                if look:
+                    time.sleep(self.settings.health_interval_seconds)  # bounded: a few looks, about a second apart
+                problem = self.health_check()
+                if problem is None:
+                    break
+            else:
+                self.stack_problem = problem
+        if self.stack_problem is not None:
+            raise StackGoneError(f"poll stopped: {self.stack_problem}")
+
+    @contextlib.contextmanager
+    def _health_watch(self) -> Iterator[None]:
+        if self.health_check is None:
+            yield
+            return
+        done = threading.Event()
+        watch = threading.Thread(target=self._watch_health, args=(self.health_check, done), daemon=True,
+                                 name="bridge-poll-health")
+        watch.start()
+        try:
+            yield
+        finally:
+            done.set()
+            watch.join()
+
+    def _client_logger(self) -> dict[str, Any]:
+        """librdkafka's log lines into `kafka_log` (appended; one logger per file), or its default: stderr."""
+        if self.kafka_log is None:
+            return {}
+        logger = logging.getLogger(f"bridge_local.kafka_client.{self.kafka_log.resolve()}")
+        if not logger.handlers:
+            self.kafka_log.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(self.kafka_log, encoding="utf-8")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            logger.addHandler(handler)
+            logger.setLevel(logging.DEBUG)
+            logger.propagate = False
+        return {"logger": logger}
+
     @contextlib.contextmanager
     def _consumers(self) -> Iterator[dict[str, Any]]:
         consumers: dict[str, Any] = {}
+        client_logger = self._client_logger()
         try:
             for topic in self.topics:
                 c = Consumer({
+                    **client_logger,
                     "bootstrap.servers": self.bootstrap,
                     "group.id": self.config.source.group_id_for(topic),
                     "enable.auto.commit": False,
@@ -328,7 +407,7 @@ class Poller:
     def run(self) -> PollStats:
         """Poll until drained (`idle_seconds` with nothing to read) or stopped; return the totals."""
         s = self.settings
-        with self._consumers() as consumers:
+        with self._health_watch(), self._consumers() as consumers:
             joining_since = time.monotonic()  # since when some group has had no partitions
             last_activity = time.monotonic()
             while not self.stop_event.is_set():
@@ -353,10 +432,12 @@ class Poller:
                         waiting = [t for t, ok in self._assigned.items() if not ok]
                         raise RuntimeError(f"consumer groups for {waiting} got no partitions within "
                                            f"{s.join_timeout_seconds:.0f} s; is the broker at {self.bootstrap} "
-                                           "healthy and are the topics created (bridge up)?")
+                                           "healthy and are the topics created (bridge up)?"
+                                           + (f" The Kafka client's log: {self.kafka_log}" if self.kafka_log else ""))
                     last_activity = now
                 elif s.idle_seconds and now - last_activity >= s.idle_seconds:
                     break
+            self._stop_if_stack_gone()
         self.stats.finished = time.monotonic()
         return self.stats
 
@@ -402,6 +483,7 @@ class Poller:
             try:
                 result = self.handler(event, self.new_context())
             except Exception as exc:
+                self._stop_if_stack_gone(confirm=True)  # no retries, no on-failure object: their service is gone
                 error = f"{type(exc).__name__}: {exc}"
                 if attempts > self.settings.max_retries:
                     failed_to = self._send_on_failure(event, error, attempts)
@@ -443,6 +525,7 @@ class Poller:
         try:
             consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
+            self._stop_if_stack_gone(confirm=True)  # the broker that would take the commit is gone
             code = exc.args[0].code() if exc.args and isinstance(exc.args[0], KafkaError) else None
             if code not in MEMBERSHIP_LOST:
                 raise

@@ -643,11 +643,29 @@ def require_running(state_dir: Path = DEFAULT_STATE_DIR) -> StackState:
         raise StackNotRunningError(f"the local stack is starting: {problems[0]}. Fix: none needed, try again in "
                                    f"a few seconds (it has {READY_TIMEOUT_SECONDS:.0f} s to answer)")
     if problems:
-        alive = [f"{s.name} pid {s.pid}" for s in state.services if pid_alive(s.pid)]
-        raise StackNotRunningError(
-            "the local stack is broken: " + "; ".join(problems)
-            + (f" (still running: {', '.join(alive)})" if alive else "") + ". " + broken_stack_fix(state, state_dir))
+        raise StackNotRunningError(_broken_stack(state, state_dir, problems))
     return state
+
+
+def _broken_stack(state: StackState, state_dir: Path, problems: list[str]) -> str:
+    alive = [f"{s.name} pid {s.pid}" for s in state.services if pid_alive(s.pid)]
+    return ("the local stack is broken: " + "; ".join(problems)
+            + (f" (still running: {', '.join(alive)})" if alive else "") + ". " + broken_stack_fix(state, state_dir))
+
+
+def gone_services(state: StackState, state_dir: Path) -> str | None:
+    """What `require_running` would say when a service of this stack has exited (`kill -9`, a crash), else None.
+
+    For a command that is already running against the stack (`bridge poll`): only a process that is gone
+    counts, not a port that does not answer yet, and the state file wins when it names the same broker, so a
+    `bridge restart-aws` meanwhile (a new local AWS pid) is not taken for a dead one.
+    """
+    with contextlib.suppress(StackError):
+        recorded = read_state(state_dir)
+        if recorded is not None and recorded.kafka.pid == state.kafka.pid:
+            state = recorded
+    problems = [p for s in state.services if not pid_alive(s.pid) and (p := service_problem(s, state_dir))]
+    return _broken_stack(state, state_dir, problems) if problems else None
 
 
 def broken_stack_fix(state: StackState, state_dir: Path) -> str:

@@ -203,3 +203,52 @@ def _polled(stdout: str) -> int:
         if line.startswith("polled "):
             return int(line.split()[1])
     return 0
+
+
+@pytest.mark.parametrize("service", ["kafka", "aws"])
+def test_a_service_killed_mid_poll_stops_the_poll_at_once_with_the_fix(state_dir: Path, service: str) -> None:
+    # given: batches flowing through a poll
+    assert bridge(state_dir, "up", "--partitions", "1").returncode == 0
+    state = read_state(state_dir)
+    assert state is not None
+    assert bridge(state_dir, "produce", "--count", "300").returncode == 0
+    argv = [sys.executable, "-m", "bridge_local.cli", "--state-dir", str(state_dir), "poll", "--batch-size", "20"]
+    poll = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert poll.stdout is not None
+        assert poll.stdout.readline().startswith("polling ")
+        assert " records in " in poll.stdout.readline()  # the first progress line: a batch was handled
+
+        # when: the broker or the local AWS is killed with SIGKILL
+        killed = state.kafka if service == "kafka" else state.aws
+        os.kill(killed.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        out, err = poll.communicate(timeout=120)
+        seconds = time.monotonic() - killed_at
+    finally:
+        if poll.poll() is None:
+            poll.kill()
+            poll.wait()
+
+    # then: the poll stops on its own, saying which service is gone and the fix `bridge status` gives,
+    # instead of retrying batches into it (the local AWS: minutes, then "check the region and your network")
+    # or waiting out the group join (the broker: 30 s, then "are the topics created")
+    assert poll.returncode == 1, out + err
+    status = bridge(state_dir, "status")
+    fix = status.stderr[status.stderr.index("Fix: "):].strip()
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("bridge: error: poll stopped: the local stack is broken: "), err
+    assert f"{killed.name} (pid {killed.pid}, port {killed.port}) is gone" in last
+    assert last.endswith(fix)
+    assert seconds < 30, f"took {seconds:.0f} s"
+    # and: the Kafka client's reconnect attempts (a line every 50 ms per consumer) go to a log file
+    assert not [line for line in err.splitlines() if line.startswith("%")], err[:2000]
+    if service == "kafka":
+        assert "Connection refused" in (state_dir / "poller-kafka.log").read_text(encoding="utf-8")
+
+    if service == "aws":
+        # and: what the fix says works: the uncommitted batch is read again by the next poll
+        assert bridge(state_dir, "restart-aws").returncode == 0
+        again = bridge(state_dir, "poll", "--idle-seconds", "2", "--quiet", timeout=120)
+        assert again.returncode == 0, again.stderr
+        assert _polled(again.stdout) > 0
