@@ -50,12 +50,12 @@ demo: $(VENV)/.installed $(AWSVENV)/.installed
 
 # 100,000 records through broker, poller and the deployed function, the poller SIGKILLed at random;
 # prints lost / duplicated / out-of-order per destination type and records/s. Not part of make test.
-soak: install
+soak: $(VENV)/.installed $(AWSVENV)/.installed node_modules/.installed
 	$(PY) -m bridge_local.soak --records $${SOAK_RECORDS:-100000} --kills $${SOAK_KILLS:-5}
 
 # The stack as users deploy it (cdk synth + bootstrap + deploy into MiniStack), then the demo
 # through the deployed function; stops everything at the end. About a minute.
-deploy-local: install
+deploy-local: $(VENV)/.installed $(AWSVENV)/.installed node_modules/.installed
 	$(BRIDGE) demo --deploy
 
 lint: $(VENV)/.installed node_modules/.installed
@@ -88,13 +88,15 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_checkpoints.py --in-flight 1 2 4 8 --entries 4 10
 	$(PY) benchmarks/bench_client_requests.py
 
-synth: install
+# Synth needs the project's venv and the CDK CLI only: not MiniStack's venv, nor checkov's (about a minute of
+# installs on a fresh clone that `make synth` never uses).
+synth: $(VENV)/.installed node_modules/.installed
 	npx cdk synth -c env=dev --quiet
 
 # One stage's cloud assembly in build/assembly/ENV: synth (cdk-nag and the botocore limits check fail
 # it), then cfn-lint (W3005: a redundant DependsOn CDK writes). `make synth-env ENV=prod`.
 ENV ?= dev
-synth-env: install
+synth-env: $(VENV)/.installed node_modules/.installed
 	rm -rf build/assembly/$(ENV)
 	npx cdk synth -c env=$(ENV) --quiet -o build/assembly/$(ENV)
 	$(VENV)/bin/cfn-lint --regions us-east-1 --ignore-checks W3005 -- build/assembly/$(ENV)/*.template.json
