@@ -578,8 +578,14 @@ def cmd_make_event(args: argparse.Namespace) -> int:
     """Plain records -> a Lambda Kafka test event; a signing producer's records are signed (--secret-file, else
     the local stack's keys when it runs), and the command says which records the function will park unsigned."""
     config = _config(args)
-    plain, signed, keyless = sign_for_event(config, ev.load_plain_records(Path(args.records)),
-                                            _event_key_lookup(args, config))
+    loaded = ev.load_plain_records(Path(args.records))
+    # The mapping reads only source.topics: an event naming another topic is one Lambda never sends
+    for n, record in enumerate(loaded, start=1):
+        if record.topic not in config.source.topics:
+            raise CliError(f"{args.records}: record {n}: topic {record.topic!r} is not consumed by the bridge "
+                           f"{config.name!r} ({', '.join(config.source.topics)}). Fix: one of those topics, or add "
+                           "it to source.topics")
+    plain, signed, keyless = sign_for_event(config, loaded, _event_key_lookup(args, config))
     records = ev.to_kafka_records(plain)
     kind = "SelfManagedKafka" if args.self_managed else "aws:kafka"
     bootstrap = args.bootstrap or ("127.0.0.1:9092" if args.self_managed else "b-1.local.kafka:9098")
@@ -911,7 +917,8 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     try:
         rep = redrive(queue, fetch, invoke, options, _redrive_ledger(args, config))
     except RedriveError as exc:
-        raise RedriveError(f"{exc}{_in_flight(queue, options)}") from None
+        raise RedriveError(f"{exc}{_in_flight(queue, options)}"
+                           f"{_unknown_destination(config, args.destination)}") from None
     if args.json:
         _out(json.dumps({"target": where, **rep.to_json()}, indent=2))
     else:
@@ -919,6 +926,16 @@ def cmd_redrive(args: argparse.Namespace) -> int:
         if held := _in_flight(queue, options):
             _out(f"  note{held}")
     return EXIT_ERROR if rep.failed else 0
+
+
+def _unknown_destination(config: BridgeConfig, destination: str | None) -> str:
+    """`. --destination X names no destination of the config ... Fix: ...` for a misspelt name, else ''. Only said
+    when nothing was selected: records parked for a destination since removed from the config stay redrivable."""
+    names = [d.name for d in config.destinations]
+    if destination is None or destination in names:
+        return ""
+    return (f". --destination {destination} names no destination of {config.name} ({', '.join(names)}). "
+            "Fix: --destination with one of those names")
 
 
 def _in_flight(queue: SqsParkedQueue, options: RedriveOptions) -> str:

@@ -93,6 +93,18 @@ def test_redrive_after_the_fix_delivers_only_what_was_missed_and_empties_the_dlq
     drainer.wait_until(lambda d: d.count(queue["fulfilment"]) == 1, 15, "the big order in fulfilment")
     assert _depth(stack, config.bridge_dlq_name) == 2
 
+    # when / then: a misspelt --destination selects nothing, and the line says the name is not the config's
+    typo = subprocess.run(
+        [sys.executable, "-m", "bridge_local.cli", "--state-dir", str(stack.state_dir), "redrive", "--dry-run",
+         "--destination", "order-event"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    assert typo.returncode == 1
+    (line,) = typo.stderr.strip().splitlines()
+    assert "can be redriven with destination order-event" in line
+    assert line.endswith(f"--destination order-event names no destination of orders-bridge "
+                         f"({', '.join(d.name for d in config.destinations)}). "
+                         "Fix: --destination with one of those names")
+
     # when: the cause is fixed (bigger SNS limit, a route for shipped orders) and the DLQ redriven
     proc = subprocess.run(
         [sys.executable, "-m", "bridge_local.cli", "--config", str(_fixed_config(tmp_path)), "--state-dir",

@@ -182,6 +182,23 @@ def test_make_event_without_a_key_says_which_records_the_function_parks_unsigned
     assert "orders-bridge-dev/producers/payment-service/signing-key" in line
 
 
+def test_make_event_refuses_a_topic_the_bridge_does_not_consume_naming_the_record_and_the_fix(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # given: a records file whose second record misspells its topic
+    records = tmp_path / "records.jsonl"
+    records.write_text('{"topic": "orders", "value": 1}\n{"topic": "ordrs", "value": 2}\n', encoding="utf-8")
+    out = tmp_path / "event.json"
+    # when
+    rc = main(["--config", str(DEV_CONFIG), "--state-dir", str(tmp_path), "make-event", str(records),
+               "--out", str(out)])
+    # then: no event (the mapping never sends one for a topic it does not read), and one line that says why
+    assert rc == 1
+    assert not out.exists()
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (f"bridge: error: {records}: record 2: topic 'ordrs' is not consumed by the bridge 'orders-bridge' "
+                    "(orders, payments, inventory). Fix: one of those topics, or add it to source.topics")
+
+
 def test_bridge_validate_with_events_dir_says_how_many_events_it_checked(capsys: pytest.CaptureFixture[str]) -> None:
     # given: the shipped events, in step with the config
     shipped = len([p for p in (ROOT / "events").glob("*.json") if p.name != "manifest.json"])
