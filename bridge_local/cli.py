@@ -1232,9 +1232,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--quiet", action="store_true", help="no progress lines")
 
     up = sub.add_parser("up", help="start Tansu + MiniStack and provision everything from the config")
-    up.add_argument("--kafka-port", type=int, default=None)
+    up.add_argument("--kafka-port", type=int, default=None, help="the broker's port (default: a free one)")
     up.add_argument("--aws-port", type=int, default=None, help="MiniStack's port (default: a free one)")
-    up.add_argument("--partitions", type=int, default=3, help="partitions per Kafka topic")
+    up.add_argument("--partitions", type=int, default=3, help="partitions per Kafka topic (default 3)")
     up.add_argument("--deploy", action="store_true", help="cdk deploy the stack into MiniStack and run the deployed "
                     "function (instead of creating queues and topics from the config and the handler in-process)")
     up.set_defaults(func=cmd_up)
@@ -1247,8 +1247,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("produce", help="produce records (demo scenario or a JSONL file)")
     g = pr.add_mutually_exclusive_group()
-    g.add_argument("--scenario", choices=["demo"], default="demo")
-    g.add_argument("--file", help="plain records, .jsonl or .json (see bridge_local/events.py)")
+    g.add_argument("--scenario", choices=["demo"], default="demo",
+                   help="the demo's records from four producers, some of them parked on purpose (the default)")
+    g.add_argument("--file", help="plain records, .jsonl or .json (format: docs/local.md, \"Records files\")")
     pr.add_argument("--producer", help="produce the file's records as this configured producer")
     pr.add_argument("--count", type=int, default=None, help="scenario: orders/payments/stock records each; "
                     "file: total records (repeats the file)")
@@ -1264,7 +1265,7 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--as-shipped", action="store_true",
                      help="keep the placeholder signatures of shipped events (they then park as invalid_signature)")
     inv.add_argument("--resign", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for scripts
-    inv.add_argument("--handler-log-level", default="ERROR")
+    inv.add_argument("--handler-log-level", default="ERROR", help="the handler's Powertools log level (default ERROR)")
     inv.set_defaults(func=cmd_invoke)
 
     me = sub.add_parser("make-event", help="plain records (JSON/JSONL) -> Lambda test event")
@@ -1294,7 +1295,7 @@ def build_parser() -> argparse.ArgumentParser:
     va.set_defaults(func=cmd_validate)
 
     evs = sub.add_parser("events", help="regenerate the console test events from the config")
-    evs.add_argument("--out-dir", default="events")
+    evs.add_argument("--out-dir", default="events", help="where to write them (default events/)")
     evs.add_argument("--secret-file", help="sign the records meant for signed-only destinations with this key (a "
                      "producer's secret) instead of placeholder signatures; keep such files out of events/")
     evs.set_defaults(func=cmd_events)
@@ -1309,7 +1310,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ins = sub.add_parser("inspect", help="queues, depths, topics, parked records, audit events")
     ins.add_argument("--queue", help="a destination name, a queue name, bridge-dlq, audit or audit-dlq")
-    ins.add_argument("--peek", type=int, default=5, help="messages to show (not deleted)")
+    ins.add_argument("--peek", type=int, default=5, help="messages to show, not deleted (default 5; with --queue)")
     ins.add_argument("--max-body", type=int, default=400, help="truncate bodies longer than this")
     ins.set_defaults(func=cmd_inspect)
 
@@ -1357,8 +1358,8 @@ def build_parser() -> argparse.ArgumentParser:
     sm.set_defaults(func=cmd_smoke)
 
     de = sub.add_parser("demo", help="private stack, produce, poll, summary, stop")
-    de.add_argument("--count", type=int, default=10)
-    de.add_argument("--partitions", type=int, default=3)
+    de.add_argument("--count", type=int, default=10, help="orders/payments/stock records each (default 10)")
+    de.add_argument("--partitions", type=int, default=3, help="partitions per Kafka topic (default 3)")
     de.add_argument("--deploy", action="store_true", help="cdk deploy the stack into MiniStack and run the demo "
                     "through the deployed function (make deploy-local)")
     poll_options(de, 2.0)

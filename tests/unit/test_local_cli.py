@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from bridge.service import Bridge
 from bridge.signatures import verify_record
 
 from bridge_local import events as ev
-from bridge_local.cli import main
+from bridge_local.cli import build_parser, main
 from bridge_local.report import counted
 from bridge_local.testevents import PLACEHOLDER_KEY
 from tests.helpers import DEV_CONFIG, RECORD_TIMESTAMP, ROOT, FakeKeys, kafka_event, kafka_record
@@ -272,3 +273,16 @@ def test_bridge_events_with_a_secret_file_signs_with_that_key_and_validate_still
     # and: validate takes the directory as matching the config, and says how many were signed with a real key
     assert main(["validate", "--config", str(DEV_CONFIG), "--events-dir", str(tmp_path / "ev")]) == 0
     assert "(2 of them signed with a real key instead of placeholder signatures)" in capsys.readouterr().out
+
+
+def test_every_option_of_every_command_says_what_it_does_in_help() -> None:
+    # given: the parser `bridge` runs
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    # then: `bridge COMMAND --help` leaves no option bare (a newcomer read `--kafka-port KAFKA_PORT` and nothing
+    # else, and `--file` pointed at a source file instead of the format's documentation)
+    bare = [f"{name} {'/'.join(a.option_strings) or a.dest}" for name, parser in commands.choices.items()
+            for a in parser._actions if a.help is None and not isinstance(a, argparse._HelpAction)]
+    assert bare == []
+    produce = commands.choices["produce"].format_help()
+    assert "docs/local.md" in produce
+    assert "bridge_local/events.py" not in produce
