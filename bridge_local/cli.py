@@ -1422,11 +1422,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(str(exc).replace("\n", " "))
         return EXIT_ERROR
     except Exception as exc:
-        line = describe_aws_error(exc)  # a missing or expired AWS setting, in one line
+        # the local AWS killed while the command ran, else a missing or expired AWS setting, in one line
+        line = _local_aws_lost(args, exc) or describe_aws_error(exc)
         if line is None:
             raise
         _err(line)
         return EXIT_ERROR
+
+
+def _local_aws_lost(args: argparse.Namespace, exc: BaseException) -> str | None:
+    """What `bridge status` would say, when a call to the recorded local stack's AWS endpoint could not connect
+    because MiniStack exited while the command ran (`kill -9`, a crash); else None. Without this the line was
+    botocore's endpoint error with "Fix: check the region and your network", advice for AWS, not for 127.0.0.1."""
+    from botocore.exceptions import EndpointConnectionError  # noqa: PLC0415 - botocore only on this error path
+
+    if not isinstance(exc, EndpointConnectionError):
+        return None
+    state_dir = Path(getattr(args, "state_dir", DEFAULT_STATE_DIR))
+    try:
+        state = read_state(state_dir)
+    except StackError:
+        return None
+    if state is None or not str(exc.kwargs.get("endpoint_url", "")).startswith(state.endpoint_url):
+        return None
+    try:
+        require_running(state_dir)
+    except StackError as gone:
+        return f"the local AWS stopped while the command ran ({exc}): {gone}"
+    return (f"the local AWS at {state.endpoint_url} did not answer ({exc}) and answers again now (a bridge "
+            "restart-aws meanwhile?). Fix: run the command again")
 
 
 if __name__ == "__main__":

@@ -252,3 +252,37 @@ def test_a_service_killed_mid_poll_stops_the_poll_at_once_with_the_fix(state_dir
         again = bridge(state_dir, "poll", "--idle-seconds", "2", "--quiet", timeout=120)
         assert again.returncode == 0, again.stderr
         assert _polled(again.stdout) > 0
+
+
+def test_the_local_aws_killed_while_invoke_runs_is_reported_with_the_fix_not_as_a_network_problem(
+        state_dir: Path) -> None:
+    # given: an invocation under way (its first line printed: the stack was found running)
+    assert bridge(state_dir, "up", "--partitions", "1").returncode == 0
+    state = read_state(state_dir)
+    assert state is not None
+    argv = [sys.executable, "-m", "bridge_local.cli", "--state-dir", str(state_dir), "invoke", "--event",
+            str(ROOT / "events" / "route-order-lifecycle.json")]
+    invoke = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert invoke.stdout is not None
+        assert invoke.stdout.readline().startswith("invoking ")
+
+        # when: the local AWS is killed with SIGKILL
+        os.kill(state.aws.pid, signal.SIGKILL)
+        _, err = invoke.communicate(timeout=120)
+    finally:
+        if invoke.poll() is None:
+            invoke.kill()
+            invoke.wait()
+
+    # then: one line saying the local AWS went away during the command, with bridge status's fix, not
+    # botocore's endpoint error with "check the region and your network" (advice for AWS, not 127.0.0.1)
+    assert invoke.returncode == 1, err
+    status = bridge(state_dir, "status")
+    fix = status.stderr[status.stderr.index("Fix: "):].strip()
+    (line,) = [x for x in err.splitlines() if x.startswith("bridge: error: ")]
+    assert line.startswith("bridge: error: the local AWS stopped while the command ran (Could not connect to the "
+                           f"endpoint URL: \"{state.endpoint_url}/"), line
+    assert f"ministack (pid {state.aws.pid}, port {state.aws.port}) is gone" in line
+    assert line.endswith(fix)
+    assert "check the region" not in err
