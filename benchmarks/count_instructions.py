@@ -13,6 +13,8 @@ and the C loops of base64 and of the character checks run more instructions per 
 interpreter does; here the ratio to the floor in instructions has been within a few percent of the timed
 one (`benchmarks/suite.py --only own_cpu`), which stays the figure the issue's goal is read on.
 `--steps` counts each step of planning alone the same way (benchmarks/profile_bridge.py `step_cases`).
+`--cache` adds callgrind's simulated cache misses per record (L1 instruction, L1 data read and write; the
+simulated caches take this machine's sizes): where a timed ratio moves away from the instruction ratio.
 Each figure is (instructions of the setup and `--repeat` runs) minus (instructions of the setup alone), per
 record, from two processes.
 """
@@ -74,23 +76,36 @@ def tool(name: str, install: str) -> str:
     return path
 
 
-def instructions(variant: str, runs: int, records: int, lambdas: Path) -> int:
-    """Instructions callgrind counts for the child process (`runs` runs after the setup)."""
+# callgrind's counters with --cache-sim=yes, in the order of its "Collected" line
+CACHE_EVENTS = ("Ir", "Dr", "Dw", "I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw")
+
+
+def counters(variant: str, runs: int, records: int, lambdas: Path, *, cache: bool = False) -> list[int]:
+    """What callgrind counts for the child process (`runs` runs after the setup): instructions, and with
+    `cache` every counter of CACHE_EVENTS (its simulated L1 and last-level caches, sized as this machine's)."""
     # No bytecode written: a module edited since its .pyc was written is compiled by both processes of a
     # figure, not by whichever runs first (which once added 13k instructions per record to one).
     env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=str(lambdas), PYTHONDONTWRITEBYTECODE="1")
     done = subprocess.run(
         [tool("valgrind", "apt-get install valgrind (Debian)"), "--tool=callgrind", "--callgrind-out-file=/dev/null",
+         *(["--cache-sim=yes"] if cache else []),
          sys.executable, __file__, "--child", variant, str(runs), "--records", str(records)],
         capture_output=True, text=True, env=env, check=False)
-    found = re.search(r"Collected : (\d+)", done.stderr)
+    found = re.search(r"Collected : ([\d ]+)", done.stderr)
     if done.returncode != 0 or found is None:
         raise SystemExit(f"callgrind failed for {variant} ({lambdas}):\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    return [int(n) for n in found.group(1).split()]
 
 
 def per_record(variant: str, runs: int, records: int, lambdas: Path) -> float:
-    return (instructions(variant, runs, records, lambdas) - instructions(variant, 0, records, lambdas)) / runs / records
+    return (counters(variant, runs, records, lambdas)[0] - counters(variant, 0, records, lambdas)[0]) / runs / records
+
+
+def misses_per_record(variant: str, runs: int, records: int, lambdas: Path) -> dict[str, float]:
+    """Instructions and simulated cache misses per record (CACHE_EVENTS), the setup's taken off."""
+    full = counters(variant, runs, records, lambdas, cache=True)
+    setup = counters(variant, 0, records, lambdas, cache=True)
+    return {name: (a - b) / runs / records for name, a, b in zip(CACHE_EVENTS, full, setup, strict=True)}
 
 
 def checkout(ref: str, into: Path) -> Path:
@@ -118,6 +133,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="runs counted after the setup")
     parser.add_argument("--steps", action="store_true",
                         help="count each step of planning alone instead (benchmarks/profile_bridge.py --steps)")
+    parser.add_argument("--cache", action="store_true",
+                        help="also simulate the caches (callgrind --cache-sim=yes): L1 instruction, L1 data read and "
+                             "write misses per record")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "RUNS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -141,9 +159,20 @@ def main() -> None:
                 ("bridge.handle, 1 send thread (this tree)", "handle", ROOT / "lambdas")]
         if args.against:
             rows.append((f"bridge.handle, 1 send thread ({args.against})", "handle", checkout(args.against, Path(tmp))))
-        print(f"| {args.records} records, AWS stubbed | instructions per record | × decode floor |\n|---|---|---|")
+        if args.cache:
+            print(f"| {args.records} records, AWS stubbed | instructions per record | × decode floor | L1 instruction "
+                  "misses | L1 data read misses | L1 data write misses |\n|---|---|---|---|---|---|")
+        else:
+            print(f"| {args.records} records, AWS stubbed | instructions per record | × decode floor |\n|---|---|---|")
         floor = 0.0
         for label, variant, lambdas in rows:
+            if args.cache:
+                got = misses_per_record(variant, args.repeat, args.records, lambdas)
+                count = got["Ir"]
+                floor = floor or count
+                print(f"| {label} | {count:,.0f} | {count / floor:.2f} | {got['I1mr']:,.0f} | {got['D1mr']:,.0f} | "
+                      f"{got['D1mw']:,.0f} |", flush=True)
+                continue
             count = per_record(variant, args.repeat, args.records, lambdas)
             floor = floor or count
             print(f"| {label} | {count:,.0f} | {count / floor:.2f} |", flush=True)

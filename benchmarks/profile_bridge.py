@@ -64,6 +64,9 @@ def step_cases(bridge: Any, event: dict[str, Any]) -> list[tuple[str, Callable[[
         def add(self, target: Any, message: Any) -> None:
             pass
 
+        def add_all(self, target: Any, messages: Any) -> None:
+            pass
+
     def plan() -> None:
         plan_plain(records, bridge._plain_topic, BatchTally(max_correlation_ids=100), Discard(),
                    lambda r: None, correlation_header=header, producer_header="x-bridge-producer")

@@ -668,6 +668,38 @@ class DeliveryRun:
         messages.append(message)
         size[0] += message.size
 
+    def add_all(self, target: Target, messages: Sequence[OutgoingMessage]) -> None:
+        """`add` each of `messages` in order, in one call: the planning fast path hands its messages over a
+        run of records at a time. The same size check, packing and backlog bound as `add`; a standard
+        target's messages are packed here in one loop while the planning thread sends (no send threads),
+        which is a third of the instructions of a call to `add` per message (benchmarks/count_instructions.py)."""
+        if target.fifo or self._threads or type(self).add is not DeliveryRun.add:
+            for message in messages:
+                self.add(target, message)
+            return
+        batch = self._open.get(target.name)
+        if batch is None:
+            batch = self._open[target.name] = (target, [], [0])
+        packed, size = batch[1], batch[2]
+        entries, max_bytes = self._standard_entries, target.max_bytes
+        total = size[0]
+        for index, message in enumerate(messages):
+            if message.size > max_bytes:
+                size[0] = total
+                raise MessageTooLargeError(f"a message of {message.size} bytes exceeds the {max_bytes}-byte limit")
+            if packed and (len(packed) >= entries or total + message.size > max_bytes):
+                self._send_standard(target, packed[:])
+                packed.clear()
+                total = 0
+                if self._threads:  # that send started the send threads: the rest through `add` (its backlog bound)
+                    size[0] = 0
+                    for rest in messages[index:]:
+                        self.add(target, rest)
+                    return
+            packed.append(message)
+            total += message.size
+        size[0] = total
+
     def finish(self) -> list[DeliveryReceipt]:
         """Send what is still open and wait for everything; one receipt per message added."""
         with self._lock:
@@ -799,7 +831,8 @@ class DeliveryRun:
         self._done += 1
         if self._done - self._paced_at >= PACE_SAMPLES // 2:
             self._repace_locked()
-        self._room.notify()
+        if self._threads:  # else the planning thread sent it itself, and nothing waits (`add`)
+            self._room.notify()
 
     def _keep_locked(self, target: Target, receipts: list[DeliveryReceipt], messages: int) -> None:
         """Keep what `finish` returns of `messages` messages' `receipts` (without `keep_delivered`, the

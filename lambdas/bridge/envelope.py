@@ -285,6 +285,11 @@ class MessageFactory:
                                dedup_id_for(record, self._name, message_id if verified and signed_id else None))
 
     @property
+    def header_attributes(self) -> tuple[tuple[str, int], ...]:
+        """The destination's header attributes: (header name, billed bytes of its attribute's name and type)."""
+        return self._headers
+
+    @property
     def plain(self) -> bool:
         """Whether `plain_message` builds this destination's messages: a raw body on a standard queue or topic."""
         return not self._envelope and not self._fifo

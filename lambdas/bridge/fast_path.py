@@ -31,7 +31,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.audit import BatchTally
-from bridge.envelope import MAX_CORRELATION_ID, MessageFactory, OutgoingMessage, control_free, correlation_id_from
+from bridge.config import MAX_MESSAGE_ATTRIBUTES
+from bridge.envelope import (
+    _RESERVED_OVERHEAD,
+    MAX_CORRELATION_ID,
+    MessageFactory,
+    OutgoingMessage,
+    _attribute_text,
+    control_free,
+    correlation_id_from,
+)
 from bridge.records import UNREAD, KafkaRecord, last_header_values
 
 # Values decoded ahead of planning (`_values_ahead`), so that one `control_free` call answers for all of them:
@@ -58,9 +67,10 @@ class PlainStep(Protocol):
 
 
 class MessageSink(Protocol):
-    """Where planned messages go (`DeliveryRun.add`)."""
+    """Where planned messages go (`DeliveryRun.add`, and `add_all` for several to one target in order)."""
 
     def add(self, target: Any, message: OutgoingMessage) -> None: ...
+    def add_all(self, target: Any, messages: Sequence[OutgoingMessage]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +92,10 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
     then is not sent again."""
     a2b = binascii.a2b_base64
     add = run.add
+    # A topic's only step's messages, handed to `run.add_all` a run of records at a time (at most
+    # AHEAD_RECORDS), and always before a record goes general or the topic changes: the run sees every
+    # message in the order `add` alone would have given it.
+    out: list[OutgoingMessage] = []
     ids = tally.correlation_ids
     cap = tally.max_correlation_ids if tally.max_correlation_ids is not None else float("inf")
     spans = tally.spans
@@ -100,6 +114,10 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
     span: list[int] | None = None  # the tally's [low, high] offsets of (topic, span_partition)
     span_partition = 0
     id_prefix = ""  # f"{topic}-{span_partition}-": a record id is it and the offset
+    id_ascii = True
+    header_attributes: tuple[tuple[str, int], ...] = ()  # the only step's (MessageFactory.header_attributes)
+    new = object.__new__
+    attribute_text = _attribute_text
     # The values of the next plain records, decoded ahead, last first (`_values_ahead`), which also says that
     # those records are lazy and of the current topic; `checked`: none of the values holds a control byte
     ahead: list[Any] = []
@@ -108,6 +126,9 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
         if ahead:
             value = ahead.pop()
         else:
+            if out:
+                run.add_all(target, out)
+                out = []
             if record.topic != topic:
                 if counted and plain is not None:
                     _count(tally, plain, counted)
@@ -119,6 +140,7 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
                     build = None
                     if len(steps) == 1:
                         build = steps[0].factory.plain_message
+                        header_attributes = steps[0].factory.header_attributes
                         limit, name, route, target = steps[0].limit, steps[0].name, steps[0].route, steps[0].target
                 span = None
             if plain is None or record._value is not UNREAD:  # is_lazy, without the property call
@@ -127,6 +149,9 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
             ahead, checked = _values_ahead(records, index, topic)
             value = ahead.pop()
         if value is _UNDECODABLE:
+            if out:
+                run.add_all(target, out)
+                out = []
             general(record)
             continue
         raw = record.raw
@@ -139,9 +164,15 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
                 a2b(key, strict_mode=True)
             last = last_header_values(raw.get("headers"))
         except (KeyError, TypeError, ValueError, binascii.Error):
+            if out:
+                run.add_all(target, out)
+                out = []
             general(record)
             continue
         if producer_header in last:
+            if out:
+                run.add_all(target, out)
+                out = []
             general(record)
             continue
         partition, offset = record.partition, record.offset
@@ -149,6 +180,7 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
             span_partition = partition
             position = (record.topic, partition)  # the current topic's
             id_prefix = f"{position[0]}-{partition}-"
+            id_ascii = id_prefix.isascii()  # and so every record id of the span (an offset is digits)
             span = spans.get(position)
             if span is None:
                 span = spans[position] = [offset, offset]
@@ -161,10 +193,45 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
         else:
             correlation_id = correlation_id_from(header, record_id)
         if build is not None:
-            message = build(value, record_id, correlation_id, last, producer, checked)
+            # MessageFactory.plain_message, inline for the common case (values control-checked, text all ASCII,
+            # no producer attribute); anything else is built by plain_message itself
+            body = ""
+            if checked and producer is None and value:
+                try:
+                    body = value.decode()
+                except UnicodeDecodeError:
+                    body = ""  # not text: plain_message sends it as base64
+            if body and body.isascii():
+                size = (len(value) + _RESERVED_OVERHEAD
+                        + (len(correlation_id) if correlation_id.isascii() else len(correlation_id.encode()))
+                        + (len(record_id) if id_ascii else len(record_id.encode())) * 2)
+                attrs: tuple[tuple[str, str], ...] = (
+                    ("correlation-id", correlation_id), ("record-id", record_id), ("message-id", record_id))
+                for header_name, overhead in header_attributes:
+                    data = last.get(header_name)
+                    if not data:
+                        continue
+                    text = data.decode("ascii") if data.isascii() else None
+                    if text is None or not text.isprintable():
+                        text = attribute_text(data)
+                        if not text:
+                            continue
+                    if len(attrs) >= MAX_MESSAGE_ATTRIBUTES:
+                        break
+                    attrs += ((header_name, text),)
+                    size += overhead + len(data)
+                message = new(OutgoingMessage)
+                message.record_id, message.destination, message.body = record_id, name, body
+                message.attributes, message.correlation_id, message.size = attrs, correlation_id, size
+                message.group_id = message.dedup_id = message.origin = None
+            else:
+                message = build(value, record_id, correlation_id, last, producer, checked)
             value = None  # not kept while the next values are decoded: a large one would be held twice
             if message.size > limit:
                 del message
+                if out:
+                    run.add_all(target, out)
+                    out = []
                 general(record)
                 continue
         else:
@@ -188,12 +255,14 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
         if build is not None:
             if delivered is None or not delivered(record, name):
                 message.origin = (record, route, producer)  # the service's Origin
-                add(target, message)
+                out.append(message)
         else:
             for s, m in zip(steps, messages, strict=True):
                 if delivered is None or not delivered(record, s.name):
                     m.origin = (record, s.route, producer)
                     add(s.target, m)
+    if out:
+        run.add_all(target, out)
     if counted and plain is not None:
         _count(tally, plain, counted)
 
