@@ -682,22 +682,26 @@ class DeliveryRun:
             batch = self._open[target.name] = (target, [], [0])
         packed, size = batch[1], batch[2]
         entries, max_bytes = self._standard_entries, target.max_bytes
-        total = size[0]
-        for index, message in enumerate(messages):
-            if message.size > max_bytes:
+        total, count = size[0], len(packed)
+        rest = iter(messages)
+        for message in rest:
+            bytes_ = message.size
+            if bytes_ > max_bytes:
                 size[0] = total
-                raise MessageTooLargeError(f"a message of {message.size} bytes exceeds the {max_bytes}-byte limit")
-            if packed and (len(packed) >= entries or total + message.size > max_bytes):
+                raise MessageTooLargeError(f"a message of {bytes_} bytes exceeds the {max_bytes}-byte limit")
+            if count and (count >= entries or total + bytes_ > max_bytes):
                 self._send_standard(target, packed[:])
                 packed.clear()
-                total = 0
+                total = count = 0
                 if self._threads:  # that send started the send threads: the rest through `add` (its backlog bound)
                     size[0] = 0
-                    for rest in messages[index:]:
-                        self.add(target, rest)
+                    self.add(target, message)
+                    for later in rest:
+                        self.add(target, later)
                     return
             packed.append(message)
-            total += message.size
+            total += bytes_
+            count += 1
         size[0] = total
 
     def finish(self) -> list[DeliveryReceipt]:

@@ -117,6 +117,9 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
     id_ascii = True
     header_attributes: tuple[tuple[str, int], ...] = ()  # the only step's (MessageFactory.header_attributes)
     new = object.__new__
+    # Keys already found to be base64 in this batch: a key repeats (one per customer, order, device), and a set
+    # lookup costs a fifth of decoding it again only to check it (a str is only ever equal to a str)
+    keys_seen: set[str] = set()
     attribute_text = _attribute_text
     # The values of the next plain records, decoded ahead, last first (`_values_ahead`), which also says that
     # those records are lazy and of the current topic; `checked`: none of the values holds a control byte
@@ -158,10 +161,11 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
         try:
             # KafkaRecord.decoded()'s checks, without the view: anything it would refuse goes general
             key = raw.get("key")
-            if key is not None:
+            if key is not None and key not in keys_seen:
                 if type(key) is not str:
                     raise TypeError
                 a2b(key, strict_mode=True)
+                keys_seen.add(key)
             last = last_header_values(raw.get("headers"))
         except (KeyError, TypeError, ValueError, binascii.Error):
             if out:

@@ -300,6 +300,40 @@ def test_a_plain_record_sent_by_the_fast_path_is_parked_with_its_route_and_produ
         ("delivery_failed", "orders", "out", "billing", f"c{i}") for i in range(3)]
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_a_key_seen_before_in_the_batch_is_judged_as_the_first_time_good_or_broken(seed: int) -> None:
+    # given a plain topic whose records share a few keys, valid base64 or not (the fast path checks a key
+    # once per batch), the broken ones repeated and each between good ones, and keys that are not text
+    rng = random.Random(f"keys-{seed}")
+    config = make_config(destinations=[{"name": "out", "type": "sqs", "header_attributes": ["tenant"]}],
+                         routes=[{"name": "all", "match": {"topic": "orders"}, "to": ["out"]}])
+    records = []
+    for offset in range(400):
+        record = kafka_record(offset=offset, key=rng.choice(["a", "b", "cust-1", None, ""]),
+                              headers=[("correlation-id", f"c{offset}"), ("tenant", "acme")])
+        roll = rng.random()
+        if roll < 0.1:
+            record["key"] = rng.choice(["!not base64!", "YQ", "YQ==="])  # broken the same way each time
+        elif roll < 0.12:
+            record["key"] = rng.choice([["a"], {"k": 1}, 7])  # not hashable, or not text
+        records.append(record)
+    event = kafka_event(records)
+
+    # when both paths plan them
+    fast, fast_sqs, *_, fast_general = run(config, json.loads(json.dumps(event)), fast_path=True)
+    slow, slow_sqs, *_ = run(config, json.loads(json.dumps(event)), fast_path=False)
+
+    # then every broken key is parked undecodable each time it comes, and the rest is sent, as the general
+    # path does
+    assert sent(fast_sqs) == sent(slow_sqs)
+    assert parked(fast) == parked(slow)
+    broken = sum(1 for r in records if r.get("key") not in (None, *(kafka_record(key=k)["key"]
+                                                                   for k in ("a", "b", "cust-1", ""))))
+    assert [p.reason for p in fast.parked] == ["undecodable"] * broken
+    assert broken > 20
+    assert fast_general == broken
+
+
 @pytest.mark.parametrize("spare", [0, 1, -1])
 def test_a_message_at_its_destination_limit_is_sent_and_one_byte_over_goes_the_general_way(spare: int) -> None:
     # given a plain topic whose destination takes 1,024 bytes, and a record whose message is that, or one
