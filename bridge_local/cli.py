@@ -111,6 +111,7 @@ from bridge_local.services import (
     StackState,
     gone_services,
     pid_alive,
+    private_stack_gone,
     read_state,
     require_running,
     restart_aws,
@@ -375,8 +376,10 @@ def _first_ctrl_c_stops(stop: Callable[[], None]) -> Iterator[None]:
 
 
 def _poll(config: BridgeConfig, config_path: str, state: StackState, args: argparse.Namespace,
-          stop_after: int | None = None) -> tuple[PollStats, bool]:
-    """Run the local mapping; returns its totals and whether Ctrl-C stopped it."""
+          stop_after: int | None = None, private: bool = False) -> tuple[PollStats, bool]:
+    """Run the local mapping; returns its totals and whether Ctrl-C stopped it. `private`: the demo's own stack
+    (no state file): a service gone is reported with the demo's Fix, and if the poll then stays blocked, the
+    stack is stopped before the process exits."""
     if state.deployment:
         invoke = deployed_transport(state, config)
         handler: Handler = lambda event, context: invoke(event)  # noqa: E731 - the poller's handler shape
@@ -393,17 +396,30 @@ def _poll(config: BridgeConfig, config_path: str, state: StackState, args: argpa
     poller = Poller(config, state.bootstrap_servers, handler, settings, on_failure,
                     progress=_Progress(args.quiet), stop_after_records=stop_after,
                     schema_base_dir=Path(config_path).resolve().parent,
-                    health_check=lambda: gone_services(state, state_dir), kafka_log=state_dir / POLLER_KAFKA_LOG)
-    with _first_ctrl_c_stops(poller.stop), _exit_when_stuck(poller):
+                    health_check=((lambda: private_stack_gone(state, state_dir)) if private
+                                  else (lambda: _poll_stack_gone(state, state_dir))),
+                    kafka_log=state_dir / POLLER_KAFKA_LOG)
+    # os._exit skips every `finally` and `with` exit: the demo's private stack must be stopped before it
+    cleanup = (lambda: stop_stack(state, None)) if private else None
+    with _first_ctrl_c_stops(poller.stop), _exit_when_stuck(poller, cleanup):
         stats = poller.run()
     return stats, poller.stop_event.is_set()
+
+
+def _poll_stack_gone(state: StackState, state_dir: Path) -> str | None:
+    """`bridge status`'s problem and Fix for the `bridge up` stack; while the broker runs, what was not
+    committed is still in it, so the next poll reads the batch in hand again (a dead broker took its records)."""
+    problem = gone_services(state, state_dir)
+    if problem is not None and pid_alive(state.kafka.pid):
+        problem += ". The batch in hand was not committed: after the fix, the next bridge poll reads it again"
+    return problem
 
 
 STUCK_AFTER_STACK_GONE_SECONDS = 10.0
 
 
 @contextlib.contextmanager
-def _exit_when_stuck(poller: Poller) -> Iterator[None]:
+def _exit_when_stuck(poller: Poller, cleanup: Callable[[], object] | None = None) -> Iterator[None]:
     """Once the poll found a local service gone, give it a few seconds to stop by itself, then exit: a Kafka
     client's synchronous commit or leave to a dead broker, or a handler retrying sends to a dead local AWS,
     can block for a minute or more, and what they would finish is read again by the next poll anyway."""
@@ -413,7 +429,12 @@ def _exit_when_stuck(poller: Poller) -> Iterator[None]:
         while not finished.wait(0.2):
             if poller.stack_gone.is_set():
                 if not finished.wait(STUCK_AFTER_STACK_GONE_SECONDS):
-                    _err(f"poll stopped: {poller.stack_problem}")
+                    if cleanup is not None:
+                        try:
+                            cleanup()
+                        except Exception as exc:  # still exit, and say what may be left
+                            _err(f"could not stop the services this command started: {exc}")
+                    _err(poller.stopped_message())
                     os._exit(EXIT_ERROR)  # the main thread is blocked on the dead service; nothing to flush
                 return
 
@@ -871,7 +892,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _out(f"[3/4] produced {counted(rep.records, 'record')}: "
              + ", ".join(f"{p} {n}" for p, n in sorted((rep.by_producer or Counter()).items())))
         _out("[4/4] polling until every record is handled")
-        stats, interrupted = _poll(config, args.config, state, args, stop_after=len(scenario))
+        stats, interrupted = _poll(config, args.config, state, args, stop_after=len(scenario), private=True)
         if interrupted:
             raise KeyboardInterrupt  # the demo's stack is private: stop it, as for any interruption
         _print_poll(stats)

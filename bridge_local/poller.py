@@ -315,8 +315,9 @@ class Poller:
             if problem and failures >= self.settings.health_failures_to_stop:
                 self.stack_problem = problem
                 self.stack_gone.set()
-                self.notice(f"{problem}. Stopping: the batch in hand is not committed, the next poll reads it again"
-                            " (the handler may take a while to give up on a dead service; Ctrl-C twice stops at once)")
+                # the problem itself is the StackGoneError's message, printed once when the poll returns
+                self.notice("a local service is gone; stopping (the handler may take a while to give up on a dead "
+                            "service; Ctrl-C twice stops at once)")
                 self.stop_event.set()
                 return
 
@@ -334,7 +335,13 @@ class Poller:
             else:
                 self.stack_problem = problem
         if self.stack_problem is not None:
-            raise StackGoneError(f"poll stopped: {self.stack_problem}")
+            raise StackGoneError(self.stopped_message())
+
+    def stopped_message(self) -> str:
+        """The poll's last line once a service is gone: how far it got (the committed records), then the problem."""
+        handled = self.stats.records
+        return (f"poll stopped with {handled} record{'' if handled == 1 else 's'} handled and committed: "
+                f"{self.stack_problem}")
 
     @contextlib.contextmanager
     def _health_watch(self) -> Iterator[None]:

@@ -668,6 +668,16 @@ def gone_services(state: StackState, state_dir: Path) -> str | None:
     return _broken_stack(state, state_dir, problems) if problems else None
 
 
+def private_stack_gone(state: StackState, state_dir: Path) -> str | None:
+    """`gone_services` for the demo's private stack (no state file; stopped when the demo ends): its Fix is to
+    run the demo again, not `bridge status`'s, which acts on the `bridge up` stack recorded in the state dir."""
+    problems = [p for s in state.services if not pid_alive(s.pid) and (p := service_problem(s, state_dir))]
+    if not problems:
+        return None
+    return ("the demo's private stack is broken: " + "; ".join(problems) + ". The demo stops what is left of it "
+            "(a bridge up stack, if one runs, is not touched). Fix: make demo again (a new private stack)")
+
+
 def broken_stack_fix(state: StackState, state_dir: Path) -> str:
     """The one `Fix: ...` for a recorded stack with a service gone: `bridge up` (which refuses to start over
     it) and every command that needs the stack (`require_running`) give the same advice."""
