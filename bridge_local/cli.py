@@ -1389,7 +1389,17 @@ def build_parser() -> argparse.ArgumentParser:
     for command in sub.choices.values():
         command.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         command.add_argument("--state-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    for parser in (p, *sub.choices.values()):
+        _say_defaults(parser)
     return p
+
+
+def _say_defaults(parser: argparse.ArgumentParser) -> None:
+    """Each option with a default its help does not already give ends with "(default X)"."""
+    for a in parser._actions:
+        if (a.default not in (None, False, argparse.SUPPRESS) and a.help not in (None, argparse.SUPPRESS)
+                and not isinstance(a, argparse._SubParsersAction) and str(a.default) not in a.help):
+            a.help = f"{a.help} (default %(default)s)"
 
 
 def resolve_config(args: argparse.Namespace) -> str:

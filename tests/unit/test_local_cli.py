@@ -283,6 +283,14 @@ def test_every_option_of_every_command_says_what_it_does_in_help() -> None:
     bare = [f"{name} {'/'.join(a.option_strings) or a.dest}" for name, parser in commands.choices.items()
             for a in parser._actions if a.help is None and not isinstance(a, argparse._HelpAction)]
     assert bare == []
+    # and: an option with a default says it (`poll --idle-seconds` is 3 s, the demo's 2 s; `--state-dir .bridge`)
+    top = build_parser()
+    silent = [f"{name} {'/'.join(a.option_strings)}"
+              for name, parser in [("bridge", top), *commands.choices.items()] for a in parser._actions
+              if a.default not in (None, False, argparse.SUPPRESS) and a.help not in (None, argparse.SUPPRESS)
+              and not isinstance(a, argparse._SubParsersAction)
+              and str(a.default) not in parser._get_formatter()._expand_help(a)]
+    assert silent == []
     produce = commands.choices["produce"].format_help()
     assert "docs/local.md" in produce
     assert "bridge_local/events.py" not in produce
