@@ -295,3 +295,32 @@ def test_the_local_aws_killed_while_invoke_runs_is_reported_with_the_fix_not_as_
     assert f"ministack (pid {state.aws.pid}, port {state.aws.port}) is gone" in line
     assert line.endswith(fix)
     assert "check the region" not in err
+
+
+def test_a_restart_aws_under_a_running_poll_is_not_taken_for_a_dead_local_aws(state_dir: Path) -> None:
+    # given: batches flowing through a poll
+    assert bridge(state_dir, "up", "--partitions", "1").returncode == 0
+    produced = bridge(state_dir, "produce", "--count", "300")
+    assert produced.returncode == 0, produced.stderr
+    total = int(produced.stdout.split("produced ", 1)[1].split()[0])
+    argv = [sys.executable, "-m", "bridge_local.cli", "--state-dir", str(state_dir), "poll", "--batch-size", "20",
+            "--idle-seconds", "3"]
+    poll = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert poll.stdout is not None
+        assert poll.stdout.readline().startswith("polling ")
+        assert " records in " in poll.stdout.readline()
+
+        # when: the local AWS is replaced under it, as the Fix for a dead one says (the old pid is gone for good)
+        restarted = bridge(state_dir, "restart-aws")
+        out, err = poll.communicate(timeout=180)
+    finally:
+        if poll.poll() is None:
+            poll.kill()
+            poll.wait()
+
+    # then: the poll goes on against the new one (the state file names it) and handles every record
+    assert restarted.returncode == 0, restarted.stderr
+    assert poll.returncode == 0, err[-2000:]
+    assert "is gone" not in err
+    assert _polled(out) == total, out
