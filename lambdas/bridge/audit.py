@@ -12,16 +12,13 @@ import json
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import groupby
-from operator import attrgetter
+from operator import ne, or_
 from typing import Any
 
 from bridge.records import KafkaRecord
 
 AUDIT_EVENT_TYPE = "bridge.batch"
 BATCH_NAMESPACE = uuid.UUID("0b6f3a9e-4c2d-5e81-a7f0-9d3c2b1e4a65")
-_POSITION = attrgetter("topic", "partition")
-_OFFSET = attrgetter("offset")
 
 
 @dataclass
@@ -107,12 +104,33 @@ def batch_id_for(records: tuple[KafkaRecord, ...] | list[KafkaRecord], *, redriv
     """
     # The record ids joined by newlines (`{topic}-{partition}-{offset}`), built a run of one partition at a
     # time: the event lists a partition's records together, so the prefix is formatted once per run and the
-    # offsets are formatted and joined in C (format(x) is f"{x}"), not one f-string per record.
-    runs = []
-    for (topic, partition), run in groupby(records, _POSITION):
-        prefix = f"{topic}-{partition}-"
-        runs.append(prefix + ("\n" + prefix).join(map(format, map(_OFFSET, run))))
-    text = "\n".join(runs)
+    # offsets are formatted and joined in C (format(x) is f"{x}"). Runs are found with C loops over plain
+    # lists (`ne` of neighbours, then list.index), not groupby over a (topic, partition) tuple per record: a
+    # run ends where the topic or the partition is not == to the record's before it, as groupby ended it.
+    n = len(records)
+    if not n:
+        text = ""
+    else:
+        topics = [r.topic for r in records]
+        partitions = [r.partition for r in records]
+        offsets = list(map(format, [r.offset for r in records]))
+        # True where a record's partition is not == to the one before it; the topics too unless all are one
+        changed = list(map(ne, partitions, partitions[1:]))
+        if topics.count(topics[0]) != n:
+            changed = list(map(or_, changed, map(ne, topics, topics[1:])))
+        runs = []
+        start = 0
+        while True:
+            try:
+                end = changed.index(True, start) + 1
+            except ValueError:
+                end = n
+            prefix = f"{topics[start]}-{partitions[start]}-"
+            runs.append(prefix + ("\n" + prefix).join(offsets[start:end] if start or end < n else offsets))
+            if end == n:
+                break
+            start = end
+        text = "\n".join(runs)
     digest = hashlib.sha256(("redrive\n" + text if redrive else text).encode("utf-8")).hexdigest()
     return str(uuid.uuid5(BATCH_NAMESPACE, digest))
 

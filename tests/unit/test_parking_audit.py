@@ -8,6 +8,8 @@ import random
 import re
 import uuid
 from collections.abc import Sequence
+from itertools import groupby
+from operator import attrgetter
 
 import pytest
 from bridge.audit import BATCH_NAMESPACE, BatchTally, audit_document, batch_id_for
@@ -15,7 +17,7 @@ from bridge.config import SNS_DEFAULT_MAX_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES
 from bridge.delivery import BatchOutcome, Deliverer, SendCallError, Target
 from bridge.envelope import OutgoingMessage
 from bridge.parking import ObjectStoreError, Parking, ParkingFailedError, ParkRequest, park_id
-from bridge.records import KafkaRecord, decode_record
+from bridge.records import KafkaRecord, decode_event, decode_record
 
 from tests.helpers import FakeSender, FakeStore, fixed_clock, kafka_record
 
@@ -231,6 +233,53 @@ def test_batch_id_is_the_record_ids_digest_for_any_order_of_partitions(seed: int
     # then
     assert batch_id_for(records) == reference_batch_id(records)
     assert batch_id_for(tuple(records), redrive=True) == reference_batch_id(records, redrive=True)
+
+
+def groupby_batch_id(records: Sequence[KafkaRecord], *, redrive: bool = False) -> str:
+    """batch_id_for as it was up to session 7 (groupby on (topic, partition), one run joined at a time)."""
+    runs = []
+    for (topic, partition), run in groupby(records, attrgetter("topic", "partition")):
+        prefix = f"{topic}-{partition}-"
+        runs.append(prefix + ("\n" + prefix).join(map(format, map(attrgetter("offset"), run))))
+    text = "\n".join(runs)
+    digest = hashlib.sha256(("redrive\n" + text if redrive else text).encode("utf-8")).hexdigest()
+    return str(uuid.uuid5(BATCH_NAMESPACE, digest))
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_batch_id_is_the_same_as_before_for_any_batch(seed: int) -> None:
+    # given: a batch as Lambda sends it (each partition's records together, in any order of partitions) or
+    # not (shuffled, or one partition's records in several places), of one record up to a few hundred, with
+    # gaps in the offsets, partitions and topics that differ only in one of the two, topics whose names look
+    # like another topic's prefix ("a-1" partition 2 and "a" partition 12), lazy records from an event and
+    # records built with their fields
+    rng = random.Random(seed)
+    topics = rng.sample(["orders", "a", "a-1", "zé", "t%d", "orders-0"], rng.randrange(1, 4))
+    partitions = rng.sample([0, 1, 2, 12, 100, -1], rng.randrange(1, 4))
+    event: dict[str, list[dict[str, object]]] = {}
+    for _ in range(rng.choice([1, 1, 2, 3, 8])):
+        topic, partition = rng.choice(topics), rng.choice(partitions)
+        offset = rng.choice([0, rng.randrange(10**3), rng.randrange(10**12), 2**63 - 400])
+        items = event.setdefault(f"{topic}-{partition}", [])
+        for _ in range(rng.choice([1, 1, 2, rng.randrange(1, 50), rng.randrange(50, 300)])):
+            items.append(kafka_record(topic, partition, offset))
+            offset += rng.choice([1, 1, 1, 2, 7, 10**6])  # compacted topics and transaction markers leave gaps
+    records = list(decode_event({"eventSource": "aws:kafka", "records": event}).records)
+    if seed % 4 == 1:
+        rng.shuffle(records)
+    elif seed % 4 == 2:  # a partition's run cut in two by another's
+        records = records[len(records) // 2:] + records[:len(records) // 2]
+    elif seed % 4 == 3:  # built with their fields, not lazy
+        records = [KafkaRecord(r.topic, r.partition, r.offset, 0, "CREATE_TIME", None, b"v", (), {}) for r in records]
+    if seed % 7 == 0:
+        records = records[:1]
+
+    # then: the id is the one the bridge gave the same batch before (checkpoints and audit consumers keep it)
+    for redrive in (False, True):
+        expected = reference_batch_id(records, redrive=redrive)
+        assert groupby_batch_id(records, redrive=redrive) == expected
+        assert batch_id_for(records, redrive=redrive) == expected
+        assert batch_id_for(tuple(records), redrive=redrive) == expected
 
 
 def test_batch_id_of_a_known_batch_never_changes() -> None:
