@@ -856,10 +856,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         rows.append([t["TopicArn"].rsplit(":", 1)[1], ", ".join(s["Endpoint"].rsplit(":", 1)[-1] for s in subs)])
     _out("")
     _out(report.table(["SNS topic", "subscribed queues"], rows))
-    snap = report.snapshot(config, clients, bucket=_parking_bucket(state, config))
+    bucket = _parking_bucket(state, config)
+    snap = report.snapshot(config, clients, bucket=bucket)
     _out("")
-    _out(f"parked by reason: {dict(snap.parked_by_reason) or 'none'}; audit events: {snap.audit_events} "
-         f"({snap.audit_records} records); on-failure batches: {snap.on_failure_objects}")
+    _out(report.render_parked(config, snap, bucket=bucket))
     depth = {q.name: q.visible for q in infos}
     waiting = [s for s in replay_sources(config) if depth.get(s.dlq)]
     for s in waiting:  # what the runbook says to run, once the cause is fixed

@@ -191,11 +191,10 @@ def destination_rows(config: BridgeConfig, snap: StackSnapshot, delivered: Mappi
     return rows
 
 
-def render_summary(config: BridgeConfig, snap: StackSnapshot, delivered: Mapping[str, int],
-                   expected_parked: Mapping[str, int] | None = None, bucket: str | None = None) -> str:
-    """The demo's closing summary: destinations, parked records by reason, audit events."""
-    parts = ["Destinations", table(["destination", "kind", "delivered", "in queue"],
-                                   destination_rows(config, snap, delivered), right=(2, 3))]
+def render_parked(config: BridgeConfig, snap: StackSnapshot, expected_parked: Mapping[str, int] | None = None,
+                  bucket: str | None = None) -> str:
+    """Parked records by reason (bridge DLQ), audit events, destination DLQs and on-failure batches: the end of
+    the demo's summary and of `bridge inspect`. A table, so a reason reads the same wherever it is printed."""
     reasons = sorted(set(snap.parked_by_reason) | set(expected_parked or {}))
     rows: list[list[Any]] = []
     for r in reasons:
@@ -205,13 +204,23 @@ def render_summary(config: BridgeConfig, snap: StackSnapshot, delivered: Mapping
         row.append(snap.parked_examples.get(r, ""))
         rows.append(row)
     heads = ["reason", "parked"] + (["expected"] if expected_parked is not None else []) + ["example detail"]
-    parts += ["", f"Bridge DLQ ({config.bridge_dlq_name}): {sum(snap.parked_by_reason.values())} parked"
-              + (f", {snap.parked_in_s3} with the record in S3" if snap.parked_in_s3 else ""),
-              table(heads, rows, right=(1, 2) if expected_parked is not None else (1,))]
+    parts = [f"Bridge DLQ ({config.bridge_dlq_name}): {sum(snap.parked_by_reason.values())} parked"
+             + (f", {snap.parked_in_s3} with the record in S3" if snap.parked_in_s3 else "")]
+    if rows:  # no header over nothing
+        parts.append(table(heads, rows, right=(1, 2) if expected_parked is not None else (1,)))
     dlqs = [q for q in snap.queues if "DLQ of" in q.role and q.visible]
     parts += ["", f"Audit queue ({config.audit_queue_name}): {snap.audit_events} batch events covering "
               f"{snap.audit_records} records"]
     parts.append("Destination DLQs: " + (", ".join(f"{q.name}={q.visible}" for q in dlqs) if dlqs else "all empty"))
     parts.append(f"On-failure batches in s3://{bucket or parking_bucket_name(config)}/on-failure/: "
                  f"{snap.on_failure_objects}")
+    return "\n".join(parts)
+
+
+def render_summary(config: BridgeConfig, snap: StackSnapshot, delivered: Mapping[str, int],
+                   expected_parked: Mapping[str, int] | None = None, bucket: str | None = None) -> str:
+    """The demo's closing summary: destinations, parked records by reason, audit events."""
+    parts = ["Destinations", table(["destination", "kind", "delivered", "in queue"],
+                                   destination_rows(config, snap, delivered), right=(2, 3))]
+    parts += ["", render_parked(config, snap, expected_parked, bucket)]
     return "\n".join(parts)

@@ -143,6 +143,8 @@ def test_up_with_a_config_is_remembered_by_later_commands_and_another_bridge_is_
     assert polled.returncode == 0, polled.stderr
     assert "other-bridge-dev-fulfilment.fifo" in inspected.stdout
     assert "orders-bridge" not in inspected.stdout
+    assert "Bridge DLQ (other-bridge-" in inspected.stdout
+    assert "{'" not in inspected.stdout
     assert str(other) in status.stdout
     assert "parked: unroutable" in polled.stdout  # the demo scenario's unroutable records, handled
 

@@ -126,9 +126,6 @@ def _outcome_table(stdout: str) -> list[str]:
 
 def _parked_table(stdout: str) -> dict[str, int]:
     """Parked records by reason, as `inspect` or the demo summary count them in the bridge DLQ."""
-    m = re.search(r"parked by reason: (\{.*?\})", stdout)
-    if m:
-        return {k: int(v) for k, v in json.loads(m.group(1).replace("'", '"')).items()}
     rows = stdout[stdout.index("Bridge DLQ"):].splitlines()[3:]
     out = {}
     for line in rows:
