@@ -698,6 +698,24 @@ def broken_stack_fix(state: StackState, state_dir: Path) -> str:
     return "Fix: bridge down (stops both), then bridge up"  # both run, one does not answer
 
 
+KEPT_SERVICE_LOGS = 3  # per service: the stack about to start is the 4th, so the last crash's log is still there
+
+
+def prune_service_logs(state_dir: Path, keep: int = KEPT_SERVICE_LOGS) -> list[Path]:
+    """Remove all but the newest `keep` logs of each service (`tansu-<port>.log`, `ministack-<port>.log`).
+
+    Every stack logs to a new file named by its port, so without this a state dir grows by two files per
+    `bridge up` forever. Called only when no stack of this state dir is running (start_stack has checked)."""
+    removed: list[Path] = []
+    for prefix in ("tansu", "ministack"):
+        logs = sorted(state_dir.glob(f"{prefix}-*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in logs[keep:]:
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()
+                removed.append(old)
+    return removed
+
+
 def start_stack(config_path: str, state_dir: Path = DEFAULT_STATE_DIR, kafka_port: int | None = None,
                 aws_port: int | None = None, write_state: bool = True) -> StackState:
     """Start Tansu and MiniStack, wait for both, record them. Stops what it started on failure.
@@ -722,6 +740,7 @@ def start_stack(config_path: str, state_dir: Path = DEFAULT_STATE_DIR, kafka_por
                     + ", ".join(f"{s.name} pid {s.pid} port {s.port} still running" for s in alive) + "; "
                     + ", ".join(f"{s.name} pid {s.pid} gone" for s in gone) + found + ". "
                     + broken_stack_fix(existing, state_dir))
+        prune_service_logs(state_dir)
     kafka = start_kafka(state_dir, kafka_port)
     try:
         aws = start_ministack(state_dir, aws_port)

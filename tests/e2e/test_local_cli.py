@@ -158,8 +158,20 @@ def test_up_with_a_config_is_remembered_by_later_commands_and_another_bridge_is_
 
 
 def test_status_says_which_config_and_mode(state_dir: Path) -> None:
+    # given: the service logs of five earlier stacks in the state dir (each `bridge up` writes two new files)
+    state_dir.mkdir(parents=True)
+    for i in range(5):
+        for name in ("tansu", "ministack"):
+            old = state_dir / f"{name}-{1000 + i}.log"
+            old.write_text("old\n", encoding="ascii")
+            os.utime(old, (1_000_000 + i, 1_000_000 + i))
     up = bridge(state_dir, "up", "--partitions", "1")
     assert up.returncode == 0, up.stderr
+    # then: the three newest earlier logs of each service are kept, and the new stack's
+    for name in ("tansu", "ministack"):
+        assert sorted(p.name for p in state_dir.glob(f"{name}-*.log") if p.name.startswith(f"{name}-100")) == [
+            f"{name}-1002.log", f"{name}-1003.log", f"{name}-1004.log"], name
+        assert len(list(state_dir.glob(f"{name}-*.log"))) == 4
     status = bridge(state_dir, "status", "--json")
     assert status.returncode == 0, status.stderr
     doc = json.loads(status.stdout)
