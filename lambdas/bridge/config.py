@@ -36,6 +36,11 @@ SQS_QUEUE_NAME_MAX = 80
 # bucket's (S3: 20 KB): both stay under half their quota. infra.policy_sizes checks every policy on synth.
 MAX_OPERATOR_ROLES = 40
 MAX_OPERATOR_ARN_CHARS = 2_800
+# Each operator role is also the Principal of one AWS::Lambda::Permission on the live alias, which CloudFormation
+# takes only up to 256 characters (the resource's schema: Principal maxLength 256, as cfn-lint bundles it), though
+# IAM allows a role path of 512 characters and botocore's lambda model a Principal of 2,048: a longer ARN fails
+# the deploy when it reaches that permission.
+MAX_OPERATOR_ARN_LENGTH = 256
 SQS_MIN_RETENTION_SECONDS = 60  # MessageRetentionPeriod
 SQS_MAX_RETENTION_SECONDS = 1_209_600  # 14 days: every dead-letter queue keeps messages this long
 FIFO_DEDUP_ID_MAX = 128
@@ -1145,7 +1150,7 @@ def _parse_settings(pb: _Problems, raw: Any, production: bool = False) -> Bridge
         _int(pb, "settings.parking_retention_days", raw.get("parking_retention_days"), d.parking_retention_days,
              1, 3650),
         _role_arns(pb, "settings.operator_role_arns", raw.get("operator_role_arns"), MAX_OPERATOR_ROLES,
-                   MAX_OPERATOR_ARN_CHARS),
+                   MAX_OPERATOR_ARN_CHARS, MAX_OPERATOR_ARN_LENGTH),
         _int(pb, "settings.signing_key_grace_seconds", raw.get("signing_key_grace_seconds"),
              d.signing_key_grace_seconds, 0, 30 * 86_400),
         _int(pb, "settings.signing_key_rotation_days", raw.get("signing_key_rotation_days"),
@@ -1231,9 +1236,14 @@ _ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$
 
 
 def _role_arns(pb: _Problems, path: str, raw: Any, most: int | None = None,
-               most_chars: int | None = None) -> tuple[str, ...]:
+               most_chars: int | None = None, longest: int | None = None) -> tuple[str, ...]:
     arns = _str_list(pb, path, raw, _ROLE_ARN_RE, "IAM role ARNs, arn:aws:iam::<account>:role/<name> (not :root, "
                                                   "no wildcards)")
+    for arn in arns:
+        if longest is not None and len(arn) > longest:
+            pb.add(path, f"role {arn[:40]}... is {len(arn)} characters long, more than the {longest} CloudFormation "
+                   "takes as the Principal of the Lambda permission that lets it invoke the live alias (the deploy "
+                   "would fail there). Fix: use a role with a shorter path or name")
     if most is not None and len(arns) > most:
         pb.add(path, f"lists {len(arns)} roles, more than the {most} the stack's resource policies can name. "
                "Fix: let the operators assume fewer roles")

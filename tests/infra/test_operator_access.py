@@ -3,11 +3,19 @@ the operator roles as principals, and none without operators."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
+from bridge.config import MAX_OPERATOR_ARN_LENGTH, BridgeConfig, ConfigError
+
+from infra.config_document import config_from_document
 from infra.constructs.messaging import CONSUMER_ACTIONS
 from infra.constructs.operator_access import DLQ_ACTIONS
-from tests.infra.conftest import Synth
+from tests.infra.conftest import Synth, _provisioned_edit, synthesize
 
 SIDS = ("OperatorsRedrive", "OperatorsReadTheBridgeDlq", "OperatorsReadParkedRecords", "OperatorsListFailedBatches",
         "OperatorsRemoveReplayedFailedBatches", "OperatorsReadParkedRecordsViaS3")
@@ -112,3 +120,54 @@ def test_the_bridge_dlq_denies_taking_messages_to_all_but_the_operators(provisio
                                                        list(provisioned.config.settings.operator_role_arns)}}
     # without: no one (the bridge only sends there); an operator role in settings.operator_role_arns is the way in
     assert "Condition" not in _bridge_dlq_deny(dev)
+
+
+def _cloudformation_schema(resource_type: str) -> dict[str, Any]:
+    """CloudFormation's resource schema for `resource_type` (us-east-1), as cfn-lint bundles it."""
+    spec = importlib.util.find_spec("cfnlint")
+    assert spec is not None
+    assert spec.origin is not None
+    schemas = Path(spec.origin).parent / "data" / "schemas"
+    digest = json.loads((schemas / "providers" / "us-east-1.json").read_text())[resource_type]
+    schema: dict[str, Any] = json.loads((schemas / "resources" / f"{digest}.json").read_text())
+    return schema
+
+
+def _operator_arn(length: int) -> str:
+    """A valid role ARN of `length` characters: a path of team folders and a 64-character name at most."""
+    head = "arn:aws:iam::123456789012:role/"
+    name = "bridge-operators"
+    path = ("platform/" * 60)[: length - len(head) - len(name)]
+    arn = head + path + name
+    assert len(arn) == length
+    return arn
+
+
+def test_an_operator_role_longer_than_cloudformation_takes_as_a_lambda_principal_is_refused_at_validation(
+        variant_document: Callable[[Callable[[dict[str, Any]], None]], dict[str, Any]], tmp_path: Path) -> None:
+    # given: CloudFormation's schema for AWS::Lambda::Permission, whose Principal each operator role is (the live
+    # alias's invoke permission): at most 256 characters, where IAM allows role paths of 512 and botocore's lambda
+    # model a Principal of 2,048
+    principal = _cloudformation_schema("AWS::Lambda::Permission")["properties"]["Principal"]
+    assert principal["maxLength"] == MAX_OPERATOR_ARN_LENGTH == 256
+
+    def with_operator(arn: str) -> Callable[[dict[str, Any]], None]:
+        def edit(doc: dict[str, Any]) -> None:
+            _provisioned_edit(doc)
+            doc["settings"]["operator_role_arns"] = [arn]
+        return edit
+
+    # when: one operator role is a character longer: refused at validation, naming the field and the fix
+    with pytest.raises(ConfigError) as caught:
+        BridgeConfig.from_dict(variant_document(with_operator(_operator_arn(principal["maxLength"] + 1))))
+    (problem,) = caught.value.problems
+    assert problem.startswith("settings.operator_role_arns: role arn:aws:iam::123456789012:role/")
+    assert "is 257 characters long, more than the 256 CloudFormation takes as the Principal" in problem
+    assert problem.endswith("Fix: use a role with a shorter path or name")
+
+    # then: the longest accepted synthesizes a permission whose Principal fits the schema
+    longest = _operator_arn(principal["maxLength"])
+    synth = synthesize(config_from_document(variant_document(with_operator(longest)), "longest-operator"), tmp_path)
+    principals = [p["Properties"]["Principal"] for p in synth.resources("AWS::Lambda::Permission").values()]
+    assert longest in principals
+    assert max(len(p) for p in principals if isinstance(p, str)) <= principal["maxLength"]
