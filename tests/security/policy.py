@@ -133,6 +133,15 @@ class Resolver:
 # --- evaluation ----------------------------------------------------------------------------------
 
 
+def principal_arn(caller: str) -> str:
+    """`aws:PrincipalArn` for a caller: for a role session, the role's ARN ("For IAM roles, the request context
+    returns the ARN of the role, not the ARN of the user that assumed the role", IAM User Guide, "AWS global
+    condition context keys", aws:PrincipalArn); anything else as it is. Role paths are not in a session ARN: the
+    roles this evaluator meets have none."""
+    m = re.fullmatch(r"arn:([\w-]+):sts::(\d{12}):assumed-role/([^/]+)/[^/]+", caller)
+    return f"arn:{m[1]}:iam::{m[2]}:role/{m[3]}" if m else caller
+
+
 @dataclass(frozen=True)
 class Request:
     """One API call: who (an IAM ARN, or `service:<name>` for an AWS service), what, on which ARN."""
@@ -146,7 +155,7 @@ class Request:
         """The request context as IAM sees it: principal keys and TLS added to what the caller gives."""
         out: dict[str, list[str]] = {"aws:SecureTransport": ["true"]}
         if not self.principal.startswith("service:"):
-            out["aws:PrincipalArn"] = [self.principal]
+            out["aws:PrincipalArn"] = [principal_arn(self.principal)]
             out["aws:PrincipalAccount"] = [self.principal.split(":")[4]]
         for k, v in self.context.items():
             out[k] = [v] if isinstance(v, str) else list(v)

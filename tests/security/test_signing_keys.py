@@ -60,6 +60,45 @@ def test_only_rotation_and_operators_change_a_key(hardened: Synth) -> None:
 
 
 DEPLOYER = f"arn:aws:iam::{ACCOUNT}:role/cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}"
+# What CloudFormation calls Secrets Manager as: a session of the stack's service role ("If you specify a service
+# role, CloudFormation uses that role's credentials", CloudFormation User Guide, "CloudFormation service role");
+# CloudTrail shows it as this assumed-role ARN, and IAM's aws:PrincipalArn for it is the role's ARN.
+DEPLOYER_SESSION = (f"arn:aws:sts::{ACCOUNT}:assumed-role/cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}"
+                    "/AWSCloudFormation")
+
+
+def test_the_secrets_name_the_execution_role_the_cdk_cli_hands_cloudformation(hardened: Synth) -> None:
+    # given: the role `cdk deploy` passes CloudFormation as the stack's service role (RoleARN): the cloud
+    # assembly's cloudFormationExecutionRoleArn for this stack
+    manifest = json.loads((hardened.template_path.parent / "manifest.json").read_text(encoding="utf-8"))
+    (stack,) = [a for a in manifest["artifacts"].values() if a.get("type") == "aws:cloudformation:stack"
+                and a["properties"]["templateFile"] == hardened.template_path.name]
+    execution_role = stack["properties"]["cloudFormationExecutionRoleArn"]
+    assert execution_role == ("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-hnb659fds-cfn-exec-role-"
+                              "${AWS::AccountId}-${AWS::Region}")
+
+    # then: every secret policy's Deny exempts exactly that role's ARN (a role ARN, which is what aws:PrincipalArn
+    # holds for its sessions), never a session ARN
+    policies = hardened.resources("AWS::SecretsManager::ResourcePolicy").values()
+    assert policies
+    for policy in policies:
+        for statement in policy["Properties"]["ResourcePolicy"]["Statement"]:
+            if statement["Sid"] in ("OnlyRotationAndOperatorsChangeTheKey", "OnlyTheDeployerManages"):
+                assert {"Fn::Sub": execution_role} in statement["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+
+
+@pytest.mark.attack("a session of another role with secretsmanager:* on *, even one named AWSCloudFormation, "
+                    "rotates, replaces or deletes a signing secret",
+                    outcome="denied by policy: only the execution role's sessions (CloudFormation's calls) pass",
+                    how="secret resource policy evaluated for role sessions, aws:PrincipalArn as IAM documents it")
+def test_cloudformations_session_may_make_every_write_it_deploys_with(hardened: Synth) -> None:
+    w = PolicyWorld(hardened.data)
+    payments = secret_arn(w, hardened, "payment-service")
+    for action in sorted(set(KEY_CHANGING_ACTIONS) | set(MANAGING_ACTIONS)):
+        assert w.decide(DEPLOYER_SESSION, action, payments, identity=ADMIN_LIKE), action
+        # a session of any other role with the same identity policy is denied
+        other = f"arn:aws:sts::{ACCOUNT}:assumed-role/some-team-role/AWSCloudFormation"
+        assert w.decide(other, action, payments, identity=ADMIN_LIKE).why.startswith("explicit deny"), action
 
 
 @pytest.mark.attack("insider or producer with secretsmanager:* on * rotates a signing key now, points its rotation at "
