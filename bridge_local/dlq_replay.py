@@ -9,9 +9,12 @@ Which DLQ goes back where comes from the config model (`replay_sources`):
   queue. SQS message move tasks refuse such DLQs (`StartMessageMoveTask`: "Non-SQS queue sources of
   dead-letter queues, such as ... Amazon SNS topics, are currently not supported"), and republishing to
   the topic would deliver every other subscription a duplicate. So the message goes straight into the
-  subscribed queue, as SNS would have delivered it: a message in the SNS JSON envelope is unwrapped for a
-  raw-delivery subscription (body = `Message`, attributes from `MessageAttributes`) and kept whole for
-  one without raw delivery (its consumers expect the envelope).
+  subscribed queue, as SNS would have delivered it. SNS writes to a subscription's DLQ what it would have
+  delivered (LocalStack's snapshot recorded against AWS, test_redrive_policy_sqs_queue_subscription): for a
+  raw-delivery subscription the raw body with the published attributes as SQS message attributes, which go
+  back unchanged; otherwise the SNS JSON envelope, kept whole (its consumers expect it). An envelope found in a
+  raw subscription's DLQ (written before raw delivery was turned on) is unwrapped (body = `Message`,
+  attributes from `MessageAttributes`).
 
 Each message is deleted from the DLQ only after the queue accepted the resend, so nothing is lost: a run
 stopped between the two (Ctrl-C, a crash) leaves messages that a later run sends again, a duplicate the

@@ -128,6 +128,26 @@ def test_a_raw_subscriptions_sns_envelope_is_unwrapped_with_its_attributes_as_ra
                                  "blob": {"DataType": "Binary", "BinaryValue": b"\x00\xff"}}
 
 
+def test_a_raw_subscriptions_dlq_message_as_aws_writes_it_goes_back_unchanged() -> None:
+    # given: what SNS puts in a raw-delivery subscription's DLQ, as recorded against AWS in LocalStack's
+    # snapshot (tests/aws/services/sns/test_sns.snapshot.json, TestSNSSubscriptionSQS::
+    # test_redrive_policy_sqs_queue_subscription[True], 24-08-2023): the raw body, the published attributes as
+    # SQS message attributes (a Binary one as bytes), no envelope and no attributes of SNS's own
+    message = {"MessageId": "m-1", "ReceiptHandle": "h-1", "Body": "test_dlq_after_sqs_endpoint_deleted",
+               "Attributes": {"SenderId": "AIDA", "SentTimestamp": "1", "ApproximateReceiveCount": "1"},
+               "MessageAttributes": {"attr1": {"DataType": "Number", "StringValue": "111"},
+                                     "attr2": {"DataType": "Binary", "BinaryValue": b"\x02\x03\x04"}}}
+
+    # when: it is replayed
+    resend = resend_of(message, BILLING_SUB_DLQ)
+
+    # then: body and attributes go back as they are, nothing unwrapped
+    assert resend == Resend("m-1", "test_dlq_after_sqs_endpoint_deleted",
+                            {"attr1": {"DataType": "Number", "StringValue": "111"},
+                             "attr2": {"DataType": "Binary", "BinaryValue": b"\x02\x03\x04"}})
+    assert not resend.unwrapped
+
+
 def test_a_subscription_without_raw_delivery_gets_the_envelope_whole() -> None:
     source = resolve_source(CONFIG, "order-events-to-billing-dlq")
     not_raw = type(source)(**{**{f: getattr(source, f) for f in source.__slots__}, "raw": False})
