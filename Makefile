@@ -132,11 +132,21 @@ soak-faults: $(VENV)/.installed
 # error path: an older botocore must still give botocore's errors), without the one needing MiniStack, and
 # their attacks (a misbehaving endpoint, outcomes compared with that botocore's, on the blocking and the
 # non-blocking reader), the one-thread run's connections, and the answers no parser reads.
-RUNTIME_BOTOCORE ?= 1.35.0 1.34.162
+# 1.38.36: what the python3.12 and python3.13 runtimes were reported to ship in August 2025 (terricain/aioboto3#381;
+# AWS publishes no table: the version depends on the runtime release and the Region). s3transfer is the one
+# boto3 $v itself requires (read from its metadata: boto3 1.36+ needs a newer one than 1.34/1.35), installed
+# without dependencies like botocore and boto3, so the venv's urllib3 and dateutil are not shadowed.
+RUNTIME_BOTOCORE ?= 1.35.0 1.34.162 1.38.36
+S3TRANSFER_OF_BOTO3 = import importlib.metadata as m, pathlib, sys; \
+  d = m.Distribution.at(next(pathlib.Path(sys.argv[1]).glob("boto3-*.dist-info"))); \
+  print(next(r for r in d.requires if r.startswith("s3transfer")).split(";")[0])
 test-runtime-sdk: $(VENV)/.installed
 	set -e; for v in $(RUNTIME_BOTOCORE); do \
 	  test -f build/botocore-$$v/.installed || { $(PIP) install -q --no-deps --target build/botocore-$$v \
-	    "botocore==$$v" "boto3==$$v" "s3transfer>=0.9,<0.11" && touch build/botocore-$$v/.installed; }; \
+	    "botocore==$$v" "boto3==$$v" \
+	    && $(PIP) install -q --no-deps --target build/botocore-$$v \
+	      "$$($(PY) -c '$(S3TRANSFER_OF_BOTO3)' build/botocore-$$v)" \
+	    && touch build/botocore-$$v/.installed; }; \
 	  echo "botocore $$v:"; PYTHONPATH=build/botocore-$$v $(PYTEST) tests/unit tests/integration/test_direct_wire.py \
 	    tests/integration/test_direct_decisions.py tests/integration/test_multiplexed_sends.py \
 	    tests/integration/test_one_thread_blocking_starts.py \
