@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -142,6 +143,52 @@ def test_with_send_threads_add_all_delivers_every_message_once() -> None:
     assert all(len(batch) == 10 for _, batch in sender.calls)
     assert names
     assert all(n.startswith("bridge-send-") for n in names)
+
+
+class SlowSender(FakeSender):
+    """A request that takes a millisecond: planning outruns the send threads and meets the backlog bound."""
+
+    def send_batch(self, target: Target, messages: Sequence[OutgoingMessage]) -> Any:
+        time.sleep(0.001)
+        return super().send_batch(target, messages)
+
+
+@pytest.mark.parametrize("in_flight", [None, 2])
+@pytest.mark.parametrize("all_at_once", [False, True])
+def test_with_slow_send_threads_the_backlog_stays_within_its_bound_for_add_all_as_for_add(
+        all_at_once: bool, in_flight: int | None) -> None:
+    # given a run that sends from threads, and requests slower than planning
+    sender = SlowSender()
+    deliverer = Deliverer({"sqs": sender, "sns": sender}, max_attempts=1, base_delay_ms=0, max_concurrency=4)
+    rng = random.Random(7)
+    ms = [message(i, "out", rng.choice([10, 400, 999])) for i in range(3000)]
+    peak = 0
+    with deliverer.start(keep_delivered=False, standard_in_flight=in_flight) as run:
+        run._senders = 4
+        send_standard = run._send_standard
+
+        def counting(target: Target, batch: list[OutgoingMessage]) -> None:  # the pending count as it grows
+            nonlocal peak
+            send_standard(target, batch)
+            peak = max(peak, run._pending)
+
+        run._send_standard = counting  # type: ignore[method-assign]
+        # when the messages are handed over: one large hand-off that starts the threads (the whole of a
+        # topic's run), then chunks of a fast path's length, each while the backlog is likely full
+        if all_at_once:
+            run.add_all(QUEUE, ms[:1000])
+            for i in range(1000, 3000, 64):
+                run.add_all(QUEUE, ms[i:i + 64])
+        else:
+            for m in ms:
+                run.add(QUEUE, m)
+        del run._send_standard  # finish sends the open batch whatever the backlog: not counted
+        assert run.finish() == []
+
+    # then every message went out once, and the pending requests never passed the bound (and did reach it:
+    # the bound was put to the test)
+    assert sorted(m.record_id for m in sender.sent["out"]) == sorted(m.record_id for m in ms)
+    assert peak == run._max_pending == 16
 
 
 def test_a_run_class_with_its_own_add_gets_every_message_through_it() -> None:
