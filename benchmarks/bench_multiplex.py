@@ -22,7 +22,7 @@ switch on the machine during each run (`perf record -e sched:sched_switch -a`) a
 planning thread, per request, and how long it waited each time: the endpoint's threads, the bridge's own
 (starter threads), anything else running on the machine.
 
-Every run is bracketed by a fixed piece of pure-Python work (`calibrate`: JSON, dicts, SHA-256), timed on the
+Every run is bracketed by a fixed piece of pure-Python work (`suite.calibrate`: JSON, dicts, SHA-256), timed on the
 thread's CPU clock: on this shared VM the same work takes from 57 to 123 ms within half a minute at load
 1.3 (the host, not our processes), so two runs seconds apart can see CPUs of different speeds. The last tables
 divide each run's CPU per message by its own calibration (times the median calibration): CPU per message at
@@ -49,8 +49,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import json
 import os
 import re
 import resource
@@ -65,7 +63,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from suite import SIZES, Endpoint, _bridge, kafka_event, records_of  # benchmarks/, the script's folder
+from suite import SIZES, Endpoint, _bridge, calibrate, kafka_event, records_of  # benchmarks/, the script's folder
 
 VARIANTS = ("one-thread", "send-threads")
 PLACEMENTS = ("shared", "apart")
@@ -101,17 +99,6 @@ def _schedstat() -> tuple[float, float]:
     except OSError:
         return float("nan"), float("nan")
     return int(running) / 1e9, int(waiting) / 1e9
-
-
-def calibrate() -> float:
-    """Thread CPU milliseconds of a fixed piece of Python work like the bridge's (JSON, dicts, strings,
-    SHA-256): how fast this CPU runs Python right now."""
-    started = time.thread_time()
-    documents = {}
-    for i in range(4000):
-        documents[f"k{i}"] = json.dumps({"order": i, "customer": f"customer-{i % 500}", "pad": "x" * 40})
-    hashlib.sha256("".join(documents.values()).encode()).hexdigest()
-    return (time.thread_time() - started) * 1e3
 
 
 def _process_cpu(pid: int) -> float:
