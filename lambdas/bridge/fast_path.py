@@ -49,6 +49,10 @@ AHEAD_RECORDS = 64
 AHEAD_BYTES = 64 * 1024
 # What `_values_ahead` gives for a value the general path would refuse (not text, not base64).
 _UNDECODABLE: Any = object()
+# Header attribute values whose text `plan_plain` remembers per batch (`header_texts`): at most this many
+# values, each of at most HEADER_TEXT_BYTES bytes, so that a batch of distinct large values holds little.
+HEADER_TEXTS = 1024
+HEADER_TEXT_BYTES = 256
 
 
 class PlainStep(Protocol):
@@ -121,6 +125,10 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
     # lookup costs a fifth of decoding it again only to check it (a str is only ever equal to a str)
     keys_seen: set[str] = set()
     attribute_text = _attribute_text
+    # A header attribute's text (or "": not sent) by its value, found once per batch: an attribute header
+    # repeats (a tenant, a source), and a dict lookup is half of checking and decoding the value again
+    header_texts: dict[bytes, str] = {}
+    texts_room, text_bytes = HEADER_TEXTS, HEADER_TEXT_BYTES
     # The values of the next plain records, decoded ahead, last first (`_values_ahead`), which also says that
     # those records are lazy and of the current topic; `checked`: none of the values holds a control byte
     ahead: list[Any] = []
@@ -215,11 +223,16 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
                     data = last.get(header_name)
                     if not data:
                         continue
-                    text = data.decode("ascii") if data.isascii() else None
-                    if text is None or not text.isprintable():
-                        text = attribute_text(data)
-                        if not text:
-                            continue
+                    text = header_texts.get(data)
+                    if text is None:
+                        text = data.decode("ascii") if data.isascii() else None
+                        if text is None or not text.isprintable():
+                            text = attribute_text(data) or ""
+                        if texts_room and len(data) <= text_bytes:
+                            header_texts[data] = text
+                            texts_room -= 1
+                    if not text:
+                        continue
                     if len(attrs) >= MAX_MESSAGE_ATTRIBUTES:
                         break
                     attrs += ((header_name, text),)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+from bridge import fast_path as fast_path_module
 from bridge.checkpoints import ProgressEntry, progress_entries
 from bridge.config import BridgeConfig
 from bridge.envelope import OutgoingMessage
@@ -378,6 +379,46 @@ def test_a_key_seen_before_in_the_batch_is_judged_as_the_first_time_good_or_brok
     assert [p.reason for p in fast.parked] == ["undecodable"] * broken
     assert broken > 20
     assert fast_general == broken
+
+
+# Header attribute values: sendable or not (empty, a control byte, not UTF-8, tab and newline, non-ASCII),
+# one longer than the fast path remembers (HEADER_TEXT_BYTES), and some that differ only in a byte
+ATTRIBUTE_VALUES: list[str | bytes] = ["acme", "", "x\x02y", b"\xc3\x28", "ok \u2713", "tab\tand\nnewline", "acme ",
+                                       "Acme", "\u00e9" * 10, "a" * 300, "a" * 299 + "\x01", b"\xff\xfe", "x\ufffey"]
+
+
+@pytest.mark.parametrize("room", [1024, 3, 0])
+@pytest.mark.parametrize("seed", range(4))
+def test_a_header_attribute_value_seen_before_in_the_batch_gets_the_text_it_got_the_first_time(
+        seed: int, room: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a plain topic whose records repeat a few header attribute values (the fast path finds a value's
+    # text once per batch, for at most `room` values), sendable or not, a header repeated in a record (its
+    # last value counts), and a run of values each seen once
+    monkeypatch.setattr(fast_path_module, "HEADER_TEXTS", room)
+    rng = random.Random(f"attributes-{seed}")
+    config = make_config(destinations=[{"name": "out", "type": "sqs", "header_attributes": ["tenant", "region"]}],
+                         routes=[{"name": "all", "match": {"topic": "orders"}, "to": ["out"]}])
+    records = []
+    for offset in range(400):
+        headers: list[tuple[str, str | bytes]] = [("correlation-id", f"c{offset}")]
+        for _ in range(rng.randrange(4)):
+            value = rng.choice(["acme"] * 4 + ATTRIBUTE_VALUES) if offset % 100 < 70 else f"t{offset}"
+            headers.append((rng.choice(["tenant", "tenant", "region", "other"]), value))
+        records.append(kafka_record(offset=offset, headers=headers))
+    event = kafka_event(records)
+
+    # when both paths plan them
+    fast, fast_sqs, *_, fast_general = run(config, json.loads(json.dumps(event)), fast_path=True)
+    slow, slow_sqs, *_ = run(config, json.loads(json.dumps(event)), fast_path=False)
+
+    # then every message has the attributes the general path gives it, and the fast path planned them all
+    assert sent(fast_sqs) == sent(slow_sqs)
+    assert parked(fast) == parked(slow) == []
+    assert fast_general == 0
+    attributes = {m.record_id: dict(m.attributes) for m in fast_sqs.sent["out"]}
+    assert sum(a.get("tenant") == "acme" for a in attributes.values()) > 20  # repeated values are covered
+    with_tenant = {f"orders-0-{i}" for i, r in enumerate(records) if any("tenant" in h for h in r["headers"])}
+    assert any("tenant" not in attributes[i] for i in with_tenant)  # and values that are not sent
 
 
 @pytest.mark.parametrize("spare", [0, 1, -1])
