@@ -72,10 +72,14 @@ test-unit: $(VENV)/.installed
 test-e2e: $(VENV)/.installed $(AWSVENV)/.installed
 	$(PYTEST) tests/e2e -q -m e2e
 
-# ruff + mypy, then every tier, cheapest first (unit, infra, security, integration, e2e incl. the
-# 10k-record run, faults: fault injection against the local stack).
+# ruff + mypy, then every tier (unit, infra, security, integration, e2e incl. the 10k-record run, faults:
+# fault injection against the local stack) on $(TEST_WORKERS) pytest-xdist workers, longest tests first; tests
+# that share a setup stay on one worker (tests/conftest.py GROUPS). Most of the suite's time is waiting
+# on subprocesses and services, so 3 workers on 2 cores. `make test TEST_WORKERS=0`: one process, as before.
+TEST_WORKERS ?= 3
 test: lint install
-	$(PYTEST) tests/unit tests/infra tests/security tests/integration tests/e2e tests/faults -q
+	$(PYTEST) tests/unit tests/infra tests/security tests/integration tests/e2e tests/faults -q \
+	  -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 # The benchmark suite (about 5 min, not part of `make test`): writes benchmarks/RESULTS.md.
 # `make bench ARGS=--quick` for a one-round smoke run; then the byte-packing and checkpoint benchmarks

@@ -1,4 +1,5 @@
-"""Shared fixtures: in-memory ports and a factory that builds a Bridge around them."""
+"""Shared fixtures: in-memory ports and a factory that builds a Bridge around them; how `make test`'s
+pytest-xdist workers share the tiers out (groups, longest first); the end-of-session tables (tests/summaries.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,71 @@ from typing import Any
 import pytest
 from bridge.config import BridgeConfig
 from bridge.service import Bridge
+from xdist.scheduler import LoadScopeScheduling
 
 from tests.helpers import FakeKeys, FakeSender, FakeStore, dev_config, fixed_clock, make_settings, no_sleep
+
+pytest_plugins = ("tests.summaries",)
+
+# Tests that must run on one pytest-xdist worker, by node id (the longest matching prefix wins; None: no group).
+# pytest-xdist's own xdist_group marks do nothing under pytest 9 (xdist 3.8 renames `item._nodeid`, which
+# pytest 9 no longer reads), so `make test` (--dist loadgroup) uses this table instead (_GroupScheduling).
+GROUPS: dict[str, str | None] = {
+    # its module-scoped deploy (about a minute), which stages the function in the repository's build/ through
+    # app.py, as the next test's app.main does: never two at once
+    "tests/e2e/test_local_deploy.py": "repo-build",
+    "tests/infra/test_limits.py::test_a_value_over_an_api_limit_fails_synth_with_one_line": "repo-build",
+    # the synthesized variants (tests/infra/conftest.py), one synth per variant per process: on one worker,
+    # each variant is synthesized once, not once per worker (a synth is 5-20 s of CPU)
+    "tests/infra/": "synth",
+    "tests/security/": "synth",
+    # security tests against loopback servers only
+    "tests/security/test_direct_attacks.py": None,
+    "tests/security/test_unreadable_answers.py": None,
+    "tests/security/test_direct_tls.py": None,
+}
+SYNTH_FIXTURES = frozenset({"dev", "provisioned", "self_managed", "every_variant", "hardened", "prod",
+                            "dev_with_repo_events"})
+# Under pytest-xdist the workers take the tests in this order, longest first, so that no long test is left to
+# run alone at the end while the other workers idle; the rest keep the tiers' order after these, the unit tier
+# (many short tests) last. Measured at bf9f8e5 (--durations=0): the 10,000-record run 111 s; the local
+# deploy's module 120 s; each fault run 37-80 s; the synth group about 140 s; test_local_cli 195 s in 10 tests.
+LONGEST_FIRST = ("tests/e2e/test_ten_thousand.py", "tests/e2e/test_local_deploy.py", "tests/faults/test_fault_runs.py",
+                 "tests/infra/", "tests/security/test_checkov.py", "tests/e2e/test_local_cli.py",
+                 "tests/e2e/test_local_pipeline.py", "tests/faults/", "tests/e2e/", "tests/integration/",
+                 "tests/security/", "tests/unit/")
+
+
+def group_of(nodeid: str) -> str | None:
+    """The worker group of a test (GROUPS), or None."""
+    matches = [prefix for prefix in GROUPS if nodeid.startswith(prefix)]
+    return GROUPS[max(matches, key=len)] if matches else None
+
+
+class _GroupScheduling(LoadScopeScheduling):
+    """pytest-xdist's loadgroup with the groups of GROUPS: each group is one unit of work, every other test one."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return group_of(nodeid) or nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling | None:
+    return _GroupScheduling(config, log) if config.getvalue("dist") == "loadgroup" else None
+
+
+def _rank(item: pytest.Item) -> int:
+    return next((i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    stray = [item.nodeid for item in items
+             if SYNTH_FIXTURES & set(item.fixturenames) and group_of(item.nodeid) != "synth"]
+    if stray:
+        raise pytest.UsageError(f"tests reading a synthesized variant outside the synth group: {stray}. Fix: add "
+                                "their file to tests/conftest.py GROUPS")
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: every worker sorts alike (a stable sort)
+        items.sort(key=_rank)
 
 
 @pytest.fixture

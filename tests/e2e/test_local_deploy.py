@@ -31,7 +31,7 @@ from bridge_local.provision import local_client
 from bridge_local.services import pid_alive, read_state
 from tests.e2e.conftest import CONFIG_PATH, ROOT
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.e2e  # one pytest-xdist worker runs the module (tests/conftest.py GROUPS)
 
 
 def bridge(state_dir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -154,27 +154,19 @@ def window(r: RunResult) -> str:
     return str(max(r.attribution.exposure.values(), default=0)) if r.scenario.checkpoints else "-"
 
 
-def table(results: list[RunResult]) -> str:
-    """The fault tier's report, one row per run."""
-    head = ["scenario", "ckpt", "in", "expected", "delivered fifo/sns/sqs", "dup fifo/sns/sqs", "dup %", "lost",
-            "order viol.", "parked by reason", "on-failure", "kills", "window", "injected", "s"]
-    rows = [head]
-    for r in results:
-        d, u = r.by_type(r.received), r.by_type(r.duplicates)
-        rows.append([r.scenario.name, "on" if r.scenario.checkpoints else "off", str(r.scenario.records),
-                     str(sum(r.expected.values())),
-                     "/".join(str(d.get(t, 0)) for t in ("fifo", "sns", "sqs")),
-                     "/".join(str(u.get(t, 0)) for t in ("fifo", "sns", "sqs")),
-                     f"{100 * r.duplicate_share:.1f}", str(sum(r.lost.values())), str(r.order_violations),
-                     (", ".join(f"{k} {v}" for k, v in sorted(r.parked.items())) or "-")
-                     + (f" (+{r.park_copies} copies)" if r.park_copies else ""), str(r.on_failure_objects),
-                     str(r.kills_done), window(r),
-                     ", ".join(f"{k} {v}" for k, v in sorted(r.injected.items())) or "-",
-                     f"{r.seconds:.0f}"])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
+def table_row(r: RunResult) -> list[str]:
+    """One run's row of the fault tier's report (tests/summaries.py prints it: FAULT_COLUMNS)."""
+    d, u = r.by_type(r.received), r.by_type(r.duplicates)
+    return [r.scenario.name, "on" if r.scenario.checkpoints else "off", str(r.scenario.records),
+            str(sum(r.expected.values())),
+            "/".join(str(d.get(t, 0)) for t in ("fifo", "sns", "sqs")),
+            "/".join(str(u.get(t, 0)) for t in ("fifo", "sns", "sqs")),
+            f"{100 * r.duplicate_share:.1f}", str(sum(r.lost.values())), str(r.order_violations),
+            (", ".join(f"{k} {v}" for k, v in sorted(r.parked.items())) or "-")
+            + (f" (+{r.park_copies} copies)" if r.park_copies else ""), str(r.on_failure_objects),
+            str(r.kills_done), window(r),
+            ", ".join(f"{k} {v}" for k, v in sorted(r.injected.items())) or "-",
+            f"{r.seconds:.0f}"]
 
 
 def _cli(stack: FaultStack, config_path: Path, *args: str) -> list[str]:

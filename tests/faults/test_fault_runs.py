@@ -1,6 +1,7 @@
 """The fault tier's runs: no faults; 20% mixed faults; one destination down then redriven; poller kills
 with checkpoints off and on. Each asserts lost = 0 and FIFO order violations = 0, and the table of all
-runs is printed at the end (`make test` shows it; `make soak-faults` runs the full size).
+runs is printed at the end of the session (tests/summaries.py: `make test` shows it, from every pytest-xdist
+worker; `make soak-faults` runs the full size).
 
 CI size: 600 records per run (1,000 for the kill runs, 3 kills), a destination down for 10 s.
 Full size (FAULTS_SIZE=full): 3,000 records, 20% faults, a destination down for 30 s, 10 kills.
@@ -10,7 +11,6 @@ while it waits to join its group costs nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +18,8 @@ from bridge.config import BridgeConfig
 
 from tests.faults.attribution import ALL_STANDARD
 from tests.faults.conftest import full_size
-from tests.faults.harness import FaultStack, RunResult, Scenario, run, table
+from tests.faults.harness import FaultStack, RunResult, Scenario, run, table_row
+from tests.summaries import FAULT_RUN
 
 pytestmark = [pytest.mark.faults]
 
@@ -31,15 +32,14 @@ DOWN_SECONDS = 30.0 if FULL else 10.0
 RESULTS: list[RunResult] = []
 
 
-@pytest.fixture(scope="module", autouse=True)
-def print_table(request: pytest.FixtureRequest) -> Iterator[None]:
+@pytest.fixture(autouse=True)
+def report_the_run(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Hand each run's row to the table printed at the end of the session (tests/summaries.py), from
+    whichever pytest-xdist worker ran it."""
+    before = len(RESULTS)
     yield
-    if RESULTS:
-        capture = request.config.pluginmanager.getplugin("capturemanager")
-        with capture.global_and_fixture_disabled():
-            print("\n\nfault tier" + (" (full size)" if FULL else "") + ":\n" + table(RESULTS))
-            for r in RESULTS:
-                print(json.dumps(r.to_json()))
+    for r in RESULTS[before:]:
+        request.node.user_properties.append((FAULT_RUN, {"row": table_row(r), "json": r.to_json(), "full": FULL}))
 
 
 def _checked(result: RunResult) -> RunResult:

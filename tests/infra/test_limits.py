@@ -23,6 +23,8 @@ def _run_app(tmp_path: Path, config: Path, capsys: pytest.CaptureFixture[str]) -
     return code, capsys.readouterr().err
 
 
+# app.py stages the function in the repository's build/ as `bridge up --deploy` does: one at a time under
+# pytest-xdist (tests/conftest.py GROUPS)
 def test_a_value_over_an_api_limit_fails_synth_with_one_line(tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     # given: a Kafka topic name Kafka and the config model accept, but Lambda's API pattern does not

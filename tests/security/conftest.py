@@ -1,14 +1,14 @@
 """The security tier: every attack on the trust model, with the outcome a user relies on.
 
 Each test carries `@pytest.mark.attack(name, outcome=..., how=...)`; at the end of the session the
-tier prints the table `attack | outcome | how checked` with each test's result (`pytest
-tests/security -s`). The synthesized stacks are the infra tier's (one synth per variant per session).
+tier prints the table `attack | outcome | how checked` with each test's result (`pytest tests/security`:
+tests/summaries.py prints it, from the reports of every pytest-xdist worker). The synthesized stacks are the
+infra tier's (one synth per variant per session; under pytest-xdist all on one worker: tests/conftest.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -26,6 +26,7 @@ from tests.infra.conftest import (  # noqa: F401 - fixtures shared with the infr
     variant_document,
 )
 from tests.security.policy import ACCOUNT, OTHER_ACCOUNT
+from tests.summaries import ATTACK, COLLECTED_AT, OUTCOMES
 
 OTHER_ROLE = f"arn:aws:iam::{OTHER_ACCOUNT}:role/payments-ci"
 OPERATOR_ROLE = f"arn:aws:iam::{ACCOUNT}:role/bridge-operators"
@@ -52,21 +53,6 @@ def hardened(variant_document: Any,  # noqa: F811 - the shared fixture, requeste
         config_from_document(variant_document(_harden), "hardened"), tmp_path_factory.mktemp("hardened")))
 
 
-OUTCOMES = ("refused at synth", "refused at runtime", "parked", "deduplicated", "marked unverified",
-            "denied by policy")
-
-
-@dataclass
-class AttackRow:
-    attack: str
-    outcome: str
-    how: str
-    result: str = "not run"
-
-
-_ROWS: dict[str, AttackRow] = {}
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "attack(name, outcome, how): an attack on the trust model and how "
                                        "the test checks its outcome (printed by the security tier)")
@@ -74,6 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Generator[None, Any, None]:
+    """Hand the attack's row to the session's table (tests/summaries.py) with the setup and call reports."""
     outcome = yield
     report = outcome.get_result()
     marker = item.get_closest_marker("attack")
@@ -83,28 +70,5 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     assert kind.split(":")[0] in OUTCOMES, f"{item.nodeid}: outcome {kind!r} is not one of {OUTCOMES}"
     callspec = getattr(item, "callspec", None)
     name = f"{marker.args[0]} [{callspec.id}]" if callspec is not None else marker.args[0]
-    row = _ROWS.setdefault(item.nodeid, AttackRow(name, kind, marker.kwargs["how"]))
-    if report.failed:
-        row.result = "FAILED"
-    elif report.when == "call" and row.result != "FAILED":
-        row.result = "held"
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not _ROWS:
-        return
-    rows = list(_ROWS.values())
-    widths = [max(len(h), *(len(getattr(r, f)) for r in rows)) for h, f in
-              (("attack", "attack"), ("outcome", "outcome"), ("how checked", "how"), ("result", "result"))]
-    write = terminalreporter.write_line
-    write("")
-    write("Security tier: attacks on the trust model")
-    header = ("attack", "outcome", "how checked", "result")
-    write(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    write("-|-".join("-" * w for w in widths))
-    for r in rows:
-        write(" | ".join(v.ljust(w) for v, w in zip((r.attack, r.outcome, r.how, r.result), widths, strict=True)))
-    held = sum(r.result == "held" for r in rows)
-    by_outcome = {o: sum(r.outcome.split(":")[0] == o for r in rows) for o in OUTCOMES}
-    write(f"{held} of {len(rows)} attacks held ("
-          + ", ".join(f"{n} {o}" for o, n in by_outcome.items() if n) + ")")
+    index = item.stash.get(COLLECTED_AT, 0)
+    report.user_properties = [*report.user_properties, (ATTACK, [index, name, kind, marker.kwargs["how"]])]

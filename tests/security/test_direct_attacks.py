@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import gzip
 import inspect
 import json
@@ -32,6 +33,7 @@ import botocore.auth
 import botocore.client
 import botocore.endpoint
 import botocore.httpsession
+import botocore.loaders
 import botocore.parsers
 import botocore.session
 import pytest
@@ -163,8 +165,18 @@ def reading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     return str(request.param)
 
 
+@functools.cache
+def _loader() -> botocore.loaders.Loader:
+    loader: botocore.loaders.Loader = botocore.session.get_session().get_component("data_loader")
+    return loader
+
+
 def _session(credentials: Any = None) -> botocore.session.Session:
+    """A session of its own (credentials, clients), reading the service models through one loader for the
+    module, as one session's clients share theirs: a loader per session read the SQS or SNS model, the
+    endpoint data and the list of services again for each client (JSON, about 0.5 s of CPU per case)."""
     session = botocore.session.get_session()
+    session.register_component("data_loader", _loader())
     session._credentials = credentials or Credentials("AKIDEXAMPLE", SECRET, "session-token")
     return session
 
