@@ -73,7 +73,7 @@ test-e2e: $(VENV)/.installed $(AWSVENV)/.installed
 	$(PYTEST) tests/e2e -q -m e2e
 
 # ruff + mypy, then every tier (unit, infra, security, integration, e2e incl. the 10k-record run, faults:
-# fault injection against the local stack) on $(TEST_WORKERS) pytest-xdist workers, longest tests first; tests
+# fault injection against the local stack) on $(TEST_WORKERS) pytest-xdist workers, in the tiers' order; tests
 # that share a setup stay on one worker (tests/conftest.py GROUPS). Most of the suite's time is waiting
 # on subprocesses and services, so 3 workers on 2 cores. `make test TEST_WORKERS=0`: one process, as before.
 TEST_WORKERS ?= 3

@@ -1,5 +1,5 @@
 """Shared fixtures: in-memory ports and a factory that builds a Bridge around them; how `make test`'s
-pytest-xdist workers share the tiers out (groups, longest first); the end-of-session tables (tests/summaries.py)."""
+pytest-xdist workers share the tiers out (groups); the end-of-session tables (tests/summaries.py)."""
 
 from __future__ import annotations
 
@@ -34,16 +34,6 @@ GROUPS: dict[str, str | None] = {
 }
 SYNTH_FIXTURES = frozenset({"dev", "provisioned", "self_managed", "every_variant", "hardened", "prod",
                             "dev_with_repo_events"})
-# Under pytest-xdist the workers take the tests in this order, longest first, so that no long test is left to
-# run alone at the end while the other workers idle; the rest keep the tiers' order after these, the unit tier
-# (many short tests) last. Measured at bf9f8e5 (--durations=0): the 10,000-record run 111 s; the local
-# deploy's module 120 s; each fault run 37-80 s; the synth group about 140 s; test_local_cli 195 s in 10 tests.
-LONGEST_FIRST = ("tests/e2e/test_ten_thousand.py", "tests/e2e/test_local_deploy.py", "tests/faults/test_fault_runs.py",
-                 "tests/infra/", "tests/security/test_checkov.py", "tests/e2e/test_local_cli.py",
-                 "tests/e2e/test_local_pipeline.py", "tests/faults/", "tests/e2e/", "tests/integration/",
-                 "tests/security/", "tests/unit/")
-
-
 def group_of(nodeid: str) -> str | None:
     """The worker group of a test (GROUPS), or None."""
     matches = [prefix for prefix in GROUPS if nodeid.startswith(prefix)]
@@ -62,18 +52,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeSch
     return _GroupScheduling(config, log) if config.getvalue("dist") == "loadgroup" else None
 
 
-def _rank(item: pytest.Item) -> int:
-    return next((i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     stray = [item.nodeid for item in items
              if SYNTH_FIXTURES & set(item.fixturenames) and group_of(item.nodeid) != "synth"]
     if stray:
         raise pytest.UsageError(f"tests reading a synthesized variant outside the synth group: {stray}. Fix: add "
                                 "their file to tests/conftest.py GROUPS")
-    if hasattr(config, "workerinput"):  # a pytest-xdist worker: every worker sorts alike (a stable sort)
-        items.sort(key=_rank)
+    # No reordering: each worker takes the tests in the tiers' order, as one process does. Sorting the longest
+    # first (tried) ran unit tests after the e2e and fault tiers in one process, where the session fixtures'
+    # environment (AWS_ENDPOINT_URL, credentials) is still set until the session ends: 20 unit tests failed.
 
 
 @pytest.fixture

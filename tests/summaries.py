@@ -17,7 +17,7 @@ import pytest
 ATTACK = "attack"  # [index, name, outcome, how] of a test marked @pytest.mark.attack (tests/security/conftest.py)
 FAULT_RUN = "fault run"  # {"row": [cells], "json": {...}} of one fault run (tests/faults/test_fault_runs.py)
 
-# Where a test was in the collection before tests/conftest.py put the longest first for pytest-xdist: the
+# Where a test was in the collection (the workers of pytest-xdist finish tests in any order): the
 # attacks are listed in the tiers' order however the workers ran them.
 COLLECTED_AT = pytest.StashKey[int]()
 
@@ -38,7 +38,7 @@ _ATTACKS: dict[str, AttackRow] = {}
 _FAULT_RUNS: list[dict[str, Any]] = []
 
 
-@pytest.hookimpl(tryfirst=True)  # before tests/conftest.py sorts the longest first for pytest-xdist
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for index, item in enumerate(items):
         item.stash[COLLECTED_AT] = index
