@@ -7,6 +7,7 @@ tests: under pytest-xdist that is a worker, which prints nothing, so `make test`
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -44,3 +45,17 @@ def test_the_attack_table_counts_the_attacks_of_every_worker() -> None:
     rows = [line for line in done.stdout.splitlines() if line.startswith("a garbled 2xx answer on every attempt [")]
     assert len(rows) == 4, rows
     assert all(row.rstrip().endswith("| held") for row in rows), rows
+
+
+def test_unit_tests_see_no_local_stack_or_shell_aws_environment() -> None:
+    # given: the environment an e2e session fixture leaves for the rest of a worker's session (or a developer's
+    # shell that exports a local endpoint and another region)
+    leaked = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-west-1",
+              "AWS_PROFILE": "not-a-profile", "BRIDGE_CONFIG_PATH": "/nonexistent.yaml"}
+    # when: unit tests that build real botocore requests run in it
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests/unit/test_sqs_body.py", "tests/unit/test_smoke.py"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, check=False, env={**os.environ, **leaked})
+    # then: they pass as on a clean machine (tests/unit/conftest.py gives each the session's start environment
+    # without AWS_*, BRIDGE_* and POWERTOOLS_*; before, 6 failed and 6 errored on the 127.0.0.1 endpoint)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
