@@ -27,6 +27,10 @@ GROUPS: dict[str, str | None] = {
     # each variant is synthesized once, not once per worker (a synth is 5-20 s of CPU)
     "tests/infra/": "synth",
     "tests/security/": "synth",
+    # the fault runs (each its own broker, MiniStack and poller, with outages of a few seconds) one at a time: at
+    # load 12-16 with three at once, test_dlq_answers_lost_... saw its 3 s outage pass before its poller had sent
+    # anything (engineer T, session 8). About 3 minutes more on CI, for a tier whose timings are its subject.
+    "tests/faults/": "faults",
     # security tests against loopback servers only
     "tests/security/test_direct_attacks.py": None,
     "tests/security/test_unreadable_answers.py": None,
