@@ -20,30 +20,38 @@ export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED := true
 
 .PHONY: install demo deploy-local soak test test-unit test-e2e lint actionlint synth synth-env assembly pipeline events bench clean soak-faults test-runtime-sdk
 
+# --no-compile: pip compiles every installed module to bytecode by default, most of a fresh install's time
+# (sympy, moto, checkov's libraries) for modules the tests never import; Python compiles what is imported
+# on first use and caches it. Measured on a fresh clone, warm pip cache: 5 min 6 s -> 2 min 54 s.
 # The venv and node_modules are prerequisites by file, so `make demo` on a fresh clone installs first.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q --no-compile -e '.[dev]'
 	touch $@
 
 $(AWSVENV)/.installed: pyproject.toml
 	test -x $(AWSVENV)/bin/python || python3 -m venv $(AWSVENV)
 	$(AWSVENV)/bin/pip install -q --upgrade pip
-	$(AWSVENV)/bin/pip install -q --group localaws
+	$(AWSVENV)/bin/pip install -q --no-compile --group localaws
 	touch $@
 
 $(CKVVENV)/.installed: pyproject.toml
 	test -x $(CKVVENV)/bin/python || python3 -m venv $(CKVVENV)
 	$(CKVVENV)/bin/pip install -q --upgrade pip
-	$(CKVVENV)/bin/pip install -q --group checkov
+	$(CKVVENV)/bin/pip install -q --no-compile --group checkov
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-install: $(VENV)/.installed $(AWSVENV)/.installed $(CKVVENV)/.installed node_modules/.installed
+# The four environments are independent, so they install side by side (`make install INSTALL_JOBS=1`: one
+# at a time); each one's output is printed as a block when it finishes.
+INSTALL_JOBS ?= 4
+install:
+	@$(MAKE) --no-print-directory -j$(INSTALL_JOBS) --output-sync=target \
+	  $(VENV)/.installed $(AWSVENV)/.installed $(CKVVENV)/.installed node_modules/.installed
 
 demo: $(VENV)/.installed $(AWSVENV)/.installed
 	$(BRIDGE) demo
@@ -77,7 +85,7 @@ test-e2e: $(VENV)/.installed $(AWSVENV)/.installed
 # that share a setup stay on one worker (tests/conftest.py GROUPS). Most of the suite's time is waiting
 # on subprocesses and services, so 3 workers on 2 cores. `make test TEST_WORKERS=0`: one process, as before.
 TEST_WORKERS ?= 3
-test: lint install
+test: install lint
 	$(PYTEST) tests/unit tests/infra tests/security tests/integration tests/e2e tests/faults -q \
 	  -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
