@@ -123,6 +123,7 @@ from bridge_local.testevents import resign_event, unsigned_at_signed_only, write
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3  # `bridge status` with no stack recorded: an answer, not an error (as LSB status commands)
 EXIT_INTERRUPTED = 130
 DEFAULT_CONFIG = "config/dev.yaml"
 # Commands that act on the running stack: they take its config, and refuse another one.
@@ -291,10 +292,17 @@ def _mode_line(state: StackState) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    state = require_running(Path(args.state_dir))
+    state_dir = Path(args.state_dir)
+    if read_state(state_dir) is None:  # nothing started (or bridge down): say so on stdout, exit 3, no "error"
+        if args.json:
+            _out(json.dumps({"running": False, "state_file": str(state_path(state_dir))}, indent=2))
+        else:
+            _out(f"not running: no local stack is recorded in {state_dir} (bridge up starts one)")
+        return EXIT_NOT_RUNNING
+    state = require_running(state_dir)  # a recorded stack that is broken or starting is an error, with the fix
     up_for = time.time() - state.started_at
     if args.json:
-        _out(json.dumps({"mode": state.mode, "config": state.config_path, "up_seconds": round(up_for),
+        _out(json.dumps({"running": True, "mode": state.mode, "config": state.config_path, "up_seconds": round(up_for),
                          "deployment": state.deployment, "kafka": state.bootstrap_servers, "aws": state.endpoint_url,
                          "services": [asdict(s) for s in state.services]}, indent=2))
         return 0

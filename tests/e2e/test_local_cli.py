@@ -175,6 +175,7 @@ def test_status_says_which_config_and_mode(state_dir: Path) -> None:
     status = bridge(state_dir, "status", "--json")
     assert status.returncode == 0, status.stderr
     doc = json.loads(status.stdout)
+    assert doc["running"] is True
     assert doc["mode"] == "in-process"
     assert doc["config"] == str(CONFIG_PATH)
     assert {s["name"] for s in doc["services"]} == {"tansu", "ministack"}

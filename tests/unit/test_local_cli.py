@@ -294,3 +294,23 @@ def test_every_option_of_every_command_says_what_it_does_in_help() -> None:
     produce = commands.choices["produce"].format_help()
     assert "docs/local.md" in produce
     assert "bridge_local/events.py" not in produce
+
+
+def test_bridge_status_with_no_stack_answers_not_running_with_exit_3(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # given: a state directory where nothing was started (or `bridge down` ran)
+    # when / then: status answers on stdout, not as an error, and a script can tell it apart by the exit code
+    assert main(["--state-dir", str(tmp_path), "status"]) == 3
+    out = capsys.readouterr()
+    assert out.out.startswith("not running: no local stack is recorded in ")
+    assert "bridge up" in out.out
+    assert out.err == ""
+    assert main(["--state-dir", str(tmp_path), "status", "--json"]) == 3
+    assert json.loads(capsys.readouterr().out) == {"running": False, "state_file": str(tmp_path / "local.json")}
+
+
+def test_bridge_status_with_an_unreadable_state_file_is_still_an_error_with_the_fix(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "local.json").write_text("{not json", encoding="utf-8")
+    assert main(["--state-dir", str(tmp_path), "status"]) == 1
+    assert "is not a valid state file" in capsys.readouterr().err
