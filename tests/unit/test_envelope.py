@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import random
+import re
 import uuid
 from typing import Any
 
@@ -217,6 +218,29 @@ def test_the_byte_check_agrees_with_the_sqs_character_rule_on_every_bmp_characte
         expected = envelope._SQS_FORBIDDEN.search(text) is None
         assert envelope.sendable_utf8(text.encode("utf-8")) is expected, hex(c)
         assert envelope.sendable_text(text) is expected, hex(c)
+
+
+# The rule as SQS documents it (#x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF), written as the
+# accepted set: bridge.envelope writes the rejected set instead, which compiles ~12x cheaper at cold start.
+SQS_ACCEPTS_DOCUMENTED = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def test_the_forbidden_character_class_is_the_documented_rule_on_every_code_point() -> None:
+    # given every code point U+0000-U+10FFFF (surrogates included: a str can hold them), in one string
+    every = "".join(map(chr, range(0x110000)))
+    # then the envelope's class finds exactly the characters the documented rule rejects, in order
+    assert envelope._SQS_FORBIDDEN.findall(every) == SQS_ACCEPTS_DOCUMENTED.findall(every)
+    # and the same on strings around the edges of each range, alone, inside text and at either end
+    edges = [0x0, 0x8, 0x9, 0xA, 0xB, 0xC, 0xD, 0xE, 0x1F, 0x20, 0x7F, 0x85, 0xD7FF, 0xD800, 0xDBFF, 0xDC00,
+             0xDFFF, 0xE000, 0xFFFD, 0xFFFE, 0xFFFF, 0x10000, 0x1F600, 0x10FFFF]
+    rng = random.Random(10)
+    texts = [""] + [f"{p}{chr(c)}{q}" for c in edges for p, q in (("", ""), ("a", "b"), ("x" * 300, ""), ("", "é" * 9))]
+    texts += ["".join(chr(rng.choice(edges)) for _ in range(rng.randrange(1, 12))) for _ in range(2_000)]
+    for text in texts:
+        for found, expected in ((envelope._SQS_FORBIDDEN.search(text), SQS_ACCEPTS_DOCUMENTED.search(text)),
+                                (envelope._SQS_FORBIDDEN.match(text), SQS_ACCEPTS_DOCUMENTED.match(text))):
+            assert (found and found.span()) == (expected and expected.span()), ascii(text)
+        assert envelope.sendable_text(text) is (SQS_ACCEPTS_DOCUMENTED.search(text) is None), ascii(text)
 
 
 def adversarial_values() -> list[bytes]:
