@@ -32,9 +32,9 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from bridge.frozen import frozen
 from bridge.records import KafkaRecord
 
 SHARD_OFFSETS = 1000  # offsets per progress shard: one shard read per partition per batch, mostly
@@ -53,7 +53,7 @@ class CheckpointUnavailable(RuntimeError):
     """The progress store could not be read or written (raised by the adapter)."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProgressEntry:
     """Records of one shard that reached one destination (or were parked for it)."""
 

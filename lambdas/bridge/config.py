@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
+
+from bridge.frozen import frozen
 
 # --- AWS service limits, named once -------------------------------------------------------------
 
@@ -120,7 +122,7 @@ NumericOp = Literal["=", "<", "<=", ">", ">="]
 _NUMERIC_OPS: tuple[str, ...] = ("=", "<", "<=", ">", ">=")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Condition:
     """One test on one field of a record.
 
@@ -138,7 +140,7 @@ class Condition:
     alternatives: tuple[Condition, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Match:
     """All conditions must hold. Empty match = every record."""
 
@@ -148,14 +150,14 @@ class Match:
     body: tuple[tuple[str, Condition], ...] = ()  # dotted JSON paths into the record value
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Route:
     name: str
     match: Match
     to: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Unmatched:
     action: UnmatchedAction = "park"
     to: tuple[str, ...] = ()
@@ -164,20 +166,20 @@ class Unmatched:
 # --- Source, producers, destinations ------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Network:
     vpc_id: str | None = None
     subnet_ids: tuple[str, ...] = ()
     security_group_ids: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProvisionedPollers:
     minimum: int
     maximum: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SourceRetry:
     """Retry controls of the event-source mapping; AWS allows them for Kafka only in provisioned mode."""
 
@@ -193,7 +195,7 @@ _SECRET_ARN_RE = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:s
 _SCHEMA_ID_RE = re.compile(r"^(\d{1,10}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SchemaRegistry:
     """The mapping decodes records serialized with a schema registry (Avro, Protobuf, JSON Schema)
     and hands the function JSON, so body routes work unchanged. Provisioned mode only."""
@@ -212,7 +214,7 @@ class SchemaRegistry:
         return self.uri.rsplit("/", 1)[1] if self.kind == "glue" else ""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Source:
     kind: SourceKind
     topics: tuple[str, ...]
@@ -247,7 +249,7 @@ class Source:
         return m.groupdict()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class OidcIdentity:
     issuer: str  # https://token.actions.githubusercontent.com, https://example.okta.com/oauth2/default
     audience: str
@@ -259,7 +261,7 @@ class OidcIdentity:
         return self.issuer.removeprefix("https://").rstrip("/")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Producer:
     name: str
     topics: tuple[str, ...]
@@ -276,7 +278,7 @@ class Producer:
     max_age_seconds: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Subscription:
     """An SQS destination subscribed to an SNS destination (raw delivery, its own DLQ)."""
 
@@ -285,7 +287,7 @@ class Subscription:
     raw_message_delivery: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Destination:
     name: str
     type: DestinationType
@@ -334,7 +336,7 @@ class Destination:
         return f"{base}.fifo" if self.fifo else base
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BridgeSettings:
     correlation_header: str = "correlation-id"
     producer_header: str = "x-bridge-producer"
@@ -384,7 +386,7 @@ _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _SNS_TOPIC_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Alarms:
     """CloudWatch alarms of the stack (infra/constructs/alarms.py; docs/runbook.md says what each means).
 
@@ -408,7 +410,7 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 RolloutStrategy = Literal["all_at_once", "canary", "linear"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Rollout:
     """How a deploy shifts the function's `live` alias to the new version (CodeDeploy), and what rolls it back.
 
@@ -423,7 +425,7 @@ class Rollout:
     max_parked_per_minute: int = 10
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Deployment:
     """Stage-dependent deployment choices (infra only; the handler ignores them). Defaults read `production`."""
 
@@ -433,7 +435,7 @@ class Deployment:
     rollout: Rollout = field(default_factory=Rollout)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BridgeConfig:
     name: str
     source: Source

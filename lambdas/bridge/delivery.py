@@ -69,6 +69,7 @@ from typing import Protocol
 
 from bridge.config import MAX_BATCH_ENTRIES, DestinationType
 from bridge.envelope import OutgoingMessage
+from bridge.frozen import frozen
 from bridge.packing import MessageTooLargeError
 
 MAX_BACKOFF_MS = 20_000  # one wait never exceeds this, whatever the attempt; keeps a batch inside the timeout
@@ -89,7 +90,7 @@ CPU_EVERY = 4  # requests per reading of the sending thread's CPU clock (see Sen
 STALL_S = 0.005  # no request finished for this long while every sender is busy: look at the ones in flight
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Target:
     """Where a batch goes: a destination, the bridge DLQ or the audit topic."""
 
@@ -100,7 +101,7 @@ class Target:
     fifo: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EntryFailure:
     """A failed entry of a batch response; `index` is its position in the request."""
 
@@ -110,7 +111,7 @@ class EntryFailure:
     sender_fault: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BatchOutcome:
     """A batch response: entries not listed in `failures` succeeded."""
 

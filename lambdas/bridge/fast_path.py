@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bridge.audit import BatchTally
@@ -41,6 +40,7 @@ from bridge.envelope import (
     control_free,
     correlation_id_from,
 )
+from bridge.frozen import frozen
 from bridge.records import UNREAD, KafkaRecord, last_header_values
 
 # Values decoded ahead of planning (`_values_ahead`), so that one `control_free` call answers for all of them:
@@ -77,7 +77,7 @@ class MessageSink(Protocol):
     def add_all(self, target: Any, messages: Sequence[OutgoingMessage]) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PlainTopic:
     """What every plain record of one topic shares: its routes, steps and inferred producer."""
 

@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from bridge.config import BridgeConfig, Condition, Route
+from bridge.frozen import frozen
 from bridge.routing import compile_condition
 
 MAX_FILTERS = 5  # Lambda quota: filters per event-source mapping (default, adjustable)
 MAX_PATTERN_CHARS = 4096  # botocore lambda Filter.Pattern max
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TopicFilters:
     """The filter criteria of one topic's mapping: `patterns` (empty = no filter) and why."""
 

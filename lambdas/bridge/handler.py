@@ -11,13 +11,13 @@ id as correlation id and never a record payload.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from bridge.audit import batch_id_for
+from bridge.frozen import frozen
 from bridge.parking import ParkingFailedError
 from bridge.records import InvalidEventError, decode_event, describe_invalid_event, is_kafka_event, parse_redrive
 from bridge.service import BatchReport, Bridge, OutageRetryError, cyclic_gc_paused
@@ -84,7 +84,7 @@ if snapstart_enabled():
     _prepare_snapshot()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LocalContext:
     """Stand-in Lambda context for in-process callers (the local poller) that pass None."""
 

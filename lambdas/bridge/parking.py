@@ -15,12 +15,12 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from bridge.delivery import Deliverer, Target
 from bridge.envelope import OutgoingMessage, billed_size
+from bridge.frozen import frozen
 from bridge.records import KafkaRecord
 
 PARK_REASONS = (
@@ -61,7 +61,7 @@ class ObjectStore(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ParkRequest:
     """One record (for one destination, or for none) that the bridge parks instead of delivering."""
 

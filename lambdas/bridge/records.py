@@ -18,8 +18,9 @@ from __future__ import annotations
 import binascii
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from bridge.frozen import frozen
 
 # "aws:SelfManagedKafka" is what Powertools' and several runtimes' sample events carry for self-managed
 # Kafka; Lambda itself sends "SelfManagedKafka". Both mean the same event shape.
@@ -188,7 +189,7 @@ class KafkaRecord:
                 f"value={self.value!r}, headers={self.headers!r}, undecodable={self.undecodable!r})")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class KafkaBatch:
     """A decoded event: every record in delivery order (per partition, partitions as delivered)."""
 

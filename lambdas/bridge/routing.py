@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from bridge.config import BridgeConfig, Condition, Match
+from bridge.frozen import frozen
 from bridge.records import KafkaRecord, utf8_or_none
 
 UNMATCHED_ROUTE = "unmatched"  # the route name counted for records sent by `unmatched: route`
@@ -33,7 +33,7 @@ BodyParser = Callable[[bytes], Any]
 """Parses a record value as JSON (json.loads); raises ValueError when it is not JSON."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RoutingDecision:
     """What to do with one record: deliver to `destinations`, or park/skip it."""
 

@@ -21,7 +21,6 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +37,7 @@ from bridge.config import (
 from bridge.delivery import HELD_BACK, BatchSender, Deliverer, DeliveryRun, HandOffFactory, Target
 from bridge.envelope import MessageFactory, OutgoingMessage, billed_size, correlation_id_for
 from bridge.fast_path import PlainTopic, plan_plain
+from bridge.frozen import frozen
 from bridge.parking import ObjectStore, ObjectStoreError, Parking, ParkRequest
 from bridge.records import SELF_MANAGED_EVENT_SOURCES, ForeignEventError, KafkaBatch, KafkaRecord, Redrive, decode_event
 from bridge.routing import UNMATCHED_ROUTE, Router, RoutingDecision, restrict_to_redrive
@@ -77,7 +77,7 @@ class OutageRetryError(RuntimeError):
     was already delivered or parked)."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BatchReport:
     """What the handler needs after a batch: the summary counts, what was parked, the audit outcome."""
 
@@ -96,7 +96,7 @@ class BatchReport:
 Origin = tuple[KafkaRecord, str, str | None]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Step:
     """One destination of a routing decision, with what depends only on the config looked up once."""
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.config import BridgeConfig, Destination, load_config_file
+from bridge.frozen import frozen
 
 DEFAULT_SERVICE_NAME = "kafka-bridge"
 DEFAULT_METRICS_NAMESPACE = "KafkaBridge"
@@ -24,7 +24,7 @@ class SettingsError(RuntimeError):
     """A required environment variable is missing or invalid; the message names it and the fix."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Settings:
     """The environment of one function instance (see the table in docs/runtime-contract.md)."""
 

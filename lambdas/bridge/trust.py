@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bridge.config import MAX_MESSAGE_ID_CHARS, BridgeConfig, Destination
+from bridge.frozen import frozen
 from bridge.records import KafkaRecord, utf8_or_none
 from bridge.signatures import verify_record
 
@@ -155,7 +156,7 @@ class SigningKeyCache:
         return keys
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Rejection:
     """Why a record (or a record for one destination) is parked instead of delivered."""
 
@@ -175,7 +176,7 @@ def headers_as_produced(record: KafkaRecord) -> tuple[tuple[str, bytes | None], 
     return tuple((name, None if null else value) for (name, value), null in zip(record.headers, nulls, strict=True))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Headers:
     signature: str
     message_id: str
