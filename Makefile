@@ -84,10 +84,12 @@ test-e2e: $(VENV)/.installed $(AWSVENV)/.installed
 # fault injection against the local stack) on $(TEST_WORKERS) pytest-xdist workers, in the tiers' order; tests
 # that share a setup stay on one worker (tests/conftest.py GROUPS). Most of the suite's time is waiting
 # on subprocesses and services, so 3 workers on 2 cores. `make test TEST_WORKERS=0`: one process, as before.
+# A worker that dies is restarted once: xdist hands the crashing test to the new worker first, and each restart
+# repeats its group's setup (a synth, a fault stack), so the default of 4 per worker only delayed a red run.
 TEST_WORKERS ?= 3
 test: install lint
 	$(PYTEST) tests/unit tests/infra tests/security tests/integration tests/e2e tests/faults -q \
-	  -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	  -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --max-worker-restart 1
 
 # The benchmark suite (about 5 min, not part of `make test`): writes benchmarks/RESULTS.md.
 # `make bench ARGS=--quick` for a one-round smoke run; then the byte-packing and checkpoint benchmarks

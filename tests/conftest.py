@@ -3,7 +3,9 @@ pytest-xdist workers share the tiers out (groups); the end-of-session tables (te
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,6 +43,21 @@ SYNTH_FIXTURES = frozenset({"dev", "provisioned", "self_managed", "every_variant
                             "dev_with_repo_events"})
 
 
+def stale_group_keys(root: Path) -> list[str]:
+    """GROUPS keys that name nothing any more: a file or directory that does not exist, or a test its file does
+    not define. `group_of` would silently give such tests the enclosing group (or none), which is how two
+    groups that both stage into build/ came to run at once in session 8. Checked against the files, not the
+    collection, so a run of one file or one test is not refused."""
+    def names_something(key: str) -> bool:
+        path, _, test = key.partition("::")
+        if not (root / path).exists():
+            return False
+        source = (root / path).read_text(encoding="utf-8") if test else ""
+        return not test or re.search(rf"^(?:async )?def {re.escape(test)}\(", source, re.MULTILINE) is not None
+
+    return [key for key in GROUPS if not names_something(key)]
+
+
 def group_of(nodeid: str) -> str | None:
     """The worker group of a test (GROUPS), or None."""
     matches = [prefix for prefix in GROUPS if nodeid.startswith(prefix)]
@@ -60,6 +77,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeSch
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if stale := stale_group_keys(config.rootpath):
+        raise pytest.UsageError(f"tests/conftest.py GROUPS names what no longer exists: {stale}. Fix: update the key "
+                                "to the test's or file's new name")
     stray = [item.nodeid for item in items
              if SYNTH_FIXTURES & set(item.fixturenames) and group_of(item.nodeid) != "synth"]
     if stray:
