@@ -50,13 +50,17 @@ def _property(report: pytest.TestReport, name: str) -> Any:
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     attack = _property(report, ATTACK)
-    if attack is not None and report.when in ("setup", "call"):
+    if attack is not None:
         index, name, outcome, how = attack
         row = _ATTACKS.setdefault(report.nodeid, AttackRow(index, name, outcome, how))
-        if report.failed:
+        if report.failed:  # in setup, call or teardown
             row.result = "FAILED"
-        elif report.when == "call" and row.result != "FAILED":
-            row.result = "held"
+        elif row.result == "FAILED":
+            pass
+        elif report.skipped:  # pytest.skip() in setup or in the test, or an xfail: the attack was not checked
+            row.result = "skipped"
+        elif report.when == "call":  # ran to its end (a non-strict xfail that passed checked nothing it meant to)
+            row.result = "xpassed" if hasattr(report, "wasxfail") else "held"
     run = _property(report, FAULT_RUN)
     if run is not None and report.when == "teardown":
         _FAULT_RUNS.append(run)

@@ -60,11 +60,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Generator[None, Any, None]:
-    """Hand the attack's row to the session's table (tests/summaries.py) with the setup and call reports."""
+    """Hand the attack's row to the session's table (tests/summaries.py) with each of its reports (a failure
+    in teardown fails the attack too)."""
     outcome = yield
     report = outcome.get_result()
     marker = item.get_closest_marker("attack")
-    if marker is None or report.when not in ("setup", "call"):
+    if marker is None:
         return
     kind = marker.kwargs["outcome"]
     assert kind.split(":")[0] in OUTCOMES, f"{item.nodeid}: outcome {kind!r} is not one of {OUTCOMES}"
