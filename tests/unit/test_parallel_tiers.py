@@ -27,7 +27,8 @@ def test_make_test_runs_every_tier_on_several_workers_keeping_the_groups() -> No
     for tier in ("tests/unit", "tests/infra", "tests/security", "tests/integration", "tests/e2e", "tests/faults"):
         assert f" {tier} " in pytest_line, pytest_line
     assert re.search(r" -n [2-9]\b", pytest_line), pytest_line
-    # xdist_group marks hold only with loadgroup; the workers' order (longest first) only without reordering
+    # tests/conftest.py's groups hold only with loadgroup (_GroupScheduling); each worker takes the tests in the
+    # tiers' order only without reordering (loadscope sorts the largest units first)
     assert "--dist loadgroup" in pytest_line, pytest_line
     assert "--no-loadscope-reorder" in pytest_line, pytest_line
 
