@@ -152,6 +152,8 @@ class Match:
 
 @frozen
 class Route:
+    """Records matching `match` go to each destination named in `to`."""
+
     name: str
     match: Match
     to: tuple[str, ...]
@@ -159,6 +161,8 @@ class Route:
 
 @frozen
 class Unmatched:
+    """What happens to a record no route matches: parked, skipped or routed to `to`."""
+
     action: UnmatchedAction = "park"
     to: tuple[str, ...] = ()
 
@@ -168,6 +172,8 @@ class Unmatched:
 
 @frozen
 class Network:
+    """The VPC, subnets and security groups the event-source mapping reaches the cluster through."""
+
     vpc_id: str | None = None
     subnet_ids: tuple[str, ...] = ()
     security_group_ids: tuple[str, ...] = ()
@@ -175,6 +181,8 @@ class Network:
 
 @frozen
 class ProvisionedPollers:
+    """Provisioned mode of the event-source mapping: the least and most event pollers."""
+
     minimum: int
     maximum: int
 
@@ -216,6 +224,8 @@ class SchemaRegistry:
 
 @frozen
 class Source:
+    """Where records come from: the Kafka cluster, topics and event-source mapping settings."""
+
     kind: SourceKind
     topics: tuple[str, ...]
     consumer_group_id: str
@@ -251,6 +261,8 @@ class Source:
 
 @frozen
 class OidcIdentity:
+    """An OIDC identity (issuer, audience, subject) a producer assumes its role with."""
+
     issuer: str  # https://token.actions.githubusercontent.com, https://example.okta.com/oauth2/default
     audience: str
     subject: str
@@ -263,6 +275,8 @@ class OidcIdentity:
 
 @frozen
 class Producer:
+    """A service that writes to the bridge's topics, with its identity and what it may do."""
+
     name: str
     topics: tuple[str, ...]
     aws_principal: str | None = None
@@ -289,6 +303,8 @@ class Subscription:
 
 @frozen
 class Destination:
+    """A queue or topic records are delivered to, created by the stack or existing (`arn`)."""
+
     name: str
     type: DestinationType
     fifo: bool = False
@@ -338,6 +354,8 @@ class Destination:
 
 @frozen
 class BridgeSettings:
+    """The document's `settings:` block: header names, delivery, checkpoints, keys and runtime switches."""
+
     correlation_header: str = "correlation-id"
     producer_header: str = "x-bridge-producer"
     signature_header: str = "x-bridge-signature"
@@ -437,6 +455,8 @@ class Deployment:
 
 @frozen
 class BridgeConfig:
+    """The whole validated document: source, producers, destinations, routes and settings of one bridge."""
+
     name: str
     source: Source
     producers: tuple[Producer, ...]

@@ -76,6 +76,8 @@ class SigningKeys(Protocol):
 
 @dataclass(slots=True)
 class _CachedKeys:
+    """A producer's signing keys as last read, and when they were read or tried."""
+
     keys: tuple[bytes, ...] = ()
     fetched_at: float = float("-inf")  # last successful read
     attempted_at: float = float("-inf")  # last read, successful or not
@@ -178,6 +180,8 @@ def headers_as_produced(record: KafkaRecord) -> tuple[tuple[str, bytes | None], 
 
 @frozen
 class _Headers:
+    """The names of the signature and message-id headers, from the config's settings."""
+
     signature: str
     message_id: str
 

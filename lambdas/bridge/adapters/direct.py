@@ -225,6 +225,8 @@ class _Closed(Exception):
 
 @dataclass
 class Answer:
+    """The status, headers and body of one answer to a direct call."""
+
     status: int
     headers: dict[str, str]  # lower-case names
     body: bytes
