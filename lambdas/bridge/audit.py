@@ -11,17 +11,18 @@ import hashlib
 import json
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import field
 from operator import ne, or_
 from typing import Any
 
+from bridge.frozen import lean
 from bridge.records import KafkaRecord
 
 AUDIT_EVENT_TYPE = "bridge.batch"
 BATCH_NAMESPACE = uuid.UUID("0b6f3a9e-4c2d-5e81-a7f0-9d3c2b1e4a65")
 
 
-@dataclass
+@lean
 class BatchTally:
     """Counts for one batch, filled in by the service as records are routed, delivered and parked."""
 

@@ -61,7 +61,6 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 from math import ceil
 from operator import itemgetter
@@ -69,7 +68,7 @@ from typing import Protocol
 
 from bridge.config import MAX_BATCH_ENTRIES, DestinationType
 from bridge.envelope import OutgoingMessage
-from bridge.frozen import frozen
+from bridge.frozen import frozen, lean
 from bridge.packing import MessageTooLargeError
 
 MAX_BACKOFF_MS = 20_000  # one wait never exceeds this, whatever the attempt; keeps a batch inside the timeout
@@ -184,7 +183,7 @@ class MultiplexedSender(BatchSender, Protocol):
     # (no connection to open, no botocore send); a sender without it always would (`MultiplexedRun._send`).
 
 
-@dataclass(slots=True)
+@lean(slots=True)
 class DeliveryReceipt:
     """What happened to one message after all attempts.
 
@@ -988,7 +987,7 @@ POLL_EVERY = MAX_BATCH_ENTRIES
 LOOK_ANYWAY_S = 1.0
 
 
-@dataclass(slots=True, eq=False)
+@lean(slots=True, eq=False)
 class _Request:
     """One batch of a `MultiplexedRun`: in flight, or waiting out a backoff before its next attempt."""
 

@@ -14,7 +14,7 @@ import json
 import re
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from bridge.config import (
@@ -24,6 +24,7 @@ from bridge.config import (
     UNVERIFIED_PRODUCER_ATTRIBUTE,
     Destination,
 )
+from bridge.frozen import lean
 from bridge.records import KafkaRecord, utf8_or_none
 
 # Fixed namespace for generated correlation ids: uuid5(namespace, record id) never changes.
@@ -55,7 +56,7 @@ _NONCHARACTERS = (b"\xef\xbf\xbe", b"\xef\xbf\xbf")
 _GROUP_ID_RE = re.compile(r"^[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,128}$")
 
 
-@dataclass(slots=True)
+@lean(slots=True)
 class OutgoingMessage:
     """One message for one destination, ready for SendMessageBatch / PublishBatch.
 

@@ -38,14 +38,31 @@ def _tuple_getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
     return getter
 
 
+@dataclass_transform(field_specifiers=(dataclasses.field,))
+def lean(cls: type[T] | None = None, /, *, frozen: bool = False, slots: bool = False,
+         eq: bool = True) -> Any:
+    """`@dataclass(frozen=..., slots=..., eq=...)` whose `__eq__`, `__hash__` and `__repr__` are not compiled.
+
+    With `eq` and not `frozen`, `__hash__` is None, as dataclasses sets it; without `eq`, the class keeps
+    its inherited `__eq__` and `__hash__`."""
+    def wrap(cls: type[T]) -> type[T]:
+        return _lean(cls, frozen=frozen, slots=slots, eq=eq)
+
+    return wrap if cls is None else wrap(cls)
+
+
 @dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field,))
 def frozen(cls: type[T]) -> type[T]:
     """`@dataclass(frozen=True, slots=True)` whose `__eq__`, `__hash__` and `__repr__` are not compiled."""
+    return _lean(cls, frozen=True, slots=True, eq=True)
+
+
+def _lean(cls: type[T], *, frozen: bool, slots: bool, eq: bool) -> type[T]:
     # What the class body defines itself stays, as dataclasses leaves it (its rule for an explicit __hash__).
     own = cls.__dict__
-    keep_hash = not ("__hash__" not in own or (own["__hash__"] is None and "__eq__" in own))
-    keep = {"__eq__": "__eq__" in own, "__hash__": keep_hash, "__repr__": "__repr__" in own}
-    cls = dataclasses.dataclass(cls, frozen=True, slots=True, eq=False, repr=False)
+    keep_hash = not eq or not ("__hash__" not in own or (own["__hash__"] is None and "__eq__" in own))
+    keep = {"__eq__": not eq or "__eq__" in own, "__hash__": keep_hash, "__repr__": "__repr__" in own}
+    cls = dataclasses.dataclass(cls, frozen=frozen, slots=slots, eq=False, repr=False)
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     compared = _tuple_getter(tuple(f.name for f in fields if f.compare))
     hashed = _tuple_getter(tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash)))
@@ -67,4 +84,6 @@ def frozen(cls: type[T]) -> type[T]:
         if not keep[method.__name__]:
             method.__qualname__ = f"{cls.__qualname__}.{method.__name__}"
             setattr(cls, method.__name__, method)
+    if not frozen and not keep_hash:
+        cls.__hash__ = None  # type: ignore[assignment]  # mutable and compared by value, as dataclasses does
     return cls

@@ -38,11 +38,10 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
 from bridge.config import MAX_MESSAGE_ID_CHARS, BridgeConfig, Destination
-from bridge.frozen import frozen
+from bridge.frozen import frozen, lean
 from bridge.records import KafkaRecord, utf8_or_none
 from bridge.signatures import verify_record
 
@@ -74,7 +73,7 @@ class SigningKeys(Protocol):
         ...
 
 
-@dataclass(slots=True)
+@lean(slots=True)
 class _CachedKeys:
     """A producer's signing keys as last read, and when they were read or tried."""
 

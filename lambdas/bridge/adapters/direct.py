@@ -53,7 +53,6 @@ import uuid
 import weakref
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -74,6 +73,7 @@ from botocore.handlers import add_recursion_detection_header
 
 from bridge.adapters import query_body, sqs_body
 from bridge.config import MAX_BATCH_ENTRIES
+from bridge.frozen import lean
 from bridge.settings import observability_names
 
 # Headers whose value is the same on every request of a client (taken from botocore's request)...
@@ -104,7 +104,7 @@ _CHECKED_FOR_S = 0.001
 _STOCK_MAKE_API_CALL = botocore.client.BaseClient.__dict__.get("_make_api_call")
 
 
-@dataclass(frozen=True)
+@lean(frozen=True)
 class Template:
     """What every request of one client and operation shares, read off one request botocore sent."""
 
@@ -223,7 +223,7 @@ class _Closed(Exception):
     """The connection ended before a whole answer was read."""
 
 
-@dataclass
+@lean
 class Answer:
     """The status, headers and body of one answer to a direct call."""
 
