@@ -45,4 +45,27 @@ def test_only_an_attack_whose_test_ran_and_passed_is_held(monkeypatch: pytest.Mo
 
     rows = sorted(summaries._ATTACKS.values(), key=lambda r: r.index)
     assert {r.attack: r.result for r in rows} == {nodeid: result for nodeid, (_, result) in RUNS.items()}
-    assert summaries.attack_table(rows)[-1] == "1 of 8 attacks held (8 parked)"
+    assert summaries.attack_table(rows)[-2] == "1 of 8 attacks held (8 parked)"
+    assert summaries.attack_table(rows)[-1].startswith("the run fails: 7 attack(s) not held")
+
+
+class _Session:
+    def __init__(self, exitstatus: int) -> None:
+        self.exitstatus = exitstatus
+
+
+@pytest.mark.parametrize(("results", "before", "after"), [
+    (["held", "held"], pytest.ExitCode.OK, pytest.ExitCode.OK),
+    (["held", "skipped"], pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED),  # no test failed, an attack did not run
+    (["held", "xpassed"], pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED),
+    (["held", "FAILED"], pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.TESTS_FAILED),
+    ([], pytest.ExitCode.OK, pytest.ExitCode.OK),  # a run without the security tier
+    (["skipped"], pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERRUPTED),  # Ctrl-C keeps its own status
+])
+def test_a_run_where_an_attack_did_not_hold_fails(results: list[str], before: int, after: int,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(summaries, "_ATTACKS", {
+        f"a_{i}": summaries.AttackRow(i, f"a_{i}", "parked", "probe", result) for i, result in enumerate(results)})
+    session = _Session(before)
+    summaries.pytest_sessionfinish(session)  # type: ignore[arg-type]
+    assert session.exitstatus == after
