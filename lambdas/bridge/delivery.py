@@ -731,6 +731,28 @@ class DeliveryRun:
 
     def _send_standard(self, target: Target, batch: list[OutgoingMessage]) -> None:
         """Send one closed batch of a standard target: at once, or through the capped queue."""
+        if not self._senders and self._standard_in_flight is None:
+            # The planning thread sends itself (`SendPacing`; there are no send threads then): what `_submit`
+            # would run at once, `_collect` of this one batch, without the partial, the one-batch lane and its
+            # sum, and the lock round trip that counted the batch pending (nothing reads that count before it
+            # is taken off again). docs/decisions.md, "The planning thread sends a standard batch directly".
+            try:
+                receipts = self._deliverer._send_with_retries(target, batch, None, self._on_delivered,
+                                                              delivered=self._keep_delivered)
+            except BaseException as exc:  # re-raised by finish, on the caller's thread
+                with self._lock:
+                    self._done += 1
+                    if self._done - self._paced_at >= PACE_SAMPLES // 2:
+                        self._repace_locked()
+                    self._errors.append(exc)
+                    self._room.notify_all()
+                return
+            with self._lock:
+                self._done += 1
+                if self._done - self._paced_at >= PACE_SAMPLES // 2:
+                    self._repace_locked()
+                self._keep_locked(target, receipts, len(batch))
+            return
         with self._lock:
             self._pending += 1
         if self._standard_in_flight is None:
