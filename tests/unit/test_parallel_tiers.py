@@ -60,3 +60,16 @@ def test_unit_tests_see_no_local_stack_or_shell_aws_environment() -> None:
     # then: they pass as on a clean machine (tests/unit/conftest.py gives each the session's start environment
     # without AWS_*, BRIDGE_* and POWERTOOLS_*; before, 6 failed and 6 errored on the 127.0.0.1 endpoint)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_unit_tests_see_no_bridge_or_powertools_variable_from_before() -> None:
+    # given: the function's variables an e2e fixture (bridge_local.poller.handler_environment) leaves set
+    leaked = {"BRIDGE_CONFIG_PATH": "/nonexistent.yaml", "POWERTOOLS_SERVICE_NAME": "leaked-service",
+              "POWERTOOLS_METRICS_NAMESPACE": "Leaked"}
+    # when: unit tests that read the function's settings from os.environ run in it
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests/unit/test_settings_handler.py"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, check=False, env={**os.environ, **leaked})
+    # then: they see only what they set (tests/unit/conftest.py drops BRIDGE_* and POWERTOOLS_* too; without
+    # either prefix, test_settings_from_the_process_environment_see_only_what_the_test_set fails)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

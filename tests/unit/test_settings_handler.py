@@ -26,6 +26,18 @@ def test_settings_defaults() -> None:
     assert (s.service_name, s.metrics_namespace) == ("kafka-bridge", "KafkaBridge")
 
 
+def test_settings_from_the_process_environment_see_only_what_the_test_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The function's own environment, read from os.environ as Lambda does: a BRIDGE_* or POWERTOOLS_* variable
+    # from the developer's shell or an earlier e2e fixture must not change it (tests/unit/conftest.py)
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    s = Settings.from_env()
+
+    assert s.config_path == DEFAULT_CONFIG_PATH
+    assert s.endpoint_url is None
+    assert (s.service_name, s.metrics_namespace) == ("kafka-bridge", "KafkaBridge")
+
+
 def test_settings_read_every_contract_variable() -> None:
     s = Settings.from_env({**ENV, "BRIDGE_CONFIG_PATH": "/x/c.json", "BRIDGE_PARTITION": "aws-cn",
                            "AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "POWERTOOLS_SERVICE_NAME": "svc"})
