@@ -71,21 +71,24 @@ MAX_MESSAGE_ID_CHARS = 128  # a producer's signed message id; the attribute adds
 
 # Stages whose `production` flag defaults to true; any other name defaults to false.
 PRODUCTION_ENVIRONMENTS = ("prod", "production")
+# Validation uses fullmatch (a `$` matches before a trailing newline) and ASCII classes ([0-9], not `\d` or
+# `\w`, which match any Unicode digit or letter) as AWS's own patterns do (botocore's models are Java regexes,
+# where \w and \d are ASCII): a value validation passes must be one the deploy can use.
 _ENVIRONMENT_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 # SQS message attribute names: letters, digits, '_', '-' and '.', but no leading, trailing or doubled '.'
 _ATTRIBUTE_RE = re.compile(r"^(?=.{1,256}$)[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$")
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _MSK_CLUSTER_ARN_RE = re.compile(
-    r"^arn:(?P<partition>aws[a-z-]*):kafka:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+    r"^arn:(?P<partition>aws[a-z-]*):kafka:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):"
     r"cluster/(?P<cluster>[A-Za-z0-9-]+)/(?P<uuid>[A-Za-z0-9-]+)$"
 )
 _ARN_RE = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):"
-    r"(?P<account>\d{12}|):(?P<resource>.+)$"
+    r"(?P<account>[0-9]{12}|):(?P<resource>.+)$"
 )
 # Key ARNs only: an IAM statement on an alias ARN does not grant use of the key behind it.
-_KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+_KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$")
 
 StartingPosition = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]
 SourceKind = Literal["msk", "self-managed"]
@@ -198,9 +201,9 @@ class SourceRetry:
 
 SchemaRegistryKind = Literal["glue", "confluent"]
 SchemaRegistryAuth = Literal["basic", "client_certificate"]
-_GLUE_REGISTRY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:glue:[a-z0-9-]+:\d{12}:registry/[A-Za-z0-9_$#.-]{1,255}$")
-_SECRET_ARN_RE = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:\S+$")
-_SCHEMA_ID_RE = re.compile(r"^(\d{1,10}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+_GLUE_REGISTRY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:glue:[a-z0-9-]+:[0-9]{12}:registry/[A-Za-z0-9_$#.-]{1,255}$")
+_SECRET_ARN_RE = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:\S+$")
+_SCHEMA_ID_RE = re.compile(r"^([0-9]{1,10}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 
 
 @frozen
@@ -401,7 +404,7 @@ class BridgeSettings:
 
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_SNS_TOPIC_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+_SNS_TOPIC_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$")
 
 
 @frozen
@@ -586,7 +589,7 @@ def _parse(data: Any, source: str) -> BridgeConfig:
                             "unmatched", "settings", "alarms", "deployment"})
 
     name = data.get("name")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         pb.add("name", f"{name!r} is not a valid bridge name. Fix: 2-40 lowercase letters, digits and hyphens, "
                        "starting with a letter (it prefixes every queue and topic name)")
         name = "invalid"
@@ -648,8 +651,12 @@ def _str(pb: _Problems, path: str, raw: Any, required: bool = True, pattern: re.
     if not isinstance(raw, str) or not raw:
         pb.add(path, f"must be a non-empty string. Fix: {hint or 'quote the value'}")
         return None
-    if pattern and not pattern.match(raw):
-        pb.add(path, f"{raw!r} is not valid. Fix: {hint}")
+    if pattern and not pattern.fullmatch(raw):  # fullmatch: `$` alone would let a trailing newline through
+        if raw.strip() != raw and pattern.fullmatch(raw.strip()):
+            pb.add(path, f"{raw!r} has whitespace around it (a YAML `|` or `>` block keeps the final newline). "
+                   f"Fix: remove it, or write the block as `|-`")
+        else:
+            pb.add(path, f"{raw!r} is not valid. Fix: {hint}")
         return None
     return raw
 
@@ -764,7 +771,7 @@ def _parse_source(pb: _Problems, raw: Any) -> Source | None:
     kms_key_arn = _kms_key_arn(pb, f"{path}.kms_key_arn", raw.get("kms_key_arn"),
                                "the customer-managed key encrypting the Kafka credentials secret")
     if kind == "msk":
-        if not isinstance(cluster_arn, str) or not _MSK_CLUSTER_ARN_RE.match(cluster_arn):
+        if not isinstance(cluster_arn, str) or not _MSK_CLUSTER_ARN_RE.fullmatch(cluster_arn):
             what = "is required" if cluster_arn is None else f"{cluster_arn!r} is not an MSK cluster ARN"
             pb.add(f"{path}.cluster_arn", f"{what}. Fix: "
                    "arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid> (aws kafka list-clusters-v2)")
@@ -773,10 +780,11 @@ def _parse_source(pb: _Problems, raw: Any) -> Source | None:
                 pb.add(f"{path}.{k}", "applies to kind: self-managed only. Fix: remove it (MSK uses IAM auth)")
     else:
         servers = _str_list(pb, f"{path}.bootstrap_servers", raw.get("bootstrap_servers"),
-                            re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$"), "host:port entries", required=True)
+                            re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$"), "host:port entries", required=True)
         auth = _choice(pb, f"{path}.auth", raw.get("auth"), ("sasl_scram_256", "sasl_scram_512", "mtls"), None)
-        if not isinstance(secret_arn, str) or not secret_arn.startswith("arn:"):
-            pb.add(f"{path}.secret_arn", "is required for self-managed Kafka. Fix: the Secrets Manager ARN "
+        if not isinstance(secret_arn, str) or not _SECRET_ARN_RE.fullmatch(secret_arn):
+            what = "is required for self-managed Kafka" if secret_arn is None else f"{secret_arn!r} is not valid"
+            pb.add(f"{path}.secret_arn", f"{what}. Fix: the Secrets Manager ARN "
                                          "holding the SASL/SCRAM credentials or the mTLS client certificate")
         if cluster_arn is not None:
             pb.add(f"{path}.cluster_arn", "applies to kind: msk only. Fix: remove it")
@@ -832,7 +840,7 @@ def _parse_schema_registry(pb: _Problems, path: str, raw: Any,
         uri = _str(pb, f"{path}.uri", raw.get("uri"), pattern=_GLUE_REGISTRY_ARN_RE,
                    hint="the Glue registry ARN, arn:aws:glue:<region>:<account>:registry/<name>")
     else:
-        uri = _str(pb, f"{path}.uri", raw.get("uri"), pattern=re.compile(r"^https://[A-Za-z0-9.-]+(:\d+)?(/\S*)?$"),
+        uri = _str(pb, f"{path}.uri", raw.get("uri"), pattern=re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]+)?(/\S*)?$"),
                    hint="the registry's https:// URL (plain http would send the credentials in clear)")
     auth = _choice(pb, f"{path}.auth", raw.get("auth"), ("basic", "client_certificate"), "basic")
     secret = _str(pb, f"{path}.secret_arn", raw.get("secret_arn"), required=kind == "confluent",
@@ -850,7 +858,7 @@ def _parse_schema_registry(pb: _Problems, path: str, raw: Any,
         pb.add(f"{path}.local_schemas", "must map schema ids to Avro schema files. Fix: {\"1\": schemas/order.avsc}")
     else:
         for sid, file in raw_local.items():
-            if not _SCHEMA_ID_RE.match(str(sid)) or not isinstance(file, str) or not file:
+            if not _SCHEMA_ID_RE.fullmatch(str(sid)) or not isinstance(file, str) or not file:
                 pb.add(f"{path}.local_schemas.{sid}", "needs a Confluent schema id (digits) or a Glue schema version "
                        "UUID, mapped to an .avsc file. Fix: {\"1\": schemas/order.avsc}")
             else:
@@ -901,8 +909,8 @@ def _parse_producer(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Produce
         pb.add(path, "needs exactly one identity. Fix: set aws_principal (an IAM role/user ARN) or oidc "
                      "(issuer, audience, subject), not both")
     if principal is not None:
-        m = _ARN_RE.match(principal) if isinstance(principal, str) else None
-        if not m or m["service"] != "iam" or "*" in principal:
+        m = _ARN_RE.fullmatch(principal) if isinstance(principal, str) else None
+        if not m or m["service"] != "iam" or "*" in principal or not principal.isascii():  # IAM names are ASCII
             pb.add(f"{path}.aws_principal", f"{principal!r} is not an IAM principal ARN. Fix: "
                    "arn:aws:iam::<account>:role/<name>; wildcards are not allowed")
         elif m["resource"] == "root":
@@ -912,7 +920,7 @@ def _parse_producer(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Produce
                    "roles and users assume the producer role. Fix: name the producer's own role, "
                    "arn:aws:iam::<account>:role/<name>")
     external_id = _str(pb, f"{path}.external_id", raw.get("external_id"), required=False,
-                       pattern=re.compile(r"^[\w+=,.@:/-]{2,1224}$"),
+                       pattern=re.compile(r"^[A-Za-z0-9_+=,.@:/-]{2,1224}$"),
                        hint="2-1224 letters, digits and +=,.@:/-, agreed with the producer's account")
     org_id = _str(pb, f"{path}.org_id", raw.get("org_id"), required=False,
                   pattern=re.compile(r"^o-[a-z0-9]{10,32}$"), hint="an AWS Organizations id, o-xxxxxxxxxx")
@@ -932,7 +940,7 @@ def _parse_producer(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Produce
             if sub is not None and sub.strip("*") == "":
                 pb.add(f"{path}.oidc.subject", "may not be only a wildcard. Fix: name the exact subject")
             prov = _str(pb, f"{path}.oidc.provider_arn", oidc_raw.get("provider_arn"), required=False,
-                        pattern=re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:oidc-provider/\S+$"),
+                        pattern=re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/\S+$"),
                         hint="arn:aws:iam::<account>:oidc-provider/<issuer host>")
             if issuer and aud and sub:
                 oidc = OidcIdentity(issuer, aud, sub, prov)
@@ -953,7 +961,7 @@ def _parse_destination(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Dest
     fifo = _bool(pb, f"{path}.fifo", raw.get("fifo"), False)
     arn = raw.get("arn")
     if arn is not None:
-        m = _ARN_RE.match(arn) if isinstance(arn, str) else None
+        m = _ARN_RE.fullmatch(arn) if isinstance(arn, str) else None
         if not m or m["service"] != dtype or not m["region"] or not m["account"]:
             pb.add(f"{path}.arn", f"{arn!r} is not an {dtype.upper()} ARN. Fix: "
                    f"arn:aws:{dtype}:<region>:<account>:<name>, or remove arn to let the stack create it")
@@ -1254,7 +1262,7 @@ def _parse_rollout(pb: _Problems, path: str, raw: Any, production: bool) -> Roll
     )
 
 
-_ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+_ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}$")
 
 
 def _role_arns(pb: _Problems, path: str, raw: Any, most: int | None = None,
