@@ -203,8 +203,10 @@ def _principal_kind(statement: Mapping[str, Any], principal: str) -> str | None:
         return "direct" if principal.removeprefix("service:") in as_list(p.get("Service", [])) or \
             "*" in as_list(p.get("AWS", [])) else None
     account = principal.split(":")[4]
+    # A statement naming a role applies to the role's sessions too: IAM matches the role ARN behind a session.
+    names = (principal, principal_arn(principal))
     for aws in as_list(p.get("AWS", [])):
-        if aws == "*" or aws == principal:
+        if aws == "*" or aws in names:
             return "direct"
         if aws in (f"arn:{PARTITION}:iam::{account}:root", account):
             return "account"

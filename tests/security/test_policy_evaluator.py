@@ -88,3 +88,31 @@ def test_resolver_names_resources_like_aws() -> None:
     assert r.resolve({"Fn::Join": ["", [{"Fn::GetAtt": ["R", "Arn"]}, "/x"]]}) == f"arn:aws:iam::{ACCOUNT}:role/r/x"
     assert r.resolve({"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:x"}) == \
         f"arn:aws:sqs:us-east-1:{ACCOUNT}:x"
+
+
+OPS = f"arn:aws:iam::{ACCOUNT}:role/ops"
+OPS_SESSION = f"arn:aws:sts::{ACCOUNT}:assumed-role/ops/alice"
+DENY_OPS = {"Sid": "NotOps", "Effect": "Deny", "Principal": {"AWS": OPS}, "Action": "sqs:*", "Resource": QUEUE}
+ALLOW_OPS = {"Sid": "Ops", "Effect": "Allow", "Principal": {"AWS": [OPS]}, "Action": "sqs:ReceiveMessage",
+             "Resource": QUEUE}
+
+
+@pytest.mark.parametrize("caller", [OPS, OPS_SESSION])
+def test_a_deny_naming_a_role_applies_to_its_sessions(caller: str) -> None:
+    # IAM matches a resource policy's role principal against the role behind a session (review s9 2.1): before,
+    # the evaluator compared the raw session ARN and let the session through on its identity policy
+    decision = evaluate(Request(caller, "sqs:SendMessage", QUEUE), ADMIN_LIKE, [DENY_OPS])
+
+    assert not decision
+    assert "NotOps" in decision.why
+
+
+@pytest.mark.parametrize("caller", [OPS, OPS_SESSION])
+def test_an_allow_naming_a_role_applies_to_its_sessions_and_to_no_other_role(caller: str) -> None:
+    other_session = f"arn:aws:sts::{ACCOUNT}:assumed-role/ops-admin/alice"
+
+    decision = evaluate(Request(caller, "sqs:ReceiveMessage", QUEUE), [], [ALLOW_OPS])
+
+    assert decision.why == "allowed by resource policy statement Ops"
+    assert evaluate(Request(other_session, "sqs:ReceiveMessage", QUEUE), [], [ALLOW_OPS]).why == "implicit deny"
+    assert evaluate(Request(other_session, "sqs:SendMessage", QUEUE), ADMIN_LIKE, [DENY_OPS])
