@@ -110,6 +110,7 @@ from bridge_local.services import (
     StackError,
     StackState,
     gone_services,
+    local_aws_settling,
     pid_alive,
     private_stack_gone,
     read_state,
@@ -406,7 +407,8 @@ def _poll(config: BridgeConfig, config_path: str, state: StackState, args: argpa
                     schema_base_dir=Path(config_path).resolve().parent,
                     health_check=((lambda: private_stack_gone(state, state_dir)) if private
                                   else (lambda: _poll_stack_gone(state, state_dir))),
-                    kafka_log=state_dir / POLLER_KAFKA_LOG)
+                    kafka_log=state_dir / POLLER_KAFKA_LOG,
+                    aws_settling=None if private else (lambda: local_aws_settling(state, state_dir)))
     # os._exit skips every `finally` and `with` exit: the demo's private stack must be stopped before it
     cleanup = (lambda: stop_stack(state, None)) if private else None
     with _first_ctrl_c_stops(poller.stop), _exit_when_stuck(poller, cleanup):

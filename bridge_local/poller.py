@@ -109,6 +109,9 @@ class PollerSettings:
     # before the poll stops (a `bridge restart-aws` under way replaces the local AWS within about a second).
     health_interval_seconds: float = 1.0
     health_failures_to_stop: int = 3
+    # How long a failed batch waits for a local AWS that does not answer (`aws_settling`) before its retry or
+    # its on-failure write: a clean restart-aws saves state for up to a minute, then has 30 s to answer.
+    aws_settle_seconds: float = 90.0
 
     @classmethod
     def from_config(cls, config: BridgeConfig, **overrides: Any) -> PollerSettings:
@@ -266,14 +269,18 @@ class Poller:
                  progress: ProgressCallback | None = None, stop_event: threading.Event | None = None,
                  topics: tuple[str, ...] | None = None, stop_after_records: int | None = None,
                  notice: Callable[[str], None] | None = None, schema_base_dir: Path | None = None,
-                 health_check: Callable[[], str | None] | None = None, kafka_log: Path | None = None) -> None:
+                 health_check: Callable[[], str | None] | None = None, kafka_log: Path | None = None,
+                 aws_settling: Callable[[], str | None] | None = None) -> None:
         """`schema_base_dir`: where `source.schema_registry.local_schemas` paths are relative to (the
         config file's folder; the working directory when not given). `health_check`: None while the
         services the poll needs run, else what is wrong and the fix; checked on a thread every
         `settings.health_interval_seconds`, and when it keeps failing the poll stops with StackGoneError
         instead of retrying batches into a dead service (the batch in hand is not committed: the next
         poll reads it again). `kafka_log`: the Kafka client's own log lines go to this file instead of
-        stderr (a dead broker makes it log a reconnect attempt every 50 ms per consumer)."""
+        stderr (a dead broker makes it log a reconnect attempt every 50 ms per consumer). `aws_settling`: None
+        while the local AWS answers, else why not; a batch whose handler failed waits while it says something
+        (a `bridge restart-aws` under way), so a restart neither uses up the batch's retries nor fails the
+        on-failure write."""
         self.config = config
         self.bootstrap = bootstrap
         self.handler = handler
@@ -292,6 +299,7 @@ class Poller:
         self.stats = PollStats()
         self.health_check = health_check
         self.kafka_log = kafka_log
+        self.aws_settling = aws_settling
         self.stack_problem: str | None = None  # set by the health watch when a service is gone
         self.stack_gone = threading.Event()  # set with it
         self._assigned: dict[str, bool] = {}
@@ -336,6 +344,26 @@ class Poller:
                 self.stack_problem = problem
         if self.stack_problem is not None:
             raise StackGoneError(self.stopped_message())
+
+    def _await_local_aws(self) -> None:
+        """After a failed handler call: while the local AWS does not answer (a `bridge restart-aws` replacing it),
+        wait until it does, for at most `settings.aws_settle_seconds`, before the retry or the on-failure write.
+        Without this the retries (0.2 s, then 0.4 s) were used up within the restart, and the on-failure write
+        then reached a MiniStack still starting: the poll exited with an error. A local AWS that is gone for good
+        is the health watch's to find: the wait ends there and the poll stops with its Fix."""
+        if self.aws_settling is None or self.aws_settling() is None:
+            return
+        deadline = time.monotonic() + self.settings.aws_settle_seconds
+        self.notice(f"the local AWS does not answer (a bridge restart-aws under way?); the batch in hand waits up to "
+                    f"{self.settings.aws_settle_seconds:.0f} s for it before its retry")
+        waited = time.monotonic()
+        while self.aws_settling() is not None:
+            if self.stack_problem is not None:
+                self._stop_if_stack_gone()  # raises: gone for good, said with the Fix
+            if time.monotonic() >= deadline:
+                return  # the retry fails as it would have, and says why
+            time.sleep(0.2)
+        self.notice(f"the local AWS answers again after {time.monotonic() - waited:.1f} s; retrying the batch")
 
     def stopped_message(self) -> str:
         """The poll's last line once a service is gone: how far it got (the committed records), then the problem."""
@@ -492,6 +520,7 @@ class Poller:
             except Exception as exc:
                 self._stop_if_stack_gone(confirm=True)  # no retries, no on-failure object: their service is gone
                 error = f"{type(exc).__name__}: {exc}"
+                self._await_local_aws()
                 if attempts > self.settings.max_retries:
                     failed_to = self._send_on_failure(event, error, attempts)
                     break

@@ -668,6 +668,18 @@ def gone_services(state: StackState, state_dir: Path) -> str | None:
     return _broken_stack(state, state_dir, problems) if problems else None
 
 
+def local_aws_settling(state: StackState, state_dir: Path) -> str | None:
+    """None when the local AWS that the state file names answers, else why not (`service_problem`'s words).
+
+    For a poll already running: the state file wins when it names the same broker, so during a
+    `bridge restart-aws` this follows the old MiniStack, then the new one until it answers."""
+    with contextlib.suppress(StackError):
+        recorded = read_state(state_dir)
+        if recorded is not None and recorded.kafka.pid == state.kafka.pid:
+            state = recorded
+    return service_problem(state.aws, state_dir)
+
+
 def private_stack_gone(state: StackState, state_dir: Path) -> str | None:
     """`gone_services` for the demo's private stack (no state file; stopped when the demo ends): its Fix is to
     run the demo again, not `bridge status`'s, which acts on the `bridge up` stack recorded in the state dir."""
