@@ -661,6 +661,34 @@ def _str(pb: _Problems, path: str, raw: Any, required: bool = True, pattern: re.
     return raw
 
 
+def _claim(pb: _Problems, path: str, raw: Any, claim: str, hint: str) -> str | None:
+    """An OIDC claim's value (audience, subject) that a role trusts with `StringEquals`, compared as written.
+
+    No pattern: a provider issues what it likes (GitHub's subject carries branch and environment names, which may
+    hold spaces inside, `#`, `@`, `$` or non-ASCII letters; Auth0's has `|`), and IAM's client id type is any
+    1-255 characters. Refused: whitespace around it and any invisible or control character (no token carries
+    them, so the role would trust nobody, silently), and `${`, which IAM reads in a condition value as a policy
+    variable: the token is then compared with the variable's value, not with the text, and
+    `${<issuer host>:sub}` is every subject of the issuer."""
+    value = _str(pb, path, raw, hint=hint)
+    if value is None:
+        return None
+    if value.strip() != value:
+        pb.add(path, f"{value!r} has whitespace around it (a YAML `|` or `>` block keeps the final newline). "
+               f"Fix: remove it, or write the block as `|-`")
+        return None
+    hidden = next((c for c in value if not c.isprintable()), None)
+    if hidden is not None:
+        pb.add(path, f"{value!r} contains {hidden!r}, a control or invisible character no token's {claim} carries. "
+               f"Fix: {hint}")
+        return None
+    if "${" in value:
+        pb.add(path, f"{value!r} contains `${{`, which IAM reads as a policy variable: the role would compare the "
+               f"token's {claim} with the variable's value, not with this text. Fix: {hint}")
+        return None
+    return value
+
+
 def _int(pb: _Problems, path: str, raw: Any, default: int, lo: int, hi: int) -> int:
     if raw is None:
         return default
@@ -934,9 +962,10 @@ def _parse_producer(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Produce
             _unknown(pb, f"{path}.oidc", oidc_raw, {"issuer", "audience", "subject", "provider_arn"})
             issuer = _str(pb, f"{path}.oidc.issuer", oidc_raw.get("issuer"), pattern=re.compile(r"^https://\S+$"),
                           hint="the https:// issuer URL, e.g. https://token.actions.githubusercontent.com")
-            aud = _str(pb, f"{path}.oidc.audience", oidc_raw.get("audience"), hint="e.g. sts.amazonaws.com")
-            sub = _str(pb, f"{path}.oidc.subject", oidc_raw.get("subject"),
-                       hint="the exact subject claim, e.g. repo:org/repo:ref:refs/heads/main")
+            aud = _claim(pb, f"{path}.oidc.audience", oidc_raw.get("audience"), "audience",
+                         hint="the client id the provider issues tokens for, e.g. sts.amazonaws.com")
+            sub = _claim(pb, f"{path}.oidc.subject", oidc_raw.get("subject"), "subject",
+                         hint="the exact subject claim, e.g. repo:org/repo:ref:refs/heads/main")
             if sub is not None and sub.strip("*") == "":
                 pb.add(f"{path}.oidc.subject", "may not be only a wildcard. Fix: name the exact subject")
             prov = _str(pb, f"{path}.oidc.provider_arn", oidc_raw.get("provider_arn"), required=False,

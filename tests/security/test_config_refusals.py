@@ -109,3 +109,15 @@ def test_foreign_principal_needs_its_condition(hardened: Synth) -> None:
                         context={"aws:PrincipalOrgID": "o-someoneelse"})
     assert w.decide(inv_role, "sts:AssumeRole", inventory, identity=allow_assume,
                     context={"aws:PrincipalOrgID": "o-abcdef1234"})
+
+
+@pytest.mark.attack("OIDC producer role trusting a policy variable as subject or audience (`${<issuer>:sub}` "
+                    "matches every subject)", outcome="refused at synth", how="config validation, one line")
+@pytest.mark.parametrize("field", ["subject", "audience"])
+def test_oidc_claim_as_a_policy_variable(variant_document: Callable[[Edit], dict[str, Any]], field: str) -> None:
+    claim = "sub" if field == "subject" else "aud"
+
+    def edit(doc: dict[str, Any]) -> None:
+        producer(doc, "payment-service")["oidc"][field] = f"${{token.actions.githubusercontent.com:{claim}}}"
+
+    assert_one_line(problems(variant_document, edit), f"producers[1].oidc.{field}")
