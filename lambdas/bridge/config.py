@@ -85,7 +85,7 @@ _MSK_CLUSTER_ARN_RE = re.compile(
 )
 _ARN_RE = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):"
-    r"(?P<account>[0-9]{12}|):(?P<resource>.+)$"
+    r"(?P<account>[0-9]{12}|):(?P<resource>\S+)$"  # \S: `.` took spaces, tabs and CRs
 )
 # Key ARNs only: an IAM statement on an alias ARN does not grant use of the key behind it.
 _KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$")
@@ -256,7 +256,7 @@ class Source:
     @property
     def cluster_parts(self) -> dict[str, str]:
         """partition, region, account, cluster, uuid of the MSK cluster ARN (msk only)."""
-        m = _MSK_CLUSTER_ARN_RE.match(self.cluster_arn or "")
+        m = _MSK_CLUSTER_ARN_RE.fullmatch(self.cluster_arn or "")
         if not m:
             raise ValueError("source.cluster_arn is not an MSK cluster ARN")
         return m.groupdict()
@@ -642,6 +642,11 @@ def _parse_list(pb: _Problems, path: str, raw: Any, parse: Any, required: bool =
     return out
 
 
+def _whitespace_around(value: str) -> str:
+    return (f"{value!r} has whitespace around it (a YAML `|` or `>` block keeps the final newline). "
+            "Fix: remove it, or write the block as `|-`")
+
+
 def _str(pb: _Problems, path: str, raw: Any, required: bool = True, pattern: re.Pattern[str] | None = None,
          hint: str = "") -> str | None:
     if raw is None:
@@ -653,8 +658,7 @@ def _str(pb: _Problems, path: str, raw: Any, required: bool = True, pattern: re.
         return None
     if pattern and not pattern.fullmatch(raw):  # fullmatch: `$` alone would let a trailing newline through
         if raw.strip() != raw and pattern.fullmatch(raw.strip()):
-            pb.add(path, f"{raw!r} has whitespace around it (a YAML `|` or `>` block keeps the final newline). "
-                   f"Fix: remove it, or write the block as `|-`")
+            pb.add(path, _whitespace_around(raw))
         else:
             pb.add(path, f"{raw!r} is not valid. Fix: {hint}")
         return None
@@ -674,8 +678,7 @@ def _claim(pb: _Problems, path: str, raw: Any, claim: str, hint: str) -> str | N
     if value is None:
         return None
     if value.strip() != value:
-        pb.add(path, f"{value!r} has whitespace around it (a YAML `|` or `>` block keeps the final newline). "
-               f"Fix: remove it, or write the block as `|-`")
+        pb.add(path, _whitespace_around(value))
         return None
     hidden = next((c for c in value if not c.isprintable()), None)
     if hidden is not None:
@@ -938,7 +941,10 @@ def _parse_producer(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Produce
                      "(issuer, audience, subject), not both")
     if principal is not None:
         m = _ARN_RE.fullmatch(principal) if isinstance(principal, str) else None
-        if not m or m["service"] != "iam" or "*" in principal or not principal.isascii():  # IAM names are ASCII
+        if isinstance(principal, str) and not m and _ARN_RE.fullmatch(principal.strip()):
+            # before the :root check: `...:root ` is a resource "root " that check would not recognize
+            pb.add(f"{path}.aws_principal", _whitespace_around(principal))
+        elif not m or m["service"] != "iam" or "*" in principal or not principal.isascii():  # IAM names are ASCII
             pb.add(f"{path}.aws_principal", f"{principal!r} is not an IAM principal ARN. Fix: "
                    "arn:aws:iam::<account>:role/<name>; wildcards are not allowed")
         elif m["resource"] == "root":
@@ -991,7 +997,9 @@ def _parse_destination(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Dest
     arn = raw.get("arn")
     if arn is not None:
         m = _ARN_RE.fullmatch(arn) if isinstance(arn, str) else None
-        if not m or m["service"] != dtype or not m["region"] or not m["account"]:
+        if isinstance(arn, str) and not m and _ARN_RE.fullmatch(arn.strip()):
+            pb.add(f"{path}.arn", _whitespace_around(arn))
+        elif not m or m["service"] != dtype or not m["region"] or not m["account"]:
             pb.add(f"{path}.arn", f"{arn!r} is not an {dtype.upper()} ARN. Fix: "
                    f"arn:aws:{dtype}:<region>:<account>:<name>, or remove arn to let the stack create it")
         elif fifo != arn.endswith(".fifo"):
@@ -1383,7 +1391,7 @@ def _cross_check(pb: _Problems, name: str, src: Source | None, producers: Iterab
                    "selects must not be sent there. Fix: route them to an open destination, or use action: park")
     account = _stack_account(src)
     for p in prods.values():
-        m = _ARN_RE.match(p.aws_principal or "")
+        m = _ARN_RE.fullmatch(p.aws_principal or "")
         if m and m["resource"] != "root" and account and m["account"] != account and not (p.external_id or p.org_id):
             pb.add(f"producers[{p.name}].aws_principal", f"is in account {m['account']}, not this bridge's "
                    f"({account}), and nothing limits who there may assume the role. Fix: set "
@@ -1422,7 +1430,7 @@ def _stack_account(src: Source | None) -> str | None:
     """The account the bridge runs in, as the config states it: the MSK cluster's, or for self-managed
     Kafka the credentials secret's (the event-source mapping reads it, so it is in the stack's account)."""
     arn = (src.cluster_arn if src.kind == "msk" else src.secret_arn) if src else None
-    m = _ARN_RE.match(arn or "")
+    m = _ARN_RE.fullmatch(arn or "")
     return m["account"] if m else None
 
 

@@ -189,3 +189,41 @@ def test_a_non_ascii_name_or_digit_aws_cannot_take_is_refused(path: str, value: 
     # classes: ASCII); an account id is 12 ASCII digits
     problems = _problems(_doc(setter, value))
     assert [p for p in problems if p.startswith(path)], problems
+
+
+def _aws_principal(doc: dict[str, Any], v: str) -> None:
+    _producer(doc, aws_principal=v)
+
+
+def _imported_queue(doc: dict[str, Any], v: str) -> None:
+    doc["destinations"].append({"name": "legacy", "type": "sqs", "arn": v})
+
+
+@pytest.mark.parametrize(("path", "value", "setter"), [
+    ("producers[0].aws_principal", f"arn:aws:iam::{ACCOUNT}:role/order-service ", _aws_principal),
+    ("producers[0].aws_principal", f"arn:aws:iam::{ACCOUNT}:role/order-service\t", _aws_principal),
+    ("producers[0].aws_principal", f"arn:aws:iam::{ACCOUNT}:role/order-service\r", _aws_principal),
+    ("producers[0].aws_principal", f"arn:aws:iam::{ACCOUNT}:role/order service", _aws_principal),
+    ("producers[0].aws_principal", f"arn:aws:iam::{ACCOUNT}:role/order-service\u00a0", _aws_principal),
+    ("destinations[7].arn", f"arn:aws:sqs:us-east-1:{ACCOUNT}:theirs ", _imported_queue),
+    ("destinations[7].arn", f"arn:aws:sqs:us-east-1:{ACCOUNT}:the irs", _imported_queue),
+], ids=["principal-space", "principal-tab", "principal-cr", "principal-space-inside", "principal-nbsp",
+        "queue-space", "queue-space-inside"])
+def test_whitespace_other_than_a_newline_in_an_arn_is_refused(path: str, value: str, setter: Setter) -> None:
+    # `(?P<resource>.+)` took everything but a newline: Lambda's and IAM's principals ([^\s]+) and SQS queue names
+    # ([A-Za-z0-9_-]) take no whitespace, so the deploy failed on these
+    problems = _problems(_doc(setter, value))
+    named = [p for p in problems if p.startswith(path)]
+    assert named, problems
+    assert all("Fix:" in p for p in named), named
+
+
+def test_a_root_principal_with_a_space_after_it_is_not_taken_for_a_role() -> None:
+    # given a whole account's principal with a trailing space (a quoted YAML string keeps it)
+    value = f"arn:aws:iam::{ACCOUNT}:root "
+
+    # then it is refused, as whitespace: the :root check compared the resource "root " with "root" and let it by
+    assert _problems(_doc(_aws_principal, value)) == [
+        f"producers[0].aws_principal: {value!r} has whitespace around it (a YAML `|` or `>` block keeps the final "
+        "newline). Fix: remove it, or write the block as `|-`"
+    ]
