@@ -38,7 +38,10 @@ DIFF_BOOTSTRAP_ROLES = ("lookup-role",)
 _REPOSITORY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 _ENVIRONMENT_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")  # the bridge config's environment names
 _QUALIFIER_RE = re.compile(r"^[A-Za-z0-9_-]{1,10}$")  # cdk bootstrap --qualifier
-_OIDC_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com$")
+_OIDC_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/token\.actions\.githubusercontent\.com$")
+# Checked with fullmatch, as config.py's fields are: `$` also matches before a trailing newline, which would go
+# into the trusted subject (`repo:OWNER/REPO\n:...`, no token carries it) or the ARNs; [0-9], because `\d` takes
+# any Unicode digit.
 
 
 @dataclass(frozen=True)
@@ -55,20 +58,20 @@ class DeployAccessSettings:
               oidc_provider_arn: object = None) -> DeployAccessSettings:
         problems = []
         repo = str(repository or "")
-        if not _REPOSITORY_RE.match(repo) or "*" in repo:
+        if not _REPOSITORY_RE.fullmatch(repo) or "*" in repo:
             problems.append(f"context github_repository: {repository!r} is not OWNER/REPO. Fix: "
                             "-c github_repository=my-org/kafka-bridge (exact, no wildcards)")
         envs = tuple(e.strip() for e in str(environments or "").split(",") if e.strip())
-        bad = [e for e in envs if not _ENVIRONMENT_RE.match(e)]
+        bad = [e for e in envs if not _ENVIRONMENT_RE.fullmatch(e)]
         if not envs or bad:
             problems.append(f"context environments: {environments!r} must list stage names (1-16 lowercase letters "
                             "and digits). Fix: -c environments=dev,prod")
         qual = str(qualifier or DEFAULT_QUALIFIER)
-        if not _QUALIFIER_RE.match(qual):
+        if not _QUALIFIER_RE.fullmatch(qual):
             problems.append(f"context bootstrap_qualifier: {qualifier!r} is not a cdk bootstrap qualifier. Fix: "
                             "the --qualifier given to cdk bootstrap (default hnb659fds)")
         arn = str(oidc_provider_arn) if oidc_provider_arn else None
-        if arn and not _OIDC_ARN_RE.match(arn):
+        if arn and not _OIDC_ARN_RE.fullmatch(arn):
             problems.append(f"context oidc_provider_arn: {arn!r} is not the GitHub OIDC provider. Fix: "
                             "arn:aws:iam::<account>:oidc-provider/token.actions.githubusercontent.com, or leave "
                             "it out to create the provider")

@@ -123,3 +123,27 @@ def test_bad_context_is_refused_naming_it(context: dict[str, Any], field: str) -
         DeployAccessSettings.parse(values["github_repository"], values["environments"], None,
                                    values.get("oidc_provider_arn"))
     assert [p for p in info.value.problems if p.startswith(f"{field}:")]
+
+
+ARABIC_INDIC_ACCOUNT = "".join(chr(0x0660 + int(c)) for c in "123456789012")
+
+
+@pytest.mark.parametrize(("repository", "qualifier", "provider", "field"), [
+    (REPO + "\n", None, None, "context github_repository"),
+    (REPO, "hnb659fds\n", None, "context bootstrap_qualifier"),
+    (REPO, None, EXISTING_PROVIDER + "\n", "context oidc_provider_arn"),
+    (REPO, None, EXISTING_PROVIDER.replace("123456789012", ARABIC_INDIC_ACCOUNT), "context oidc_provider_arn"),
+], ids=["repository-newline", "qualifier-newline", "provider-newline", "provider-arabic-indic-account"])
+def test_a_context_value_is_matched_whole_and_in_ascii(repository: str, qualifier: str | None, provider: str | None,
+                                                       field: str) -> None:
+    # `$` matched before a trailing newline (which went into the trusted subject `repo:OWNER/REPO\n:...` or an
+    # ARN), and `\d` took any Unicode digit
+    with pytest.raises(ConfigError) as info:
+        DeployAccessSettings.parse(repository, "dev,prod", qualifier, provider)
+    assert [p.split(":")[0] for p in info.value.problems] == [field]
+
+
+def test_the_same_context_values_without_the_newline_pass() -> None:
+    settings = DeployAccessSettings.parse(REPO, "dev,prod", "hnb659fds", EXISTING_PROVIDER)
+    assert (settings.repository, settings.qualifier, settings.oidc_provider_arn) == (REPO, "hnb659fds",
+                                                                                     EXISTING_PROVIDER)
