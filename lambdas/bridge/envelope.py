@@ -190,7 +190,7 @@ def group_id_for(record: KafkaRecord, destination: Destination) -> str:
     if not raw:
         raw = fallback.encode("utf-8")
     text = utf8_or_none(raw)
-    if text is not None and _GROUP_ID_RE.match(text):
+    if text is not None and _GROUP_ID_RE.fullmatch(text):  # `$` alone matches before a final newline
         return text
     return hashlib.sha256(raw).hexdigest()
 

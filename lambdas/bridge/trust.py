@@ -245,7 +245,7 @@ class RecordTrust:
 
     def _check_message_id_and_age(self) -> Rejection | None:
         text = self.record.last_header_text(self._message_id_header)
-        if not text or not _MESSAGE_ID_RE.match(text):
+        if not text or not _MESSAGE_ID_RE.fullmatch(text):  # `$` alone matches before a final newline
             why = "absent or empty" if not text else \
                 f"not 1-{MAX_MESSAGE_ID_CHARS} visible ASCII characters (letters, digits, punctuation)"
             return Rejection("missing_message_id", f"signed, but {self._message_id_header} is {why}; producers "

@@ -118,6 +118,9 @@ def test_dedup_id_of_a_verified_record_is_its_message_id_at_any_offset() -> None
     ("static:all", {}, "all"),
     ("key", {"key": "has space"}, hashlib.sha256(b"has space").hexdigest()),
     ("key", {"key": b"\xff\x00"}, hashlib.sha256(b"\xff\x00").hexdigest()),
+    # SQS's MessageGroupId takes no newline; the pattern's `$` matched before a final one
+    ("header:tenant", {"headers": [("tenant", "acme\n")]}, hashlib.sha256(b"acme\n").hexdigest()),
+    ("key", {"key": "order-1\n"}, hashlib.sha256(b"order-1\n").hexdigest()),
 ])
 def test_group_id_sources(source: str, kw: dict[str, Any], expected: str) -> None:
     dest = Destination("q1", "sqs", fifo=True, group_id=source)

@@ -130,6 +130,17 @@ def test_a_verified_record_without_a_message_id_is_parked() -> None:
     assert ledger.reason == "missing_message_id"
 
 
+@pytest.mark.parametrize("message_id", ["m-1\n", "m-1\r\n", "m 1", "m-1\x7f"])
+def test_a_verified_record_whose_message_id_is_not_visible_ascii_is_parked(message_id: str) -> None:
+    # a final newline got through: the pattern's `$` matched before it
+    rec = signed_record(KEYS["payer"], "payer", "payments", message_id=message_id)
+
+    _, _, ledger = check(rec)
+
+    assert ledger is not None
+    assert ledger.reason == "missing_message_id"
+
+
 def test_a_record_older_than_the_producers_window_is_stale() -> None:
     cfg = make_config(
         producers=[{"name": "payer", "topics": ["payments"], "aws_principal": "arn:aws:iam::123456789012:role/p",
