@@ -110,7 +110,10 @@ VALUES: list[str | bytes | None] = [
     None, "", '{"n": 1}', "plain text", "tab\tand\nnewline\r", "control \x01 char", "nonchar \ufffe",
     b"\xff\x00binary", "unicode é ✓ 𝄞", "x" * 1500, b"\x80" * 1200, "   ",
 ]
-ATTRIBUTE_VALUES: list[str | bytes] = ["acme", "", "x\x02y", b"\xc3\x28", "ok ✓", "tab\tand\nnewline"]
+# Header attribute values: sendable or not (empty, a control byte, not UTF-8, tab and newline, non-ASCII),
+# one longer than the fast path remembers (HEADER_TEXT_BYTES), and some that differ only in a byte
+ATTRIBUTE_VALUES: list[str | bytes] = ["acme", "", "x\x02y", b"\xc3\x28", "ok \u2713", "tab\tand\nnewline", "acme ",
+                                       "Acme", "\u00e9" * 10, "a" * 300, "a" * 299 + "\x01", b"\xff\xfe", "x\ufffey"]
 CORRELATION_IDS: list[str | bytes] = ["cid-1", "", "y" * 300, "bad\x01", b"\xff\xfe", "ünï", "tab\t"]
 
 
@@ -379,12 +382,6 @@ def test_a_key_seen_before_in_the_batch_is_judged_as_the_first_time_good_or_brok
     assert [p.reason for p in fast.parked] == ["undecodable"] * broken
     assert broken > 20
     assert fast_general == broken
-
-
-# Header attribute values: sendable or not (empty, a control byte, not UTF-8, tab and newline, non-ASCII),
-# one longer than the fast path remembers (HEADER_TEXT_BYTES), and some that differ only in a byte
-ATTRIBUTE_VALUES: list[str | bytes] = ["acme", "", "x\x02y", b"\xc3\x28", "ok \u2713", "tab\tand\nnewline", "acme ",
-                                       "Acme", "\u00e9" * 10, "a" * 300, "a" * 299 + "\x01", b"\xff\xfe", "x\ufffey"]
 
 
 @pytest.mark.parametrize("room", [1024, 3, 0])
