@@ -19,6 +19,8 @@ import base64
 import gc
 import json
 import random
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -416,6 +418,51 @@ def test_a_header_attribute_value_seen_before_in_the_batch_gets_the_text_it_got_
     assert sum(a.get("tenant") == "acme" for a in attributes.values()) > 20  # repeated values are covered
     with_tenant = {f"orders-0-{i}" for i, r in enumerate(records) if any("tenant" in h for h in r["headers"])}
     assert any("tenant" not in attributes[i] for i in with_tenant)  # and values that are not sent
+
+
+def _header_texts_of_each_plan(config: BridgeConfig, event: dict[str, Any]) -> tuple[list[dict[bytes, str]], Any]:
+    """Run the fast path and hand back the `header_texts` of each `plan_plain` call as it returned, read from the
+    real function's frame (a profile hook on every thread: nothing is replaced)."""
+    seen: list[dict[bytes, str]] = []
+
+    def watch(frame: Any, event: str, arg: Any) -> None:
+        if event == "return" and frame.f_code is fast_path_module.plan_plain.__code__:
+            seen.append(dict(frame.f_locals["header_texts"]))
+
+    threading.setprofile(watch)
+    sys.setprofile(watch)
+    try:
+        result = run(config, event, fast_path=True)
+    finally:
+        sys.setprofile(None)
+        threading.setprofile(None)
+    return seen, result
+
+
+def test_the_header_text_cache_holds_at_most_1024_values_of_at_most_256_bytes() -> None:
+    # given a plain topic with a header attribute, whose records carry 200 distinct sendable values of 257-300
+    # bytes, then 1,500 distinct ones of 10-256 bytes (docs/decisions.md: at most 1,024 values of at most 256
+    # bytes each, 256 KiB, whatever the batch holds)
+    config = make_config(destinations=[{"name": "out", "type": "sqs", "header_attributes": ["tenant"]}],
+                         routes=[{"name": "all", "match": {"topic": "orders"}, "to": ["out"]}])
+    long = [f"L{i:04d}".ljust(257 + i % 44, "x") for i in range(200)]
+    short = [f"S{i:04d}".ljust(10 + i % 247, "y") for i in range(1500)]
+    event = kafka_event([kafka_record(offset=offset, headers=[("correlation-id", f"c{offset}"), ("tenant", value)])
+                         for offset, value in enumerate(long + short)])
+
+    # when the fast path plans them
+    caches, (_, fast_sqs, *_, fast_general) = _header_texts_of_each_plan(config, json.loads(json.dumps(event)))
+
+    # then it remembered the first 1,024 short values and no long one: the bound, not the batch, stopped it
+    assert len(caches) == 1
+    cache = caches[0]
+    assert len(cache) <= 1024
+    assert max(len(value) for value in cache) <= 256
+    assert sum(len(value) for value in cache) <= 1024 * 256
+    assert sorted(cache) == sorted(v.encode() for v in short[:1024])
+    # and every record was sent, by the fast path, with its value
+    assert fast_general == 0
+    assert sorted(dict(m.attributes)["tenant"] for m in fast_sqs.sent["out"]) == sorted(long + short)
 
 
 @pytest.mark.parametrize("spare", [0, 1, -1])
