@@ -16,6 +16,11 @@ else (the tests' queue drainers) talks to the local AWS directly. Per request, w
   promises (an assumption about SQS, which documents no per-entry order rule for batches).
 
 `down` names queues or topics that answer 503 to every send until removed (a destination outage).
+`outages` does the same for an `Outage` that begins and ends on the traffic the proxy sees, not on a
+clock alone: it begins at the first send to its target (after `after` were let through) and refuses
+every send until at least `refused` were refused AND `seconds` have passed since the first refusal; the
+first send after both goes through, and the outage is over. A poller slowed down by a loaded machine
+meets the same outage as on an idle one: a timer started beside it could run out before it sent anything.
 `lose` names queues or topics whose next N send requests are forwarded and then answered with a reset
 connection (what a timed-out request looks like from the caller: the effect happened, the answer
 was lost): how DLQ sends leave copies of one park.
@@ -45,6 +50,38 @@ _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length
 
 
 @dataclass
+class Outage:
+    """One destination's outage, driven by its send requests (module docstring); the proxy fills in what
+    happened (`began`, `ended` on `time.monotonic()`, `passed`, `refusals`) under its lock."""
+
+    seconds: float = 0.0  # at least this long, from its first refused send
+    refused: int = 1  # and at least this many sends refused
+    after: int = 0  # sends let through before it begins
+    passed: int = 0
+    refusals: int = 0
+    began: float | None = None
+    ended: float | None = None
+
+    def refuses(self, now: float) -> bool:
+        """Whether a send to the target arriving `now` is refused; counts it either way."""
+        if self.ended is None and self.passed >= self.after:
+            if self.began is None:
+                self.began = now
+            if self.refusals < self.refused or now - self.began < self.seconds:
+                self.refusals += 1
+                return True
+            self.ended = now
+        self.passed += 1
+        return False
+
+    def describe(self, now: float | None = None) -> dict[str, Any]:
+        """What the proxy saw: sends refused, and how long the outage lasted (so far, if it has not ended)."""
+        end = self.ended if self.ended is not None else now
+        return {"refused": self.refusals, "passed": self.passed, "ended": self.ended is not None,
+                "seconds": None if self.began is None or end is None else round(end - self.began, 2)}
+
+
+@dataclass
 class FaultPlan:
     """What the proxy injects; change it while the proxy runs (reads take the lock)."""
 
@@ -52,6 +89,7 @@ class FaultPlan:
     kinds: tuple[str, ...] = FAULT_KINDS
     slow_seconds: float = 0.5
     down: set[str] = field(default_factory=set)  # queue or topic names that answer 503
+    outages: dict[str, Outage] = field(default_factory=dict)  # name -> an outage driven by its sends
     lose: dict[str, int] = field(default_factory=dict)  # name -> how many more send answers to lose
     only_services: tuple[str, ...] = ()  # e.g. ("sqs", "sns"); empty = every service
 
@@ -196,7 +234,9 @@ class FaultProxy:
             self.requests[call.service] += 1
             plan = self.plan
             send = call.operation in ("SendMessageBatch", "SendMessage", "PublishBatch", "Publish")
-            if send and call.target_name and call.target_name in plan.down:
+            outage = plan.outages.get(call.target_name or "") if send else None
+            if send and call.target_name and (call.target_name in plan.down
+                                              or (outage is not None and outage.refuses(time.monotonic()))):
                 self.injected["down"] += 1
                 return "down"
             if send and call.target_name and plan.lose.get(call.target_name, 0) > 0:

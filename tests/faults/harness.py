@@ -18,6 +18,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +31,7 @@ from typing import Any
 import yaml
 from bridge.config import BridgeConfig, load_config_file
 
-from bridge_local.faults import FaultProxy
+from bridge_local.faults import Exchange, FaultProxy, Outage
 from bridge_local.producer import produce
 from bridge_local.provision import LocalClients, signing_key
 from bridge_local.report import bridge_queues
@@ -90,8 +91,11 @@ class Scenario:
     records: int
     checkpoints: bool = True
     fault_rate: float = 0.0
-    down: str | None = None  # a destination name taken down from the start
+    # A destination taken down at the first send to it, until at least `down_refused` sends to it were refused
+    # and `down_seconds` passed since the first (bridge_local.faults.Outage): what the poller saw, not a timer.
+    down: str | None = None
     down_seconds: float = 0.0
+    down_refused: int = 1
     kills: int = 0
     batch_size: int | None = None  # None: the config's source.batch_size (500 in dev.yaml)
     outage_retry_seconds: int = 0  # > 0: outages fail the batch back to the (local) mapping first
@@ -122,6 +126,7 @@ class RunResult:
     redelivered: int = 0  # messages a drainer received again (same message id): not counted as deliveries
     park_copies: int = 0  # DLQ messages the redrive recognised (park id) as copies of a park it replayed once
     attribution: Attribution = field(default_factory=Attribution)
+    outage: dict[str, Any] = field(default_factory=dict)  # Outage.describe() of the scenario's `down`
 
     def by_type(self, values: dict[str, int]) -> dict[str, int]:
         out: Counter[str] = Counter()
@@ -137,7 +142,8 @@ class RunResult:
     def to_json(self) -> dict[str, Any]:
         s = self.scenario
         return {"scenario": s.name, "records_in": s.records, "checkpoints": s.checkpoints,
-                "fault_rate": s.fault_rate, "down": s.down, "down_seconds": s.down_seconds, "kills": self.kills_done,
+                "fault_rate": s.fault_rate, "down": s.down, "down_seconds": s.down_seconds,
+                **({"down_refused": s.down_refused, "outage": self.outage} if s.down else {}), "kills": self.kills_done,
                 "expected": sum(self.expected.values()), "delivered": self.by_type(self.received),
                 "duplicated": self.by_type(self.duplicates), "duplicate_share": round(self.duplicate_share, 4),
                 "lost": sum(self.lost.values()), "order_violations": self.order_violations, "parked": self.parked,
@@ -217,16 +223,17 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
     kill_times: list[float] = []
     restarted = ""
     restart_times: list[float] = []  # each before its poller exists: earlier requests are the killed one's
+    # The outage begins at the first send to the destination and lasts until the poller has met it (down_refused
+    # sends refused) for down_seconds: neither a slow poller start nor a loaded machine can eat it.
+    outages = {queues[scenario.down]: Outage(seconds=scenario.down_seconds, refused=scenario.down_refused)
+               } if scenario.down else {}
+    faults_off = 0.0
     try:
         produce(stack.config, stack.bootstrap, records,
                 lambda p: signing_key(stack.config, p, stack.clients.secretsmanager))
-        stack.proxy.configure(rate=scenario.fault_rate, down={queues[scenario.down]} if scenario.down else set(),
+        stack.proxy.configure(rate=scenario.fault_rate, outages=outages,
                               lose={stack.config.bridge_dlq_name: scenario.lose_dlq_answers})
         poller = _start_poller(stack, config_path, scenario)
-        if scenario.down:
-            # the outage lasts down_seconds from the first send: a slow poller start must not eat it
-            threading.Thread(target=_end_outage_after, args=(stack.proxy, scenario.down_seconds),
-                             daemon=True).start()
         if scenario.restart_aws:
             restarted = (_restart_aws_at_first_key_read(stack, poller) if scenario.restart_aws_at == "first_key_read"
                          else _restart_aws_while_sending(stack, poller, rng))
@@ -256,7 +263,8 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
         if poller.returncode != 0:
             errors.append(err.decode()[-1500:])
         # the cause is fixed: faults off, then replay what was parked or failed whole
-        stack.proxy.configure(rate=0.0, down=set(), lose={})
+        faults_off = time.monotonic()  # an outage still on lasted until now
+        stack.proxy.configure(rate=0.0, down=set(), outages={}, lose={})
         dlq = _redrive(stack, config_path)
         on_failure = _redrive(stack, config_path, "--on-failure")
         parked = Counter(str(row.get("reason")) for row in dlq.get("planned") or [])
@@ -272,7 +280,7 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
         time.sleep(1.0)  # late copies of the last sends are duplicates too: let the drainers see them
     finally:
         drainer.stop()
-        stack.proxy.configure(rate=0.0, down=set(), lose={})
+        stack.proxy.configure(rate=0.0, down=set(), outages={}, lose={})
         stack.proxy.journal_on = False
     seconds = time.monotonic() - started
     # A message received twice (same SQS message id: its delete was lost) is the queue redelivering to
@@ -291,6 +299,7 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
         injected=dict(stack.proxy.injected), seconds=seconds,
         poller_errors=errors + [e for e in drainer.errors if not (restarted and _connection_error(e))][:5],
         park_copies=int(dlq.get("copies") or 0), aws_restart=restarted, redelivered=redelivered,
+        outage=next((_described(o, stack.proxy.journal, faults_off) for o in outages.values()), {}),
         attribution=attribute(stack.proxy.journal, kill_times,
                               {queues[d]: [record_id_of(m) for m in distinct[queues[d]]] for d in queues},
                               {queues[d]: sent_to(stack.config, d) for d in queues}, restart_times))
@@ -301,6 +310,14 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
     stack.proxy.journal.clear()
     (stack.tmp / f"faults-{scenario.name}.json").write_text(json.dumps(result.to_json(), indent=2))
     return result
+
+
+def _described(outage: Outage, journal: list[Exchange], faults_off: float) -> dict[str, Any]:
+    """What the proxy saw of an outage, and how long after the poller's first send to anywhere it began
+    (a clock started at that first send, as before, would have lost that much of the outage)."""
+    first = min((x.arrived for x in journal if x.operation in ("SendMessageBatch", "PublishBatch")), default=None)
+    late = None if first is None or outage.began is None else round(outage.began - first, 2)
+    return {**outage.describe(faults_off), "began_after_first_send": late}
 
 
 def sent_to(config: BridgeConfig, queue: str) -> tuple[str, str]:
@@ -324,20 +341,22 @@ def _restart_aws_while_sending(stack: FaultStack, poller: subprocess.Popen[bytes
 
 
 def _restart_aws_at_first_key_read(stack: FaultStack, poller: subprocess.Popen[bytes]) -> str:
-    """Restart the local AWS as the bridge reads its first signing key: that request is held 0.3 s while the
-    restart begins, so it meets the outage (a key read failing while the batch is retried is what once sent
-    FIFO records to the DLQ, to be redriven after their successors)."""
+    """Restart the local AWS as the bridge reads its first signing key: that request is held until the local
+    AWS refuses connections (the restart has begun, seen on its port, not waited for by a clock), so it meets
+    the outage (a key read failing while the batch is retried is what once sent FIFO records to the DLQ, to
+    be redriven after their successors)."""
     assert stack.direct_state_dir is not None
     state_dir = stack.direct_state_dir
     said: list[str] = []
     restart = threading.Thread(target=lambda: said.append(restart_aws(state_dir).describe()), daemon=True)
     first = threading.Lock()
+    met: list[bool] = []
 
     def hold_first_key_read(service: str) -> None:
         if service == "secretsmanager" and first.acquire(blocking=False):  # only the first one, once
             stack.proxy.on_call = None
             restart.start()
-            time.sleep(0.3)
+            met.append(_refuses_connections(stack.proxy.upstream_port, restart))
 
     stack.proxy.on_call = hold_first_key_read
     deadline = time.monotonic() + 120
@@ -349,22 +368,29 @@ def _restart_aws_at_first_key_read(stack: FaultStack, poller: subprocess.Popen[b
     if first.locked():
         restart.join(timeout=120)
     assert said, "the bridge never read a signing key within 120 s: nothing met the restart"
+    assert met == [True], "the local AWS never refused a connection while the first signing-key read was held"
     return said[0]
+
+
+def _refuses_connections(port: int, restart: threading.Thread, timeout: float = 60.0) -> bool:
+    """Wait until a connection to `port` on loopback is refused (the local AWS has stopped listening);
+    False if the restart ended, or `timeout` passed, first."""
+    deadline = time.monotonic() + timeout
+    while restart.is_alive() and time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            pass
+        time.sleep(0.005)
+    return False
 
 
 def _connection_error(error: str) -> bool:
     """A drainer's failed call while the local AWS restarts (it talks to it directly, not via the proxy)."""
     return any(s in error for s in ("Could not connect to the endpoint URL", "Connection was closed",
                                     "Connection reset", "Remote end closed connection"))
-
-
-def _end_outage_after(proxy: FaultProxy, seconds: float, first_send_timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + first_send_timeout
-    start = sends(proxy)
-    while sends(proxy) == start and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(seconds)
-    proxy.configure(down=set())
 
 
 def sends(proxy: FaultProxy) -> int:
