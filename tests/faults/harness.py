@@ -299,7 +299,7 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
         injected=dict(stack.proxy.injected), seconds=seconds,
         poller_errors=errors + [e for e in drainer.errors if not (restarted and _connection_error(e))][:5],
         park_copies=int(dlq.get("copies") or 0), aws_restart=restarted, redelivered=redelivered,
-        outage=next((_described(o, stack.proxy.journal, faults_off) for o in outages.values()), {}),
+        outage=next((_described(o, t, stack.proxy.journal, faults_off) for t, o in outages.items()), {}),
         attribution=attribute(stack.proxy.journal, kill_times,
                               {queues[d]: [record_id_of(m) for m in distinct[queues[d]]] for d in queues},
                               {queues[d]: sent_to(stack.config, d) for d in queues}, restart_times))
@@ -312,12 +312,18 @@ def run(stack: FaultStack, scenario: Scenario) -> RunResult:
     return result
 
 
-def _described(outage: Outage, journal: list[Exchange], faults_off: float) -> dict[str, Any]:
-    """What the proxy saw of an outage, and how long after the poller's first send to anywhere it began
-    (a clock started at that first send, as before, would have lost that much of the outage)."""
-    first = min((x.arrived for x in journal if x.operation in ("SendMessageBatch", "PublishBatch")), default=None)
+def _described(outage: Outage, target: str, journal: list[Exchange], faults_off: float) -> dict[str, Any]:
+    """What the proxy saw of an outage; `began_after_first_send`: seconds from the poller's first send that
+    went through (to any destination) to the outage's first refusal, negative if the outage came first (a
+    clock started at the proxy's first SQS or SNS request, as before, lost at least that much of it);
+    `sent_elsewhere_meanwhile`: send requests to other destinations that went through while it lasted."""
+    sends = [x for x in journal if x.operation in ("SendMessageBatch", "PublishBatch")]
+    first = min((x.arrived for x in sends), default=None)
     late = None if first is None or outage.began is None else round(outage.began - first, 2)
-    return {**outage.describe(faults_off), "began_after_first_send": late}
+    end = outage.ended if outage.ended is not None else faults_off
+    meanwhile = sum(1 for x in sends if x.target_name != target and outage.began is not None
+                    and outage.began <= x.arrived < end)
+    return {**outage.describe(faults_off), "began_after_first_send": late, "sent_elsewhere_meanwhile": meanwhile}
 
 
 def sent_to(config: BridgeConfig, queue: str) -> tuple[str, str]:
