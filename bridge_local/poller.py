@@ -345,25 +345,36 @@ class Poller:
         if self.stack_problem is not None:
             raise StackGoneError(self.stopped_message())
 
-    def _await_local_aws(self) -> None:
-        """After a failed handler call: while the local AWS does not answer (a `bridge restart-aws` replacing it),
-        wait until it does, for at most `settings.aws_settle_seconds`, before the retry or the on-failure write.
-        Without this the retries (0.2 s, then 0.4 s) were used up within the restart, and the on-failure write
-        then reached a MiniStack still starting: the poll exited with an error. A local AWS that is gone for good
-        is the health watch's to find: the wait ends there and the poll stops with its Fix."""
-        if self.aws_settling is None or self.aws_settling() is None:
-            return
-        deadline = time.monotonic() + self.settings.aws_settle_seconds
-        self.notice(f"the local AWS does not answer (a bridge restart-aws under way?); the batch in hand waits up to "
-                    f"{self.settings.aws_settle_seconds:.0f} s for it before its retry")
-        waited = time.monotonic()
-        while self.aws_settling() is not None:
-            if self.stack_problem is not None:
-                self._stop_if_stack_gone()  # raises: gone for good, said with the Fix
-            if time.monotonic() >= deadline:
-                return  # the retry fails as it would have, and says why
-            time.sleep(0.2)
-        self.notice(f"the local AWS answers again after {time.monotonic() - waited:.1f} s; retrying the batch")
+    def _aws_silent(self) -> bool:
+        """Whether the local AWS does not answer right now (always False without `aws_settling`)."""
+        return self.aws_settling is not None and self.aws_settling() is not None
+
+    def _await_local_aws(self, deadline: float) -> bool:
+        """Wait until the local AWS answers again (a `bridge restart-aws` replacing it): True then. False when
+        Ctrl-C asked the poll to stop meanwhile (the batch in hand is then left uncommitted, for the next poll).
+        Raises StackGoneError, with the Fix, when the health watch finds it gone for good, or when it still does
+        not answer at `deadline` (one per batch: `settings.aws_settle_seconds` from the batch's first wait).
+        Without the wait the retries (0.2 s, then 0.4 s) were used up within a restart, and the on-failure write
+        then reached a MiniStack still starting: the poll exited with an error (docs/decisions.md)."""
+        assert self.aws_settling is not None
+        began = time.monotonic()
+        self.notice(f"the local AWS does not answer (a bridge restart-aws under way?); the batch in hand waits for it, "
+                    f"up to {max(0.0, deadline - began):.0f} s more, and is then handed to the function again")
+        while (problem := self.aws_settling()) is not None:
+            if self.stack_problem is None and time.monotonic() >= deadline:
+                self.stack_problem = (f"the local AWS did not answer within {self.settings.aws_settle_seconds:.0f} s "
+                                      f"while a batch waited for it: {problem}. The batch in hand was not committed: "
+                                      "the next bridge poll reads it again. Fix: bridge status says what is wrong; "
+                                      "bridge restart-aws starts it again")
+                self.stack_gone.set()
+            self._stop_if_stack_gone()  # raises once the health watch or the deadline has a verdict
+            if self.stop_event.wait(0.2):
+                self.notice("stopped while the batch in hand waited for the local AWS: it was not committed, so the "
+                            "next bridge poll reads it again")
+                return False
+        self.notice(f"the local AWS answers again after {time.monotonic() - began:.1f} s; the batch is handed to "
+                    "the function again (the failed call does not count as a retry)")
+        return True
 
     def stopped_message(self) -> str:
         """The poll's last line once a service is gone: how far it got (the committed records), then the problem."""
@@ -512,6 +523,7 @@ class Poller:
         summary: Mapping[str, Any] | None = None
         error: str | None = None
         failed_to: str | None = None
+        settle_deadline: float | None = None  # one wait budget per batch for a local AWS that does not answer
         while pending:
             attempts += 1
             event = build_event(pending, self.cluster_arn, self.event_bootstrap, self.event_source)
@@ -520,7 +532,15 @@ class Poller:
             except Exception as exc:
                 self._stop_if_stack_gone(confirm=True)  # no retries, no on-failure object: their service is gone
                 error = f"{type(exc).__name__}: {exc}"
-                self._await_local_aws()
+                if self._aws_silent():
+                    # the call failed on a local AWS being replaced, not on the batch: wait, and do not count it
+                    if settle_deadline is None:
+                        settle_deadline = time.monotonic() + self.settings.aws_settle_seconds
+                    forgiven = time.monotonic() < settle_deadline  # past the budget, a flapping AWS counts
+                    if not self._await_local_aws(settle_deadline):
+                        return  # Ctrl-C meanwhile: nothing committed, the next poll reads the batch again
+                    attempts -= forgiven
+                    continue
                 if attempts > self.settings.max_retries:
                     failed_to = self._send_on_failure(event, error, attempts)
                     break
