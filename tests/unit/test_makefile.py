@@ -43,3 +43,13 @@ def test_make_test_still_installs_everything_its_tiers_use() -> None:
     for venv in (".venv/bin/pip install", ".venv-ministack/bin/pip install", ".venv-checkov/bin/pip install"):
         assert venv in commands
     assert "npm ci" in commands
+
+
+def test_install_keeps_pip_s_bytecode_pass_for_every_venv() -> None:
+    # PYTHONDONTWRITEBYTECODE=1 (as on these machines) means nothing imported later is cached: `--no-compile` made
+    # every MiniStack start compile from source (0.53 s against 0.23 s, benchmarks/ministack_start.py), and a
+    # restart-aws e2e test failed on CI (session 9). Every pip install of every venv, not only the project's.
+    commands = _would_run("install")
+    installs = [line for line in commands.splitlines() if " install -q" in line and "pip" in line]
+    assert len(installs) >= 6, commands  # pip upgrade + the package install, for each of the three venvs
+    assert not [line for line in installs if "--no-compile" in line], installs
