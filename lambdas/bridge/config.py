@@ -671,9 +671,11 @@ def _claim(pb: _Problems, path: str, raw: Any, claim: str, hint: str) -> str | N
     No pattern: a provider issues what it likes (GitHub's subject carries branch and environment names, which may
     hold spaces inside, `#`, `@`, `$` or non-ASCII letters; Auth0's has `|`), and IAM's client id type is any
     1-255 characters. Refused: whitespace around it and any invisible or control character (no token carries
-    them, so the role would trust nobody, silently), and `${`, which IAM reads in a condition value as a policy
+    them, so the role would trust nobody, silently), `${`, which IAM reads in a condition value as a policy
     variable: the token is then compared with the variable's value, not with the text, and
-    `${<issuer host>:sub}` is every subject of the issuer."""
+    `${<issuer host>:sub}` is every subject of the issuer; and `*` or `?`: `StringEquals` compares them as
+    written, so `repo:org/*` (GitHub's `StringLike` example) trusts no token, silently. Git refuses both in a
+    branch name (`git check-ref-format --branch 'feat*'`)."""
     value = _str(pb, path, raw, hint=hint)
     if value is None:
         return None
@@ -688,6 +690,11 @@ def _claim(pb: _Problems, path: str, raw: Any, claim: str, hint: str) -> str | N
     if "${" in value:
         pb.add(path, f"{value!r} contains `${{`, which IAM reads as a policy variable: the role would compare the "
                f"token's {claim} with the variable's value, not with this text. Fix: {hint}")
+        return None
+    wildcard = next((c for c in value if c in "*?"), None)
+    if wildcard is not None:
+        pb.add(path, f"{value!r} contains {wildcard!r}, compared as written (StringEquals): a wildcard matches only "
+               f"itself. Fix: {hint}")
         return None
     return value
 
@@ -972,8 +979,6 @@ def _parse_producer(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Produce
                          hint="the client id the provider issues tokens for, e.g. sts.amazonaws.com")
             sub = _claim(pb, f"{path}.oidc.subject", oidc_raw.get("subject"), "subject",
                          hint="the exact subject claim, e.g. repo:org/repo:ref:refs/heads/main")
-            if sub is not None and sub.strip("*") == "":
-                pb.add(f"{path}.oidc.subject", "may not be only a wildcard. Fix: name the exact subject")
             prov = _str(pb, f"{path}.oidc.provider_arn", oidc_raw.get("provider_arn"), required=False,
                         pattern=re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/\S+$"),
                         hint="arn:aws:iam::<account>:oidc-provider/<issuer host>")

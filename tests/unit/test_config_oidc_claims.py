@@ -122,6 +122,28 @@ def test_a_policy_variable_is_refused(field: str, value: str) -> None:
     assert "Fix: " in problems[0]
 
 
+@pytest.mark.parametrize(("field", "value"), [
+    ("subject", "repo:example-org/*"),  # GitHub's StringLike example, copied into a StringEquals condition
+    ("subject", "repo:example-org/payment-service:*"),
+    ("subject", "repo:example-org/payment-service:ref:refs/heads/*"),
+    ("subject", "repo:example-org/payment-service:ref:refs/heads/release-?"),
+    ("subject", "*"),
+    ("audience", "*"),
+    ("audience", "sts.amazonaws.co?"),
+], ids=["org", "repo", "branch", "question-mark", "only-star", "audience-star", "audience-question-mark"])
+def test_a_wildcard_is_refused_as_compared_as_written(field: str, value: str) -> None:
+    # given a wildcard, which the role's StringEquals compares as a literal `*` or `?`: no token carries it
+    # (git refuses both in a branch name: `git check-ref-format --branch 'feat*'` fails)
+    problems = _problems(_doc(**{field: value}))
+
+    # then one line naming the field, the reason and the fix
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"producers[{OIDC_PRODUCER}].oidc.{field}: {value!r} contains "), problems
+    assert "compared as written (StringEquals): a wildcard matches only itself. Fix: " in problems[0]
+    if field == "subject":
+        assert "Fix: the exact subject" in problems[0]
+
+
 def test_a_yaml_block_scalar_subject_is_refused() -> None:
     # given the config file as written, with `|` where `|-` was meant
     text = DEV.read_text().replace(f"      subject: {SUBJECT}\n", f"      subject: |\n        {SUBJECT}\n", 1)
