@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import field
 from pathlib import Path
@@ -665,13 +666,26 @@ def _str(pb: _Problems, path: str, raw: Any, required: bool = True, pattern: re.
     return raw
 
 
+# Characters no provider issues in a claim and that hide in a config file: controls (Cc: a newline, a tab, DEL,
+# NEL), line and paragraph separators (Zl, Zp), every space but the ASCII one (Zs: a no-break space reads as a
+# space and is not one), the zero-width space and the BOM (U+200B, U+FEFF: invisible, picked up by copy-paste), and
+# surrogates (Cs: no UTF-8 token carries one). Other format characters (Cf) are written text: ZWNJ U+200C in
+# Persian words, ZWJ U+200D in emoji sequences, RLM in right-to-left names; git takes them in a branch name. A code
+# point this Python's Unicode tables do not know (Cn: an emoji newer than Unicode 14) is let through too.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp", "Zs"})
+
+
+def _hidden(c: str) -> bool:
+    return c != " " and (c in "\u200b\ufeff" or unicodedata.category(c) in _HIDDEN_CATEGORIES)
+
+
 def _claim(pb: _Problems, path: str, raw: Any, claim: str, hint: str) -> str | None:
     """An OIDC claim's value (audience, subject) that a role trusts with `StringEquals`, compared as written.
 
     No pattern: a provider issues what it likes (GitHub's subject carries branch and environment names, which may
     hold spaces inside, `#`, `@`, `$` or non-ASCII letters; Auth0's has `|`), and IAM's client id type is any
-    1-255 characters. Refused: whitespace around it and any invisible or control character (no token carries
-    them, so the role would trust nobody, silently), `${`, which IAM reads in a condition value as a policy
+    1-255 characters. Refused: whitespace around it and any invisible or control character (`_hidden`: no token
+    carries them, so the role would trust nobody, silently), `${`, which IAM reads in a condition value as a policy
     variable: the token is then compared with the variable's value, not with the text, and
     `${<issuer host>:sub}` is every subject of the issuer; and `*` or `?`: `StringEquals` compares them as
     written, so `repo:org/*` (GitHub's `StringLike` example) trusts no token, silently. Git refuses both in a
@@ -682,7 +696,7 @@ def _claim(pb: _Problems, path: str, raw: Any, claim: str, hint: str) -> str | N
     if value.strip() != value:
         pb.add(path, _whitespace_around(value))
         return None
-    hidden = next((c for c in value if not c.isprintable()), None)
+    hidden = next((c for c in value if _hidden(c)), None)
     if hidden is not None:
         pb.add(path, f"{value!r} contains {hidden!r}, a control or invisible character no token's {claim} carries. "
                f"Fix: {hint}")

@@ -44,6 +44,10 @@ REAL_SUBJECTS = [
     "repo:octo-org/octo-repo:ref:refs/heads/#2-bit-ref@fix+x$1",  # git allows # @ + $ in a branch name
     "repo:octo-org/octo-repo:ref:refs/heads/feat/add-機能追加",  # and non-ASCII letters
     "repo:octo-org/octo-repo:ref:refs/heads/fonctionnalité",
+    "repo:octo-org/octo-repo:ref:refs/heads/\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # ZWNJ (Persian)
+    "repo:octo-org/octo-repo:ref:refs/heads/fix-\U0001f469\u200d\U0001f4bb",  # ZWJ in an emoji sequence
+    "repo:octo-org/octo-repo:ref:refs/heads/fix-\U0001fae8",  # an emoji of Unicode 15, unknown to Python 3.11
+    "repo:octo-org/octo-repo:environment:\u200f\u05e4\u05e8\u05d5\u05d3\u05e7\u05e9\u05df",  # RLM, Hebrew
     "repo:octo-org/octo-repo:job_workflow_ref:octo-org/octo-repo/.github/workflows/deploy.yml@refs/heads/main",
     "project_path:mygroup/myproject:ref_type:branch:ref:main",  # GitLab
     "system:serviceaccount:payments:producer",  # an EKS service account
@@ -97,7 +101,14 @@ def test_whitespace_around_a_claim_is_refused_as_the_other_fields_are(field: str
     ("subject", "repo:example-org/payment-service:ref:refs/heads/main\u2028x"),  # line separator
     ("audience", "sts.amazon\taws.com"),
     ("audience", "sts.amazonaws.com\x7f"),
-], ids=["newline-inside", "nul", "zero-width", "no-break-space", "line-separator", "tab-inside", "del"])
+    ("subject", "repo:example-org/payment-service:ref:refs/heads/\ufeffmain"),  # BOM, a zero-width no-break space
+    ("subject", "repo:example-org/payment-service:environment:Production\u3000EU"),  # ideographic space
+    ("subject", "repo:example-org/payment-service:environment:Production\u2007EU"),  # figure space
+    ("subject", "repo:example-org/payment-service:ref:refs/heads/main\u2029x"),  # paragraph separator
+    ("subject", "repo:example-org/payment-service:ref:refs/heads/main\x85x"),  # NEL
+    ("audience", "sts.amazonaws.com\ud800x"),  # a lone surrogate (JSON's "\ud800"): no UTF-8 token holds it
+], ids=["newline-inside", "nul", "zero-width", "no-break-space", "line-separator", "tab-inside", "del", "bom",
+        "ideographic-space", "figure-space", "paragraph-separator", "nel", "surrogate"])
 def test_an_invisible_or_control_character_is_refused_naming_it(field: str, value: str) -> None:
     problems = _problems(_doc(**{field: value}))
 
