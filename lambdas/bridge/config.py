@@ -88,6 +88,15 @@ _ARN_RE = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):"
     r"(?P<account>[0-9]{12}|):(?P<resource>\S+)$"  # \S: `.` took spaces, tabs and CRs
 )
+# An imported destination's name, the last part of its ARN: the stack grants the bridge sqs:SendMessage or
+# sns:Publish on that ARN as written, so `*` or `orders*` would be every queue (topic) of the account, or of that
+# prefix. SQS: letters, digits, `-`, `_`, at most 80 characters with a FIFO queue's `.fifo` (botocore sqs
+# CreateQueue QueueName; SQS FIFO quotas: "The suffix counts towards the 80-character queue name quota"). SNS: the
+# same characters, 1-256 (botocore sns topicName), and `.fifo` for a FIFO topic.
+_DESTINATION_NAME_RE = {
+    "sqs": re.compile(r"^(?=.{1,80}$)[A-Za-z0-9_-]+(?:\.fifo)?$"),
+    "sns": re.compile(r"^[A-Za-z0-9_-]{1,256}(?:\.fifo)?$"),
+}
 # Key ARNs only: an IAM statement on an alias ARN does not grant use of the key behind it.
 _KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$")
 
@@ -1021,6 +1030,12 @@ def _parse_destination(pb: _Problems, path: str, raw: Mapping[str, Any]) -> Dest
         elif not m or m["service"] != dtype or not m["region"] or not m["account"]:
             pb.add(f"{path}.arn", f"{arn!r} is not an {dtype.upper()} ARN. Fix: "
                    f"arn:aws:{dtype}:<region>:<account>:<name>, or remove arn to let the stack create it")
+        elif not _DESTINATION_NAME_RE[dtype].fullmatch(m["resource"]):
+            what, rule = (("queue", "at most 80 characters with .fifo") if dtype == "sqs"
+                          else ("topic", "1-256 of them, then .fifo for a FIFO topic"))
+            pb.add(f"{path}.arn", f"{arn!r}: {m['resource']!r} is not an {dtype.upper()} {what} name (a wildcard "
+                   f"would grant the bridge every {what} it matches). Fix: the exact {what} name: letters, "
+                   f"digits, - and _, {rule}")
         elif fifo != arn.endswith(".fifo"):
             pb.add(f"{path}.fifo", "does not match the ARN. Fix: fifo: true exactly when the name ends in .fifo")
     group_id = raw.get("group_id", "key")

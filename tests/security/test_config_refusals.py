@@ -121,3 +121,20 @@ def test_oidc_claim_as_a_policy_variable(variant_document: Callable[[Edit], dict
         producer(doc, "payment-service")["oidc"][field] = f"${{token.actions.githubusercontent.com:{claim}}}"
 
     assert_one_line(problems(variant_document, edit), f"producers[1].oidc.{field}")
+
+
+@pytest.mark.attack("imported destination `arn` with a wildcard (`...:*`, `...:orders*`): the bridge granted "
+                    "SendMessage/Publish on every queue or topic it matches", outcome="refused at synth",
+                    how="config validation, one line (before: cdk-nag only)")
+@pytest.mark.parametrize(("dtype", "name"), [("sqs", "*"), ("sqs", "orders*"), ("sns", "*")])
+def test_imported_destination_arn_with_a_wildcard(variant_document: Callable[[Edit], dict[str, Any]], dtype: str,
+                                                  name: str) -> None:
+    at: list[int] = []
+
+    def edit(doc: dict[str, Any]) -> None:
+        at.append(len(doc["destinations"]))
+        doc["destinations"].append({"name": "theirs", "type": dtype,
+                                    "arn": f"arn:aws:{dtype}:us-east-1:123456789012:{name}"})
+        doc["routes"].append({"name": "to-theirs", "match": {"topic": "orders"}, "to": ["theirs"]})
+
+    assert_one_line(problems(variant_document, edit), f"destinations[{at[0]}].arn")

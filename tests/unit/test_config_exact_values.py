@@ -218,6 +218,56 @@ def test_whitespace_other_than_a_newline_in_an_arn_is_refused(path: str, value: 
     assert all("Fix:" in p for p in named), named
 
 
+def _imported_topic(doc: dict[str, Any], v: str) -> None:
+    doc["destinations"].append({"name": "legacy", "type": "sns", "arn": v, "fifo": v.endswith(".fifo")})
+
+
+@pytest.mark.parametrize(("value", "setter"), [
+    (f"arn:aws:sqs:us-east-1:{ACCOUNT}:*", _imported_queue),  # every queue of the account
+    (f"arn:aws:sqs:us-east-1:{ACCOUNT}:orders*", _imported_queue),  # every queue named orders...
+    (f"arn:aws:sqs:us-east-1:{ACCOUNT}:orders-?", _imported_queue),
+    (f"arn:aws:sqs:us-east-1:{ACCOUNT}:orders\u200b", _imported_queue),
+    (f"arn:aws:sqs:us-east-1:{ACCOUNT}:orders/dlq", _imported_queue),
+    (f"arn:aws:sqs:us-east-1:{ACCOUNT}:{'q' * 81}", _imported_queue),  # 80 at most
+    (f"arn:aws:sqs:us-east-1:{ACCOUNT}:{'q' * 76}.fifo", _imported_queue),  # .fifo counts towards the 80
+    (f"arn:aws:sns:us-east-1:{ACCOUNT}:*", _imported_topic),
+    (f"arn:aws:sns:us-east-1:{ACCOUNT}:orders*", _imported_topic),
+    (f"arn:aws:sns:us-east-1:{ACCOUNT}:{'t' * 257}", _imported_topic),
+], ids=["sqs-star", "sqs-prefix", "sqs-question-mark", "sqs-zero-width", "sqs-slash", "sqs-81", "sqs-fifo-81",
+        "sns-star", "sns-prefix", "sns-257"])
+def test_an_imported_destination_arn_names_one_queue_or_topic(value: str, setter: Setter) -> None:
+    # the stack grants the bridge sqs:SendMessage / sns:Publish on the ARN as written: `*` was every queue of the
+    # account, refused only by cdk-nag at synth (AwsSolutions-IAM5), not by `bridge validate` or `bridge poll`
+    problems = _problems(_doc(setter, value))
+
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("destinations[7].arn: "), problems
+    assert "name (a wildcard would grant the bridge every" in problems[0]
+    assert "Fix: the exact " in problems[0]
+
+
+@pytest.mark.parametrize(("value", "setter"), [
+    (f"arn:aws:sqs:us-east-1:{ACCOUNT}:{'q' * 80}", _imported_queue),
+    (f"arn:aws:sqs:us-east-1:{ACCOUNT}:Orders_v2-eu", _imported_queue),
+    (f"arn:aws:sqs:us-east-1:{ACCOUNT}:q", _imported_queue),
+    (f"arn:aws:sns:us-east-1:{ACCOUNT}:{'t' * 256}", _imported_topic),
+    (f"arn:aws:sns:us-east-1:{ACCOUNT}:Orders_v2-eu.fifo", _imported_topic),
+], ids=["sqs-80", "sqs-mixed", "sqs-one", "sns-256", "sns-fifo"])
+def test_an_imported_destination_arn_with_a_real_name_loads(value: str, setter: Setter) -> None:
+    config = BridgeConfig.from_dict(_doc(setter, value))
+
+    assert config.destinations[7].arn == value
+
+
+def test_an_imported_fifo_queue_of_80_characters_loads() -> None:
+    value = f"arn:aws:sqs:us-east-1:{ACCOUNT}:{'q' * 75}.fifo"
+
+    def setter(doc: dict[str, Any], v: str) -> None:
+        doc["destinations"].append({"name": "legacy", "type": "sqs", "arn": v, "fifo": True})
+
+    assert BridgeConfig.from_dict(_doc(setter, value)).destinations[7].arn == value
+
+
 def test_a_root_principal_with_a_space_after_it_is_not_taken_for_a_role() -> None:
     # given a whole account's principal with a trailing space (a quoted YAML string keeps it)
     value = f"arn:aws:iam::{ACCOUNT}:root "
