@@ -429,14 +429,38 @@ def _header_texts_of_each_plan(config: BridgeConfig, event: dict[str, Any]) -> t
         if event == "return" and frame.f_code is fast_path_module.plan_plain.__code__:
             seen.append(dict(frame.f_locals["header_texts"]))
 
+    earlier, earlier_threads = sys.getprofile(), threading.getprofile()
     threading.setprofile(watch)
     sys.setprofile(watch)
     try:
         result = run(config, event, fast_path=True)
     finally:
-        sys.setprofile(None)
-        threading.setprofile(None)
+        sys.setprofile(earlier)  # a profiler or coverage tool's hook, if one was running, goes on after this
+        threading.setprofile(earlier_threads)
     return seen, result
+
+
+def test_reading_the_plans_gives_back_the_profile_hooks_it_found() -> None:
+    # given profile hooks already set (a profiler's, on this thread and for new threads)
+    def earlier(frame: Any, event: str, arg: Any) -> None:
+        return None
+
+    config = make_config(destinations=[{"name": "out", "type": "sqs", "header_attributes": ["tenant"]}],
+                         routes=[{"name": "all", "match": {"topic": "orders"}, "to": ["out"]}])
+    before = sys.getprofile(), threading.getprofile()
+    sys.setprofile(earlier)
+    threading.setprofile(earlier)
+    try:
+        # when the plans are read with the helper's own hook
+        seen, _ = _header_texts_of_each_plan(config, kafka_event([kafka_record(offset=0, headers=[("tenant", "a")])]))
+        after = sys.getprofile(), threading.getprofile()
+    finally:
+        sys.setprofile(before[0])
+        threading.setprofile(before[1])
+
+    # then it read them, and both hooks are the earlier ones again, not None
+    assert seen
+    assert after == (earlier, earlier)
 
 
 def test_the_header_text_cache_holds_at_most_1024_values_of_at_most_256_bytes() -> None:
