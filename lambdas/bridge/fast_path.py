@@ -11,7 +11,7 @@ A topic is plain (`plain_topic`) when:
 - none of its destinations takes signed records only (accept_from: nothing to verify), and each sends
   the raw body to a standard queue or topic (`MessageFactory.plain`; FIFO and the envelope go general).
 Even then a record goes to the general path, unchanged, whenever it is not plain itself:
-- it cannot be decoded (parked `undecodable` there), or it is not a lazy record from `decode_event`;
+- it cannot be decoded (parked `undecodable` there), or `decode_event` did not keep it as its dict;
 - it carries a producer claim (settings.producer_header: checked, maybe parked `producer_not_allowed`);
 - one of its messages exceeds its destination's limit (claim check, or parked `too_large`).
 A plain record's value is decoded a few dozen records ahead (`_values_ahead`), so that one memchr set over
@@ -41,7 +41,7 @@ from bridge.envelope import (
     correlation_id_from,
 )
 from bridge.frozen import frozen
-from bridge.records import UNREAD, KafkaRecord, last_header_values
+from bridge.records import Entry, KafkaRecord, last_header_values, record_of
 
 # Values decoded ahead of planning (`_values_ahead`), so that one `control_free` call answers for all of them:
 # at most this many records, and no more once they hold this many bytes (one large value goes alone).
@@ -86,12 +86,18 @@ class PlainTopic:
     producer: str | None  # the topic's only producer (unverified), for records without a claim
 
 
-def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainTopic | None], tally: BatchTally,
+def plan_plain(items: Sequence[Entry], plain_for: Callable[[str], PlainTopic | None], tally: BatchTally,
                run: MessageSink, general: Callable[[KafkaRecord], None], *,
                correlation_header: str, producer_header: str,
-               delivered: Callable[[KafkaRecord, str], bool] | None = None) -> None:
-    """Plan every record: the plain ones here, the others through `general` (the service's `_plan`), in
-    record order, with the same messages, parks and audit counts as `general` alone would give.
+               delivered: Callable[[KafkaRecord, str], bool] | None = None,
+               records: Sequence[KafkaRecord] | None = None) -> None:
+    """Plan every record of `items` (KafkaBatch.items): the plain ones here, the others through `general` (the
+    service's `_plan`), in record order, with the same messages, parks and audit counts as `general` alone
+    would give. Only an entry that is a record's dict can be plain; a KafkaRecord entry goes general.
+    A plain record gets no KafkaRecord: its messages' origin holds its dict (`record_of` makes the record
+    when one is needed), and `general` is given `record_of(entry)`.
+    `records` (the batch's KafkaRecords, in `items` order, when they exist already): the record `general`,
+    `delivered` and the origin take instead of one made from the entry.
     `delivered(record, destination)` (checkpoints on): True when a previous attempt delivered it, which
     then is not sent again."""
     a2b = binascii.a2b_base64
@@ -130,21 +136,23 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
     header_texts: dict[bytes, str] = {}
     texts_room, text_bytes = HEADER_TEXTS, HEADER_TEXT_BYTES
     # The values of the next plain records, decoded ahead, last first (`_values_ahead`), which also says that
-    # those records are lazy and of the current topic; `checked`: none of the values holds a control byte
+    # those records are dicts of the current topic; `checked`: none of the values holds a control byte
     ahead: list[Any] = []
     checked = False
-    for index, record in enumerate(records):
-        if ahead:
+    for index, item in enumerate(items):
+        if ahead:  # `item` is a dict of the current topic (`_values_ahead`)
             value = ahead.pop()
         else:
             if out:
                 run.add_all(target, out)
                 out = []
-            if record.topic != topic:
+            is_dict = type(item) is dict
+            item_topic = item["topic"] if is_dict else item.topic  # type: ignore[index,union-attr]
+            if item_topic != topic:
                 if counted and plain is not None:
                     _count(tally, plain, counted)
                 counted = 0
-                topic = record.topic
+                topic = item_topic
                 plain = plain_for(topic)
                 if plain is not None:
                     steps, producer = plain.steps, plain.producer
@@ -154,18 +162,18 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
                         header_attributes = steps[0].factory.header_attributes
                         limit, name, route, target = steps[0].limit, steps[0].name, steps[0].route, steps[0].target
                 span = None
-            if plain is None or record._value is not UNREAD:  # is_lazy, without the property call
-                general(record)
+            if plain is None or not is_dict:
+                general(record_of(item) if records is None else records[index])
                 continue
-            ahead, checked = _values_ahead(records, index, topic)
+            ahead, checked = _values_ahead(items, index, item_topic)
             value = ahead.pop()
         if value is _UNDECODABLE:
             if out:
                 run.add_all(target, out)
                 out = []
-            general(record)
+            general(record_of(item) if records is None else records[index])
             continue
-        raw = record.raw
+        raw: dict[str, Any] = item  # type: ignore[assignment]  # a dict: only dicts are read ahead
         try:
             # KafkaRecord.decoded()'s checks, without the view: anything it would refuse goes general
             key = raw.get("key")
@@ -179,18 +187,18 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
             if out:
                 run.add_all(target, out)
                 out = []
-            general(record)
+            general(record_of(item) if records is None else records[index])
             continue
         if producer_header in last:
             if out:
                 run.add_all(target, out)
                 out = []
-            general(record)
+            general(record_of(item) if records is None else records[index])
             continue
-        partition, offset = record.partition, record.offset
+        partition, offset = raw["partition"], raw["offset"]
         if span is None or span_partition != partition:
             span_partition = partition
-            position = (record.topic, partition)  # the current topic's
+            position = (raw["topic"], partition)  # the current topic
             id_prefix = f"{position[0]}-{partition}-"
             id_ascii = id_prefix.isascii()  # and so every record id of the span (an offset is digits)
             span = spans.get(position)
@@ -249,7 +257,7 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
                 if out:
                     run.add_all(target, out)
                     out = []
-                general(record)
+                general(record_of(item) if records is None else records[index])
                 continue
         else:
             messages = [s.factory.plain_message(value, record_id, correlation_id, last, producer, checked)
@@ -257,7 +265,7 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
             value = None
             if any(m.size > s.limit for s, m in zip(steps, messages, strict=True)):
                 del messages
-                general(record)
+                general(record_of(item) if records is None else records[index])
                 continue
         # BatchTally.see, inline: correlation ids in record order up to the cap, offset span per partition
         if len(ids) < cap:
@@ -269,14 +277,15 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
         elif offset < span[0]:
             span[0] = offset
         counted += 1
+        source = raw if records is None else records[index]  # the service's Origin holds it
         if build is not None:
-            if delivered is None or not delivered(record, name):
-                message.origin = (record, route, producer)  # the service's Origin
+            if delivered is None or not delivered(record_of(source), name):
+                message.origin = (source, route, producer)
                 out.append(message)
         else:
             for s, m in zip(steps, messages, strict=True):
-                if delivered is None or not delivered(record, s.name):
-                    m.origin = (record, s.route, producer)
+                if delivered is None or not delivered(record_of(source), s.name):
+                    m.origin = (source, s.route, producer)
                     add(s.target, m)
     if out:
         run.add_all(target, out)
@@ -284,20 +293,20 @@ def plan_plain(records: Sequence[KafkaRecord], plain_for: Callable[[str], PlainT
         _count(tally, plain, counted)
 
 
-def _values_ahead(records: Sequence[KafkaRecord], start: int, topic: str) -> tuple[list[Any], bool]:
-    """The decoded values of the lazy records of `topic` from `start` on (up to AHEAD_RECORDS, AHEAD_BYTES),
-    last first, `_UNDECODABLE` for a value KafkaRecord.decoded() would refuse; and whether none of them holds
-    a control byte (`control_free`). `plan_plain` takes one per record, in order: every record this covers
-    reaches that point, and it stops at the first that would not (another topic, not lazy)."""
+def _values_ahead(items: Sequence[Entry], start: int, topic: str) -> tuple[list[Any], bool]:
+    """The decoded values of the records of `topic` given as dicts from `start` on (up to AHEAD_RECORDS,
+    AHEAD_BYTES), last first, `_UNDECODABLE` for a value KafkaRecord.decoded() would refuse; and whether none of
+    them holds a control byte (`control_free`). `plan_plain` takes one per record, in order: every record this
+    covers reaches that point, and it stops at the first that would not (another topic, a KafkaRecord entry)."""
     a2b = binascii.a2b_base64
     values: list[Any] = []
     present: list[bytes] = []
     size = 0
-    for record in records[start:start + AHEAD_RECORDS]:
-        if record.topic != topic or record._value is not UNREAD:
+    for item in items[start:start + AHEAD_RECORDS]:
+        if type(item) is not dict or item["topic"] != topic:
             break
         try:
-            value = record.raw.get("value")
+            value = item.get("value")
             if value is not None:
                 if type(value) is not str:
                     raise TypeError

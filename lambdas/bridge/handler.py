@@ -122,10 +122,10 @@ def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def _process(bridge: Bridge, event: dict[str, Any]) -> BatchReport:
     batch = decode_event(event)
-    batch_id = batch_id_for(batch.records, redrive=batch.redrive is not None)
+    batch_id = batch_id_for(batch.items, redrive=batch.redrive is not None)
     logger.set_correlation_id(batch_id)
     logger.append_keys(event_source_arn=batch.event_source_arn, redrive=batch.redrive is not None)
-    metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=len(batch.records))
+    metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=len(batch.items))
     try:
         return bridge.process(batch, batch_id)
     except ParkingFailedError:

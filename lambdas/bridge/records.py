@@ -18,6 +18,7 @@ from __future__ import annotations
 import binascii
 import re
 from collections.abc import Mapping
+from dataclasses import field
 from typing import Any
 
 from bridge.frozen import frozen
@@ -189,15 +190,49 @@ class KafkaRecord:
                 f"value={self.value!r}, headers={self.headers!r}, undecodable={self.undecodable!r})")
 
 
+# An entry of `KafkaBatch.items`: a record's dict exactly as the event holds it, whose position `decode_event`
+# checked (exact dict; topic, partition, offset, timestamp and timestampType present with exact str and int
+# types), or a KafkaRecord for anything else. `record_of` makes the KafkaRecord of either.
+Entry = dict[str, Any] | KafkaRecord
+
+
 @frozen
 class KafkaBatch:
-    """A decoded event: every record in delivery order (per partition, partitions as delivered)."""
+    """A decoded event: every record in delivery order (per partition, partitions as delivered).
+
+    `items` holds each record as an `Entry`: a record whose dict has a well-typed position stays that dict,
+    with no KafkaRecord made for it, because the fast path (bridge.fast_path) reads the dict and sends a
+    plain record's messages without one. `records` is the same records as KafkaRecords, made on first
+    read and then kept (lazy records: see KafkaRecord)."""
 
     event_source: str
     event_source_arn: str | None
-    records: tuple[KafkaRecord, ...]
+    items: tuple[Entry, ...]
     redrive: Redrive | None = None  # set for a redrive invocation (the event's `bridgeRedrive` map)
     bootstrap_servers: str | None = None  # the event's `bootstrapServers` (comma-separated host:port)
+    _records: tuple[KafkaRecord, ...] | None = field(default=None, init=False, compare=False, repr=False)
+
+    @property
+    def records(self) -> tuple[KafkaRecord, ...]:
+        """Every record as a KafkaRecord, in `items` order (made once, on first read)."""
+        made = self._records
+        if made is None:
+            made = tuple(map(record_of, self.items))
+            object.__setattr__(self, "_records", made)
+        return made
+
+
+def record_of(entry: Entry) -> KafkaRecord:
+    """The KafkaRecord of a `KafkaBatch.items` entry: for a dict, the lazy record `decode_event` would have made
+    (a new one on each call: equal, not identical); a KafkaRecord is itself."""
+    if type(entry) is not dict:
+        return entry  # type: ignore[return-value]
+    record = KafkaRecord.__new__(KafkaRecord)
+    record.topic, record.partition, record.offset = entry["topic"], entry["partition"], entry["offset"]
+    record.timestamp, record.timestamp_type, record.raw = entry["timestamp"], entry["timestampType"], entry
+    record._key = record._value = record._headers = record._undecodable = UNREAD
+    record._record_id = None
+    return record
 
 
 def utf8_or_none(data: bytes) -> str | None:
@@ -270,32 +305,28 @@ def decode_event(event: object) -> KafkaBatch:
         raise InvalidEventError(describe_invalid_event(event))
     assert isinstance(event, Mapping)
     redrive = parse_redrive(event)
-    records: list[KafkaRecord] = []
-    new = KafkaRecord.__new__
-    for partition_key, items in event["records"].items():
-        for item in items if isinstance(items, list) else [items]:
-            # `_decode` inline for what parsed JSON holds (exact dict, str and int), without its four calls
-            # per record; anything else, and every error, goes through decode_record.
+    items: list[Entry] = []
+    append = items.append
+    for partition_key, entries in event["records"].items():
+        for item in entries if isinstance(entries, list) else [entries]:
+            # `_decode`'s checks inline for what parsed JSON holds (exact dict, str and int), without its four
+            # calls per record: such a record stays its dict (`record_of` makes its lazy KafkaRecord when one is
+            # needed); anything else, and every error, goes through decode_record.
             if type(item) is dict:
                 try:  # subscripts, not get(): Lambda's records always carry all five
                     topic, partition, offset = item["topic"], item["partition"], item["offset"]
                     timestamp, timestamp_type = item["timestamp"], item["timestampType"]
                 except KeyError:
-                    records.append(decode_record(item, str(partition_key)))
+                    append(decode_record(item, str(partition_key)))
                     continue
                 if (type(topic) is str and type(partition) is int and type(offset) is int
                         and type(timestamp) is int and type(timestamp_type) is str):
-                    record = new(KafkaRecord)
-                    record.topic, record.partition, record.offset = topic, partition, offset
-                    record.timestamp, record.timestamp_type, record.raw = timestamp, timestamp_type, item
-                    record._key = record._value = record._headers = record._undecodable = UNREAD
-                    record._record_id = None
-                    records.append(record)
+                    append(item)
                     continue
-            records.append(decode_record(item, str(partition_key)))
+            append(decode_record(item, str(partition_key)))
     arn = event.get("eventSourceArn")
     servers = event.get("bootstrapServers")
-    return KafkaBatch(str(event["eventSource"]), arn if isinstance(arn, str) else None, tuple(records), redrive,
+    return KafkaBatch(str(event["eventSource"]), arn if isinstance(arn, str) else None, tuple(items), redrive,
                       servers if isinstance(servers, str) else None)
 
 

@@ -39,7 +39,16 @@ from bridge.envelope import MessageFactory, OutgoingMessage, billed_size, correl
 from bridge.fast_path import PlainTopic, plan_plain
 from bridge.frozen import frozen
 from bridge.parking import ObjectStore, ObjectStoreError, Parking, ParkRequest
-from bridge.records import SELF_MANAGED_EVENT_SOURCES, ForeignEventError, KafkaBatch, KafkaRecord, Redrive, decode_event
+from bridge.records import (
+    SELF_MANAGED_EVENT_SOURCES,
+    Entry,
+    ForeignEventError,
+    KafkaBatch,
+    KafkaRecord,
+    Redrive,
+    decode_event,
+    record_of,
+)
 from bridge.routing import UNMATCHED_ROUTE, Router, RoutingDecision, restrict_to_redrive
 from bridge.settings import Settings
 from bridge.trust import SigningKeys, TrustPolicy
@@ -93,7 +102,9 @@ class BatchReport:
 
 # Where an outgoing message came from (its `origin`), to park it with its record if delivery fails:
 # (record, route, producer). A tuple, not a class: one is built per message, and a tuple costs a fifth.
-Origin = tuple[KafkaRecord, str, str | None]
+# The fast path's record is its KafkaBatch.items entry (the record's dict: no KafkaRecord made for it);
+# `record_of(origin[0])` is the KafkaRecord either way.
+Origin = tuple[Entry, str, str | None]
 
 
 @frozen
@@ -201,14 +212,16 @@ class Bridge:
             self._trust.retry_failed_reads()
         started_at = self._clock()
         if batch_id is None:
-            batch_id = batch_id_for(batch.records, redrive=batch.redrive is not None)
+            batch_id = batch_id_for(batch.items, redrive=batch.redrive is not None)
         tally = BatchTally(redrive=batch.redrive is not None,
                            max_correlation_ids=self.config.settings.audit_max_correlation_ids)
         parks: list[ParkRequest] = []
-        progress = BatchProgress(self._checkpoints, batch.records, redrive=batch.redrive is not None)
+        # batch.records (a KafkaRecord per record) is made only for checkpoints or the general path alone
+        progress = BatchProgress(self._checkpoints, batch.records if self._checkpoints is not None else (),
+                                 redrive=batch.redrive is not None)
 
         def delivered(messages: Sequence[OutgoingMessage]) -> None:
-            progress.record("delivered", [(m.origin[0], m.destination) for m in messages])
+            progress.record("delivered", [(record_of(m.origin[0]), m.destination) for m in messages])
 
         # Requests go out while later records are still planned; `finish` waits for every one of them.
         # Only failed receipts come back: a delivered message is freed once its request is done. With
@@ -223,10 +236,11 @@ class Bridge:
             checked = progress if progress.enabled else None
             if self._fast_path and batch.redrive is None:
                 # with checkpoints on, the fast path asks `progress` what the general path asks (`_plan`)
-                plan_plain(batch.records, self._plain_topic, tally, run,
+                plan_plain(batch.items, self._plain_topic, tally, run,
                            lambda record: self._plan(record, tally, parks, run, None, checked),
                            correlation_header=self._correlation_header, producer_header=self._trust.producer_header,
-                           delivered=checked.delivered if checked is not None else None)
+                           delivered=checked.delivered if checked is not None else None,
+                           records=batch.records if checked is not None else None)
             else:
                 for record in batch.records:
                     self._plan(record, tally, parks, run, batch.redrive, checked)
@@ -239,7 +253,8 @@ class Bridge:
                 tally.delivered[m.destination] += 1
                 continue
             origin: Origin = m.origin
-            record, route, producer = origin
+            entry, route, producer = origin
+            record = record_of(entry)
             if receipt.code == HELD_BACK:
                 fault = "an earlier message of its FIFO group failed after later ones were accepted"
             elif receipt.order_break:
@@ -298,7 +313,7 @@ class Bridge:
         bridge's event-source mapping, or a redrive of what it parked (which may predate a move to
         another cluster), may hand it records. An event with no records hands over nothing (`bridge smoke`
         names its run in the ARN of one), so it is not refused."""
-        if batch.redrive is not None or not batch.records:
+        if batch.redrive is not None or not batch.items:
             return
         src = self.config.source
         if src.kind == "msk":
