@@ -36,14 +36,15 @@ def step_cases(bridge: Any, event: dict[str, Any]) -> list[tuple[str, Callable[[
     them; benchmarks/count_instructions.py `--steps` counts their instructions)."""
     import binascii  # noqa: PLC0415
 
-    from bridge.audit import BatchTally, batch_id_for  # noqa: PLC0415
+    from bridge.audit import BatchTally, batch_id_of_runs  # noqa: PLC0415
     from bridge.delivery import Deliverer  # noqa: PLC0415
     from bridge.envelope import control_free, correlation_id_from  # noqa: PLC0415
     from bridge.fast_path import AHEAD_RECORDS, plan_plain  # noqa: PLC0415
     from bridge.records import decode_event, last_header_values  # noqa: PLC0415
     from bridge.service import Bridge  # noqa: PLC0415
 
-    items = decode_event(event).items  # what the bridge plans: each record's dict (KafkaBatch.items)
+    batch = decode_event(event)
+    items, runs = batch.items, batch.runs  # what the bridge plans from: each record's dict, the position runs
     records = decode_event(event).records
     raws = [r.raw for r in records]
     n = len(records)
@@ -85,7 +86,7 @@ def step_cases(bridge: Any, event: dict[str, Any]) -> list[tuple[str, Callable[[
         ("bridge.handle, whole", lambda: bridge.handle(event)),
         ("bridge.handle, whole, 1 send thread", lambda: one_thread.handle(event)),
         ("decode_event: positions checked, dicts kept", lambda: decode_event(event)),
-        ("batch_id_for", lambda: batch_id_for(items)),
+        ("batch_id_of_runs", lambda: batch_id_of_runs(runs)),
         ("plan_plain: the fast path, messages discarded", plan),
         ("- base64 key and value", lambda: [(a2b(r["key"], strict_mode=True), a2b(r["value"], strict_mode=True))
                                             for r in raws]),

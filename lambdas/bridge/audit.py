@@ -11,13 +11,13 @@ import hashlib
 import json
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import field
-from operator import attrgetter, itemgetter, ne, or_
+from operator import ne, or_
 from typing import Any
 
 from bridge.frozen import lean
-from bridge.records import Entry, KafkaRecord
+from bridge.records import KafkaRecord, Run
 
 AUDIT_EVENT_TYPE = "bridge.batch"
 BATCH_NAMESPACE = uuid.UUID("0b6f3a9e-4c2d-5e81-a7f0-9d3c2b1e4a65")
@@ -98,11 +98,8 @@ class BatchTally:
         }
 
 
-def batch_id_for(records: Sequence[Entry], *, redrive: bool = False) -> str:
+def batch_id_for(records: tuple[KafkaRecord, ...] | list[KafkaRecord], *, redrive: bool = False) -> str:
     """A batch id that is the same when Lambda redelivers the same batch (uuid5 of its record ids).
-
-    `records`: KafkaRecords, or KafkaBatch.items (a record's dict where decode_event kept it, which names the
-    same topic, partition and offset).
 
     A redrive of the same records gets another id: audit consumers that de-duplicate by batch id must
     not take the replay for a redelivery of the original batch.
@@ -116,8 +113,9 @@ def batch_id_for(records: Sequence[Entry], *, redrive: bool = False) -> str:
     if not n:
         text = ""
     else:
-        topics, partitions, offsets = _field(records, "topic"), _field(records, "partition"), _field(records, "offset")
-        offsets = list(map(format, offsets))
+        topics = [r.topic for r in records]
+        partitions = [r.partition for r in records]
+        offsets = list(map(format, [r.offset for r in records]))
         # True where a record's partition is not == to the one before it; the topics too unless all are one
         changed = list(map(ne, partitions, partitions[1:]))
         if topics.count(topics[0]) != n:
@@ -135,18 +133,22 @@ def batch_id_for(records: Sequence[Entry], *, redrive: bool = False) -> str:
                 break
             start = end
         text = "\n".join(runs)
+    return _batch_id(text, redrive)
+
+
+def batch_id_of_runs(runs: Sequence[Run], *, redrive: bool = False) -> str:
+    """`batch_id_for` the records whose positions these runs are (KafkaBatch.runs, which decode_event reads as it
+    goes): the same text, without reading each record's position again or finding the runs."""
+    lines = []
+    for topic, partition, offsets in runs:
+        prefix = f"{topic}-{partition}-"
+        lines.append(prefix + ("\n" + prefix).join(map(format, offsets)))
+    return _batch_id("\n".join(lines), redrive)
+
+
+def _batch_id(text: str, redrive: bool) -> str:
     digest = hashlib.sha256(("redrive\n" + text if redrive else text).encode("utf-8")).hexdigest()
     return str(uuid.uuid5(BATCH_NAMESPACE, digest))
-
-
-def _field(entries: Sequence[Entry], name: str) -> list[Any]:
-    """One position field of each entry, in order: in C (`map` of a getter) when all are dicts or all are
-    KafkaRecords (the getter raises on the other kind), entry by entry when they are mixed."""
-    getter: Callable[[Any], Any] = itemgetter(name) if type(entries[0]) is dict else attrgetter(name)
-    try:
-        return list(map(getter, entries))
-    except (TypeError, AttributeError):
-        return [e[name] if type(e) is dict else getattr(e, name) for e in entries]
 
 
 def audit_document(tally: BatchTally, *, batch_id: str, event_source_arn: str | None, started_at: str,

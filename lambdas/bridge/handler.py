@@ -16,7 +16,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from bridge.audit import batch_id_for
+from bridge.audit import batch_id_of_runs
 from bridge.frozen import frozen
 from bridge.parking import ParkingFailedError
 from bridge.records import InvalidEventError, decode_event, describe_invalid_event, is_kafka_event, parse_redrive
@@ -122,7 +122,7 @@ def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def _process(bridge: Bridge, event: dict[str, Any]) -> BatchReport:
     batch = decode_event(event)
-    batch_id = batch_id_for(batch.items, redrive=batch.redrive is not None)
+    batch_id = batch_id_of_runs(batch.runs, redrive=batch.redrive is not None)
     logger.set_correlation_id(batch_id)
     logger.append_keys(event_source_arn=batch.event_source_arn, redrive=batch.redrive is not None)
     metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=len(batch.items))

@@ -191,9 +191,11 @@ class KafkaRecord:
 
 
 # An entry of `KafkaBatch.items`: a record's dict exactly as the event holds it, whose position `decode_event`
-# checked (exact dict; topic, partition, offset, timestamp and timestampType present with exact str and int
-# types), or a KafkaRecord for anything else. `record_of` makes the KafkaRecord of either.
+# checked (an exact dict whose topic, partition and offset are an exact str and ints), or a KafkaRecord for
+# anything else. `record_of` makes the KafkaRecord of either (the timestamp fields read as `_decode` reads them).
 Entry = dict[str, Any] | KafkaRecord
+# A run of records of one topic and partition, in `items` order: (topic, partition, their offsets).
+Run = tuple[str, int, list[int]]
 
 
 @frozen
@@ -203,11 +205,14 @@ class KafkaBatch:
     `items` holds each record as an `Entry`: a record whose dict has a well-typed position stays that dict,
     with no KafkaRecord made for it, because the fast path (bridge.fast_path) reads the dict and sends a
     plain record's messages without one. `records` is the same records as KafkaRecords, made on first
-    read and then kept (lazy records: see KafkaRecord)."""
+    read and then kept (lazy records: see KafkaRecord). `runs`: every record's position, a run of neighbours
+    with the same topic and partition at a time (a run ends where either is not == to the record's before
+    it), as `decode_event` read them; bridge.audit.batch_id_of_runs makes the batch id of them."""
 
     event_source: str
     event_source_arn: str | None
     items: tuple[Entry, ...]
+    runs: tuple[Run, ...] = field(compare=False, repr=False)
     redrive: Redrive | None = None  # set for a redrive invocation (the event's `bridgeRedrive` map)
     bootstrap_servers: str | None = None  # the event's `bootstrapServers` (comma-separated host:port)
     _records: tuple[KafkaRecord, ...] | None = field(default=None, init=False, compare=False, repr=False)
@@ -223,13 +228,18 @@ class KafkaBatch:
 
 
 def record_of(entry: Entry) -> KafkaRecord:
-    """The KafkaRecord of a `KafkaBatch.items` entry: for a dict, the lazy record `decode_event` would have made
-    (a new one on each call: equal, not identical); a KafkaRecord is itself."""
+    """The KafkaRecord of a `KafkaBatch.items` entry: for a dict, the lazy record `decode_record` makes of it (a
+    new one on each call: equal, not identical); a KafkaRecord is itself."""
     if type(entry) is not dict:
         return entry  # type: ignore[return-value]
     record = KafkaRecord.__new__(KafkaRecord)
     record.topic, record.partition, record.offset = entry["topic"], entry["partition"], entry["offset"]
-    record.timestamp, record.timestamp_type, record.raw = entry["timestamp"], entry["timestampType"], entry
+    # `_decode` from here on (its position checks are decode_event's): Lambda's records always carry both
+    timestamp = entry.get("timestamp", 0)
+    record.timestamp = timestamp if type(timestamp) is int else _int_or(entry, "timestamp", 0)
+    timestamp_type = entry.get("timestampType", "")
+    record.timestamp_type = timestamp_type if type(timestamp_type) is str else str(timestamp_type)
+    record.raw = entry
     record._key = record._value = record._headers = record._undecodable = UNREAD
     record._record_id = None
     return record
@@ -307,27 +317,38 @@ def decode_event(event: object) -> KafkaBatch:
     redrive = parse_redrive(event)
     items: list[Entry] = []
     append = items.append
+    runs: list[Run] = []
+    run_topic: Any = None
+    run_partition: Any = None
+    offsets: list[int] = []
     for partition_key, entries in event["records"].items():
         for item in entries if isinstance(entries, list) else [entries]:
-            # `_decode`'s checks inline for what parsed JSON holds (exact dict, str and int), without its four
-            # calls per record: such a record stays its dict (`record_of` makes its lazy KafkaRecord when one is
-            # needed); anything else, and every error, goes through decode_record.
+            # `_decode`'s position checks inline for what parsed JSON holds (exact dict, str and int), without its
+            # calls: such a record stays its dict (`record_of` makes its lazy KafkaRecord, timestamp included, when
+            # one is needed); anything else, and every error, goes through decode_record.
             if type(item) is dict:
-                try:  # subscripts, not get(): Lambda's records always carry all five
+                try:  # subscripts, not get(): Lambda's records always carry all three
                     topic, partition, offset = item["topic"], item["partition"], item["offset"]
-                    timestamp, timestamp_type = item["timestamp"], item["timestampType"]
                 except KeyError:
-                    append(decode_record(item, str(partition_key)))
-                    continue
-                if (type(topic) is str and type(partition) is int and type(offset) is int
-                        and type(timestamp) is int and type(timestamp_type) is str):
+                    topic = None
+                if type(topic) is str and type(partition) is int and type(offset) is int:
                     append(item)
+                    if partition != run_partition or topic != run_topic:
+                        run_topic, run_partition, offsets = topic, partition, []
+                        runs.append((topic, partition, offsets))
+                    offsets.append(offset)
                     continue
-            append(decode_record(item, str(partition_key)))
+            record = decode_record(item, str(partition_key))
+            append(record)
+            topic, partition = record.topic, record.partition
+            if partition != run_partition or topic != run_topic:
+                run_topic, run_partition, offsets = topic, partition, []
+                runs.append((topic, partition, offsets))
+            offsets.append(record.offset)
     arn = event.get("eventSourceArn")
     servers = event.get("bootstrapServers")
-    return KafkaBatch(str(event["eventSource"]), arn if isinstance(arn, str) else None, tuple(items), redrive,
-                      servers if isinstance(servers, str) else None)
+    return KafkaBatch(str(event["eventSource"]), arn if isinstance(arn, str) else None, tuple(items), tuple(runs),
+                      redrive, servers if isinstance(servers, str) else None)
 
 
 def decode_record(raw: Any, partition_key: str = "") -> KafkaRecord:

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.audit import BatchTally, audit_document, batch_id_for
+from bridge.audit import BatchTally, audit_document, batch_id_of_runs
 from bridge.checkpoints import BatchProgress, CheckpointStore, prompt_checkpoints
 from bridge.claim_check import ClaimCheck
 from bridge.config import (
@@ -212,7 +212,7 @@ class Bridge:
             self._trust.retry_failed_reads()
         started_at = self._clock()
         if batch_id is None:
-            batch_id = batch_id_for(batch.items, redrive=batch.redrive is not None)
+            batch_id = batch_id_of_runs(batch.runs, redrive=batch.redrive is not None)
         tally = BatchTally(redrive=batch.redrive is not None,
                            max_correlation_ids=self.config.settings.audit_max_correlation_ids)
         parks: list[ParkRequest] = []
