@@ -232,17 +232,8 @@ def record_of(entry: Entry) -> KafkaRecord:
     new one on each call: equal, not identical); a KafkaRecord is itself."""
     if type(entry) is not dict:
         return entry  # type: ignore[return-value]
-    record = KafkaRecord.__new__(KafkaRecord)
-    record.topic, record.partition, record.offset = entry["topic"], entry["partition"], entry["offset"]
-    # `_decode` from here on (its position checks are decode_event's): Lambda's records always carry both
-    timestamp = entry.get("timestamp", 0)
-    record.timestamp = timestamp if type(timestamp) is int else _int_or(entry, "timestamp", 0)
-    timestamp_type = entry.get("timestampType", "")
-    record.timestamp_type = timestamp_type if type(timestamp_type) is str else str(timestamp_type)
-    record.raw = entry
-    record._key = record._value = record._headers = record._undecodable = UNREAD
-    record._record_id = None
-    return record
+    # the positions were checked by decode_event, as `_decode` checks them
+    return _lazy_record(entry, entry["topic"], entry["partition"], entry["offset"])
 
 
 def utf8_or_none(data: bytes) -> str | None:
@@ -376,10 +367,14 @@ def _decode(raw: Any) -> KafkaRecord:
     # `type(...) is dict` first: the event is parsed JSON, and an ABC isinstance costs more than the rest
     if type(raw) is not dict and not isinstance(raw, Mapping):
         raise TypeError(f"record is a {type(raw).__name__}, not an object")
+    return _lazy_record(raw, _require_str(raw, "topic"), _require_int(raw, "partition"), _require_int(raw, "offset"))
+
+
+def _lazy_record(raw: Mapping[str, Any], topic: str, partition: int, offset: int) -> KafkaRecord:
+    """A KafkaRecord of an event's record whose positions are checked: key, value and headers decoded on first
+    read. Lambda's records always carry both timestamp fields; an odd one comes out as `_int_or`/`str` make it."""
     record = KafkaRecord.__new__(KafkaRecord)
-    record.topic = _require_str(raw, "topic")
-    record.partition = _require_int(raw, "partition")
-    record.offset = _require_int(raw, "offset")
+    record.topic, record.partition, record.offset = topic, partition, offset
     timestamp = raw.get("timestamp", 0)
     record.timestamp = timestamp if type(timestamp) is int else _int_or(raw, "timestamp", 0)
     timestamp_type = raw.get("timestampType", "")
