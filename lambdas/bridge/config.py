@@ -681,11 +681,17 @@ def _str(pb: _Problems, path: str, raw: Any, required: bool = True, pattern: re.
 # surrogates (Cs: no UTF-8 token carries one). Other format characters (Cf) are written text: ZWNJ U+200C in
 # Persian words, ZWJ U+200D in emoji sequences, RLM in right-to-left names; git takes them in a branch name. A code
 # point this Python's Unicode tables do not know (Cn: an emoji newer than Unicode 14) is let through too.
+# Refused among the format characters (review s10 R13): the bidi embedding, override and isolate controls, which make
+# a value display as another ("Trojan Source": `refs/heads/` + U+202E + `niam` reads `refs/heads/main` in a review,
+# and git takes it as a branch anyone with push access can create), and the invisible soft hyphen, word joiner,
+# invisible operators and Mongolian vowel separator.
 _HIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp", "Zs"})
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_INVISIBLE = frozenset("\u200b\ufeff\u00ad\u2060\u2061\u2062\u2063\u2064\u180e") | _BIDI_CONTROLS
 
 
 def _hidden(c: str) -> bool:
-    return c != " " and (c in "\u200b\ufeff" or unicodedata.category(c) in _HIDDEN_CATEGORIES)
+    return c != " " and (c in _INVISIBLE or unicodedata.category(c) in _HIDDEN_CATEGORIES)
 
 
 def _claim(pb: _Problems, path: str, raw: Any, claim: str, hint: str) -> str | None:
@@ -707,8 +713,10 @@ def _claim(pb: _Problems, path: str, raw: Any, claim: str, hint: str) -> str | N
         return None
     hidden = next((c for c in value if _hidden(c)), None)
     if hidden is not None:
-        pb.add(path, f"{value!r} contains {hidden!r}, a control or invisible character no token's {claim} carries. "
-               f"Fix: {hint}")
+        why = (f"a bidirectional control: the value displays as text it is not (a reviewer reads one {claim}, the "
+               "role trusts another)" if hidden in _BIDI_CONTROLS
+               else f"a control or invisible character no token's {claim} carries")
+        pb.add(path, f"{value!r} contains {hidden!r}, {why}. Fix: {hint}")
         return None
     if "${" in value:
         pb.add(path, f"{value!r} contains `${{`, which IAM reads as a policy variable: the role would compare the "

@@ -123,6 +123,17 @@ def test_oidc_claim_as_a_policy_variable(variant_document: Callable[[Edit], dict
     assert_one_line(problems(variant_document, edit), f"producers[1].oidc.{field}")
 
 
+@pytest.mark.attack("OIDC subject that displays as another (a bidi override: `refs/heads/` + U+202E + `niam` reads "
+                    "`refs/heads/main`), trusting a branch anyone with push access can create",
+                    outcome="refused at synth", how="config validation, one line")
+@pytest.mark.parametrize("control", ["\u202e", "\u202d", "\u2066", "\u2067", "\u2068"])
+def test_oidc_subject_with_a_bidi_control(variant_document: Callable[[Edit], dict[str, Any]], control: str) -> None:
+    def edit(doc: dict[str, Any]) -> None:
+        producer(doc, "payment-service")["oidc"]["subject"] = f"repo:octo-org/octo-repo:ref:refs/heads/{control}niam"
+
+    assert_one_line(problems(variant_document, edit), "producers[1].oidc.subject")
+
+
 @pytest.mark.attack("imported destination `arn` with a wildcard (`...:*`, `...:orders*`): the bridge granted "
                     "SendMessage/Publish on every queue or topic it matches", outcome="refused at synth",
                     how="config validation, one line (before: cdk-nag only)")

@@ -107,8 +107,13 @@ def test_whitespace_around_a_claim_is_refused_as_the_other_fields_are(field: str
     ("subject", "repo:example-org/payment-service:ref:refs/heads/main\u2029x"),  # paragraph separator
     ("subject", "repo:example-org/payment-service:ref:refs/heads/main\x85x"),  # NEL
     ("audience", "sts.amazonaws.com\ud800x"),  # a lone surrogate (JSON's "\ud800"): no UTF-8 token holds it
+    ("subject", "repo:example-org/payment-service:ref:refs/heads/ma\u00adin"),  # soft hyphen
+    ("subject", "repo:example-org/payment-service:ref:refs/heads/ma\u2060in"),  # word joiner
+    ("subject", "repo:example-org/payment-service:ref:refs/heads/ma\u2062in"),  # invisible times
+    ("subject", "repo:example-org/payment-service:ref:refs/heads/ma\u180ein"),  # Mongolian vowel separator
 ], ids=["newline-inside", "nul", "zero-width", "no-break-space", "line-separator", "tab-inside", "del", "bom",
-        "ideographic-space", "figure-space", "paragraph-separator", "nel", "surrogate"])
+        "ideographic-space", "figure-space", "paragraph-separator", "nel", "surrogate", "soft-hyphen", "word-joiner",
+        "invisible-times", "mongolian-vowel-separator"])
 def test_an_invisible_or_control_character_is_refused_naming_it(field: str, value: str) -> None:
     problems = _problems(_doc(**{field: value}))
 
@@ -117,6 +122,21 @@ def test_an_invisible_or_control_character_is_refused_naming_it(field: str, valu
     assert "control or invisible character" in problems[0]
     assert "Fix: " in problems[0]
     assert "\n" not in problems[0]
+
+
+@pytest.mark.parametrize("field", ["subject", "audience"])
+@pytest.mark.parametrize("control", ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068",
+                                     "\u2069"])
+def test_a_bidi_control_is_refused_as_text_that_displays_as_another(field: str, control: str) -> None:
+    # `refs/heads/` + U+202E + `niam` displays as `refs/heads/main` ("Trojan Source"); git takes it as a branch name
+    value = f"repo:example-org/payment-service:ref:refs/heads/{control}niam" if field == "subject" \
+        else f"sts.{control}amazonaws.com"
+    problems = _problems(_doc(**{field: value}))
+
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"producers[{OIDC_PRODUCER}].oidc.{field}: "), problems
+    assert "bidirectional control" in problems[0]
+    assert "Fix: " in problems[0]
 
 
 @pytest.mark.parametrize(("field", "value"), [
