@@ -305,3 +305,19 @@ def test_a_tally_keeps_only_the_correlation_ids_the_audit_event_can_list() -> No
     for i in range(3):
         exactly.see(decode_record(kafka_record(offset=i)), f"cid-{i}")
     assert document(exactly, cap=3)["correlation_ids_truncated"] is False
+
+
+@pytest.mark.parametrize("order", [("zeta", "alpha", "mid"), ("mid", "zeta", "alpha")])
+def test_the_summary_lists_delivered_and_parked_counts_by_name_whatever_order_they_came_in(
+        order: tuple[str, ...]) -> None:
+    # send threads and the checkpoint writer count deliveries in the order requests finish; one batch, one body
+    tally = BatchTally()
+    for n, name in enumerate(order, start=1):
+        tally.delivered[name] += n
+        tally.parked[f"reason-{name}"] += n
+
+    summary = tally.summary("b1", None)
+
+    assert list(summary["delivered"]) == ["alpha", "mid", "zeta"]
+    assert list(summary["parked"]) == ["reason-alpha", "reason-mid", "reason-zeta"]
+    assert summary["delivered"] == {name: n for n, name in enumerate(order, start=1)}
