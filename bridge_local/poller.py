@@ -369,6 +369,7 @@ class Poller:
                 self.stack_gone.set()
             self._stop_if_stack_gone()  # raises once the health watch or the deadline has a verdict
             if self.stop_event.wait(0.2):
+                self._stop_if_stack_gone()  # the health watch stops the poll too: its verdict, not Ctrl-C's line
                 self.notice("stopped while the batch in hand waited for the local AWS: it was not committed, so the "
                             "next bridge poll reads it again")
                 return False

@@ -276,6 +276,7 @@ def test_a_local_aws_that_dies_during_the_wait_stops_the_poll_with_its_fix(poll:
     assert f"ministack (pid {poll.aws.service.pid}, port {poll.aws.port}) is gone" in str(stopped.value)
     assert "Fix:" in str(stopped.value)
     assert any("waits for it" in n for n in poll.notices), poll.notices
+    assert not any("stopped while" in n for n in poll.notices), poll.notices  # that line is Ctrl-C's
     assert poll.on_failure.sent == []
 
 
