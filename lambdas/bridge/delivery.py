@@ -1024,8 +1024,6 @@ class _Request:
     events: int = 0
     unwritten: int = 0  # hand-overs of what it stored not yet written (`CheckpointHandOff`)
     settled: bool = False  # done but for those writes: a standard target's slot is kept until they are
-    backing_off: bool = False  # waiting out a backoff before its next attempt
-    released: bool = False  # a standard request that gave its `standard_in_flight` slot up for its backoff
 
 
 # A selector key's data for the checkpoint hand-off's file descriptor (`MultiplexedRun._take_written`).
@@ -1049,10 +1047,7 @@ class MultiplexedRun(DeliveryRun):
 
     Everything else is `DeliveryRun`'s: the same packing, `_FifoGroups` (never two requests holding one
     group), the same retry and order rules (`Deliverer._settle`), `standard_in_flight`, the backlog
-    bound, parking by receipts, errors re-raised by `finish`; but a standard request waiting out a backoff
-    with everything it stored written gives its `standard_in_flight` slot up until its next attempt (nothing
-    of it is at risk meanwhile), so one destination's outage does not serialise every standard request's
-    retries. Used when every sender is on the direct path
+    bound, parking by receipts, errors re-raised by `finish`. Used when every sender is on the direct path
     and what is called back per request can be handed off (`Deliverer.multiplexed`); why: docs/decisions.md
     (2026-12-02, "One thread multiplexes the direct sends", "Checkpointed runs on the one-thread path").
 
@@ -1074,9 +1069,6 @@ class MultiplexedRun(DeliveryRun):
         self._standard = 0  # of them, to standard targets (`standard_in_flight`)
         self._flying: set[_Request] = set()  # those in flight, registered with the selector
         self._backoffs: list[tuple[float, int, _Request]] = []  # heap: when each waiting one goes again
-        # Standard requests whose backoff is over, waiting for a `standard_in_flight` slot: they gave theirs up
-        # for the backoff (nothing of theirs was at risk then), and take the next free one before a new batch.
-        self._retries: deque[_Request] = deque()
         self._order = 0  # tie-breaker of `_backoffs`
         self._since_look = 0  # messages added since the answers were last looked at
         # Starts that wait on the network (a connection to open, a send through botocore) run on starter
@@ -1126,7 +1118,6 @@ class MultiplexedRun(DeliveryRun):
                 if handle is not None:
                     handle.cancel()
             self._backoffs.clear()
-            self._retries.clear()
         finally:
             try:
                 if self._writes is not None:  # what the answered requests stored is still written, as on send threads
@@ -1209,12 +1200,7 @@ class MultiplexedRun(DeliveryRun):
                 for request in [r for r in self._flying if r.handle is not None and r.handle.deadline <= now]:
                     self._step(request, expired=True)
             while self._backoffs and self._backoffs[0][0] <= now:
-                request = heapq.heappop(self._backoffs)[2]
-                request.backing_off = False
-                if request.released:  # its slot was given up for the backoff: `_launch` sends it with the next
-                    self._retries.append(request)
-                else:
-                    self._send(request)
+                self._send(heapq.heappop(self._backoffs)[2])
         self._launch()
 
     def _until_due(self) -> float | None:
@@ -1229,14 +1215,9 @@ class MultiplexedRun(DeliveryRun):
         order they closed (at most `standard_in_flight` of them), FIFO targets' as `_FifoGroups.take` gives
         them."""
         cap, limit = self._cap, self._standard_in_flight
-        while self._retries and limit is not None and self._standard < limit:  # already counted in `_requests`
-            request = self._retries.popleft()
-            request.released = False
-            self._standard += 1
-            self._send(request)
         while self._requests < cap:
             started = False
-            if self._waiting and (limit is None or (self._standard < limit and not self._retries)):
+            if self._waiting and (limit is None or self._standard < limit):
                 target, batch = self._waiting.popleft()
                 self._standard += 1
                 self._begin(target, batch, None)
@@ -1429,14 +1410,6 @@ class MultiplexedRun(DeliveryRun):
         due = time.monotonic() + backoff_delay(request.attempt, deliverer._base_delay_ms, deliverer._rand)
         request.pending = retry
         request.attempt += 1
-        request.backing_off = True
-        if groups is None and self._standard_in_flight is not None and not request.unwritten:
-            # Nothing it sent is stored unrecorded: while it waits, its slot lets another standard request go
-            # (another destination's, or the next batch of this one), so one destination's outage does not
-            # hold every standard destination of the run for its retries (docs/decisions.md, 2026-12-02
-            # "A standard request waiting out a backoff gives its checkpoint slot up").
-            request.released = True
-            self._standard -= 1
         heapq.heappush(self._backoffs, (due, self._order, request))
         self._order += 1
 
@@ -1473,10 +1446,6 @@ class MultiplexedRun(DeliveryRun):
                 self._requests -= 1
                 self._standard -= 1
                 self._pending -= 1
-            elif request.backing_off and not request.unwritten and request.groups is None and \
-                    self._standard_in_flight is not None and not request.released:
-                request.released = True  # as `_answered` does when nothing was left to write: see there
-                self._standard -= 1
 
     def _failed(self, request: _Request, exc: Exception) -> None:
         """An error no receipt describes (a bug, an answer botocore cannot parse): kept for `finish` to

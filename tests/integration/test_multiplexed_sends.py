@@ -24,7 +24,6 @@ import pytest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from bridge.adapters import clients, direct, sqs_body
-from bridge.adapters.checkpoint_writer import CheckpointWriter
 from bridge.adapters.sqs import SqsBatchSender
 from bridge.config import MAX_CONCURRENCY, SQS_MAX_MESSAGE_BYTES
 from bridge.delivery import Deliverer, DeliveryReceipt, MultiplexedRun, Target
@@ -360,67 +359,3 @@ def test_an_idle_connection_past_file_descriptor_1023_is_reused_and_a_closed_one
         assert connection.dropped()
     finally:
         connection.close()
-
-
-def test_a_checkpointed_standard_request_waiting_out_a_backoff_does_not_hold_other_standard_requests(
-        make_sender: Callable[..., SqsBatchSender]) -> None:
-    # given: checkpoints on as the service runs them (one standard request unrecorded at a time, 4 messages a
-    # request, the writes on the CheckpointWriter's thread); queue "down" refuses every entry retryably (an
-    # outage), queue "up" stores at once. Backoffs are their ceiling: 200 ms, then 400 ms
-    down = Target("down", "sqs", QUEUE.address.replace("/out", "/down"), SQS_MAX_MESSAGE_BYTES)
-    up = Target("up", "sqs", QUEUE.address.replace("/out", "/up"), SQS_MAX_MESSAGE_BYTES)
-    server = Sqs()
-    written: list[str] = []
-    unrecorded_at_arrival: list[list[str]] = []
-    lock = threading.Lock()
-
-    def refused(conn: socket.socket, request: bytes) -> bool:
-        conn.sendall(sqs_answer(request, failed=("ServiceUnavailable", False)))
-        return True
-
-    def answer(n: int, request: bytes) -> Respond:
-        with lock:  # the checkpoint window: whatever was stored before this request arrived is recorded
-            unrecorded_at_arrival.append(sorted(set(server.bodies) - set(written)))
-        if json.loads(request.partition(b"\r\n\r\n")[2])["QueueUrl"].endswith("/down"):
-            return refused
-        return stored(server)
-
-    def on_delivered(messages: Any) -> None:
-        with lock:
-            written.extend(m.body for m in messages)
-
-    server.answer = answer
-    sender = make_sender(server)
-    deliverer = Deliverer({"sqs": sender, "sns": sender}, max_attempts=3, base_delay_ms=200, max_concurrency=8,
-                          rand=lambda lo, hi: hi, hand_off=CheckpointWriter)
-    to_down = [message(i) for i in range(20)]
-    to_up = [message(i) for i in range(100, 120)]
-
-    # when: 5 requests' worth to "down" planned first, then 5 to "up"
-    started = time.monotonic()
-    with deliverer.start(on_delivered, standard_in_flight=1, standard_entries=4) as run:
-        assert isinstance(run, MultiplexedRun)
-        for m in to_down:
-            run.add(down, m)
-        for m in to_up:
-            run.add(up, m)
-        receipts = run.finish()
-    took = time.monotonic() - started
-
-    # then: every "up" request went out while the first "down" request waited out its first backoff, not
-    # after every "down" request had spent its retries (5 x 600 ms of backoffs in turn)
-    urls = [json.loads(r.partition(b"\r\n\r\n")[2])["QueueUrl"].rsplit("/", 1)[1] for r in server.requests]
-    firsts = [entries_of(r) for r in server.requests]
-    retried_at = next(i for i, e in enumerate(firsts) if e == firsts[0] and i > 0)
-    assert urls.count("down") == 15, urls
-    assert urls.count("up") == 5, urls
-    assert max(i for i, u in enumerate(urls) if u == "up") < retried_at, urls
-    assert took < 2.0, f"{took:.2f} s: the outage's backoffs were waited out one request after another"
-    # then: the checkpoint window held (no request arrived while anything stored was unrecorded), "up" was
-    # stored and recorded once, "down" failed after its 3 attempts
-    assert unrecorded_at_arrival == [[]] * len(server.requests)
-    assert sorted(server.bodies) == sorted(written) == sorted(m.body for m in to_up)
-    assert sorted(r.message.body for r in receipts if r.delivered) == sorted(m.body for m in to_up)
-    failed = [r for r in receipts if not r.delivered]
-    assert sorted(r.message.body for r in failed) == sorted(m.body for m in to_down)
-    assert {(r.attempts, r.code) for r in failed} == {(3, "ServiceUnavailable")}
