@@ -24,6 +24,7 @@ import pytest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from bridge.adapters import clients, direct, sqs_body
+from bridge.adapters.checkpoint_writer import CheckpointWriter
 from bridge.adapters.sqs import SqsBatchSender
 from bridge.config import MAX_CONCURRENCY, SQS_MAX_MESSAGE_BYTES
 from bridge.delivery import Deliverer, DeliveryReceipt, MultiplexedRun, Target
@@ -359,3 +360,52 @@ def test_an_idle_connection_past_file_descriptor_1023_is_reused_and_a_closed_one
         assert connection.dropped()
     finally:
         connection.close()
+
+
+def test_a_checkpointed_standard_request_whose_answer_was_lost_keeps_its_slot_through_its_backoff(
+        make_sender: Callable[..., SqsBatchSender]) -> None:
+    # given: checkpoints on (one standard request unrecorded at a time, 4 messages a request, the CheckpointWriter);
+    # queue "lost" stores each request's first attempt and closes the connection without an answer (a timed-out
+    # or reset request: it took effect, the caller cannot know), and answers its retry; queue "up" stores at once
+    lost = Target("lost", "sqs", QUEUE.address.replace("/out", "/lost"), SQS_MAX_MESSAGE_BYTES)
+    up = Target("up", "sqs", QUEUE.address.replace("/out", "/up"), SQS_MAX_MESSAGE_BYTES)
+    server = Sqs()
+    written: list[str] = []
+    at_arrival: list[tuple[set[str], set[str]]] = []  # (stored, unrecorded; the arriving request's bodies)
+    seen: set[frozenset[str]] = set()
+    lock = threading.Lock()
+
+    def answer(n: int, request: bytes) -> Respond:
+        bodies = frozenset(e["MessageBody"] for e in entries_of(request))
+        with lock:
+            at_arrival.append((set(server.bodies) - set(written), set(bodies)))
+        if json.loads(request.partition(b"\r\n\r\n")[2])["QueueUrl"].endswith("/lost") and bodies not in seen:
+            seen.add(bodies)
+            server.store(request)
+            return closed(b"")
+        return stored(server)
+
+    def on_delivered(messages: Any) -> None:
+        with lock:
+            written.extend(m.body for m in messages)
+
+    server.answer = answer
+    sender = make_sender(server)
+    deliverer = Deliverer({"sqs": sender, "sns": sender}, max_attempts=3, base_delay_ms=200, max_concurrency=8,
+                          rand=lambda lo, hi: hi, hand_off=CheckpointWriter)
+
+    # when: 3 requests' worth to "lost" planned first, then 3 to "up"
+    with deliverer.start(on_delivered, standard_in_flight=1, standard_entries=4) as run:
+        assert isinstance(run, MultiplexedRun)
+        for i in range(12):
+            run.add(lost, message(i))
+        for i in range(100, 112):
+            run.add(up, message(i))
+        receipts = run.finish()
+
+    # then: the checkpoint window held: no request arrived while another's stored messages were unrecorded,
+    # though each "lost" request waited out a backoff with its first attempt stored and unanswered (a crash then
+    # would re-send them: giving its slot up would have let a second request's messages be at risk as well)
+    assert all(unrecorded <= own for unrecorded, own in at_arrival), at_arrival
+    assert all(r.delivered for r in receipts), {r.code for r in receipts}
+    assert len(server.requests) == 9  # 3 lost and retried, 3 up
