@@ -43,9 +43,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{venv}/bin/ministack is not a file. Fix: give a venv made by make install "
                          "(.venv-ministack)")
     times: dict[Path, list[float]] = {v: [] for v in args.venvs}
-    for _ in range(args.rounds):
-        for venv in args.venvs:
-            times[venv].append(time_start(venv))
+    try:
+        for _ in range(args.rounds):
+            for venv in args.venvs:
+                times[venv].append(time_start(venv))
+    except KeyboardInterrupt:  # start_ministack stops a MiniStack it was starting; nothing else is left
+        print("interrupted: no MiniStack left running; no figures", file=sys.stderr)
+        return 130
     pycs = {v: sum(1 for _ in v.rglob("*.pyc")) for v in args.venvs}
     print(f"{'venv':<60} {'pyc files':>9} {'median s':>9}  starts (s)")
     for venv, values in times.items():

@@ -109,8 +109,8 @@ class PollerSettings:
     # before the poll stops (a `bridge restart-aws` under way replaces the local AWS within about a second).
     health_interval_seconds: float = 1.0
     health_failures_to_stop: int = 3
-    # How long a failed batch waits for a local AWS that does not answer (`aws_settling`) before its retry or
-    # its on-failure write: a clean restart-aws saves state for up to a minute, then has 30 s to answer.
+    # How long a batch whose handler failed may wait, in all, for a local AWS that does not answer
+    # (`aws_settling`): a clean restart-aws saves state for up to a minute, then has 30 s to answer.
     aws_settle_seconds: float = 90.0
 
     @classmethod
@@ -279,8 +279,7 @@ class Poller:
         poll reads it again). `kafka_log`: the Kafka client's own log lines go to this file instead of
         stderr (a dead broker makes it log a reconnect attempt every 50 ms per consumer). `aws_settling`: None
         while the local AWS answers, else why not; a batch whose handler failed waits while it says something
-        (a `bridge restart-aws` under way), so a restart neither uses up the batch's retries nor fails the
-        on-failure write."""
+        (a `bridge restart-aws` under way), and that call does not count as a retry (`_await_local_aws`)."""
         self.config = config
         self.bootstrap = bootstrap
         self.handler = handler

@@ -660,24 +660,25 @@ def gone_services(state: StackState, state_dir: Path) -> str | None:
     counts, not a port that does not answer yet, and the state file wins when it names the same broker, so a
     `bridge restart-aws` meanwhile (a new local AWS pid) is not taken for a dead one.
     """
-    with contextlib.suppress(StackError):
-        recorded = read_state(state_dir)
-        if recorded is not None and recorded.kafka.pid == state.kafka.pid:
-            state = recorded
+    state = _as_recorded(state, state_dir)
     problems = [p for s in state.services if not pid_alive(s.pid) and (p := service_problem(s, state_dir))]
     return _broken_stack(state, state_dir, problems) if problems else None
 
 
 def local_aws_settling(state: StackState, state_dir: Path) -> str | None:
     """None when the local AWS that the state file names answers, else why not (`service_problem`'s words).
+    During a `bridge restart-aws` this follows the old MiniStack, then the new one until it answers."""
+    return service_problem(_as_recorded(state, state_dir).aws, state_dir)
 
-    For a poll already running: the state file wins when it names the same broker, so during a
-    `bridge restart-aws` this follows the old MiniStack, then the new one until it answers."""
+
+def _as_recorded(state: StackState, state_dir: Path) -> StackState:
+    """The stack a running command (`bridge poll`) started with, as the state file names it now when it names
+    the same broker (a `bridge restart-aws` meanwhile records a new local AWS pid); else as it started."""
     with contextlib.suppress(StackError):
         recorded = read_state(state_dir)
         if recorded is not None and recorded.kafka.pid == state.kafka.pid:
-            state = recorded
-    return service_problem(state.aws, state_dir)
+            return recorded
+    return state
 
 
 def private_stack_gone(state: StackState, state_dir: Path) -> str | None:
